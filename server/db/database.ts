@@ -1,0 +1,79 @@
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Kysely, PostgresDialect } from 'kysely';
+import { PGliteDialect } from 'kysely-pglite-dialect';
+import pg from 'pg';
+import lockfile from 'proper-lockfile';
+import type { Database } from './schema.js';
+
+export interface DatabaseHandle {
+  db: Kysely<Database>;
+  /** `postgres` for a PostgreSQL server, `pglite` for the embedded database. */
+  kind: 'postgres' | 'pglite';
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  /** PostgreSQL connection string; when absent, the embedded PGlite is used. */
+  databaseUrl?: string | undefined;
+  /** Where PGlite keeps its files; `memory://` keeps nothing. */
+  dataDir?: string;
+  poolSize?: number;
+}
+
+export class DatabaseInUseError extends Error {
+  constructor(dir: string) {
+    super(
+      `The embedded database in ${dir} is in use by another process (a running server?). ` +
+        'Stop that process first, or set DATABASE_URL to use a PostgreSQL server, which many processes can share.',
+    );
+    this.name = 'DatabaseInUseError';
+  }
+}
+
+export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
+  if (options.databaseUrl) return openPostgres(options.databaseUrl, options.poolSize ?? 10);
+  return openPglite(options.dataDir ?? './data');
+}
+
+function openPostgres(connectionString: string, max: number): DatabaseHandle {
+  const pool = new pg.Pool({ connectionString, max });
+  // An idle client that loses its connection must not crash the process; the pool replaces it.
+  pool.on('error', () => {});
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return { db, kind: 'postgres', close: () => db.destroy() };
+}
+
+async function openPglite(dataDir: string): Promise<DatabaseHandle> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  if (dataDir.startsWith('memory://')) {
+    const client = await PGlite.create();
+    const db = new Kysely<Database>({ dialect: new PGliteDialect(client) });
+    return { db, kind: 'pglite', close: () => db.destroy() };
+  }
+  const dir = resolve(dataDir);
+  mkdirSync(dir, { recursive: true });
+  // PGlite runs inside one process: a second process opening the same files would corrupt them.
+  let release: () => Promise<void>;
+  try {
+    release = await lockfile.lock(dir, { stale: 10_000, update: 2_000, realpath: false });
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ELOCKED') throw new DatabaseInUseError(dataDir);
+    throw error;
+  }
+  try {
+    const client = await PGlite.create(dir);
+    const db = new Kysely<Database>({ dialect: new PGliteDialect(client) });
+    return {
+      db,
+      kind: 'pglite',
+      close: async () => {
+        await db.destroy();
+        await release();
+      },
+    };
+  } catch (error) {
+    await release();
+    throw error;
+  }
+}

@@ -1,0 +1,25 @@
+import { Migrator, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
+import * as initial from './migrations/2026_11_27_0001_initial.js';
+
+/** Every migration, by name; names sort in the order they run. */
+const migrations: Record<string, Migration> = {
+  '2026_11_27_0001_initial': initial,
+};
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any database's schema
+export function migrateToLatest(db: Kysely<any>): Promise<MigrationResultSet> {
+  const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
+  return migrator.migrateToLatest();
+}
+
+/** Runs the migrations and throws when one fails, naming it. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any database's schema
+export async function migrateOrThrow(db: Kysely<any>): Promise<string[]> {
+  const { error, results } = await migrateToLatest(db);
+  const failed = results?.find((r) => r.status === 'Error');
+  if (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`migration ${failed?.migrationName ?? ''} failed: ${reason}`.replace('  ', ' '));
+  }
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}

@@ -1,0 +1,84 @@
+/** The database's tables as Kysely sees them (snake_case; the wire is camelCase, see the mappers). */
+import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+
+export type Env = 'live' | 'test';
+export type PlanName = 'free' | 'pro' | 'studio';
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+/** numeric: pg returns it as a string, by design; it is written as a decimal string too. */
+type NullableNumeric = ColumnType<string | null, string | null | undefined, string | null>;
+
+export interface OrganisationsTable {
+  id: Generated<string>;
+  name: string;
+  plan: PlanName;
+  created_at: Timestamp;
+}
+
+export interface ApiTokensTable {
+  id: Generated<string>;
+  org_id: string;
+  env: Env;
+  name: string;
+  prefix: string;
+  secret_hash: Buffer;
+  scopes: string[];
+  created_at: Timestamp;
+  last_used_at: NullableTimestamp;
+  expires_at: NullableTimestamp;
+  revoked_at: NullableTimestamp;
+}
+
+export interface ClientsTable {
+  id: Generated<string>;
+  org_id: string;
+  env: Env;
+  name: string;
+  contact_name: string | null;
+  email: string | null;
+  phone: string | null;
+  website: string | null;
+  currency: string | null;
+  notes: string | null;
+  billing_address: string | null;
+  billing_line1: string | null;
+  billing_line2: string | null;
+  billing_city: string | null;
+  billing_region: string | null;
+  billing_postal_code: string | null;
+  billing_country: string | null;
+  tax_number: string | null;
+  default_rate: NullableNumeric;
+  default_payment_terms: string | null;
+  default_tax_rate: NullableNumeric;
+  require_po_number: Generated<boolean>;
+  billing_email: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  deleted_at: NullableTimestamp;
+}
+
+export interface IdempotencyKeysTable {
+  org_id: string;
+  env: Env;
+  key: string;
+  fingerprint: string;
+  response_status: number | null;
+  response_body: unknown;
+  response_headers: Record<string, string> | null;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+}
+
+export interface Database {
+  organisations: OrganisationsTable;
+  api_tokens: ApiTokensTable;
+  clients: ClientsTable;
+  idempotency_keys: IdempotencyKeysTable;
+}
+
+export type ClientRow = Selectable<ClientsTable>;
+export type NewClientRow = Insertable<ClientsTable>;
+export type ApiTokenRow = Selectable<ApiTokensTable>;
+export type OrganisationRow = Selectable<OrganisationsTable>;

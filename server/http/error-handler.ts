@@ -1,0 +1,90 @@
+/**
+ * The one place failures become responses, in the seed's envelope. The validator's errors are
+ * translated to `fields` keyed by the request's own names, worded by the spec (`x-error-message`).
+ * Anything unexpected is a 500 whose body says nothing of the cause; the log has the detail.
+ */
+import type { ErrorRequestHandler } from 'express';
+import { ApiError, validationFailed } from './errors.js';
+import type { SpecIndex } from './spec.js';
+
+interface ValidatorIssue {
+  path?: string;
+  message?: string;
+  errorCode?: string;
+}
+
+interface HttpLikeError {
+  status?: number;
+  statusCode?: number;
+  type?: string;
+  errors?: ValidatorIssue[];
+  message?: string;
+}
+
+function translateValidation(error: HttpLikeError, spec: SpecIndex, operationId: string | undefined): ApiError {
+  const info = operationId ? spec.operations.get(operationId as never) : undefined;
+  const headerNames = new Map([...(info?.messages.keys() ?? [])].map((name) => [name.toLowerCase(), name]));
+  const fields: Record<string, string> = {};
+  for (const issue of error.errors ?? []) {
+    const path = issue.path ?? '';
+    const message = issue.message ?? 'is invalid';
+    const [, location = '', name] = /^\/?(body|headers|query|path|params)(?:\/([^/]+))?/.exec(path.replace(/^\./, '/').replace(/\./g, '/')) ?? [];
+    if (location === 'body' && issue.errorCode?.startsWith('additionalProperties')) {
+      const unknown = /additional propert(?:y|ies)[^']*'([^']+)'/.exec(message)?.[1] ?? name;
+      if (unknown) fields[unknown] = info?.unknownFieldMessage ?? 'is not a known field';
+      continue;
+    }
+    if (location === 'body' && issue.errorCode?.startsWith('required')) {
+      const missing = /required property '([^']+)'/.exec(message)?.[1];
+      if (missing) {
+        fields[missing] = 'is required';
+        continue;
+      }
+    }
+    if (location === 'body' && !name) {
+      fields.body = /required/.test(message) ? 'is required: send a JSON object' : 'must be a JSON object';
+      continue;
+    }
+    if (location === 'headers' && name) {
+      const header = headerNames.get(name.toLowerCase()) ?? name;
+      fields[header] = info?.messages.get(header) ?? message;
+      continue;
+    }
+    const field = name ? decodeURIComponent(name) : location || 'request';
+    fields[field] ??= info?.messages.get(field) ?? message;
+  }
+  return validationFailed(Object.keys(fields).length > 0 ? fields : { request: error.message ?? 'is invalid' });
+}
+
+export function toApiError(error: unknown, spec: SpecIndex, operationId?: string): ApiError | undefined {
+  if (error instanceof ApiError) return error;
+  const e = error as HttpLikeError;
+  const status = e?.status ?? e?.statusCode;
+  if (!status || status >= 500) return undefined;
+  if (e.type === 'entity.too.large' || status === 413) {
+    return new ApiError(413, 'payload_too_large', 'The request body must not be larger than 262144 bytes.');
+  }
+  if (status === 415 || e.type === 'charset.unsupported' || e.type === 'encoding.unsupported') {
+    return new ApiError(415, 'unsupported_media_type', 'The request body must be application/json in UTF-8.');
+  }
+  if (status === 404) return new ApiError(404, 'not_found', 'No such resource.');
+  if (status === 405) return new ApiError(405, 'method_not_allowed', 'This method is not allowed on this path.');
+  if (status === 400) {
+    if (e.errors) return translateValidation(e, spec, operationId);
+    return validationFailed({ body: 'could not be read' });
+  }
+  return undefined;
+}
+
+export function errorHandler(spec: SpecIndex): ErrorRequestHandler {
+  return (error, req, res, _next) => {
+    let apiError = toApiError(error, spec, req.operation?.operationId);
+    if (!apiError) {
+      req.log.error({ err: error }, 'request failed');
+      apiError = new ApiError(500, 'internal_error', 'Something went wrong on our side. Quote the request id when you contact support.');
+    }
+    if (res.headersSent) return res.end();
+    for (const [name, value] of Object.entries(apiError.details.headers ?? {})) res.setHeader(name, value);
+    res.status(apiError.status).json(apiError.toBody());
+  };
+}

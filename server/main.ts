@@ -1,0 +1,65 @@
+/** `npm start`: migrate, listen, and on a brand-new embedded database print a demo token. */
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { createApp } from './app.js';
+import { mintTokenForOrganisation } from './auth/tokens.service.js';
+import { loadConfig } from './config.js';
+import { openDatabase } from './db/database.js';
+import { migrateOrThrow } from './db/migrate.js';
+import { createLogger } from './logger.js';
+import { countOrganisations } from './orgs/orgs.queries.js';
+
+const startedAt = performance.now();
+const config = loadConfig();
+const logger = createLogger(config.logLevel);
+
+const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }).catch((error: Error) => {
+  console.error(error.message);
+  process.exit(1);
+});
+const applied = await migrateOrThrow(database.db);
+if (applied.length > 0) logger.info({ migrations: applied }, 'migrated');
+
+const freshEmbedded = database.kind === 'pglite' && (await countOrganisations(database.db)) === 0;
+const demo = freshEmbedded ? await mintTokenForOrganisation(database.db, { orgName: 'Demo', tokenName: 'demo' }) : undefined;
+
+const { app, warmUp } = createApp({ db: database.db, logger, validateResponses: config.validateResponses });
+await warmUp();
+const server = app.listen(config.port, config.host, () => {
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  logger.info(
+    { url, database: database.kind, startupMs: Math.round(performance.now() - startedAt) },
+    'listening',
+  );
+  if (demo) {
+    console.log(`
+A new embedded database was created in ${config.dataDir}, with organisation "Demo" and this test-mode token
+(shown once; mint more with: npm run cli -- token create --org <name>):
+
+  ${demo.token}
+
+Create a client:
+
+  curl -X POST "${url}/clients" \\
+    -H "Authorization: Bearer ${demo.token}" \\
+    -H "Idempotency-Key: ${randomUUID()}" \\
+    -H "Content-Type: application/json" \\
+    -d '{ "name": "string" }'
+`);
+  }
+});
+
+let stopping = false;
+const stop = (signal: string) => {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, 'stopping');
+  server.close(() => {
+    void database.close().then(() => process.exit(0));
+  });
+  server.closeIdleConnections();
+  setTimeout(() => process.exit(1), 10_000).unref();
+};
+process.on('SIGINT', () => stop('SIGINT'));
+process.on('SIGTERM', () => stop('SIGTERM'));
