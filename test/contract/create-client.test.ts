@@ -1,6 +1,7 @@
 /** POST /clients through the typed client, every answer also checked against the spec. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ClientsApi } from '../../client/index.js';
+import type { ClientResource, ClientsApi } from '../../client/index.js';
+import { readJson } from '../support/json.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 let server: TestServer;
@@ -157,7 +158,7 @@ describe('money is exact', () => {
         body: `{"name":"Raw","defaultRate":${raw}}`,
       });
       expect(response.status, raw).toBe(400);
-      expect((await response.json()).error.fields).toHaveProperty('defaultRate');
+      expect((await readJson(response)).error.fields).toHaveProperty('defaultRate');
     }
   });
 
@@ -169,7 +170,7 @@ describe('money is exact', () => {
       // As a float this is 100000000000.00002: the server must keep the decimal as written.
       body: '{"name":"Exact","defaultRate":100000000000.0001,"defaultTaxRate":33.3333}',
     });
-    const body = await response.json();
+    const body = await readJson(response);
     expect(response.status).toBe(201);
     expect(body.data.defaultRate).toBe('100000000000.0001');
     expect(body.data.defaultTaxRate).toBe('33.3333');
@@ -188,7 +189,7 @@ describe('empty strings are null', () => {
     for (const blank of ['', '   ', '\t\n ']) {
       const { data, error } = await create({ name: 'Blank', [field]: blank });
       expect(error, `${field}=${JSON.stringify(blank)}`).toBeUndefined();
-      expect(data!.data[field as keyof typeof data.data]).toBeNull();
+      expect(data!.data[field as keyof ClientResource]).toBeNull();
     }
   });
 
@@ -203,7 +204,7 @@ describe('empty strings are null', () => {
     const body = Object.fromEntries(OPTIONAL_FIELDS.map((f) => [f, null]));
     const { data, error } = await create({ name: 'Nulls', ...body, requirePoNumber: null });
     expect(error).toBeUndefined();
-    for (const field of OPTIONAL_FIELDS) expect(data!.data[field as keyof typeof data.data]).toBeNull();
+    for (const field of OPTIONAL_FIELDS) expect(data!.data[field as keyof ClientResource]).toBeNull();
   });
 
   it.each([[''], ['   '], [null], [undefined]])('name %j is a 400 on name', async (name) => {
@@ -275,7 +276,7 @@ describe('bad input is a 400 naming the field, and writes nothing', () => {
       headers: { Authorization: `Bearer ${token}`, 'Content-Type': contentType },
       body,
     });
-    return { status: response.status, body: await response.json(), headers: response.headers };
+    return { status: response.status, body: await readJson(response), headers: response.headers };
   }
 
   it.each([['{bad json'], ['{"name":"a",}'], ['{"name":"a","name":"b"'], ["{'name':'a'}"]])('malformed JSON %s', async (text) => {
@@ -288,13 +289,13 @@ describe('bad input is a 400 naming the field, and writes nothing', () => {
     const { status, body } = await raw(text);
     expect(status).toBe(400);
     expect(body.error.code).toBe('validation_failed');
-    expect(Object.keys(body.error.fields)).toEqual(['body']);
+    expect(Object.keys(body.error.fields!)).toEqual(['body']);
   });
 
   it('an empty body', async () => {
     const { status, body } = await raw('');
     expect(status).toBe(400);
-    expect(Object.keys(body.error.fields)).toEqual(['body']);
+    expect(Object.keys(body.error.fields!)).toEqual(['body']);
   });
 
   it('a body that is not JSON is 415', async () => {

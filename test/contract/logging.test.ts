@@ -1,0 +1,58 @@
+/** Logs carry the request id of every line of a request, and never the Authorization header. */
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startTestServer, type TestServer } from '../support/server.js';
+
+const lines: Record<string, unknown>[] = [];
+let server: TestServer;
+
+beforeAll(async () => {
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  server = await startTestServer({ logger: pino({ level: 'info' }, sink) });
+});
+afterAll(() => server?.close());
+
+it('logs each request with its id and without the token', async () => {
+  const { api, token } = await server.tenant();
+  const { response } = await api.POST('/clients', { body: { name: 'Logged' }, headers: { 'X-Request-Id': 'trace-me-123' } });
+  expect(response.headers.get('X-Request-Id')).toBe('trace-me-123');
+  const text = JSON.stringify(lines);
+  expect(text).toContain('trace-me-123');
+  expect(text).not.toContain(token.token);
+  expect(text).not.toContain(token.token.split('_')[3]);
+  expect(text.toLowerCase()).not.toContain('authorization');
+});
+
+it('makes up a request id when the caller sends none or a bad one', async () => {
+  const { api } = await server.tenant();
+  const a = await api.POST('/clients', { body: { name: 'A' } });
+  const b = await api.POST('/clients', { body: { name: 'B' }, headers: { 'X-Request-Id': 'bad id with spaces' } });
+  const idA = a.response.headers.get('X-Request-Id');
+  const idB = b.response.headers.get('X-Request-Id');
+  expect(idA).toMatch(/^[0-9a-f-]{36}$/);
+  expect(idB).toMatch(/^[0-9a-f-]{36}$/);
+  expect(idA).not.toBe(idB);
+  expect(lines.some((l) => (l.req as { id?: string } | undefined)?.id === idB)).toBe(true);
+});
+
+it('logs a 500 with its cause and request id, while the body says nothing', async () => {
+  const failing = await startTestServer({
+    logger: pino({ level: 'info' }, new Writable({ write: (c, _e, d) => { lines.push(...String(c).split('\n').filter(Boolean).map((l) => JSON.parse(l))); d(); } })),
+    handlers: { createClient: async () => { throw new Error('disk on fire'); } },
+  });
+  try {
+    const { api } = await failing.tenant();
+    const { response } = await api.POST('/clients', { body: { name: 'X' } });
+    const id = response.headers.get('X-Request-Id');
+    const entry = lines.find((l) => (l.req as { id?: string } | undefined)?.id === id && l.level === 50);
+    expect(JSON.stringify(entry)).toContain('disk on fire');
+  } finally {
+    await failing.close();
+  }
+});

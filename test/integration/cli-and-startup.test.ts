@@ -1,0 +1,115 @@
+/**
+ * The newcomer's path: `npm start` on an empty embedded database prints a token and a curl that
+ * works; the CLI mints tokens in the documented shape and refuses to share the embedded database
+ * with a running server. On PostgreSQL (TEST_DATABASE_URL), the CLI works against a server database.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, usingPostgres } from '../support/database.js';
+import { readJson } from '../support/json.js';
+import { runCli, startServerProcess, type RunningServer } from '../support/processes.js';
+
+const dirs: string[] = [];
+const servers: RunningServer[] = [];
+const tempDir = () => {
+  const dir = mkdtempSync(join(tmpdir(), 'clients-api-test-'));
+  dirs.push(dir);
+  return dir;
+};
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.stop()));
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+const lastJsonLine = (stdout: string) => JSON.parse(stdout.trim().split('\n').at(-1)!);
+
+describe('on the embedded database', () => {
+  it('npm start prints a token and a curl that creates a client', async () => {
+    const dataDir = tempDir();
+    const server = await startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: '' });
+    servers.push(server);
+    await expect.poll(() => server.stdout(), { timeout: 10_000 }).toMatch(/curl -X POST/);
+    const fromCurl = server.stdout().slice(server.stdout().indexOf('curl -X POST'));
+    const curl = fromCurl.slice(0, fromCurl.indexOf('\n', fromCurl.indexOf(" -d '")));
+    expect(curl).toContain('"Idempotency-Key: ');
+    const { stdout } = await promisify(execFile)('bash', ['-c', `${curl} -s -w '\\n%{http_code}'`]);
+    const [body, status] = stdout.trim().split('\n');
+    expect(status).toBe('201');
+    expect(JSON.parse(body!).data.name).toBe('string');
+
+    // While the server holds the embedded database, the CLI says so instead of opening it.
+    const busy = await runCli(['token', 'create', '--org', 'Acme', '--json'], { DATA_DIR: dataDir, DATABASE_URL: '' });
+    expect(busy.code).toBe(1);
+    expect(busy.stderr).toMatch(/in use by another process/);
+
+    // A second start finds the organisation and prints no new demo token.
+    await server.stop();
+    const again = await startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: '' });
+    servers.push(again);
+    expect(again.stdout()).not.toMatch(/hsk_test_/);
+    await again.stop();
+  });
+
+  it('token create --json mints a token whose last stdout line is the documented JSON', async () => {
+    const dataDir = tempDir();
+    const env = { DATA_DIR: dataDir, DATABASE_URL: '' };
+    const first = await runCli(['token', 'create', '--org', 'Acme Ltd', '--plan', 'pro', '--env', 'live', '--scopes', 'clients:read,clients:write', '--json'], env);
+    expect(first.code, first.stderr).toBe(0);
+    const minted = lastJsonLine(first.stdout);
+    expect(Object.keys(minted).sort()).toEqual(['env', 'orgId', 'plan', 'scopes', 'token', 'tokenId']);
+    expect(minted).toMatchObject({ env: 'live', plan: 'pro', scopes: ['clients:read', 'clients:write'] });
+    expect(minted.token).toMatch(/^hsk_live_[A-Za-z0-9]{12}_[A-Za-z0-9]{32}$/);
+
+    // Same organisation by name: no new one; a plan given changes it; defaults are test and all scopes.
+    const second = lastJsonLine((await runCli(['token', 'create', '--org', 'Acme Ltd', '--json'], env)).stdout);
+    expect(second).toMatchObject({ orgId: minted.orgId, plan: 'pro', env: 'test', scopes: ['clients:read', 'clients:write', 'tokens:manage'] });
+    const third = lastJsonLine((await runCli(['token', 'create', '--org', 'Acme Ltd', '--plan', 'studio', '--json'], env)).stdout);
+    expect(third).toMatchObject({ orgId: minted.orgId, plan: 'studio' });
+
+    const server = await startServerProcess(env);
+    servers.push(server);
+    const response = await fetch(`${server.url}/clients`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${minted.token}`, 'Content-Type': 'application/json' },
+      body: '{"name":"From the CLI"}',
+    });
+    expect(response.status).toBe(201);
+    expect((await readJson(response)).data.orgId).toBe(minted.orgId);
+    await server.stop();
+  });
+
+  it.each([
+    [['token', 'create'], /--org <name> is required/],
+    [['token', 'create', '--org', 'A', '--plan', 'gold'], /--plan must be one of free, pro, studio/],
+    [['token', 'create', '--org', 'A', '--env', 'prod'], /--env must be one of test, live/],
+    [['token', 'create', '--org', 'A', '--scopes', 'clients:delete'], /--scopes must be one of/],
+    [['token', 'create', '--org', 'A', '--bogus'], /Unknown option/],
+    [['nothing'], /Unknown command/],
+  ])('refuses bad usage %j with exit 2', async (args, message) => {
+    const result = await runCli(args, { DATA_DIR: tempDir(), DATABASE_URL: '' });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(message);
+    expect(result.stderr).toMatch(/Usage:/);
+  });
+});
+
+describe.runIf(usingPostgres)('on PostgreSQL', () => {
+  it('migrate and token create work against DATABASE_URL', async () => {
+    const database = await createTestDatabase();
+    try {
+      const env = { DATABASE_URL: database.url };
+      const migrate = await runCli(['migrate'], env);
+      expect(migrate.code, migrate.stderr).toBe(0);
+      expect(migrate.stdout).toMatch(/up to date/);
+      const minted = lastJsonLine((await runCli(['token', 'create', '--org', 'Pg Org', '--json'], env)).stdout);
+      const row = await database.db.selectFrom('organisations').selectAll().where('id', '=', minted.orgId).executeTakeFirstOrThrow();
+      expect(row).toMatchObject({ name: 'Pg Org', plan: 'free' });
+    } finally {
+      await database.close();
+    }
+  });
+});

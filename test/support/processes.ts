@@ -1,0 +1,68 @@
+/** Runs the real entry points (CLI, server) as separate processes, as a user would. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
+
+export const root = resolve(import.meta.dirname, '../..');
+const tsx = resolve(root, 'node_modules/.bin/tsx');
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** `npm run cli -- <args>`, run straight through tsx to skip npm's own start-up. */
+export function runCli(args: string[], env: Record<string, string | undefined>): Promise<RunResult> {
+  return new Promise((done, fail) => {
+    const child = spawn(tsx, ['server/cli.ts', ...args], { cwd: root, env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', fail);
+    child.on('close', (code) => done({ code, stdout, stderr }));
+  });
+}
+
+export interface RunningServer {
+  child: ChildProcess;
+  url: string;
+  stdout: () => string;
+  stop(): Promise<void>;
+}
+
+/** Starts server/main.ts on a free port and waits until it listens. */
+export function startServerProcess(env: Record<string, string | undefined>): Promise<RunningServer> {
+  return new Promise((done, fail) => {
+    const child = spawn(tsx, ['server/main.ts'], {
+      cwd: root,
+      env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
+    });
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => fail(new Error(`server did not start:\n${out}\n${err}`)), 60_000);
+    child.stderr.on('data', (d) => (err += d));
+    child.stdout.on('data', (d) => {
+      out += d;
+      const listening = /"url":"(http:\/\/[^"]+)".*"msg":"listening"/.exec(out);
+      if (listening) {
+        clearTimeout(timer);
+        done({
+          child,
+          url: listening[1]!,
+          stdout: () => out,
+          stop: () =>
+            new Promise((stopped) => {
+              if (child.exitCode !== null) return stopped();
+              child.once('exit', () => stopped());
+              child.kill('SIGTERM');
+            }),
+        });
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      fail(new Error(`server exited with ${code}:\n${out}\n${err}`));
+    });
+  });
+}
