@@ -144,7 +144,7 @@ export type components = {
             defaultTaxRate?: components["schemas"]["PercentageInput"];
             /**
              * @description Whether invoices to this client need a purchase order number. Absent, null, or an empty or
-             *     blank string means false.
+             *     blank string means false. `true` needs the studio plan (402 `plan_required` below it).
              */
             requirePoNumber?: boolean | components["schemas"]["Blank"] | null;
             /** @description Where invoices are sent, if not to `email`. */
@@ -324,6 +324,21 @@ export type components = {
                 "application/json": components["schemas"]["Error"];
             };
         };
+        /**
+         * @description The organisation's plan does not allow this. `plan_limit_reached`: the plan's limit is reached
+         *     (`feature` `clients.max`: active clients per environment; free 3, pro 100, studio unlimited).
+         *     `plan_required`: a feature of a higher plan (`feature` `clients.requirePoNumber` needs studio).
+         *     `requiredPlan` is the cheapest plan that allows it.
+         */
+        PaymentRequired: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
         /** @description `forbidden`: the token lacks the scope this operation needs; the message names it. */
         Forbidden: {
             headers: {
@@ -438,6 +453,7 @@ export type SchemaMoneyInput = components['schemas']['MoneyInput'];
 export type SchemaPercentageInput = components['schemas']['PercentageInput'];
 export type ResponseValidationFailed = components['responses']['ValidationFailed'];
 export type ResponseUnauthenticated = components['responses']['Unauthenticated'];
+export type ResponsePaymentRequired = components['responses']['PaymentRequired'];
 export type ResponseForbidden = components['responses']['Forbidden'];
 export type ResponsePayloadTooLarge = components['responses']['PayloadTooLarge'];
 export type ResponseUnsupportedMediaType = components['responses']['UnsupportedMediaType'];
@@ -519,6 +535,7 @@ export interface operations {
             };
             400: components["responses"]["ValidationFailed"];
             401: components["responses"]["Unauthenticated"];
+            402: components["responses"]["PaymentRequired"];
             403: components["responses"]["Forbidden"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];

@@ -17,6 +17,7 @@ export const operationList = [
       201,
       400,
       401,
+      402,
       403,
       413,
       415,

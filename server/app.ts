@@ -95,16 +95,20 @@ export function createApp(deps: AppDeps): App {
   for (const op of operationList) {
     // One operation at a time: the map is typed per operationId, the loop sees their union.
     const handler = handlers[op.operationId] as unknown as Handler<'createClient'>;
+    // One transaction per write: a handler's checks and writes commit together or not at all.
+    const inTransaction = op.method !== 'get';
     app[op.method](op.expressPath, async (req, res) => {
-      const result = await handler({
-        body: req.body,
-        params: req.params as never,
-        query: req.query as never,
-        auth: req.auth as never,
-        db: deps.db,
-        log: req.log,
-        req,
-      });
+      const run = (db: Kysely<Database>) =>
+        handler({
+          body: req.body,
+          params: req.params as never,
+          query: req.query as never,
+          auth: req.auth as never,
+          db,
+          log: req.log,
+          req,
+        });
+      const result = inTransaction ? await deps.db.transaction().execute(run) : await run(deps.db);
       for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
       res.status(result.status).json(result.body);
     });

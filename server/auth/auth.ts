@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { Database, Env } from '../db/schema.js';
+import type { Database, Env, PlanName } from '../db/schema.js';
 import { forbidden, unauthenticated } from '../http/errors.js';
 import { parseToken, secretMatches } from './token-format.js';
 import { findTokenByPrefix } from './tokens.queries.js';
@@ -9,6 +9,8 @@ export interface AuthContext {
   tokenId: string;
   orgId: string;
   env: Env;
+  /** The organisation's plan when the token was checked. */
+  plan: PlanName;
   scopes: readonly string[];
 }
 
@@ -31,7 +33,7 @@ export async function authenticate(
   if (!valid || !token) throw unauthenticated('The token is not valid.');
   if (token.revokedAt) throw unauthenticated('The token has been revoked.');
   if (token.expiresAt && token.expiresAt <= now) throw unauthenticated('The token has expired.');
-  return { tokenId: token.id, orgId: token.orgId, env: token.env, scopes: token.scopes };
+  return { tokenId: token.id, orgId: token.orgId, env: token.env, plan: token.plan, scopes: token.scopes };
 }
 
 export function requireScopes(auth: AuthContext, needed: readonly string[]): void {

@@ -1,10 +1,11 @@
 import type { Kysely } from 'kysely';
-import type { Database, Env } from '../db/schema.js';
+import type { Database, Env, PlanName } from '../db/schema.js';
 
 export interface TokenForAuth {
   id: string;
   orgId: string;
   env: Env;
+  plan: PlanName;
   secretHash: Uint8Array;
   scopes: string[];
   expiresAt: Date | null;
@@ -14,7 +15,8 @@ export interface TokenForAuth {
 export async function findTokenByPrefix(db: Kysely<Database>, prefix: string): Promise<TokenForAuth | undefined> {
   const row = await db
     .selectFrom('api_tokens')
-    .select(['id', 'org_id', 'env', 'secret_hash', 'scopes', 'expires_at', 'revoked_at'])
+    .innerJoin('organisations', 'organisations.id', 'api_tokens.org_id')
+    .select(['api_tokens.id', 'org_id', 'env', 'plan', 'secret_hash', 'scopes', 'expires_at', 'revoked_at'])
     .where('prefix', '=', prefix)
     .executeTakeFirst();
   if (!row) return undefined;
@@ -22,6 +24,7 @@ export async function findTokenByPrefix(db: Kysely<Database>, prefix: string): P
     id: row.id,
     orgId: row.org_id,
     env: row.env,
+    plan: row.plan,
     secretHash: row.secret_hash,
     scopes: row.scopes,
     expiresAt: row.expires_at,
