@@ -328,14 +328,59 @@ export type components = {
          * @description The organisation's plan does not allow this. `plan_limit_reached`: the plan's limit is reached
          *     (`feature` `clients.max`: active clients per environment; free 3, pro 100, studio unlimited).
          *     `plan_required`: a feature of a higher plan (`feature` `clients.requirePoNumber` needs studio).
-         *     `requiredPlan` is the cheapest plan that allows it.
+         *     `requiredPlan` is the cheapest plan that allows it. Stored with the `Idempotency-Key` and
+         *     replayed like a success.
          */
         PaymentRequired: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /**
+         * @description `idempotency_request_in_progress`: another request with this `Idempotency-Key` is still
+         *     running. Retry after `Retry-After` seconds, with the same key, to get its answer.
+         */
+        IdempotencyRequestInProgress: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Retry-After": components["headers"]["Retry-After"];
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "error": {
+                 *         "code": "idempotency_request_in_progress",
+                 *         "message": "A request with this Idempotency-Key is still being processed; retry shortly."
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /**
+         * @description `idempotency_key_reused`: this `Idempotency-Key` was used within the last 24 hours with a
+         *     different request (method, path or body). Use a new key for a new request.
+         */
+        IdempotencyKeyReused: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "error": {
+                 *         "code": "idempotency_key_reused",
+                 *         "message": "This Idempotency-Key was used with a different request (method, path or body); use a new key for a new request."
+                 *       }
+                 *     }
+                 */
                 "application/json": components["schemas"]["Error"];
             };
         };
@@ -421,6 +466,14 @@ export type components = {
          *     A UUID (any version, either case) or a ULID; the structured-field string form with double
          *     quotes (`"…"`) is accepted too. Keys are compared case-insensitively, and are kept per
          *     organisation and environment. Anything else is 400 `validation_failed` naming the header.
+         *
+         *     A repeat within 24 hours with the same method, path and body (parsed: key order and white
+         *     space do not matter) gets the first response (its status, body and headers) with
+         *     `Idempotent-Replayed: true`, and nothing is done again. The same key with a different
+         *     request is 422 `idempotency_key_reused`; while the first request is still running, 409
+         *     `idempotency_request_in_progress` with `Retry-After`. What the operation answered (a 2xx,
+         *     or its own 4xx such as 402) is stored; a request refused before it ran (401, 403, 429,
+         *     400) or a 500 stores nothing, so the key can be retried. After 24 hours a key is forgotten.
          */
         IdempotencyKey: string;
     };
@@ -428,6 +481,13 @@ export type components = {
     headers: {
         /** @description Identifies this request; the server's log lines for it carry the same id. */
         "X-Request-Id": string;
+        /**
+         * @description `true` when this response is the stored answer to an earlier request with the same
+         *     `Idempotency-Key` (nothing was done again); absent otherwise.
+         */
+        "Idempotent-Replayed": "true";
+        /** @description Seconds to wait before retrying. */
+        "Retry-After": number;
         /** @description The URL of the created resource. */
         Location: string;
     };
@@ -454,12 +514,16 @@ export type SchemaPercentageInput = components['schemas']['PercentageInput'];
 export type ResponseValidationFailed = components['responses']['ValidationFailed'];
 export type ResponseUnauthenticated = components['responses']['Unauthenticated'];
 export type ResponsePaymentRequired = components['responses']['PaymentRequired'];
+export type ResponseIdempotencyRequestInProgress = components['responses']['IdempotencyRequestInProgress'];
+export type ResponseIdempotencyKeyReused = components['responses']['IdempotencyKeyReused'];
 export type ResponseForbidden = components['responses']['Forbidden'];
 export type ResponsePayloadTooLarge = components['responses']['PayloadTooLarge'];
 export type ResponseUnsupportedMediaType = components['responses']['UnsupportedMediaType'];
 export type ResponseInternalError = components['responses']['InternalError'];
 export type ParameterIdempotencyKey = components['parameters']['IdempotencyKey'];
 export type HeaderXRequestId = components['headers']['X-Request-Id'];
+export type HeaderIdempotentReplayed = components['headers']['Idempotent-Replayed'];
+export type HeaderRetryAfter = components['headers']['Retry-After'];
 export type HeaderLocation = components['headers']['Location'];
 export type $defs = Record<string, never>;
 export interface operations {
@@ -472,6 +536,14 @@ export interface operations {
                  *     A UUID (any version, either case) or a ULID; the structured-field string form with double
                  *     quotes (`"…"`) is accepted too. Keys are compared case-insensitively, and are kept per
                  *     organisation and environment. Anything else is 400 `validation_failed` naming the header.
+                 *
+                 *     A repeat within 24 hours with the same method, path and body (parsed: key order and white
+                 *     space do not matter) gets the first response (its status, body and headers) with
+                 *     `Idempotent-Replayed: true`, and nothing is done again. The same key with a different
+                 *     request is 422 `idempotency_key_reused`; while the first request is still running, 409
+                 *     `idempotency_request_in_progress` with `Retry-After`. What the operation answered (a 2xx,
+                 *     or its own 4xx such as 402) is stored; a request refused before it ran (401, 403, 429,
+                 *     400) or a 500 stores nothing, so the key can be retried. After 24 hours a key is forgotten.
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
@@ -494,6 +566,7 @@ export interface operations {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     Location: components["headers"]["Location"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -537,8 +610,10 @@ export interface operations {
             401: components["responses"]["Unauthenticated"];
             402: components["responses"]["PaymentRequired"];
             403: components["responses"]["Forbidden"];
+            409: components["responses"]["IdempotencyRequestInProgress"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyReused"];
             500: components["responses"]["InternalError"];
         };
     };

@@ -19,8 +19,10 @@ export const operationList = [
       401,
       402,
       403,
+      409,
       413,
       415,
+      422,
       500
     ]
   },

@@ -15,6 +15,7 @@ import { jsonBody } from './http/body-parser.js';
 import { errorHandler } from './http/error-handler.js';
 import type { Handler, Handlers } from './http/handler-types.js';
 import { indexSpec, loadSpec, type SpecIndex } from './http/spec.js';
+import { createIdempotency, fingerprintRequest, normalizeKey, type IdempotencyStore } from './idempotency/idempotency.js';
 import { handlers as defaultHandlers } from './handlers.js';
 
 export interface AppDeps {
@@ -24,6 +25,10 @@ export interface AppDeps {
   validateResponses?: boolean;
   /** Replace handlers (tests inject faults this way). */
   handlers?: Partial<Handlers>;
+  /** The time, for idempotency keys' lifetime (tests move it). */
+  clock?: () => Date;
+  /** Replace idempotency queries (tests inject failures inside the transaction). */
+  idempotencyStore?: Partial<IdempotencyStore>;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,200}$/;
@@ -92,14 +97,16 @@ export function createApp(deps: AppDeps): App {
     }),
   );
 
+  const idempotency = createIdempotency({ db: deps.db, clock: deps.clock ?? (() => new Date()), store: deps.idempotencyStore });
+
   for (const op of operationList) {
     // One operation at a time: the map is typed per operationId, the loop sees their union.
     const handler = handlers[op.operationId] as unknown as Handler<'createClient'>;
     // One transaction per write: a handler's checks and writes commit together or not at all.
     const inTransaction = op.method !== 'get';
     app[op.method](op.expressPath, async (req, res) => {
-      const run = (db: Kysely<Database>) =>
-        handler({
+      const run = async (db: Kysely<Database>) => {
+        const result = await handler({
           body: req.body,
           params: req.params as never,
           query: req.query as never,
@@ -108,9 +115,21 @@ export function createApp(deps: AppDeps): App {
           log: req.log,
           req,
         });
-      const result = inTransaction ? await deps.db.transaction().execute(run) : await run(deps.db);
-      for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
-      res.status(result.status).json(result.body);
+        return { status: result.status as number, body: result.body as unknown, headers: result.headers ?? {} };
+      };
+      const key = op.idempotencyKey ? req.headers['idempotency-key'] : undefined;
+      const response =
+        typeof key === 'string' && req.auth
+          ? await idempotency.run(
+              { orgId: req.auth.orgId, env: req.auth.env, key: normalizeKey(key) },
+              fingerprintRequest(req.method, req.path, req.body),
+              run,
+            )
+          : inTransaction
+            ? await deps.db.transaction().execute(run)
+            : await run(deps.db);
+      for (const [name, value] of Object.entries(response.headers)) res.setHeader(name, value);
+      res.status(response.status).json(response.body);
     });
   }
 

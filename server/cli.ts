@@ -2,6 +2,7 @@
  * The product's "Settings → API" until the tokens API exists:
  *   npm run cli -- token create --org <name> [--plan free|pro|studio] [--env test|live]
  *                               [--scopes clients:read,clients:write,tokens:manage] [--name <label>] [--json]
+ *   npm run cli -- idempotency purge
  *   npm run cli -- migrate
  * Uses DATABASE_URL, or the embedded database under DATA_DIR like the server.
  */
@@ -11,6 +12,7 @@ import { SCOPES, type Scope } from './auth/token-format.js';
 import { loadConfig } from './config.js';
 import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { migrateOrThrow } from './db/migrate.js';
+import { purgeExpiredKeys } from './idempotency/idempotency.js';
 import type { Env, PlanName } from './db/schema.js';
 
 const PLANS: PlanName[] = ['free', 'pro', 'studio'];
@@ -21,6 +23,7 @@ class UsageError extends Error {}
 const usage = `Usage:
   npm run cli -- token create --org <name> [--plan free|pro|studio] [--env test|live]
                               [--scopes clients:read,clients:write,tokens:manage] [--name <label>] [--json]
+  npm run cli -- idempotency purge
   npm run cli -- migrate`;
 
 function oneOf<T extends string>(name: string, value: string | undefined, allowed: readonly T[]): T | undefined {
@@ -77,6 +80,11 @@ async function tokenCreate(args: string[]): Promise<void> {
 async function main(argv: string[]): Promise<void> {
   const [group, command, ...rest] = argv;
   if (group === 'token' && command === 'create') return tokenCreate(rest);
+  if (group === 'idempotency' && command === 'purge') {
+    const removed = await withDatabase(({ db }) => purgeExpiredKeys(db, new Date()));
+    console.log(`Purged ${removed} expired idempotency key${removed === 1 ? '' : 's'}.`);
+    return;
+  }
   if (group === 'migrate') {
     const applied = await withDatabase(async (_handle, names) => names);
     console.log(applied.length ? `Applied ${applied.join(', ')}.` : 'The database is up to date.');

@@ -6,6 +6,7 @@ import { mintTokenForOrganisation } from './auth/tokens.service.js';
 import { loadConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { migrateOrThrow } from './db/migrate.js';
+import { schedulePurge } from './idempotency/idempotency.js';
 import { createLogger } from './logger.js';
 import { countOrganisations } from './orgs/orgs.queries.js';
 
@@ -23,6 +24,7 @@ if (applied.length > 0) logger.info({ migrations: applied }, 'migrated');
 const freshEmbedded = database.kind === 'pglite' && (await countOrganisations(database.db)) === 0;
 const demo = freshEmbedded ? await mintTokenForOrganisation(database.db, { orgName: 'Demo', tokenName: 'demo' }) : undefined;
 
+const stopPurge = schedulePurge(database.db, () => new Date(), (error) => logger.error({ err: error }, 'idempotency purge failed'));
 const { app, warmUp } = createApp({ db: database.db, logger, validateResponses: config.validateResponses });
 await warmUp();
 const server = app.listen(config.port, config.host, () => {
@@ -55,6 +57,7 @@ const stop = (signal: string) => {
   if (stopping) return;
   stopping = true;
   logger.info({ signal }, 'stopping');
+  stopPurge();
   server.close(() => {
     void database.close().then(() => process.exit(0));
   });

@@ -65,8 +65,9 @@ export interface IdempotencyKeysTable {
   key: string;
   fingerprint: string;
   response_status: number | null;
-  response_body: unknown;
-  response_headers: Record<string, string> | null;
+  /** json (not jsonb, which reorders keys): read as parsed JSON, written as JSON text. */
+  response_body: ColumnType<unknown, string | null, string | null>;
+  response_headers: ColumnType<Record<string, string> | null, string | null, string | null>;
   created_at: Timestamp;
   expires_at: Timestamp;
 }

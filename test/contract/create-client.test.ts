@@ -10,7 +10,8 @@ let orgId: string;
 
 beforeAll(async () => {
   server = await startTestServer();
-  const tenant = await server.tenant();
+  // Studio: these tests create many clients, and plan limits have tests of their own.
+  const tenant = await server.tenant({ plan: 'studio' });
   api = tenant.api;
   orgId = tenant.token.orgId;
 });
@@ -154,7 +155,7 @@ describe('money is exact', () => {
     for (const raw of ['1e3', '1E3', '12345678901234567890', '0.00001', '1.000000000000000001']) {
       const response = await fetch(`${server.baseUrl}/clients`, {
         method: 'POST',
-        headers: { Authorization: `Bearer ${(await server.tenant()).token.token}`, 'Content-Type': 'application/json' },
+        headers: { Authorization: `Bearer ${(await server.tenant({ plan: 'studio' })).token.token}`, 'Content-Type': 'application/json' },
         body: `{"name":"Raw","defaultRate":${raw}}`,
       });
       expect(response.status, raw).toBe(400);
@@ -163,7 +164,7 @@ describe('money is exact', () => {
   });
 
   it('reads a JSON number as the decimal written, beyond what a float carries', async () => {
-    const token = (await server.tenant()).token.token;
+    const token = (await server.tenant({ plan: 'studio' })).token.token;
     const response = await fetch(`${server.baseUrl}/clients`, {
       method: 'POST',
       headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
@@ -270,7 +271,7 @@ describe('bad input is a 400 naming the field, and writes nothing', () => {
   });
 
   async function raw(body: string, contentType = 'application/json') {
-    const token = (await server.tenant()).token.token;
+    const token = (await server.tenant({ plan: 'studio' })).token.token;
     const response = await fetch(`${server.baseUrl}/clients`, {
       method: 'POST',
       headers: { Authorization: `Bearer ${token}`, 'Content-Type': contentType },

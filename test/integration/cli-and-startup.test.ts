@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { openDatabase } from '../../server/db/database.js';
 import { createTestDatabase, usingPostgres } from '../support/database.js';
 import { readJson } from '../support/json.js';
 import { runCli, startServerProcess, type RunningServer } from '../support/processes.js';
@@ -27,7 +28,7 @@ afterAll(async () => {
 
 const lastJsonLine = (stdout: string) => JSON.parse(stdout.trim().split('\n').at(-1)!);
 
-describe('on the embedded database', () => {
+describe('on the embedded database', { timeout: 120_000 }, () => {
   it('npm start prints a token and a curl that creates a client', async () => {
     const dataDir = tempDir();
     const server = await startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: '' });
@@ -82,6 +83,25 @@ describe('on the embedded database', () => {
     await server.stop();
   });
 
+  it('idempotency purge removes expired keys and keeps live ones', async () => {
+    const dataDir = tempDir();
+    const env = { DATA_DIR: dataDir, DATABASE_URL: '' };
+    const minted = lastJsonLine((await runCli(['token', 'create', '--org', 'Purge', '--json'], env)).stdout);
+    const handle = await openDatabase({ dataDir });
+    const row = (key: string, expiresAt: Date) => ({
+      org_id: minted.orgId, env: 'test' as const, key, fingerprint: 'f', response_status: 201,
+      response_body: '{}', response_headers: '{}', expires_at: expiresAt,
+    });
+    await handle.db.insertInto('idempotency_keys').values([row('old-1', new Date(Date.now() - 1000)), row('old-2', new Date(Date.now() - 5000)), row('live', new Date(Date.now() + 3_600_000))]).execute();
+    await handle.close();
+    const purge = await runCli(['idempotency', 'purge'], env);
+    expect(purge.code, purge.stderr).toBe(0);
+    expect(purge.stdout).toMatch(/Purged 2 expired idempotency keys/);
+    const after = await openDatabase({ dataDir });
+    expect((await after.db.selectFrom('idempotency_keys').select('key').execute()).map((r) => r.key)).toEqual(['live']);
+    await after.close();
+  });
+
   it.each([
     [['token', 'create'], /--org <name> is required/],
     [['token', 'create', '--org', 'A', '--plan', 'gold'], /--plan must be one of free, pro, studio/],
@@ -97,7 +117,7 @@ describe('on the embedded database', () => {
   });
 });
 
-describe.runIf(usingPostgres)('on PostgreSQL', () => {
+describe.runIf(usingPostgres)('on PostgreSQL', { timeout: 120_000 }, () => {
   it('migrate and token create work against DATABASE_URL', async () => {
     const database = await createTestDatabase();
     try {

@@ -7,7 +7,7 @@ import type { Server } from 'node:http';
 import { pino } from 'pino';
 import { createApp, type AppDeps } from '../../server/app.js';
 import { mintTokenForOrganisation, type MintForOrganisation, type MintedToken } from '../../server/auth/tokens.service.js';
-import { createClientsApi, type ClientsApi } from '../../client/index.js';
+import { createClientsApi, type ClientsApi, type ClientsApiOptions } from '../../client/index.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { specCheckingFetch } from './spec-check.js';
 
@@ -16,8 +16,11 @@ export interface TestServer {
   database: TestDatabase;
   /** Mints a token (creating the organisation if needed) straight in the database. */
   mint(request: Partial<MintForOrganisation> & { orgName: string }): Promise<MintedToken>;
-  /** A typed client for `token`, checking every response against the spec. */
-  client(token: string): ClientsApi;
+  /**
+   * A typed client for `token`, checking every response against the spec. It adds Idempotency-Keys
+   * like the published client, but does not retry unless asked, so tests see every answer.
+   */
+  client(token: string, options?: Partial<ClientsApiOptions>): ClientsApi;
   /** A new organisation with a token of all scopes, and a client for it. */
   tenant(request?: Partial<MintForOrganisation>): Promise<{ api: ClientsApi; token: MintedToken }>;
   close(): Promise<void>;
@@ -25,8 +28,9 @@ export interface TestServer {
 
 let counter = 0;
 
-export async function startTestServer(overrides: Partial<AppDeps> = {}): Promise<TestServer> {
-  const database = await createTestDatabase();
+/** `shared.database`: serve an existing test database (not closed by this server's close). */
+export async function startTestServer(overrides: Partial<AppDeps> = {}, shared: { database?: TestDatabase } = {}): Promise<TestServer> {
+  const database = shared.database ?? (await createTestDatabase());
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const { app } = createApp({ db: database.db, logger, validateResponses: true, ...overrides });
   const server: Server = await new Promise((resolve) => {
@@ -34,7 +38,8 @@ export async function startTestServer(overrides: Partial<AppDeps> = {}): Promise
   });
   const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const mint: TestServer['mint'] = (request) => mintTokenForOrganisation(database.db, request);
-  const client = (token: string) => createClientsApi({ baseUrl, token, fetch: specCheckingFetch() });
+  const client = (token: string, options: Partial<ClientsApiOptions> = {}) =>
+    createClientsApi({ baseUrl, token, retry: false, ...options, fetch: specCheckingFetch(options.fetch) });
   return {
     baseUrl,
     database,
@@ -47,7 +52,7 @@ export async function startTestServer(overrides: Partial<AppDeps> = {}): Promise
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await database.close();
+      if (!shared.database) await database.close();
     },
   };
 }
