@@ -24,9 +24,10 @@ export interface Claim {
 const lockName = (scope: KeyScope) => `idempotency:${scope.orgId}:${scope.env}:${scope.key}`;
 
 /**
- * One round trip: try the key's transaction-scoped lock and read what is stored for it. The lock
- * is held until the transaction ends, so a second request with the same key meanwhile gets
- * `locked: false` at once instead of waiting.
+ * One round trip: read what is stored for the key and, only when nothing is, try the key's
+ * transaction-scoped lock. The lock is held until the transaction ends, so a second request with
+ * the same key meanwhile gets `locked: false` at once instead of waiting; replays of a stored key
+ * take no lock, so any number of them can run at once.
  */
 export async function claimKey(trx: Kysely<Database>, scope: KeyScope, now: Date): Promise<Claim> {
   const { rows } = await sql<{
@@ -36,7 +37,7 @@ export async function claimKey(trx: Kysely<Database>, scope: KeyScope, now: Date
     response_body: unknown;
     response_headers: Record<string, string> | null;
   }>`
-    select pg_try_advisory_xact_lock(hashtextextended(${lockName(scope)}, 0)) as locked,
+    select case when k.fingerprint is null then pg_try_advisory_xact_lock(hashtextextended(${lockName(scope)}, 0)) else true end as locked,
            k.fingerprint, k.response_status, k.response_body, k.response_headers
     from (select 1) as one
     left join idempotency_keys k

@@ -239,6 +239,21 @@ describe('24 hours', () => {
 });
 
 describe('concurrency', () => {
+  it('replays of a stored key never wait for each other: ten at once all get the replay', async () => {
+    const { api, token } = await server.tenant({ plan: 'studio' });
+    const key = randomUUID();
+    const first = await api.POST('/clients', { body: { name: 'Popular' }, headers: { 'Idempotency-Key': key } });
+    const replays = await Promise.all(
+      Array.from({ length: 10 }, () => api.POST('/clients', { body: { name: 'Popular' }, headers: { 'Idempotency-Key': key } })),
+    );
+    for (const replay of replays) {
+      expect(replay.response.status).toBe(201);
+      expect(replay.response.headers.get('Idempotent-Replayed')).toBe('true');
+      expect(replay.data!.data.id).toBe(first.data!.data.id);
+    }
+    expect(await clientCount(token.orgId)).toBe(1);
+  });
+
   it('ten requests at once with one key: one row, the same 201 or 409 with Retry-After', async () => {
     const { api, token } = await server.tenant({ plan: 'studio' });
     const key = randomUUID();

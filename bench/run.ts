@@ -1,0 +1,256 @@
+/**
+ * `npm run bench [-- --quick] [-- --only create,replay]`: the real server (compiled JavaScript, on
+ * PostgreSQL) against a bare node:http + pg baseline doing the same SQL, driven by autocannon on
+ * loopback, runs alternating so both see the same machine. Prints requests/s, p50 and p99 of each,
+ * and the ratio real/bare; also startup time to listening and peak RSS under load.
+ *
+ * BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) is where a scratch database
+ * is created and dropped. RATE_LIMIT is passed through to the real server (unset: its default).
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import autocannon from 'autocannon';
+import pg from 'pg';
+import { mintTokenForOrganisation } from '../server/auth/tokens.service.js';
+import { openDatabase } from '../server/db/database.js';
+import { migrateOrThrow } from '../server/db/migrate.js';
+
+const root = resolve(import.meta.dirname, '..');
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+const connections = 32;
+const duration = quick ? 3 : 10;
+const rounds = quick ? 1 : 3;
+const adminUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+interface Running {
+  child: ChildProcess;
+  url: string;
+  startupMs: number;
+  stop(): Promise<void>;
+}
+
+function start(command: string, argv: string[], env: Record<string, string | undefined>): Promise<Running> {
+  const started = performance.now();
+  return new Promise((done, fail) => {
+    const child = spawn(command, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let found = false;
+    child.stdout!.on('data', (chunk: Buffer) => {
+      if (found) return; // keep draining so the server never blocks on a full pipe
+      out += chunk;
+      const match = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"listening"|"msg":"listening","url":"(http:\/\/[^"]+)"/.exec(out);
+      if (match) {
+        found = true;
+        done({
+          child,
+          url: (match[1] ?? match[2])!,
+          startupMs: performance.now() - started,
+          stop: () =>
+            new Promise((stopped) => {
+              child.once('exit', () => stopped());
+              child.kill('SIGTERM');
+            }),
+        });
+      }
+    });
+    child.stderr!.on('data', (chunk: Buffer) => (out += chunk));
+    child.on('exit', (code) => !found && fail(new Error(`${command} ${argv.join(' ')} exited with ${code}:\n${out}`)));
+  });
+}
+
+function peakRssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024;
+}
+
+interface Figures {
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+}
+
+async function load(options: autocannon.Options): Promise<Figures> {
+  const result = await autocannon({ connections, duration, ...options });
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+  };
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+function summarise(runs: Figures[]): Figures {
+  return {
+    rps: median(runs.map((r) => r.rps)),
+    p50: median(runs.map((r) => r.p50)),
+    p99: median(runs.map((r) => r.p99)),
+    non2xx: runs.reduce((n, r) => n + r.non2xx, 0),
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+  };
+}
+
+interface Scenario {
+  name: string;
+  real: (url: string) => autocannon.Options;
+  bare?: (url: string) => autocannon.Options;
+}
+
+async function main() {
+  if (!args.includes('--no-build')) execFileSync('npm', ['run', '-s', 'build'], { cwd: root, stdio: 'inherit' });
+
+  const name = `clients_bench_${randomBytes(4).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  const databaseUrl = url.toString();
+  const handle = await openDatabase({ databaseUrl });
+  const dataDir = mkdtempSync(join(tmpdir(), 'clients-bench-'));
+  const servers: Running[] = [];
+  try {
+    await migrateOrThrow(handle.db);
+    const minted = await mintTokenForOrganisation(handle.db, { orgName: 'Bench', plan: 'studio' });
+    const auth = { Authorization: `Bearer ${minted.token}`, 'Content-Type': 'application/json' };
+    const { id: clientId } = await handle.db
+      .insertInto('clients')
+      .values({ org_id: minted.orgId, env: 'test', name: 'Read me', email: 'read@example.com', default_rate: '120.5000' })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    await handle.db
+      .insertInto('clients')
+      .values(Array.from({ length: 100 }, (_, i) => ({ org_id: minted.orgId, env: 'test' as const, name: `Seed ${i}` })))
+      .execute();
+
+    const real = await start('node', ['dist/server/main.js'], { DATABASE_URL: databaseUrl, PORT: '0', LOG_LEVEL: 'info' });
+    const bare = await start(join(root, 'node_modules/.bin/tsx'), ['bench/bare-server.ts'], { DATABASE_URL: databaseUrl, PORT: '0', ORG_ID: minted.orgId });
+    servers.push(real, bare);
+
+    const body = JSON.stringify({ name: 'Bench client', email: 'bench@example.com', defaultRate: '120.50' });
+    const replayKey = randomUUID();
+    const scenarios: Scenario[] = [
+      {
+        name: 'create, fresh Idempotency-Key',
+        real: (u) => ({
+          url: u,
+          requests: [
+            {
+              method: 'POST',
+              path: '/clients',
+              body,
+              setupRequest: (request) => ({ ...request, headers: { ...auth, 'Idempotency-Key': randomUUID() } }),
+            },
+          ],
+        }),
+        bare: (u) => ({ url: `${u}/clients`, method: 'POST', body, headers: { 'Content-Type': 'application/json' } }),
+      },
+      {
+        name: 'create, replayed Idempotency-Key',
+        real: (u) => ({ url: `${u}/clients`, method: 'POST', body, headers: { ...auth, 'Idempotency-Key': replayKey } }),
+        bare: (u) => ({ url: `${u}/clients`, method: 'POST', body, headers: { 'Content-Type': 'application/json' } }),
+      },
+      {
+        name: 'GET /clients/{id}',
+        real: (u) => ({ url: `${u}/clients/${clientId}`, headers: auth }),
+        bare: (u) => ({ url: `${u}/clients/${clientId}` }),
+      },
+      {
+        name: 'GET /clients (first page)',
+        real: (u) => ({ url: `${u}/clients`, headers: auth }),
+        bare: (u) => ({ url: `${u}/clients` }),
+      },
+    ];
+    // The replayed key must exist before its scenario is measured.
+    await fetch(`${real.url}/clients`, { method: 'POST', body, headers: { ...auth, 'Idempotency-Key': replayKey } });
+
+    const rows: { name: string; real: Figures; bare?: Figures }[] = [];
+    for (const scenario of scenarios) {
+      if (only && !only.some((o) => scenario.name.includes(o))) continue;
+      const realRuns: Figures[] = [];
+      const bareRuns: Figures[] = [];
+      await load({ ...scenario.real(real.url), duration: 1 }); // warm-up
+      for (let round = 0; round < rounds; round++) {
+        if (scenario.bare) bareRuns.push(await load(scenario.bare(bare.url)));
+        realRuns.push(await load(scenario.real(real.url)));
+      }
+      rows.push({ name: scenario.name, real: summarise(realRuns), ...(scenario.bare && { bare: summarise(bareRuns) }) });
+      process.stderr.write(`measured: ${scenario.name}\n`);
+    }
+    const peakRss = peakRssMb(real.child.pid!);
+    await Promise.all(servers.splice(0).map((s) => s.stop()));
+
+    // The embedded database: a figure only (PGlite runs inside the server's one thread).
+    let pglite: Figures | undefined;
+    let pgliteStartupMs: number | undefined;
+    if (!only || only.some((o) => 'pglite'.includes(o))) {
+      const env = { DATA_DIR: dataDir, DATABASE_URL: '' };
+      const cli = JSON.parse(
+        execFileSync(join(root, 'node_modules/.bin/tsx'), ['server/cli.ts', 'token', 'create', '--org', 'Bench', '--plan', 'studio', '--json'], {
+          cwd: root,
+          env: { ...process.env, ...env },
+        })
+          .toString()
+          .trim()
+          .split('\n')
+          .at(-1)!,
+      );
+      const embedded = await start('node', ['dist/server/main.js'], { ...env, PORT: '0', LOG_LEVEL: 'info' });
+      servers.push(embedded);
+      pgliteStartupMs = embedded.startupMs;
+      const pgliteAuth = { Authorization: `Bearer ${cli.token}`, 'Content-Type': 'application/json' };
+      pglite = await load({
+        url: embedded.url,
+        requests: [
+          {
+            method: 'POST',
+            path: '/clients',
+            body,
+            setupRequest: (request) => ({ ...request, headers: { ...pgliteAuth, 'Idempotency-Key': randomUUID() } }),
+          },
+        ],
+      });
+      await Promise.all(servers.splice(0).map((s) => s.stop()));
+    }
+
+    const fmt = (n: number, digits = 0) => n.toFixed(digits).padStart(8);
+    console.log(`\nClients API benchmark: ${connections} connections, ${duration} s per run, ${rounds} alternating round(s), median of rounds`);
+    console.log(`RATE_LIMIT=${process.env.RATE_LIMIT ?? '(default)'}; node ${process.version}\n`);
+    console.log('| scenario | real req/s | p50 ms | p99 ms | bare req/s | p50 ms | p99 ms | real/bare | errors, non-2xx |');
+    console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const row of rows) {
+      const b = row.bare;
+      console.log(
+        `| ${row.name} | ${fmt(row.real.rps)} | ${fmt(row.real.p50, 1)} | ${fmt(row.real.p99, 1)} | ${b ? fmt(b.rps) : '-'} | ${b ? fmt(b.p50, 1) : '-'} | ${b ? fmt(b.p99, 1) : '-'} | ${b ? (row.real.rps / b.rps).toFixed(2) : '-'} | ${row.real.errors + (b?.errors ?? 0)}, ${row.real.non2xx + (b?.non2xx ?? 0)} |`,
+      );
+    }
+    if (pglite) {
+      console.log(`| create on PGlite (figure only) | ${fmt(pglite.rps)} | ${fmt(pglite.p50, 1)} | ${fmt(pglite.p99, 1)} | - | - | - | - | ${pglite.errors}, ${pglite.non2xx} |`);
+    }
+    console.log(`\nstartup to listening (node dist/server/main.js, PostgreSQL): ${real.startupMs.toFixed(0)} ms`);
+    if (pgliteStartupMs !== undefined) console.log(`startup to listening (embedded PGlite, existing data): ${pgliteStartupMs.toFixed(0)} ms`);
+    console.log(`peak RSS of the real server under load: ${peakRss.toFixed(0)} MiB`);
+    const failures = rows.reduce((n, r) => n + r.real.errors + r.real.non2xx + (r.bare?.errors ?? 0) + (r.bare?.non2xx ?? 0), 0) + (pglite ? pglite.errors + pglite.non2xx : 0);
+    if (failures > 0) {
+      console.log(`\n${failures} errors or non-2xx answers: the figures above are not valid.`);
+      process.exitCode = 1;
+    }
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
+    await handle.close();
+    await admin.query(`drop database if exists ${name} with (force)`);
+    await admin.end();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+await main();
