@@ -13,9 +13,10 @@ import { authenticate, requireScopes } from './auth/auth.js';
 import type { Database } from './db/schema.js';
 import { jsonBody } from './http/body-parser.js';
 import { errorHandler } from './http/error-handler.js';
-import type { Handler, Handlers } from './http/handler-types.js';
+import type { AnyHandler, Handlers } from './http/handler-types.js';
 import { indexSpec, loadSpec, type SpecIndex } from './http/spec.js';
-import { createIdempotency, fingerprintRequest, normalizeKey, type IdempotencyStore } from './idempotency/idempotency.js';
+import { defaultStore, fingerprintRequest, normalizeKey, type IdempotencyStore } from './idempotency/idempotency.js';
+import { createWriteRunner } from './http/write-unit.js';
 import { handlers as defaultHandlers } from './handlers.js';
 
 export interface AppDeps {
@@ -97,38 +98,37 @@ export function createApp(deps: AppDeps): App {
     }),
   );
 
-  const idempotency = createIdempotency({ db: deps.db, clock: deps.clock ?? (() => new Date()), store: deps.idempotencyStore });
+  const clock = deps.clock ?? (() => new Date());
+  const runWrite = createWriteRunner({ db: deps.db, clock, store: { ...defaultStore, ...deps.idempotencyStore } });
 
   for (const op of operationList) {
     // One operation at a time: the map is typed per operationId, the loop sees their union.
-    const handler = handlers[op.operationId] as unknown as Handler<'createClient'>;
-    // One transaction per write: a handler's checks and writes commit together or not at all.
-    const inTransaction = op.method !== 'get';
+    const handler = handlers[op.operationId] as unknown as AnyHandler;
+    const isWrite = op.method !== 'get';
     app[op.method](op.expressPath, async (req, res) => {
-      const run = async (db: Kysely<Database>) => {
-        const result = await handler({
-          body: req.body,
-          params: req.params as never,
-          query: req.query as never,
-          auth: req.auth as never,
-          db,
-          log: req.log,
-          req,
-        });
-        return { status: result.status as number, body: result.body as unknown, headers: result.headers ?? {} };
+      const context = {
+        body: req.body,
+        params: req.params,
+        query: req.query,
+        auth: req.auth,
+        log: req.log,
+        req,
       };
-      const key = op.idempotencyKey ? req.headers['idempotency-key'] : undefined;
-      const response =
-        typeof key === 'string' && req.auth
-          ? await idempotency.run(
-              { orgId: req.auth.orgId, env: req.auth.env, key: normalizeKey(key) },
-              fingerprintRequest(req.method, req.path, req.body),
-              run,
-            )
-          : inTransaction
-            ? await deps.db.transaction().execute(run)
-            : await run(deps.db);
-      for (const [name, value] of Object.entries(response.headers)) res.setHeader(name, value);
+      let response: { status: number; body: unknown; headers?: Record<string, string> | undefined };
+      if (isWrite) {
+        const header = op.idempotencyKey && req.auth ? req.headers['idempotency-key'] : undefined;
+        const key =
+          typeof header === 'string'
+            ? { orgId: req.auth!.orgId, env: req.auth!.env, key: normalizeKey(header), fingerprint: fingerprintRequest(req.method, req.path, req.body) }
+            : undefined;
+        response = await runWrite(key, async (transaction, now) => {
+          const result = await handler({ ...context, db: undefined, transaction, now } as never);
+          return { status: result.status, body: result.body, headers: result.headers ?? {}, insert: result.insert };
+        });
+      } else {
+        response = await handler({ ...context, db: deps.db, transaction: undefined, now: clock() } as never);
+      }
+      for (const [name, value] of Object.entries(response.headers ?? {})) res.setHeader(name, value);
       res.status(response.status).json(response.body);
     });
   }

@@ -10,6 +10,7 @@ import type { operations } from '../../generated/api.js';
 import type { OperationEntry, OperationId } from '../../generated/operations.js';
 import type { AuthContext } from '../auth/auth.js';
 import type { Database } from '../db/schema.js';
+import type { DeferredInsert } from '../idempotency/idempotency.queries.js';
 
 type Op<K extends OperationId> = operations[K];
 type Json<T> = T extends { content: { 'application/json': infer B } } ? B : undefined;
@@ -21,16 +22,21 @@ export type QueryParams<K extends OperationId> = Op<K>['parameters'] extends { q
 type SuccessStatus = 200 | 201 | 202 | 204;
 type Responses<K extends OperationId> = Op<K>['responses'];
 
-/** What a handler answers: one of the operation's documented 2xx statuses, with its body. */
+type Entry<K extends OperationId> = Extract<OperationEntry, { operationId: K }>;
+type IsAuthenticated<K extends OperationId> = Entry<K>['authenticated'];
+type IsWrite<K extends OperationId> = Entry<K>['method'] extends 'get' ? false : true;
+
+/**
+ * What a handler answers: one of the operation's documented 2xx statuses, with its body. A write
+ * may also hand back the one row it creates, as data (see server/http/write-unit.ts).
+ */
 export type HandlerResult<K extends OperationId> = {
   [S in Extract<keyof Responses<K>, SuccessStatus>]: {
     status: S;
     body: Json<Responses<K>[S]>;
     headers?: Record<string, string>;
-  };
+  } & (IsWrite<K> extends true ? { insert?: DeferredInsert } : unknown);
 }[Extract<keyof Responses<K>, SuccessStatus>];
-
-type IsAuthenticated<K extends OperationId> = Extract<OperationEntry, { operationId: K }>['authenticated'];
 
 export interface HandlerContext<K extends OperationId> {
   body: RequestBody<K>;
@@ -38,8 +44,16 @@ export interface HandlerContext<K extends OperationId> {
   query: QueryParams<K>;
   /** The token's organisation and environment; absent only on operations that need no token. */
   auth: IsAuthenticated<K> extends true ? AuthContext : undefined;
-  /** The database, or the transaction the request runs in. */
-  db: Kysely<Database>;
+  /** Reads (GET): the database. Writes get `transaction` instead. */
+  db: IsWrite<K> extends true ? undefined : Kysely<Database>;
+  /**
+   * Writes: the request's one transaction, begun (and the Idempotency-Key claimed) on the first
+   * call. A handler that needs no reads or locks never calls it, and its insert goes out as one
+   * statement.
+   */
+  transaction: IsWrite<K> extends true ? () => Promise<Kysely<Database>> : undefined;
+  /** The request's time: what timestamps it writes are. */
+  now: Date;
   log: Logger;
   req: Request;
 }
@@ -47,3 +61,11 @@ export interface HandlerContext<K extends OperationId> {
 export type Handler<K extends OperationId> = (ctx: HandlerContext<K>) => Promise<HandlerResult<K>>;
 
 export type Handlers = { [K in OperationId]: Handler<K> };
+
+/** Any handler, as the router calls it (the router is not typed per operation; the map is). */
+export type AnyHandler = (ctx: HandlerContext<OperationId>) => Promise<{
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
+  insert?: DeferredInsert;
+}>;

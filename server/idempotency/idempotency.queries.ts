@@ -106,3 +106,128 @@ export async function purgeExpiredKeys(db: Kysely<Database>, now: Date, batchSiz
   `.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }
+
+/** A row a handler wants inserted, as data: every column, so the response was computed from it. */
+export interface DeferredInsert {
+  table: 'clients' | 'api_tokens';
+  row: Record<string, unknown>;
+}
+
+/** The row as JSON for json_populate_record: PostgreSQL casts each value to its column's type. */
+const rowJson = (insert: DeferredInsert) =>
+  JSON.stringify(insert.row, (_key, value: unknown) => (Buffer.isBuffer(value) ? `\\x${value.toString('hex')}` : value));
+
+/** The insert alone, as one statement (its own transaction). */
+export async function insertDeferred(db: Kysely<Database>, insert: DeferredInsert): Promise<void> {
+  await sql`insert into ${sql.table(insert.table)} select * from json_populate_record(null::${sql.table(insert.table)}, ${rowJson(insert)}::json)`.execute(db);
+}
+
+/**
+ * Inside a transaction that already holds the key's lock: the insert and the stored response in
+ * one statement. Returns false when a live key row is there already (the caller rolls back).
+ */
+export async function insertDeferredAndSave(
+  trx: Kysely<Database>,
+  insert: DeferredInsert,
+  scope: KeyScope,
+  response: StoredResponse,
+  now: Date,
+  expiresAt: Date,
+): Promise<boolean> {
+  const { rows } = await sql<{ saved: number }>`
+    with written as (
+      insert into ${sql.table(insert.table)} select * from json_populate_record(null::${sql.table(insert.table)}, ${rowJson(insert)}::json)
+      returning 1
+    )
+    insert into idempotency_keys (org_id, env, key, fingerprint, response_status, response_body, response_headers, created_at, expires_at)
+    select ${scope.orgId}, ${scope.env}, ${scope.key}, ${response.fingerprint}, ${response.status},
+           ${JSON.stringify(response.body)}::json, ${JSON.stringify(response.headers)}::json, ${now}, ${expiresAt}
+    from written
+    on conflict (org_id, env, key) do update
+      set fingerprint = excluded.fingerprint, response_status = excluded.response_status, response_body = excluded.response_body,
+          response_headers = excluded.response_headers, created_at = excluded.created_at, expires_at = excluded.expires_at
+      where idempotency_keys.expires_at <= ${now}
+    returning 1 as saved
+  `.execute(trx);
+  return rows.length === 1;
+}
+
+export type OneStatementOutcome =
+  | { kind: 'written' }
+  | { kind: 'busy' }
+  | { kind: 'stored'; stored: StoredResponse }
+  /** A key row (live or expired) blocked the insert: nothing was written. */
+  | { kind: 'conflict' };
+
+/**
+ * The whole idempotent insert as one statement, so one round trip and no explicit transaction:
+ * read what is stored for the key; if nothing, try the key's lock; if it was free, insert the row
+ * and the stored response. The key row is inserted without ON CONFLICT on purpose: a row committed
+ * by a racing request (or an expired one) fails the statement, which then writes nothing at all.
+ */
+export async function insertDeferredWithKey(
+  db: Kysely<Database>,
+  insert: DeferredInsert,
+  scope: KeyScope,
+  response: StoredResponse,
+  now: Date,
+  expiresAt: Date,
+): Promise<OneStatementOutcome> {
+  try {
+    const { rows } = await sql<{
+      locked: boolean | null;
+      written: number;
+      fingerprint: string | null;
+      response_status: number | null;
+      response_body: unknown;
+      response_headers: Record<string, string> | null;
+    }>`
+      with existing as (
+        select fingerprint, response_status, response_body, response_headers from idempotency_keys
+        where org_id = ${scope.orgId} and env = ${scope.env} and key = ${scope.key} and expires_at > ${now}
+      ),
+      claim as (
+        select case when exists (select 1 from existing) then null
+                    else pg_try_advisory_xact_lock(hashtextextended(${lockName(scope)}, 0)) end as locked
+      ),
+      written as (
+        insert into ${sql.table(insert.table)}
+        select * from json_populate_record(null::${sql.table(insert.table)}, ${rowJson(insert)}::json)
+        where (select locked from claim)
+        returning 1
+      ),
+      saved as (
+        insert into idempotency_keys (org_id, env, key, fingerprint, response_status, response_body, response_headers, created_at, expires_at)
+        select ${scope.orgId}, ${scope.env}, ${scope.key}, ${response.fingerprint}, ${response.status},
+               ${JSON.stringify(response.body)}::json, ${JSON.stringify(response.headers)}::json, ${now}, ${expiresAt}
+        from written
+        returning 1
+      )
+      select (select locked from claim) as locked, (select count(*) from saved)::int as written,
+             e.fingerprint, e.response_status, e.response_body, e.response_headers
+      from (select 1) as one left join existing e on true
+    `.execute(db);
+    const row = rows[0]!;
+    if (row.fingerprint !== null) {
+      return { kind: 'stored', stored: { fingerprint: row.fingerprint, status: row.response_status!, body: row.response_body, headers: row.response_headers ?? {} } };
+    }
+    if (row.locked === false) return { kind: 'busy' };
+    return { kind: 'written' };
+  } catch (error) {
+    if ((error as { code?: string }).code === '23505' && (error as { table?: string; constraint?: string }).constraint === 'idempotency_keys_pk') {
+      return { kind: 'conflict' };
+    }
+    throw error;
+  }
+}
+
+/** Removes the key's row if it has expired (so a new request may take the key). */
+export async function deleteExpiredKey(db: Kysely<Database>, scope: KeyScope, now: Date): Promise<void> {
+  await db
+    .deleteFrom('idempotency_keys')
+    .where('org_id', '=', scope.orgId)
+    .where('env', '=', scope.env)
+    .where('key', '=', scope.key)
+    .where('expires_at', '<=', now)
+    .execute();
+}

@@ -3,8 +3,8 @@
  * draft, and the Postgres "Stripe-like idempotency keys" design). Every operation that declares
  * the header in the spec gets this from the router; no handler knows about it.
  *
- * One transaction per request: claim the key (try its lock, read what is stored) → run the
- * handler → store its response with the key → commit. A crash anywhere leaves nothing or all.
+ * The orchestration (claim → handler → store, in one transaction or one statement) is in
+ * server/http/write-unit.ts; this module has the rules' parts and the purge.
  */
 import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
@@ -23,7 +23,9 @@ export interface IdempotentResponse {
 }
 
 /** The queries the mechanism uses; tests replace one to inject a failure inside the transaction. */
-export type IdempotencyStore = Pick<typeof queries, 'claimKey' | 'saveResponse' | 'findStoredResponse'>;
+export type IdempotencyStore = Omit<typeof queries, 'purgeExpiredKeys'>;
+
+export const defaultStore: IdempotencyStore = queries;
 
 /** The header's value as stored: without structured-field quotes, lower case (UUIDs and ULIDs are case-insensitive). */
 export function normalizeKey(header: string): string {
@@ -35,7 +37,7 @@ export function fingerprintRequest(method: string, path: string, body: unknown):
   return createHash('sha256').update(`${method} ${path}\n${stringify(body ?? null)}`).digest('base64url');
 }
 
-const inProgress = () =>
+export const inProgress = () =>
   new ApiError(409, 'idempotency_request_in_progress', 'A request with this Idempotency-Key is still being processed; retry shortly.', {
     headers: { 'Retry-After': '1' },
   });
@@ -47,86 +49,11 @@ const reused = () =>
     'This Idempotency-Key was used with a different request (method, path or body); use a new key for a new request.',
   );
 
-/** Thrown inside the transaction to roll it back when another request stored the key first. */
-class LostRace extends Error {}
-/** Carries a handler's own 4xx out of the rolled-back transaction, so it can be stored. */
-class HandlerRefused extends Error {
-  constructor(readonly error: ApiError) {
-    super(error.message);
-  }
-}
-
-function replay(stored: StoredResponse, fingerprint: string): IdempotentResponse & { replayed: true } {
+/** The stored answer, marked as replayed; 422 when the key was used for a different request. */
+export function replay(stored: StoredResponse, fingerprint: string): IdempotentResponse & { replayed: true } {
   if (stored.fingerprint !== fingerprint) throw reused();
   return { status: stored.status, body: stored.body, headers: { ...stored.headers, 'Idempotent-Replayed': 'true' }, replayed: true };
 }
-
-export interface IdempotencyDeps {
-  db: Kysely<Database>;
-  clock: () => Date;
-  store?: Partial<IdempotencyStore>;
-}
-
-export function createIdempotency(deps: IdempotencyDeps) {
-  const store: IdempotencyStore = { ...queries, ...deps.store };
-
-  /**
-   * Runs `execute` at most once per key: a repeat gets the stored response, a concurrent repeat
-   * 409, a different request with the same key 422. A handler's own 4xx is stored and replayed
-   * too; a 5xx (any other error) rolls everything back and stores nothing, so a retry runs afresh.
-   */
-  async function run(
-    scope: KeyScope,
-    fingerprint: string,
-    execute: (trx: Kysely<Database>) => Promise<IdempotentResponse>,
-  ): Promise<IdempotentResponse & { replayed: boolean }> {
-    const now = deps.clock();
-    const expiresAt = new Date(now.getTime() + KEY_LIFETIME_MS);
-    try {
-      return await deps.db.transaction().execute(async (trx) => {
-        const claim = await store.claimKey(trx, scope, now);
-        if (!claim.locked) throw inProgress();
-        if (claim.stored) return replay(claim.stored, fingerprint);
-        let response: IdempotentResponse;
-        try {
-          response = await execute(trx);
-        } catch (error) {
-          if (error instanceof ApiError && error.status < 500) throw new HandlerRefused(error);
-          throw error;
-        }
-        if (!(await store.saveResponse(trx, scope, { fingerprint, ...response }, now, expiresAt))) throw new LostRace();
-        return { ...response, replayed: false };
-      });
-    } catch (error) {
-      if (error instanceof LostRace) {
-        const stored = await store.findStoredResponse(deps.db, scope, now);
-        if (stored) return replay(stored, fingerprint);
-        throw inProgress();
-      }
-      if (error instanceof HandlerRefused) {
-        // Its transaction is rolled back (nothing it wrote stays); keep its answer for replays.
-        const refusal = error.error;
-        const saved = await store.saveResponse(
-          deps.db,
-          scope,
-          { fingerprint, status: refusal.status, body: refusal.toBody(), headers: refusal.details.headers ?? {} },
-          now,
-          expiresAt,
-        );
-        if (!saved) {
-          const stored = await store.findStoredResponse(deps.db, scope, now);
-          if (stored) return replay(stored, fingerprint);
-        }
-        throw refusal;
-      }
-      throw error;
-    }
-  }
-
-  return { run };
-}
-
-export type Idempotency = ReturnType<typeof createIdempotency>;
 
 /**
  * Removes expired keys in bounded batches, so one purge never holds locks for long. Returns the

@@ -1,9 +1,11 @@
 /** Idempotency-Key as product.md promises it, through the typed client and raw requests. */
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientHandlers } from '../../server/clients/clients.http.js';
 import { KEY_LIFETIME_MS, purgeExpiredKeys } from '../../server/idempotency/idempotency.js';
 import * as idempotencyQueries from '../../server/idempotency/idempotency.queries.js';
+import { usingPostgres } from '../support/database.js';
 import { readJson } from '../support/json.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
@@ -176,31 +178,36 @@ describe('failures inside the transaction leave nothing, and a retry with the sa
     }
   });
 
-  it('when storing the response fails', async () => {
+  it.each([
+    ['free', 'insertDeferredAndSave'],
+    ['studio', 'insertDeferredWithKey'],
+  ] as const)('when storing the response fails (%s plan: %s)', async (plan, query) => {
     let saves = 0;
     const flaky = await startTestServer(
       {
         clock: () => now,
         idempotencyStore: {
-          saveResponse: async (...args) => {
+          [query]: async (...args: unknown[]) => {
             if (++saves === 1) throw new Error('the response store is down');
-            return idempotencyQueries.saveResponse(...args);
+            return (idempotencyQueries[query] as (...a: unknown[]) => Promise<unknown>)(...args);
           },
         },
       },
       { database: server.database },
     );
     try {
-      const { api, token } = await flaky.tenant();
+      const { api, token } = await flaky.tenant({ plan });
       const key = randomUUID();
       const failed = await api.POST('/clients', { body: { name: 'Store' }, headers: { 'Idempotency-Key': key } });
       expect(failed.response.status).toBe(500);
+      expect(saves).toBe(1);
       expect(JSON.stringify(failed.error)).not.toContain('store is down');
       expect(await clientCount(token.orgId)).toBe(0);
       expect(await keyCount(token.orgId)).toBe(0);
       const retried = await api.POST('/clients', { body: { name: 'Store' }, headers: { 'Idempotency-Key': key } });
       expect(retried.response.status).toBe(201);
       expect(await clientCount(token.orgId)).toBe(1);
+      expect(await keyCount(token.orgId)).toBe(1);
     } finally {
       await flaky.close();
     }
@@ -234,6 +241,28 @@ describe('24 hours', () => {
       expect(await keyCount(token.orgId)).toBe(0);
     } finally {
       now = start;
+    }
+  });
+});
+
+describe.runIf(usingPostgres)('a key held by another session (PostgreSQL)', () => {
+  it('is 409 on the one-statement path too', async () => {
+    const { api, token } = await server.tenant({ plan: 'studio' });
+    const key = randomUUID();
+    const lock = `idempotency:${token.orgId}:test:${key}`;
+    const pool = new pg.Pool({ connectionString: server.database.url, max: 1 });
+    const holder = await pool.connect();
+    try {
+      await holder.query('select pg_advisory_lock(hashtextextended($1, 0))', [lock]);
+      const busy = await api.POST('/clients', { body: { name: 'Held' }, headers: { 'Idempotency-Key': key } });
+      expect(busy.response.status).toBe(409);
+      expect(busy.response.headers.get('Retry-After')).toBe('1');
+      expect(await clientCount(token.orgId)).toBe(0);
+      await holder.query('select pg_advisory_unlock(hashtextextended($1, 0))', [lock]);
+      expect((await api.POST('/clients', { body: { name: 'Held' }, headers: { 'Idempotency-Key': key } })).response.status).toBe(201);
+    } finally {
+      holder.release();
+      await pool.end();
     }
   });
 });
@@ -283,17 +312,18 @@ describe('a request while the first with its key still runs', () => {
       {
         clock: () => now,
         idempotencyStore: {
-          saveResponse: async (...args) => {
+          insertDeferredAndSave: async (...args) => {
             entered();
             await held;
-            return idempotencyQueries.saveResponse(...args);
+            return idempotencyQueries.insertDeferredAndSave(...args);
           },
         },
       },
       { database: server.database },
     );
     try {
-      const { api, token } = await slow.tenant();
+      // A plan with a limit: the request runs in a transaction that holds the key until it commits.
+      const { api, token } = await slow.tenant({ plan: 'pro' });
       const key = randomUUID();
       const first = api.POST('/clients', { body: { name: 'Slow' }, headers: { 'Idempotency-Key': key } });
       await inside;
