@@ -23,7 +23,14 @@ if (applied.length > 0) logger.info({ migrations: applied }, 'migrated');
 const freshEmbedded = database.kind === 'pglite' && (await countOrganisations(database.db)) === 0;
 const demo = freshEmbedded ? await mintTokenForOrganisation(database.db, { orgName: 'Demo', tokenName: 'demo' }) : undefined;
 
-const { app, warmUp } = createApp({ db: database.db, logger, validateResponses: config.validateResponses });
+const { app, warmUp } = createApp({
+  db: database.db,
+  pool: database.pool,
+  logger,
+  validateResponses: config.validateResponses,
+  rateLimits: config.rateLimits,
+  trustProxy: config.trustProxy,
+});
 await warmUp();
 const server = app.listen(config.port, config.host, () => {
   const { port } = server.address() as AddressInfo;

@@ -10,7 +10,8 @@ let orgId: string;
 
 beforeAll(async () => {
   server = await startTestServer();
-  const tenant = await server.tenant();
+  // Studio: these tests create many clients, and are about fields, not plan limits.
+  const tenant = await server.tenant({ plan: 'studio' });
   api = tenant.api;
   orgId = tenant.token.orgId;
 });
