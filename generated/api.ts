@@ -480,7 +480,10 @@ export type components = {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description `forbidden`: the token lacks the scope this operation needs; the message names it. */
+        /**
+         * @description `forbidden`: the token lacks the scope this operation needs, or (on `POST /tokens`) a scope
+         *     it asks to grant; the message names the scope.
+         */
         Forbidden: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
