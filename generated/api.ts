@@ -25,6 +25,57 @@ export type paths = {
         patch?: never;
         trace?: never;
     };
+    "/tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List tokens
+         * @description Lists the organisation's tokens of the caller's environment, newest first, revoked and expired
+         *     ones included. Never shows a token's secret nor its hash.
+         */
+        get: operations["listTokens"];
+        put?: never;
+        /**
+         * Mint a token
+         * @description Mints a token in the caller's organisation and environment. The token can have only scopes
+         *     the calling token holds itself (403 `forbidden` naming the first one it lacks), and cannot
+         *     outlive the calling token. The answer is the only time the whole token is shown: keep it.
+         *     The token works at once.
+         */
+        post: operations["createToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tokens/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke a token
+         * @description Revokes a token of the caller's organisation and environment (the calling token itself
+         *     included): the next request made with it is 401 `unauthenticated`. Revoking a revoked token
+         *     changes nothing and keeps the first `revokedAt`. A token of another organisation or
+         *     environment is 404 `not_found`, like an unknown id.
+         */
+        delete: operations["revokeToken"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -34,7 +85,9 @@ export type paths = {
         };
         /**
          * Check that the server is up
-         * @description Liveness check. Needs no token.
+         * @description Liveness check. Needs no token, and is not rate-limited (so that load balancers may poll it
+         *     freely): its answers carry no `RateLimit-Policy` or `RateLimit`. It takes no query parameters;
+         *     an unknown one is 400.
          */
         get: operations["getHealth"];
         put?: never;
@@ -80,6 +133,88 @@ export type components = {
         Health: {
             /** @constant */
             status: "ok";
+        };
+        /** @description A `RateLimit-Policy` field: `"<policy>";q=<requests>;w=<seconds>`. */
+        RateLimitPolicyField: string;
+        /** @description A `RateLimit` field: `"<policy>";r=<requests left>;t=<seconds until the window ends>`. */
+        RateLimitField: string;
+        /**
+         * @description An environment, like Stripe's modes; a token sees only rows of its own.
+         * @enum {string}
+         */
+        Env: "live" | "test";
+        /**
+         * @description What a token may do. `clients:read`: read clients. `clients:write`: create and change
+         *     clients. `tokens:manage`: list, mint and revoke the organisation's tokens.
+         * @enum {string}
+         */
+        Scope: "clients:read" | "clients:write" | "tokens:manage";
+        /**
+         * Token
+         * @description A Personal Access Token as listed: everything but its secret, which is shown once, when the
+         *     token is minted, and is never stored (only a hash of it is).
+         */
+        Token: {
+            /**
+             * Format: uuid
+             * @description The token's id, for `DELETE /tokens/{id}`.
+             */
+            id: string;
+            /** @description A label that says what the token is for. */
+            name: string;
+            /**
+             * @description The 12 characters after `hsk_<env>_` that identify the token, so that it can be recognised
+             *     in this list; useless without the secret.
+             */
+            prefix: string;
+            env: components["schemas"]["Env"];
+            /** @description What the token may do. */
+            scopes: components["schemas"]["Scope"][];
+            /** Format: date-time */
+            createdAt: string;
+            /**
+             * Format: date-time
+             * @description When the token was last used, to within a minute: it is recorded at most once a minute per
+             *     token, just after the request is answered. Null if never used.
+             */
+            lastUsedAt: string | null;
+            /**
+             * Format: date-time
+             * @description When the token stops working; null if it does not expire.
+             */
+            expiresAt: string | null;
+            /**
+             * Format: date-time
+             * @description When the token was revoked (it then no longer works); null if it was not.
+             */
+            revokedAt: string | null;
+        };
+        /**
+         * TokenCreate
+         * @description A token to mint in the caller's organisation and environment. It can have only scopes the
+         *     calling token holds itself, and cannot outlive it. Unknown fields (such as `env`: a token is
+         *     always minted in the caller's environment) are refused, naming them.
+         */
+        TokenCreate: {
+            /**
+             * @description A label that says what the token is for, 1 to 200 characters once trimmed.
+             * @example Nightly invoice sync
+             */
+            name: string;
+            /**
+             * @description What the token may do; each scope must be one the calling token holds.
+             * @example [
+             *       "clients:read"
+             *     ]
+             */
+            scopes: components["schemas"]["Scope"][];
+            /**
+             * Format: date-time
+             * @description When the token stops working: a date-time in the future, and no later than the calling
+             *     token's own expiry. Absent or null: no expiry, or the calling token's if it has one.
+             * @example 2030-01-31T00:00:00Z
+             */
+            expiresAt?: string | null;
         };
         /**
          * Blank
@@ -288,6 +423,8 @@ export type components = {
         ValidationFailed: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
                 [name: string]: unknown;
             };
             content: {
@@ -310,6 +447,8 @@ export type components = {
         Unauthenticated: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
                 [name: string]: unknown;
             };
             content: {
@@ -335,6 +474,8 @@ export type components = {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
                 "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
                 [name: string]: unknown;
             };
             content: {
@@ -348,6 +489,8 @@ export type components = {
         IdempotencyRequestInProgress: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
                 "Retry-After": components["headers"]["Retry-After"];
                 [name: string]: unknown;
             };
@@ -370,6 +513,8 @@ export type components = {
         IdempotencyKeyReused: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
                 [name: string]: unknown;
             };
             content: {
@@ -384,10 +529,15 @@ export type components = {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description `forbidden`: the token lacks the scope this operation needs; the message names it. */
+        /**
+         * @description `forbidden`: the token lacks the scope this operation needs, or (on `POST /tokens`) a scope
+         *     it asks to grant; the message names the scope.
+         */
         Forbidden: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
                 [name: string]: unknown;
             };
             content: {
@@ -402,10 +552,60 @@ export type components = {
                 "application/json": components["schemas"]["Error"];
             };
         };
+        /**
+         * @description `not_found`: there is no such resource in the token's organisation and environment. One
+         *     of another organisation or environment is not found either.
+         */
+        NotFound: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "error": {
+                 *         "code": "not_found",
+                 *         "message": "No such token."
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /**
+         * @description `rate_limited`: over the budget of the policy in `RateLimit-Policy` (per token, or per
+         *     client address for requests without a valid token). Nothing was done; retry after
+         *     `Retry-After` seconds.
+         */
+        TooManyRequests: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
+                "Retry-After": components["headers"]["Retry-After"];
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "error": {
+                 *         "code": "rate_limited",
+                 *         "message": "This token has made 600 requests in 60 seconds, its limit; retry in 42 seconds."
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+            };
+        };
         /** @description `payload_too_large`: the body is larger than 256 KiB. */
         PayloadTooLarge: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
                 [name: string]: unknown;
             };
             content: {
@@ -424,6 +624,8 @@ export type components = {
         UnsupportedMediaType: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
                 [name: string]: unknown;
             };
             content: {
@@ -445,6 +647,10 @@ export type components = {
         InternalError: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
+                /** @description As on every response; absent when the failure came before the request was counted. */
+                "RateLimit-Policy"?: components["schemas"]["RateLimitPolicyField"];
+                /** @description As on every response; absent when the failure came before the request was counted. */
+                RateLimit?: components["schemas"]["RateLimitField"];
                 [name: string]: unknown;
             };
             content: {
@@ -479,6 +685,27 @@ export type components = {
     };
     requestBodies: never;
     headers: {
+        /**
+         * @description The rate-limit policy this request was counted against, in the structured-field form of
+         *     the IETF draft `draft-ietf-httpapi-ratelimit-headers`: the policy's name, `q` (its quota:
+         *     requests per window) and `w` (its window, in seconds). `"token"`: requests made with a
+         *     valid token, counted per token. `"address"`: requests without a valid token, counted per
+         *     client address.
+         * @example "token";q=600;w=60
+         */
+        "RateLimit-Policy": components["schemas"]["RateLimitPolicyField"];
+        /**
+         * @description What is left of that policy's quota, in the structured-field form of the IETF draft
+         *     `draft-ietf-httpapi-ratelimit-headers`: the policy's name, `r` (requests left in the
+         *     current window) and `t` (seconds until the window ends and the quota is whole again).
+         * @example "token";r=599;t=60
+         */
+        RateLimit: components["schemas"]["RateLimitField"];
+        /**
+         * @description Seconds to wait before trying again.
+         * @example 42
+         */
+        "Retry-After": number;
         /** @description Identifies this request; the server's log lines for it carry the same id. */
         "X-Request-Id": string;
         /**
@@ -486,8 +713,6 @@ export type components = {
          *     `Idempotency-Key` (nothing was done again); absent otherwise.
          */
         "Idempotent-Replayed": "true";
-        /** @description Seconds to wait before retrying. */
-        "Retry-After": number;
         /** @description The URL of the created resource. */
         Location: string;
     };
@@ -497,6 +722,12 @@ export type SchemaError = components['schemas']['Error'];
 export type SchemaErrorCode = components['schemas']['ErrorCode'];
 export type SchemaPlan = components['schemas']['Plan'];
 export type SchemaHealth = components['schemas']['Health'];
+export type SchemaRateLimitPolicyField = components['schemas']['RateLimitPolicyField'];
+export type SchemaRateLimitField = components['schemas']['RateLimitField'];
+export type SchemaEnv = components['schemas']['Env'];
+export type SchemaScope = components['schemas']['Scope'];
+export type SchemaToken = components['schemas']['Token'];
+export type SchemaTokenCreate = components['schemas']['TokenCreate'];
 export type SchemaBlank = components['schemas']['Blank'];
 export type SchemaClientCreate = components['schemas']['ClientCreate'];
 export type SchemaClient = components['schemas']['Client'];
@@ -517,13 +748,17 @@ export type ResponsePaymentRequired = components['responses']['PaymentRequired']
 export type ResponseIdempotencyRequestInProgress = components['responses']['IdempotencyRequestInProgress'];
 export type ResponseIdempotencyKeyReused = components['responses']['IdempotencyKeyReused'];
 export type ResponseForbidden = components['responses']['Forbidden'];
+export type ResponseNotFound = components['responses']['NotFound'];
+export type ResponseTooManyRequests = components['responses']['TooManyRequests'];
 export type ResponsePayloadTooLarge = components['responses']['PayloadTooLarge'];
 export type ResponseUnsupportedMediaType = components['responses']['UnsupportedMediaType'];
 export type ResponseInternalError = components['responses']['InternalError'];
 export type ParameterIdempotencyKey = components['parameters']['IdempotencyKey'];
+export type HeaderRateLimitPolicy = components['headers']['RateLimit-Policy'];
+export type HeaderRateLimit = components['headers']['RateLimit'];
+export type HeaderRetryAfter = components['headers']['Retry-After'];
 export type HeaderXRequestId = components['headers']['X-Request-Id'];
 export type HeaderIdempotentReplayed = components['headers']['Idempotent-Replayed'];
-export type HeaderRetryAfter = components['headers']['Retry-After'];
 export type HeaderLocation = components['headers']['Location'];
 export type $defs = Record<string, never>;
 export interface operations {
@@ -567,6 +802,8 @@ export interface operations {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     Location: components["headers"]["Location"];
                     "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -614,6 +851,197 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["IdempotencyKeyReused"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    listTokens: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tokens, newest first. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "id": "0b7d5a1e-2c4f-4e8a-9b6d-3f1a2c5e7d90",
+                     *           "name": "Nightly invoice sync",
+                     *           "prefix": "Xq3LmZ8pRt2K",
+                     *           "env": "live",
+                     *           "scopes": [
+                     *             "clients:read"
+                     *           ],
+                     *           "createdAt": "2026-11-27T09:00:00Z",
+                     *           "lastUsedAt": "2026-11-28T02:00:00Z",
+                     *           "expiresAt": null,
+                     *           "revokedAt": null
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        data: components["schemas"]["Token"][];
+                    };
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    createToken: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Caller-generated UUID/ULID; replay returns the cached response within 24h.
+                 *     A UUID (any version, either case) or a ULID; the structured-field string form with double
+                 *     quotes (`"…"`) is accepted too. Keys are compared case-insensitively, and are kept per
+                 *     organisation and environment. Anything else is 400 `validation_failed` naming the header.
+                 *
+                 *     A repeat within 24 hours with the same method, path and body (parsed: key order and white
+                 *     space do not matter) gets the first response (its status, body and headers) with
+                 *     `Idempotent-Replayed: true`, and nothing is done again. The same key with a different
+                 *     request is 422 `idempotency_key_reused`; while the first request is still running, 409
+                 *     `idempotency_request_in_progress` with `Retry-After`. What the operation answered (a 2xx,
+                 *     or its own 4xx such as 402) is stored; a request refused before it ran (401, 403, 429,
+                 *     400) or a 500 stores nothing, so the key can be retried. After 24 hours a key is forgotten.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "Nightly invoice sync",
+                 *       "scopes": [
+                 *         "clients:read"
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["TokenCreate"];
+            };
+        };
+        responses: {
+            /**
+             * @description The token was minted. `token` is the whole token, shown this once; `data` is the token
+             *     as `GET /tokens` lists it. The secret is never stored, so a replay of this request with
+             *     its `Idempotency-Key` (`Idempotent-Replayed: true`) answers `data` without `token`.
+             */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "id": "0b7d5a1e-2c4f-4e8a-9b6d-3f1a2c5e7d90",
+                     *         "name": "Nightly invoice sync",
+                     *         "prefix": "Xq3LmZ8pRt2K",
+                     *         "env": "live",
+                     *         "scopes": [
+                     *           "clients:read"
+                     *         ],
+                     *         "createdAt": "2026-11-27T09:00:00Z",
+                     *         "lastUsedAt": null,
+                     *         "expiresAt": null,
+                     *         "revokedAt": null
+                     *       },
+                     *       "token": "hsk_live_Xq3LmZ8pRt2K_9fJ2kLm4Np6Qr8St0Uv2Wx4Yz6Ab8Cd0"
+                     *     }
+                     */
+                    "application/json": {
+                        data: components["schemas"]["Token"];
+                        /**
+                         * @description The whole token, `hsk_<env>_<prefix12>_<secret32>`: shown only this once, in the
+                         *     first answer (absent from a replay).
+                         */
+                        token?: string;
+                    };
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["IdempotencyRequestInProgress"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    revokeToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The token's id, as `GET /tokens` lists it. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The token is revoked; here it is as `GET /tokens` now lists it. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "id": "0b7d5a1e-2c4f-4e8a-9b6d-3f1a2c5e7d90",
+                     *         "name": "Nightly invoice sync",
+                     *         "prefix": "Xq3LmZ8pRt2K",
+                     *         "env": "live",
+                     *         "scopes": [
+                     *           "clients:read"
+                     *         ],
+                     *         "createdAt": "2026-11-27T09:00:00Z",
+                     *         "lastUsedAt": "2026-11-28T02:00:00Z",
+                     *         "expiresAt": null,
+                     *         "revokedAt": "2026-11-28T10:30:00Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        data: components["schemas"]["Token"];
+                    };
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
         };
     };
@@ -639,6 +1067,27 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["Health"];
+                };
+            };
+            /** @description `validation_failed`: the request has a query parameter, and this operation takes none. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "validation_failed",
+                     *         "message": "The field x is invalid: Unknown query parameter 'x'.",
+                     *         "fields": {
+                     *           "x": "Unknown query parameter 'x'"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             500: components["responses"]["InternalError"];

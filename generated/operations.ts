@@ -23,6 +23,31 @@ export const operationList = [
       413,
       415,
       422,
+      429,
+      500
+    ]
+  },
+  {
+    "operationId": "createToken",
+    "method": "post",
+    "path": "/tokens",
+    "expressPath": "/tokens",
+    "authenticated": true,
+    "scopes": [
+      "tokens:manage"
+    ],
+    "idempotencyKey": true,
+    "hasBody": true,
+    "statuses": [
+      201,
+      400,
+      401,
+      403,
+      409,
+      413,
+      415,
+      422,
+      429,
       500
     ]
   },
@@ -37,6 +62,48 @@ export const operationList = [
     "hasBody": false,
     "statuses": [
       200,
+      400,
+      500
+    ]
+  },
+  {
+    "operationId": "listTokens",
+    "method": "get",
+    "path": "/tokens",
+    "expressPath": "/tokens",
+    "authenticated": true,
+    "scopes": [
+      "tokens:manage"
+    ],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      403,
+      429,
+      500
+    ]
+  },
+  {
+    "operationId": "revokeToken",
+    "method": "delete",
+    "path": "/tokens/{id}",
+    "expressPath": "/tokens/:id",
+    "authenticated": true,
+    "scopes": [
+      "tokens:manage"
+    ],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      403,
+      404,
+      429,
       500
     ]
   }

@@ -1,16 +1,19 @@
 /**
  * createApp(deps) wires the whole HTTP stack once. Order of checks, per product.md:
- * request id → operation → auth (401/403) → body → validation against the spec (400/415) → handler.
+ * request id → operation → auth (401/403) → rate limit (429) → body → validation against the spec
+ * (400/413/415) → handler.
  */
 import { randomUUID } from 'node:crypto';
 import express, { type Express, type RequestHandler } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
 import type { Kysely } from 'kysely';
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 import { operationList } from '../generated/operations.js';
-import { authenticate, requireScopes } from './auth/auth.js';
+import { createLastUsedRecorder } from './auth/last-used.js';
 import type { Database } from './db/schema.js';
+import { authorizeAndLimit } from './http/authorize-and-limit.js';
 import { jsonBody } from './http/body-parser.js';
 import { errorHandler } from './http/error-handler.js';
 import type { AnyHandler, Handlers } from './http/handler-types.js';
@@ -18,6 +21,7 @@ import { indexSpec, loadSpec, type SpecIndex } from './http/spec.js';
 import { defaultStore, fingerprintRequest, normalizeKey, type IdempotencyStore } from './idempotency/idempotency.js';
 import { createWriteRunner } from './http/write-unit.js';
 import { handlers as defaultHandlers } from './handlers.js';
+import { createRateLimits, DEFAULT_RATE_LIMITS, type RateLimitBudgets } from './rate-limit/rate-limits.js';
 
 export interface AppDeps {
   db: Kysely<Database>;
@@ -30,6 +34,15 @@ export interface AppDeps {
   clock?: () => Date;
   /** Replace idempotency queries (tests inject failures inside the transaction). */
   idempotencyStore?: Partial<IdempotencyStore>;
+  /** Rate-limit budgets (DEFAULT_RATE_LIMITS when absent); false switches rate limiting off. */
+  rateLimits?: RateLimitBudgets | false;
+  /**
+   * The PostgreSQL pool behind `db`, if there is one: rate-limit counters are then kept there and
+   * shared by every server process; without it they are kept in this process's memory.
+   */
+  pool?: pg.Pool | undefined;
+  /** Express's `trust proxy`: which proxies may give the client's address (X-Forwarded-For). */
+  trustProxy?: boolean | number | string;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,200}$/;
@@ -48,6 +61,7 @@ export function createApp(deps: AppDeps): App {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
+  app.set('trust proxy', deps.trustProxy ?? false);
 
   app.use(
     pinoHttp({
@@ -70,20 +84,21 @@ export function createApp(deps: AppDeps): App {
     req.operation = spec.match(req.method, req.path);
     next();
   };
-  const authorize: RequestHandler = async (req, _res, next) => {
-    const op = req.operation;
-    if (op?.authenticated) {
-      req.auth = await authenticate(deps.db, req.headers.authorization);
-      requireScopes(req.auth, op.scopes);
-    }
+  const rateLimits = deps.rateLimits ?? DEFAULT_RATE_LIMITS;
+  const authorize = authorizeAndLimit({
+    db: deps.db,
+    limits: rateLimits ? createRateLimits(rateLimits, deps.pool) : undefined,
+    recordLastUsed: createLastUsedRecorder(deps.db, deps.logger),
+  });
+  // A body sent to an operation that takes none (a GET, a DELETE) has no meaning: it is not read.
+  const ignoreBody: RequestHandler = (req, _res, next) => {
+    req.body = undefined;
     next();
   };
   const bodyParsers = new Map(
-    [...spec.operations.values()].map((info) => [info.entry.operationId, jsonBody(info.decimalFields, info.entry.hasBody)]),
+    [...spec.operations.values()].map((info) => [info.entry.operationId, info.entry.hasBody ? jsonBody(info.decimalFields, true) : ignoreBody]),
   );
-  const parseUnmatchedBody = jsonBody(new Set(), false);
-  const parseBody: RequestHandler = (req, res, next) =>
-    (req.operation ? bodyParsers.get(req.operation.operationId)! : parseUnmatchedBody)(req, res, next);
+  const parseBody: RequestHandler = (req, res, next) => (req.operation ? bodyParsers.get(req.operation.operationId)! : ignoreBody)(req, res, next);
   app.use(locate, authorize, parseBody);
 
   app.use(
@@ -123,7 +138,7 @@ export function createApp(deps: AppDeps): App {
             : undefined;
         response = await runWrite(key, async (transaction, now) => {
           const result = await handler({ ...context, db: undefined, transaction, now } as never);
-          return { status: result.status, body: result.body, headers: result.headers ?? {}, insert: result.insert };
+          return { status: result.status, body: result.body, headers: result.headers ?? {}, insert: result.insert, storedBody: result.storedBody };
         });
       } else {
         response = await handler({ ...context, db: deps.db, transaction: undefined, now: clock() } as never);

@@ -1,4 +1,6 @@
 /** Configuration from the environment, read once at start-up. */
+import { DEFAULT_RATE_LIMITS, type RateLimitBudgets } from './rate-limit/rate-limits.js';
+
 export interface Config {
   port: number;
   host: string;
@@ -8,6 +10,10 @@ export interface Config {
   logLevel: string;
   /** Validate every response against the spec (on in tests, off in production). */
   validateResponses: boolean;
+  /** Requests per window per token and per client address; false: rate limiting is off. */
+  rateLimits: RateLimitBudgets | false;
+  /** Express's `trust proxy`: which proxies may tell the client's address in X-Forwarded-For. */
+  trustProxy: boolean | number | string;
 }
 
 function integer(name: string, fallback: number, env: NodeJS.ProcessEnv): number {
@@ -18,6 +24,22 @@ function integer(name: string, fallback: number, env: NodeJS.ProcessEnv): number
   return value;
 }
 
+function trustProxy(raw: string | undefined): boolean | number | string {
+  if (raw === undefined || raw === '' || raw === 'false') return false;
+  if (raw === 'true') return true;
+  return /^\d+$/.test(raw) ? Number(raw) : raw;
+}
+
+function rateLimits(env: NodeJS.ProcessEnv): RateLimitBudgets | false {
+  const perToken = integer('RATE_LIMIT', DEFAULT_RATE_LIMITS.perToken, env);
+  if (perToken === 0) return false;
+  const windowSeconds = integer('RATE_LIMIT_WINDOW', DEFAULT_RATE_LIMITS.windowSeconds, env);
+  const perAddress = integer('RATE_LIMIT_UNAUTHENTICATED', DEFAULT_RATE_LIMITS.perAddress, env);
+  if (windowSeconds === 0) throw new Error('RATE_LIMIT_WINDOW must be at least 1 (seconds)');
+  if (perAddress === 0) throw new Error('RATE_LIMIT_UNAUTHENTICATED must be at least 1 (use RATE_LIMIT=0 to switch limiting off)');
+  return { perToken, perAddress, windowSeconds };
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     port: integer('PORT', 3000, env),
@@ -26,5 +48,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: env.DATA_DIR || './data',
     logLevel: env.LOG_LEVEL || 'info',
     validateResponses: env.VALIDATE_RESPONSES === 'true',
+    rateLimits: rateLimits(env),
+    trustProxy: trustProxy(env.TRUST_PROXY),
   };
 }

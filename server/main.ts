@@ -25,7 +25,14 @@ const freshEmbedded = database.kind === 'pglite' && (await countOrganisations(da
 const demo = freshEmbedded ? await mintTokenForOrganisation(database.db, { orgName: 'Demo', tokenName: 'demo' }) : undefined;
 
 const stopPurge = schedulePurge(database.db, () => new Date(), (error) => logger.error({ err: error }, 'idempotency purge failed'));
-const { app, warmUp } = createApp({ db: database.db, logger, validateResponses: config.validateResponses });
+const { app, warmUp } = createApp({
+  db: database.db,
+  pool: database.pool,
+  logger,
+  validateResponses: config.validateResponses,
+  rateLimits: config.rateLimits,
+  trustProxy: config.trustProxy,
+});
 await warmUp();
 const server = app.listen(config.port, config.host, () => {
   const { port } = server.address() as AddressInfo;

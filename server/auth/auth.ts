@@ -12,6 +12,8 @@ export interface AuthContext {
   /** The organisation's plan when the token was checked. */
   plan: PlanName;
   scopes: readonly string[];
+  /** When the token stops working; a token it mints cannot outlive it. */
+  expiresAt: Date | null;
 }
 
 /**
@@ -33,7 +35,7 @@ export async function authenticate(
   if (!valid || !token) throw unauthenticated('The token is not valid.');
   if (token.revokedAt) throw unauthenticated('The token has been revoked.');
   if (token.expiresAt && token.expiresAt <= now) throw unauthenticated('The token has expired.');
-  return { tokenId: token.id, orgId: token.orgId, env: token.env, plan: token.plan, scopes: token.scopes };
+  return { tokenId: token.id, orgId: token.orgId, env: token.env, plan: token.plan, scopes: token.scopes, expiresAt: token.expiresAt };
 }
 
 export function requireScopes(auth: AuthContext, needed: readonly string[]): void {

@@ -1,5 +1,15 @@
 import type { Kysely } from 'kysely';
-import type { Database, Env, PlanName } from '../db/schema.js';
+import type { ApiTokenRow, Database, Env, PlanName } from '../db/schema.js';
+
+/** An organisation and environment: every query of the tokens API is scoped to both. */
+export interface TokenTenant {
+  orgId: string;
+  env: Env;
+}
+
+/** Every column but the secret's hash, which never leaves findTokenByPrefix. */
+const LISTED_COLUMNS = ['id', 'org_id', 'env', 'name', 'prefix', 'scopes', 'created_at', 'last_used_at', 'expires_at', 'revoked_at'] as const;
+export type ListedTokenRow = Pick<ApiTokenRow, (typeof LISTED_COLUMNS)[number]>;
 
 export interface TokenForAuth {
   id: string;
@@ -42,8 +52,8 @@ export interface NewToken {
   expiresAt?: Date | null;
 }
 
-export async function insertToken(db: Kysely<Database>, token: NewToken): Promise<{ id: string; createdAt: Date }> {
-  const row = await db
+export async function insertToken(db: Kysely<Database>, token: NewToken): Promise<ListedTokenRow> {
+  return db
     .insertInto('api_tokens')
     .values({
       org_id: token.orgId,
@@ -54,7 +64,52 @@ export async function insertToken(db: Kysely<Database>, token: NewToken): Promis
       scopes: token.scopes,
       expires_at: token.expiresAt ?? null,
     })
-    .returning(['id', 'created_at'])
+    .returning(LISTED_COLUMNS)
     .executeTakeFirstOrThrow();
-  return { id: row.id, createdAt: row.created_at };
+}
+
+/** Newest first; `id` breaks ties between tokens minted in the same microsecond. */
+export async function listTokens(db: Kysely<Database>, tenant: TokenTenant): Promise<ListedTokenRow[]> {
+  return db
+    .selectFrom('api_tokens')
+    .select(LISTED_COLUMNS)
+    .where('org_id', '=', tenant.orgId)
+    .where('env', '=', tenant.env)
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
+    .execute();
+}
+
+/** Every token of an organisation, both environments: for its administrator (the CLI). */
+export async function listTokensOfOrganisation(db: Kysely<Database>, orgId: string): Promise<ListedTokenRow[]> {
+  return db
+    .selectFrom('api_tokens')
+    .select(LISTED_COLUMNS)
+    .where('org_id', '=', orgId)
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
+    .execute();
+}
+
+/**
+ * Revokes a token of the tenant, or of any organisation when `tenant` is 'any' (the CLI); a token
+ * revoked before keeps its first revokedAt. Undefined when there is no such token.
+ */
+export async function revokeToken(db: Kysely<Database>, id: string, tenant: TokenTenant | 'any'): Promise<ListedTokenRow | undefined> {
+  let query = db
+    .updateTable('api_tokens')
+    .set((eb) => ({ revoked_at: eb.fn.coalesce('revoked_at', eb.fn<Date>('now', [])) }))
+    .where('id', '=', id);
+  if (tenant !== 'any') query = query.where('org_id', '=', tenant.orgId).where('env', '=', tenant.env);
+  return query.returning(LISTED_COLUMNS).executeTakeFirst();
+}
+
+/** Sets lastUsedAt, unless another request (or process) did less than `interval` ms before `at`. */
+export async function touchTokenLastUsed(db: Kysely<Database>, id: string, at: Date, intervalMs: number): Promise<void> {
+  await db
+    .updateTable('api_tokens')
+    .set({ last_used_at: at })
+    .where('id', '=', id)
+    .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<=', new Date(at.getTime() - intervalMs))]))
+    .execute();
 }

@@ -10,6 +10,8 @@ export interface DatabaseHandle {
   db: Kysely<Database>;
   /** `postgres` for a PostgreSQL server, `pglite` for the embedded database. */
   kind: 'postgres' | 'pglite';
+  /** The connection pool of a PostgreSQL server (absent on PGlite), for stores that need pg itself. */
+  pool?: pg.Pool;
   close(): Promise<void>;
 }
 
@@ -41,7 +43,7 @@ function openPostgres(connectionString: string, max: number): DatabaseHandle {
   // An idle client that loses its connection must not crash the process; the pool replaces it.
   pool.on('error', () => {});
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  return { db, kind: 'postgres', close: () => db.destroy() };
+  return { db, kind: 'postgres', pool, close: () => db.destroy() };
 }
 
 async function openPglite(dataDir: string): Promise<DatabaseHandle> {

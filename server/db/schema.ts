@@ -72,11 +72,19 @@ export interface IdempotencyKeysTable {
   expires_at: Timestamp;
 }
 
+/** Owned by rate-limiter-flexible's PostgreSQL store; listed for completeness, never queried here. */
+export interface RateLimitsTable {
+  key: string;
+  points: number;
+  expire: string | null;
+}
+
 export interface Database {
   organisations: OrganisationsTable;
   api_tokens: ApiTokensTable;
   clients: ClientsTable;
   idempotency_keys: IdempotencyKeysTable;
+  rate_limits: RateLimitsTable;
 }
 
 export type ClientRow = Selectable<ClientsTable>;

@@ -35,7 +35,13 @@ export type HandlerResult<K extends OperationId> = {
     status: S;
     body: Json<Responses<K>[S]>;
     headers?: Record<string, string>;
-  } & (IsWrite<K> extends true ? { insert?: DeferredInsert } : unknown);
+  } & (IsWrite<K> extends true
+    ? {
+        insert?: DeferredInsert;
+        /** What an Idempotency-Key keeps for replays, when it must not be the body (a secret shown once). */
+        storedBody?: Json<Responses<K>[S]>;
+      }
+    : unknown);
 }[Extract<keyof Responses<K>, SuccessStatus>];
 
 export interface HandlerContext<K extends OperationId> {
@@ -68,4 +74,5 @@ export type AnyHandler = (ctx: HandlerContext<OperationId>) => Promise<{
   body: unknown;
   headers?: Record<string, string>;
   insert?: DeferredInsert;
+  storedBody?: unknown;
 }>;

@@ -20,6 +20,8 @@ import { ApiError } from './errors.js';
 
 export interface WriteResult extends IdempotentResponse {
   insert?: DeferredInsert | undefined;
+  /** Kept for replays instead of `body`, when the body holds what must be shown only once. */
+  storedBody?: unknown;
 }
 
 export interface WriteOutcome extends IdempotentResponse {
@@ -75,11 +77,12 @@ export function createWriteRunner(deps: WriteUnitDeps) {
     try {
       const result = await handler(transaction, now);
       const response = { status: result.status, body: result.body, headers: result.headers };
+      const kept = result.storedBody === undefined ? response : { ...response, body: result.storedBody };
       if (trx) {
         if (key) {
           const saved = result.insert
-            ? await store.insertDeferredAndSave(trx, result.insert, key, toStore(response), now, expiresAt)
-            : await store.saveResponse(trx, key, toStore(response), now, expiresAt);
+            ? await store.insertDeferredAndSave(trx, result.insert, key, toStore(kept), now, expiresAt)
+            : await store.saveResponse(trx, key, toStore(kept), now, expiresAt);
           if (!saved) throw new LostRace();
         } else if (result.insert) {
           await store.insertDeferred(trx, result.insert);
@@ -93,11 +96,11 @@ export function createWriteRunner(deps: WriteUnitDeps) {
         return { ...response, replayed: false };
       }
       if (!result.insert) {
-        if (await store.saveResponse(db, key, toStore(response), now, expiresAt)) return { ...response, replayed: false };
+        if (await store.saveResponse(db, key, toStore(kept), now, expiresAt)) return { ...response, replayed: false };
         throw new LostRace();
       }
       for (let attempt = 0; attempt < 2; attempt++) {
-        const outcome = await store.insertDeferredWithKey(db, result.insert, key, toStore(response), now, expiresAt);
+        const outcome = await store.insertDeferredWithKey(db, result.insert, key, toStore(kept), now, expiresAt);
         if (outcome.kind === 'written') return { ...response, replayed: false };
         if (outcome.kind === 'busy') throw new Busy();
         if (outcome.kind === 'stored') throw new Stored(outcome.stored);

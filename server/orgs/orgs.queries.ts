@@ -14,3 +14,23 @@ export async function countOrganisations(db: Kysely<Database>): Promise<number> 
   const row = await db.selectFrom('organisations').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
   return Number(row.n);
 }
+
+export async function findOrganisationByName(db: Kysely<Database>, name: string): Promise<OrganisationRow | undefined> {
+  return db.selectFrom('organisations').selectAll().where('name', '=', name).executeTakeFirst();
+}
+
+/** Puts the organisation on `plan`; answers its id and the plan it was on, or undefined if there is none of that name. */
+export async function setOrganisationPlan(
+  db: Kysely<Database>,
+  name: string,
+  plan: PlanName,
+): Promise<{ id: string; previousPlan: PlanName } | undefined> {
+  const before = db.selectFrom('organisations').select(['id', 'plan as previousPlan']).where('name', '=', name).forUpdate().as('before');
+  return db
+    .updateTable('organisations')
+    .from(before)
+    .set({ plan })
+    .whereRef('organisations.id', '=', 'before.id')
+    .returning(['before.id', 'before.previousPlan'])
+    .executeTakeFirst();
+}

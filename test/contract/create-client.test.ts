@@ -10,7 +10,7 @@ let orgId: string;
 
 beforeAll(async () => {
   server = await startTestServer();
-  // Studio: these tests create many clients, and plan limits have tests of their own.
+  // Studio: these tests create many clients, and are about fields, not plan limits.
   const tenant = await server.tenant({ plan: 'studio' });
   api = tenant.api;
   orgId = tenant.token.orgId;

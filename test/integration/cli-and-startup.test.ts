@@ -28,7 +28,8 @@ afterAll(async () => {
 
 const lastJsonLine = (stdout: string) => JSON.parse(stdout.trim().split('\n').at(-1)!);
 
-describe('on the embedded database', { timeout: 120_000 }, () => {
+// Each test starts processes (tsx, the CLI, the server): seconds each, more on a busy machine.
+describe('on the embedded database', { timeout: 180_000 }, () => {
   it('npm start prints a token and a curl that creates a client', async () => {
     const dataDir = tempDir();
     const server = await startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: '' });
@@ -102,12 +103,61 @@ describe('on the embedded database', { timeout: 120_000 }, () => {
     await after.close();
   });
 
+  it('token list, token revoke and org set-plan manage an organisation', async () => {
+    const env = { DATA_DIR: tempDir(), DATABASE_URL: '' };
+    const cli = (...args: string[]) => runCli(args, env);
+    const first = lastJsonLine((await cli('token', 'create', '--org', 'Acme Ltd', '--name', 'laptop', '--json')).stdout);
+    const second = lastJsonLine((await cli('token', 'create', '--org', 'Acme Ltd', '--env', 'live', '--scopes', 'clients:read', '--json')).stdout);
+
+    const listed = await cli('token', 'list', '--org', 'Acme Ltd', '--json');
+    expect(listed.code, listed.stderr).toBe(0);
+    const tokens = lastJsonLine(listed.stdout);
+    expect(tokens.map((t: { id: string }) => t.id)).toEqual([second.tokenId, first.tokenId]);
+    expect(tokens[1]).toMatchObject({ name: 'laptop', env: 'test', prefix: first.token.split('_')[2], revokedAt: null });
+    expect(listed.stdout).not.toContain(first.token.split('_')[3]);
+    const human = await cli('token', 'list', '--org', 'Acme Ltd');
+    expect(human.stdout).toContain(`hsk_live_${second.token.split('_')[2]}_…`);
+    expect(human.stdout).not.toContain(second.token.split('_')[3]);
+
+    // Revoking again keeps the first revokedAt.
+    const revoked = await cli('token', 'revoke', '--id', first.tokenId);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    const revokedAt = /is revoked since (\S+);/.exec(revoked.stdout)?.[1];
+    expect(revokedAt).toMatch(/^\d{4}-\d\d-\d\dT/);
+    expect((await cli('token', 'revoke', '--id', first.tokenId)).stdout).toContain(`is revoked since ${revokedAt};`);
+
+    const planned = await cli('org', 'set-plan', '--org', 'Acme Ltd', '--plan', 'studio');
+    expect(planned.code, planned.stderr).toBe(0);
+    expect(planned.stdout).toMatch(/plan studio \(was free\): unlimited active clients/);
+    expect(lastJsonLine((await cli('token', 'create', '--org', 'Acme Ltd', '--json')).stdout).plan).toBe('studio');
+  });
+
+  it.each([
+    [['org', 'set-plan', '--org', 'Nobody', '--plan', 'pro'], /no organisation named "Nobody"/],
+    [['token', 'list', '--org', 'Nobody'], /no organisation named "Nobody"/],
+    [['token', 'revoke', '--id', '00000000-0000-4000-8000-000000000000'], /no token with id 00000000-0000-4000-8000-000000000000/],
+  ])('says plainly what is not there: %j exits 1', async (args, message) => {
+    const result = await runCli(args, { DATA_DIR: tempDir(), DATABASE_URL: '' });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(message);
+    expect(result.stderr).not.toMatch(/Usage:/);
+  });
+
   it.each([
     [['token', 'create'], /--org <name> is required/],
     [['token', 'create', '--org', 'A', '--plan', 'gold'], /--plan must be one of free, pro, studio/],
     [['token', 'create', '--org', 'A', '--env', 'prod'], /--env must be one of test, live/],
     [['token', 'create', '--org', 'A', '--scopes', 'clients:delete'], /--scopes must be one of/],
     [['token', 'create', '--org', 'A', '--bogus'], /Unknown option/],
+    [['token', 'create', '--org', 'A', '--name', '  '], /--name must be text of 1 to 200 characters/],
+    [['token', 'list'], /--org <name> is required/],
+    [['token', 'list', '--org', 'A', '--plan', 'pro'], /Unknown option/],
+    [['token', 'revoke'], /--id <tokenId> is required/],
+    [['token', 'revoke', '--id', '42'], /--id must be a token id/],
+    [['org', 'set-plan', '--org', 'A'], /--plan free\|pro\|studio is required/],
+    [['org', 'set-plan', '--plan', 'pro'], /--org <name> is required/],
+    [['org', 'set-plan', '--org', 'A', '--plan', 'gold'], /--plan must be one of free, pro, studio/],
+    [['org', 'delete', '--org', 'A'], /Unknown command: org delete/],
     [['nothing'], /Unknown command/],
   ])('refuses bad usage %j with exit 2', async (args, message) => {
     const result = await runCli(args, { DATA_DIR: tempDir(), DATABASE_URL: '' });

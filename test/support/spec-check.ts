@@ -59,8 +59,10 @@ export function checkResponse(method: string, pathname: string, status: number, 
       if (header.required) problems.push(`header ${name} is missing`);
       continue;
     }
-    const validate = ajv.compile(header.schema);
-    const typed = header.schema?.type === 'integer' && /^\d+$/.test(value) ? Number(value) : value;
+    // A header's schema may point into the spec; resolve that against the spec Ajv already holds.
+    const ref = header.schema?.$ref;
+    const validate = typeof ref === 'string' ? (ajv.getSchema(`spec${ref}`) ?? ajv.compile({ $ref: `spec${ref}` })) : ajv.compile(header.schema);
+    const typed = deref(header.schema ?? {}).node.type === 'integer' && /^\d+$/.test(value) ? Number(value) : value;
     if (!validate(typed)) problems.push(`header ${name}: ${ajv.errorsText(validate.errors)}`);
   }
   const media = response.content?.['application/json'];

@@ -1,0 +1,161 @@
+/**
+ * Rate limits (product.md, "Rate limits"), counted by rate-limiter-flexible: in memory on the
+ * embedded database (one process), in PostgreSQL when there is one, so that every server process
+ * on that database spends the same budgets.
+ *
+ * Two policies. `token`: requests made with a valid token, per token; the key also names the
+ * token's organisation and environment, so no token can ever spend another tenant's budget.
+ * `address`: requests without a valid token, per client address, a smaller budget so that
+ * guessing tokens is slow. An address over its budget is refused outright, valid token or not,
+ * until its window ends: were a valid token let through, a right guess would show itself among
+ * the refusals.
+ */
+import ipaddr from 'ipaddr.js';
+import type pg from 'pg';
+import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { AuthContext } from '../auth/auth.js';
+import { ApiError } from '../http/errors.js';
+
+export interface RateLimitBudgets {
+  /** Requests per window per token. */
+  perToken: number;
+  /** Requests per window per client address, for requests without a valid token. */
+  perAddress: number;
+  /** The window, in seconds; it starts with the first request that counts. */
+  windowSeconds: number;
+}
+
+export const DEFAULT_RATE_LIMITS: Readonly<RateLimitBudgets> = { perToken: 600, perAddress: 60, windowSeconds: 60 };
+
+export interface RateLimitVerdict {
+  /** `RateLimit-Policy` and `RateLimit`, for the answer whatever it turns out to be. */
+  headers: Record<string, string>;
+  /** The 429 to answer with when the request is over the budget. */
+  refusal?: ApiError;
+}
+
+export interface RateLimits {
+  /** Counts a request made with a valid token against that token's budget. */
+  countToken(auth: AuthContext): Promise<RateLimitVerdict>;
+  /** Counts a request without a valid token against its client address's budget. */
+  countAddress(ip: string | undefined): Promise<RateLimitVerdict>;
+  /**
+   * The refusal of an address this process has seen go over its budget, until its window ends;
+   * undefined for any other. Costs nothing while no address is over.
+   */
+  refuseBlockedAddress(ip: string | undefined): RateLimitVerdict | undefined;
+}
+
+interface Policy {
+  name: 'token' | 'address';
+  limiter: RateLimiterAbstract;
+  /** The `RateLimit-Policy` field: the same on every answer, so built once. */
+  field: string;
+  refusalMessage(retryAfter: number): string;
+}
+
+/** The table the PostgreSQL store counts in (see the rate_limits migration). */
+const TABLE = 'rate_limits';
+
+function createLimiter(keyPrefix: string, points: number, duration: number, pool: pg.Pool | undefined): RateLimiterAbstract {
+  const options = { keyPrefix, points, duration };
+  if (!pool) return new RateLimiterMemory(options);
+  return new RateLimiterPostgres({
+    ...options,
+    storeClient: pool,
+    tableName: TABLE,
+    tableCreated: true,
+    // Should the table fail for a moment, count in this process's memory rather than fail requests.
+    insuranceLimiter: new RateLimiterMemory(options),
+  });
+}
+
+function verdictOf(policy: Policy, outcome: RateLimiterRes, refused: boolean): RateLimitVerdict {
+  const seconds = Math.ceil(Math.max(outcome.msBeforeNext, 0) / 1000);
+  if (!refused) {
+    return { headers: { 'RateLimit-Policy': policy.field, RateLimit: `"${policy.name}";r=${outcome.remainingPoints};t=${seconds}` } };
+  }
+  const retryAfter = Math.max(seconds, 1);
+  return {
+    headers: { 'RateLimit-Policy': policy.field, RateLimit: `"${policy.name}";r=0;t=${retryAfter}` },
+    refusal: new ApiError(429, 'rate_limited', policy.refusalMessage(retryAfter), { headers: { 'Retry-After': String(retryAfter) } }),
+  };
+}
+
+async function consume(policy: Policy, key: string): Promise<{ verdict: RateLimitVerdict; msBeforeNext: number }> {
+  try {
+    const outcome = await policy.limiter.consume(key);
+    return { verdict: verdictOf(policy, outcome, false), msBeforeNext: outcome.msBeforeNext };
+  } catch (outcome) {
+    // The library rejects with its result when over the budget, and with an Error when it failed.
+    if (!(outcome instanceof RateLimiterRes)) throw outcome;
+    return { verdict: verdictOf(policy, outcome, true), msBeforeNext: outcome.msBeforeNext };
+  }
+}
+
+/**
+ * The key of a client address: an IPv4 address as such (also when it arrives IPv4-mapped), an
+ * IPv6 address by its /64, since one subscriber commonly holds a whole /64.
+ */
+export function addressKey(ip: string | undefined): string {
+  if (!ip || !ipaddr.isValid(ip)) return `unknown:${ip ?? ''}`;
+  const address = ipaddr.process(ip);
+  if (address.kind() === 'ipv4') return address.toString();
+  return `${ipaddr.IPv6.networkAddressFromCIDR(`${address.toString()}/64`).toString()}/64`;
+}
+
+/** Blocked addresses are pruned of ended windows once there are this many. */
+const BLOCKED_PRUNE_AT = 10_000;
+
+export function createRateLimits(budgets: RateLimitBudgets, pool?: pg.Pool): RateLimits {
+  const { perToken, perAddress, windowSeconds } = budgets;
+  const token: Policy = {
+    name: 'token',
+    limiter: createLimiter('token', perToken, windowSeconds, pool),
+    field: `"token";q=${perToken};w=${windowSeconds}`,
+    refusalMessage: (retryAfter) =>
+      `This token has made more than ${perToken} requests in ${windowSeconds} seconds, its limit; retry in ${retryAfter} seconds.`,
+  };
+  const address: Policy = {
+    name: 'address',
+    limiter: createLimiter('address', perAddress, windowSeconds, pool),
+    field: `"address";q=${perAddress};w=${windowSeconds}`,
+    refusalMessage: (retryAfter) =>
+      `This address has made more than ${perAddress} requests without a valid token in ${windowSeconds} seconds, its limit; ` +
+      `every request from it is refused for ${retryAfter} seconds.`,
+  };
+
+  /** Address key → when its window ends (ms since the epoch). */
+  const blocked = new Map<string, number>();
+  const block = (key: string, until: number) => {
+    if (blocked.size >= BLOCKED_PRUNE_AT) {
+      const now = Date.now();
+      for (const [k, end] of blocked) if (end <= now) blocked.delete(k);
+    }
+    blocked.set(key, until);
+  };
+
+  return {
+    countToken: async (auth) => (await consume(token, `${auth.orgId}:${auth.env}:${auth.tokenId}`)).verdict,
+
+    countAddress: async (ip) => {
+      const key = addressKey(ip);
+      const { verdict, msBeforeNext } = await consume(address, key);
+      if (verdict.refusal) block(key, Date.now() + msBeforeNext);
+      return verdict;
+    },
+
+    refuseBlockedAddress: (ip) => {
+      if (blocked.size === 0) return undefined;
+      const key = addressKey(ip);
+      const until = blocked.get(key);
+      if (until === undefined) return undefined;
+      const msBeforeNext = until - Date.now();
+      if (msBeforeNext <= 0) {
+        blocked.delete(key);
+        return undefined;
+      }
+      return verdictOf(address, new RateLimiterRes(0, msBeforeNext, perAddress + 1), true);
+    },
+  };
+}

@@ -1,0 +1,53 @@
+/** Which budget a client address spends, and how the environment sets the budgets. */
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../server/config.js';
+import { addressKey } from '../../server/rate-limit/rate-limits.js';
+
+describe('addressKey', () => {
+  it('keys an IPv4 address as itself, also when it arrives IPv4-mapped', () => {
+    expect(addressKey('203.0.113.7')).toBe('203.0.113.7');
+    expect(addressKey('::ffff:203.0.113.7')).toBe('203.0.113.7');
+  });
+
+  it('keys an IPv6 address by its /64, which one subscriber commonly holds whole', () => {
+    expect(addressKey('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:db8:1:2:ffff:ffff:ffff:ffff')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:db8:1:3::1')).not.toBe(addressKey('2001:db8:1:2::1'));
+  });
+
+  it('keeps what is not an address apart from every address', () => {
+    expect(addressKey(undefined)).toBe('unknown:');
+    expect(addressKey('203.0.113.7')).not.toBe(addressKey('unknown:203.0.113.7'));
+  });
+});
+
+describe('rate-limit configuration', () => {
+  it('defaults to 600 per token and 60 per address, per 60 seconds', () => {
+    expect(loadConfig({}).rateLimits).toEqual({ perToken: 600, perAddress: 60, windowSeconds: 60 });
+  });
+
+  it('reads RATE_LIMIT, RATE_LIMIT_WINDOW and RATE_LIMIT_UNAUTHENTICATED', () => {
+    const env = { RATE_LIMIT: '100', RATE_LIMIT_WINDOW: '10', RATE_LIMIT_UNAUTHENTICATED: '5' };
+    expect(loadConfig(env).rateLimits).toEqual({ perToken: 100, perAddress: 5, windowSeconds: 10 });
+  });
+
+  it('RATE_LIMIT=0 switches limiting off', () => {
+    expect(loadConfig({ RATE_LIMIT: '0' }).rateLimits).toBe(false);
+  });
+
+  it.each([
+    [{ RATE_LIMIT: '-1' }, /RATE_LIMIT must be a whole number/],
+    [{ RATE_LIMIT: 'lots' }, /RATE_LIMIT must be a whole number/],
+    [{ RATE_LIMIT_WINDOW: '0' }, /RATE_LIMIT_WINDOW must be at least 1/],
+    [{ RATE_LIMIT_UNAUTHENTICATED: '0' }, /RATE_LIMIT_UNAUTHENTICATED must be at least 1/],
+  ])('refuses %j at start-up', (env, message) => {
+    expect(() => loadConfig(env)).toThrow(message);
+  });
+
+  it('TRUST_PROXY: off by default; true, a hop count, or addresses as Express takes them', () => {
+    expect(loadConfig({}).trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: '1' }).trustProxy).toBe(1);
+    expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).trustProxy).toBe('loopback, 10.0.0.0/8');
+  });
+});
