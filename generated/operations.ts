@@ -25,6 +25,46 @@ export const operationList = [
     ]
   },
   {
+    "operationId": "deleteClient",
+    "method": "delete",
+    "path": "/clients/{id}",
+    "expressPath": "/clients/:id",
+    "authenticated": true,
+    "scopes": [
+      "clients:write"
+    ],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      403,
+      404,
+      412,
+      500
+    ]
+  },
+  {
+    "operationId": "getClient",
+    "method": "get",
+    "path": "/clients/{id}",
+    "expressPath": "/clients/:id",
+    "authenticated": true,
+    "scopes": [
+      "clients:read"
+    ],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      401,
+      403,
+      404,
+      500
+    ]
+  },
+  {
     "operationId": "getHealth",
     "method": "get",
     "path": "/healthz",
@@ -35,6 +75,72 @@ export const operationList = [
     "hasBody": false,
     "statuses": [
       200,
+      500
+    ]
+  },
+  {
+    "operationId": "listClients",
+    "method": "get",
+    "path": "/clients",
+    "expressPath": "/clients",
+    "authenticated": true,
+    "scopes": [
+      "clients:read"
+    ],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      403,
+      500
+    ]
+  },
+  {
+    "operationId": "restoreClient",
+    "method": "post",
+    "path": "/clients/{id}/restore",
+    "expressPath": "/clients/:id/restore",
+    "authenticated": true,
+    "scopes": [
+      "clients:write"
+    ],
+    "idempotencyKey": true,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      402,
+      403,
+      404,
+      412,
+      500
+    ]
+  },
+  {
+    "operationId": "updateClient",
+    "method": "patch",
+    "path": "/clients/{id}",
+    "expressPath": "/clients/:id",
+    "authenticated": true,
+    "scopes": [
+      "clients:write"
+    ],
+    "idempotencyKey": true,
+    "hasBody": true,
+    "statuses": [
+      200,
+      400,
+      401,
+      402,
+      403,
+      404,
+      409,
+      412,
+      413,
+      415,
       500
     ]
   }

@@ -72,8 +72,17 @@ export function createApp(deps: AppDeps): App {
     }
     next();
   };
+  // An operation that declares no request body (GET, DELETE, restore) does not read one: a body
+  // there has no meaning, and reading it could only produce answers the spec does not list (415).
+  const ignoreBody: RequestHandler = (req, _res, next) => {
+    req.body = undefined;
+    next();
+  };
   const bodyParsers = new Map(
-    [...spec.operations.values()].map((info) => [info.entry.operationId, jsonBody(info.decimalFields, info.entry.hasBody)]),
+    [...spec.operations.values()].map((info) => [
+      info.entry.operationId,
+      info.entry.hasBody ? jsonBody(info.decimalFields, true) : ignoreBody,
+    ]),
   );
   const parseUnmatchedBody = jsonBody(new Set(), false);
   const parseBody: RequestHandler = (req, res, next) =>

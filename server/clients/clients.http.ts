@@ -1,9 +1,18 @@
 import type { Handlers } from '../http/handler-types.js';
 import * as clients from './clients.service.js';
 
+/** Every answer that is one client carries its ETag. */
+const answer = ({ client, etag }: clients.ClientState) => ({ status: 200 as const, body: { data: client }, headers: { ETag: etag } });
+
 export const clientHandlers = {
   createClient: async ({ db, auth, body }) => {
-    const client = await clients.createClient(db, auth, body);
-    return { status: 201, body: { data: client }, headers: { Location: `/clients/${client.id}` } };
+    const { client, etag } = await clients.createClient(db, auth, body);
+    return { status: 201, body: { data: client }, headers: { Location: `/clients/${client.id}`, ETag: etag } };
   },
+  listClients: async ({ db, auth, query }) => ({ status: 200, body: await clients.listClients(db, auth, query) }),
+  getClient: async ({ db, auth, params }) => answer(await clients.getClient(db, auth, params.id)),
+  updateClient: async ({ db, auth, params, body, req }) =>
+    answer(await clients.updateClient(db, auth, params.id, body, req.get('If-Match'))),
+  deleteClient: async ({ db, auth, params, req }) => answer(await clients.deleteClient(db, auth, params.id, req.get('If-Match'))),
+  restoreClient: async ({ db, auth, params, req }) => answer(await clients.restoreClient(db, auth, params.id, req.get('If-Match'))),
 } satisfies Partial<Handlers>;

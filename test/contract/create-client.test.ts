@@ -10,7 +10,8 @@ let orgId: string;
 
 beforeAll(async () => {
   server = await startTestServer();
-  const tenant = await server.tenant();
+  // Studio: these tests create far more clients than the free plan's 3 (plans.test.ts covers limits).
+  const tenant = await server.tenant({ plan: 'studio' });
   api = tenant.api;
   orgId = tenant.token.orgId;
 });
