@@ -940,6 +940,7 @@ export interface operations {
         requestBody?: never;
         responses: {
             200: components["responses"]["Client"];
+            400: components["responses"]["ValidationFailed"];
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];

@@ -58,6 +58,7 @@ export const operationList = [
     "hasBody": false,
     "statuses": [
       200,
+      400,
       401,
       403,
       404,

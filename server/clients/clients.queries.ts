@@ -97,6 +97,11 @@ function likeSubstring(text: string): string {
  * carries its exact `position` (created_at with microseconds, in UTC), for the next cursor.
  */
 export async function listClientRows(db: Kysely<Database>, tenant: Tenant, filter: ClientListFilter): Promise<ListedClientRow[]> {
+  return listClientRowsQuery(db, tenant, filter).execute();
+}
+
+/** The query of listClientRows, unexecuted (the benchmark EXPLAINs it). */
+export function listClientRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientListFilter) {
   let query = clientsOf(db, tenant)
     .selectAll()
     .select(sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('position'));
@@ -113,5 +118,5 @@ export async function listClientRows(db: Kysely<Database>, tenant: Tenant, filte
     const { createdAt, id } = filter.after;
     query = query.where(sql<boolean>`(created_at, id) < (${createdAt}::timestamptz, ${id}::uuid)`);
   }
-  return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit).execute();
+  return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit);
 }

@@ -73,6 +73,13 @@ describe('GET /clients/{id}', () => {
     expect(error!.error.code).toBe('not_found');
   });
 
+  it('an unknown query parameter is a 400 naming it', async () => {
+    const { client } = await create();
+    const response = await fetch(`${server.baseUrl}/clients/${client.id}?expand=org`, { headers: { Authorization: `Bearer ${token}` } });
+    expect(response.status).toBe(400);
+    expect(Object.keys((await readJson(response)).error.fields!)).toEqual(['expand']);
+  });
+
   it('a path with broken percent-encoding is 404 not_found', async () => {
     const response = await fetch(`${server.baseUrl}/clients/%E0%A4%A`, { headers: { Authorization: `Bearer ${token}` } });
     expect(response.status).toBe(404);
