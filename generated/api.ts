@@ -805,7 +805,9 @@ export interface operations {
                 q?: string;
                 /**
                  * @description Keeps clients whose `updatedAt` is at or after this moment, an RFC 3339 date-time with a
-                 *     time zone (`2026-01-31T09:00:00Z`, `2026-01-31T10:00:00.123456+01:00`). For sync: pass the
+                 *     time zone (`2026-01-31T09:00:00Z`, `2026-01-31T10:00:00.123456+01:00`): year 0001 to 9999,
+                 *     seconds 00 to 59 (no leap second), offsets up to ±15:59, up to 9 fractional digits
+                 *     (compared to the microsecond). For sync: pass the
                  *     latest `updatedAt` you have seen, with `deleted=include`; a change is never missed, and a
                  *     client changed at exactly that moment is returned again. Creating, changing, deleting and
                  *     restoring a client all move its `updatedAt`.

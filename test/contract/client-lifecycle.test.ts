@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientResource, ClientsApi } from '../../client/index.js';
 import { readJson } from '../support/json.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { requestBodyAllowed } from '../support/spec-check.js';
 
 let server: TestServer;
 let api: ClientsApi;
@@ -168,6 +169,21 @@ describe('PATCH /clients/{id}', () => {
     expect(error!.error.code).toBe('validation_failed');
     expect(Object.keys(error!.error.fields!).sort()).toEqual(fields);
     expect(await row(client.id)).toEqual(before);
+  });
+
+  it('the spec alone accepts and refuses the same bodies as the server', async () => {
+    const accepted: Record<string, unknown>[] = [
+      {},
+      { name: ' x ' },
+      { contactName: null, email: '', phone: '  ', website: 'http://a.test', currency: 'eur', billingCountry: 'FR' },
+      { defaultRate: 0, defaultTaxRate: 100, requirePoNumber: null, notes: 'n'.repeat(10000) },
+      { defaultRate: '999999999999.9999', defaultTaxRate: '', billingEmail: null, requirePoNumber: false },
+    ];
+    const { client } = await create();
+    for (const body of [...accepted, ...refused.map(([, b]) => b)]) {
+      const { response } = await patch(client.id, body);
+      expect(response.status === 400, JSON.stringify(body)).toBe(!requestBodyAllowed('patch', '/clients/{id}', body));
+    }
   });
 
   it('reads a JSON number as the decimal written', async () => {
