@@ -46,7 +46,7 @@ function openPostgres(connectionString: string, max: number): DatabaseHandle {
 
 async function openPglite(dataDir: string): Promise<DatabaseHandle> {
   const { PGlite } = await import('@electric-sql/pglite');
-  // pg_trgm ships with PGlite as a contrib extension; loaded, it backs the `q` search index.
+  // pg_trgm ships with PGlite as a contrib extension; loaded, it backs the `q` search indexes.
   const { pg_trgm } = await import('@electric-sql/pglite/contrib/pg_trgm');
   const options = { extensions: { pg_trgm } };
   if (dataDir.startsWith('memory://')) {
