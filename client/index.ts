@@ -10,6 +10,15 @@
  * const { data, error } = await api.POST('/clients', { body: { name: 'Globex Corporation' } });
  * if (error) console.error(error.error.code, error.error.fields);
  * else console.log(data.data.id);
+ *
+ * // Every client, page by page: pass nextCursor back as cursor until it is null.
+ * let cursor: string | undefined;
+ * do {
+ *   const page = await api.GET('/clients', { params: { query: { limit: 100, cursor } } });
+ *   if (page.error) throw new Error(page.error.error.message);
+ *   for (const client of page.data.data) console.log(client.id, client.name);
+ *   cursor = page.data.nextCursor ?? undefined;
+ * } while (cursor);
  * ```
  */
 import createClient, { type Client, type Middleware } from 'openapi-fetch';
@@ -20,6 +29,10 @@ export type { components, paths };
 export type ClientResource = components['schemas']['Client'];
 /** The body of `POST /clients`. */
 export type ClientCreate = components['schemas']['ClientCreate'];
+/** The body of `PATCH /clients/{id}`: only the fields to change; `null` clears one. */
+export type ClientUpdate = components['schemas']['ClientUpdate'];
+/** A page of `GET /clients`: `{ data, nextCursor }`. */
+export type ClientList = components['schemas']['ClientList'];
 /** The envelope of every error: `{ error: { code, message, fields?, requiredPlan?, feature? } }`. */
 export type ApiErrorBody = components['schemas']['Error'];
 

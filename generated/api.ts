@@ -8,7 +8,19 @@ export type paths = {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * List clients
+         * @description Lists the clients of the token's organisation and environment, newest first (by `createdAt`,
+         *     then by `id`), one page at a time. Pass the answer's `nextCursor` as `cursor` to get the next
+         *     page; `nextCursor` is null on the last page. Paging is by keyset, not by offset: walking the
+         *     pages sees every client that existed when the walk began exactly once, even while clients are
+         *     created in between (those appear at the front, before the first page).
+         *
+         *     Filters combine with AND: `q` searches, `updatedSince` keeps clients changed since a moment
+         *     (for sync; pass `deleted=include` to see deletions too), and `deleted` chooses between active
+         *     and deleted clients.
+         */
+        get: operations["listClients"];
         put?: never;
         /**
          * Create a client
@@ -19,6 +31,104 @@ export type paths = {
          *     response instead of creating a second client.
          */
         post: operations["createClient"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/clients/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The client's id, as returned in `id` (a UUID). Any other value, an id of another
+                 *     organisation or environment, and an id that is not a UUID at all are all answered the same
+                 *     way: 404 `not_found`. The id is never refused as malformed, so that an answer tells nothing
+                 *     about which ids exist.
+                 * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
+                 */
+                id: components["parameters"]["ClientId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Retrieve a client
+         * @description Returns one client of the token's organisation and environment. A deleted client is still
+         *     returned, with `deletedAt` set. The `ETag` header identifies this state of the client: send
+         *     it in `If-Match` when you change it.
+         */
+        get: operations["getClient"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a client
+         * @description Deletes the client softly: it is kept, with `deletedAt` set, and answered as it now is. It no
+         *     longer appears in the default list nor counts toward the plan's limit of active clients, it
+         *     can be read by id, and it can be brought back with `POST /clients/{id}/restore`. Deleting
+         *     and restoring both move `updatedAt`.
+         *
+         *     Deleting a deleted client changes nothing and answers the client as it is (its first
+         *     `deletedAt` is kept). `If-Match` is honoured as on update (404, then 412). An
+         *     `Idempotency-Key` is not needed, and is ignored: deleting is idempotent by nature.
+         */
+        delete: operations["deleteClient"];
+        options?: never;
+        head?: never;
+        /**
+         * Update a client
+         * @description Changes the fields sent and leaves the others as they are, with the same rules and coercions
+         *     as on create: strings are trimmed, an empty or blank string is null, codes are upper-cased and
+         *     money is exact. `null` clears an optional field; `name` cannot be cleared (400 on `name`).
+         *     Unknown fields are refused by name. `requirePoNumber: true` needs the studio plan.
+         *
+         *     `updatedAt` moves when a value changes; a request that changes no value (an empty object, or
+         *     the values the client already has) changes nothing, `updatedAt` and `ETag` included.
+         *
+         *     Send the client's `ETag` in `If-Match` so that two editors cannot silently overwrite each
+         *     other: when someone changed the client since you read it, the answer is 412
+         *     `precondition_failed` and nothing changes. Checks run in this order: 404 (no such client),
+         *     412 (stale `If-Match`), 409 `client_deleted` (a deleted client cannot be changed until
+         *     restored), 402 (plan).
+         *
+         *     Send an `Idempotency-Key` to make retries safe: a replay within 24 hours returns the first
+         *     response instead of applying the change again.
+         */
+        patch: operations["updateClient"];
+        trace?: never;
+    };
+    "/clients/{id}/restore": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The client's id, as returned in `id` (a UUID). Any other value, an id of another
+                 *     organisation or environment, and an id that is not a UUID at all are all answered the same
+                 *     way: 404 `not_found`. The id is never refused as malformed, so that an answer tells nothing
+                 *     about which ids exist.
+                 * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
+                 */
+                id: components["parameters"]["ClientId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Restore a deleted client
+         * @description Brings a deleted client back: clears `deletedAt` and moves `updatedAt`. It then counts toward
+         *     the plan's limit of active clients again, so restoring past the limit is 402
+         *     `plan_limit_reached`. Restoring a client that is not deleted changes nothing and answers it as
+         *     it is. Takes no request body.
+         *
+         *     Checks run in this order: 404 (no such client), 412 (stale `If-Match`), 402 (plan).
+         *
+         *     Send an `Idempotency-Key` to make retries safe: a replay within 24 hours returns the first
+         *     response.
+         */
+        post: operations["restoreClient"];
         delete?: never;
         options?: never;
         head?: never;
@@ -238,11 +348,8 @@ export type components = {
          *     }
          */
         ClientCreate: {
-            /**
-             * @description The client's name, 1 to 200 characters once trimmed.
-             * @example Globex Corporation
-             */
-            name: string;
+            /** @description The client's name, 1 to 200 characters once trimmed. */
+            name: components["schemas"]["NameInput"];
             /** @description The person to talk to. Text of at most 200 characters. */
             contactName?: components["schemas"]["OptionalText"];
             /** @description The client's e-mail address. */
@@ -254,9 +361,9 @@ export type components = {
             /** @description The currency the client is invoiced in, an ISO 4217 code; lower case is accepted. */
             currency?: components["schemas"]["CurrencyInput"];
             /** @description Free-form notes, at most 10,000 characters once trimmed. */
-            notes?: string | null;
+            notes?: components["schemas"]["NotesInput"];
             /** @description A free-form postal address, at most 1,000 characters once trimmed. */
-            billingAddress?: string | null;
+            billingAddress?: components["schemas"]["AddressInput"];
             /** @description First line of the billing address. Text of at most 200 characters. */
             billingLine1?: components["schemas"]["OptionalText"];
             /** @description Second line of the billing address. Text of at most 200 characters. */
@@ -281,7 +388,65 @@ export type components = {
              * @description Whether invoices to this client need a purchase order number. Absent, null, or an empty or
              *     blank string means false. `true` needs the studio plan (402 `plan_required` below it).
              */
-            requirePoNumber?: boolean | components["schemas"]["Blank"] | null;
+            requirePoNumber?: components["schemas"]["FlagInput"];
+            /** @description Where invoices are sent, if not to `email`. */
+            billingEmail?: components["schemas"]["EmailInput"];
+        };
+        /**
+         * ClientUpdate
+         * @description A partial update of a client: send only the fields to change; a field not sent keeps its value.
+         *     Each field follows the same rules and coercions as on create (`ClientCreate`): strings are
+         *     trimmed, an empty or blank string is taken as null, codes are upper-cased, money is exact.
+         *     `null` (or an empty string) clears an optional field; `name` cannot be cleared. `requirePoNumber`
+         *     null means false. Unknown fields are refused, naming them. An empty object changes nothing.
+         * @example {
+         *       "contactName": "Hank Scorpio",
+         *       "defaultRate": "135.00",
+         *       "notes": null
+         *     }
+         */
+        ClientUpdate: {
+            /** @description The client's name, 1 to 200 characters once trimmed. It cannot be cleared. */
+            name?: components["schemas"]["NameInput"];
+            /** @description The person to talk to. Text of at most 200 characters. */
+            contactName?: components["schemas"]["OptionalText"];
+            /** @description The client's e-mail address. */
+            email?: components["schemas"]["EmailInput"];
+            /** @description A phone number, as written. Text of at most 200 characters. */
+            phone?: components["schemas"]["OptionalText"];
+            /** @description The client's web site, an absolute http or https URL. */
+            website?: components["schemas"]["WebsiteInput"];
+            /** @description The currency the client is invoiced in, an ISO 4217 code; lower case is accepted. */
+            currency?: components["schemas"]["CurrencyInput"];
+            /** @description Free-form notes, at most 10,000 characters once trimmed. */
+            notes?: components["schemas"]["NotesInput"];
+            /** @description A free-form postal address, at most 1,000 characters once trimmed. */
+            billingAddress?: components["schemas"]["AddressInput"];
+            /** @description First line of the billing address. Text of at most 200 characters. */
+            billingLine1?: components["schemas"]["OptionalText"];
+            /** @description Second line of the billing address. Text of at most 200 characters. */
+            billingLine2?: components["schemas"]["OptionalText"];
+            /** @description City of the billing address. Text of at most 200 characters. */
+            billingCity?: components["schemas"]["OptionalText"];
+            /** @description Region, state or county of the billing address. Text of at most 200 characters. */
+            billingRegion?: components["schemas"]["OptionalText"];
+            /** @description Postal code of the billing address. Text of at most 200 characters. */
+            billingPostalCode?: components["schemas"]["OptionalText"];
+            /** @description Country of the billing address, an ISO 3166-1 alpha-2 code; lower case is accepted. */
+            billingCountry?: components["schemas"]["CountryInput"];
+            /** @description The client's tax or VAT number. Text of at most 200 characters. */
+            taxNumber?: components["schemas"]["OptionalText"];
+            /** @description The default hourly rate, in the client's currency. */
+            defaultRate?: components["schemas"]["MoneyInput"];
+            /** @description Default payment terms, such as "Net 30". Text of at most 200 characters. */
+            defaultPaymentTerms?: components["schemas"]["OptionalText"];
+            /** @description The default tax rate, a percentage from 0 to 100. */
+            defaultTaxRate?: components["schemas"]["PercentageInput"];
+            /**
+             * @description Whether invoices to this client need a purchase order number. Absent, null, or an empty or
+             *     blank string means false. `true` needs the studio plan (402 `plan_required` below it).
+             */
+            requirePoNumber?: components["schemas"]["FlagInput"];
             /** @description Where invoices are sent, if not to `email`. */
             billingEmail?: components["schemas"]["EmailInput"];
         };
@@ -333,6 +498,25 @@ export type components = {
             deletedAt: string | null;
         };
         /**
+         * ClientData
+         * @description One client, in the `data` envelope.
+         */
+        ClientData: {
+            data: components["schemas"]["Client"];
+        };
+        /**
+         * ClientList
+         * @description One page of clients, newest first (by `createdAt`, then `id`), and where the next page starts.
+         */
+        ClientList: {
+            data: components["schemas"]["Client"][];
+            /**
+             * @description Pass it as `cursor` to get the next page; null on the last page. Opaque: its content may
+             *     change between versions of the API.
+             */
+            nextCursor: string | null;
+        };
+        /**
          * CurrencyCode
          * @description An ISO 4217 currency code, upper case, as stored and returned.
          * @enum {string}
@@ -356,6 +540,12 @@ export type components = {
          * @enum {string}
          */
         CountryCodeLowerCase: "ad" | "ae" | "af" | "ag" | "ai" | "al" | "am" | "ao" | "aq" | "ar" | "as" | "at" | "au" | "aw" | "ax" | "az" | "ba" | "bb" | "bd" | "be" | "bf" | "bg" | "bh" | "bi" | "bj" | "bl" | "bm" | "bn" | "bo" | "bq" | "br" | "bs" | "bt" | "bv" | "bw" | "by" | "bz" | "ca" | "cc" | "cd" | "cf" | "cg" | "ch" | "ci" | "ck" | "cl" | "cm" | "cn" | "co" | "cr" | "cu" | "cv" | "cw" | "cx" | "cy" | "cz" | "de" | "dj" | "dk" | "dm" | "do" | "dz" | "ec" | "ee" | "eg" | "eh" | "er" | "es" | "et" | "fi" | "fj" | "fk" | "fm" | "fo" | "fr" | "ga" | "gb" | "gd" | "ge" | "gf" | "gg" | "gh" | "gi" | "gl" | "gm" | "gn" | "gp" | "gq" | "gr" | "gs" | "gt" | "gu" | "gw" | "gy" | "hk" | "hm" | "hn" | "hr" | "ht" | "hu" | "id" | "ie" | "il" | "im" | "in" | "io" | "iq" | "ir" | "is" | "it" | "je" | "jm" | "jo" | "jp" | "ke" | "kg" | "kh" | "ki" | "km" | "kn" | "kp" | "kr" | "kw" | "ky" | "kz" | "la" | "lb" | "lc" | "li" | "lk" | "lr" | "ls" | "lt" | "lu" | "lv" | "ly" | "ma" | "mc" | "md" | "me" | "mf" | "mg" | "mh" | "mk" | "ml" | "mm" | "mn" | "mo" | "mp" | "mq" | "mr" | "ms" | "mt" | "mu" | "mv" | "mw" | "mx" | "my" | "mz" | "na" | "nc" | "ne" | "nf" | "ng" | "ni" | "nl" | "no" | "np" | "nr" | "nu" | "nz" | "om" | "pa" | "pe" | "pf" | "pg" | "ph" | "pk" | "pl" | "pm" | "pn" | "pr" | "ps" | "pt" | "pw" | "py" | "qa" | "re" | "ro" | "rs" | "ru" | "rw" | "sa" | "sb" | "sc" | "sd" | "se" | "sg" | "sh" | "si" | "sj" | "sk" | "sl" | "sm" | "sn" | "so" | "sr" | "ss" | "st" | "sv" | "sx" | "sy" | "sz" | "tc" | "td" | "tf" | "tg" | "th" | "tj" | "tk" | "tl" | "tm" | "tn" | "to" | "tr" | "tt" | "tv" | "tw" | "tz" | "ua" | "ug" | "um" | "us" | "uy" | "uz" | "va" | "vc" | "ve" | "vg" | "vi" | "vn" | "vu" | "wf" | "ws" | "ye" | "yt" | "za" | "zm" | "zw";
+        /**
+         * NameInput
+         * @description A client's name, 1 to 200 characters once trimmed. It cannot be empty, blank or null.
+         * @example Globex Corporation
+         */
+        NameInput: string;
         /**
          * OptionalText
          * @description Text of at most 200 characters once trimmed. White space at both ends is removed; an empty or
@@ -386,6 +576,18 @@ export type components = {
          */
         CurrencyInput: components["schemas"]["CurrencyCode"] | components["schemas"]["CurrencyCodeLowerCase"] | components["schemas"]["Blank"] | null;
         /**
+         * NotesInput
+         * @description Free-form text of at most 10,000 characters once trimmed. An empty or blank string is taken as
+         *     null.
+         */
+        NotesInput: string | null;
+        /**
+         * AddressInput
+         * @description A free-form postal address, at most 1,000 characters once trimmed. An empty or blank string is
+         *     taken as null.
+         */
+        AddressInput: string | null;
+        /**
          * CountryInput
          * @description An ISO 3166-1 alpha-2 country code, in upper or lower case (exactly as listed, no white space),
          *     stored upper case. An empty or blank string, or null, clears it.
@@ -413,8 +615,27 @@ export type components = {
          * @example 8.875
          */
         PercentageInput: string | number | null;
+        /**
+         * FlagInput
+         * @description true or false; null, or an empty or blank string, is taken as false.
+         */
+        FlagInput: boolean | components["schemas"]["Blank"] | null;
     };
     responses: {
+        /** @description The client as it now is, with its ETag. */
+        Client: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                ETag: components["headers"]["ETag"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
+                "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ClientData"];
+            };
+        };
         /**
          * @description `validation_failed`: the request is not valid. Malformed JSON, a body that is not an
          *     object, an unknown or misspelt field, a value of the wrong type or shape, or a bad header.
@@ -530,6 +751,50 @@ export type components = {
             };
         };
         /**
+         * @description `client_deleted`: the client is deleted, so it cannot be changed; restore it first
+         *     (`POST /clients/{id}/restore`). Or `idempotency_request_in_progress`: another request with
+         *     this `Idempotency-Key` is still running; retry after `Retry-After` seconds with the same key.
+         *     `Retry-After` comes with the second only.
+         */
+        ClientDeletedOrInProgress: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
+                "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                /** @description With `idempotency_request_in_progress` only; seconds to wait before retrying. */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /**
+         * @description `precondition_failed`: `If-Match` names none of the client's current ETag: someone changed
+         *     it since you read it. Nothing was changed. Read it again, and retry with its new ETag.
+         */
+        PreconditionFailed: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
+                "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "error": {
+                 *         "code": "precondition_failed",
+                 *         "message": "The client has changed since the ETag in If-Match; read it again and retry."
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /**
          * @description `forbidden`: the token lacks the scope this operation needs, or (on `POST /tokens`) a scope
          *     it asks to grant; the message names the scope.
          */
@@ -554,13 +819,15 @@ export type components = {
         };
         /**
          * @description `not_found`: there is no such resource in the token's organisation and environment. One
-         *     of another organisation or environment is not found either.
+         *     of another organisation or environment, and an id that is not a UUID, get the same answer
+         *     as an unknown one, so nothing is learnt of which ids exist.
          */
         NotFound: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
                 "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                 RateLimit: components["headers"]["RateLimit"];
+                "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                 [name: string]: unknown;
             };
             content: {
@@ -682,6 +949,24 @@ export type components = {
          *     400) or a 500 stores nothing, so the key can be retried. After 24 hours a key is forgotten.
          */
         IdempotencyKey: string;
+        /**
+         * @description The client's id, as returned in `id` (a UUID). Any other value, an id of another
+         *     organisation or environment, and an id that is not a UUID at all are all answered the same
+         *     way: 404 `not_found`. The id is never refused as malformed, so that an answer tells nothing
+         *     about which ids exist.
+         * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
+         */
+        ClientId: string;
+        /**
+         * @description Change the client only if it is still as you last saw it: the `ETag` of a response that
+         *     returned it (or several, comma-separated), or `*` for "whatever its current state". ETags
+         *     are compared strongly (RFC 9110): a weak tag (`W/"…"`) never matches. When no tag matches,
+         *     nothing changes and the answer is 412 `precondition_failed`; read the client again, merge,
+         *     and retry with its new ETag. Without the header the change is unconditional. A value that
+         *     is not `*` nor a list of entity tags is 400 `validation_failed` naming the header.
+         * @example "k3vY0x8Q2mJ1pR7sT4uW9z"
+         */
+        IfMatch: string;
     };
     requestBodies: never;
     headers: {
@@ -715,6 +1000,13 @@ export type components = {
         "Idempotent-Replayed": "true";
         /** @description The URL of the created resource. */
         Location: string;
+        /**
+         * @description A strong entity tag of the client exactly as this response returns it: it changes whenever
+         *     any field of the client changes (`updatedAt` included) and only then. Send it back in
+         *     `If-Match` to change the client only if nobody has changed it since.
+         * @example "k3vY0x8Q2mJ1pR7sT4uW9z"
+         */
+        ETag: string;
     };
     pathItems: never;
 };
@@ -730,23 +1022,33 @@ export type SchemaToken = components['schemas']['Token'];
 export type SchemaTokenCreate = components['schemas']['TokenCreate'];
 export type SchemaBlank = components['schemas']['Blank'];
 export type SchemaClientCreate = components['schemas']['ClientCreate'];
+export type SchemaClientUpdate = components['schemas']['ClientUpdate'];
 export type SchemaClient = components['schemas']['Client'];
+export type SchemaClientData = components['schemas']['ClientData'];
+export type SchemaClientList = components['schemas']['ClientList'];
 export type SchemaCurrencyCode = components['schemas']['CurrencyCode'];
 export type SchemaCurrencyCodeLowerCase = components['schemas']['CurrencyCodeLowerCase'];
 export type SchemaCountryCode = components['schemas']['CountryCode'];
 export type SchemaCountryCodeLowerCase = components['schemas']['CountryCodeLowerCase'];
+export type SchemaNameInput = components['schemas']['NameInput'];
 export type SchemaOptionalText = components['schemas']['OptionalText'];
 export type SchemaEmailInput = components['schemas']['EmailInput'];
 export type SchemaWebsiteInput = components['schemas']['WebsiteInput'];
 export type SchemaCurrencyInput = components['schemas']['CurrencyInput'];
+export type SchemaNotesInput = components['schemas']['NotesInput'];
+export type SchemaAddressInput = components['schemas']['AddressInput'];
 export type SchemaCountryInput = components['schemas']['CountryInput'];
 export type SchemaMoneyInput = components['schemas']['MoneyInput'];
 export type SchemaPercentageInput = components['schemas']['PercentageInput'];
+export type SchemaFlagInput = components['schemas']['FlagInput'];
+export type ResponseClient = components['responses']['Client'];
 export type ResponseValidationFailed = components['responses']['ValidationFailed'];
 export type ResponseUnauthenticated = components['responses']['Unauthenticated'];
 export type ResponsePaymentRequired = components['responses']['PaymentRequired'];
 export type ResponseIdempotencyRequestInProgress = components['responses']['IdempotencyRequestInProgress'];
 export type ResponseIdempotencyKeyReused = components['responses']['IdempotencyKeyReused'];
+export type ResponseClientDeletedOrInProgress = components['responses']['ClientDeletedOrInProgress'];
+export type ResponsePreconditionFailed = components['responses']['PreconditionFailed'];
 export type ResponseForbidden = components['responses']['Forbidden'];
 export type ResponseNotFound = components['responses']['NotFound'];
 export type ResponseTooManyRequests = components['responses']['TooManyRequests'];
@@ -754,14 +1056,112 @@ export type ResponsePayloadTooLarge = components['responses']['PayloadTooLarge']
 export type ResponseUnsupportedMediaType = components['responses']['UnsupportedMediaType'];
 export type ResponseInternalError = components['responses']['InternalError'];
 export type ParameterIdempotencyKey = components['parameters']['IdempotencyKey'];
+export type ParameterClientId = components['parameters']['ClientId'];
+export type ParameterIfMatch = components['parameters']['IfMatch'];
 export type HeaderRateLimitPolicy = components['headers']['RateLimit-Policy'];
 export type HeaderRateLimit = components['headers']['RateLimit'];
 export type HeaderRetryAfter = components['headers']['Retry-After'];
 export type HeaderXRequestId = components['headers']['X-Request-Id'];
 export type HeaderIdempotentReplayed = components['headers']['Idempotent-Replayed'];
 export type HeaderLocation = components['headers']['Location'];
+export type HeaderETag = components['headers']['ETag'];
 export type $defs = Record<string, never>;
 export interface operations {
+    listClients: {
+        parameters: {
+            query?: {
+                /** @description How many clients a page holds at most, from 1 to 100. */
+                limit?: number;
+                /**
+                 * @description Where the page starts: the `nextCursor` of the page before, exactly as given. Opaque; a
+                 *     value that this API did not give out is 400 `validation_failed` naming `cursor`. Keep the
+                 *     other parameters as they were, or the walk starts over wherever the cursor points.
+                 */
+                cursor?: string;
+                /**
+                 * @description Search: keeps clients whose `name`, `contactName`, `email` or `billingEmail` contains this
+                 *     text, ignoring case (`acme` finds "ACME Ltd" and "billing@acme.test"). The text is trimmed
+                 *     at both ends and matched literally (`%` and `_` are ordinary characters). At most 200
+                 *     characters, and not blank.
+                 * @example acme
+                 */
+                q?: string;
+                /**
+                 * @description Keeps clients whose `updatedAt` is at or after this moment, an RFC 3339 date-time with a
+                 *     time zone (`2026-01-31T09:00:00Z`, `2026-01-31T10:00:00.123456+01:00`): year 0001 to 9999,
+                 *     seconds 00 to 59 (no leap second), offsets up to ±15:59, up to 9 fractional digits
+                 *     (compared to the microsecond). For sync: pass the
+                 *     latest `updatedAt` you have seen, with `deleted=include`; a change is never missed, and a
+                 *     client changed at exactly that moment is returned again. Creating, changing, deleting and
+                 *     restoring a client all move its `updatedAt`.
+                 * @example 2026-01-31T09:00:00Z
+                 */
+                updatedSince?: string;
+                /**
+                 * @description Which clients to list: `exclude` (active clients only), `include` (active and deleted), or
+                 *     `only` (deleted clients only).
+                 */
+                deleted?: "exclude" | "include" | "only";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of clients, and the cursor of the next page. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "id": "497f6eca-6276-4993-bfeb-53cbbbba6f08",
+                     *           "orgId": "25b2c2d5-a7fc-47d0-89e4-8709a1560bfa",
+                     *           "name": "Globex Corporation",
+                     *           "contactName": "Hank Scorpio",
+                     *           "email": "hank@globex.test",
+                     *           "phone": null,
+                     *           "website": "https://globex.test",
+                     *           "currency": "USD",
+                     *           "notes": null,
+                     *           "billingAddress": null,
+                     *           "billingLine1": null,
+                     *           "billingLine2": null,
+                     *           "billingCity": null,
+                     *           "billingRegion": null,
+                     *           "billingPostalCode": null,
+                     *           "billingCountry": "US",
+                     *           "taxNumber": null,
+                     *           "defaultRate": "120.50",
+                     *           "defaultPaymentTerms": "Net 30",
+                     *           "defaultTaxRate": "8.875",
+                     *           "requirePoNumber": false,
+                     *           "billingEmail": null,
+                     *           "createdAt": "2019-08-24T14:15:22Z",
+                     *           "updatedAt": "2019-08-24T14:15:22Z",
+                     *           "deletedAt": null
+                     *         }
+                     *       ],
+                     *       "nextCursor": "WyIyMDE5LTA4LTI0VDE0OjE1OjIyLjAwMDAwMFoiLCI0OTdmNmVjYSJd"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ClientList"];
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+        };
+    };
     createClient: {
         parameters: {
             query?: never;
@@ -804,43 +1204,11 @@ export interface operations {
                     "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     RateLimit: components["headers"]["RateLimit"];
+                    ETag: components["headers"]["ETag"];
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "id": "497f6eca-6276-4993-bfeb-53cbbbba6f08",
-                     *         "orgId": "25b2c2d5-a7fc-47d0-89e4-8709a1560bfa",
-                     *         "name": "Globex Corporation",
-                     *         "contactName": "Hank Scorpio",
-                     *         "email": "hank@globex.test",
-                     *         "phone": null,
-                     *         "website": "https://globex.test",
-                     *         "currency": "USD",
-                     *         "notes": null,
-                     *         "billingAddress": null,
-                     *         "billingLine1": null,
-                     *         "billingLine2": null,
-                     *         "billingCity": null,
-                     *         "billingRegion": null,
-                     *         "billingPostalCode": null,
-                     *         "billingCountry": "US",
-                     *         "taxNumber": null,
-                     *         "defaultRate": "120.50",
-                     *         "defaultPaymentTerms": "Net 30",
-                     *         "defaultTaxRate": "8.875",
-                     *         "requirePoNumber": false,
-                     *         "billingEmail": null,
-                     *         "createdAt": "2019-08-24T14:15:22Z",
-                     *         "updatedAt": "2019-08-24T14:15:22Z",
-                     *         "deletedAt": null
-                     *       }
-                     *     }
-                     */
-                    "application/json": {
-                        data: components["schemas"]["Client"];
-                    };
+                    "application/json": components["schemas"]["ClientData"];
                 };
             };
             400: components["responses"]["ValidationFailed"];
@@ -850,6 +1218,199 @@ export interface operations {
             409: components["responses"]["IdempotencyRequestInProgress"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    getClient: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The client's id, as returned in `id` (a UUID). Any other value, an id of another
+                 *     organisation or environment, and an id that is not a UUID at all are all answered the same
+                 *     way: 404 `not_found`. The id is never refused as malformed, so that an answer tells nothing
+                 *     about which ids exist.
+                 * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
+                 */
+                id: components["parameters"]["ClientId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["Client"];
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    deleteClient: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Change the client only if it is still as you last saw it: the `ETag` of a response that
+                 *     returned it (or several, comma-separated), or `*` for "whatever its current state". ETags
+                 *     are compared strongly (RFC 9110): a weak tag (`W/"…"`) never matches. When no tag matches,
+                 *     nothing changes and the answer is 412 `precondition_failed`; read the client again, merge,
+                 *     and retry with its new ETag. Without the header the change is unconditional. A value that
+                 *     is not `*` nor a list of entity tags is 400 `validation_failed` naming the header.
+                 * @example "k3vY0x8Q2mJ1pR7sT4uW9z"
+                 */
+                "If-Match"?: components["parameters"]["IfMatch"];
+            };
+            path: {
+                /**
+                 * @description The client's id, as returned in `id` (a UUID). Any other value, an id of another
+                 *     organisation or environment, and an id that is not a UUID at all are all answered the same
+                 *     way: 404 `not_found`. The id is never refused as malformed, so that an answer tells nothing
+                 *     about which ids exist.
+                 * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
+                 */
+                id: components["parameters"]["ClientId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["Client"];
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            412: components["responses"]["PreconditionFailed"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    updateClient: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Change the client only if it is still as you last saw it: the `ETag` of a response that
+                 *     returned it (or several, comma-separated), or `*` for "whatever its current state". ETags
+                 *     are compared strongly (RFC 9110): a weak tag (`W/"…"`) never matches. When no tag matches,
+                 *     nothing changes and the answer is 412 `precondition_failed`; read the client again, merge,
+                 *     and retry with its new ETag. Without the header the change is unconditional. A value that
+                 *     is not `*` nor a list of entity tags is 400 `validation_failed` naming the header.
+                 * @example "k3vY0x8Q2mJ1pR7sT4uW9z"
+                 */
+                "If-Match"?: components["parameters"]["IfMatch"];
+                /**
+                 * @description Caller-generated UUID/ULID; replay returns the cached response within 24h.
+                 *     A UUID (any version, either case) or a ULID; the structured-field string form with double
+                 *     quotes (`"…"`) is accepted too. Keys are compared case-insensitively, and are kept per
+                 *     organisation and environment. Anything else is 400 `validation_failed` naming the header.
+                 *
+                 *     A repeat within 24 hours with the same method, path and body (parsed: key order and white
+                 *     space do not matter) gets the first response (its status, body and headers) with
+                 *     `Idempotent-Replayed: true`, and nothing is done again. The same key with a different
+                 *     request is 422 `idempotency_key_reused`; while the first request is still running, 409
+                 *     `idempotency_request_in_progress` with `Retry-After`. What the operation answered (a 2xx,
+                 *     or its own 4xx such as 402) is stored; a request refused before it ran (401, 403, 429,
+                 *     400) or a 500 stores nothing, so the key can be retried. After 24 hours a key is forgotten.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                /**
+                 * @description The client's id, as returned in `id` (a UUID). Any other value, an id of another
+                 *     organisation or environment, and an id that is not a UUID at all are all answered the same
+                 *     way: 404 `not_found`. The id is never refused as malformed, so that an answer tells nothing
+                 *     about which ids exist.
+                 * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
+                 */
+                id: components["parameters"]["ClientId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "contactName": "Hank Scorpio",
+                 *       "defaultRate": "135.00",
+                 *       "notes": null
+                 *     }
+                 */
+                "application/json": components["schemas"]["ClientUpdate"];
+            };
+        };
+        responses: {
+            200: components["responses"]["Client"];
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            402: components["responses"]["PaymentRequired"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["ClientDeletedOrInProgress"];
+            412: components["responses"]["PreconditionFailed"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    restoreClient: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Change the client only if it is still as you last saw it: the `ETag` of a response that
+                 *     returned it (or several, comma-separated), or `*` for "whatever its current state". ETags
+                 *     are compared strongly (RFC 9110): a weak tag (`W/"…"`) never matches. When no tag matches,
+                 *     nothing changes and the answer is 412 `precondition_failed`; read the client again, merge,
+                 *     and retry with its new ETag. Without the header the change is unconditional. A value that
+                 *     is not `*` nor a list of entity tags is 400 `validation_failed` naming the header.
+                 * @example "k3vY0x8Q2mJ1pR7sT4uW9z"
+                 */
+                "If-Match"?: components["parameters"]["IfMatch"];
+                /**
+                 * @description Caller-generated UUID/ULID; replay returns the cached response within 24h.
+                 *     A UUID (any version, either case) or a ULID; the structured-field string form with double
+                 *     quotes (`"…"`) is accepted too. Keys are compared case-insensitively, and are kept per
+                 *     organisation and environment. Anything else is 400 `validation_failed` naming the header.
+                 *
+                 *     A repeat within 24 hours with the same method, path and body (parsed: key order and white
+                 *     space do not matter) gets the first response (its status, body and headers) with
+                 *     `Idempotent-Replayed: true`, and nothing is done again. The same key with a different
+                 *     request is 422 `idempotency_key_reused`; while the first request is still running, 409
+                 *     `idempotency_request_in_progress` with `Retry-After`. What the operation answered (a 2xx,
+                 *     or its own 4xx such as 402) is stored; a request refused before it ran (401, 403, 429,
+                 *     400) or a 500 stores nothing, so the key can be retried. After 24 hours a key is forgotten.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                /**
+                 * @description The client's id, as returned in `id` (a UUID). Any other value, an id of another
+                 *     organisation or environment, and an id that is not a UUID at all are all answered the same
+                 *     way: 404 `not_found`. The id is never refused as malformed, so that an answer tells nothing
+                 *     about which ids exist.
+                 * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
+                 */
+                id: components["parameters"]["ClientId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["Client"];
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            402: components["responses"]["PaymentRequired"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["IdempotencyRequestInProgress"];
+            412: components["responses"]["PreconditionFailed"];
             422: components["responses"]["IdempotencyKeyReused"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];

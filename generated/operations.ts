@@ -52,6 +52,49 @@ export const operationList = [
     ]
   },
   {
+    "operationId": "deleteClient",
+    "method": "delete",
+    "path": "/clients/{id}",
+    "expressPath": "/clients/:id",
+    "authenticated": true,
+    "scopes": [
+      "clients:write"
+    ],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      403,
+      404,
+      412,
+      429,
+      500
+    ]
+  },
+  {
+    "operationId": "getClient",
+    "method": "get",
+    "path": "/clients/{id}",
+    "expressPath": "/clients/:id",
+    "authenticated": true,
+    "scopes": [
+      "clients:read"
+    ],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      403,
+      404,
+      429,
+      500
+    ]
+  },
+  {
     "operationId": "getHealth",
     "method": "get",
     "path": "/healthz",
@@ -63,6 +106,26 @@ export const operationList = [
     "statuses": [
       200,
       400,
+      500
+    ]
+  },
+  {
+    "operationId": "listClients",
+    "method": "get",
+    "path": "/clients",
+    "expressPath": "/clients",
+    "authenticated": true,
+    "scopes": [
+      "clients:read"
+    ],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      403,
+      429,
       500
     ]
   },
@@ -87,6 +150,31 @@ export const operationList = [
     ]
   },
   {
+    "operationId": "restoreClient",
+    "method": "post",
+    "path": "/clients/{id}/restore",
+    "expressPath": "/clients/:id/restore",
+    "authenticated": true,
+    "scopes": [
+      "clients:write"
+    ],
+    "idempotencyKey": true,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      402,
+      403,
+      404,
+      409,
+      412,
+      422,
+      429,
+      500
+    ]
+  },
+  {
     "operationId": "revokeToken",
     "method": "delete",
     "path": "/tokens/{id}",
@@ -103,6 +191,33 @@ export const operationList = [
       401,
       403,
       404,
+      429,
+      500
+    ]
+  },
+  {
+    "operationId": "updateClient",
+    "method": "patch",
+    "path": "/clients/{id}",
+    "expressPath": "/clients/:id",
+    "authenticated": true,
+    "scopes": [
+      "clients:write"
+    ],
+    "idempotencyKey": true,
+    "hasBody": true,
+    "statuses": [
+      200,
+      400,
+      401,
+      402,
+      403,
+      404,
+      409,
+      412,
+      413,
+      415,
+      422,
       429,
       500
     ]

@@ -90,13 +90,17 @@ export function createApp(deps: AppDeps): App {
     limits: rateLimits ? createRateLimits(rateLimits, deps.pool) : undefined,
     recordLastUsed: createLastUsedRecorder(deps.db, deps.logger),
   });
-  // A body sent to an operation that takes none (a GET, a DELETE) has no meaning: it is not read.
+  // An operation that declares no request body (GET, DELETE, restore) does not read one: a body
+  // there has no meaning, and reading it could only produce answers the spec does not list (415).
   const ignoreBody: RequestHandler = (req, _res, next) => {
     req.body = undefined;
     next();
   };
   const bodyParsers = new Map(
-    [...spec.operations.values()].map((info) => [info.entry.operationId, info.entry.hasBody ? jsonBody(info.decimalFields, true) : ignoreBody]),
+    [...spec.operations.values()].map((info) => [
+      info.entry.operationId,
+      info.entry.hasBody ? jsonBody(info.decimalFields, true) : ignoreBody,
+    ]),
   );
   const parseBody: RequestHandler = (req, res, next) => (req.operation ? bodyParsers.get(req.operation.operationId)! : ignoreBody)(req, res, next);
   app.use(locate, authorize, parseBody);

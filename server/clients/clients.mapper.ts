@@ -1,11 +1,14 @@
 /** The one place where a clients row (snake_case) becomes the API's Client (camelCase) and back. */
-import type { components } from '../../generated/api.js';
+import type { components, operations } from '../../generated/api.js';
 import type { Updateable } from 'kysely';
 import type { ClientRow, ClientsTable } from '../db/schema.js';
 import { formatMoney, formatPercentage } from './decimal.js';
 
 export type Client = components['schemas']['Client'];
 export type ClientInput = components['schemas']['ClientCreate'];
+export type ClientPatch = components['schemas']['ClientUpdate'];
+export type ClientList = components['schemas']['ClientList'];
+export type ClientListQuery = NonNullable<operations['listClients']['parameters']['query']>;
 
 /** Wire field → column, for every field a caller may write. */
 export const writableColumns = {

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { ClientRow, Database, Env } from '../db/schema.js';
 import type { ClientValues } from './clients.mapper.js';
 
@@ -7,10 +7,108 @@ export interface Tenant {
   env: Env;
 }
 
-export async function insertClient(db: Kysely<Database>, tenant: Tenant, values: ClientValues & { name: string }): Promise<ClientRow> {
-  return db
-    .insertInto('clients')
-    .values({ ...values, org_id: tenant.orgId, env: tenant.env })
+function clientsOf(db: Kysely<Database>, tenant: Tenant) {
+  return db.selectFrom('clients').where('org_id', '=', tenant.orgId).where('env', '=', tenant.env);
+}
+
+/** `id` must be a UUID (the column's type). `forUpdate` locks the row until the transaction ends. */
+export async function findClientById(
+  db: Kysely<Database>,
+  tenant: Tenant,
+  id: string,
+  options: { forUpdate?: boolean } = {},
+): Promise<ClientRow | undefined> {
+  const query = clientsOf(db, tenant).selectAll().where('id', '=', id);
+  return (options.forUpdate ? query.forUpdate() : query).executeTakeFirst();
+}
+
+/**
+ * The statement's own start time rather than now(): the row is locked before this statement
+ * starts, so a change always gets a later time than the change it waited for (now() is when the
+ * transaction began, which can be earlier).
+ */
+const statementTime = sql<Date>`statement_timestamp()`;
+
+/**
+ * Writes `values` (a non-empty set of columns). `updated_at` moves only when a value actually
+ * differs (`is distinct from` compares as the column's type: numeric 120.5 equals "120.50").
+ */
+export async function updateClientRow(trx: Kysely<Database>, tenant: Tenant, id: string, values: ClientValues): Promise<ClientRow> {
+  const columns = Object.keys(values) as (keyof ClientValues)[];
+  const changed = sql`(${sql.join(columns.map((c) => sql.ref(c)))}) is distinct from (${sql.join(columns.map((c) => values[c]))})`;
+  return trx
+    .updateTable('clients')
+    .set(values)
+    .set({ updated_at: sql<Date>`case when ${changed} then ${statementTime} else updated_at end` })
+    .where('org_id', '=', tenant.orgId)
+    .where('env', '=', tenant.env)
+    .where('id', '=', id)
     .returningAll()
     .executeTakeFirstOrThrow();
+}
+
+/** Deletes (softly) or restores; either moves `updated_at`, to the same instant as `deleted_at`. */
+export async function setClientDeleted(trx: Kysely<Database>, tenant: Tenant, id: string, deleted: boolean): Promise<ClientRow> {
+  return trx
+    .updateTable('clients')
+    .set({ deleted_at: deleted ? statementTime : null, updated_at: statementTime })
+    .where('org_id', '=', tenant.orgId)
+    .where('env', '=', tenant.env)
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+/** A place in the newest-first order: `createdAt` to the microsecond, as PostgreSQL keeps it. */
+export interface ListPosition {
+  createdAt: string;
+  id: string;
+}
+
+export interface ClientListFilter {
+  /** Rows to return at most. */
+  limit: number;
+  /** Start after this row (exclusive). */
+  after?: ListPosition | undefined;
+  /** Case-insensitive substring of name, contact name, e-mail or billing e-mail. */
+  search?: string | undefined;
+  /** RFC 3339 text, compared by PostgreSQL (a JS Date would drop the microseconds). */
+  updatedSince?: string | undefined;
+  deleted: 'exclude' | 'include' | 'only';
+}
+
+export type ListedClientRow = ClientRow & { position: string };
+
+/** `%`, `_` and the escape character itself match literally. */
+function likeSubstring(text: string): string {
+  return `%${text.replace(/[\\%_]/g, '\\$&')}%`;
+}
+
+/**
+ * Newest first, by keyset: `(created_at, id)` below the last row of the page before. Each row
+ * carries its exact `position` (created_at with microseconds, in UTC), for the next cursor.
+ */
+export async function listClientRows(db: Kysely<Database>, tenant: Tenant, filter: ClientListFilter): Promise<ListedClientRow[]> {
+  return listClientRowsQuery(db, tenant, filter).execute();
+}
+
+/** The query of listClientRows, unexecuted (the benchmark EXPLAINs it). */
+export function listClientRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientListFilter) {
+  let query = clientsOf(db, tenant)
+    .selectAll()
+    .select(sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('position'));
+  if (filter.deleted === 'exclude') query = query.where('deleted_at', 'is', null);
+  if (filter.deleted === 'only') query = query.where('deleted_at', 'is not', null);
+  if (filter.updatedSince !== undefined) query = query.where('updated_at', '>=', sql<Date>`${filter.updatedSince}::timestamptz`);
+  if (filter.search !== undefined) {
+    const pattern = likeSubstring(filter.search);
+    query = query.where((eb) =>
+      eb.or([eb('name', 'ilike', pattern), eb('contact_name', 'ilike', pattern), eb('email', 'ilike', pattern), eb('billing_email', 'ilike', pattern)]),
+    );
+  }
+  if (filter.after) {
+    const { createdAt, id } = filter.after;
+    query = query.where(sql<boolean>`(created_at, id) < (${createdAt}::timestamptz, ${id}::uuid)`);
+  }
+  return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit);
 }

@@ -2,8 +2,23 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { ClientRow, Database } from '../db/schema.js';
 import type { DeferredInsert } from '../idempotency/idempotency.queries.js';
+import { ApiError, notFound, preconditionFailed } from '../http/errors.js';
+import { ifMatchPasses, strongEtag } from '../http/etag.js';
 import { assertFeature, assertRoomForActiveClient, PLANS, type PlanTenant } from '../plans/plans.js';
-import { toClient, toColumnValues, type Client, type ClientInput } from './clients.mapper.js';
+import { decodeCursor, encodeCursor } from './clients.cursor.js';
+import { toClient, toColumnValues, type Client, type ClientInput, type ClientList, type ClientListQuery, type ClientPatch } from './clients.mapper.js';
+import { findClientById, listClientRows, setClientDeleted, updateClientRow, type Tenant } from './clients.queries.js';
+
+/** A client as answered, with the strong ETag of exactly that answer. */
+export interface ClientState {
+  client: Client;
+  etag: string;
+}
+
+function present(row: ClientRow): ClientState {
+  const client = toClient(row);
+  return { client, etag: strongEtag(client) };
+}
 
 /**
  * A new client, computed in full here (id and times included) so that the response needs nothing
@@ -15,7 +30,7 @@ export async function createClient(
   tenant: PlanTenant,
   input: ClientInput,
   now: Date,
-): Promise<{ client: Client; insert: DeferredInsert }> {
+): Promise<ClientState & { insert: DeferredInsert }> {
   const values = toColumnValues(input);
   if (values.require_po_number) assertFeature(tenant.plan, 'clients.requirePoNumber');
   if (PLANS[tenant.plan].maxActiveClients !== null) await assertRoomForActiveClient(await transaction(), tenant);
@@ -48,5 +63,86 @@ export async function createClient(
     updated_at: now,
     deleted_at: null,
   } as ClientRow;
-  return { client: toClient(row), insert: { table: 'clients', row } };
+  return { ...present(row), insert: { table: 'clients', row } };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The one answer for every id that names no client of this organisation and environment, a
+ * malformed one included: nothing tells which ids exist elsewhere.
+ */
+async function findOrNotFound(db: Kysely<Database>, tenant: Tenant, id: string, forUpdate = false): Promise<ClientRow> {
+  // Not a UUID: no client has it, and the database would refuse the comparison.
+  const row = UUID.test(id) ? await findClientById(db, tenant, id, { forUpdate }) : undefined;
+  if (!row) throw notFound('There is no client with this id.');
+  return row;
+}
+
+/**
+ * The checks every change starts with, in the order product.md sets: 404, then 412. The row stays
+ * locked until the transaction ends, so nobody changes it between the check and the write.
+ */
+async function lockForChange(trx: Kysely<Database>, tenant: Tenant, id: string, ifMatch: string | undefined) {
+  const row = await findOrNotFound(trx, tenant, id, true);
+  const current = present(row);
+  if (!ifMatchPasses(ifMatch, current.etag)) {
+    throw preconditionFailed('The client has changed since the ETag in If-Match; read it again and retry.');
+  }
+  return { row, current };
+}
+
+export async function getClient(db: Kysely<Database>, tenant: Tenant, id: string): Promise<ClientState> {
+  return present(await findOrNotFound(db, tenant, id));
+}
+
+export async function updateClient(
+  trx: Kysely<Database>,
+  tenant: PlanTenant,
+  id: string,
+  input: ClientPatch,
+  ifMatch: string | undefined,
+): Promise<ClientState> {
+  const { row, current } = await lockForChange(trx, tenant, id, ifMatch);
+  if (row.deleted_at !== null) {
+    throw new ApiError(409, 'client_deleted', 'The client is deleted; restore it before changing it.');
+  }
+  const values = toColumnValues(input);
+  if (values.require_po_number) assertFeature(tenant.plan, 'clients.requirePoNumber');
+  if (Object.keys(values).length === 0) return current;
+  return present(await updateClientRow(trx, tenant, id, values));
+}
+
+/** Soft: the row stays, with deleted_at set. Deleting a deleted client keeps its first deleted_at. */
+export async function deleteClient(trx: Kysely<Database>, tenant: Tenant, id: string, ifMatch: string | undefined): Promise<ClientState> {
+  const { row, current } = await lockForChange(trx, tenant, id, ifMatch);
+  if (row.deleted_at !== null) return current;
+  return present(await setClientDeleted(trx, tenant, id, true));
+}
+
+/** Counts against the plan again, so it passes the same gate as create. */
+export async function restoreClient(trx: Kysely<Database>, tenant: PlanTenant, id: string, ifMatch: string | undefined): Promise<ClientState> {
+  const { row, current } = await lockForChange(trx, tenant, id, ifMatch);
+  if (row.deleted_at === null) return current;
+  await assertRoomForActiveClient(trx, tenant);
+  return present(await setClientDeleted(trx, tenant, id, false));
+}
+
+export async function listClients(db: Kysely<Database>, tenant: Tenant, query: ClientListQuery): Promise<ClientList> {
+  // The validator fills in the spec's defaults; the fallbacks only satisfy the optional types.
+  const limit = query.limit ?? 25;
+  const rows = await listClientRows(db, tenant, {
+    // One row more than the page tells whether another page follows, without counting.
+    limit: limit + 1,
+    after: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
+    search: query.q?.trim(),
+    updatedSince: query.updatedSince,
+    deleted: query.deleted ?? 'exclude',
+  });
+  const page = rows.slice(0, limit);
+  const last = page[page.length - 1];
+  return {
+    data: page.map(toClient),
+    nextCursor: rows.length > limit && last ? encodeCursor({ createdAt: last.position, id: last.id }) : null,
+  };
 }

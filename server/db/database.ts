@@ -48,8 +48,11 @@ function openPostgres(connectionString: string, max: number): DatabaseHandle {
 
 async function openPglite(dataDir: string): Promise<DatabaseHandle> {
   const { PGlite } = await import('@electric-sql/pglite');
+  // pg_trgm ships with PGlite as a contrib extension; loaded, it backs the `q` search indexes.
+  const { pg_trgm } = await import('@electric-sql/pglite/contrib/pg_trgm');
+  const options = { extensions: { pg_trgm } };
   if (dataDir.startsWith('memory://')) {
-    const client = await PGlite.create();
+    const client = await PGlite.create(options);
     const db = new Kysely<Database>({ dialect: new PGliteDialect(client) });
     return { db, kind: 'pglite', close: () => db.destroy() };
   }
@@ -64,7 +67,7 @@ async function openPglite(dataDir: string): Promise<DatabaseHandle> {
     throw error;
   }
   try {
-    const client = await PGlite.create(dir);
+    const client = await PGlite.create(dir, options);
     const db = new Kysely<Database>({ dialect: new PGliteDialect(client) });
     return {
       db,

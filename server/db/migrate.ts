@@ -2,12 +2,14 @@ import { Migrator, type Kysely, type Migration, type MigrationResultSet } from '
 import * as initial from './migrations/2026_11_27_0001_initial.js';
 import * as idempotencyExactResponse from './migrations/2026_11_27_0002_idempotency_exact_response.js';
 import * as rateLimits from './migrations/2026_11_28_0001_rate_limits.js';
+import * as clientsListAndSearch from './migrations/2026_11_28_0005_clients_list_and_search.js';
 
 /** Every migration, by name; names sort in the order they run. */
 const migrations: Record<string, Migration> = {
   '2026_11_27_0001_initial': initial,
   '2026_11_27_0002_idempotency_exact_response': idempotencyExactResponse,
   '2026_11_28_0001_rate_limits': rateLimits,
+  '2026_11_28_0005_clients_list_and_search': clientsListAndSearch,
 };
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any database's schema

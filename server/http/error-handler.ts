@@ -70,6 +70,8 @@ export function toApiError(error: unknown, spec: SpecIndex, operationId?: string
   if (status === 404) return new ApiError(404, 'not_found', 'No such resource.');
   if (status === 405) return new ApiError(405, 'method_not_allowed', 'This method is not allowed on this path.');
   if (status === 400) {
+    // A path segment with broken percent-encoding names no resource: the same 404 as an unknown id.
+    if (e.message?.startsWith('malformed uri')) return new ApiError(404, 'not_found', 'No such resource.');
     if (e.errors) return translateValidation(e, spec, operationId);
     return validationFailed({ body: 'could not be read' });
   }

@@ -51,3 +51,5 @@ export const forbidden = (scope: string) =>
   new ApiError(403, 'forbidden', `This token lacks the scope ${scope}, which this operation needs.`);
 
 export const notFound = (message = 'No such resource.') => new ApiError(404, 'not_found', message);
+
+export const preconditionFailed = (message: string) => new ApiError(412, 'precondition_failed', message);
