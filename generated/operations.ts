@@ -25,10 +25,38 @@ export const operationList = [
     ]
   },
   {
+    "operationId": "getDocs",
+    "method": "get",
+    "path": "/docs",
+    "expressPath": "/docs",
+    "authenticated": false,
+    "scopes": [],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      500
+    ]
+  },
+  {
     "operationId": "getHealth",
     "method": "get",
     "path": "/healthz",
     "expressPath": "/healthz",
+    "authenticated": false,
+    "scopes": [],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      500
+    ]
+  },
+  {
+    "operationId": "getOpenApiDocument",
+    "method": "get",
+    "path": "/openapi.json",
+    "expressPath": "/openapi.json",
     "authenticated": false,
     "scopes": [],
     "idempotencyKey": false,

@@ -110,7 +110,8 @@ export function createApp(deps: AppDeps): App {
         });
       const result = inTransaction ? await deps.db.transaction().execute(run) : await run(deps.db);
       for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
-      res.status(result.status).json(result.body);
+      if ('text' in result) res.status(result.status).type(result.contentType).send(result.text);
+      else res.status(result.status).json(result.body);
     });
   }
 

@@ -21,13 +21,16 @@ export type QueryParams<K extends OperationId> = Op<K>['parameters'] extends { q
 type SuccessStatus = 200 | 201 | 202 | 204;
 type Responses<K extends OperationId> = Op<K>['responses'];
 
-/** What a handler answers: one of the operation's documented 2xx statuses, with its body. */
+type MediaTypes<T> = T extends { content: infer C } ? Extract<keyof C, string> : never;
+
+/**
+ * What a handler answers: one of the operation's documented 2xx statuses, with its JSON body, or
+ * with a text already serialised once (a page, a document) in one of that status's media types.
+ */
 export type HandlerResult<K extends OperationId> = {
-  [S in Extract<keyof Responses<K>, SuccessStatus>]: {
-    status: S;
-    body: Json<Responses<K>[S]>;
-    headers?: Record<string, string>;
-  };
+  [S in Extract<keyof Responses<K>, SuccessStatus>]:
+    | { status: S; body: Json<Responses<K>[S]>; headers?: Record<string, string> }
+    | { status: S; text: string; contentType: MediaTypes<Responses<K>[S]>; headers?: Record<string, string> };
 }[Extract<keyof Responses<K>, SuccessStatus>];
 
 type IsAuthenticated<K extends OperationId> = Extract<OperationEntry, { operationId: K }>['authenticated'];

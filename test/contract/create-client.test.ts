@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientResource, ClientsApi } from '../../client/index.js';
 import { readJson } from '../support/json.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { specCheckingFetch } from '../support/spec-check.js';
 
 let server: TestServer;
 let api: ClientsApi;
@@ -10,7 +11,7 @@ let orgId: string;
 
 beforeAll(async () => {
   server = await startTestServer();
-  const tenant = await server.tenant();
+  const tenant = await server.tenant({ plan: 'studio' });
   api = tenant.api;
   orgId = tenant.token.orgId;
 });
@@ -26,6 +27,9 @@ const SEED_FIELDS = [
 const OPTIONAL_FIELDS = SEED_FIELDS.filter(
   (f) => !['id', 'orgId', 'name', 'createdAt', 'updatedAt', 'deletedAt', 'requirePoNumber'].includes(f),
 );
+
+/** A raw request (any body, any header), its answer still checked against the spec. */
+const checkedFetch = (url: string, init: RequestInit) => specCheckingFetch()(new Request(url, init));
 
 /** POST /clients with any body (the typed client would refuse the bad ones at compile time). */
 async function create(body: unknown, init: { headers?: Record<string, string> } = {}) {
@@ -152,9 +156,9 @@ describe('money is exact', () => {
 
   it('refuses numbers in exponent notation and with too many digits, sent as raw JSON', async () => {
     for (const raw of ['1e3', '1E3', '12345678901234567890', '0.00001', '1.000000000000000001']) {
-      const response = await fetch(`${server.baseUrl}/clients`, {
+      const response = await checkedFetch(`${server.baseUrl}/clients`, {
         method: 'POST',
-        headers: { Authorization: `Bearer ${(await server.tenant()).token.token}`, 'Content-Type': 'application/json' },
+        headers: { Authorization: `Bearer ${(await server.tenant({ plan: 'studio' })).token.token}`, 'Content-Type': 'application/json' },
         body: `{"name":"Raw","defaultRate":${raw}}`,
       });
       expect(response.status, raw).toBe(400);
@@ -163,8 +167,8 @@ describe('money is exact', () => {
   });
 
   it('reads a JSON number as the decimal written, beyond what a float carries', async () => {
-    const token = (await server.tenant()).token.token;
-    const response = await fetch(`${server.baseUrl}/clients`, {
+    const token = (await server.tenant({ plan: 'studio' })).token.token;
+    const response = await checkedFetch(`${server.baseUrl}/clients`, {
       method: 'POST',
       headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
       // As a float this is 100000000000.00002: the server must keep the decimal as written.
@@ -270,8 +274,8 @@ describe('bad input is a 400 naming the field, and writes nothing', () => {
   });
 
   async function raw(body: string, contentType = 'application/json') {
-    const token = (await server.tenant()).token.token;
-    const response = await fetch(`${server.baseUrl}/clients`, {
+    const token = (await server.tenant({ plan: 'studio' })).token.token;
+    const response = await checkedFetch(`${server.baseUrl}/clients`, {
       method: 'POST',
       headers: { Authorization: `Bearer ${token}`, 'Content-Type': contentType },
       body,
