@@ -42,7 +42,7 @@ export default async function setup(project: TestProject) {
       } else if (!prism) {
         console.log(`\nContract coverage not enforced (only part of the suite ran): ${coverage.percent.toFixed(1)}% of pairs observed.`);
       }
-      if (prism) failures.push(...(await prism.stop()));
+      if (prism) failures.push(...(await prism.stop()).violations);
     } finally {
       rmSync(observationsDir, { recursive: true, force: true });
     }
