@@ -134,6 +134,7 @@ export type components = {
          * @description A new client. All fields except `name` are optional. Every string is trimmed at both ends, and
          *     an empty or blank string is taken as null (for money fields too). Money fields accept a number
          *     or a decimal-string. Unknown fields are refused, naming them: nothing sent is silently dropped.
+         *     No text may contain a NUL character (U+0000), which PostgreSQL cannot store.
          * @example {
          *       "name": "Globex Corporation",
          *       "contactName": "Hank Scorpio",
@@ -267,7 +268,7 @@ export type components = {
         /**
          * OptionalText
          * @description Text of at most 200 characters once trimmed. White space at both ends is removed; an empty or
-         *     blank string is taken as null.
+         *     blank string is taken as null. A NUL character (U+0000) is refused.
          * @example Jane Doe
          */
         OptionalText: string | null;
@@ -308,6 +309,9 @@ export type components = {
          *     notation (`1e3`) is refused, as are thousands separators, signs, `NaN` and more than 4 decimal
          *     places. An empty or blank string, or null, clears it. Returned as a decimal string with at least
          *     2 decimal places.
+         *     `multipleOf: 0.0001` is meant exactly, as JSON Schema defines it: a validator that divides in
+         *     binary floating point (Prism 5, Ajv without `multipleOfPrecision`) wrongly refuses some valid
+         *     numbers such as 19.99, so send a decimal string where such a tool sits in between.
          * @example 120.50
          * @example 120.5
          */
@@ -318,6 +322,9 @@ export type components = {
          *     (`20`, `"8.875"`). A JSON number is taken as the decimal it is written as; exponent notation,
          *     signs and more than 4 decimal places are refused. An empty or blank string, or null, clears it.
          *     Returned as a decimal string in its shortest form (`"20"`, `"8.875"`).
+         *     `multipleOf: 0.0001` is meant exactly, as JSON Schema defines it: a validator that divides in
+         *     binary floating point (Prism 5, Ajv without `multipleOfPrecision`) wrongly refuses some valid
+         *     numbers such as 19.99, so send a decimal string where such a tool sits in between.
          * @example 8.875
          */
         PercentageInput: string | number | null;

@@ -46,6 +46,8 @@ const RUNS_WITHOUT_INPUT = 5;
 const withComponents = (schema: Node) => ({ ...schema, components: doc.components });
 
 const PRINTABLE = [...Array(95).keys()].map((i) => String.fromCharCode(32 + i));
+/** Characters that trip text handling: NUL and other controls, odd spaces, lone surrogates, astral, combining. */
+const AWKWARD = ['\u0000', '\u0001', '\u001f', '\u007f', '\t', '\n', '\r', '\u000b', '\u00a0', '\u2028', '\ufeff', '\u200b', '\ud800', '\udfff', '😀', 'é', 'e\u0301', 'İ', 'ß', '"', '\\', "'", '%', '<', ' ', 'a', 'Z', '0', '.', '@', '/'];
 /** Text an HTTP header or a URL can carry: printable ASCII, trimmed as HTTP trims it. */
 const headerText = fc.string({ unit: fc.constantFrom(...PRINTABLE), maxLength: 60 }).map((s) => s.trim());
 
@@ -67,6 +69,7 @@ function mutations(model: OperationModel): fc.Arbitrary<Mutation> {
       fc.jsonValue({ maxDepth: 2 }),
       fc.string({ unit: 'binary', maxLength: 40 }),
       { arbitrary: fc.string({ maxLength: 300 }), weight: 3 },
+      { arbitrary: fc.string({ unit: fc.constantFrom(...AWKWARD), maxLength: 30 }), weight: 3 },
       fc.double({ noNaN: true, noDefaultInfinity: true }),
       fc.integer(),
       // Decimals near the edges the spec draws: places, magnitude, sign.
