@@ -134,7 +134,8 @@ export type components = {
          * @description A new client. All fields except `name` are optional. Every string is trimmed at both ends, and
          *     an empty or blank string is taken as null (for money fields too). Money fields accept a number
          *     or a decimal-string. Unknown fields are refused, naming them: nothing sent is silently dropped.
-         *     No text may contain a NUL character (U+0000), which PostgreSQL cannot store.
+         *     No text may contain a NUL character (U+0000), which PostgreSQL cannot store, nor an unpaired UTF-16
+         *     surrogate (`"\udfff"` alone is not a character): both are refused, never stored altered.
          * @example {
          *       "name": "Globex Corporation",
          *       "contactName": "Hank Scorpio",
@@ -268,7 +269,7 @@ export type components = {
         /**
          * OptionalText
          * @description Text of at most 200 characters once trimmed. White space at both ends is removed; an empty or
-         *     blank string is taken as null. A NUL character (U+0000) is refused.
+         *     blank string is taken as null. A NUL character (U+0000) or an unpaired surrogate is refused.
          * @example Jane Doe
          */
         OptionalText: string | null;

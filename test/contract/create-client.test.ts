@@ -264,6 +264,8 @@ describe('bad input is a 400 naming the field, and writes nothing', () => {
     ['several at once', { name: '', email: 'x', currency: 'XYZ', extra: 1 }, ['currency', 'email', 'extra', 'name']],
     // PostgreSQL text cannot hold U+0000: refused by the spec's patterns, never a 500 (found by the fuzzer).
     ['a NUL character in text', { name: 'A\u0000B', notes: 'x\u0000', website: 'https://a.test/\u0000' }, ['name', 'notes', 'website']],
+    // Not a character at all: refused rather than stored as U+FFFD (PGlite even failed on it; found by the fuzzer).
+    ['an unpaired surrogate in text', { name: '0 \udfff', billingAddress: '\ud800x', contactName: '😀\ud83d' }, ['billingAddress', 'contactName', 'name']],
   ];
   it.each(cases)('%s', async (_label, body, fields) => {
     const before = await countRows();

@@ -15,7 +15,7 @@
 import fc from 'fast-check';
 import { generateSync } from 'json-schema-faker';
 import { isDeepStrictEqual } from 'node:util';
-import { pathParameterValues, VALIDATION_REFUSALS, type FixtureContext } from './operation-fixtures.js';
+import { parameterValues, VALIDATION_REFUSALS, type FixtureContext } from './operation-fixtures.js';
 import { requestProblems, type ModelRequest, type OperationModel } from './request-check.js';
 import { doc, findOperation, readBody, specCheckingFetch } from './spec-check.js';
 
@@ -59,7 +59,7 @@ type Mutation =
   | { kind: 'rawBody'; text: string }
   | { kind: 'contentType'; value: string };
 
-function mutations(model: OperationModel): fc.Arbitrary<Mutation> {
+function mutations(model: OperationModel, fixed: ReadonlySet<string>): fc.Arbitrary<Mutation> {
   const options: fc.Arbitrary<Mutation>[] = [];
   if (model.body) {
     const known = Object.keys(model.body.schema.properties ?? {});
@@ -88,7 +88,7 @@ function mutations(model: OperationModel): fc.Arbitrary<Mutation> {
       }),
     );
   }
-  const names = model.parameters.map((p) => p.name);
+  const names = model.parameters.map((p) => p.name).filter((name) => !fixed.has(name));
   if (names.length > 0) {
     options.push(fc.record({ kind: fc.constant('param' as const), name: fc.constantFrom(...names), value: headerText }));
     options.push(fc.record({ kind: fc.constant('dropParam' as const), name: fc.constantFrom(...names) }));
@@ -108,7 +108,7 @@ interface Plan {
   seed: number;
   keep: string[];
   params: string[];
-  resource: Record<string, string | undefined>;
+  fixture: Record<string, string | undefined>;
   mutations: Mutation[];
 }
 
@@ -116,7 +116,7 @@ function build(model: OperationModel, plan: Plan): ModelRequest {
   const request: ModelRequest = { operationId: model.operationId, method: model.method, path: '', pathParams: {}, query: {}, headers: {} };
   for (const p of model.parameters) {
     if (!p.required && !plan.params.includes(p.name)) continue;
-    const value = plan.resource[p.name] ?? String(generateSync(withComponents(p.schema), { seed: plan.seed }));
+    const value = plan.fixture[p.name] ?? String(generateSync(withComponents(p.schema), { seed: plan.seed }));
     setParameter(request, model, p.name, p.in === 'header' ? value.trim() : value);
   }
   let body: Record<string, unknown> | undefined;
@@ -160,7 +160,8 @@ export function sender(target: FuzzTarget) {
 export async function fuzzOperation(model: OperationModel, target: FuzzTarget, options: FuzzOptions = fuzzDefaults): Promise<Record<number, number>> {
   const send = sender(target);
   const context: FixtureContext = { send };
-  const resources = await pathParameterValues(model, context);
+  const fixtures = await parameterValues(model, context);
+  const fixed = new Set(Object.entries(fixtures).filter(([, f]) => f.onlyThese).map(([name]) => name));
   const optionalFields = model.body ? Object.keys(model.body.schema.properties ?? {}).filter((k) => !(model.body!.schema.required ?? []).includes(k)) : [];
   const optionalParams = model.parameters.filter((p) => !p.required).map((p) => p.name);
   const hasInput = model.parameters.length > 0 || model.body !== undefined;
@@ -169,9 +170,13 @@ export async function fuzzOperation(model: OperationModel, target: FuzzTarget, o
     seed: fc.integer({ min: 0, max: 0x7fffffff }),
     keep: fc.subarray(optionalFields),
     params: fc.subarray(optionalParams),
-    // A path parameter names an existing resource, or (undefined) takes a value from its schema.
-    resource: fc.record(Object.fromEntries(Object.entries(resources).map(([name, ids]) => [name, fc.option(fc.constantFrom(...ids), { nil: undefined })]))),
-    mutations: hasInput ? fc.array(mutations(model), { maxLength: 3 }) : fc.constant([]),
+    // A fixture's value (a path parameter naming an existing resource), or (undefined) one from the schema.
+    fixture: fc.record(
+      Object.fromEntries(
+        Object.entries(fixtures).map(([name, f]) => [name, f.onlyThese ? fc.constantFrom(...f.values) : fc.option(fc.constantFrom(...f.values), { nil: undefined })]),
+      ),
+    ),
+    mutations: hasInput ? fc.array(mutations(model, fixed), { maxLength: 3 }) : fc.constant([]),
   });
 
   const statuses: Record<number, number> = {};

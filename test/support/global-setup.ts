@@ -43,6 +43,8 @@ export default async function setup(project: TestProject) {
         console.log(`\nContract coverage not enforced (only part of the suite ran): ${coverage.percent.toFixed(1)}% of pairs observed.`);
       }
       if (prism) failures.push(...(await prism.stop()).violations);
+    } catch (error) {
+      failures.push(`A run-wide gate could not finish: ${String(error)}`);
     } finally {
       rmSync(observationsDir, { recursive: true, force: true });
     }

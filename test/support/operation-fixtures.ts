@@ -23,13 +23,23 @@ export interface FixtureContext {
   send(request: ModelRequest): Promise<Response>;
 }
 
-type ParameterFixture = (context: FixtureContext) => Promise<string[]>;
+export interface ParameterFixture {
+  /** Values that are valid for the server, not only for the parameter's schema. */
+  values(context: FixtureContext): Promise<string[]>;
+  /**
+   * Only these values: for a parameter whose valid values its schema cannot describe (an opaque
+   * cursor is any string to the spec, but only the server's own cursors are valid). The fuzzer
+   * then neither invents values for it nor breaks it.
+   */
+  onlyThese?: boolean;
+}
 
 /**
- * Values for path parameters that name an existing resource, by `operationId.parameter` (or by
- * `parameter` for every operation). Add an entry when the default does not fit.
+ * Values for parameters, by `operationId.parameter` (or by `parameter` for every operation). Add
+ * an entry when the default (path parameters name resources made from the spec's example) does not
+ * fit, or when a parameter's schema says less than the server checks.
  */
-export const pathParameterFixtures: Record<string, ParameterFixture> = {};
+export const parameterFixtures: Record<string, ParameterFixture> = {};
 
 /** The create operation of a collection: `POST /clients` for `/clients/{id}`. */
 function collectionCreate(model: OperationModel, parameter: string): OperationModel | undefined {
@@ -58,16 +68,19 @@ async function createFromExample(create: OperationModel, context: FixtureContext
   return ids;
 }
 
-/** Values naming existing resources for each path parameter of `model` (empty when it has none). */
-export async function pathParameterValues(model: OperationModel, context: FixtureContext): Promise<Record<string, string[]>> {
-  const values: Record<string, string[]> = {};
-  for (const p of model.parameters.filter((p) => p.in === 'path')) {
-    const fixture = pathParameterFixtures[`${model.operationId}.${p.name}`] ?? pathParameterFixtures[p.name];
+/** Fixture values for each parameter of `model` that has them: path parameters always do. */
+export async function parameterValues(model: OperationModel, context: FixtureContext): Promise<Record<string, { values: string[]; onlyThese: boolean }>> {
+  const found: Record<string, { values: string[]; onlyThese: boolean }> = {};
+  for (const p of model.parameters) {
+    const fixture = parameterFixtures[`${model.operationId}.${p.name}`] ?? parameterFixtures[p.name];
+    if (fixture) {
+      found[p.name] = { values: await fixture.values(context), onlyThese: fixture.onlyThese ?? false };
+      continue;
+    }
+    if (p.in !== 'path') continue;
     const create = collectionCreate(model, p.name);
-    if (fixture) values[p.name] = await fixture(context);
-    else if (create) values[p.name] = await createFromExample(create, context, 3);
-    else throw new Error(`No way to name an existing resource for ${model.operationId}'s {${p.name}}: add one to pathParameterFixtures.`);
+    if (!create) throw new Error(`No way to name an existing resource for ${model.operationId}'s {${p.name}}: add one to parameterFixtures.`);
+    found[p.name] = { values: await createFromExample(create, context, 3), onlyThese: false };
   }
-  return values;
+  return found;
 }
-
