@@ -27,7 +27,7 @@ afterAll(async () => {
 
 const lastJsonLine = (stdout: string) => JSON.parse(stdout.trim().split('\n').at(-1)!);
 
-describe('on the embedded database', () => {
+describe('on the embedded database', { timeout: 120_000 }, () => {
   it('npm start prints a token and a curl that creates a client', async () => {
     const dataDir = tempDir();
     const server = await startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: '' });
@@ -97,7 +97,7 @@ describe('on the embedded database', () => {
   });
 });
 
-describe.runIf(usingPostgres)('on PostgreSQL', () => {
+describe.runIf(usingPostgres)('on PostgreSQL', { timeout: 120_000 }, () => {
   it('migrate and token create work against DATABASE_URL', async () => {
     const database = await createTestDatabase();
     try {
