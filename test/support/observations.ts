@@ -13,12 +13,15 @@ export interface Observation {
   status: number;
 }
 
-const seen = new Set<string>();
+/** Per directory, the pairs this process already wrote. */
+const written = new Map<string, Set<string>>();
 
 export function recordObservation(operationId: string, status: number): void {
   const dir = process.env[OBSERVATIONS_DIR_VARIABLE];
+  if (!dir) return;
   const key = `${operationId} ${status}`;
-  if (!dir || seen.has(key)) return;
+  const seen = written.get(dir) ?? written.set(dir, new Set()).get(dir)!;
+  if (seen.has(key)) return;
   seen.add(key);
   appendFileSync(join(dir, `${process.pid}.jsonl`), `${JSON.stringify({ operationId, status })}\n`);
 }
