@@ -9,6 +9,11 @@
  * With none of those (a first commit, a shallow clone), or no spec/ at the base, there is nothing
  * to compare and the gate passes, saying so. Both sides are bundled by Redocly and rated by
  * `redocly diff` with its diff-recommended rules (redocly.yaml).
+ *
+ * A change that is breaking only to the letter (the spec now refuses what the server could never
+ * do) can be accepted without a new major version by naming it, with its reason, in
+ * spec/accepted-breaking-changes.json: `[{ "path": "<the change's path>", "property": "pattern",
+ * "reason": "..." }]`. The gate lists every accepted change it meets, and entries no change matches.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -44,6 +49,14 @@ function chooseBase(): { ref: string; why: string } | undefined {
 
 const major = (version: unknown) => Number(/^(\d+)\./.exec(String(version))?.[1] ?? NaN);
 
+interface AcceptedChange {
+  path: string;
+  property?: string;
+  reason: string;
+}
+
+const ACCEPTED_FILE = 'spec/accepted-breaking-changes.json';
+
 interface DiffReport {
   bump: 'none' | 'patch' | 'minor' | 'major';
   infoVersions: { base: string; revision: string };
@@ -78,8 +91,13 @@ function main(): number {
     });
     const report = JSON.parse(readFileSync(output, 'utf8')) as DiffReport;
     const { base: from, revision: to } = report.infoVersions;
-    const breaking = report.changes.filter((c) => c.impact === 'major');
+    const accepted: AcceptedChange[] = existsSync(ACCEPTED_FILE) ? JSON.parse(readFileSync(ACCEPTED_FILE, 'utf8')) : [];
+    const acceptance = (c: DiffReport['changes'][number]) => accepted.find((a) => a.path === c.path && (a.property ?? c.property) === c.property);
+    const majors = report.changes.filter((c) => c.impact === 'major');
+    const breaking = majors.filter((c) => !acceptance(c));
     console.log(`Breaking-change gate: spec/ (version ${to}) against ${base.ref} (${base.why}, version ${from}): ${report.bump === 'none' ? 'no change' : `a ${report.bump} change`}.`);
+    for (const c of majors.filter(acceptance)) console.log(`  accepted (${ACCEPTED_FILE}): ${c.kind} ${c.path}${c.property ? ` (${c.property})` : ''}: ${acceptance(c)!.reason}`);
+    for (const a of accepted.filter((a) => !majors.some((c) => acceptance(c) === a))) console.log(`  no longer needed in ${ACCEPTED_FILE}: ${a.path}`);
     if (breaking.length === 0) return 0;
     for (const c of breaking) console.log(`  breaking: ${c.kind} ${c.path}${c.property ? ` (${c.property})` : ''}`);
     if (major(to) > major(from)) {

@@ -58,6 +58,16 @@ describe('the breaking-change gate', () => {
     expect(code).toBe(1);
   }, 60_000);
 
+  it('passes that exact change once it is accepted, with its reason, in spec/accepted-breaking-changes.json', async () => {
+    const path = /breaking: modified (\S+) \(required\)/.exec((await gate()).output)![1]!;
+    const accepted = join(repo, 'spec/accepted-breaking-changes.json');
+    writeFileSync(accepted, JSON.stringify([{ path, property: 'required', reason: 'No client could ever send it without.' }]));
+    const { code, output } = await gate();
+    expect(output).toMatch(/accepted \(spec\/accepted-breaking-changes.json\): modified .* \(required\): No client could ever send it without\./);
+    expect(code).toBe(0);
+    rmSync(accepted);
+  }, 60_000);
+
   it('passes the same change once info.version goes to the next major', async () => {
     edit('spec/openapi.yaml', bumpVersion('1.0.0'));
     git('commit', '-q', '--amend', '-a', '--no-edit');

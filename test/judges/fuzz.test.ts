@@ -13,7 +13,7 @@ let server: TestServer;
 let target: FuzzTarget;
 beforeAll(async () => {
   server = await startTestServer();
-  const { token } = await server.tenant({ plan: FUZZ_TENANT.plan, scopes: [...FUZZ_TENANT.scopes] });
+  const { token } = await server.tenant(FUZZ_TENANT);
   target = { baseUrl: server.baseUrl, token: token.token };
 });
 afterAll(() => server?.close());

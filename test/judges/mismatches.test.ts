@@ -43,7 +43,7 @@ let server: TestServer;
 let target: FuzzTarget;
 beforeAll(async () => {
   server = await startTestServer({ validateResponses: false, handlers: { createClient } });
-  const { token } = await server.tenant({ plan: FUZZ_TENANT.plan, scopes: [...FUZZ_TENANT.scopes] });
+  const { token } = await server.tenant(FUZZ_TENANT);
   target = { baseUrl: server.baseUrl, token: token.token, record: false };
 });
 afterAll(() => server?.close());
