@@ -208,6 +208,49 @@ export type paths = {
         patch?: never;
         trace?: never;
     };
+    "/docs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read the API reference
+         * @description This reference, as one HTML page (Redoc) built from the spec by `npm run generate`. Everything
+         *     it needs is in the page itself, and its Content-Security-Policy lets the browser load nothing
+         *     from any other site. Needs no token.
+         */
+        get: operations["getDocs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/openapi.json": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read the OpenAPI document
+         * @description This spec as one OpenAPI 3.1 document in JSON, every file bundled in: what the server validates
+         *     requests against, and what client generators can read. Needs no token.
+         */
+        get: operations["getOpenApiDocument"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 };
 export type webhooks = Record<string, never>;
 export type components = {
@@ -336,6 +379,8 @@ export type components = {
          * @description A new client. All fields except `name` are optional. Every string is trimmed at both ends, and
          *     an empty or blank string is taken as null (for money fields too). Money fields accept a number
          *     or a decimal-string. Unknown fields are refused, naming them: nothing sent is silently dropped.
+         *     No text may contain a NUL character (U+0000), which PostgreSQL cannot store, nor an unpaired UTF-16
+         *     surrogate (`"\udfff"` alone is not a character): both are refused, never stored altered.
          * @example {
          *       "name": "Globex Corporation",
          *       "contactName": "Hank Scorpio",
@@ -542,14 +587,14 @@ export type components = {
         CountryCodeLowerCase: "ad" | "ae" | "af" | "ag" | "ai" | "al" | "am" | "ao" | "aq" | "ar" | "as" | "at" | "au" | "aw" | "ax" | "az" | "ba" | "bb" | "bd" | "be" | "bf" | "bg" | "bh" | "bi" | "bj" | "bl" | "bm" | "bn" | "bo" | "bq" | "br" | "bs" | "bt" | "bv" | "bw" | "by" | "bz" | "ca" | "cc" | "cd" | "cf" | "cg" | "ch" | "ci" | "ck" | "cl" | "cm" | "cn" | "co" | "cr" | "cu" | "cv" | "cw" | "cx" | "cy" | "cz" | "de" | "dj" | "dk" | "dm" | "do" | "dz" | "ec" | "ee" | "eg" | "eh" | "er" | "es" | "et" | "fi" | "fj" | "fk" | "fm" | "fo" | "fr" | "ga" | "gb" | "gd" | "ge" | "gf" | "gg" | "gh" | "gi" | "gl" | "gm" | "gn" | "gp" | "gq" | "gr" | "gs" | "gt" | "gu" | "gw" | "gy" | "hk" | "hm" | "hn" | "hr" | "ht" | "hu" | "id" | "ie" | "il" | "im" | "in" | "io" | "iq" | "ir" | "is" | "it" | "je" | "jm" | "jo" | "jp" | "ke" | "kg" | "kh" | "ki" | "km" | "kn" | "kp" | "kr" | "kw" | "ky" | "kz" | "la" | "lb" | "lc" | "li" | "lk" | "lr" | "ls" | "lt" | "lu" | "lv" | "ly" | "ma" | "mc" | "md" | "me" | "mf" | "mg" | "mh" | "mk" | "ml" | "mm" | "mn" | "mo" | "mp" | "mq" | "mr" | "ms" | "mt" | "mu" | "mv" | "mw" | "mx" | "my" | "mz" | "na" | "nc" | "ne" | "nf" | "ng" | "ni" | "nl" | "no" | "np" | "nr" | "nu" | "nz" | "om" | "pa" | "pe" | "pf" | "pg" | "ph" | "pk" | "pl" | "pm" | "pn" | "pr" | "ps" | "pt" | "pw" | "py" | "qa" | "re" | "ro" | "rs" | "ru" | "rw" | "sa" | "sb" | "sc" | "sd" | "se" | "sg" | "sh" | "si" | "sj" | "sk" | "sl" | "sm" | "sn" | "so" | "sr" | "ss" | "st" | "sv" | "sx" | "sy" | "sz" | "tc" | "td" | "tf" | "tg" | "th" | "tj" | "tk" | "tl" | "tm" | "tn" | "to" | "tr" | "tt" | "tv" | "tw" | "tz" | "ua" | "ug" | "um" | "us" | "uy" | "uz" | "va" | "vc" | "ve" | "vg" | "vi" | "vn" | "vu" | "wf" | "ws" | "ye" | "yt" | "za" | "zm" | "zw";
         /**
          * NameInput
-         * @description A client's name, 1 to 200 characters once trimmed. It cannot be empty, blank or null.
+         * @description A client's name, 1 to 200 characters once trimmed. It cannot be empty, blank or null. A NUL character (U+0000) or an unpaired surrogate is refused.
          * @example Globex Corporation
          */
         NameInput: string;
         /**
          * OptionalText
          * @description Text of at most 200 characters once trimmed. White space at both ends is removed; an empty or
-         *     blank string is taken as null.
+         *     blank string is taken as null. A NUL character (U+0000) or an unpaired surrogate is refused.
          * @example Jane Doe
          */
         OptionalText: string | null;
@@ -578,13 +623,13 @@ export type components = {
         /**
          * NotesInput
          * @description Free-form text of at most 10,000 characters once trimmed. An empty or blank string is taken as
-         *     null.
+         *     null. A NUL character (U+0000) or an unpaired surrogate is refused.
          */
         NotesInput: string | null;
         /**
          * AddressInput
          * @description A free-form postal address, at most 1,000 characters once trimmed. An empty or blank string is
-         *     taken as null.
+         *     taken as null. A NUL character (U+0000) or an unpaired surrogate is refused.
          */
         AddressInput: string | null;
         /**
@@ -602,6 +647,9 @@ export type components = {
          *     notation (`1e3`) is refused, as are thousands separators, signs, `NaN` and more than 4 decimal
          *     places. An empty or blank string, or null, clears it. Returned as a decimal string with at least
          *     2 decimal places.
+         *     `multipleOf: 0.0001` is meant exactly, as JSON Schema defines it: a validator that divides in
+         *     binary floating point (Prism 5, Ajv without `multipleOfPrecision`) wrongly refuses some valid
+         *     numbers such as 19.99, so send a decimal string where such a tool sits in between.
          * @example 120.50
          * @example 120.5
          */
@@ -612,6 +660,9 @@ export type components = {
          *     (`20`, `"8.875"`). A JSON number is taken as the decimal it is written as; exponent notation,
          *     signs and more than 4 decimal places are refused. An empty or blank string, or null, clears it.
          *     Returned as a decimal string in its shortest form (`"20"`, `"8.875"`).
+         *     `multipleOf: 0.0001` is meant exactly, as JSON Schema defines it: a validator that divides in
+         *     binary floating point (Prism 5, Ajv without `multipleOfPrecision`) wrongly refuses some valid
+         *     numbers such as 19.99, so send a decimal string where such a tool sits in between.
          * @example 8.875
          */
         PercentageInput: string | number | null;
@@ -622,6 +673,27 @@ export type components = {
         FlagInput: boolean | components["schemas"]["Blank"] | null;
     };
     responses: {
+        /** @description `validation_failed`: the request has a query parameter, and this operation takes none. */
+        UnknownQueryParameter: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "error": {
+                 *         "code": "validation_failed",
+                 *         "message": "The field x is invalid: Unknown query parameter 'x'.",
+                 *         "fields": {
+                 *           "x": "Unknown query parameter 'x'"
+                 *         }
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+            };
+        };
         /** @description The client as it now is, with its ETag. */
         Client: {
             headers: {
@@ -1041,6 +1113,7 @@ export type SchemaCountryInput = components['schemas']['CountryInput'];
 export type SchemaMoneyInput = components['schemas']['MoneyInput'];
 export type SchemaPercentageInput = components['schemas']['PercentageInput'];
 export type SchemaFlagInput = components['schemas']['FlagInput'];
+export type ResponseUnknownQueryParameter = components['responses']['UnknownQueryParameter'];
 export type ResponseClient = components['responses']['Client'];
 export type ResponseValidationFailed = components['responses']['ValidationFailed'];
 export type ResponseUnauthenticated = components['responses']['Unauthenticated'];
@@ -1630,27 +1703,59 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
-            /** @description `validation_failed`: the request has a query parameter, and this operation takes none. */
-            400: {
+            400: components["responses"]["UnknownQueryParameter"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    getDocs: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The API reference page. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description Lets the page load scripts, styles, images and fonts from this server (or inline) only. */
+                    "Content-Security-Policy": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            400: components["responses"]["UnknownQueryParameter"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    getOpenApiDocument: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The OpenAPI document. */
+            200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "error": {
-                     *         "code": "validation_failed",
-                     *         "message": "The field x is invalid: Unknown query parameter 'x'.",
-                     *         "fields": {
-                     *           "x": "Unknown query parameter 'x'"
-                     *         }
-                     *       }
-                     *     }
-                     */
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": {
+                        openapi: string;
+                        info: Record<string, never>;
+                        paths: Record<string, never>;
+                    };
                 };
             };
+            400: components["responses"]["UnknownQueryParameter"];
             500: components["responses"]["InternalError"];
         };
     };

@@ -95,10 +95,40 @@ export const operationList = [
     ]
   },
   {
+    "operationId": "getDocs",
+    "method": "get",
+    "path": "/docs",
+    "expressPath": "/docs",
+    "authenticated": false,
+    "scopes": [],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      500
+    ]
+  },
+  {
     "operationId": "getHealth",
     "method": "get",
     "path": "/healthz",
     "expressPath": "/healthz",
+    "authenticated": false,
+    "scopes": [],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      500
+    ]
+  },
+  {
+    "operationId": "getOpenApiDocument",
+    "method": "get",
+    "path": "/openapi.json",
+    "expressPath": "/openapi.json",
     "authenticated": false,
     "scopes": [],
     "idempotencyKey": false,

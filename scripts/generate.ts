@@ -3,6 +3,7 @@
  *   generated/openapi.json   the bundled spec (what the server validates against and serves)
  *   generated/api.ts         openapi-typescript types
  *   generated/operations.ts  one entry per operation: method, paths, scopes, idempotency, statuses
+ *   generated/docs.html      the API reference (Redoc, its scripts inlined: it loads nothing from a CDN)
  *
  * `--check` writes nothing and exits 1 when a committed file differs from what the spec gives,
  * which is how CI catches hand edits and forgotten regeneration.
@@ -22,19 +23,39 @@ const banner = (source: string) =>
 
 type Json = Record<string, unknown>;
 
-function bundleSpec(): Json {
-  const dir = mkdtempSync(join(tmpdir(), 'clients-api-bundle-'));
+function redocly(args: string[]): void {
+  execFileSync(join(root, 'node_modules/.bin/redocly'), args, {
+    cwd: root,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
+  });
+}
+
+function inScratchDir<T>(work: (dir: string) => T): T {
+  const dir = mkdtempSync(join(tmpdir(), 'clients-api-generate-'));
   try {
-    const out = join(dir, 'openapi.json');
-    execFileSync(join(root, 'node_modules/.bin/redocly'), ['bundle', 'spec/openapi.yaml', '--ext', 'json', '-o', out], {
-      cwd: root,
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
-    });
-    return JSON.parse(readFileSync(out, 'utf8')) as Json;
+    return work(dir);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+function bundleSpec(): Json {
+  return inScratchDir((dir) => {
+    const out = join(dir, 'openapi.json');
+    redocly(['bundle', 'spec/openapi.yaml', '--ext', 'json', '-o', out]);
+    return JSON.parse(readFileSync(out, 'utf8')) as Json;
+  });
+}
+
+/** The reference page, built once here so the server only reads a file at start-up. */
+function buildDocs(bundled: string): string {
+  return inScratchDir((dir) => {
+    writeFileSync(join(dir, 'openapi.json'), bundled);
+    redocly(['build-docs', join(dir, 'openapi.json'), '--inlineBundle', '-o', join(dir, 'docs.html')]);
+    const page = readFileSync(join(dir, 'docs.html'), 'utf8');
+    return page.replace(/^<!DOCTYPE html>\n/i, (doctype) => `${doctype}<!-- ${banner('spec/ by redocly build-docs').trim().slice(3)} -->\n`);
+  });
 }
 
 const METHODS = ['get', 'put', 'post', 'delete', 'patch'] as const;
@@ -96,6 +117,7 @@ async function render(): Promise<Map<string, string>> {
   const doc = bundleSpec();
   const files = new Map<string, string>();
   files.set('openapi.json', `${JSON.stringify(doc, null, 2)}\n`);
+  files.set('docs.html', buildDocs(files.get('openapi.json')!));
   const ast = await openapiTS(doc as never, {
     alphabetize: false,
     exportType: true,

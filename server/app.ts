@@ -145,7 +145,14 @@ export function createApp(deps: AppDeps): App {
           return { status: result.status, body: result.body, headers: result.headers ?? {}, insert: result.insert, storedBody: result.storedBody };
         });
       } else {
-        response = await handler({ ...context, db: deps.db, transaction: undefined, now: clock() } as never);
+        const result = await handler({ ...context, db: deps.db, transaction: undefined, now: clock() } as never);
+        // A page or a document already serialised once, at start-up.
+        if (result.text !== undefined) {
+          for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
+          res.status(result.status).type(result.contentType!).send(result.text);
+          return;
+        }
+        response = result as typeof response;
       }
       for (const [name, value] of Object.entries(response.headers ?? {})) res.setHeader(name, value);
       res.status(response.status).json(response.body);

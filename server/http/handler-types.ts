@@ -25,23 +25,27 @@ type Responses<K extends OperationId> = Op<K>['responses'];
 type Entry<K extends OperationId> = Extract<OperationEntry, { operationId: K }>;
 type IsAuthenticated<K extends OperationId> = Entry<K>['authenticated'];
 type IsWrite<K extends OperationId> = Entry<K>['method'] extends 'get' ? false : true;
+type MediaTypes<T> = T extends { content: infer C } ? Extract<keyof C, string> : never;
 
 /**
- * What a handler answers: one of the operation's documented 2xx statuses, with its body. A write
- * may also hand back the one row it creates, as data (see server/http/write-unit.ts).
+ * What a handler answers: one of the operation's documented 2xx statuses, with its JSON body. A
+ * read may answer a text already serialised once (a page, a document) in one of that status's
+ * media types; a write may also hand back the one row it creates, as data (see
+ * server/http/write-unit.ts).
  */
 export type HandlerResult<K extends OperationId> = {
-  [S in Extract<keyof Responses<K>, SuccessStatus>]: {
-    status: S;
-    body: Json<Responses<K>[S]>;
-    headers?: Record<string, string>;
-  } & (IsWrite<K> extends true
+  [S in Extract<keyof Responses<K>, SuccessStatus>]: IsWrite<K> extends true
     ? {
+        status: S;
+        body: Json<Responses<K>[S]>;
+        headers?: Record<string, string>;
         insert?: DeferredInsert;
         /** What an Idempotency-Key keeps for replays, when it must not be the body (a secret shown once). */
         storedBody?: Json<Responses<K>[S]>;
       }
-    : unknown);
+    :
+        | { status: S; body: Json<Responses<K>[S]>; headers?: Record<string, string> }
+        | { status: S; text: string; contentType: MediaTypes<Responses<K>[S]>; headers?: Record<string, string> };
 }[Extract<keyof Responses<K>, SuccessStatus>];
 
 export interface HandlerContext<K extends OperationId> {
@@ -75,4 +79,6 @@ export type AnyHandler = (ctx: HandlerContext<OperationId>) => Promise<{
   headers?: Record<string, string>;
   insert?: DeferredInsert;
   storedBody?: unknown;
+  text?: string;
+  contentType?: string;
 }>;

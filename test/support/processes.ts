@@ -24,6 +24,15 @@ export function runCli(args: string[], env: Record<string, string | undefined>):
   });
 }
 
+/** SIGTERM, resolved once the process has exited (at once if it already has). */
+export function stopProcess(child: ChildProcess): Promise<void> {
+  return new Promise((stopped) => {
+    if (child.exitCode !== null) return stopped();
+    child.once('exit', () => stopped());
+    child.kill('SIGTERM');
+  });
+}
+
 export interface RunningServer {
   child: ChildProcess;
   url: string;
@@ -51,12 +60,7 @@ export function startServerProcess(env: Record<string, string | undefined>): Pro
           child,
           url: listening[1]!,
           stdout: () => out,
-          stop: () =>
-            new Promise((stopped) => {
-              if (child.exitCode !== null) return stopped();
-              child.once('exit', () => stopped());
-              child.kill('SIGTERM');
-            }),
+          stop: () => stopProcess(child),
         });
       }
     });

@@ -1,6 +1,7 @@
 /**
  * Starts the real app on an ephemeral port over a fresh database, with response validation on,
  * and hands out typed clients whose every response is also checked by an independent validator.
+ * Under `npm run test:prism` the tests reach the server through Prism's validating proxy instead.
  */
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
@@ -9,9 +10,11 @@ import { createApp, type AppDeps } from '../../server/app.js';
 import { mintTokenForOrganisation, type MintForOrganisation, type MintedToken } from '../../server/auth/tokens.service.js';
 import { createClientsApi, type ClientsApi, type ClientsApiOptions } from '../../client/index.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
+import { PRISM_URL_VARIABLE, startPrismFront } from './prism.js';
 import { specCheckingFetch } from './spec-check.js';
 
 export interface TestServer {
+  /** Where tests send requests: the server itself, or its Prism front under `npm run test:prism`. */
   baseUrl: string;
   database: TestDatabase;
   /** Mints a token (creating the organisation if needed) straight in the database. */
@@ -36,7 +39,10 @@ export async function startTestServer(overrides: Partial<AppDeps> = {}, shared: 
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
-  const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const serverUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const prismUrl = process.env[PRISM_URL_VARIABLE];
+  const front = prismUrl ? await startPrismFront(serverUrl, prismUrl) : undefined;
+  const baseUrl = front?.url ?? serverUrl;
   const mint: TestServer['mint'] = (request) => mintTokenForOrganisation(database.db, request);
   const client = (token: string, options: Partial<ClientsApiOptions> = {}) =>
     createClientsApi({ baseUrl, token, retry: false, ...options, fetch: specCheckingFetch(options.fetch) });
@@ -50,6 +56,7 @@ export async function startTestServer(overrides: Partial<AppDeps> = {}, shared: 
       return { api: client(token.token), token };
     },
     close: async () => {
+      await front?.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       if (!shared.database) await database.close();

@@ -1,0 +1,55 @@
+/** The operations that need no token: health, the API reference and the spec itself. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import bundledSpec from '../../generated/openapi.json' with { type: 'json' };
+import { startTestServer, type TestServer } from '../support/server.js';
+import { specCheckingFetch } from '../support/spec-check.js';
+
+let server: TestServer;
+let failing: TestServer;
+beforeAll(async () => {
+  server = await startTestServer();
+  const fault = async (): Promise<never> => {
+    throw new Error('disk on fire');
+  };
+  failing = await startTestServer({ handlers: { getHealth: fault, getDocs: fault, getOpenApiDocument: fault } });
+});
+afterAll(async () => {
+  await server?.close();
+  await failing?.close();
+});
+
+// No Authorization header at all: these operations need none.
+const get = (base: TestServer, path: string) => specCheckingFetch()(new Request(`${base.baseUrl}${path}`));
+
+describe('without a token', () => {
+  it('GET /healthz is 200 ok', async () => {
+    const response = await get(server, '/healthz');
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ status: 'ok' });
+  });
+
+  it('GET /openapi.json is the bundled spec', async () => {
+    const response = await get(server, '/openapi.json');
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(await response.json()).toEqual(bundledSpec);
+  });
+
+  it('GET /docs is the reference page, with every operation', async () => {
+    const response = await get(server, '/docs');
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toMatch(/^text\/html/);
+    const page = await response.text();
+    for (const op of Object.values(bundledSpec.paths).flatMap((item) => Object.values(item))) expect(page).toContain(op.summary);
+    // Nothing loaded from elsewhere: no external script, style sheet or font.
+    expect(page).not.toMatch(/<(script|link)[^>]+(src|href)="https?:/);
+  });
+});
+
+describe('a failure inside the server', () => {
+  it.each([['/healthz'], ['/openapi.json'], ['/docs']])('GET %s is a 500 internal_error', async (path) => {
+    const response = await get(failing, path);
+    expect(response.status).toBe(500);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe('internal_error');
+  });
+});

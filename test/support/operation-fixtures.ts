@@ -1,0 +1,87 @@
+/**
+ * What the generic judges cannot read from the spec, in one place. The fuzzer, the Prism run and
+ * the independent client cover every operation of the spec by themselves; an operation only
+ * needs an entry here when the defaults below do not fit it.
+ *
+ * Defaults:
+ * - A path parameter (`/clients/{id}`) takes the ids of resources made by the collection's create
+ *   operation (`POST /clients`) from the spec's own example body, besides values generated from the
+ *   parameter's schema (which name no resource).
+ * - The tenant is on the plan with no limits, with every scope, so a valid request is never
+ *   refused for its plan or its token.
+ */
+import type { ModelRequest, OperationModel } from './request-check.js';
+import { operationModels } from './request-check.js';
+
+/** Statuses by which the server says the request itself is malformed (the spec would refuse it). */
+export const VALIDATION_REFUSALS: ReadonlySet<number> = new Set([400, 413, 415]);
+
+/** The fuzzing tenant: the plan with no limits, and (by default) every scope. */
+export const FUZZ_TENANT = { plan: 'studio' } as const;
+
+export interface FixtureContext {
+  /** Sends a request (checked against the spec like every other). */
+  send(request: ModelRequest): Promise<Response>;
+}
+
+export interface ParameterFixture {
+  /** Values that are valid for the server, not only for the parameter's schema. */
+  values(context: FixtureContext): Promise<string[]>;
+  /**
+   * Only these values: for a parameter whose valid values its schema cannot describe (an opaque
+   * cursor is any string to the spec, but only the server's own cursors are valid). The fuzzer
+   * then neither invents values for it nor breaks it.
+   */
+  onlyThese?: boolean;
+}
+
+/**
+ * Values for parameters, by `operationId.parameter` (or by `parameter` for every operation). Add
+ * an entry when the default (path parameters name resources made from the spec's example) does not
+ * fit, or when a parameter's schema says less than the server checks.
+ */
+export const parameterFixtures: Record<string, ParameterFixture> = {};
+
+/** The create operation of a collection: `POST /clients` for `/clients/{id}`. */
+function collectionCreate(model: OperationModel, parameter: string): OperationModel | undefined {
+  const collection = model.template.slice(0, model.template.indexOf(`/{${parameter}}`));
+  return operationModels.find((m) => m.method === 'POST' && m.template === collection && m.body?.example !== undefined);
+}
+
+/** Makes `count` resources with the collection's example body; their ids (from `data.id` or Location). */
+async function createFromExample(create: OperationModel, context: FixtureContext, count: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const response = await context.send({
+      operationId: create.operationId,
+      method: 'POST',
+      path: create.template,
+      pathParams: {},
+      query: {},
+      headers: {},
+      body: { contentType: 'application/json', text: JSON.stringify(create.body!.example) },
+    });
+    const body = (await response.json()) as { data?: { id?: string } };
+    const id = body.data?.id ?? response.headers.get('location')?.split('/').pop();
+    if (!response.ok || !id) throw new Error(`fixture: ${create.operationId} with its example answered ${response.status}`);
+    ids.push(id);
+  }
+  return ids;
+}
+
+/** Fixture values for each parameter of `model` that has them: path parameters always do. */
+export async function parameterValues(model: OperationModel, context: FixtureContext): Promise<Record<string, { values: string[]; onlyThese: boolean }>> {
+  const found: Record<string, { values: string[]; onlyThese: boolean }> = {};
+  for (const p of model.parameters) {
+    const fixture = parameterFixtures[`${model.operationId}.${p.name}`] ?? parameterFixtures[p.name];
+    if (fixture) {
+      found[p.name] = { values: await fixture.values(context), onlyThese: fixture.onlyThese ?? false };
+      continue;
+    }
+    if (p.in !== 'path') continue;
+    const create = collectionCreate(model, p.name);
+    if (!create) throw new Error(`No way to name an existing resource for ${model.operationId}'s {${p.name}}: add one to parameterFixtures.`);
+    found[p.name] = { values: await createFromExample(create, context, 3), onlyThese: false };
+  }
+  return found;
+}
