@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 import { operationList } from '../generated/operations.js';
 import { createLastUsedRecorder } from './auth/last-used.js';
+import { createTokenLookup, type TokenLookup } from './auth/token-lookup.js';
 import type { Database } from './db/schema.js';
 import { authorizeAndLimit } from './http/authorize-and-limit.js';
 import { jsonBody } from './http/body-parser.js';
@@ -41,6 +42,8 @@ export interface AppDeps {
    * shared by every server process; without it they are kept in this process's memory.
    */
   pool?: pg.Pool | undefined;
+  /** Tokens by prefix (cached for a second by default; tests pass one with their own clock). */
+  tokenLookup?: TokenLookup;
   /** Express's `trust proxy`: which proxies may give the client's address (X-Forwarded-For). */
   trustProxy?: boolean | number | string;
 }
@@ -85,8 +88,9 @@ export function createApp(deps: AppDeps): App {
     next();
   };
   const rateLimits = deps.rateLimits ?? DEFAULT_RATE_LIMITS;
+  const tokens = deps.tokenLookup ?? createTokenLookup(deps.db);
   const authorize = authorizeAndLimit({
-    db: deps.db,
+    tokens,
     limits: rateLimits ? createRateLimits(rateLimits, deps.pool) : undefined,
     recordLastUsed: createLastUsedRecorder(deps.db, deps.logger),
   });
@@ -130,6 +134,7 @@ export function createApp(deps: AppDeps): App {
         params: req.params,
         query: req.query,
         auth: req.auth,
+        forgetToken: tokens.forget,
         log: req.log,
         req,
       };

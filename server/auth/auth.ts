@@ -1,8 +1,7 @@
-import type { Kysely } from 'kysely';
-import type { Database, Env, PlanName } from '../db/schema.js';
+import type { Env, PlanName } from '../db/schema.js';
 import { forbidden, unauthenticated } from '../http/errors.js';
 import { parseToken, secretMatches } from './token-format.js';
-import { findTokenByPrefix } from './tokens.queries.js';
+import type { TokenLookup } from './token-lookup.js';
 
 /** Who a request acts for: every query is scoped to `orgId` and `env`. */
 export interface AuthContext {
@@ -21,7 +20,7 @@ export interface AuthContext {
  * unknown prefix and a wrong secret get the same answer, so nobody learns which prefixes exist.
  */
 export async function authenticate(
-  db: Kysely<Database>,
+  tokens: TokenLookup,
   header: string | undefined,
   now: Date = new Date(),
 ): Promise<AuthContext> {
@@ -30,7 +29,7 @@ export async function authenticate(
   if (!match) throw unauthenticated('The Authorization header must be "Bearer <token>".');
   const parsed = parseToken(match[1]!);
   if (!parsed) throw unauthenticated('The token is malformed: expected hsk_<env>_<prefix12>_<secret32>.');
-  const token = await findTokenByPrefix(db, parsed.prefix);
+  const token = await tokens.find(parsed.prefix);
   const valid = secretMatches(parsed.secret, token?.secretHash) && token!.env === parsed.env;
   if (!valid || !token) throw unauthenticated('The token is not valid.');
   if (token.revokedAt) throw unauthenticated('The token has been revoked.');

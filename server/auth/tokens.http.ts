@@ -8,8 +8,9 @@ export const tokenHandlers = {
     // The secret is shown once: a replay of this request answers the token without it.
     return { status: 201, body: minted, storedBody: { data: minted.data } };
   },
-  revokeToken: async ({ transaction, auth, params }) => ({
-    status: 200,
-    body: { data: await tokens.revokeToken(await transaction(), auth, params.id) },
-  }),
+  revokeToken: async ({ transaction, auth, params, forgetToken }) => {
+    const revoked = await tokens.revokeToken(await transaction(), auth, params.id);
+    forgetToken(revoked.prefix);
+    return { status: 200, body: { data: revoked } };
+  },
 } satisfies Partial<Handlers>;

@@ -6,15 +6,14 @@
  * operations that need no token (GET /healthz) are neither checked nor counted.
  */
 import type { RequestHandler, Response } from 'express';
-import type { Kysely } from 'kysely';
 import { authenticate, requireScopes, type AuthContext } from '../auth/auth.js';
 import type { LastUsedRecorder } from '../auth/last-used.js';
-import type { Database } from '../db/schema.js';
+import type { TokenLookup } from '../auth/token-lookup.js';
 import type { RateLimits, RateLimitVerdict } from '../rate-limit/rate-limits.js';
 import { ApiError } from './errors.js';
 
 export interface AuthorizeAndLimitDeps {
-  db: Kysely<Database>;
+  tokens: TokenLookup;
   /** Undefined when rate limiting is switched off. */
   limits: RateLimits | undefined;
   recordLastUsed: LastUsedRecorder;
@@ -31,7 +30,7 @@ function apply(res: Response, verdict: RateLimitVerdict | undefined): void {
   if (verdict?.refusal) throw verdict.refusal;
 }
 
-export function authorizeAndLimit({ db, limits, recordLastUsed }: AuthorizeAndLimitDeps): RequestHandler {
+export function authorizeAndLimit({ tokens, limits, recordLastUsed }: AuthorizeAndLimitDeps): RequestHandler {
   return async (req, res, next) => {
     const op = req.operation;
     if (op && !op.authenticated) return next();
@@ -44,7 +43,7 @@ export function authorizeAndLimit({ db, limits, recordLastUsed }: AuthorizeAndLi
 
     let auth: AuthContext;
     try {
-      auth = await authenticate(db, req.headers.authorization);
+      auth = await authenticate(tokens, req.headers.authorization);
     } catch (error) {
       if (error instanceof ApiError) apply(res, await limits?.countAddress(req.ip));
       throw error;

@@ -64,6 +64,8 @@ export interface HandlerContext<K extends OperationId> {
   transaction: IsWrite<K> extends true ? () => Promise<Kysely<Database>> : undefined;
   /** The request's time: what timestamps it writes are. */
   now: Date;
+  /** Drops what this process has cached of a token (after revoking it, so that it is refused at once). */
+  forgetToken: (prefix: string) => void;
   log: Logger;
   req: Request;
 }
