@@ -18,13 +18,6 @@ const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: 
   console.error(error.message);
   process.exit(1);
 });
-const applied = await migrateOrThrow(database.db);
-if (applied.length > 0) logger.info({ migrations: applied }, 'migrated');
-
-const freshEmbedded = database.kind === 'pglite' && (await countOrganisations(database.db)) === 0;
-const demo = freshEmbedded ? await mintTokenForOrganisation(database.db, { orgName: 'Demo', tokenName: 'demo' }) : undefined;
-
-const stopPurge = schedulePurge(database.db, () => new Date(), (error) => logger.error({ err: error }, 'idempotency purge failed'));
 const { app, warmUp } = createApp({
   db: database.db,
   pool: database.pool,
@@ -33,7 +26,16 @@ const { app, warmUp } = createApp({
   rateLimits: config.rateLimits,
   trustProxy: config.trustProxy,
 });
-await warmUp();
+/** Migrations, and on a brand-new embedded database a demo organisation with a token. */
+async function prepareDatabase() {
+  const applied = await migrateOrThrow(database.db);
+  if (applied.length > 0) logger.info({ migrations: applied }, 'migrated');
+  const freshEmbedded = database.kind === 'pglite' && (await countOrganisations(database.db)) === 0;
+  return freshEmbedded ? mintTokenForOrganisation(database.db, { orgName: 'Demo', tokenName: 'demo' }) : undefined;
+}
+// The validator compiles the spec while the database is being readied: neither waits for the other.
+const [demo] = await Promise.all([prepareDatabase(), warmUp()]);
+const stopPurge = schedulePurge(database.db, () => new Date(), (error) => logger.error({ err: error }, 'idempotency purge failed'));
 const server = app.listen(config.port, config.host, () => {
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
