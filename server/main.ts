@@ -68,7 +68,10 @@ const stop = (signal: string) => {
   logger.info({ signal }, 'stopping');
   stopPurge();
   server.close(() => {
-    void database.close().then(() => process.exit(0));
+    void database.close().then(() => {
+      logger.flushNow();
+      process.exit(0);
+    });
   });
   server.closeIdleConnections();
   setTimeout(() => process.exit(1), 10_000).unref();
