@@ -19,6 +19,13 @@ export const VALIDATION_REFUSALS: ReadonlySet<number> = new Set([400, 413, 415])
 /** The fuzzing tenant: the plan with no limits, and (by default) every scope. */
 export const FUZZ_TENANT = { plan: 'studio' } as const;
 
+/**
+ * The fuzzing server's rate limits: budgets no run reaches (FUZZ_RUNS=5000 included). The fuzzer
+ * judges how requests are answered, not how many; test/contract/rate-limits.test.ts and the status
+ * matrix judge 429.
+ */
+export const FUZZ_RATE_LIMITS = { perToken: 1_000_000_000, perAddress: 1_000_000_000, windowSeconds: 3600 } as const;
+
 export interface FixtureContext {
   /** Sends a request (checked against the spec like every other). */
   send(request: ModelRequest): Promise<Response>;
@@ -40,13 +47,67 @@ export interface ParameterFixture {
  * an entry when the default (path parameters name resources made from the spec's example) does not
  * fit, or when a parameter's schema says less than the server checks.
  */
-export const parameterFixtures: Record<string, ParameterFixture> = {};
+export const parameterFixtures: Record<string, ParameterFixture> = {
+  // Any string to the spec (it must stay opaque), but only the server's own cursors name a place in
+  // the list: the cursors of a real walk, one client per page.
+  'listClients.cursor': { values: (context) => cursorsOfAWalk(context), onlyThese: true },
+};
 
-/** The create operation of a collection: `POST /clients` for `/clients/{id}`. */
-function collectionCreate(model: OperationModel, parameter: string): OperationModel | undefined {
-  const collection = model.template.slice(0, model.template.indexOf(`/{${parameter}}`));
+export interface FieldFixture {
+  /** Values the fuzzer gives the field instead of ones generated from its schema. */
+  values(): unknown[];
+}
+
+/**
+ * Values for request-body fields, by `operationId.field`: for a field whose valid values depend on
+ * something no schema can say (the time of the request). The fuzzer still breaks these fields.
+ */
+export const fieldFixtures: Record<string, FieldFixture> = {
+  // "In the future" is relative to the request; the schema can only say `date-time`.
+  'createToken.expiresAt': {
+    values: () => {
+      const inMs = (ms: number) => new Date(Date.now() + ms).toISOString();
+      return [null, inMs(3_600_000), inMs(365 * 86_400_000), '2999-12-31T23:59:59Z', '2999-12-31T23:59:59.123456+05:30'];
+    },
+  },
+};
+
+/** Fixture values for each body field of `model` that has a fixture. */
+export function fieldValues(model: OperationModel): Record<string, unknown[]> {
+  const fields = Object.keys(model.body?.schema.properties ?? {});
+  return Object.fromEntries(fields.flatMap((field) => {
+    const fixture = fieldFixtures[`${model.operationId}.${field}`];
+    return fixture ? [[field, fixture.values()]] : [];
+  }));
+}
+
+/** The `nextCursor` of each page of GET /clients one client at a time, over clients made for it. */
+async function cursorsOfAWalk(context: FixtureContext): Promise<string[]> {
+  const list = operationModels.find((m) => m.operationId === 'listClients')!;
+  const create = createOperationOf(list.template);
+  if (!create) throw new Error(`fixture: no create operation with an example body for ${list.template}`);
+  await createFromExample(create, context, 4);
+  const cursors: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const query: Record<string, string> = cursor ? { limit: '1', cursor } : { limit: '1' };
+    const response = await context.send({ operationId: list.operationId, method: 'GET', path: list.template, pathParams: {}, query, headers: {} });
+    const page = (await response.json()) as { nextCursor?: string | null };
+    if (!response.ok) throw new Error(`fixture: ${list.operationId} answered ${response.status}`);
+    cursor = page.nextCursor ?? undefined;
+    if (cursor) cursors.push(cursor);
+  } while (cursor);
+  if (cursors.length === 0) throw new Error(`fixture: ${list.operationId} gave out no cursor`);
+  return cursors;
+}
+
+/** The create operation of a collection path (`POST /clients`), with an example body to create from. */
+function createOperationOf(collection: string): OperationModel | undefined {
   return operationModels.find((m) => m.method === 'POST' && m.template === collection && m.body?.example !== undefined);
 }
+
+/** The create operation of a collection: `POST /clients` for `/clients/{id}`. */
+const collectionCreate = (model: OperationModel, parameter: string) => createOperationOf(model.template.slice(0, model.template.indexOf(`/{${parameter}}`)));
 
 /** Makes `count` resources with the collection's example body; their ids (from `data.id` or Location). */
 async function createFromExample(create: OperationModel, context: FixtureContext, count: number): Promise<string[]> {
