@@ -23,7 +23,8 @@ type Node = Record<string, any>;
 
 export interface FuzzTarget {
   baseUrl: string;
-  token: string;
+  /** The bearer token every request carries; undefined: none. */
+  token: string | undefined;
   /** Record what is observed for the contract-coverage gate (off when a test injects a mismatch). */
   record?: boolean;
 }
@@ -161,7 +162,7 @@ export function sender(target: FuzzTarget) {
     const url = new URL(`${target.baseUrl}${request.path}`);
     for (const [name, value] of Object.entries(request.query)) url.searchParams.set(name, value);
     const headers = new Headers(request.headers);
-    headers.set('Authorization', `Bearer ${target.token}`);
+    if (target.token !== undefined) headers.set('Authorization', `Bearer ${target.token}`);
     if (request.body) headers.set('Content-Type', request.body.contentType);
     return checked(new Request(url, { method: request.method, headers, body: request.body?.text }));
   };

@@ -10,6 +10,7 @@
  * - The tenant is on the plan with no limits, with every scope, so a valid request is never
  *   refused for its plan or its token.
  */
+import { PLANS } from '../../server/plans/plans.js';
 import type { ModelRequest, OperationModel } from './request-check.js';
 import { operationModels } from './request-check.js';
 
@@ -109,19 +110,61 @@ function createOperationOf(collection: string): OperationModel | undefined {
 /** The create operation of a collection: `POST /clients` for `/clients/{id}`. */
 const collectionCreate = (model: OperationModel, parameter: string) => createOperationOf(model.template.slice(0, model.template.indexOf(`/{${parameter}}`)));
 
+/**
+ * A request to `model` with these path parameters and, if the operation takes a body, `body` (by
+ * default the spec's own example): valid for the spec when the values are.
+ */
+export function exampleRequest(model: OperationModel, pathParams: Record<string, string> = {}, body: unknown = model.body?.example): ModelRequest {
+  return {
+    operationId: model.operationId,
+    method: model.method,
+    path: model.template.replace(/\{([^}]+)\}/g, (_, name: string) => encodeURIComponent(pathParams[name] ?? '')),
+    pathParams,
+    query: {},
+    headers: {},
+    ...(model.body ? { body: { contentType: 'application/json', text: JSON.stringify(body) } } : {}),
+  };
+}
+
+const operation = (operationId: string) => operationModels.find((m) => m.operationId === operationId)!;
+
+/** Sends a request that must succeed; its answer's body. */
+async function succeed(context: FixtureContext, request: ModelRequest): Promise<unknown> {
+  const response = await context.send(request);
+  if (!response.ok) throw new Error(`fixture: ${request.operationId} answered ${response.status}`);
+  return response.json();
+}
+
+/**
+ * How to make each operation that documents 402 refuse for the plan: product rules (product.md,
+ * "Plans and feature gates") that no schema states. Each gets a tenant of its own on the free
+ * plan, makes what it needs, and returns the request the plan refuses.
+ */
+export const planRefusals: Record<string, (context: FixtureContext) => Promise<ModelRequest>> = {
+  // One more active client than the plan holds.
+  createClient: async (context) => {
+    await createFromExample(operation('createClient'), context, PLANS.free.maxActiveClients!);
+    return exampleRequest(operation('createClient'));
+  },
+  // A feature of a dearer plan.
+  updateClient: async (context) => {
+    const [id] = await createFromExample(operation('createClient'), context, 1);
+    return exampleRequest(operation('updateClient'), { id: id! }, { requirePoNumber: true });
+  },
+  // A deleted client back while the plan's active clients are all there.
+  restoreClient: async (context) => {
+    const [id] = await createFromExample(operation('createClient'), context, 1);
+    await succeed(context, exampleRequest(operation('deleteClient'), { id: id! }));
+    await createFromExample(operation('createClient'), context, PLANS.free.maxActiveClients!);
+    return exampleRequest(operation('restoreClient'), { id: id! });
+  },
+};
+
 /** Makes `count` resources with the collection's example body; their ids (from `data.id` or Location). */
 async function createFromExample(create: OperationModel, context: FixtureContext, count: number): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < count; i++) {
-    const response = await context.send({
-      operationId: create.operationId,
-      method: 'POST',
-      path: create.template,
-      pathParams: {},
-      query: {},
-      headers: {},
-      body: { contentType: 'application/json', text: JSON.stringify(create.body!.example) },
-    });
+    const response = await context.send(exampleRequest(create));
     const body = (await response.json()) as { data?: { id?: string } };
     const id = body.data?.id ?? response.headers.get('location')?.split('/').pop();
     if (!response.ok || !id) throw new Error(`fixture: ${create.operationId} with its example answered ${response.status}`);
