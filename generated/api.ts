@@ -364,7 +364,8 @@ export type components = {
             /**
              * Format: date-time
              * @description When the token stops working: a date-time in the future, and no later than the calling
-             *     token's own expiry. Absent or null: no expiry, or the calling token's if it has one.
+             *     token's own expiry. Absent or null: no expiry, or the calling token's if it has one. An
+             *     RFC 3339 date-time with a time zone, seconds 00 to 59 (no leap second).
              * @example 2030-01-31T00:00:00Z
              */
             expiresAt?: string | null;

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { ClientRow, Database } from '../db/schema.js';
 import type { DeferredInsert } from '../idempotency/idempotency.queries.js';
-import { ApiError, notFound, preconditionFailed } from '../http/errors.js';
+import { isCalendarDate } from '../http/date-time.js';
+import { ApiError, notFound, preconditionFailed, validationFailed } from '../http/errors.js';
 import { ifMatchPasses, strongEtag } from '../http/etag.js';
 import { assertFeature, assertRoomForActiveClient, PLANS, type PlanTenant } from '../plans/plans.js';
 import { decodeCursor, encodeCursor } from './clients.cursor.js';
@@ -128,9 +129,13 @@ export async function restoreClient(trx: Kysely<Database>, tenant: PlanTenant, i
   return present(await setClientDeleted(trx, tenant, id, false));
 }
 
+/** The spec's `x-error-message` of `updatedSince`, for the dates its pattern cannot refuse. */
+const UPDATED_SINCE_ERROR = 'must be an RFC 3339 date-time with a time zone, such as 2026-01-31T09:00:00Z';
+
 export async function listClients(db: Kysely<Database>, tenant: Tenant, query: ClientListQuery): Promise<ClientList> {
   // The validator fills in the spec's defaults; the fallbacks only satisfy the optional types.
   const limit = query.limit ?? 25;
+  if (query.updatedSince !== undefined && !isCalendarDate(query.updatedSince)) throw validationFailed({ updatedSince: UPDATED_SINCE_ERROR });
   const rows = await listClientRows(db, tenant, {
     // One row more than the page tells whether another page follows, without counting.
     limit: limit + 1,

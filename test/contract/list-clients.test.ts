@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientResource, ClientsApi, paths } from '../../client/index.js';
 import { readJson } from '../support/json.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { specCheckingFetch } from '../support/spec-check.js';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -168,6 +169,23 @@ describe('q', () => {
     expect(await names({ q: 'k\\s' })).toEqual(['Back\\slash']);
   });
 
+  it('takes reserved characters as sent or percent-encoded (the typed client leaves * ( ) ! as they are)', async () => {
+    const { api: own, token } = await server.tenant();
+    await createMany(own, 2, (i) => (i === 0 ? 'Wile E. (Super Genius)! *' : 'Road Runner: beep'));
+    const search = async (query: ListQuery) => (await page(own, query)).data.map((c) => c.name);
+    expect(await search({ q: '(super genius)!' })).toEqual(['Wile E. (Super Genius)! *']);
+    expect(await search({ q: '*' })).toEqual(['Wile E. (Super Genius)! *']);
+    // As curl sends them: nothing percent-encoded but the space.
+    const raw = async (query: string) => {
+      const response = await specCheckingFetch()(new Request(`${server.baseUrl}/clients?${query}`, { headers: { Authorization: `Bearer ${token.token}` } }));
+      expect(response.status).toBe(200);
+      return ((await response.json()) as { data: ClientResource[] }).data.map((c) => c.name);
+    };
+    expect(await raw('q=r:%20beep')).toEqual(['Road Runner: beep']);
+    expect(await raw('q=r%3A%20beep')).toEqual(['Road Runner: beep']);
+    expect(await raw('updatedSince=2000-01-01T00:00:00Z&q=)!%20*')).toEqual(['Wile E. (Super Genius)! *']);
+  });
+
   it('trims the search text, and pages through the matches', async () => {
     expect(await names({ q: '  COTTON ' })).toEqual(['100% Cotton_Co', '1000 Cottons']);
     const { seen, sizes } = await walk(api, { q: 'o', limit: 2 });
@@ -252,6 +270,11 @@ describe('bad parameters are a 400 naming the parameter', () => {
     ['updatedSince=yesterday', 'updatedSince'],
     ['updatedSince=2026-01-01T00:00:00', 'updatedSince'],
     ['updatedSince=2026-02-30T00:00:00Z', 'updatedSince'],
+    // Percent-encoded as clients send it: the pattern lets these through, the calendar does not.
+    ['updatedSince=2026-02-30T00%3A00%3A00Z', 'updatedSince'],
+    ['updatedSince=2026-02-29T00%3A00%3A00Z', 'updatedSince'],
+    ['updatedSince=2100-02-29T00%3A00%3A00Z', 'updatedSince'],
+    ['updatedSince=2026-04-31T00%3A00%3A00Z', 'updatedSince'],
     ['updatedSince=0000-01-01T00:00:00Z', 'updatedSince'],
     ['updatedSince=2026-01-01T00:00:00%2B23:00', 'updatedSince'],
     ['updatedSince=2026-06-30T23:59:60Z', 'updatedSince'],
@@ -274,7 +297,7 @@ describe('bad parameters are a 400 naming the parameter', () => {
   });
 
   it('takes RFC 3339 date-times in their other forms', async () => {
-    for (const since of ['2026-01-01T00:00:00Z', '2026-01-01t00:00:00.123456789z', '2026-01-01T00:00:00-15:59', '2026-01-01T00:00:00+14:00']) {
+    for (const since of ['2024-02-29T00:00:00Z', '2000-02-29T23:59:59Z', '2026-01-01T00:00:00Z', '2026-01-01t00:00:00.123456789z', '2026-01-01T00:00:00-15:59', '2026-01-01T00:00:00+14:00']) {
       expect((await get(`updatedSince=${encodeURIComponent(since)}`)).status, since).toBe(200);
     }
   });

@@ -14,7 +14,9 @@ const CHROMIUM = '/usr/bin/chromium';
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
 type Node = Record<string, any>;
-const operations = Object.values(doc.paths as Node).flatMap((item: Node) => Object.values(item) as Node[]);
+const METHODS = ['get', 'put', 'post', 'delete', 'patch'];
+// A path item holds its operations beside other keys (parameters shared by them all).
+const operations = Object.values(doc.paths as Node).flatMap((item: Node) => METHODS.filter((m) => item[m]).map((m) => item[m] as Node));
 const requestFields = (op: Node): string[] => {
   const schema = op.requestBody && deref(deref(op.requestBody).node.content?.['application/json']?.schema ?? {}).node;
   return Object.keys(schema?.properties ?? {});

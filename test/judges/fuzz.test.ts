@@ -5,14 +5,14 @@
  */
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { fuzzOperation, type FuzzTarget } from '../support/fuzz.js';
-import { FUZZ_TENANT } from '../support/operation-fixtures.js';
+import { FUZZ_RATE_LIMITS, FUZZ_TENANT } from '../support/operation-fixtures.js';
 import { operationModels } from '../support/request-check.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 let server: TestServer;
 let target: FuzzTarget;
 beforeAll(async () => {
-  server = await startTestServer();
+  server = await startTestServer({ rateLimits: FUZZ_RATE_LIMITS });
   const { token } = await server.tenant(FUZZ_TENANT);
   target = { baseUrl: server.baseUrl, token: token.token };
 });

@@ -15,7 +15,7 @@
 import fc from 'fast-check';
 import { generateSync } from 'json-schema-faker';
 import { isDeepStrictEqual } from 'node:util';
-import { parameterValues, VALIDATION_REFUSALS, type FixtureContext } from './operation-fixtures.js';
+import { fieldValues, parameterValues, VALIDATION_REFUSALS, type FixtureContext } from './operation-fixtures.js';
 import { requestProblems, type ModelRequest, type OperationModel } from './request-check.js';
 import { doc, findOperation, readBody, specCheckingFetch } from './spec-check.js';
 
@@ -23,7 +23,8 @@ type Node = Record<string, any>;
 
 export interface FuzzTarget {
   baseUrl: string;
-  token: string;
+  /** The bearer token every request carries; undefined: none. */
+  token: string | undefined;
   /** Record what is observed for the contract-coverage gate (off when a test injects a mismatch). */
   record?: boolean;
 }
@@ -88,13 +89,23 @@ function mutations(model: OperationModel, fixed: ReadonlySet<string>): fc.Arbitr
       }),
     );
   }
-  const names = model.parameters.map((p) => p.name).filter((name) => !fixed.has(name));
-  if (names.length > 0) {
-    options.push(fc.record({ kind: fc.constant('param' as const), name: fc.constantFrom(...names), value: headerText }));
-    options.push(fc.record({ kind: fc.constant('dropParam' as const), name: fc.constantFrom(...names) }));
+  const free = model.parameters.filter((p) => !fixed.has(p.name));
+  // A path parameter is never dropped, emptied or made a dot segment: `/clients/` (and `/clients/.`,
+  // which URLs normalise to it) is another path, not a request to GET /clients/{id}.
+  const inPath = free.filter((p) => p.in === 'path').map((p) => p.name);
+  const elsewhere = free.filter((p) => p.in !== 'path').map((p) => p.name);
+  if (inPath.length > 0) {
+    options.push(fc.record({ kind: fc.constant('param' as const), name: fc.constantFrom(...inPath), value: headerText.filter(namesAPathSegment) }));
+  }
+  if (elsewhere.length > 0) {
+    options.push(fc.record({ kind: fc.constant('param' as const), name: fc.constantFrom(...elsewhere), value: headerText }));
+    options.push(fc.record({ kind: fc.constant('dropParam' as const), name: fc.constantFrom(...elsewhere) }));
   }
   return fc.oneof(...options);
 }
+
+/** Whether a value can fill a path segment: `''`, `.` and `..` (also as `%2E`) cannot (RFC 3986 §5.2.4). */
+const namesAPathSegment = (value: string) => !['', '.', '..'].includes(value);
 
 function setParameter(request: ModelRequest, model: OperationModel, name: string, value: string | undefined): void {
   const p = model.parameters.find((q) => q.name === name)!;
@@ -109,6 +120,8 @@ interface Plan {
   keep: string[];
   params: string[];
   fixture: Record<string, string | undefined>;
+  /** Body fields whose fixture gives their value (test/support/operation-fixtures.ts). */
+  fields: Record<string, unknown>;
   mutations: Mutation[];
 }
 
@@ -116,7 +129,8 @@ function build(model: OperationModel, plan: Plan): ModelRequest {
   const request: ModelRequest = { operationId: model.operationId, method: model.method, path: '', pathParams: {}, query: {}, headers: {} };
   for (const p of model.parameters) {
     if (!p.required && !plan.params.includes(p.name)) continue;
-    const value = plan.fixture[p.name] ?? String(generateSync(withComponents(p.schema), { seed: plan.seed }));
+    let value = plan.fixture[p.name] ?? String(generateSync(withComponents(p.schema), { seed: plan.seed }));
+    if (p.in === 'path' && !namesAPathSegment(value)) value = `${value}-`;
     setParameter(request, model, p.name, p.in === 'header' ? value.trim() : value);
   }
   let body: Record<string, unknown> | undefined;
@@ -124,6 +138,7 @@ function build(model: OperationModel, plan: Plan): ModelRequest {
     const generated = generateSync(withComponents(model.body.schema), { seed: plan.seed, alwaysFakeOptionals: true }) as Record<string, unknown>;
     const required = new Set<string>(model.body.schema.required ?? []);
     body = Object.fromEntries(Object.entries(generated).filter(([k]) => required.has(k) || plan.keep.includes(k)));
+    for (const [field, value] of Object.entries(plan.fields)) if (field in body) body[field] = value;
   }
   let contentType = 'application/json';
   let rawBody: string | undefined;
@@ -147,7 +162,7 @@ export function sender(target: FuzzTarget) {
     const url = new URL(`${target.baseUrl}${request.path}`);
     for (const [name, value] of Object.entries(request.query)) url.searchParams.set(name, value);
     const headers = new Headers(request.headers);
-    headers.set('Authorization', `Bearer ${target.token}`);
+    if (target.token !== undefined) headers.set('Authorization', `Bearer ${target.token}`);
     if (request.body) headers.set('Content-Type', request.body.contentType);
     return checked(new Request(url, { method: request.method, headers, body: request.body?.text }));
   };
@@ -176,6 +191,7 @@ export async function fuzzOperation(model: OperationModel, target: FuzzTarget, o
         Object.entries(fixtures).map(([name, f]) => [name, f.onlyThese ? fc.constantFrom(...f.values) : fc.option(fc.constantFrom(...f.values), { nil: undefined })]),
       ),
     ),
+    fields: fc.record(Object.fromEntries(Object.entries(fieldValues(model)).map(([field, values]) => [field, fc.constantFrom(...values)]))),
     mutations: hasInput ? fc.array(mutations(model, fixed), { maxLength: 3 }) : fc.constant([]),
   });
 

@@ -10,6 +10,7 @@
  * - The tenant is on the plan with no limits, with every scope, so a valid request is never
  *   refused for its plan or its token.
  */
+import { PLANS } from '../../server/plans/plans.js';
 import type { ModelRequest, OperationModel } from './request-check.js';
 import { operationModels } from './request-check.js';
 
@@ -18,6 +19,13 @@ export const VALIDATION_REFUSALS: ReadonlySet<number> = new Set([400, 413, 415])
 
 /** The fuzzing tenant: the plan with no limits, and (by default) every scope. */
 export const FUZZ_TENANT = { plan: 'studio' } as const;
+
+/**
+ * The fuzzing server's rate limits: budgets no run reaches (FUZZ_RUNS=5000 included). The fuzzer
+ * judges how requests are answered, not how many; test/contract/rate-limits.test.ts and the status
+ * matrix judge 429.
+ */
+export const FUZZ_RATE_LIMITS = { perToken: 1_000_000_000, perAddress: 1_000_000_000, windowSeconds: 3600 } as const;
 
 export interface FixtureContext {
   /** Sends a request (checked against the spec like every other). */
@@ -40,27 +48,123 @@ export interface ParameterFixture {
  * an entry when the default (path parameters name resources made from the spec's example) does not
  * fit, or when a parameter's schema says less than the server checks.
  */
-export const parameterFixtures: Record<string, ParameterFixture> = {};
+export const parameterFixtures: Record<string, ParameterFixture> = {
+  // Any string to the spec (it must stay opaque), but only the server's own cursors name a place in
+  // the list: the cursors of a real walk, one client per page.
+  'listClients.cursor': { values: (context) => cursorsOfAWalk(context), onlyThese: true },
+};
 
-/** The create operation of a collection: `POST /clients` for `/clients/{id}`. */
-function collectionCreate(model: OperationModel, parameter: string): OperationModel | undefined {
-  const collection = model.template.slice(0, model.template.indexOf(`/{${parameter}}`));
+export interface FieldFixture {
+  /** Values the fuzzer gives the field instead of ones generated from its schema. */
+  values(): unknown[];
+}
+
+/**
+ * Values for request-body fields, by `operationId.field`: for a field whose valid values depend on
+ * something no schema can say (the time of the request). The fuzzer still breaks these fields.
+ */
+export const fieldFixtures: Record<string, FieldFixture> = {
+  // "In the future" is relative to the request; the schema can only say `date-time`.
+  'createToken.expiresAt': {
+    values: () => {
+      const inMs = (ms: number) => new Date(Date.now() + ms).toISOString();
+      return [null, inMs(3_600_000), inMs(365 * 86_400_000), '2999-12-31T23:59:59Z', '2999-12-31T23:59:59.123456+05:30'];
+    },
+  },
+};
+
+/** Fixture values for each body field of `model` that has a fixture. */
+export function fieldValues(model: OperationModel): Record<string, unknown[]> {
+  const fields = Object.keys(model.body?.schema.properties ?? {});
+  return Object.fromEntries(fields.flatMap((field) => {
+    const fixture = fieldFixtures[`${model.operationId}.${field}`];
+    return fixture ? [[field, fixture.values()]] : [];
+  }));
+}
+
+/** The `nextCursor` of each page of GET /clients one client at a time, over clients made for it. */
+async function cursorsOfAWalk(context: FixtureContext): Promise<string[]> {
+  const list = operationModels.find((m) => m.operationId === 'listClients')!;
+  const create = createOperationOf(list.template);
+  if (!create) throw new Error(`fixture: no create operation with an example body for ${list.template}`);
+  await createFromExample(create, context, 4);
+  const cursors: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const query: Record<string, string> = cursor ? { limit: '1', cursor } : { limit: '1' };
+    const response = await context.send({ operationId: list.operationId, method: 'GET', path: list.template, pathParams: {}, query, headers: {} });
+    const page = (await response.json()) as { nextCursor?: string | null };
+    if (!response.ok) throw new Error(`fixture: ${list.operationId} answered ${response.status}`);
+    cursor = page.nextCursor ?? undefined;
+    if (cursor) cursors.push(cursor);
+  } while (cursor);
+  if (cursors.length === 0) throw new Error(`fixture: ${list.operationId} gave out no cursor`);
+  return cursors;
+}
+
+/** The create operation of a collection path (`POST /clients`), with an example body to create from. */
+function createOperationOf(collection: string): OperationModel | undefined {
   return operationModels.find((m) => m.method === 'POST' && m.template === collection && m.body?.example !== undefined);
 }
+
+/** The create operation of a collection: `POST /clients` for `/clients/{id}`. */
+const collectionCreate = (model: OperationModel, parameter: string) => createOperationOf(model.template.slice(0, model.template.indexOf(`/{${parameter}}`)));
+
+/**
+ * A request to `model` with these path parameters and, if the operation takes a body, `body` (by
+ * default the spec's own example): valid for the spec when the values are.
+ */
+export function exampleRequest(model: OperationModel, pathParams: Record<string, string> = {}, body: unknown = model.body?.example): ModelRequest {
+  return {
+    operationId: model.operationId,
+    method: model.method,
+    path: model.template.replace(/\{([^}]+)\}/g, (_, name: string) => encodeURIComponent(pathParams[name] ?? '')),
+    pathParams,
+    query: {},
+    headers: {},
+    ...(model.body ? { body: { contentType: 'application/json', text: JSON.stringify(body) } } : {}),
+  };
+}
+
+const operation = (operationId: string) => operationModels.find((m) => m.operationId === operationId)!;
+
+/** Sends a request that must succeed; its answer's body. */
+async function succeed(context: FixtureContext, request: ModelRequest): Promise<unknown> {
+  const response = await context.send(request);
+  if (!response.ok) throw new Error(`fixture: ${request.operationId} answered ${response.status}`);
+  return response.json();
+}
+
+/**
+ * How to make each operation that documents 402 refuse for the plan: product rules (product.md,
+ * "Plans and feature gates") that no schema states. Each gets a tenant of its own on the free
+ * plan, makes what it needs, and returns the request the plan refuses.
+ */
+export const planRefusals: Record<string, (context: FixtureContext) => Promise<ModelRequest>> = {
+  // One more active client than the plan holds.
+  createClient: async (context) => {
+    await createFromExample(operation('createClient'), context, PLANS.free.maxActiveClients!);
+    return exampleRequest(operation('createClient'));
+  },
+  // A feature of a dearer plan.
+  updateClient: async (context) => {
+    const [id] = await createFromExample(operation('createClient'), context, 1);
+    return exampleRequest(operation('updateClient'), { id: id! }, { requirePoNumber: true });
+  },
+  // A deleted client back while the plan's active clients are all there.
+  restoreClient: async (context) => {
+    const [id] = await createFromExample(operation('createClient'), context, 1);
+    await succeed(context, exampleRequest(operation('deleteClient'), { id: id! }));
+    await createFromExample(operation('createClient'), context, PLANS.free.maxActiveClients!);
+    return exampleRequest(operation('restoreClient'), { id: id! });
+  },
+};
 
 /** Makes `count` resources with the collection's example body; their ids (from `data.id` or Location). */
 async function createFromExample(create: OperationModel, context: FixtureContext, count: number): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < count; i++) {
-    const response = await context.send({
-      operationId: create.operationId,
-      method: 'POST',
-      path: create.template,
-      pathParams: {},
-      query: {},
-      headers: {},
-      body: { contentType: 'application/json', text: JSON.stringify(create.body!.example) },
-    });
+    const response = await context.send(exampleRequest(create));
     const body = (await response.json()) as { data?: { id?: string } };
     const id = body.data?.id ?? response.headers.get('location')?.split('/').pop();
     if (!response.ok || !id) throw new Error(`fixture: ${create.operationId} with its example answered ${response.status}`);

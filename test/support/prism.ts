@@ -15,7 +15,8 @@
  *   refuses but the server carries out is a disagreement);
  * - a body Prism cannot carry unchanged goes straight to the server: Prism parses JSON into
  *   binary floats and writes it again, so `1e3` would reach the server as `1000`, and malformed
- *   JSON would not reach it at all.
+ *   JSON would not reach it at all; so does a URL with a malformed percent-encoding, on which
+ *   Prism's process dies.
  *
  * Every violation fails the run: a response Prism rejects (its 500 `VIOLATIONS`), any
  * `sl-violations` header, any violation in Prism's log, and every disagreement. The exceptions
@@ -149,6 +150,19 @@ function prismCarriesUnchanged(contentType: string | undefined, body: Buffer): b
   return !changed;
 }
 
+/**
+ * Can Prism take this URL? A malformed percent-encoding (`/clients/%E0%A4%A`) throws an uncaught
+ * URIError in its validator and ends its process, and with it every later request of the run.
+ */
+function prismSurvivesUrl(url: string): boolean {
+  try {
+    decodeURIComponent(url);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function valueAt(body: unknown, path: string[]): unknown {
   return path.reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], body);
 }
@@ -197,7 +211,7 @@ async function judge(req: IncomingMessage, res: ServerResponse, prismUrl: string
     return response;
   };
   const what = `${req.method} ${req.url}`;
-  if (!prismCarriesUnchanged(req.headers['content-type'], body)) {
+  if (!prismCarriesUnchanged(req.headers['content-type'], body) || !prismSurvivesUrl(req.url ?? '/')) {
     await direct();
     return { kind: 'bypassed', detail: what };
   }
@@ -287,7 +301,7 @@ export async function startPrismJudge(): Promise<{ url: string; stop(): Promise<
       console.log(
         `\nPrism judge: ${findings.length} requests; ${count('passed').length} passed through Prism, ` +
           `${count('refused-by-both').length} refused by Prism and by the server, ` +
-          `${count('bypassed').length} sent straight to the server (a body Prism would rewrite), ` +
+          `${count('bypassed').length} sent straight to the server (a body Prism would rewrite, or a URL it cannot decode), ` +
           `${count('prism-deviation').length} refused by Prism where Prism departs from a standard (listed below), ` +
           `${violations.length} violation(s).`,
       );

@@ -16,6 +16,12 @@ import { specCheckingFetch } from './spec-check.js';
 export interface TestServer {
   /** Where tests send requests: the server itself, or its Prism front under `npm run test:prism`. */
   baseUrl: string;
+  /**
+   * The server itself, never through Prism: for tests of what no proxy can carry unchanged (the
+   * client's own network address) or of requests outside the spec that Prism refuses and the
+   * server, by a choice the spec does not state, carries out.
+   */
+  serverUrl: string;
   database: TestDatabase;
   /** Mints a token (creating the organisation if needed) straight in the database. */
   mint(request: Partial<MintForOrganisation> & { orgName: string }): Promise<MintedToken>;
@@ -48,6 +54,7 @@ export async function startTestServer(overrides: Partial<AppDeps> = {}, shared: 
     createClientsApi({ baseUrl, token, retry: false, ...options, fetch: specCheckingFetch(options.fetch) });
   return {
     baseUrl,
+    serverUrl,
     database,
     mint,
     client,

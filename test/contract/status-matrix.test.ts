@@ -1,0 +1,241 @@
+/**
+ * The statuses operations share, provoked for every operation of the spec that documents them,
+ * each checked by status and error code (and, as every response here, against the spec by the
+ * spec-checking fetch): 401 without a token, 403 without the operation's scope, 429 over a tiny
+ * budget, 500 from a failing handler, 400 for an unknown query parameter, 413 and 415 for bodies,
+ * 409 and 422 for Idempotency-Keys, and 404, 412 and 402 where documented. Operations and
+ * statuses come from generated/operations.ts; what the spec cannot say (real ids, how a plan
+ * refuses) from test/support/operation-fixtures.ts. A new operation is covered by adding it to
+ * the spec; a status documented that no part of this matrix knows fails the last test here.
+ */
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { operationList, type OperationEntry } from '../../generated/operations.js';
+import { SCOPES } from '../../server/auth/token-format.js';
+import { BODY_LIMIT_BYTES } from '../../server/http/body-parser.js';
+import type { Handlers } from '../../server/http/handler-types.js';
+import { usingPostgres } from '../support/database.js';
+import { sender } from '../support/fuzz.js';
+import { exampleRequest, parameterValues, planRefusals } from '../support/operation-fixtures.js';
+import { operationModels, type ModelRequest, type OperationModel } from '../support/request-check.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+
+interface Operation {
+  entry: OperationEntry;
+  model: OperationModel;
+}
+
+const operations: Operation[] = operationList.map((entry) => ({ entry, model: operationModels.find((m) => m.operationId === entry.operationId)! }));
+/** `[operationId, operation]` rows for it.each, of the operations documenting `status`. */
+const documenting = (status: number, also: (op: Operation) => boolean = () => true) =>
+  operations.filter((op) => (op.entry.statuses as readonly number[]).includes(status) && also(op)).map((op) => [op.entry.operationId, op] as const);
+
+/** Statuses this matrix provokes; an operation's others must be its successes. */
+const PROVOKED = [400, 401, 402, 403, 404, 409, 412, 413, 415, 422, 429, 500];
+
+/** Path parameters that name nothing: every path parameter of this API is an id, a UUID. */
+const unknownIds = (model: OperationModel) =>
+  Object.fromEntries(model.parameters.filter((p) => p.in === 'path').map((p) => [p.name, randomUUID()]));
+
+async function expectError(response: Response, status: number, codes: string | string[]): Promise<{ message: string; fields?: Record<string, string> }> {
+  const body = (await response.json()) as { error?: { code: string; message: string; fields?: Record<string, string> } };
+  expect({ status: response.status, code: body.error?.code }).toEqual({ status, code: expect.toBeOneOf([codes].flat()) });
+  return body.error!;
+}
+
+const withHeaders = (request: ModelRequest, headers: Record<string, string>): ModelRequest => ({ ...request, headers: { ...request.headers, ...headers } });
+
+let server: TestServer;
+let token: string;
+let orgId: string;
+beforeAll(async () => {
+  server = await startTestServer();
+  ({ token: { token, orgId } } = await server.tenant({ plan: 'studio' }));
+});
+afterAll(() => server?.close());
+
+/** Sends as the tenant, as another token, or (null) with none. */
+const send = (request: ModelRequest, as: string | null = token) => sender({ baseUrl: server.baseUrl, token: as ?? undefined })(request);
+
+/** Per operation, ids of real resources for its path parameters (made once, by the fixtures). */
+const realIds = new Map<string, Promise<Record<string, string[]>>>();
+function idsFor(model: OperationModel): Promise<Record<string, string[]>> {
+  if (!realIds.has(model.operationId)) {
+    const values = model.parameters.some((p) => p.in === 'path') ? parameterValues(model, { send: (r) => send(r) }) : Promise.resolve({});
+    realIds.set(model.operationId, values.then((found) => Object.fromEntries(Object.entries(found).map(([name, f]) => [name, (f as { values: string[] }).values]))));
+  }
+  return realIds.get(model.operationId)!;
+}
+
+/** A request the spec allows, naming real resources: the `variant`-th of each parameter's ids. */
+async function validRequest(model: OperationModel, variant = 0): Promise<ModelRequest> {
+  const ids = await idsFor(model);
+  const pathParams = Object.fromEntries(model.parameters.filter((p) => p.in === 'path').map((p) => [p.name, ids[p.name]![variant]!]));
+  return exampleRequest(model, pathParams);
+}
+
+/** A request to the same operation that differs from validRequest's: another body, or another resource. */
+async function anotherRequest(model: OperationModel): Promise<ModelRequest> {
+  if (!model.body) return validRequest(model, 1);
+  const example = model.body.example as Record<string, unknown>;
+  const field = Object.keys(example).find((name) => typeof example[name] === 'string')!;
+  return { ...(await validRequest(model)), body: { contentType: 'application/json', text: JSON.stringify({ ...example, [field]: `${example[field] as string} (another)` }) } };
+}
+
+describe('401 without a token', () => {
+  it.each(documenting(401))('%s', async (_id, { model }) => {
+    await expectError(await send(await validRequest(model), null), 401, 'unauthenticated');
+  });
+});
+
+describe("403 with a token that lacks the operation's scope", () => {
+  it.each(documenting(403))('%s', async (_id, { entry, model }) => {
+    const { token: lacking } = await server.tenant({ plan: 'studio', scopes: SCOPES.filter((s) => !(entry.scopes as readonly string[]).includes(s)) });
+    const error = await expectError(await send(await validRequest(model), lacking.token), 403, 'forbidden');
+    expect(error.message).toContain(entry.scopes[0]);
+  });
+});
+
+describe('429 over the budget (a server allowing one request per token)', () => {
+  let tiny: TestServer;
+  beforeAll(async () => {
+    tiny = await startTestServer({ rateLimits: { perToken: 1, perAddress: 1_000, windowSeconds: 60 } });
+  });
+  afterAll(() => tiny?.close());
+
+  it.each(documenting(429))('%s', async (_id, { model }) => {
+    const { token: own } = await tiny.tenant({ plan: 'studio' });
+    const sendTiny = sender({ baseUrl: tiny.baseUrl, token: own.token });
+    const request = exampleRequest(model, unknownIds(model));
+    expect((await sendTiny(request)).status).not.toBe(429);
+    const refused = await sendTiny(request);
+    await expectError(refused.clone(), 429, 'rate_limited');
+    expect(Number(refused.headers.get('Retry-After'))).toBeGreaterThan(0);
+  });
+});
+
+describe('500 when the operation fails (a server whose every handler throws)', () => {
+  const SECRET = 'select secret_hash from tokens';
+  let broken: TestServer;
+  let brokenToken: string;
+  beforeAll(async () => {
+    const failing = async () => {
+      throw new Error(`injected failure: ${SECRET}`);
+    };
+    broken = await startTestServer({ handlers: Object.fromEntries(operationList.map((op) => [op.operationId, failing])) as Partial<Handlers> });
+    brokenToken = (await broken.tenant({ plan: 'studio' })).token.token;
+  });
+  afterAll(() => broken?.close());
+
+  it.each(documenting(500))('%s', async (_id, { model }) => {
+    const response = await sender({ baseUrl: broken.baseUrl, token: brokenToken })(exampleRequest(model, unknownIds(model)));
+    const text = await response.clone().text();
+    await expectError(response, 500, 'internal_error');
+    expect(text).not.toContain(SECRET);
+    expect(text).not.toContain('injected');
+  });
+});
+
+describe('400 for a query parameter the operation does not take', () => {
+  it.each(documenting(400))('%s', async (_id, { model }) => {
+    const request = await validRequest(model);
+    const error = await expectError(await send({ ...request, query: { ...request.query, notAParameter: '1' } }), 400, 'validation_failed');
+    expect(Object.keys(error.fields ?? {})).toContain('notAParameter');
+  });
+});
+
+describe('413 for a body over the limit', () => {
+  it.each(documenting(413, (op) => op.model.body !== undefined))('%s', async (_id, { model }) => {
+    const request = await validRequest(model);
+    const big = JSON.stringify({ ...(model.body!.example as object), padding: 'x'.repeat(BODY_LIMIT_BYTES) });
+    await expectError(await send({ ...request, body: { contentType: 'application/json', text: big } }), 413, 'payload_too_large');
+  });
+});
+
+describe('415 for a body that is not JSON', () => {
+  it.each(documenting(415, (op) => op.model.body !== undefined))('%s', async (_id, { model }) => {
+    const request = await validRequest(model);
+    await expectError(await send({ ...request, body: { contentType: 'text/plain', text: request.body!.text } }), 415, 'unsupported_media_type');
+  });
+});
+
+const idempotent = (op: Operation) => op.entry.idempotencyKey;
+
+describe('422 for an Idempotency-Key reused with another request', () => {
+  it.each(documenting(422, idempotent))('%s', async (_id, { model }) => {
+    const key = { 'Idempotency-Key': randomUUID() };
+    const first = await send(withHeaders(await validRequest(model), key));
+    expect(first.status, await first.clone().text()).toBeLessThan(300);
+    await expectError(await send(withHeaders(await anotherRequest(model), key)), 422, 'idempotency_key_reused');
+  });
+});
+
+describe('409 for an Idempotency-Key whose first request still runs', () => {
+  // PGlite runs one transaction at a time, so a key can never be held there by another request:
+  // this server's store answers as a held key does. It exercises the server's answer, not the
+  // database's lock (which PostgreSQL's run below exercises).
+  let busy: TestServer;
+  let busyToken: string;
+  beforeAll(async () => {
+    if (usingPostgres) return;
+    busy = await startTestServer({
+      idempotencyStore: {
+        claimKey: async () => ({ locked: false, stored: undefined }),
+        insertDeferredWithKey: async () => ({ kind: 'busy' }),
+      },
+    });
+    busyToken = (await busy.tenant({ plan: 'studio' })).token.token;
+  });
+  afterAll(() => busy?.close());
+
+  it.each(documenting(409, idempotent))('%s', async (_id, { model }) => {
+    const key = randomUUID();
+    if (!usingPostgres) {
+      const response = await sender({ baseUrl: busy.baseUrl, token: busyToken })(withHeaders(exampleRequest(model, unknownIds(model)), { 'Idempotency-Key': key }));
+      await expectError(response, 409, 'idempotency_request_in_progress');
+      return;
+    }
+    // Another session holds the key's lock, as the first request's transaction would.
+    const pool = new pg.Pool({ connectionString: server.database.url, max: 1 });
+    const holder = await pool.connect();
+    try {
+      await holder.query('select pg_advisory_lock(hashtextextended($1, 0))', [`idempotency:${orgId}:test:${key}`]);
+      const response = await send(withHeaders(await validRequest(model), { 'Idempotency-Key': key }));
+      expect(response.headers.get('Retry-After')).toBe('1');
+      await expectError(response, 409, 'idempotency_request_in_progress');
+    } finally {
+      holder.release();
+      await pool.end();
+    }
+  });
+});
+
+describe('404 for an id that names nothing', () => {
+  it.each(documenting(404))('%s', async (_id, { model }) => {
+    await expectError(await send(exampleRequest(model, unknownIds(model))), 404, 'not_found');
+  });
+});
+
+describe('412 for a stale If-Match', () => {
+  it.each(documenting(412))('%s', async (_id, { model }) => {
+    await expectError(await send(withHeaders(await validRequest(model), { 'If-Match': '"not-its-etag"' })), 412, 'precondition_failed');
+  });
+});
+
+describe("402 when the tenant's plan refuses", () => {
+  it.each(documenting(402))('%s', async (id) => {
+    const refusal = planRefusals[id];
+    expect(refusal, `no way to make ${id} refuse for the plan: add it to planRefusals`).toBeDefined();
+    const { token: free } = await server.tenant({ plan: 'free' });
+    const request = await refusal!({ send: (r) => send(r, free.token) });
+    await expectError(await send(request, free.token), 402, ['plan_limit_reached', 'plan_required']);
+  });
+});
+
+it('every documented status is either provoked here or a success', () => {
+  const unknown = operations.flatMap(({ entry }) =>
+    entry.statuses.filter((s) => s >= 300 && !PROVOKED.includes(s)).map((s) => `${entry.operationId} ${s}`),
+  );
+  expect(unknown).toEqual([]);
+});
