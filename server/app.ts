@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import express, { type Express, type RequestHandler } from 'express';
+import typeis from 'type-is';
 import * as OpenApiValidator from 'express-openapi-validator';
 import type { Kysely } from 'kysely';
 import type pg from 'pg';
@@ -17,6 +18,7 @@ import type { Database } from './db/schema.js';
 import { authorizeAndLimit } from './http/authorize-and-limit.js';
 import { jsonBody } from './http/body-parser.js';
 import { errorHandler } from './http/error-handler.js';
+import { notFound, validationFailed } from './http/errors.js';
 import type { AnyHandler, Handlers } from './http/handler-types.js';
 import { indexSpec, loadSpec, type SpecIndex } from './http/spec.js';
 import { defaultStore, fingerprintRequest, normalizeKey, type IdempotencyStore } from './idempotency/idempotency.js';
@@ -63,6 +65,10 @@ export function createApp(deps: AppDeps): App {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  // Paths are matched exactly as the spec writes them: the operation lookup that decides on auth
+  // and Express's routing must never disagree (a case variant or a trailing slash is a 404).
+  app.set('case sensitive routing', true);
+  app.set('strict routing', true);
   app.set('query parser', 'simple');
   app.set('trust proxy', deps.trustProxy ?? false);
 
@@ -98,7 +104,8 @@ export function createApp(deps: AppDeps): App {
   // there has no meaning, and reading it could only produce answers the spec does not list (415).
   const ignoreBody: RequestHandler = (req, _res, next) => {
     req.body = undefined;
-    next();
+    // Nothing the caller sent is silently dropped: a body where the operation takes none is refused.
+    next(typeis.hasBody(req) && Number(req.headers['content-length'] ?? 1) !== 0 ? validationFailed({ body: 'must be empty: this operation takes no request body' }) : undefined);
   };
   const bodyParsers = new Map(
     [...spec.operations.values()].map((info) => [
@@ -106,7 +113,12 @@ export function createApp(deps: AppDeps): App {
       info.entry.hasBody ? jsonBody(info.decimalFields, true) : ignoreBody,
     ]),
   );
-  const parseBody: RequestHandler = (req, res, next) => (req.operation ? bodyParsers.get(req.operation.operationId)! : ignoreBody)(req, res, next);
+  // Not an operation of the API: its answer is 404 or 405, whatever the body.
+  const dropBody: RequestHandler = (req, _res, next) => {
+    req.body = undefined;
+    next();
+  };
+  const parseBody: RequestHandler = (req, res, next) => (req.operation ? bodyParsers.get(req.operation.operationId)! : dropBody)(req, res, next);
   app.use(locate, authorize, parseBody);
 
   app.use(
@@ -164,6 +176,8 @@ export function createApp(deps: AppDeps): App {
     });
   }
 
+  // Whatever no route answered (the validator lets a few shapes through, such as a trailing slash).
+  app.use((_req, _res, next) => next(notFound()));
   app.use(errorHandler(spec));
 
   return {

@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { components } from '../../generated/api.js';
 import type { Database, Env, PlanName } from '../db/schema.js';
+import { isCalendarDate } from '../http/date-time.js';
 import { ApiError, notFound, validationFailed } from '../http/errors.js';
 import { upsertOrganisation } from '../orgs/orgs.queries.js';
 import type { AuthContext } from './auth.js';
@@ -63,6 +64,7 @@ export async function createToken(db: Kysely<Database>, caller: AuthContext, inp
   if (lacking) {
     throw new ApiError(403, 'forbidden', `This token cannot grant the scope ${lacking}: a token can grant only scopes it holds itself.`);
   }
+  if (input.expiresAt && !isCalendarDate(input.expiresAt)) throw validationFailed({ expiresAt: 'must be a date-time of a day that exists' });
   const asked = input.expiresAt ? new Date(input.expiresAt) : null;
   if (asked && asked <= now) throw validationFailed({ expiresAt: 'must be in the future' });
   if (asked && caller.expiresAt && asked > caller.expiresAt) {

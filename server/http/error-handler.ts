@@ -87,6 +87,9 @@ export function errorHandler(spec: SpecIndex): ErrorRequestHandler {
     }
     if (res.headersSent) return res.end();
     for (const [name, value] of Object.entries(apiError.details.headers ?? {})) res.setHeader(name, value);
-    res.status(apiError.status).json(apiError.toBody());
+    // A request that matched no operation has no documented responses to be validated against:
+    // sent as text, so the validator's response hook (which would guess an operation) stays out.
+    if (!req.operation) res.status(apiError.status).type('application/json').send(JSON.stringify(apiError.toBody()));
+    else res.status(apiError.status).json(apiError.toBody());
   };
 }

@@ -69,7 +69,7 @@ export function indexSpec(doc: OpenApiDocument): SpecIndex {
       if (branches.some((b) => b.type === 'number') && branches.some((b) => b.type === 'string')) decimalFields.add(field);
     }
     operations.set(entry.operationId, { entry, decimalFields, messages, unknownFieldMessage });
-    const pattern = new RegExp(`^${entry.path.replace(/\{[^}]+\}/g, '[^/]+')}/?$`);
+    const pattern = new RegExp(`^${entry.path.replace(/\{[^}]+\}/g, '[^/]+')}$`);
     matchers.push({ method: entry.method.toUpperCase(), pattern, entry });
   }
 

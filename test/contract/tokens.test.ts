@@ -107,6 +107,7 @@ describe('POST /tokens', () => {
     ['scopes missing', { name: 'x' }, 'scopes'],
     ['an expiry that is not a date-time', { name: 'x', scopes: ['clients:read'], expiresAt: 'tomorrow' }, 'expiresAt'],
     ['an expiry in the past', { name: 'x', scopes: ['clients:read'], expiresAt: '2020-01-01T00:00:00Z' }, 'expiresAt'],
+    ['an expiry on a day that does not exist', { name: 'x', scopes: ['clients:read'], expiresAt: '2030-02-30T00:00:00Z' }, 'expiresAt'],
     // No JS Date nor PostgreSQL timestamp holds second 60: it was a 500.
     ['an expiry at a leap second', { name: 'x', scopes: ['clients:read'], expiresAt: '2030-06-30T23:59:60Z' }, 'expiresAt'],
     ['another environment (env is not a field: a token is minted in its caller\'s)', { name: 'x', scopes: ['clients:read'], env: 'live' }, 'env'],
