@@ -58,7 +58,8 @@ interface AcceptedChange {
 const ACCEPTED_FILE = 'spec/accepted-breaking-changes.json';
 
 interface DiffReport {
-  bump: 'none' | 'patch' | 'minor' | 'major';
+  /** Absent when redocly diff finds nothing at all. */
+  bump?: 'none' | 'patch' | 'minor' | 'major';
   infoVersions: { base: string; revision: string };
   changes: { path: string; kind: string; impact: string; property?: string }[];
 }
@@ -95,7 +96,7 @@ function main(): number {
     const acceptance = (c: DiffReport['changes'][number]) => accepted.find((a) => a.path === c.path && (a.property ?? c.property) === c.property);
     const majors = report.changes.filter((c) => c.impact === 'major');
     const breaking = majors.filter((c) => !acceptance(c));
-    console.log(`Breaking-change gate: spec/ (version ${to}) against ${base.ref} (${base.why}, version ${from}): ${report.bump === 'none' ? 'no change' : `a ${report.bump} change`}.`);
+    console.log(`Breaking-change gate: spec/ (version ${to}) against ${base.ref} (${base.why}, version ${from}): ${!report.bump || report.bump === 'none' ? 'no change' : `a ${report.bump} change`}.`);
     for (const c of majors.filter(acceptance)) console.log(`  accepted (${ACCEPTED_FILE}): ${c.kind} ${c.path}${c.property ? ` (${c.property})` : ''}: ${acceptance(c)!.reason}`);
     for (const a of accepted.filter((a) => !majors.some((c) => acceptance(c) === a))) console.log(`  no longer needed in ${ACCEPTED_FILE}: ${a.path}`);
     if (breaking.length === 0) return 0;
