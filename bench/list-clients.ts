@@ -91,9 +91,9 @@ await withDatabase(async (url) => {
     // A rare term: part of one client's name (a few matches at most).
     const rare = (await db.selectFrom('clients').select('name').where('org_id', '=', token.orgId).offset(CLIENTS / 2).limit(1).executeTakeFirstOrThrow()).name.slice(-8);
 
-    const { app, warmUp } = createApp({ db, logger: pino({ level: 'silent' }) });
+    const { createServer, warmUp } = createApp({ db, logger: pino({ level: 'silent' }) });
     await warmUp();
-    const server = app.listen(0, '127.0.0.1');
+    const server = createServer().listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     const api = createClientsApi({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: token.token });
 

@@ -8,12 +8,13 @@
  * is created and dropped. Rate limiting is off (RATE_LIMIT=0, as product.md has it for benchmarks);
  * `--rate-limited` keeps it on with a budget no run exhausts, so its cost is in the figures.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
+import { summariseProfiles } from './profile-summary.js';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { mintTokenForOrganisation } from '../server/auth/tokens.service.js';
@@ -29,6 +30,9 @@ const duration = quick ? 3 : 10;
 const rounds = quick ? 1 : 3;
 const adminUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const rateLimit = args.includes('--rate-limited') ? '1000000000' : '0';
+const profile = args.includes('--profile');
+/** wrk where installed (it leaves more of the machine to the servers), autocannon otherwise. */
+const wrk = !args.includes('--autocannon') && spawnSync('wrk', ['--version']).error === undefined;
 
 interface Running {
   child: ChildProcess;
@@ -79,16 +83,63 @@ interface Figures {
   errors: number;
 }
 
-async function load(options: autocannon.Options): Promise<Figures> {
-  const result = await autocannon({ connections, duration, ...options });
-  return {
+/** One kind of request, sent over and over; `freshKey`: a new Idempotency-Key on each. */
+interface Load {
+  url: string;
+  method?: 'GET' | 'POST';
+  path: string;
+  body?: string;
+  headers?: Record<string, string>;
+  freshKey?: boolean;
+}
+
+function loadWithAutocannon(spec: Load, seconds: number): Promise<Figures> {
+  const { url, method = 'GET', path, body, headers = {}, freshKey } = spec;
+  return autocannon({
+    connections,
+    duration: seconds,
+    url,
+    requests: [
+      {
+        method,
+        path,
+        ...(body !== undefined && { body }),
+        headers,
+        ...(freshKey && { setupRequest: (request: autocannon.Request) => ({ ...request, headers: { ...headers, 'Idempotency-Key': randomUUID() } }) }),
+      },
+    ],
+  }).then((result) => ({
     rps: result.requests.average,
     p50: result.latency.p50,
     p99: result.latency.p99,
     non2xx: result.non2xx,
     errors: result.errors + result.timeouts,
-  };
+  }));
 }
+
+function loadWithWrk(spec: Load, seconds: number): Promise<Figures> {
+  const env = {
+    ...process.env,
+    BENCH_METHOD: spec.method ?? 'GET',
+    BENCH_PATH: spec.path,
+    BENCH_BODY: spec.body ?? '',
+    BENCH_HEADERS: Object.entries(spec.headers ?? {})
+      .map(([name, value]) => `${name}: ${value}`)
+      .join('\n'),
+    ...(spec.freshKey && { BENCH_KEY_PREFIX: randomBytes(4).toString('hex') }),
+  };
+  const argv = ['-t2', `-c${connections}`, `-d${seconds}s`, '-s', join(root, 'bench/wrk.lua'), spec.url];
+  return new Promise((done, fail) =>
+    execFile('wrk', argv, { env }, (error, stdout) => {
+      if (error) return fail(error);
+      const line = stdout.trim().split('\n').at(-1)!;
+      const r = JSON.parse(line) as { requests: number; durationUs: number; p50Us: number; p99Us: number; non2xx: number; errors: number };
+      done({ rps: r.requests / (r.durationUs / 1e6), p50: r.p50Us / 1000, p99: r.p99Us / 1000, non2xx: r.non2xx, errors: r.errors });
+    }),
+  );
+}
+
+const load = (spec: Load, seconds = duration) => (wrk ? loadWithWrk(spec, seconds) : loadWithAutocannon(spec, seconds));
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
@@ -104,8 +155,8 @@ function summarise(runs: Figures[]): Figures {
 
 interface Scenario {
   name: string;
-  real: (url: string) => autocannon.Options;
-  bare?: (url: string) => autocannon.Options;
+  real: (url: string) => Load;
+  bare?: (url: string) => Load;
 }
 
 async function main() {
@@ -124,7 +175,8 @@ async function main() {
   try {
     await migrateOrThrow(handle.db);
     const minted = await mintTokenForOrganisation(handle.db, { orgName: 'Bench', plan: 'studio' });
-    const auth = { Authorization: `Bearer ${minted.token}`, 'Content-Type': 'application/json' };
+    const json = { 'Content-Type': 'application/json' };
+    const auth = { Authorization: `Bearer ${minted.token}`, ...json };
     const { id: clientId } = await handle.db
       .insertInto('clients')
       .values({ org_id: minted.orgId, env: 'test', name: 'Read me', email: 'read@example.com', default_rate: '120.5000' })
@@ -135,7 +187,8 @@ async function main() {
       .values(Array.from({ length: 100 }, (_, i) => ({ org_id: minted.orgId, env: 'test' as const, name: `Seed ${i}` })))
       .execute();
 
-    const real = await start('node', ['dist/server/main.js'], { DATABASE_URL: databaseUrl, PORT: '0', LOG_LEVEL: 'info', RATE_LIMIT: rateLimit });
+    const profileDir = mkdtempSync(join(tmpdir(), 'clients-profile-'));
+    const real = await start('node', [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), 'dist/server/main.js'], { DATABASE_URL: databaseUrl, PORT: '0', LOG_LEVEL: 'info', RATE_LIMIT: rateLimit });
     const bare = await start(join(root, 'node_modules/.bin/tsx'), ['bench/bare-server.ts'], { DATABASE_URL: databaseUrl, PORT: '0', ORG_ID: minted.orgId });
     servers.push(real, bare);
 
@@ -144,33 +197,23 @@ async function main() {
     const scenarios: Scenario[] = [
       {
         name: 'create, fresh Idempotency-Key',
-        real: (u) => ({
-          url: u,
-          requests: [
-            {
-              method: 'POST',
-              path: '/clients',
-              body,
-              setupRequest: (request) => ({ ...request, headers: { ...auth, 'Idempotency-Key': randomUUID() } }),
-            },
-          ],
-        }),
-        bare: (u) => ({ url: `${u}/clients`, method: 'POST', body, headers: { 'Content-Type': 'application/json' } }),
+        real: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: auth, freshKey: true }),
+        bare: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: json }),
       },
       {
         name: 'create, replayed Idempotency-Key',
-        real: (u) => ({ url: `${u}/clients`, method: 'POST', body, headers: { ...auth, 'Idempotency-Key': replayKey } }),
-        bare: (u) => ({ url: `${u}/clients`, method: 'POST', body, headers: { 'Content-Type': 'application/json' } }),
+        real: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: { ...auth, 'Idempotency-Key': replayKey } }),
+        bare: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: json }),
       },
       {
         name: 'GET /clients/{id}',
-        real: (u) => ({ url: `${u}/clients/${clientId}`, headers: auth }),
-        bare: (u) => ({ url: `${u}/clients/${clientId}` }),
+        real: (u) => ({ url: u, path: `/clients/${clientId}`, headers: auth }),
+        bare: (u) => ({ url: u, path: `/clients/${clientId}` }),
       },
       {
         name: 'GET /clients (first page)',
-        real: (u) => ({ url: `${u}/clients`, headers: auth }),
-        bare: (u) => ({ url: `${u}/clients` }),
+        real: (u) => ({ url: u, path: '/clients', headers: auth }),
+        bare: (u) => ({ url: u, path: '/clients' }),
       },
     ];
     // The replayed key must exist before its scenario is measured.
@@ -186,12 +229,12 @@ async function main() {
       await handle.db.executeQuery(sql`analyze clients`.compile(handle.db));
       const realRuns: Figures[] = [];
       const bareRuns: Figures[] = [];
-      await load({ ...scenario.real(real.url), duration: 1 }); // warm-up
+      await load(scenario.real(real.url), 1); // warm-up
       for (let round = 0; round < rounds; round++) {
-        if (scenario.bare) bareRuns.push(await load(scenario.bare(bare.url)));
+        if (scenario.bare && !profile) bareRuns.push(await load(scenario.bare(bare.url)));
         realRuns.push(await load(scenario.real(real.url)));
       }
-      rows.push({ name: scenario.name, real: summarise(realRuns), ...(scenario.bare && { bare: summarise(bareRuns) }) });
+      rows.push({ name: scenario.name, real: summarise(realRuns), ...(bareRuns.length > 0 && { bare: summarise(bareRuns) }) });
       process.stderr.write(`measured: ${scenario.name}\n`);
     }
     const peakRss = peakRssMb(real.child.pid!);
@@ -200,7 +243,7 @@ async function main() {
     // The embedded database: a figure only (PGlite runs inside the server's one thread).
     let pglite: Figures | undefined;
     let pgliteStartupMs: number | undefined;
-    if (!only || only.some((o) => 'pglite'.includes(o))) {
+    if (!profile && (!only || only.some((o) => 'pglite'.includes(o)))) {
       const env = { DATA_DIR: dataDir, DATABASE_URL: '' };
       const cli = JSON.parse(
         execFileSync(join(root, 'node_modules/.bin/tsx'), ['server/cli.ts', 'token', 'create', '--org', 'Bench', '--plan', 'studio', '--json'], {
@@ -216,23 +259,15 @@ async function main() {
       servers.push(embedded);
       pgliteStartupMs = embedded.startupMs;
       const pgliteAuth = { Authorization: `Bearer ${cli.token}`, 'Content-Type': 'application/json' };
-      pglite = await load({
-        url: embedded.url,
-        requests: [
-          {
-            method: 'POST',
-            path: '/clients',
-            body,
-            setupRequest: (request) => ({ ...request, headers: { ...pgliteAuth, 'Idempotency-Key': randomUUID() } }),
-          },
-        ],
-      });
+      pglite = await load({ url: embedded.url, method: 'POST', path: '/clients', body, headers: pgliteAuth, freshKey: true });
       await Promise.all(servers.splice(0).map((s) => s.stop()));
     }
 
     const fmt = (n: number, digits = 0) => n.toFixed(digits).padStart(8);
     console.log(`\nClients API benchmark: ${connections} connections, ${duration} s per run, ${rounds} alternating round(s), median of rounds`);
-    console.log(`rate limiting ${rateLimit === '0' ? 'off (RATE_LIMIT=0)' : 'on (PostgreSQL store, a budget no run exhausts)'}; node ${process.version}\n`);
+    console.log(
+      `load from ${wrk ? 'wrk (2 threads)' : 'autocannon'}; rate limiting ${rateLimit === '0' ? 'off (RATE_LIMIT=0)' : 'on (PostgreSQL store, a budget no run exhausts)'}; node ${process.version}${profile ? '; PROFILED (slower): figures for the profile only' : ''}\n`,
+    );
     console.log('| scenario | real req/s | p50 ms | p99 ms | bare req/s | p50 ms | p99 ms | real/bare | errors, non-2xx |');
     console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const row of rows) {
@@ -247,6 +282,7 @@ async function main() {
     console.log(`\nstartup to listening (node dist/server/main.js, PostgreSQL): ${real.startupMs.toFixed(0)} ms`);
     if (pgliteStartupMs !== undefined) console.log(`startup to listening (embedded PGlite, existing data): ${pgliteStartupMs.toFixed(0)} ms`);
     console.log(`peak RSS of the real server under load: ${peakRss.toFixed(0)} MiB`);
+    if (profile) console.log(`\n${summariseProfiles(profileDir)}`);
     const failures = rows.reduce((n, r) => n + r.real.errors + r.real.non2xx + (r.bare?.errors ?? 0) + (r.bare?.non2xx ?? 0), 0) + (pglite ? pglite.errors + pglite.non2xx : 0);
     if (failures > 0) {
       console.log(`\n${failures} errors or non-2xx answers: the figures above are not valid.`);

@@ -3,14 +3,13 @@
  * request id → operation → auth (401/403) → rate limit (429) → body → validation against the spec
  * (400/413/415) → handler.
  */
-import { randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
 import express, { type Express, type RequestHandler } from 'express';
 import typeis from 'type-is';
 import * as OpenApiValidator from 'express-openapi-validator';
 import type { Kysely } from 'kysely';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { pinoHttp } from 'pino-http';
 import { operationList } from '../generated/operations.js';
 import { createLastUsedRecorder } from './auth/last-used.js';
 import { createTokenLookup, type TokenLookup } from './auth/token-lookup.js';
@@ -22,6 +21,9 @@ import { notFound, validationFailed } from './http/errors.js';
 import type { AnyHandler, Handlers } from './http/handler-types.js';
 import { indexSpec, loadSpec, type SpecIndex } from './http/spec.js';
 import { defaultStore, fingerprintRequest, normalizeKey, type IdempotencyStore } from './idempotency/idempotency.js';
+import { createHttpServer } from './http/http-server.js';
+import { requestLog } from './http/request-log.js';
+import { series } from './http/series.js';
 import { createWriteRunner } from './http/write-unit.js';
 import { handlers as defaultHandlers } from './handlers.js';
 import { createRateLimits, DEFAULT_RATE_LIMITS, type RateLimitBudgets } from './rate-limit/rate-limits.js';
@@ -50,11 +52,11 @@ export interface AppDeps {
   trustProxy?: boolean | number | string;
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,200}$/;
-
 export interface App {
   app: Express;
   spec: SpecIndex;
+  /** The app's HTTP server, not yet listening (server/http/http-server.ts): the way to serve it. */
+  createServer(): Server;
   /** Compiles the validator's schemas now rather than on the first request. */
   warmUp(): Promise<void>;
 }
@@ -72,23 +74,7 @@ export function createApp(deps: AppDeps): App {
   app.set('query parser', 'simple');
   app.set('trust proxy', deps.trustProxy ?? false);
 
-  app.use(
-    pinoHttp({
-      logger: deps.logger,
-      genReqId: (req, res) => {
-        const incoming = req.headers['x-request-id'];
-        const id = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
-        res.setHeader('X-Request-Id', id);
-        return id;
-      },
-      // Never log a token, nor the body of a request.
-      serializers: {
-        req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
-      },
-      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'info'),
-    }),
-  );
-
+  const requestLogging = requestLog(app, deps.logger);
   const locate: RequestHandler = (req, _res, next) => {
     req.operation = spec.match(req.method, req.path);
     next();
@@ -119,62 +105,68 @@ export function createApp(deps: AppDeps): App {
     next();
   };
   const parseBody: RequestHandler = (req, res, next) => (req.operation ? bodyParsers.get(req.operation.operationId)! : dropBody)(req, res, next);
-  app.use(locate, authorize, parseBody);
 
-  app.use(
-    OpenApiValidator.middleware({
-      apiSpec: spec.doc as never,
-      validateRequests: { allErrors: true, coerceTypes: false },
-      validateResponses: deps.validateResponses ? { allErrors: true } : false,
-      validateSecurity: false,
-      validateFormats: true,
-      ignoreUndocumented: false,
-      $refParser: { mode: 'bundle' },
-    }),
-  );
+  const validator = OpenApiValidator.middleware({
+    apiSpec: spec.doc as never,
+    validateRequests: { allErrors: true, coerceTypes: false },
+    validateResponses: deps.validateResponses ? { allErrors: true } : false,
+    validateSecurity: false,
+    validateFormats: true,
+    ignoreUndocumented: false,
+    // No operation takes a file: no multipart step on every request.
+    fileUploader: false,
+    $refParser: { mode: 'bundle' },
+  });
 
   const clock = deps.clock ?? (() => new Date());
   const runWrite = createWriteRunner({ db: deps.db, clock, store: { ...defaultStore, ...deps.idempotencyStore } });
 
+  const routes = new Map<string, RequestHandler>();
   for (const op of operationList) {
     // One operation at a time: the map is typed per operationId, the loop sees their union.
     const handler = handlers[op.operationId] as unknown as AnyHandler;
     const isWrite = op.method !== 'get';
-    app[op.method](op.expressPath, async (req, res) => {
-      const context = {
+    routes.set(op.operationId, async (req, res) => {
+      // Built whole for each call: spreading it would evaluate `log` and make a logger for nothing.
+      const context = (extra: { db: unknown; transaction: unknown; now: Date }) => ({
+        ...extra,
         body: req.body,
-        params: req.params,
+        // The validator matched the path to the operation and decoded its parameters.
+        params: (req.openapi?.pathParams ?? {}) as Record<string, string>,
         query: req.query,
         auth: req.auth,
         forgetToken: tokens.forget,
-        log: req.log,
+        get log() {
+          return req.log;
+        },
         req,
-      };
-      let response: { status: number; body: unknown; headers?: Record<string, string> | undefined };
+      });
       if (isWrite) {
         const header = op.idempotencyKey && req.auth ? req.headers['idempotency-key'] : undefined;
         const key =
           typeof header === 'string'
             ? { orgId: req.auth!.orgId, env: req.auth!.env, key: normalizeKey(header), fingerprint: fingerprintRequest(req.method, req.path, req.body) }
             : undefined;
-        response = await runWrite(key, async (transaction, now) => {
-          const result = await handler({ ...context, db: undefined, transaction, now } as never);
+        const response = await runWrite(key, async (transaction, now) => {
+          const result = await handler(context({ db: undefined, transaction, now }) as never);
           return { status: result.status, body: result.body, headers: result.headers ?? {}, insert: result.insert, storedBody: result.storedBody };
         });
-      } else {
-        const result = await handler({ ...context, db: deps.db, transaction: undefined, now: clock() } as never);
-        // A page or a document already serialised once, at start-up.
-        if (result.text !== undefined) {
-          for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
-          res.status(result.status).type(result.contentType!).send(result.text);
-          return;
-        }
-        response = result as typeof response;
+        for (const [name, value] of Object.entries(response.headers)) res.setHeader(name, value);
+        // The body as it was serialised once, for the answer and the stored copy alike.
+        res.status(response.status).type('application/json').send(response.text);
+        return;
       }
-      for (const [name, value] of Object.entries(response.headers ?? {})) res.setHeader(name, value);
-      res.status(response.status).json(response.body);
+      const result = await handler(context({ db: deps.db, transaction: undefined, now: clock() }) as never);
+      for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
+      // A page or a document already serialised once, at start-up.
+      if (result.text !== undefined) res.status(result.status).type(result.contentType!).send(result.text);
+      else res.status(result.status).json(result.body);
     });
   }
+  const dispatch: RequestHandler = (req, res, next) => (req.operation ? routes.get(req.operation.operationId)!(req, res, next) : next());
+
+  // The whole pipeline of every request, in product.md's order, as one layer (see series.ts).
+  app.use(series([requestLogging, locate, authorize, parseBody, ...(validator as RequestHandler[]), dispatch]));
 
   // Whatever no route answered (the validator lets a few shapes through, such as a trailing slash).
   app.use((_req, _res, next) => next(notFound()));
@@ -183,10 +175,11 @@ export function createApp(deps: AppDeps): App {
   return {
     app,
     spec,
+    createServer: () => createHttpServer(app),
     warmUp: async () => {
       // The validator compiles lazily on its first request: send it one that fails auth-free.
       await new Promise<void>((resolve) => {
-        const server = app.listen(0, '127.0.0.1', async () => {
+        const server = createHttpServer(app).listen(0, '127.0.0.1', async () => {
           const { port } = server.address() as { port: number };
           await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined);
           server.close(() => resolve());

@@ -18,7 +18,7 @@ const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: 
   console.error(error.message);
   process.exit(1);
 });
-const { app, warmUp } = createApp({
+const { createServer, warmUp } = createApp({
   db: database.db,
   pool: database.pool,
   logger,
@@ -36,7 +36,7 @@ async function prepareDatabase() {
 // The validator compiles the spec while the database is being readied: neither waits for the other.
 const [demo] = await Promise.all([prepareDatabase(), warmUp()]);
 const stopPurge = schedulePurge(database.db, () => new Date(), (error) => logger.error({ err: error }, 'idempotency purge failed'));
-const server = app.listen(config.port, config.host, () => {
+const server = createServer().listen(config.port, config.host, () => {
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   logger.info(

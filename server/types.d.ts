@@ -1,3 +1,5 @@
+import type { OpenApiRequestMetadata } from 'express-openapi-validator/dist/framework/types.js';
+import type { Logger } from 'pino';
 import type { OperationEntry } from '../generated/operations.js';
 import type { AuthContext } from './auth/auth.js';
 
@@ -7,8 +9,12 @@ declare global {
       /** The spec operation this request matched, if any. */
       operation?: OperationEntry;
       auth?: AuthContext;
-      /** Set by pino-http; also in the X-Request-Id response header. */
+      /** Also in the X-Request-Id response header (server/http/request-log.ts). */
       id: string;
+      /** Logs lines that carry the request's id, method and url (made when first used). */
+      log: Logger;
+      /** Set by express-openapi-validator once it has matched the request to the spec. */
+      openapi?: OpenApiRequestMetadata;
     }
   }
 }

@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
-import type { ClientRow, Database, Env } from '../db/schema.js';
+import type { ClientRow, ClientsTable, Database, Env } from '../db/schema.js';
 import type { ClientValues } from './clients.mapper.js';
+import { statement } from '../db/statements.js';
 
 export interface Tenant {
   orgId: string;
@@ -11,6 +12,45 @@ function clientsOf(db: Kysely<Database>, tenant: Tenant) {
   return db.selectFrom('clients').where('org_id', '=', tenant.orgId).where('env', '=', tenant.env);
 }
 
+/** The columns of `clients`, in table order: what a client row is everywhere. */
+export const CLIENT_COLUMNS = [
+  'id',
+  'org_id',
+  'env',
+  'name',
+  'contact_name',
+  'email',
+  'phone',
+  'website',
+  'currency',
+  'notes',
+  'billing_address',
+  'billing_line1',
+  'billing_line2',
+  'billing_city',
+  'billing_region',
+  'billing_postal_code',
+  'billing_country',
+  'tax_number',
+  'default_rate',
+  'default_payment_terms',
+  'default_tax_rate',
+  'require_po_number',
+  'billing_email',
+  'created_at',
+  'updated_at',
+  'deleted_at',
+] as const satisfies readonly (keyof ClientsTable)[];
+// Every column, or this fails to compile.
+const everyColumn: Exclude<keyof ClientsTable, (typeof CLIENT_COLUMNS)[number]> extends never ? true : never = true;
+void everyColumn;
+
+
+const findById = statement<ClientRow>(
+  'client_by_id',
+  `select ${CLIENT_COLUMNS.join(', ')} from clients where id = $1 and org_id = $2 and env = $3`,
+);
+
 /** `id` must be a UUID (the column's type). `forUpdate` locks the row until the transaction ends. */
 export async function findClientById(
   db: Kysely<Database>,
@@ -18,8 +58,9 @@ export async function findClientById(
   id: string,
   options: { forUpdate?: boolean } = {},
 ): Promise<ClientRow | undefined> {
-  const query = clientsOf(db, tenant).selectAll().where('id', '=', id);
-  return (options.forUpdate ? query.forUpdate() : query).executeTakeFirst();
+  if (options.forUpdate) return clientsOf(db, tenant).selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+  // The read of every GET by id: prepared once, nothing built per request.
+  return (await findById(db, [id, tenant.orgId, tenant.env])).rows[0];
 }
 
 /**

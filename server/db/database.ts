@@ -5,6 +5,7 @@ import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
 import lockfile from 'proper-lockfile';
 import type { Database } from './schema.js';
+import { preparedStatementNames } from './statements.js';
 
 export interface DatabaseHandle {
   db: Kysely<Database>;
@@ -42,8 +43,23 @@ function openPostgres(connectionString: string, max: number): DatabaseHandle {
   const pool = new pg.Pool({ connectionString, max });
   // An idle client that loses its connection must not crash the process; the pool replaces it.
   pool.on('error', () => {});
+  pool.on('connect', prepareHotStatements);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, kind: 'postgres', pool, close: () => db.destroy() };
+}
+
+/**
+ * The statements of server/db/statements.ts go out as named prepared statements on this
+ * connection: pg parses each once per connection and afterwards only binds and runs it. Any other
+ * query goes out as before.
+ */
+function prepareHotStatements(client: pg.PoolClient): void {
+  const query = client.query;
+  client.query = function (this: pg.PoolClient, config: unknown, values?: unknown, callback?: unknown) {
+    const name = typeof config === 'string' && Array.isArray(values) ? preparedStatementNames.get(config) : undefined;
+    if (name) return (query as (...args: unknown[]) => unknown).call(this, { name, text: config, values }, callback);
+    return (query as (...args: unknown[]) => unknown).call(this, config, values, callback);
+  } as typeof client.query;
 }
 
 async function openPglite(dataDir: string): Promise<DatabaseHandle> {

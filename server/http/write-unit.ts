@@ -14,7 +14,7 @@
  */
 import type { ControlledTransaction, Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
-import { inProgress, KEY_LIFETIME_MS, replay, type IdempotencyStore, type IdempotentResponse } from '../idempotency/idempotency.js';
+import { inProgress, KEY_LIFETIME_MS, replay, type IdempotencyStore, type IdempotentResponse, type SentResponse } from '../idempotency/idempotency.js';
 import type { DeferredInsert, KeyScope, StoredResponse } from '../idempotency/idempotency.queries.js';
 import { ApiError } from './errors.js';
 
@@ -24,7 +24,7 @@ export interface WriteResult extends IdempotentResponse {
   storedBody?: unknown;
 }
 
-export interface WriteOutcome extends IdempotentResponse {
+export interface WriteOutcome extends SentResponse {
   replayed: boolean;
 }
 
@@ -67,17 +67,18 @@ export function createWriteRunner(deps: WriteUnitDeps) {
       }
       return trx;
     };
-    const toStore = (result: IdempotentResponse): StoredResponse => ({
+    const toStore = (result: SentResponse): StoredResponse => ({
       fingerprint: key!.fingerprint,
       status: result.status,
-      body: result.body,
+      bodyText: result.text,
       headers: result.headers,
     });
 
     try {
       const result = await handler(transaction, now);
-      const response = { status: result.status, body: result.body, headers: result.headers };
-      const kept = result.storedBody === undefined ? response : { ...response, body: result.storedBody };
+      // Serialised once: the same text is sent and, unless the handler keeps another body, stored.
+      const response = { status: result.status, text: JSON.stringify(result.body), headers: result.headers };
+      const kept = result.storedBody === undefined ? response : { ...response, text: JSON.stringify(result.storedBody) };
       if (trx) {
         if (key) {
           const saved = result.insert
@@ -119,7 +120,7 @@ export function createWriteRunner(deps: WriteUnitDeps) {
       }
       if (key && error instanceof ApiError && error.status < 500) {
         // The handler's own refusal (402, 404, 409, 412...): nothing it wrote stays; its answer is kept for replays.
-        const refusal = { status: error.status, body: error.toBody(), headers: error.details.headers ?? {} };
+        const refusal = { status: error.status, text: JSON.stringify(error.toBody()), headers: error.details.headers ?? {} };
         if (!(await store.saveResponse(db, key, toStore(refusal), now, expiresAt))) {
           const stored = await store.findStoredResponse(db, key, now);
           if (stored) return replay(stored, key.fingerprint);

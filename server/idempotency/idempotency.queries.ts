@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database, Env } from '../db/schema.js';
+import { statement } from '../db/statements.js';
 
 export interface KeyScope {
   orgId: string;
@@ -10,7 +11,8 @@ export interface KeyScope {
 export interface StoredResponse {
   fingerprint: string;
   status: number;
-  body: unknown;
+  /** The body as the JSON text that was sent: stored and replayed byte for byte. */
+  bodyText: string;
   headers: Record<string, string>;
 }
 
@@ -34,11 +36,11 @@ export async function claimKey(trx: Kysely<Database>, scope: KeyScope, now: Date
     locked: boolean;
     fingerprint: string | null;
     response_status: number | null;
-    response_body: unknown;
+    response_body: string | null;
     response_headers: Record<string, string> | null;
   }>`
     select case when k.fingerprint is null then pg_try_advisory_xact_lock(hashtextextended(${lockName(scope)}, 0)) else true end as locked,
-           k.fingerprint, k.response_status, k.response_body, k.response_headers
+           k.fingerprint, k.response_status, k.response_body::text as response_body, k.response_headers
     from (select 1) as one
     left join idempotency_keys k
       on k.org_id = ${scope.orgId} and k.env = ${scope.env} and k.key = ${scope.key} and k.expires_at > ${now}
@@ -47,7 +49,7 @@ export async function claimKey(trx: Kysely<Database>, scope: KeyScope, now: Date
   const stored =
     row.fingerprint === null
       ? undefined
-      : { fingerprint: row.fingerprint, status: row.response_status!, body: row.response_body, headers: row.response_headers ?? {} };
+      : { fingerprint: row.fingerprint, status: row.response_status!, bodyText: row.response_body ?? 'null', headers: row.response_headers ?? {} };
   return { locked: row.locked, stored };
 }
 
@@ -55,13 +57,13 @@ export async function claimKey(trx: Kysely<Database>, scope: KeyScope, now: Date
 export async function findStoredResponse(db: Kysely<Database>, scope: KeyScope, now: Date): Promise<StoredResponse | undefined> {
   const row = await db
     .selectFrom('idempotency_keys')
-    .select(['fingerprint', 'response_status', 'response_body', 'response_headers'])
+    .select(['fingerprint', 'response_status', sql<string | null>`response_body::text`.as('response_body'), 'response_headers'])
     .where('org_id', '=', scope.orgId)
     .where('env', '=', scope.env)
     .where('key', '=', scope.key)
     .where('expires_at', '>', now)
     .executeTakeFirst();
-  return row ? { fingerprint: row.fingerprint, status: row.response_status!, body: row.response_body, headers: row.response_headers ?? {} } : undefined;
+  return row ? { fingerprint: row.fingerprint, status: row.response_status!, bodyText: row.response_body ?? 'null', headers: row.response_headers ?? {} } : undefined;
 }
 
 /**
@@ -79,7 +81,7 @@ export async function saveResponse(
   const values = {
     fingerprint: response.fingerprint,
     response_status: response.status,
-    response_body: JSON.stringify(response.body),
+    response_body: response.bodyText,
     response_headers: JSON.stringify(response.headers),
     created_at: now,
     expires_at: expiresAt,
@@ -115,7 +117,9 @@ export interface DeferredInsert {
 
 /** The row as JSON for json_populate_record: PostgreSQL casts each value to its column's type. */
 const rowJson = (insert: DeferredInsert) =>
-  JSON.stringify(insert.row, (_key, value: unknown) => (Buffer.isBuffer(value) ? `\\x${value.toString('hex')}` : value));
+  insert.table === 'clients'
+    ? JSON.stringify(insert.row)
+    : JSON.stringify(insert.row, (_key, value: unknown) => (Buffer.isBuffer(value) ? `\\x${value.toString('hex')}` : value));
 
 /** The insert alone, as one statement (its own transaction). */
 export async function insertDeferred(db: Kysely<Database>, insert: DeferredInsert): Promise<void> {
@@ -141,7 +145,7 @@ export async function insertDeferredAndSave(
     )
     insert into idempotency_keys (org_id, env, key, fingerprint, response_status, response_body, response_headers, created_at, expires_at)
     select ${scope.orgId}, ${scope.env}, ${scope.key}, ${response.fingerprint}, ${response.status},
-           ${JSON.stringify(response.body)}::json, ${JSON.stringify(response.headers)}::json, ${now}, ${expiresAt}
+           ${response.bodyText}::json, ${JSON.stringify(response.headers)}::json, ${now}, ${expiresAt}
     from written
     on conflict (org_id, env, key) do update
       set fingerprint = excluded.fingerprint, response_status = excluded.response_status, response_body = excluded.response_body,
@@ -174,42 +178,22 @@ export async function insertDeferredWithKey(
   expiresAt: Date,
 ): Promise<OneStatementOutcome> {
   try {
-    const { rows } = await sql<{
-      locked: boolean | null;
-      written: number;
-      fingerprint: string | null;
-      response_status: number | null;
-      response_body: unknown;
-      response_headers: Record<string, string> | null;
-    }>`
-      with existing as (
-        select fingerprint, response_status, response_body, response_headers from idempotency_keys
-        where org_id = ${scope.orgId} and env = ${scope.env} and key = ${scope.key} and expires_at > ${now}
-      ),
-      claim as (
-        select case when exists (select 1 from existing) then null
-                    else pg_try_advisory_xact_lock(hashtextextended(${lockName(scope)}, 0)) end as locked
-      ),
-      written as (
-        insert into ${sql.table(insert.table)}
-        select * from json_populate_record(null::${sql.table(insert.table)}, ${rowJson(insert)}::json)
-        where (select locked from claim)
-        returning 1
-      ),
-      saved as (
-        insert into idempotency_keys (org_id, env, key, fingerprint, response_status, response_body, response_headers, created_at, expires_at)
-        select ${scope.orgId}, ${scope.env}, ${scope.key}, ${response.fingerprint}, ${response.status},
-               ${JSON.stringify(response.body)}::json, ${JSON.stringify(response.headers)}::json, ${now}, ${expiresAt}
-        from written
-        returning 1
-      )
-      select (select locked from claim) as locked, (select count(*) from saved)::int as written,
-             e.fingerprint, e.response_status, e.response_body, e.response_headers
-      from (select 1) as one left join existing e on true
-    `.execute(db);
+    const { rows } = await insertWithKey[insert.table](db, [
+      scope.orgId,
+      scope.env,
+      scope.key,
+      now,
+      lockName(scope),
+      rowJson(insert),
+      response.fingerprint,
+      response.status,
+      response.bodyText,
+      JSON.stringify(response.headers),
+      expiresAt,
+    ]);
     const row = rows[0]!;
     if (row.fingerprint !== null) {
-      return { kind: 'stored', stored: { fingerprint: row.fingerprint, status: row.response_status!, body: row.response_body, headers: row.response_headers ?? {} } };
+      return { kind: 'stored', stored: { fingerprint: row.fingerprint, status: row.response_status!, bodyText: row.response_body ?? 'null', headers: row.response_headers ?? {} } };
     }
     if (row.locked === false) return { kind: 'busy' };
     return { kind: 'written' };
@@ -220,6 +204,50 @@ export async function insertDeferredWithKey(
     throw error;
   }
 }
+
+interface OneStatementRow {
+  locked: boolean | null;
+  written: number;
+  fingerprint: string | null;
+  response_status: number | null;
+  response_body: string | null;
+  response_headers: Record<string, string> | null;
+}
+
+/**
+ * The statement of insertDeferredWithKey, one per table, written once (server/db/statements.ts).
+ * $1 org, $2 env, $3 key, $4 now, $5 the key's lock name, $6 the row as JSON, $7 fingerprint,
+ * $8 status, $9 body, $10 headers, $11 expiry.
+ */
+const insertWithKeySql = (table: DeferredInsert['table']) => `
+  with existing as (
+    select fingerprint, response_status, response_body::text as response_body, response_headers from idempotency_keys
+    where org_id = $1::uuid and env = $2::text and key = $3::text and expires_at > $4::timestamptz
+  ),
+  claim as (
+    select case when exists (select 1 from existing) then null
+                else pg_try_advisory_xact_lock(hashtextextended($5::text, 0)) end as locked
+  ),
+  written as (
+    insert into ${table}
+    select * from json_populate_record(null::${table}, $6::json)
+    where (select locked from claim)
+    returning 1
+  ),
+  saved as (
+    insert into idempotency_keys (org_id, env, key, fingerprint, response_status, response_body, response_headers, created_at, expires_at)
+    select $1::uuid, $2::text, $3::text, $7::text, $8::integer, $9::json, $10::json, $4::timestamptz, $11::timestamptz
+    from written
+    returning 1
+  )
+  select (select locked from claim) as locked, (select count(*) from saved)::int as written,
+         e.fingerprint, e.response_status, e.response_body, e.response_headers
+  from (select 1) as one left join existing e on true`;
+
+const insertWithKey = {
+  clients: statement<OneStatementRow>('insert_client_with_key', insertWithKeySql('clients')),
+  api_tokens: statement<OneStatementRow>('insert_token_with_key', insertWithKeySql('api_tokens')),
+};
 
 /** Removes the key's row if it has expired (so a new request may take the key). */
 export async function deleteExpiredKey(db: Kysely<Database>, scope: KeyScope, now: Date): Promise<void> {

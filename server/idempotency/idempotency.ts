@@ -22,6 +22,13 @@ export interface IdempotentResponse {
   headers: Record<string, string>;
 }
 
+/** A response as it goes out: its body already serialised, once. */
+export interface SentResponse {
+  status: number;
+  text: string;
+  headers: Record<string, string>;
+}
+
 /** The queries the mechanism uses; tests replace one to inject a failure inside the transaction. */
 export type IdempotencyStore = Omit<typeof queries, 'purgeExpiredKeys'>;
 
@@ -50,9 +57,9 @@ const reused = () =>
   );
 
 /** The stored answer, marked as replayed; 422 when the key was used for a different request. */
-export function replay(stored: StoredResponse, fingerprint: string): IdempotentResponse & { replayed: true } {
+export function replay(stored: StoredResponse, fingerprint: string): SentResponse & { replayed: true } {
   if (stored.fingerprint !== fingerprint) throw reused();
-  return { status: stored.status, body: stored.body, headers: { ...stored.headers, 'Idempotent-Replayed': 'true' }, replayed: true };
+  return { status: stored.status, text: stored.bodyText, headers: { ...stored.headers, 'Idempotent-Replayed': 'true' }, replayed: true };
 }
 
 /**

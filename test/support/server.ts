@@ -41,9 +41,9 @@ let counter = 0;
 export async function startTestServer(overrides: Partial<AppDeps> = {}, shared: { database?: TestDatabase } = {}): Promise<TestServer> {
   const database = shared.database ?? (await createTestDatabase());
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  const { app } = createApp({ db: database.db, pool: database.pool, logger, validateResponses: true, ...overrides });
+  const { createServer } = createApp({ db: database.db, pool: database.pool, logger, validateResponses: true, ...overrides });
   const server: Server = await new Promise((resolve) => {
-    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+    const s = createServer().listen(0, '127.0.0.1', () => resolve(s));
   });
   const serverUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const prismUrl = process.env[PRISM_URL_VARIABLE];
