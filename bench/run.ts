@@ -259,7 +259,9 @@ async function main() {
       servers.push(embedded);
       pgliteStartupMs = embedded.startupMs;
       const pgliteAuth = { Authorization: `Bearer ${cli.token}`, 'Content-Type': 'application/json' };
-      pglite = await load({ url: embedded.url, method: 'POST', path: '/clients', body, headers: pgliteAuth, freshKey: true });
+      const pgliteCreate: Load = { url: embedded.url, method: 'POST', path: '/clients', body, headers: pgliteAuth, freshKey: true };
+      await load(pgliteCreate, 1); // warm-up, as for every scenario
+      pglite = await load(pgliteCreate);
       await Promise.all(servers.splice(0).map((s) => s.stop()));
     }
 

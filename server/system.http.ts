@@ -2,8 +2,10 @@ import { readFileSync } from 'node:fs';
 import bundledSpec from '../generated/openapi.json' with { type: 'json' };
 import type { Handlers } from './http/handler-types.js';
 
-// Both serialised once at start-up; `npm run generate` derives them from spec/ (and `npm run build` copies the page).
-const docsPage = readFileSync(new URL('../generated/docs.html', import.meta.url), 'utf8');
+// Both serialised once; `npm run generate` derives them from spec/ (and `npm run build` copies the
+// page). The page (2.6 MB) is read on its first request rather than on every start-up.
+let docsPage: string | undefined;
+const readDocsPage = () => (docsPage ??= readFileSync(new URL('../generated/docs.html', import.meta.url), 'utf8'));
 const openApiDocument = JSON.stringify(bundledSpec);
 
 // The page carries its scripts and styles inline; the browser may fetch nothing from another site
@@ -23,6 +25,6 @@ const DOCS_POLICY = [
 
 export const systemHandlers = {
   getHealth: async () => ({ status: 200, body: { status: 'ok' } }),
-  getDocs: async () => ({ status: 200, text: docsPage, contentType: 'text/html', headers: { 'Content-Security-Policy': DOCS_POLICY } }),
+  getDocs: async () => ({ status: 200, text: readDocsPage(), contentType: 'text/html', headers: { 'Content-Security-Policy': DOCS_POLICY } }),
   getOpenApiDocument: async () => ({ status: 200, text: openApiDocument, contentType: 'application/json' }),
 } satisfies Partial<Handlers>;

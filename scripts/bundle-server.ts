@@ -1,0 +1,29 @@
+/**
+ * `npm run build`'s last step: dist/server/main.js as one bundled file (esbuild), so that starting
+ * the server does not resolve, read and link some six hundred modules one by one (the better part
+ * of a second on this machine; see README, Performance). tsc still compiles everything else to
+ * dist/, and checks all of it.
+ *
+ * PGlite stays outside the bundle (it finds its WebAssembly next to its own files), as does
+ * pg-native (pg's optional native driver). Packages inside the bundle that `require` Node's
+ * built-ins get a real `require`.
+ */
+import { build } from 'esbuild';
+
+await build({
+  entryPoints: ['server/main.ts'],
+  outfile: 'dist/server/main.js',
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  allowOverwrite: true,
+  sourcemap: true,
+  minifyWhitespace: true,
+  minifySyntax: true,
+  // Some packages look at their classes' names (rate-limiter-flexible tells a pg Pool by it).
+  keepNames: true,
+  external: ['@electric-sql/pglite', 'pg-native'],
+  banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
+  logLevel: 'warning',
+});
