@@ -40,10 +40,13 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-/** Starts server/main.ts on a free port and waits until it listens. */
-export function startServerProcess(env: Record<string, string | undefined>): Promise<RunningServer> {
+/**
+ * Starts server/main.ts on a free port and waits until it listens; `command` runs another entry
+ * point instead (the built bundle: ['node', 'dist/server/main.js']).
+ */
+export function startServerProcess(env: Record<string, string | undefined>, command: string[] = [tsx, 'server/main.ts']): Promise<RunningServer> {
   return new Promise((done, fail) => {
-    const child = spawn(tsx, ['server/main.ts'], {
+    const child = spawn(command[0]!, command.slice(1), {
       cwd: root,
       env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
     });

@@ -1,0 +1,76 @@
+/**
+ * What `npm start` runs is the bundle `npm run build` makes (scripts/bundle-server.ts), not the
+ * sources the other tests load through tsx: bundling can break a package that looks at its own
+ * files or class names. This builds it and drives it over HTTP through the typed client: on
+ * PostgreSQL when TEST_DATABASE_URL is set (prepared statements, rate limits counted in the
+ * database), on the embedded database otherwise.
+ */
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createClientsApi } from '../../client/index.js';
+import { mintTokenForOrganisation } from '../../server/auth/tokens.service.js';
+import { createTestDatabase, usingPostgres, type TestDatabase } from '../support/database.js';
+import { root, runCli, startServerProcess, type RunningServer } from '../support/processes.js';
+
+let server: RunningServer | undefined;
+let database: TestDatabase | undefined;
+let dataDir: string | undefined;
+let token: string;
+
+beforeAll(async () => {
+  await promisify(execFile)('npm', ['run', '-s', 'build'], { cwd: root });
+  let env: Record<string, string>;
+  if (usingPostgres) {
+    database = await createTestDatabase();
+    token = (await mintTokenForOrganisation(database.db, { orgName: 'Built', plan: 'studio' })).token;
+    env = { DATABASE_URL: database.url! };
+  } else {
+    dataDir = mkdtempSync(join(tmpdir(), 'clients-api-built-'));
+    env = { DATA_DIR: dataDir, DATABASE_URL: '' };
+    const minted = await runCli(['token', 'create', '--org', 'Built', '--plan', 'studio', '--json'], env);
+    token = JSON.parse(minted.stdout.trim().split('\n').at(-1)!).token;
+  }
+  server = await startServerProcess({ ...env, RATE_LIMIT: '1000' }, ['node', 'dist/server/main.js']);
+}, 180_000);
+
+afterAll(async () => {
+  await server?.stop();
+  await database?.close();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+it('creates, replays, reads and lists, with rate-limit fields, as the sources do', { timeout: 60_000 }, async () => {
+  const api = createClientsApi({ baseUrl: server!.url, token, retry: false });
+  const key = randomUUID();
+  const created = await api.POST('/clients', { body: { name: 'Bundled', defaultRate: '120.50' }, headers: { 'Idempotency-Key': key } });
+  expect(created.response.status).toBe(201);
+  expect(created.data!.data).toMatchObject({ name: 'Bundled', defaultRate: '120.50' });
+  expect(created.response.headers.get('RateLimit-Policy')).toBe('"token";q=1000;w=60');
+  expect(created.response.headers.get('X-Request-Id')).toMatch(/^[0-9a-f-]{36}$/);
+
+  const replay = await api.POST('/clients', { body: { name: 'Bundled', defaultRate: '120.50' }, headers: { 'Idempotency-Key': key } });
+  expect(replay.response.headers.get('Idempotent-Replayed')).toBe('true');
+  expect(replay.data).toEqual(created.data);
+
+  const id = created.data!.data.id;
+  const read = await api.GET('/clients/{id}', { params: { path: { id } } });
+  expect(read.response.status).toBe(200);
+  expect(read.data!.data).toEqual(created.data!.data);
+  expect(read.response.headers.get('ETag')).toBe(created.response.headers.get('ETag'));
+
+  const page = await api.GET('/clients');
+  expect(page.data!.data.map((c) => c.id)).toContain(id);
+
+  const invalid = await api.POST('/clients', { body: { name: '' } as never });
+  expect(invalid.response.status).toBe(400);
+  expect(invalid.error).toMatchObject({ error: { code: 'validation_failed', fields: { name: expect.any(String) } } });
+
+  const docs = await fetch(`${server!.url}/docs`);
+  expect(docs.status).toBe(200);
+  expect(await docs.text()).toContain('<html');
+});
