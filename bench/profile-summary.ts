@@ -3,12 +3,21 @@
  * who spent it (a package, a part of Node, the garbage collector, a file of ours), as a share of
  * the time the process was busy (idle time left out). `npm run bench -- --profile` prints it.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { SourceMap } from 'node:module';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+interface CallFrame {
+  functionName: string;
+  url: string;
+  lineNumber: number;
+  columnNumber: number;
+}
 
 interface ProfileNode {
   id: number;
-  callFrame: { functionName: string; url: string };
+  callFrame: CallFrame;
 }
 
 interface CpuProfile {
@@ -25,17 +34,31 @@ const NODE_GROUPS: [RegExp, string][] = [
   [/^node:/, 'Node: other'],
 ];
 
+/** Source maps of bundled scripts (the server is one file: scripts/bundle-server.ts), by URL. */
+const sourceMaps = new Map<string, SourceMap | undefined>();
+
+/** A frame of a bundled script as the frame of the file it came from, when the bundle has a map. */
+function unbundled(frame: CallFrame): CallFrame {
+  if (!frame.url.startsWith('file://')) return frame;
+  if (!sourceMaps.has(frame.url)) {
+    const mapFile = `${fileURLToPath(frame.url)}.map`;
+    sourceMaps.set(frame.url, existsSync(mapFile) ? new SourceMap(JSON.parse(readFileSync(mapFile, 'utf8'))) : undefined);
+  }
+  const entry = sourceMaps.get(frame.url)?.findEntry(frame.lineNumber, frame.columnNumber) as { originalSource?: string } | undefined;
+  return entry?.originalSource ? { ...frame, url: new URL(entry.originalSource, frame.url).href } : frame;
+}
+
 /** Who a frame's self time belongs to. */
-export function groupOf(frame: { functionName: string; url: string }): string {
-  const { functionName, url } = frame;
+export function groupOf(bundledFrame: CallFrame): string {
+  const { functionName, url } = unbundled(bundledFrame);
   if (functionName === '(garbage collector)') return 'garbage collector';
   if (functionName === '(program)') return 'V8 and native (program)';
   if (functionName === '(idle)') return '(idle)';
   const packageMatch = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
   if (packageMatch) return packageMatch[1]!;
   for (const [pattern, group] of NODE_GROUPS) if (pattern.test(url)) return group;
-  const ours = /\/dist\/(.+)$/.exec(url);
-  if (ours) return `ours: ${ours[1]}`;
+  const ours = /\/(?:dist\/)?((?:server|client|generated)\/.+)$/.exec(url);
+  if (ours) return `ours: ${ours[1]!.replace(/\.ts$/, '.js')}`;
   // Builtins without a script: socket writes, hashing, JSON and the like, named by function.
   if (url === '') return `native: ${functionName || '(anonymous)'}`;
   return url;
