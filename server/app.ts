@@ -44,8 +44,9 @@ export interface AppDeps {
   /** Rate-limit budgets (DEFAULT_RATE_LIMITS when absent); false switches rate limiting off. */
   rateLimits?: RateLimitBudgets | false;
   /**
-   * The PostgreSQL pool behind `db`, if there is one: rate-limit counters are then kept there and
-   * shared by every server process; without it they are kept in this process's memory.
+   * A PostgreSQL pool on `db`'s database, if there is one (DatabaseHandle.counterPool): rate-limit
+   * counters are then kept there and shared by every server process; without it they are kept in
+   * this process's memory.
    */
   pool?: pg.Pool | undefined;
   /** Tokens by prefix (cached for a second by default; tests pass one with their own clock). */
@@ -65,7 +66,7 @@ export interface App {
 
 /**
  * What a handler is given (HandlerContext in server/http/handler-types.ts). A class, so that each
- * request's costs one small object of a stable shape; the logger is made only if a handler logs.
+ * request costs one small object of a stable shape; the logger is made only if a handler logs.
  */
 class Context {
   constructor(

@@ -19,7 +19,7 @@ const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: 
 });
 const { createServer, warmUp } = createApp({
   db: database.db,
-  pool: database.pool,
+  pool: database.counterPool,
   logger,
   validateResponses: config.validateResponses,
   rateLimits: config.rateLimits,

@@ -15,6 +15,14 @@ export interface DatabaseHandle {
   kind: 'postgres' | 'pglite';
   /** The connection pool of a PostgreSQL server (absent on PGlite), for stores that need pg itself. */
   pool?: pg.Pool;
+  /**
+   * Connections for rate-limit counters (PostgreSQL only), whose commits do not wait for the WAL to
+   * reach the disk (`synchronous_commit = off`). Every request of a token updates that token's one
+   * counter row; waiting for a flush on each held the row for the flush, so requests of one token
+   * queued behind each other. A crash can forget the last fraction of a second of counts, never a
+   * client, a token or an Idempotency-Key, which go through `pool`.
+   */
+  counterPool?: pg.Pool;
   close(): Promise<void>;
 }
 
@@ -47,7 +55,18 @@ function openPostgres(connectionString: string, max: number): DatabaseHandle {
   pool.on('error', () => {});
   pool.on('connect', prepareHotStatements);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  return { db, kind: 'postgres', pool, close: () => db.destroy() };
+  const counterPool = new pg.Pool({ connectionString, max: Math.max(2, Math.ceil(max / 2)), options: '-c synchronous_commit=off' });
+  counterPool.on('error', () => {});
+  return {
+    db,
+    kind: 'postgres',
+    pool,
+    counterPool,
+    close: async () => {
+      await db.destroy();
+      await counterPool.end();
+    },
+  };
 }
 
 /**

@@ -4,11 +4,11 @@
  * with a running server. On PostgreSQL (TEST_DATABASE_URL), the CLI works against a server database.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../server/db/database.js';
 import { createTestDatabase, usingPostgres } from '../support/database.js';
 import { readJson } from '../support/json.js';
@@ -21,6 +21,21 @@ const tempDir = () => {
   dirs.push(dir);
   return dir;
 };
+// An embedded database created and migrated once (by the CLI's own `migrate`); tests that need a
+// database of their own, but not the first start on an empty directory, get a copy: creating one
+// costs seconds each on this machine.
+let template: string;
+beforeAll(async () => {
+  template = tempDir();
+  const migrated = await runCli(['migrate'], { DATA_DIR: template, DATABASE_URL: '' });
+  expect(migrated.code, migrated.stderr).toBe(0);
+}, 180_000);
+const migratedDataDir = () => {
+  const dir = tempDir();
+  cpSync(template, dir, { recursive: true });
+  return dir;
+};
+
 afterAll(async () => {
   await Promise.all(servers.map((s) => s.stop()));
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
@@ -57,7 +72,7 @@ describe('on the embedded database', { timeout: 180_000 }, () => {
   });
 
   it('token create --json mints a token whose last stdout line is the documented JSON', async () => {
-    const dataDir = tempDir();
+    const dataDir = migratedDataDir();
     const env = { DATA_DIR: dataDir, DATABASE_URL: '' };
     const first = await runCli(['token', 'create', '--org', 'Acme Ltd', '--plan', 'pro', '--env', 'live', '--scopes', 'clients:read,clients:write', '--json'], env);
     expect(first.code, first.stderr).toBe(0);
@@ -85,7 +100,7 @@ describe('on the embedded database', { timeout: 180_000 }, () => {
   });
 
   it('idempotency purge removes expired keys and keeps live ones', async () => {
-    const dataDir = tempDir();
+    const dataDir = migratedDataDir();
     const env = { DATA_DIR: dataDir, DATABASE_URL: '' };
     const minted = lastJsonLine((await runCli(['token', 'create', '--org', 'Purge', '--json'], env)).stdout);
     const handle = await openDatabase({ dataDir });
@@ -104,7 +119,7 @@ describe('on the embedded database', { timeout: 180_000 }, () => {
   });
 
   it('token list, token revoke and org set-plan manage an organisation', async () => {
-    const env = { DATA_DIR: tempDir(), DATABASE_URL: '' };
+    const env = { DATA_DIR: migratedDataDir(), DATABASE_URL: '' };
     const cli = (...args: string[]) => runCli(args, env);
     const first = lastJsonLine((await cli('token', 'create', '--org', 'Acme Ltd', '--name', 'laptop', '--json')).stdout);
     const second = lastJsonLine((await cli('token', 'create', '--org', 'Acme Ltd', '--env', 'live', '--scopes', 'clients:read', '--json')).stdout);
@@ -137,7 +152,7 @@ describe('on the embedded database', { timeout: 180_000 }, () => {
     [['token', 'list', '--org', 'Nobody'], /no organisation named "Nobody"/],
     [['token', 'revoke', '--id', '00000000-0000-4000-8000-000000000000'], /no token with id 00000000-0000-4000-8000-000000000000/],
   ])('says plainly what is not there: %j exits 1', async (args, message) => {
-    const result = await runCli(args, { DATA_DIR: tempDir(), DATABASE_URL: '' });
+    const result = await runCli(args, { DATA_DIR: migratedDataDir(), DATABASE_URL: '' });
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(message);
     expect(result.stderr).not.toMatch(/Usage:/);

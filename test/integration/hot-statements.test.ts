@@ -48,3 +48,10 @@ it.runIf(usingPostgres)('prepares the read by id once per connection, and it sur
     await single.close();
   }
 });
+
+it.runIf(usingPostgres)('counts rate limits on connections whose commits do not wait for the disk, and nothing else', async () => {
+  const counters = await database.counterPool!.query<{ synchronous_commit: string }>('show synchronous_commit');
+  expect(counters.rows[0]!.synchronous_commit).toBe('off');
+  const main = await sql<{ synchronous_commit: string }>`show synchronous_commit`.execute(database.db);
+  expect(main.rows[0]!.synchronous_commit).toBe('on');
+});
