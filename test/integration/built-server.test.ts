@@ -60,6 +60,24 @@ it('creates, replays, reads and lists, with rate-limit fields, as the sources do
   expect(replay.response.headers.get('Idempotent-Replayed')).toBe('true');
   expect(replay.data).toEqual(created.data);
 
+  expect(created.response.headers.get('Content-Type')).toBe('application/json; charset=utf-8');
+
+  // Byte for byte: the replay sends the text the first answer sent.
+  const raw = () =>
+    fetch(`${server!.url}/clients`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', 'Idempotency-Key': rawKey },
+      body: '{"name":"Raw","defaultRate":0.10}',
+    });
+  const rawKey = randomUUID();
+  const [first, again] = [await raw(), await raw()];
+  expect(first.status).toBe(201);
+  expect(again.headers.get('Idempotent-Replayed')).toBe('true');
+  const firstText = await first.text();
+  expect(await again.text()).toBe(firstText);
+  expect(JSON.parse(firstText).data.defaultRate).toBe('0.10');
+  expect(Number(first.headers.get('Content-Length'))).toBe(Buffer.byteLength(firstText));
+
   const id = created.data!.data.id;
   const read = await api.GET('/clients/{id}', { params: { path: { id } } });
   expect(read.response.status).toBe(200);
