@@ -45,7 +45,6 @@ export const CLIENT_COLUMNS = [
 const everyColumn: Exclude<keyof ClientsTable, (typeof CLIENT_COLUMNS)[number]> extends never ? true : never = true;
 void everyColumn;
 
-
 const findById = statement<ClientRow>(
   'client_by_id',
   `select ${CLIENT_COLUMNS.join(', ')} from clients where id = $1 and org_id = $2 and env = $3`,
