@@ -3,6 +3,7 @@
  *   generated/openapi.json   the bundled spec (what the server validates against and serves)
  *   generated/api.ts         openapi-typescript types
  *   generated/operations.ts  one entry per operation: method, paths, scopes, idempotency, statuses
+ *   generated/errors.ts      the status of every error code (scripts/error-statuses.ts)
  *   generated/docs.html      the API reference (Redoc, its scripts inlined: it loads nothing from a CDN)
  *
  * `--check` writes nothing and exits 1 when a committed file differs from what the spec gives,
@@ -13,6 +14,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, mkdirSync
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import openapiTS, { astToString } from 'openapi-typescript';
+import { errorStatusModule } from './error-statuses.js';
 
 const root = resolve(import.meta.dirname, '..');
 const outDir = join(root, 'generated');
@@ -126,6 +128,7 @@ async function render(): Promise<Map<string, string>> {
   });
   files.set('api.ts', `${banner('spec/ by openapi-typescript')}\n${astToString(ast)}`);
   files.set('operations.ts', operationsModule(listOperations(doc)));
+  files.set('errors.ts', errorStatusModule(doc, banner('spec/')));
   return files;
 }
 

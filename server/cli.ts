@@ -11,10 +11,10 @@
  * Uses DATABASE_URL, or the embedded database under DATA_DIR like the server.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { toToken } from './auth/tokens.mapper.js';
-import { listTokensOfOrganisation, revokeToken } from './auth/tokens.queries.js';
-import { mintTokenForOrganisation } from './auth/tokens.service.js';
-import { SCOPES, type Scope } from './auth/token-format.js';
+import { toToken } from './tokens/tokens.mapper.js';
+import { listTokensOfOrganisation, revokeToken } from './tokens/tokens.queries.js';
+import { mintTokenForOrganisation } from './tokens/tokens.service.js';
+import { SCOPES, type Scope } from './tokens/token-format.js';
 import { loadConfig } from './config.js';
 import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { migrateOrThrow } from './db/migrate.js';

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app.js';
-import { mintTokenForOrganisation } from './auth/tokens.service.js';
+import { mintTokenForOrganisation } from './tokens/tokens.service.js';
 import { loadConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { migrateOrThrow } from './db/migrate.js';

@@ -1,6 +1,6 @@
 import type { Env, PlanName } from '../db/schema.js';
-import { forbidden, unauthenticated } from '../http/errors.js';
-import { parseToken, secretMatches } from './token-format.js';
+import { forbidden, unauthenticated } from '../shared/errors.js';
+import { parseToken, secretMatches } from '../tokens/token-format.js';
 import type { TokenLookup } from './token-lookup.js';
 
 /** Who a request acts for: every query is scoped to `orgId` and `env`. */

@@ -7,7 +7,7 @@ import type { Response } from 'express';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Database } from '../db/schema.js';
-import { touchTokenLastUsed } from './tokens.queries.js';
+import { touchTokenLastUsed } from '../tokens/tokens.queries.js';
 
 export const LAST_USED_INTERVAL_MS = 60_000;
 

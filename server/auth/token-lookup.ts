@@ -6,7 +6,7 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
-import { findTokenByPrefix, type TokenForAuth } from './tokens.queries.js';
+import { findTokenByPrefix, type TokenForAuth } from '../tokens/tokens.queries.js';
 
 export interface TokenLookup {
   find(prefix: string): Promise<TokenForAuth | undefined>;

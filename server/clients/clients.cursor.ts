@@ -3,7 +3,7 @@
  * The position keeps `created_at` to the microsecond, as PostgreSQL stores it: a cursor built from
  * a JS Date (milliseconds) would skip or repeat rows created within the same millisecond.
  */
-import { validationFailed } from '../http/errors.js';
+import { validationFailed } from '../shared/errors.js';
 import type { ListPosition } from './clients.queries.js';
 
 export const CURSOR_ERROR = 'is not a cursor this API gave out; pass nextCursor exactly as received';

@@ -1,7 +1,17 @@
-import { sql, type Kysely } from 'kysely';
+/**
+ * The one module that writes `clients`: every statement on the table is here, the hot ones
+ * compiled once at start-up (server/db/prepared.ts).
+ */
+import { type Kysely, type RawBuilder, sql } from 'kysely';
+import { compiler, prepare } from '../db/prepared.js';
 import type { ClientRow, ClientsTable, Database, Env } from '../db/schema.js';
+import {
+  claimAndStore,
+  type KeyedStatementOutcome,
+  type KeyedStatementParams,
+  readKeyedStatement,
+} from '../idempotency/idempotency.queries.js';
 import type { ClientValues } from './clients.mapper.js';
-import { statement } from '../db/statements.js';
 
 export interface Tenant {
   orgId: string;
@@ -45,9 +55,12 @@ export const CLIENT_COLUMNS = [
 const everyColumn: Exclude<keyof ClientsTable, (typeof CLIENT_COLUMNS)[number]> extends never ? true : never = true;
 void everyColumn;
 
-const findById = statement<ClientRow>(
-  'client_by_id',
-  `select ${CLIENT_COLUMNS.join(', ')} from clients where id = $1 and org_id = $2 and env = $3`,
+interface ById extends Tenant {
+  id: string;
+}
+
+const findById = prepare('client_by_id', (p: ById) =>
+  compiler.selectFrom('clients').select(CLIENT_COLUMNS).where('id', '=', p.id).where('org_id', '=', p.orgId).where('env', '=', p.env),
 );
 
 /** `id` must be a UUID (the column's type). `forUpdate` locks the row until the transaction ends. */
@@ -59,7 +72,69 @@ export async function findClientById(
 ): Promise<ClientRow | undefined> {
   if (options.forUpdate) return clientsOf(db, tenant).selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
   // The read of every GET by id: prepared once, nothing built per request.
-  return (await findById(db, [id, tenant.orgId, tenant.env])).rows[0];
+  return (await findById(db, { id, orgId: tenant.orgId, env: tenant.env })).rows[0];
+}
+
+/** A new client row: every column but `deleted_at`, which a new client lacks. */
+export type NewClientRow = Omit<ClientRow, 'deleted_at'>;
+
+/** The columns a create writes; any column not listed gets its default. */
+const INSERTED = CLIENT_COLUMNS.filter((column): column is keyof NewClientRow => column !== 'deleted_at');
+
+/** Each inserted column's type, for the values of an `insert ... select` (which PostgreSQL cannot infer). */
+const COLUMN_TYPE: Record<keyof NewClientRow, string> = {
+  id: 'uuid',
+  org_id: 'uuid',
+  env: 'text',
+  name: 'text',
+  contact_name: 'text',
+  email: 'text',
+  phone: 'text',
+  website: 'text',
+  currency: 'text',
+  notes: 'text',
+  billing_address: 'text',
+  billing_line1: 'text',
+  billing_line2: 'text',
+  billing_city: 'text',
+  billing_region: 'text',
+  billing_postal_code: 'text',
+  billing_country: 'text',
+  tax_number: 'text',
+  default_rate: 'numeric',
+  default_payment_terms: 'text',
+  default_tax_rate: 'numeric',
+  require_po_number: 'boolean',
+  billing_email: 'text',
+  created_at: 'timestamptz',
+  updated_at: 'timestamptz',
+};
+
+const insertOne = prepare('insert_client', (p: NewClientRow) =>
+  compiler.insertInto('clients').values(Object.fromEntries(INSERTED.map((column) => [column, p[column]])) as NewClientRow),
+);
+
+/** The client's insert, run only when `claimed` holds: what idempotency's one statement includes. */
+function insertWhen(p: NewClientRow, claimed: RawBuilder<boolean>) {
+  const values = compiler
+    .selectNoFrom(INSERTED.map((column) => sql`${p[column]}::${sql.raw(COLUMN_TYPE[column])}`.as(column)))
+    .where(claimed);
+  return compiler.insertInto('clients').columns(INSERTED).expression(values).returning(sql<number>`1`.as('one'));
+}
+
+const insertOneWithKey = prepare('insert_client_with_key', (p: NewClientRow & KeyedStatementParams) => claimAndStore(p, (claimed) => insertWhen(p, claimed)));
+
+/** Inserts a client computed in full by the service (its response needs nothing back). */
+export async function insertClient(db: Kysely<Database>, row: NewClientRow): Promise<void> {
+  await insertOne(db, row);
+}
+
+/**
+ * The client, its Idempotency-Key and the stored response, as one statement (one round trip, no
+ * explicit transaction); see claimAndStore.
+ */
+export function insertClientWithKey(db: Kysely<Database>, row: NewClientRow, key: KeyedStatementParams): Promise<KeyedStatementOutcome> {
+  return readKeyedStatement(insertOneWithKey(db, { ...row, ...key }));
 }
 
 /**

@@ -1,14 +1,29 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { ClientRow, Database } from '../db/schema.js';
-import type { DeferredInsert } from '../idempotency/idempotency.queries.js';
-import { isCalendarDate } from '../http/date-time.js';
-import { ApiError, notFound, preconditionFailed, validationFailed } from '../http/errors.js';
-import { ifMatchPasses, strongEtag } from '../http/etag.js';
+import {
+  type KeyedRequest,
+  keyedStatementParams,
+  keyedTransaction,
+  settleKeyedStatement,
+  type WriteResponse,
+} from '../idempotency/idempotency.js';
+import { isCalendarDate } from '../shared/date-time.js';
+import { ApiError, notFound, preconditionFailed, validationFailed } from '../shared/errors.js';
+import { ifMatchPasses, strongEtag } from '../shared/etag.js';
 import { assertFeature, assertRoomForActiveClient, PLANS, type PlanTenant } from '../plans/plans.js';
 import { decodeCursor, encodeCursor } from './clients.cursor.js';
 import { toClient, toColumnValues, type Client, type ClientInput, type ClientList, type ClientListQuery, type ClientPatch } from './clients.mapper.js';
-import { findClientById, listClientRows, setClientDeleted, updateClientRow, type Tenant } from './clients.queries.js';
+import {
+  findClientById,
+  insertClient,
+  insertClientWithKey,
+  listClientRows,
+  type NewClientRow,
+  setClientDeleted,
+  type Tenant,
+  updateClientRow,
+} from './clients.queries.js';
 
 /** A client as answered, with the strong ETag of exactly that answer. */
 export interface ClientState {
@@ -21,25 +36,19 @@ function present(row: ClientRow): ClientState {
   return { client, etag: strongEtag(client) };
 }
 
-/**
- * A new client, computed in full here (id and times included) so that the response needs nothing
- * back from the database and the row goes out as one statement. Only a plan with a limit needs
- * the transaction: to lock the organisation's count and check it before the insert.
- */
-export async function createClient(
-  transaction: () => Promise<Kysely<Database>>,
-  tenant: PlanTenant,
-  input: ClientInput,
-  now: Date,
-): Promise<ClientState & { insert: DeferredInsert }> {
+/** A new client, computed in full (id and times included): its response needs nothing back from the database. */
+export interface NewClient extends ClientState {
+  row: NewClientRow;
+}
+
+/** Checks the plan's features and computes the new client; nothing is written yet. */
+export function newClient(tenant: PlanTenant, input: ClientInput, now: Date): NewClient {
   const values = toColumnValues(input);
   if (values.require_po_number) assertFeature(tenant.plan, 'clients.requirePoNumber');
-  if (PLANS[tenant.plan].maxActiveClients !== null) await assertRoomForActiveClient(await transaction(), tenant);
-  const row: ClientRow = {
+  const row: NewClientRow = {
     id: randomUUID(),
     org_id: tenant.orgId,
     env: tenant.env,
-    name: values.name as string,
     contact_name: null,
     email: null,
     phone: null,
@@ -59,12 +68,36 @@ export async function createClient(
     default_tax_rate: null,
     billing_email: null,
     ...values,
+    name: values.name as string,
     require_po_number: values.require_po_number ?? false,
     created_at: now,
     updated_at: now,
-    deleted_at: null,
-  } as ClientRow;
-  return { ...present(row), insert: { table: 'clients', row } };
+  };
+  return { ...present({ ...row, deleted_at: null }), row };
+}
+
+/**
+ * Writes the new client, with its Idempotency-Key and `response` when there is a key. A plan
+ * without a limit needs no reads: one statement, the key's claim included. A plan with a limit
+ * needs one transaction, to lock the organisation's count and check it before the insert.
+ */
+export async function insertNewClient(
+  db: Kysely<Database>,
+  tenant: PlanTenant,
+  created: NewClient,
+  response: WriteResponse,
+  keyed: KeyedRequest | undefined,
+): Promise<void> {
+  if (PLANS[tenant.plan].maxActiveClients === null) {
+    if (!keyed) return insertClient(db, created.row);
+    const params = keyedStatementParams(keyed, response);
+    return settleKeyedStatement(db, keyed, () => insertClientWithKey(db, created.row, params));
+  }
+  await keyedTransaction(db, keyed, async (trx) => {
+    await assertRoomForActiveClient(trx, tenant);
+    await insertClient(trx, created.row);
+    return response;
+  });
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -106,7 +139,7 @@ export async function updateClient(
 ): Promise<ClientState> {
   const { row, current } = await lockForChange(trx, tenant, id, ifMatch);
   if (row.deleted_at !== null) {
-    throw new ApiError(409, 'client_deleted', 'The client is deleted; restore it before changing it.');
+    throw new ApiError('client_deleted', 'The client is deleted; restore it before changing it.');
   }
   const values = toColumnValues(input);
   if (values.require_po_number) assertFeature(tenant.plan, 'clients.requirePoNumber');

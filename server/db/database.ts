@@ -1,30 +1,12 @@
-import { mkdirSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { Kysely, PostgresDialect } from 'kysely';
-import { PGliteDialect } from 'kysely-pglite-dialect';
-import pg from 'pg';
-import lockfile from 'proper-lockfile';
-import type { Database } from './schema.js';
-import { preparedStatementNames } from './statements.js';
+/**
+ * Opens the database: a PostgreSQL server (server/db/connection.ts) when a URL is given, else the
+ * embedded PGlite (server/db/embedded.ts).
+ */
+import { openPostgres } from './connection.js';
+import { openPglite } from './embedded.js';
+import type { DatabaseHandle } from './handle.js';
 
-type PGliteClient = ConstructorParameters<typeof PGliteDialect>[0];
-
-export interface DatabaseHandle {
-  db: Kysely<Database>;
-  /** `postgres` for a PostgreSQL server, `pglite` for the embedded database. */
-  kind: 'postgres' | 'pglite';
-  /** The connection pool of a PostgreSQL server (absent on PGlite), for stores that need pg itself. */
-  pool?: pg.Pool;
-  /**
-   * Connections for rate-limit counters (PostgreSQL only), whose commits do not wait for the WAL to
-   * reach the disk (`synchronous_commit = off`). Every request of a token updates that token's one
-   * counter row; waiting for a flush on each held the row for the flush, so requests of one token
-   * queued behind each other. A crash can forget the last fraction of a second of counts, never a
-   * client, a token or an Idempotency-Key, which go through `pool`.
-   */
-  counterPool?: pg.Pool;
-  close(): Promise<void>;
-}
+export type { DatabaseHandle } from './handle.js';
 
 export interface DatabaseOptions {
   /** PostgreSQL connection string; when absent, the embedded PGlite is used. */
@@ -34,105 +16,9 @@ export interface DatabaseOptions {
   poolSize?: number;
 }
 
-export class DatabaseInUseError extends Error {
-  constructor(dir: string) {
-    super(
-      `The embedded database in ${dir} is in use by another process (a running server?). ` +
-        'Stop that process first, or set DATABASE_URL to use a PostgreSQL server, which many processes can share.',
-    );
-    this.name = 'DatabaseInUseError';
-  }
-}
-
 export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
   if (options.databaseUrl) return openPostgres(options.databaseUrl, options.poolSize ?? 10);
   return openPglite(options.dataDir ?? './data');
 }
 
-function openPostgres(connectionString: string, max: number): DatabaseHandle {
-  const pool = new pg.Pool({ connectionString, max });
-  // An idle client that loses its connection must not crash the process; the pool replaces it.
-  pool.on('error', () => {});
-  pool.on('connect', prepareHotStatements);
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  const counterPool = new pg.Pool({ connectionString, max: Math.max(2, Math.ceil(max / 2)), options: '-c synchronous_commit=off' });
-  counterPool.on('error', () => {});
-  return {
-    db,
-    kind: 'postgres',
-    pool,
-    counterPool,
-    close: async () => {
-      await db.destroy();
-      await counterPool.end();
-    },
-  };
-}
-
-/**
- * The statements of server/db/statements.ts go out as named prepared statements on this
- * connection: pg parses each once per connection and afterwards only binds and runs it. Any other
- * query goes out as before.
- */
-function prepareHotStatements(client: pg.PoolClient): void {
-  const query = client.query;
-  client.query = function (this: pg.PoolClient, config: unknown, values?: unknown, callback?: unknown) {
-    const name = typeof config === 'string' && Array.isArray(values) ? preparedStatementNames.get(config) : undefined;
-    if (name) return (query as (...args: unknown[]) => unknown).call(this, { name, text: config, values }, callback);
-    return (query as (...args: unknown[]) => unknown).call(this, config, values, callback);
-  } as typeof client.query;
-}
-
-/**
- * PGlite runs in this thread, and the dialect hands its one connection from query to query in
- * promise callbacks: with requests queued for it, query after query ran without the event loop
- * ever reaching its I/O phase, so requests that had arrived waited unread, for over a second at
- * the tail with 32 connections (measured with `npm run bench`). Each query first lets the loop
- * take in what has arrived.
- */
-function yieldingToIo(client: PGliteClient): PGliteClient {
-  return {
-    query: async (...args: Parameters<PGliteClient['query']>) => {
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      return client.query(...args);
-    },
-    close: () => client.close(),
-  } as PGliteClient;
-}
-
-async function openPglite(dataDir: string): Promise<DatabaseHandle> {
-  const { PGlite } = await import('@electric-sql/pglite');
-  // pg_trgm ships with PGlite as a contrib extension; loaded, it backs the `q` search indexes.
-  const { pg_trgm } = await import('@electric-sql/pglite/contrib/pg_trgm');
-  const options = { extensions: { pg_trgm } };
-  if (dataDir.startsWith('memory://')) {
-    const client = await PGlite.create(options);
-    const db = new Kysely<Database>({ dialect: new PGliteDialect(yieldingToIo(client)) });
-    return { db, kind: 'pglite', close: () => db.destroy() };
-  }
-  const dir = resolve(dataDir);
-  mkdirSync(dir, { recursive: true });
-  // PGlite runs inside one process: a second process opening the same files would corrupt them.
-  let release: () => Promise<void>;
-  try {
-    release = await lockfile.lock(dir, { stale: 10_000, update: 2_000, realpath: false });
-  } catch (error) {
-    if ((error as { code?: string }).code === 'ELOCKED') throw new DatabaseInUseError(dataDir);
-    throw error;
-  }
-  try {
-    const client = await PGlite.create(dir, options);
-    const db = new Kysely<Database>({ dialect: new PGliteDialect(yieldingToIo(client)) });
-    return {
-      db,
-      kind: 'pglite',
-      close: async () => {
-        await db.destroy();
-        await release();
-      },
-    };
-  } catch (error) {
-    await release();
-    throw error;
-  }
-}
+export { DatabaseInUseError } from './embedded.js';

@@ -10,7 +10,7 @@ import { authenticate, requireScopes, type AuthContext } from '../auth/auth.js';
 import type { LastUsedRecorder } from '../auth/last-used.js';
 import type { TokenLookup } from '../auth/token-lookup.js';
 import type { RateLimits, RateLimitVerdict } from '../rate-limit/rate-limits.js';
-import { ApiError } from './errors.js';
+import { ApiError } from '../shared/errors.js';
 
 export interface AuthorizeAndLimitDeps {
   tokens: TokenLookup;

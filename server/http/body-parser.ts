@@ -7,7 +7,7 @@
 import express, { type RequestHandler } from 'express';
 import { parse as parseLossless, type LosslessNumber } from 'lossless-json';
 import typeis from 'type-is';
-import { ApiError, validationFailed } from './errors.js';
+import { ApiError, validationFailed } from '../shared/errors.js';
 
 export const BODY_LIMIT_BYTES = 256 * 1024;
 
@@ -41,7 +41,7 @@ export function jsonBody(decimalFields: ReadonlySet<string>, bodyRequired: boole
       return next(bodyRequired ? validationFailed({ body: 'is required: send a JSON object' }) : undefined);
     }
     if (!typeis(req, ['application/json', 'application/*+json'])) {
-      return next(new ApiError(415, 'unsupported_media_type', 'The request body must be application/json.'));
+      return next(new ApiError('unsupported_media_type', 'The request body must be application/json.'));
     }
     readText(req, res, (error?: unknown) => {
       if (error) return next(error);

@@ -4,7 +4,7 @@
  * Anything unexpected is a 500 whose body says nothing of the cause; the log has the detail.
  */
 import type { ErrorRequestHandler } from 'express';
-import { ApiError, validationFailed } from './errors.js';
+import { ApiError, validationFailed } from '../shared/errors.js';
 import type { SpecIndex } from './spec.js';
 
 interface ValidatorIssue {
@@ -62,16 +62,16 @@ export function toApiError(error: unknown, spec: SpecIndex, operationId?: string
   const status = e?.status ?? e?.statusCode;
   if (!status || status >= 500) return undefined;
   if (e.type === 'entity.too.large' || status === 413) {
-    return new ApiError(413, 'payload_too_large', 'The request body must not be larger than 262144 bytes.');
+    return new ApiError('payload_too_large', 'The request body must not be larger than 262144 bytes.');
   }
   if (status === 415 || e.type === 'charset.unsupported' || e.type === 'encoding.unsupported') {
-    return new ApiError(415, 'unsupported_media_type', 'The request body must be application/json in UTF-8.');
+    return new ApiError('unsupported_media_type', 'The request body must be application/json in UTF-8.');
   }
-  if (status === 404) return new ApiError(404, 'not_found', 'No such resource.');
-  if (status === 405) return new ApiError(405, 'method_not_allowed', 'This method is not allowed on this path.');
+  if (status === 404) return new ApiError('not_found', 'No such resource.');
+  if (status === 405) return new ApiError('method_not_allowed', 'This method is not allowed on this path.');
   if (status === 400) {
     // A path segment with broken percent-encoding names no resource: the same 404 as an unknown id.
-    if (e.message?.startsWith('malformed uri')) return new ApiError(404, 'not_found', 'No such resource.');
+    if (e.message?.startsWith('malformed uri')) return new ApiError('not_found', 'No such resource.');
     if (e.errors) return translateValidation(e, spec, operationId);
     return validationFailed({ body: 'could not be read' });
   }
@@ -83,7 +83,7 @@ export function errorHandler(spec: SpecIndex): ErrorRequestHandler {
     let apiError = toApiError(error, spec, req.operation?.operationId);
     if (!apiError) {
       req.log.error({ err: error }, 'request failed');
-      apiError = new ApiError(500, 'internal_error', 'Something went wrong on our side. Quote the request id when you contact support.');
+      apiError = new ApiError('internal_error', 'Something went wrong on our side. Quote the request id when you contact support.');
     }
     if (res.headersSent) return res.end();
     for (const [name, value] of Object.entries(apiError.details.headers ?? {})) res.setHeader(name, value);

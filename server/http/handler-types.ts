@@ -10,7 +10,7 @@ import type { operations } from '../../generated/api.js';
 import type { OperationEntry, OperationId } from '../../generated/operations.js';
 import type { AuthContext } from '../auth/auth.js';
 import type { Database } from '../db/schema.js';
-import type { DeferredInsert } from '../idempotency/idempotency.queries.js';
+import type { KeyedRequest, WriteResponse } from '../idempotency/idempotency.js';
 
 type Op<K extends OperationId> = operations[K];
 type Json<T> = T extends { content: { 'application/json': infer B } } ? B : undefined;
@@ -30,16 +30,15 @@ type MediaTypes<T> = T extends { content: infer C } ? Extract<keyof C, string> :
 /**
  * What a handler answers: one of the operation's documented 2xx statuses, with its JSON body. A
  * read may answer a text already serialised once (a page, a document) in one of that status's
- * media types; a write may also hand back the one row it creates, as data (see
- * server/http/write-unit.ts).
+ * media types. A write serialises its answer once with `ctx.respond` (the same text is sent and
+ * stored with its Idempotency-Key), and may keep another body for replays.
  */
-export type HandlerResult<K extends OperationId> = {
+export type Answer<K extends OperationId> = {
   [S in Extract<keyof Responses<K>, SuccessStatus>]: IsWrite<K> extends true
     ? {
         status: S;
         body: Json<Responses<K>[S]>;
         headers?: Record<string, string>;
-        insert?: DeferredInsert;
         /** What an Idempotency-Key keeps for replays, when it must not be the body (a secret shown once). */
         storedBody?: Json<Responses<K>[S]>;
       }
@@ -48,20 +47,25 @@ export type HandlerResult<K extends OperationId> = {
         | { status: S; text: string; contentType: MediaTypes<Responses<K>[S]>; headers?: Record<string, string> };
 }[Extract<keyof Responses<K>, SuccessStatus>];
 
+/** A write's answer, serialised by `ctx.respond` from an `Answer` of its own operation. */
+export type Serialised<K extends OperationId> = WriteResponse & { readonly operation?: K };
+
+export type HandlerResult<K extends OperationId> = IsWrite<K> extends true ? Serialised<K> : Answer<K>;
+
 export interface HandlerContext<K extends OperationId> {
   body: RequestBody<K>;
   params: PathParams<K>;
   query: QueryParams<K>;
   /** The token's organisation and environment; absent only on operations that need no token. */
   auth: IsAuthenticated<K> extends true ? AuthContext : undefined;
-  /** Reads (GET): the database. Writes get `transaction` instead. */
-  db: IsWrite<K> extends true ? undefined : Kysely<Database>;
+  db: Kysely<Database>;
   /**
-   * Writes: the request's one transaction, begun (and the Idempotency-Key claimed) on the first
-   * call. A handler that needs no reads or locks never calls it, and its insert goes out as one
-   * statement.
+   * Writes: the request's Idempotency-Key, when it has one (plain values). A write passes it to
+   * server/idempotency/idempotency.ts (keyedTransaction) or to its resource's keyed statement.
    */
-  transaction: IsWrite<K> extends true ? () => Promise<Kysely<Database>> : undefined;
+  key: IsWrite<K> extends true ? KeyedRequest | undefined : undefined;
+  /** Writes: the answer serialised once. */
+  respond: (answer: Answer<K>) => Serialised<K>;
   /** The request's time: what timestamps it writes are. */
   now: Date;
   /** Drops what this process has cached of a token (after revoking it, so that it is refused at once). */
@@ -77,10 +81,8 @@ export type Handlers = { [K in OperationId]: Handler<K> };
 /** Any handler, as the router calls it (the router is not typed per operation; the map is). */
 export type AnyHandler = (ctx: HandlerContext<OperationId>) => Promise<{
   status: number;
-  body: unknown;
+  body?: unknown;
   headers?: Record<string, string>;
-  insert?: DeferredInsert;
-  storedBody?: unknown;
   text?: string;
   contentType?: string;
 }>;

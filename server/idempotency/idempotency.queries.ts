@@ -1,6 +1,10 @@
-import { sql, type Kysely } from 'kysely';
+/**
+ * The one module that writes `idempotency_keys`. It offers the pieces a resource's write includes:
+ * claim the key (in a transaction, `claimKey`; or inside the resource's one statement,
+ * `claimAndStore`), and store the response (`saveResponse`).
+ */
+import { type Compilable, type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Database, Env } from '../db/schema.js';
-import { statement } from '../db/statements.js';
 
 export interface KeyScope {
   orgId: string;
@@ -109,103 +113,37 @@ export async function purgeExpiredKeys(db: Kysely<Database>, now: Date, batchSiz
   return Number(result.numAffectedRows ?? 0);
 }
 
-/** A row a handler wants inserted, as data: every column, so the response was computed from it. */
-export interface DeferredInsert {
-  table: 'clients' | 'api_tokens';
-  row: Record<string, unknown>;
+/** What one statement stores with a key (the parameters of `claimAndStore`). */
+export interface KeyedStatementParams {
+  keyOrgId: string;
+  keyEnv: Env;
+  key: string;
+  keyLock: string;
+  keyNow: Date;
+  keyExpiresAt: Date;
+  fingerprint: string;
+  responseStatus: number;
+  responseBody: string;
+  responseHeaders: string;
 }
 
-/** The row as JSON for json_populate_record: PostgreSQL casts each value to its column's type. */
-const rowJson = (insert: DeferredInsert) =>
-  insert.table === 'clients'
-    ? JSON.stringify(insert.row)
-    : JSON.stringify(insert.row, (_key, value: unknown) => (Buffer.isBuffer(value) ? `\\x${value.toString('hex')}` : value));
-
-/** The insert alone, as one statement (its own transaction). */
-export async function insertDeferred(db: Kysely<Database>, insert: DeferredInsert): Promise<void> {
-  await sql`insert into ${sql.table(insert.table)} select * from json_populate_record(null::${sql.table(insert.table)}, ${rowJson(insert)}::json)`.execute(db);
+/** A key and the response to store with it, as the parameters of a keyed statement. */
+export function keyedStatementParams(scope: KeyScope, response: StoredResponse, now: Date, expiresAt: Date): KeyedStatementParams {
+  return {
+    keyOrgId: scope.orgId,
+    keyEnv: scope.env,
+    key: scope.key,
+    keyLock: lockName(scope),
+    keyNow: now,
+    keyExpiresAt: expiresAt,
+    fingerprint: response.fingerprint,
+    responseStatus: response.status,
+    responseBody: response.bodyText,
+    responseHeaders: JSON.stringify(response.headers),
+  };
 }
 
-/**
- * Inside a transaction that already holds the key's lock: the insert and the stored response in
- * one statement. Returns false when a live key row is there already (the caller rolls back).
- */
-export async function insertDeferredAndSave(
-  trx: Kysely<Database>,
-  insert: DeferredInsert,
-  scope: KeyScope,
-  response: StoredResponse,
-  now: Date,
-  expiresAt: Date,
-): Promise<boolean> {
-  const { rows } = await sql<{ saved: number }>`
-    with written as (
-      insert into ${sql.table(insert.table)} select * from json_populate_record(null::${sql.table(insert.table)}, ${rowJson(insert)}::json)
-      returning 1
-    )
-    insert into idempotency_keys (org_id, env, key, fingerprint, response_status, response_body, response_headers, created_at, expires_at)
-    select ${scope.orgId}, ${scope.env}, ${scope.key}, ${response.fingerprint}, ${response.status},
-           ${response.bodyText}::json, ${JSON.stringify(response.headers)}::json, ${now}, ${expiresAt}
-    from written
-    on conflict (org_id, env, key) do update
-      set fingerprint = excluded.fingerprint, response_status = excluded.response_status, response_body = excluded.response_body,
-          response_headers = excluded.response_headers, created_at = excluded.created_at, expires_at = excluded.expires_at
-      where idempotency_keys.expires_at <= ${now}
-    returning 1 as saved
-  `.execute(trx);
-  return rows.length === 1;
-}
-
-export type OneStatementOutcome =
-  | { kind: 'written' }
-  | { kind: 'busy' }
-  | { kind: 'stored'; stored: StoredResponse }
-  /** A key row (live or expired) blocked the insert: nothing was written. */
-  | { kind: 'conflict' };
-
-/**
- * The whole idempotent insert as one statement, so one round trip and no explicit transaction:
- * read what is stored for the key; if nothing, try the key's lock; if it was free, insert the row
- * and the stored response. The key row is inserted without ON CONFLICT on purpose: a row committed
- * by a racing request (or an expired one) fails the statement, which then writes nothing at all.
- */
-export async function insertDeferredWithKey(
-  db: Kysely<Database>,
-  insert: DeferredInsert,
-  scope: KeyScope,
-  response: StoredResponse,
-  now: Date,
-  expiresAt: Date,
-): Promise<OneStatementOutcome> {
-  try {
-    const { rows } = await insertWithKey[insert.table](db, [
-      scope.orgId,
-      scope.env,
-      scope.key,
-      now,
-      lockName(scope),
-      rowJson(insert),
-      response.fingerprint,
-      response.status,
-      response.bodyText,
-      JSON.stringify(response.headers),
-      expiresAt,
-    ]);
-    const row = rows[0]!;
-    if (row.fingerprint !== null) {
-      return { kind: 'stored', stored: { fingerprint: row.fingerprint, status: row.response_status!, bodyText: row.response_body ?? 'null', headers: row.response_headers ?? {} } };
-    }
-    if (row.locked === false) return { kind: 'busy' };
-    return { kind: 'written' };
-  } catch (error) {
-    if ((error as { code?: string }).code === '23505' && (error as { table?: string; constraint?: string }).constraint === 'idempotency_keys_pk') {
-      return { kind: 'conflict' };
-    }
-    throw error;
-  }
-}
-
-interface OneStatementRow {
+export interface KeyedStatementRow {
   locked: boolean | null;
   written: number;
   fingerprint: string | null;
@@ -215,39 +153,57 @@ interface OneStatementRow {
 }
 
 /**
- * The statement of insertDeferredWithKey, one per table, written once (server/db/statements.ts).
- * $1 org, $2 env, $3 key, $4 now, $5 the key's lock name, $6 the row as JSON, $7 fingerprint,
- * $8 status, $9 body, $10 headers, $11 expiry.
+ * The piece a resource's insert statement includes to be idempotent in one round trip, with no
+ * explicit transaction: read what is stored for the key; if nothing, try the key's lock; if it was
+ * free, the resource's insert runs (`write` gets the condition to put in its WHERE and must
+ * return a row per row written) and the response is stored with the key. The key row is inserted
+ * without ON CONFLICT on purpose: a row committed by a racing request (or an expired one) fails the
+ * statement, which then writes nothing at all. Read the row with `readKeyedStatement`.
  */
-const insertWithKeySql = (table: DeferredInsert['table']) => `
+export function claimAndStore(p: KeyedStatementParams, write: (claimed: RawBuilder<boolean>) => Compilable<unknown>): RawBuilder<KeyedStatementRow> {
+  return sql<KeyedStatementRow>`
   with existing as (
     select fingerprint, response_status, response_body::text as response_body, response_headers from idempotency_keys
-    where org_id = $1::uuid and env = $2::text and key = $3::text and expires_at > $4::timestamptz
+    where org_id = ${p.keyOrgId}::uuid and env = ${p.keyEnv}::text and key = ${p.key}::text and expires_at > ${p.keyNow}::timestamptz
   ),
   claim as (
     select case when exists (select 1 from existing) then null
-                else pg_try_advisory_xact_lock(hashtextextended($5::text, 0)) end as locked
+                else pg_try_advisory_xact_lock(hashtextextended(${p.keyLock}::text, 0)) end as locked
   ),
-  written as (
-    insert into ${table}
-    select * from json_populate_record(null::${table}, $6::json)
-    where (select locked from claim)
-    returning 1
-  ),
+  written as (${write(sql<boolean>`(select locked from claim)`)}),
   saved as (
     insert into idempotency_keys (org_id, env, key, fingerprint, response_status, response_body, response_headers, created_at, expires_at)
-    select $1::uuid, $2::text, $3::text, $7::text, $8::integer, $9::json, $10::json, $4::timestamptz, $11::timestamptz
+    select ${p.keyOrgId}::uuid, ${p.keyEnv}::text, ${p.key}::text, ${p.fingerprint}::text, ${p.responseStatus}::integer,
+           ${p.responseBody}::json, ${p.responseHeaders}::json, ${p.keyNow}::timestamptz, ${p.keyExpiresAt}::timestamptz
     from written
     returning 1
   )
   select (select locked from claim) as locked, (select count(*) from saved)::int as written,
          e.fingerprint, e.response_status, e.response_body, e.response_headers
   from (select 1) as one left join existing e on true`;
+}
 
-const insertWithKey = {
-  clients: statement<OneStatementRow>('insert_client_with_key', insertWithKeySql('clients')),
-  api_tokens: statement<OneStatementRow>('insert_token_with_key', insertWithKeySql('api_tokens')),
-};
+export type KeyedStatementOutcome =
+  | { kind: 'written' }
+  | { kind: 'busy' }
+  | { kind: 'stored'; stored: StoredResponse }
+  /** A key row (live or expired) blocked the insert: nothing was written. */
+  | { kind: 'conflict' };
+
+/** What a statement built with `claimAndStore` did. */
+export async function readKeyedStatement(run: Promise<{ rows: KeyedStatementRow[] }>): Promise<KeyedStatementOutcome> {
+  try {
+    const row = (await run).rows[0]!;
+    if (row.fingerprint !== null) {
+      return { kind: 'stored', stored: { fingerprint: row.fingerprint, status: row.response_status!, bodyText: row.response_body ?? 'null', headers: row.response_headers ?? {} } };
+    }
+    if (row.locked === false) return { kind: 'busy' };
+    return { kind: 'written' };
+  } catch (error) {
+    if ((error as { code?: string }).code === '23505' && (error as { constraint?: string }).constraint === 'idempotency_keys_pk') return { kind: 'conflict' };
+    throw error;
+  }
+}
 
 /** Removes the key's row if it has expired (so a new request may take the key). */
 export async function deleteExpiredKey(db: Kysely<Database>, scope: KeyScope, now: Date): Promise<void> {

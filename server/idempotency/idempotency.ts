@@ -1,26 +1,23 @@
 /**
  * Idempotency-Key, as product.md describes it (anchors: Stripe's idempotent requests, the IETF
- * draft, and the Postgres "Stripe-like idempotency keys" design). Every operation that declares
- * the header in the spec gets this from the router; no handler knows about it.
+ * draft, and the Postgres "Stripe-like idempotency keys" design).
  *
- * The orchestration (claim → handler → store, in one transaction or one statement) is in
- * server/http/write-unit.ts; this module has the rules' parts and the purge.
+ * It composes around a resource's write and never calls back up: the router turns the header into
+ * a `KeyedRequest` (plain values); a write either runs in `keyedTransaction` (the key claimed
+ * first, the response stored last, one transaction), or, for a create that needs no reads, its
+ * resource's one statement includes the key (server/idempotency/idempotency.queries.ts,
+ * claimAndStore) and `settleKeyedStatement` reads what it did. Whatever a write throws, the router
+ * hands to `answerAfterFailure`: a replay, a 409, or the refusal stored for the next replay.
  */
 import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { stringify } from 'safe-stable-stringify';
 import type { Database } from '../db/schema.js';
-import { ApiError } from '../http/errors.js';
+import { ApiError } from '../shared/errors.js';
 import * as queries from './idempotency.queries.js';
-import type { KeyScope, StoredResponse } from './idempotency.queries.js';
+import type { KeyedStatementOutcome, KeyedStatementParams, KeyScope, StoredResponse } from './idempotency.queries.js';
 
 export const KEY_LIFETIME_MS = 24 * 60 * 60 * 1000;
-
-export interface IdempotentResponse {
-  status: number;
-  body: unknown;
-  headers: Record<string, string>;
-}
 
 /** A response as it goes out: its body already serialised, once. */
 export interface SentResponse {
@@ -29,10 +26,27 @@ export interface SentResponse {
   headers: Record<string, string>;
 }
 
-/** The queries the mechanism uses; tests replace one to inject a failure inside the transaction. */
-export type IdempotencyStore = Omit<typeof queries, 'purgeExpiredKeys'>;
+/** What a write answers, and (when it differs: a secret shown once) what its key keeps for replays. */
+export interface WriteResponse extends SentResponse {
+  storedText?: string | undefined;
+}
 
-export const defaultStore: IdempotencyStore = queries;
+/** The pieces a keyed transaction uses; tests replace one to inject a failure inside the transaction. */
+export interface IdempotencyStore {
+  claimKey: typeof queries.claimKey;
+  saveResponse: typeof queries.saveResponse;
+}
+
+export const defaultStore: IdempotencyStore = { claimKey: queries.claimKey, saveResponse: queries.saveResponse };
+
+/** A request with an Idempotency-Key: plain values, made by the router. */
+export interface KeyedRequest {
+  scope: KeyScope;
+  fingerprint: string;
+  now: Date;
+  expiresAt: Date;
+  store: IdempotencyStore;
+}
 
 /** The header's value as stored: without structured-field quotes, lower case (UUIDs and ULIDs are case-insensitive). */
 export function normalizeKey(header: string): string {
@@ -44,22 +58,113 @@ export function fingerprintRequest(method: string, path: string, body: unknown):
   return createHash('sha256').update(`${method} ${path}\n${stringify(body ?? null)}`).digest('base64url');
 }
 
-export const inProgress = () =>
-  new ApiError(409, 'idempotency_request_in_progress', 'A request with this Idempotency-Key is still being processed; retry shortly.', {
+export function keyedRequest(scope: KeyScope, fingerprint: string, now: Date, store: IdempotencyStore = defaultStore): KeyedRequest {
+  return { scope, fingerprint, now, expiresAt: new Date(now.getTime() + KEY_LIFETIME_MS), store };
+}
+
+/** Another request holds the key. */
+class KeyBusy extends Error {}
+/** The key has a stored response: the answer is its replay. */
+class KeyStored extends Error {
+  constructor(readonly stored: StoredResponse) {
+    super('stored');
+  }
+}
+/** Another request stored a response for the key while this one ran. */
+class KeyLostRace extends Error {}
+
+const inProgress = () =>
+  new ApiError('idempotency_request_in_progress', 'A request with this Idempotency-Key is still being processed; retry shortly.', {
     headers: { 'Retry-After': '1' },
   });
 
 const reused = () =>
-  new ApiError(
-    422,
-    'idempotency_key_reused',
-    'This Idempotency-Key was used with a different request (method, path or body); use a new key for a new request.',
-  );
+  new ApiError('idempotency_key_reused', 'This Idempotency-Key was used with a different request (method, path or body); use a new key for a new request.');
 
 /** The stored answer, marked as replayed; 422 when the key was used for a different request. */
-export function replay(stored: StoredResponse, fingerprint: string): SentResponse & { replayed: true } {
+function replay(stored: StoredResponse, fingerprint: string): SentResponse {
   if (stored.fingerprint !== fingerprint) throw reused();
-  return { status: stored.status, text: stored.bodyText, headers: { ...stored.headers, 'Idempotent-Replayed': 'true' }, replayed: true };
+  return { status: stored.status, text: stored.bodyText, headers: { ...stored.headers, 'Idempotent-Replayed': 'true' } };
+}
+
+const toStore = (keyed: KeyedRequest, response: WriteResponse): StoredResponse => ({
+  fingerprint: keyed.fingerprint,
+  status: response.status,
+  bodyText: response.storedText ?? response.text,
+  headers: response.headers,
+});
+
+/** The parameters a resource's keyed statement takes (idempotency.queries.ts, claimAndStore). */
+export function keyedStatementParams(keyed: KeyedRequest, response: WriteResponse): KeyedStatementParams {
+  return queries.keyedStatementParams(keyed.scope, toStore(keyed, response), keyed.now, keyed.expiresAt);
+}
+
+/** Inside a transaction, first: takes the key, or throws (another request holds it, or it has an answer). */
+export async function claimKey(trx: Kysely<Database>, keyed: KeyedRequest): Promise<void> {
+  const claim = await keyed.store.claimKey(trx, keyed.scope, keyed.now);
+  if (!claim.locked) throw new KeyBusy();
+  if (claim.stored) throw new KeyStored(claim.stored);
+}
+
+/** Inside the same transaction, last: stores the response with the key. */
+export async function saveResponse(trx: Kysely<Database>, keyed: KeyedRequest, response: WriteResponse): Promise<void> {
+  if (!(await keyed.store.saveResponse(trx, keyed.scope, toStore(keyed, response), keyed.now, keyed.expiresAt))) throw new KeyLostRace();
+}
+
+/**
+ * A write as one transaction: the key claimed first (when there is one), `write`'s work, its
+ * response stored last, COMMIT. Without a key, just the transaction.
+ */
+export async function keyedTransaction(
+  db: Kysely<Database>,
+  keyed: KeyedRequest | undefined,
+  write: (trx: Kysely<Database>) => Promise<WriteResponse>,
+): Promise<WriteResponse> {
+  return db.transaction().execute(async (trx) => {
+    if (keyed) await claimKey(trx, keyed);
+    const response = await write(trx);
+    if (keyed) await saveResponse(trx, keyed, response);
+    return response;
+  });
+}
+
+/**
+ * Runs a resource's keyed one-statement write and reads its outcome: written, or another
+ * request's (409, replay). A key row that blocked the insert is removed if it has expired, and
+ * the statement tried once more.
+ */
+export async function settleKeyedStatement(db: Kysely<Database>, keyed: KeyedRequest, run: () => Promise<KeyedStatementOutcome>): Promise<void> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const outcome = await run();
+    if (outcome.kind === 'written') return;
+    if (outcome.kind === 'busy') throw new KeyBusy();
+    if (outcome.kind === 'stored') throw new KeyStored(outcome.stored);
+    await queries.deleteExpiredKey(db, keyed.scope, keyed.now);
+  }
+  throw new KeyLostRace();
+}
+
+/**
+ * What a keyed write that threw answers: the stored response's replay, 409 while another request
+ * holds the key, or the write's own refusal (402, 404, 409, 412...), stored for replays outside
+ * the rolled-back transaction. A 5xx stores nothing, so a retry runs afresh.
+ */
+export async function answerAfterFailure(db: Kysely<Database>, keyed: KeyedRequest, error: unknown): Promise<SentResponse> {
+  if (error instanceof KeyBusy) throw inProgress();
+  if (error instanceof KeyStored) return replay(error.stored, keyed.fingerprint);
+  if (error instanceof KeyLostRace) {
+    const stored = await queries.findStoredResponse(db, keyed.scope, keyed.now);
+    if (stored) return replay(stored, keyed.fingerprint);
+    throw inProgress();
+  }
+  if (error instanceof ApiError && error.status < 500) {
+    const refusal = { status: error.status, text: JSON.stringify(error.toBody()), headers: error.details.headers ?? {} };
+    if (!(await keyed.store.saveResponse(db, keyed.scope, toStore(keyed, refusal), keyed.now, keyed.expiresAt))) {
+      const stored = await queries.findStoredResponse(db, keyed.scope, keyed.now);
+      if (stored) return replay(stored, keyed.fingerprint);
+    }
+  }
+  throw error;
 }
 
 /**
@@ -81,12 +186,7 @@ export async function purgeExpiredKeys(
 }
 
 /** Purges on a schedule inside the server; the timer never keeps the process alive. */
-export function schedulePurge(
-  db: Kysely<Database>,
-  clock: () => Date,
-  onError: (error: unknown) => void,
-  intervalMs = 10 * 60 * 1000,
-): () => void {
+export function schedulePurge(db: Kysely<Database>, clock: () => Date, onError: (error: unknown) => void, intervalMs = 10 * 60 * 1000): () => void {
   const timer = setInterval(() => {
     purgeExpiredKeys(db, clock(), { batchSize: 1000, maxBatches: 10 }).catch(onError);
   }, intervalMs);

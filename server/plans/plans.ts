@@ -4,7 +4,7 @@
  */
 import { sql, type Kysely } from 'kysely';
 import type { Database, Env, PlanName } from '../db/schema.js';
-import { ApiError } from '../http/errors.js';
+import { ApiError } from '../shared/errors.js';
 
 export type Feature = 'clients.requirePoNumber';
 
@@ -30,7 +30,7 @@ function cheapestPlan(allows: (limits: PlanLimits) => boolean): PlanName {
 export function assertFeature(plan: PlanName, feature: Feature): void {
   if (PLANS[plan].features.has(feature)) return;
   const requiredPlan = cheapestPlan((limits) => limits.features.has(feature));
-  throw new ApiError(402, 'plan_required', `This needs the ${requiredPlan} plan (feature ${feature}); the organisation is on ${plan}.`, {
+  throw new ApiError('plan_required', `This needs the ${requiredPlan} plan (feature ${feature}); the organisation is on ${plan}.`, {
     requiredPlan,
     feature,
   });
@@ -61,9 +61,7 @@ export async function assertRoomForActiveClient(trx: Kysely<Database>, tenant: P
     .executeTakeFirstOrThrow();
   if (Number(n) < max) return;
   const requiredPlan = cheapestPlan((limits) => limits.maxActiveClients === null || limits.maxActiveClients > max);
-  throw new ApiError(
-    402,
-    'plan_limit_reached',
+  throw new ApiError('plan_limit_reached',
     `The ${tenant.plan} plan allows ${max} active clients; upgrade to ${requiredPlan} for more, or delete one.`,
     { requiredPlan, feature: 'clients.max' },
   );

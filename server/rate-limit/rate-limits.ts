@@ -14,7 +14,7 @@ import ipaddr from 'ipaddr.js';
 import type pg from 'pg';
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { AuthContext } from '../auth/auth.js';
-import { ApiError } from '../http/errors.js';
+import { ApiError } from '../shared/errors.js';
 
 export interface RateLimitBudgets {
   /** Requests per window per token. */
@@ -78,7 +78,7 @@ function verdictOf(policy: Policy, outcome: RateLimiterRes, refused: boolean): R
   const retryAfter = Math.max(seconds, 1);
   return {
     headers: { 'RateLimit-Policy': policy.field, RateLimit: `"${policy.name}";r=0;t=${retryAfter}` },
-    refusal: new ApiError(429, 'rate_limited', policy.refusalMessage(retryAfter), { headers: { 'Retry-After': String(retryAfter) } }),
+    refusal: new ApiError('rate_limited', policy.refusalMessage(retryAfter), { headers: { 'Retry-After': String(retryAfter) } }),
   };
 }
 

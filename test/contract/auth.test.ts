@@ -4,7 +4,7 @@ import { createClientsApi } from '../../client/index.js';
 import { readJson } from '../support/json.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { specCheckingFetch } from '../support/spec-check.js';
-import type { MintedToken } from '../../server/auth/tokens.service.js';
+import type { MintedToken } from '../../server/tokens/tokens.service.js';
 
 let server: TestServer;
 let token: MintedToken;

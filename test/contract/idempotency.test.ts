@@ -1,8 +1,8 @@
 /** Idempotency-Key as product.md promises it, through the typed client and raw requests. */
 import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clientHandlers } from '../../server/clients/clients.http.js';
 import { KEY_LIFETIME_MS, purgeExpiredKeys } from '../../server/idempotency/idempotency.js';
 import * as idempotencyQueries from '../../server/idempotency/idempotency.queries.js';
 import { usingPostgres } from '../support/database.js';
@@ -145,58 +145,58 @@ describe('what is stored', () => {
   });
 });
 
+/**
+ * Makes every insert into `table` for this organisation fail, inside the statement that writes it,
+ * as a database that breaks mid-write would; the returned function mends it.
+ */
+async function breakInserts(table: 'clients' | 'idempotency_keys', orgId: string): Promise<() => Promise<void>> {
+  const name = `broken_${table}_${orgId.replaceAll('-', '')}`;
+  await sql.raw(`create function ${name}() returns trigger language plpgsql as $$ begin raise exception 'the ${table} store is down'; end $$`).execute(db());
+  await sql.raw(`create trigger ${name} after insert on ${table} for each row when (new.org_id = '${orgId}') execute function ${name}()`).execute(db());
+  return async () => {
+    await sql.raw(`drop trigger ${name} on ${table}`).execute(db());
+    await sql.raw(`drop function ${name}()`).execute(db());
+  };
+}
+
 describe('failures inside the transaction leave nothing, and a retry with the same key succeeds', () => {
-  it('when the handler fails after inserting the client', async () => {
-    let calls = 0;
-    const flaky = await startTestServer(
-      {
-        clock: () => now,
-        handlers: {
-          createClient: async (ctx) => {
-            const result = await clientHandlers.createClient(ctx);
-            if (++calls === 1) throw new Error('crash after the insert');
-            return result;
-          },
-        },
-      },
-      { database: server.database },
-    );
+  // free: the create is one transaction (the plan's count is checked); studio: one statement.
+  it.each(['free', 'studio'] as const)('when the write fails after inserting the client (%s plan)', async (plan) => {
+    const { api, token } = await server.tenant({ plan });
+    const key = randomUUID();
+    const mend = await breakInserts('clients', token.orgId);
     try {
-      const { api, token } = await flaky.tenant();
-      const key = randomUUID();
       const failed = await api.POST('/clients', { body: { name: 'Flaky' }, headers: { 'Idempotency-Key': key } });
       expect(failed.response.status).toBe(500);
-      expect(await clientCount(token.orgId)).toBe(0);
-      expect(await keyCount(token.orgId)).toBe(0);
-      const retried = await api.POST('/clients', { body: { name: 'Flaky' }, headers: { 'Idempotency-Key': key } });
-      expect(retried.response.status).toBe(201);
-      expect(retried.response.headers.get('Idempotent-Replayed')).toBeNull();
-      expect(await clientCount(token.orgId)).toBe(1);
-      expect(await keyCount(token.orgId)).toBe(1);
+      expect(JSON.stringify(failed.error)).not.toContain('store is down');
     } finally {
-      await flaky.close();
+      await mend();
     }
+    expect(await clientCount(token.orgId)).toBe(0);
+    expect(await keyCount(token.orgId)).toBe(0);
+    const retried = await api.POST('/clients', { body: { name: 'Flaky' }, headers: { 'Idempotency-Key': key } });
+    expect(retried.response.status).toBe(201);
+    expect(retried.response.headers.get('Idempotent-Replayed')).toBeNull();
+    expect(await clientCount(token.orgId)).toBe(1);
+    expect(await keyCount(token.orgId)).toBe(1);
   });
 
-  it.each([
-    ['free', 'insertDeferredAndSave'],
-    ['studio', 'insertDeferredWithKey'],
-  ] as const)('when storing the response fails (%s plan: %s)', async (plan, query) => {
+  it('when storing the response fails (free plan: the transaction\'s last statement)', async () => {
     let saves = 0;
     const flaky = await startTestServer(
       {
         clock: () => now,
         idempotencyStore: {
-          [query]: async (...args: unknown[]) => {
+          saveResponse: async (...args) => {
             if (++saves === 1) throw new Error('the response store is down');
-            return (idempotencyQueries[query] as (...a: unknown[]) => Promise<unknown>)(...args);
+            return idempotencyQueries.saveResponse(...args);
           },
         },
       },
       { database: server.database },
     );
     try {
-      const { api, token } = await flaky.tenant({ plan });
+      const { api, token } = await flaky.tenant({ plan: 'free' });
       const key = randomUUID();
       const failed = await api.POST('/clients', { body: { name: 'Store' }, headers: { 'Idempotency-Key': key } });
       expect(failed.response.status).toBe(500);
@@ -211,6 +211,25 @@ describe('failures inside the transaction leave nothing, and a retry with the sa
     } finally {
       await flaky.close();
     }
+  });
+
+  it('when storing the response fails (studio plan: inside the one statement)', async () => {
+    const { api, token } = await server.tenant({ plan: 'studio' });
+    const key = randomUUID();
+    const mend = await breakInserts('idempotency_keys', token.orgId);
+    try {
+      const failed = await api.POST('/clients', { body: { name: 'Store' }, headers: { 'Idempotency-Key': key } });
+      expect(failed.response.status).toBe(500);
+      expect(JSON.stringify(failed.error)).not.toContain('store is down');
+    } finally {
+      await mend();
+    }
+    expect(await clientCount(token.orgId)).toBe(0);
+    expect(await keyCount(token.orgId)).toBe(0);
+    const retried = await api.POST('/clients', { body: { name: 'Store' }, headers: { 'Idempotency-Key': key } });
+    expect(retried.response.status).toBe(201);
+    expect(await clientCount(token.orgId)).toBe(1);
+    expect(await keyCount(token.orgId)).toBe(1);
   });
 });
 
@@ -312,10 +331,10 @@ describe('a request while the first with its key still runs', () => {
       {
         clock: () => now,
         idempotencyStore: {
-          insertDeferredAndSave: async (...args) => {
+          saveResponse: async (...args) => {
             entered();
             await held;
-            return idempotencyQueries.insertDeferredAndSave(...args);
+            return idempotencyQueries.saveResponse(...args);
           },
         },
       },

@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { operationList, type OperationEntry } from '../../generated/operations.js';
-import { SCOPES } from '../../server/auth/token-format.js';
+import { SCOPES } from '../../server/tokens/token-format.js';
 import { BODY_LIMIT_BYTES } from '../../server/http/body-parser.js';
 import type { Handlers } from '../../server/http/handler-types.js';
 import { usingPostgres } from '../support/database.js';
@@ -180,12 +180,10 @@ describe('409 for an Idempotency-Key whose first request still runs', () => {
   beforeAll(async () => {
     if (usingPostgres) return;
     busy = await startTestServer({
-      idempotencyStore: {
-        claimKey: async () => ({ locked: false, stored: undefined }),
-        insertDeferredWithKey: async () => ({ kind: 'busy' }),
-      },
+      idempotencyStore: { claimKey: async () => ({ locked: false, stored: undefined }) },
     });
-    busyToken = (await busy.tenant({ plan: 'studio' })).token.token;
+    // A plan with a limit: every write, a create included, claims its key in a transaction.
+    busyToken = (await busy.tenant({ plan: 'pro' })).token.token;
   });
   afterAll(() => busy?.close());
 

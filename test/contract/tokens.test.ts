@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClientsApi, type ClientsApi } from '../../client/index.js';
-import type { MintForOrganisation, MintedToken } from '../../server/auth/tokens.service.js';
+import type { MintForOrganisation, MintedToken } from '../../server/tokens/tokens.service.js';
 import { usingPostgres } from '../support/database.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { specCheckingFetch } from '../support/spec-check.js';

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createClientsApi } from '../../client/index.js';
-import { mintTokenForOrganisation } from '../../server/auth/tokens.service.js';
+import { mintTokenForOrganisation } from '../../server/tokens/tokens.service.js';
 import { createTestDatabase, usingPostgres, type TestDatabase } from '../support/database.js';
 import { root, runCli, startServerProcess, type RunningServer } from '../support/processes.js';
 

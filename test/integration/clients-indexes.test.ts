@@ -6,7 +6,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { listClientRowsQuery, type ClientListFilter } from '../../server/clients/clients.queries.js';
-import { mintTokenForOrganisation, type MintedToken } from '../../server/auth/tokens.service.js';
+import { mintTokenForOrganisation, type MintedToken } from '../../server/tokens/tokens.service.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
 let database: TestDatabase;

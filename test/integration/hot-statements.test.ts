@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { findClientById } from '../../server/clients/clients.queries.js';
 import { openDatabase, type DatabaseHandle } from '../../server/db/database.js';
 import { migrateOrThrow } from '../../server/db/migrate.js';
-import { mintTokenForOrganisation } from '../../server/auth/tokens.service.js';
+import { mintTokenForOrganisation } from '../../server/tokens/tokens.service.js';
 import { createTestDatabase, usingPostgres, type TestDatabase } from '../support/database.js';
 
 let database: TestDatabase;

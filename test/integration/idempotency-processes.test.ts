@@ -1,7 +1,7 @@
 /** The promise under real concurrency: two server processes on one PostgreSQL, one key. */
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { mintTokenForOrganisation } from '../../server/auth/tokens.service.js';
+import { mintTokenForOrganisation } from '../../server/tokens/tokens.service.js';
 import { createTestDatabase, usingPostgres, type TestDatabase } from '../support/database.js';
 import { readJson } from '../support/json.js';
 import { startServerProcess, type RunningServer } from '../support/processes.js';

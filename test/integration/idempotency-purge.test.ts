@@ -1,6 +1,6 @@
 /** The server purges expired keys on its own schedule, in bounded batches. */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { mintTokenForOrganisation } from '../../server/auth/tokens.service.js';
+import { mintTokenForOrganisation } from '../../server/tokens/tokens.service.js';
 import { purgeExpiredKeys, schedulePurge } from '../../server/idempotency/idempotency.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 

@@ -3,7 +3,7 @@
  * the database (rate-limiter-flexible's PostgreSQL store), not in either process.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mintTokenForOrganisation, type MintedToken } from '../../server/auth/tokens.service.js';
+import { mintTokenForOrganisation, type MintedToken } from '../../server/tokens/tokens.service.js';
 import { createTestDatabase, usingPostgres, type TestDatabase } from '../support/database.js';
 import { startServerProcess, type RunningServer } from '../support/processes.js';
 

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientHandlers } from '../../server/clients/clients.http.js';
-import { validationFailed } from '../../server/http/errors.js';
+import { validationFailed } from '../../server/shared/errors.js';
 import type { Handlers } from '../../server/http/handler-types.js';
 import { compareCoverage, coverageFails, documentedPairs, formatCoverage } from '../../scripts/contract-coverage.js';
 import { fuzzOperation, type FuzzTarget } from '../support/fuzz.js';
@@ -34,7 +34,10 @@ const createClient: Handlers['createClient'] = async (ctx) => {
     throw validationFailed({ name: 'must not contain tabs or line breaks' });
   }
   const result = await clientHandlers.createClient(ctx);
-  if (mismatch === 'extra field' && 'body' in result) return { ...result, body: { data: { ...result.body.data, internalNote: 'not in the spec' } } } as never;
+  if (mismatch === 'extra field') {
+    const { data } = JSON.parse(result.text) as { data: object };
+    return { ...result, text: JSON.stringify({ data: { ...data, internalNote: 'not in the spec' } }) };
+  }
   if (mismatch === 'undocumented status') return { ...result, status: 200 } as never;
   return result;
 };

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { pino } from 'pino';
 import { createApp, type AppDeps } from '../../server/app.js';
-import { mintTokenForOrganisation, type MintForOrganisation, type MintedToken } from '../../server/auth/tokens.service.js';
+import { mintTokenForOrganisation, type MintForOrganisation, type MintedToken } from '../../server/tokens/tokens.service.js';
 import { createClientsApi, type ClientsApi, type ClientsApiOptions } from '../../client/index.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { PRISM_URL_VARIABLE, startPrismFront } from './prism.js';

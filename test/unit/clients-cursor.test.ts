@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeCursor, encodeCursor } from '../../server/clients/clients.cursor.js';
-import { ApiError } from '../../server/http/errors.js';
+import { ApiError } from '../../server/shared/errors.js';
 
 const position = { createdAt: '2026-03-01T12:00:00.000987Z', id: '497f6eca-6276-4993-bfeb-53cbbbba6f08' };
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ifMatchPasses, strongEtag } from '../../server/http/etag.js';
+import { ifMatchPasses, strongEtag } from '../../server/shared/etag.js';
 
 describe('strongEtag', () => {
   it('is a quoted tag that follows the representation', () => {

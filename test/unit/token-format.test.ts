@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { generateToken, hashSecret, parseToken, secretMatches } from '../../server/auth/token-format.js';
+import { generateToken, hashSecret, parseToken, secretMatches } from '../../server/tokens/token-format.js';
 
 it('mints tokens of the documented shape, base62 only', () => {
   const seen = new Set<string>();

@@ -1,6 +1,12 @@
+/**
+ * The errors the API answers with. Shared by every layer: a service throws one, the HTTP layer
+ * renders it. An error is raised by its code alone; its status comes from generated/errors.ts,
+ * which the spec's error responses give.
+ */
 import type { components } from '../../generated/api.js';
+import { type ErrorCode, errorStatus } from '../../generated/errors.js';
 
-export type ErrorCode = components['schemas']['ErrorCode'];
+export type { ErrorCode } from '../../generated/errors.js';
 export type ErrorBody = components['schemas']['Error'];
 type PlanName = components['schemas']['Plan'];
 
@@ -14,14 +20,16 @@ export interface ApiErrorDetails {
 
 /** An error the API answers with; the error handler renders it in the seed's envelope. */
 export class ApiError extends Error {
+  readonly status: number;
+
   constructor(
-    readonly status: number,
     readonly code: ErrorCode,
     message: string,
     readonly details: ApiErrorDetails = {},
   ) {
     super(message);
     this.name = 'ApiError';
+    this.status = errorStatus[code];
   }
 
   toBody(): ErrorBody {
@@ -42,14 +50,14 @@ export function validationFailed(fields: Record<string, string>): ApiError {
   const names = Object.keys(fields);
   const message =
     names.length === 1 ? `The field ${names[0]} is invalid: ${fields[names[0]!]}.` : `The request has ${names.length} invalid fields.`;
-  return new ApiError(400, 'validation_failed', message, { fields });
+  return new ApiError('validation_failed', message, { fields });
 }
 
-export const unauthenticated = (message: string) => new ApiError(401, 'unauthenticated', message);
+export const unauthenticated = (message: string) => new ApiError('unauthenticated', message);
 
 export const forbidden = (scope: string) =>
-  new ApiError(403, 'forbidden', `This token lacks the scope ${scope}, which this operation needs.`);
+  new ApiError('forbidden', `This token lacks the scope ${scope}, which this operation needs.`);
 
-export const notFound = (message = 'No such resource.') => new ApiError(404, 'not_found', message);
+export const notFound = (message = 'No such resource.') => new ApiError('not_found', message);
 
-export const preconditionFailed = (message: string) => new ApiError(412, 'precondition_failed', message);
+export const preconditionFailed = (message: string) => new ApiError('precondition_failed', message);

@@ -1,10 +1,10 @@
 import type { Kysely } from 'kysely';
 import type { components } from '../../generated/api.js';
 import type { Database, Env, PlanName } from '../db/schema.js';
-import { isCalendarDate } from '../http/date-time.js';
-import { ApiError, notFound, validationFailed } from '../http/errors.js';
+import { isCalendarDate } from '../shared/date-time.js';
+import { ApiError, notFound, validationFailed } from '../shared/errors.js';
 import { upsertOrganisation } from '../orgs/orgs.queries.js';
-import type { AuthContext } from './auth.js';
+import type { AuthContext } from '../auth/auth.js';
 import { generateToken, hashSecret, SCOPES, type Scope } from './token-format.js';
 import { toToken, type Token } from './tokens.mapper.js';
 import { insertToken, listTokens as listTenantTokens, revokeToken as revokeTenantToken, type ListedTokenRow } from './tokens.queries.js';
@@ -62,7 +62,7 @@ export type TokenInput = components['schemas']['TokenCreate'];
 export async function createToken(db: Kysely<Database>, caller: AuthContext, input: TokenInput, now = new Date()): Promise<{ data: Token; token: string }> {
   const lacking = input.scopes.find((scope) => !caller.scopes.includes(scope));
   if (lacking) {
-    throw new ApiError(403, 'forbidden', `This token cannot grant the scope ${lacking}: a token can grant only scopes it holds itself.`);
+    throw new ApiError('forbidden', `This token cannot grant the scope ${lacking}: a token can grant only scopes it holds itself.`);
   }
   if (input.expiresAt && !isCalendarDate(input.expiresAt)) throw validationFailed({ expiresAt: 'must be a date-time of a day that exists' });
   const asked = input.expiresAt ? new Date(input.expiresAt) : null;

@@ -1,0 +1,63 @@
+/**
+ * Hot statements: Kysely queries built and compiled once, at start-up, with typed parameters.
+ *
+ * `prepare(name, build)` calls `build` with a stand-in for each parameter (`params.id`...), compiles
+ * the query once, and remembers which `$n` is which parameter. A request then only supplies the
+ * values: nothing is built or compiled per request. On a PostgreSQL server each statement is also
+ * a named prepared statement, parsed and planned once per connection and afterwards only bound and
+ * run (server/db/connection.ts prepares the texts listed in `preparedStatementNames`).
+ *
+ * Every prepared statement names its columns: a `select *` kept prepared across a migration that
+ * adds a column would fail with "cached plan must not change result type".
+ */
+import {
+  type Compilable,
+  CompiledQuery,
+  DummyDriver,
+  Kysely,
+  PostgresAdapter,
+  PostgresIntrospector,
+  PostgresQueryCompiler,
+  type QueryResult,
+  type RawBuilder,
+} from 'kysely';
+import type { Database } from './schema.js';
+
+/** A Kysely that only compiles (it has no connection): what hot statements are built with. */
+export const compiler = new Kysely<Database>({
+  dialect: {
+    createAdapter: () => new PostgresAdapter(),
+    createDriver: () => new DummyDriver(),
+    createIntrospector: (db) => new PostgresIntrospector(db),
+    createQueryCompiler: () => new PostgresQueryCompiler(),
+  },
+});
+
+/** Statement text → its prepared statement's name. */
+export const preparedStatementNames = new Map<string, string>();
+
+/** The stand-in of one parameter while a statement is built; replaced by its value on each run. */
+class Parameter {
+  constructor(readonly name: string) {}
+}
+
+export type Prepared<Params, Row> = (db: Kysely<Database>, params: Params) => Promise<QueryResult<Row>>;
+
+export function prepare<Params extends object, Row>(name: string, build: (params: Params) => Compilable<Row> | RawBuilder<Row>): Prepared<Params, Row> {
+  if ([...preparedStatementNames.values()].includes(name)) throw new Error(`Two statements are named ${name}`);
+  const stand = new Proxy({}, { get: (_target, key) => new Parameter(String(key)) }) as Params;
+  // A query builder compiles itself; a `sql` template needs the compiler (a Kysely) to do it.
+  const { sql: text, parameters } = (build(stand) as RawBuilder<Row>).compile(compiler);
+  const slots = parameters.map((value) => {
+    if (value instanceof Parameter) return value.name as keyof Params;
+    throw new Error(`Statement ${name} has a value written into it (${String(value)}); pass it as a parameter`);
+  });
+  preparedStatementNames.set(text, name);
+  return (db, params) =>
+    db.executeQuery<Row>(
+      CompiledQuery.raw(
+        text,
+        slots.map((slot) => params[slot]),
+      ),
+    );
+}

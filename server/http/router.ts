@@ -1,0 +1,121 @@
+/**
+ * The router: what every request meets after the shared checks (server/app.ts wires them). It
+ * finds the operation's handler, gives it a `Context`, and writes its answer. A write's
+ * Idempotency-Key becomes plain values here (server/idempotency/idempotency.ts); whatever a keyed
+ * write throws is turned into its replay, a 409, or a stored refusal there too.
+ */
+import type { Request, RequestHandler, Response } from 'express';
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import { operationList } from '../../generated/operations.js';
+import type { AuthContext } from '../auth/auth.js';
+import type { Database } from '../db/schema.js';
+import {
+  answerAfterFailure,
+  fingerprintRequest,
+  type IdempotencyStore,
+  type KeyedRequest,
+  keyedRequest,
+  normalizeKey,
+  type SentResponse,
+  type WriteResponse,
+} from '../idempotency/idempotency.js';
+import type { AnyHandler, Handlers } from './handler-types.js';
+
+export interface RouterDeps {
+  db: Kysely<Database>;
+  handlers: Handlers;
+  /** The time: what a write's timestamps and its key's lifetime are. */
+  clock: () => Date;
+  store: IdempotencyStore;
+  forgetToken: (prefix: string) => void;
+  /** Send writes' answers through res.json, where the validator checks responses (tests). */
+  validateResponses: boolean;
+}
+
+/**
+ * What a handler is given (HandlerContext in server/http/handler-types.ts). A class, so that each
+ * request costs one small object of a stable shape; the logger is made only if a handler logs.
+ */
+class Context {
+  constructor(
+    readonly req: Request,
+    readonly db: Kysely<Database>,
+    readonly key: KeyedRequest | undefined,
+    readonly now: Date,
+    readonly forgetToken: (prefix: string) => void,
+  ) {}
+  get body(): unknown {
+    return this.req.body;
+  }
+  /** The validator matched the path to the operation and decoded its parameters. */
+  get params(): Record<string, string> {
+    return (this.req.openapi?.pathParams ?? {}) as Record<string, string>;
+  }
+  get query(): unknown {
+    return this.req.query;
+  }
+  get auth(): AuthContext | undefined {
+    return this.req.auth;
+  }
+  get log(): Logger {
+    return this.req.log;
+  }
+  /** A write's answer, serialised once: the same text is sent and stored with its key. */
+  respond(answer: { status: number; body: unknown; headers?: Record<string, string>; storedBody?: unknown }): WriteResponse {
+    return {
+      status: answer.status,
+      text: JSON.stringify(answer.body),
+      headers: answer.headers ?? {},
+      storedText: answer.storedBody === undefined ? undefined : JSON.stringify(answer.storedBody),
+    };
+  }
+}
+
+export function createRouter(deps: RouterDeps): RequestHandler {
+  const { db, clock } = deps;
+
+  const send = (res: Response, response: SentResponse) => {
+    for (const [name, value] of Object.entries(response.headers)) res.setHeader(name, value);
+    // The validator checks responses through res.json (in tests): it gets the body back as the
+    // value it was, which serialises to the same text.
+    if (deps.validateResponses) return void res.status(response.status).json(JSON.parse(response.text));
+    // The body as it was serialised once, for the answer and the stored copy alike, straight to
+    // Node: none of res.send's content negotiation applies to a write's JSON answer.
+    res.writeHead(response.status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(response.text) });
+    res.end(response.text);
+  };
+
+  const routes = new Map<string, RequestHandler>();
+  for (const op of operationList) {
+    // One operation at a time: the map is typed per operationId, the loop sees their union.
+    const handler = deps.handlers[op.operationId] as unknown as AnyHandler;
+    if (op.method !== 'get') {
+      routes.set(op.operationId, async (req, res) => {
+        const now = clock();
+        const header = op.idempotencyKey && req.auth ? req.headers['idempotency-key'] : undefined;
+        const key =
+          typeof header === 'string'
+            ? keyedRequest({ orgId: req.auth!.orgId, env: req.auth!.env, key: normalizeKey(header) }, fingerprintRequest(req.method, req.path, req.body), now, deps.store)
+            : undefined;
+        let response: SentResponse;
+        try {
+          response = (await handler(new Context(req, db, key, now, deps.forgetToken) as never)) as SentResponse;
+        } catch (error) {
+          if (!key) throw error;
+          response = await answerAfterFailure(db, key, error);
+        }
+        send(res, response);
+      });
+      continue;
+    }
+    routes.set(op.operationId, async (req, res) => {
+      const result = await handler(new Context(req, db, undefined, clock(), deps.forgetToken) as never);
+      for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
+      // A page or a document already serialised once, at start-up.
+      if (result.text !== undefined) res.status(result.status).type(result.contentType!).send(result.text);
+      else res.status(result.status).json(result.body);
+    });
+  }
+  return (req, res, next) => (req.operation ? routes.get(req.operation.operationId)!(req, res, next) : next());
+}
