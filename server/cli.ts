@@ -14,7 +14,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { toToken } from './tokens/tokens.mapper.js';
 import { listTokensOfOrganisation, revokeToken } from './tokens/tokens.queries.js';
 import { mintTokenForOrganisation } from './tokens/tokens.service.js';
-import { SCOPES, type Scope } from './tokens/token-format.js';
+import { SCOPES, type Scope } from './shared/spec-values.js';
 import { loadConfig } from './config.js';
 import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { migrateOrThrow } from './db/migrate.js';

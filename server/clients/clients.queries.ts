@@ -11,6 +11,7 @@ import {
   type KeyedStatementParams,
   readKeyedStatement,
 } from '../idempotency/idempotency.queries.js';
+import type { DeletedFilter } from '../shared/spec-values.js';
 import type { ClientValues } from './clients.mapper.js';
 
 export interface Tenant {
@@ -189,7 +190,7 @@ export interface ClientListFilter {
   search?: string | undefined;
   /** RFC 3339 text, compared by PostgreSQL (a JS Date would drop the microseconds). */
   updatedSince?: string | undefined;
-  deleted: 'exclude' | 'include' | 'only';
+  deleted: DeletedFilter;
 }
 
 export type ListedClientRow = ClientRow & { position: string };

@@ -11,6 +11,7 @@ import {
 import { isCalendarDate } from '../shared/date-time.js';
 import { ApiError, notFound, preconditionFailed, validationFailed } from '../shared/errors.js';
 import { ifMatchPasses, strongEtag } from '../shared/etag.js';
+import { LIST_DEFAULTS, parameterMessage } from '../shared/spec-values.js';
 import { assertFeature, assertRoomForActiveClient, PLANS, type PlanTenant } from '../plans/plans.js';
 import { decodeCursor, encodeCursor } from './clients.cursor.js';
 import { toClient, toColumnValues, type Client, type ClientInput, type ClientList, type ClientListQuery, type ClientPatch } from './clients.mapper.js';
@@ -162,12 +163,12 @@ export async function restoreClient(trx: Kysely<Database>, tenant: PlanTenant, i
   return present(await setClientDeleted(trx, tenant, id, false));
 }
 
-/** The spec's `x-error-message` of `updatedSince`, for the dates its pattern cannot refuse. */
-const UPDATED_SINCE_ERROR = 'must be an RFC 3339 date-time with a time zone, such as 2026-01-31T09:00:00Z';
+/** The spec's own words for `updatedSince`, for the dates its pattern cannot refuse. */
+const UPDATED_SINCE_ERROR = parameterMessage('listClients', 'updatedSince');
 
 export async function listClients(db: Kysely<Database>, tenant: Tenant, query: ClientListQuery): Promise<ClientList> {
   // The validator fills in the spec's defaults; the fallbacks only satisfy the optional types.
-  const limit = query.limit ?? 25;
+  const limit = query.limit ?? LIST_DEFAULTS.limit;
   if (query.updatedSince !== undefined && !isCalendarDate(query.updatedSince)) throw validationFailed({ updatedSince: UPDATED_SINCE_ERROR });
   const rows = await listClientRows(db, tenant, {
     // One row more than the page tells whether another page follows, without counting.
@@ -175,7 +176,7 @@ export async function listClients(db: Kysely<Database>, tenant: Tenant, query: C
     after: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
     search: query.q?.trim(),
     updatedSince: query.updatedSince,
-    deleted: query.deleted ?? 'exclude',
+    deleted: query.deleted ?? LIST_DEFAULTS.deleted,
   });
   const page = rows.slice(0, limit);
   const last = page[page.length - 1];

@@ -1,8 +1,8 @@
 /** The database's tables as Kysely sees them (snake_case; the wire is camelCase, see the mappers). */
 import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+import type { Env, PlanName } from '../shared/spec-values.js';
 
-export type Env = 'live' | 'test';
-export type PlanName = 'free' | 'pro' | 'studio';
+export type { Env, PlanName } from '../shared/spec-values.js';
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;

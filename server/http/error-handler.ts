@@ -5,6 +5,7 @@
  */
 import type { ErrorRequestHandler } from 'express';
 import { ApiError, validationFailed } from '../shared/errors.js';
+import { BODY_LIMIT_BYTES } from './body-parser.js';
 import type { SpecIndex } from './spec.js';
 
 interface ValidatorIssue {
@@ -62,7 +63,7 @@ export function toApiError(error: unknown, spec: SpecIndex, operationId?: string
   const status = e?.status ?? e?.statusCode;
   if (!status || status >= 500) return undefined;
   if (e.type === 'entity.too.large' || status === 413) {
-    return new ApiError('payload_too_large', 'The request body must not be larger than 262144 bytes.');
+    return new ApiError('payload_too_large', `The request body must not be larger than ${BODY_LIMIT_BYTES} bytes.`);
   }
   if (status === 415 || e.type === 'charset.unsupported' || e.type === 'encoding.unsupported') {
     return new ApiError('unsupported_media_type', 'The request body must be application/json in UTF-8.');

@@ -5,6 +5,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database, Env, PlanName } from '../db/schema.js';
 import { ApiError } from '../shared/errors.js';
+import { PLAN_NAMES } from '../shared/spec-values.js';
 
 export type Feature = 'clients.requirePoNumber';
 
@@ -14,8 +15,8 @@ export interface PlanLimits {
   features: ReadonlySet<Feature>;
 }
 
-/** Cheapest first. */
-export const PLAN_ORDER: readonly PlanName[] = ['free', 'pro', 'studio'];
+/** Cheapest first, as the spec lists them. */
+export const PLAN_ORDER = PLAN_NAMES;
 
 export const PLANS: Readonly<Record<PlanName, PlanLimits>> = {
   free: { maxActiveClients: 3, features: new Set() },

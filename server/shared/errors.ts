@@ -5,10 +5,10 @@
  */
 import type { components } from '../../generated/api.js';
 import { type ErrorCode, errorStatus } from '../../generated/errors.js';
+import type { PlanName } from './spec-values.js';
 
 export type { ErrorCode } from '../../generated/errors.js';
 export type ErrorBody = components['schemas']['Error'];
-type PlanName = components['schemas']['Plan'];
 
 export interface ApiErrorDetails {
   fields?: Record<string, string>;

@@ -8,8 +8,6 @@ import type { Env } from '../db/schema.js';
 const BASE62 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 const TOKEN_SHAPE = /^hsk_(live|test)_([A-Za-z0-9]{12})_([A-Za-z0-9]{32})$/;
 
-export const SCOPES = ['clients:read', 'clients:write', 'tokens:manage'] as const;
-export type Scope = (typeof SCOPES)[number];
 
 export interface ParsedToken {
   env: Env;

@@ -3,7 +3,7 @@ import type { components } from '../../generated/api.js';
 import type { ListedTokenRow } from './tokens.queries.js';
 
 export type Token = components['schemas']['Token'];
-type Scope = components['schemas']['Scope'];
+import type { Scope } from '../shared/spec-values.js';
 
 const iso = (date: Date | null) => (date ? date.toISOString() : null);
 

@@ -5,7 +5,8 @@ import { isCalendarDate } from '../shared/date-time.js';
 import { ApiError, notFound, validationFailed } from '../shared/errors.js';
 import { upsertOrganisation } from '../orgs/orgs.queries.js';
 import type { AuthContext } from '../auth/auth.js';
-import { generateToken, hashSecret, SCOPES, type Scope } from './token-format.js';
+import { SCOPES, type Scope } from '../shared/spec-values.js';
+import { generateToken, hashSecret } from './token-format.js';
 import { toToken, type Token } from './tokens.mapper.js';
 import { insertToken, listTokens as listTenantTokens, revokeToken as revokeTenantToken, type ListedTokenRow } from './tokens.queries.js';
 

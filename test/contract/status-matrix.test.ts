@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { operationList, type OperationEntry } from '../../generated/operations.js';
-import { SCOPES } from '../../server/tokens/token-format.js';
+import { SCOPES } from '../../server/shared/spec-values.js';
 import { BODY_LIMIT_BYTES } from '../../server/http/body-parser.js';
 import type { Handlers } from '../../server/http/handler-types.js';
 import { usingPostgres } from '../support/database.js';
