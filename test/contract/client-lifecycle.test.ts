@@ -375,20 +375,23 @@ describe('DELETE and restore', () => {
     expect(data!.data.deletedAt).toBeNull();
   });
 
+  // The validator reads a trailing slash on a POST as the documented path and refuses the body
+  // (which the path that is not an operation never parsed) with 400; no handler runs.
   it.each([
-    ['GET', '/CLIENTS'],
-    ['GET', '/Clients'],
-    ['GET', '/clients/'],
-    ['POST', '/clients/'],
-    ['GET', '/TOKENS'],
-    ['GET', '/healthz/'],
-  ])('%s %s is not an operation: 404, never reached without its checks', async (method, path) => {
+    ['GET', '/CLIENTS', 404, 'not_found'],
+    ['GET', '/Clients', 404, 'not_found'],
+    ['GET', '/clients/', 404, 'not_found'],
+    ['POST', '/clients/', 400, 'validation_failed'],
+    ['GET', '/TOKENS', 404, 'not_found'],
+    ['GET', '/healthz/', 404, 'not_found'],
+  ])('%s %s is not an operation: %i, never reached without its checks', async (method, path, status, code) => {
     for (const authorization of [undefined, `Bearer ${token}`]) {
       const headers: Record<string, string> = { 'Content-Type': 'application/json' };
       if (authorization) headers.Authorization = authorization;
       const response = await fetch(`${server.serverUrl}${path}`, { method, headers, ...(method === 'POST' && { body: '{"name":"Never made"}' }) });
       // The validator reads a trailing slash as the documented path and may refuse the body first
       // (400); either way no handler runs.
+      console.log('PROBE', method, path, Boolean(authorization), response.status);
       expect(method === 'POST' ? [400, 404] : [404]).toContain(response.status);
       expect(['not_found', 'validation_failed']).toContain((await readJson(response)).error.code);
     }
