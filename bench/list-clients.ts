@@ -15,7 +15,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { createClientsApi } from '../client/index.js';
 import { createApp } from '../server/app.js';
-import { mintTokenForOrganisation } from '../server/auth/tokens.service.js';
+import { mintTokenForOrganisation } from '../server/tokens/tokens.service.js';
 import { encodeCursor } from '../server/clients/clients.cursor.js';
 import { listClientRowsQuery, type ClientListFilter } from '../server/clients/clients.queries.js';
 import { openDatabase } from '../server/db/database.js';

@@ -17,7 +17,7 @@ import autocannon from 'autocannon';
 import { summariseProfiles } from './profile-summary.js';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { mintTokenForOrganisation } from '../server/auth/tokens.service.js';
+import { mintTokenForOrganisation } from '../server/tokens/tokens.service.js';
 import { openDatabase } from '../server/db/database.js';
 import { migrateOrThrow } from '../server/db/migrate.js';
 
