@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { Database } from '../db/schema.js';
 import { touchTokenLastUsed } from '../tokens/tokens.queries.js';
 
-export const LAST_USED_INTERVAL_MS = 60_000;
+const LAST_USED_INTERVAL_MS = 60_000;
 
 /** This process's memory of writes is pruned of stale entries once it holds this many tokens. */
 const PRUNE_AT = 10_000;

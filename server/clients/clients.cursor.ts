@@ -7,7 +7,7 @@ import { validationFailed } from '../shared/errors.js';
 import { parameterMessage } from '../shared/spec-values.js';
 import type { ListPosition } from './clients.queries.js';
 
-export const CURSOR_ERROR = parameterMessage('listClients', 'cursor');
+const CURSOR_ERROR = parameterMessage('listClients', 'cursor');
 
 const POSITION_TIME = /^(?!0000)\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

@@ -1,7 +1,7 @@
 /** The one place where a clients row (snake_case) becomes the API's Client (camelCase) and back. */
 import type { components, operations } from '../../generated/api.js';
-import type { Updateable } from 'kysely';
 import type { ClientRow, ClientsTable } from '../db/schema.js';
+import type { ClientValues } from './clients.queries.js';
 import { formatMoney, formatPercentage } from './decimal.js';
 
 export type Client = components['schemas']['Client'];
@@ -11,7 +11,7 @@ export type ClientList = components['schemas']['ClientList'];
 export type ClientListQuery = NonNullable<operations['listClients']['parameters']['query']>;
 
 /** Wire field → column, for every field a caller may write. */
-export const writableColumns = {
+const writableColumns = {
   name: 'name',
   contactName: 'contact_name',
   email: 'email',
@@ -34,8 +34,10 @@ export const writableColumns = {
   billingEmail: 'billing_email',
 } as const satisfies Record<keyof ClientInput, keyof ClientsTable>;
 
+// Every writable column, and only those, or this fails to compile.
 type WritableColumn = (typeof writableColumns)[keyof typeof writableColumns];
-export type ClientValues = Pick<Updateable<ClientsTable>, WritableColumn>;
+const sameColumns: [WritableColumn, keyof ClientValues] extends [keyof ClientValues, WritableColumn] ? true : never = true;
+void sameColumns;
 
 const UPPER_CASED = new Set<keyof ClientInput>(['currency', 'billingCountry']);
 

@@ -2,7 +2,7 @@
  * The one module that writes `clients`: every statement on the table is here, the hot ones
  * compiled once at start-up (server/db/prepared.ts).
  */
-import { type Kysely, type RawBuilder, sql } from 'kysely';
+import { type Kysely, type RawBuilder, sql, type Updateable } from 'kysely';
 import { compiler, prepare } from '../db/prepared.js';
 import type { ClientRow, ClientsTable, Database, Env } from '../db/schema.js';
 import {
@@ -12,7 +12,6 @@ import {
   readKeyedStatement,
 } from '../idempotency/idempotency.queries.js';
 import type { DeletedFilter } from '../shared/spec-values.js';
-import type { ClientValues } from './clients.mapper.js';
 
 export interface Tenant {
   orgId: string;
@@ -24,7 +23,7 @@ function clientsOf(db: Kysely<Database>, tenant: Tenant) {
 }
 
 /** The columns of `clients`, in table order: what a client row is everywhere. */
-export const CLIENT_COLUMNS = [
+const CLIENT_COLUMNS = [
   'id',
   'org_id',
   'env',
@@ -75,6 +74,9 @@ export async function findClientById(
   // The read of every GET by id: prepared once, nothing built per request.
   return (await findById(db, { id, orgId: tenant.orgId, env: tenant.env })).rows[0];
 }
+
+/** Columns a caller may write (server/clients/clients.mapper.ts maps the wire's fields to them). */
+export type ClientValues = Updateable<Omit<ClientsTable, 'id' | 'org_id' | 'env' | 'created_at' | 'updated_at' | 'deleted_at'>>;
 
 /** A new client row: every column but `deleted_at`, which a new client lacks. */
 export type NewClientRow = Omit<ClientRow, 'deleted_at'>;

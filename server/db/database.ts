@@ -21,4 +21,3 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
   return openPglite(options.dataDir ?? './data');
 }
 
-export { DatabaseInUseError } from './embedded.js';

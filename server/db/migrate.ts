@@ -14,8 +14,8 @@ const migrations: Record<string, Migration> = {
   '2026_11_29_0001_clients_search_steady_inserts': clientsSearchSteadyInserts,
 };
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any database's schema
-export function migrateToLatest(db: Kysely<any>): Promise<MigrationResultSet> {
+// biome-ignore lint/suspicious/noExplicitAny: any database's schema
+function migrateToLatest(db: Kysely<any>): Promise<MigrationResultSet> {
   const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
   return migrator.migrateToLatest();
 }
@@ -25,7 +25,7 @@ export function migrateToLatest(db: Kysely<any>): Promise<MigrationResultSet> {
  * checks (introspecting every table, a lock, a transaction) cost about half a second of every
  * start-up on this machine; they run only when this says no.
  */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any database's schema
+// biome-ignore lint/suspicious/noExplicitAny: any database's schema
 async function upToDate(db: Kysely<any>): Promise<boolean> {
   try {
     const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(db);
@@ -38,7 +38,7 @@ async function upToDate(db: Kysely<any>): Promise<boolean> {
 }
 
 /** Runs the migrations and throws when one fails, naming it. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any database's schema
+// biome-ignore lint/suspicious/noExplicitAny: any database's schema
 export async function migrateOrThrow(db: Kysely<any>): Promise<string[]> {
   if (await upToDate(db)) return [];
   const { error, results } = await migrateToLatest(db);

@@ -1,5 +1,5 @@
 /** The database's tables as Kysely sees them (snake_case; the wire is camelCase, see the mappers). */
-import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+import type { ColumnType, Generated, Selectable } from 'kysely';
 import type { Env, PlanName } from '../shared/spec-values.js';
 
 export type { Env, PlanName } from '../shared/spec-values.js';
@@ -88,6 +88,5 @@ export interface Database {
 }
 
 export type ClientRow = Selectable<ClientsTable>;
-export type NewClientRow = Insertable<ClientsTable>;
 export type ApiTokenRow = Selectable<ApiTokensTable>;
 export type OrganisationRow = Selectable<OrganisationsTable>;

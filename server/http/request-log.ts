@@ -24,7 +24,8 @@ export function requestLog(app: Express, logger: Logger): RequestHandler {
   Object.defineProperty(app.request, 'log', {
     configurable: true,
     get(this: Request & RequestLogState): Logger {
-      return (this.childLogger ??= logger.child({ req: this.logFields ?? { id: this.id, method: this.method, url: this.originalUrl } }));
+      if (!this.childLogger) this.childLogger = logger.child({ req: this.logFields ?? { id: this.id, method: this.method, url: this.originalUrl } });
+      return this.childLogger;
     },
   });
   return (req, res, next) => {

@@ -12,9 +12,15 @@ export function series(handlers: readonly RequestHandler[]): RequestHandler {
     let index = 0;
     const fail = (error: unknown) => done(error ?? new Error('Rejected promise'));
     const next = (error?: unknown): void => {
-      if (error !== undefined && error !== null) return done(error);
+      if (error !== undefined && error !== null) {
+        done(error);
+        return;
+      }
       const handler = handlers[index++];
-      if (!handler) return done();
+      if (!handler) {
+        done();
+        return;
+      }
       try {
         const result: unknown = handler(req, res, next);
         if (result instanceof Promise) result.catch(fail);

@@ -100,14 +100,14 @@ export function keyedStatementParams(keyed: KeyedRequest, response: WriteRespons
 }
 
 /** Inside a transaction, first: takes the key, or throws (another request holds it, or it has an answer). */
-export async function claimKey(trx: Kysely<Database>, keyed: KeyedRequest): Promise<void> {
+async function claimKey(trx: Kysely<Database>, keyed: KeyedRequest): Promise<void> {
   const claim = await keyed.store.claimKey(trx, keyed.scope, keyed.now);
   if (!claim.locked) throw new KeyBusy();
   if (claim.stored) throw new KeyStored(claim.stored);
 }
 
 /** Inside the same transaction, last: stores the response with the key. */
-export async function saveResponse(trx: Kysely<Database>, keyed: KeyedRequest, response: WriteResponse): Promise<void> {
+async function saveResponse(trx: Kysely<Database>, keyed: KeyedRequest, response: WriteResponse): Promise<void> {
   if (!(await keyed.store.saveResponse(trx, keyed.scope, toStore(keyed, response), keyed.now, keyed.expiresAt))) throw new KeyLostRace();
 }
 

@@ -43,7 +43,6 @@ function parameterOf(operationId: string, name: string): ParameterSchema {
 
 /** Every scope a token may hold, in the spec's order. */
 export const SCOPES = enumOf<Scope>('Scope');
-export const ENVS = enumOf<Env>('Env');
 /** Plans, cheapest first (the spec lists them so). */
 export const PLAN_NAMES = enumOf<PlanName>('Plan');
 

@@ -85,8 +85,8 @@ describe('the patch itself', () => {
       // Upstream's lookupRoute compiles inside the per-request closure; upstream's constructor compiles the meta-schema.
       const perRequest = metadata.slice(metadata.indexOf('return (req, res, next) =>'));
       expect(perRequest).toContain('(0, path_to_regexp_1.pathToRegexp)(expressRoute, pathOpts)');
-      const constructor = schemaValidator.slice(schemaValidator.indexOf('constructor('), schemaValidator.indexOf('validate(openapiDoc)'));
-      expect(constructor).toContain('this.validator = ajvInstance.compile(schema)');
+      const constructorText = schemaValidator.slice(schemaValidator.indexOf('constructor('), schemaValidator.indexOf('validate(openapiDoc)'));
+      expect(constructorText).toContain('this.validator = ajvInstance.compile(schema)');
     } finally {
       rmSync(copy, { recursive: true, force: true });
     }

@@ -30,7 +30,7 @@ function gate(): Promise<{ code: number; output: string }> {
 }
 
 const makeEmailRequired = (text: string) => text.replace('required:\n  - name\n', 'required:\n  - name\n  - email\n');
-const bumpVersion = (version: string) => (text: string) => text.replace(/^  version: .*$/m, `  version: ${version}`);
+const bumpVersion = (version: string) => (text: string) => text.replace(/^ {2}version: .*$/m, `  version: ${version}`);
 
 beforeAll(() => {
   repo = mkdtempSync(join(tmpdir(), 'clients-api-gate-'));
@@ -78,7 +78,7 @@ describe('the breaking-change gate', () => {
 
   it('compares with the last release tag when there is one', async () => {
     git('tag', 'v1.0.0');
-    edit('spec/openapi.yaml', (t) => t.replace(/\n  \/healthz:\n    \$ref: paths\/healthz.yaml/, ''));
+    edit('spec/openapi.yaml', (t) => t.replace(/\n {2}\/healthz:\n {4}\$ref: paths\/healthz.yaml/, ''));
     commit('Remove the health check');
     edit('spec/openapi.yaml', (t) => t.replace('title: Clients API', 'title: Clients API (renamed)'));
     commit('Rename');

@@ -60,7 +60,7 @@ export function findOperation(method: string, pathname: string): { template: str
 }
 
 /** The media type of a Content-Type header, without parameters: `application/json`. */
-export const mediaType = (contentType: string | null) => contentType?.split(';')[0]!.trim().toLowerCase() ?? '';
+export const mediaType = (contentType: string | null) => (contentType ? contentType.split(';')[0]!.trim().toLowerCase() : '');
 
 /** What is wrong with this response according to the spec; an empty list when nothing is. */
 export function checkResponse(method: string, pathname: string, status: number, headers: Headers, body: unknown): string[] {
