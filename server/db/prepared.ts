@@ -36,6 +36,9 @@ export const compiler = new Kysely<Database>({
 /** Statement text → its prepared statement's name. */
 export const preparedStatementNames = new Map<string, string>();
 
+/** Each statement's text and which parameter each `$n` is, by name (bench/create-cost.ts runs them in pgbench). */
+export const preparedStatements = new Map<string, { text: string; parameters: string[] }>();
+
 /** The stand-in of one parameter while a statement is built; replaced by its value on each run. */
 class Parameter {
   constructor(readonly name: string) {}
@@ -53,6 +56,7 @@ export function prepare<Params extends object, Row>(name: string, build: (params
     throw new Error(`Statement ${name} has a value written into it (${String(value)}); pass it as a parameter`);
   });
   preparedStatementNames.set(text, name);
+  preparedStatements.set(name, { text, parameters: slots.map(String) });
   return (db, params) =>
     db.executeQuery<Row>(
       CompiledQuery.raw(

@@ -1,0 +1,162 @@
+/**
+ * `npm run bench:create-cost`: what each part of a create costs PostgreSQL, measured with pgbench
+ * on the server's own statements (their text as server/clients/clients.queries.ts compiles it):
+ *   - the client's insert alone, with the four trigram GIN indexes of `q` (name, contactName,
+ *     email, billingEmail), then with 3, 2, 1 and none of them: what each index's entries cost;
+ *   - the one statement of an idempotent create (claim the key, insert, store the response), with
+ *     and without the GIN indexes: what the idempotency row costs.
+ * Each variant runs `BENCH_ROUNDS` times (alternating), `BENCH_SECONDS` each, with pgbench's
+ * prepared protocol (as the server's named statements), `BENCH_CLIENTS` connections; the median
+ * transactions per second is printed, and each variant's cost per create in ms of one connection.
+ * Needs `pgbench` (Debian: postgresql-client). Creates a scratch database on BENCH_ADMIN_URL.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import '../server/clients/clients.queries.js';
+import { openDatabase } from '../server/db/database.js';
+import { migrateOrThrow } from '../server/db/migrate.js';
+import { preparedStatements } from '../server/db/prepared.js';
+import { mintTokenForOrganisation } from '../server/tokens/tokens.service.js';
+
+const adminUrl = process.env.BENCH_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const seconds = Number(process.env.BENCH_SECONDS ?? 8);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const connections = Number(process.env.BENCH_CLIENTS ?? 8);
+const GIN = ['clients_name_trgm_idx', 'clients_contact_name_trgm_idx', 'clients_email_trgm_idx', 'clients_billing_email_trgm_idx'];
+const GIN_COLUMNS: Record<string, string> = {
+  clients_name_trgm_idx: 'name',
+  clients_contact_name_trgm_idx: 'contact_name',
+  clients_email_trgm_idx: 'email',
+  clients_billing_email_trgm_idx: 'billing_email',
+};
+
+/** Each parameter as a pgbench expression: a fresh key and id per transaction, realistic searched text. */
+function valueOf(parameter: string, orgId: string): string {
+  const values: Record<string, string> = {
+    id: 'gen_random_uuid()',
+    org_id: `'${orgId}'`,
+    keyOrgId: `'${orgId}'`,
+    env: `'test'`,
+    keyEnv: `'test'`,
+    name: `'Globex Corporation ' || (:n)::text`,
+    contact_name: `'Hank Scorpio ' || (:n)::text`,
+    email: `'hank' || (:n)::text || '@globex.test'`,
+    billing_email: `'billing' || (:n)::text || '@globex.test'`,
+    require_po_number: 'false',
+    created_at: 'now()',
+    updated_at: 'now()',
+    keyNow: 'now()',
+    keyExpiresAt: `(now() + interval '1 day')`,
+    key: `(:k)::text`,
+    // pgbench reads a colon inside a literal as a variable: chr(58) spells the same lock name.
+    keyLock: `'idempotency' || chr(58) || '${orgId}' || chr(58) || 'test' || chr(58) || (:k)::text`,
+    fingerprint: `md5((:k)::text)`,
+    responseStatus: '201',
+    responseBody: `json_build_object('data', json_build_object('name', 'Globex Corporation'))::text`,
+    responseHeaders: `json_build_object('Location', '/clients/x')::text`,
+  };
+  return `(${values[parameter] ?? 'NULL'})`;
+}
+
+function pgbenchScript(statement: string, orgId: string): string {
+  const { text, parameters } = preparedStatements.get(statement)!;
+  // Highest first, so that $1 does not eat the start of $10.
+  let body = text;
+  for (let i = parameters.length; i >= 1; i--) body = body.replaceAll(`$${i}`, valueOf(parameters[i - 1]!, orgId));
+  return `\\set n random(1, 1000000000)\n\\set k random(1, 9000000000000000)\n${body.replace(/\s+/g, ' ').trim()};\n`;
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+const name = `bench_create_cost_${process.pid}`;
+const admin = new pg.Client({ connectionString: adminUrl });
+await admin.connect();
+await admin.query(`create database ${name}`);
+const url = new URL(adminUrl);
+url.pathname = `/${name}`;
+const dir = mkdtempSync(join(tmpdir(), 'create-cost-'));
+try {
+  const handle = await openDatabase({ databaseUrl: url.toString(), poolSize: 2 });
+  await migrateOrThrow(handle.db);
+  const { orgId } = await mintTokenForOrganisation(handle.db, { orgName: 'Bench', plan: 'studio' });
+  await handle.close();
+  const sql = new pg.Client({ connectionString: url.toString() });
+  sql.on('error', () => {});
+  await sql.connect();
+
+  const scripts = { insert: join(dir, 'insert.sql'), keyed: join(dir, 'keyed.sql') };
+  writeFileSync(scripts.insert, pgbenchScript('insert_client', orgId));
+  writeFileSync(scripts.keyed, pgbenchScript('insert_client_with_key', orgId));
+
+  const indexDefinitions = new Map<string, string>();
+  for (const index of GIN) {
+    const { rows } = await sql.query<{ def: string }>('select pg_get_indexdef($1::regclass) as def', [index]);
+    indexDefinitions.set(index, rows[0]!.def);
+  }
+  /** Keeps exactly the first `count` trigram indexes. */
+  async function keepGin(count: number) {
+    for (const [i, index] of GIN.entries()) {
+      await sql.query(`drop index if exists ${index}`);
+      if (i < count) {
+        await sql.query(indexDefinitions.get(index)!);
+        await sql.query(`alter index ${index} set (fastupdate = off)`);
+      }
+    }
+    await sql.query('truncate clients cascade');
+    await sql.query('truncate idempotency_keys');
+    await sql.query('vacuum analyze clients, idempotency_keys');
+  }
+
+  const variants = [
+    { label: 'insert, 4 GIN indexes', gin: 4, script: scripts.insert },
+    { label: 'insert, 3 GIN (no billing_email)', gin: 3, script: scripts.insert },
+    { label: 'insert, 2 GIN (name, contact_name)', gin: 2, script: scripts.insert },
+    { label: 'insert, 1 GIN (name)', gin: 1, script: scripts.insert },
+    { label: 'insert, no GIN index', gin: 0, script: scripts.insert },
+    { label: 'insert + idempotency key, 4 GIN', gin: 4, script: scripts.keyed },
+    { label: 'insert + idempotency key, no GIN', gin: 0, script: scripts.keyed },
+  ];
+  const tps = new Map<string, number[]>(variants.map((v) => [v.label, []]));
+  for (let round = 0; round < rounds; round++) {
+    for (const variant of variants) {
+      await keepGin(variant.gin);
+      let out: string;
+      try {
+        out = execFileSync(
+          'pgbench',
+          ['-n', '-M', 'prepared', '-c', String(connections), '-j', '2', '-T', String(seconds), '-f', variant.script, url.toString()],
+          { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
+        );
+      } catch (error) {
+        throw new Error(`pgbench failed on ${variant.label}: ${(error as { stderr?: string }).stderr ?? error}`);
+      }
+      const match = /tps = ([\d.]+)/.exec(out);
+      if (!match) throw new Error(`pgbench printed no tps:\n${out}`);
+      tps.get(variant.label)!.push(Number(match[1]));
+      process.stderr.write(`round ${round + 1}: ${variant.label}: ${match[1]} tps\n`);
+    }
+  }
+  await sql.end();
+
+  const base = median(tps.get('insert, no GIN index')!);
+  console.log(`\npgbench, ${connections} connections, ${seconds} s × ${rounds} alternating rounds, -M prepared; medians`);
+  console.log(`GIN indexes: ${GIN.map((i) => GIN_COLUMNS[i]).join(', ')} (fastupdate off, as migrated)\n`);
+  console.log('| variant | tps | ms per create (one connection) | vs the bare insert |');
+  console.log('|---|---:|---:|---:|');
+  for (const { label } of variants) {
+    const value = median(tps.get(label)!);
+    console.log(`| ${label} | ${value.toFixed(0)} | ${((1000 * connections) / value).toFixed(2)} | ${(value / base).toFixed(2)} |`);
+  }
+  const perGin = (median(tps.get('insert, no GIN index')!) - median(tps.get('insert, 4 GIN indexes')!)) / 4;
+  console.log(`\nEach trigram index: about ${perGin.toFixed(0)} tps of ${base.toFixed(0)} (${((100 * perGin) / base).toFixed(1)}%) on average;`);
+  const key4 = median(tps.get('insert + idempotency key, 4 GIN')!);
+  const ins4 = median(tps.get('insert, 4 GIN indexes')!);
+  console.log(`the idempotency row and claim: ${(((ins4 - key4) / ins4) * 100).toFixed(1)}% of the insert's throughput (4 GIN).`);
+} finally {
+  if (!process.env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
+  await admin.query(`drop database if exists ${name} with (force)`);
+  await admin.end();
+}
