@@ -34,7 +34,7 @@ const GIN_COLUMNS: Record<string, string> = {
 };
 
 /** Each parameter as a pgbench expression: a fresh key and id per transaction, realistic searched text. */
-function valueOf(parameter: string, orgId: string): string {
+function expressionOf(parameter: string, orgId: string): string {
   const values: Record<string, string> = {
     id: 'gen_random_uuid()',
     org_id: `'${orgId}'`,
@@ -65,7 +65,7 @@ function pgbenchScript(statement: string, orgId: string): string {
   const { text, parameters } = preparedStatements.get(statement)!;
   // Highest first, so that $1 does not eat the start of $10.
   let body = text;
-  for (let i = parameters.length; i >= 1; i--) body = body.replaceAll(`$${i}`, valueOf(parameters[i - 1]!, orgId));
+  for (let i = parameters.length; i >= 1; i--) body = body.replaceAll(`$${i}`, expressionOf(parameters[i - 1]!, orgId));
   return `\\set n random(1, 1000000000)\n\\set k random(1, 9000000000000000)\n${body.replace(/\s+/g, ' ').trim()};\n`;
 }
 
