@@ -3,7 +3,7 @@
  * request id → operation → auth (401/403) → rate limit (429) → body → validation against the spec
  * (400/413/415) → handler.
  */
-import { get as httpGet, type Server } from 'node:http';
+import { get as httpGet, type Server, type ServerOptions } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type Express, type Request, type RequestHandler } from 'express';
 import type { AuthContext } from './auth/auth.js';
@@ -16,6 +16,7 @@ import { operationList } from '../generated/operations.js';
 import { createLastUsedRecorder } from './auth/last-used.js';
 import { createTokenLookup, type TokenLookup } from './auth/token-lookup.js';
 import type { Database } from './db/schema.js';
+import { createReadiness, type Readiness } from './health/readiness.js';
 import { authorizeAndLimit } from './http/authorize-and-limit.js';
 import { jsonBody } from './http/body-parser.js';
 import { errorHandler } from './http/error-handler.js';
@@ -28,6 +29,7 @@ import { requestLog } from './http/request-log.js';
 import { series } from './http/series.js';
 import { createWriteRunner } from './http/write-unit.js';
 import { handlers as defaultHandlers } from './handlers.js';
+import type { Metrics } from './metrics/metrics.js';
 import { createRateLimits, DEFAULT_RATE_LIMITS, type RateLimitBudgets } from './rate-limit/rate-limits.js';
 
 export interface AppDeps {
@@ -53,13 +55,18 @@ export interface AppDeps {
   tokenLookup?: TokenLookup;
   /** Express's `trust proxy`: which proxies may give the client's address (X-Forwarded-For). */
   trustProxy?: boolean | number | string;
+  /** What `GET /readyz` answers (a new one when absent); server/main.ts drains it on SIGTERM. */
+  readiness?: Readiness;
+  /** Where requests' durations and outcomes are counted (server/metrics/metrics.ts); none when absent. */
+  metrics?: Metrics | undefined;
 }
 
 export interface App {
   app: Express;
   spec: SpecIndex;
   /** The app's HTTP server, not yet listening (server/http/http-server.ts): the way to serve it. */
-  createServer(): Server;
+  createServer(options?: ServerOptions): Server;
+  readiness: Readiness;
   /** Compiles the validator's schemas now rather than on the first request. */
   warmUp(): Promise<void>;
 }
@@ -96,7 +103,8 @@ class Context {
 
 export function createApp(deps: AppDeps): App {
   const spec = indexSpec(loadSpec());
-  const handlers = { ...defaultHandlers, ...deps.handlers } as Handlers;
+  const readiness = deps.readiness ?? createReadiness();
+  const handlers = { ...defaultHandlers, getReadiness: readiness.getReadiness, ...deps.handlers } as Handlers;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -107,7 +115,7 @@ export function createApp(deps: AppDeps): App {
   app.set('query parser', 'simple');
   app.set('trust proxy', deps.trustProxy ?? false);
 
-  const requestLogging = requestLog(app, deps.logger);
+  const requestLogging = requestLog(app, deps.logger, deps.metrics?.observeRequest);
   const locate: RequestHandler = (req, _res, next) => {
     req.operation = spec.match(req.method, req.path);
     next();
@@ -155,7 +163,8 @@ export function createApp(deps: AppDeps): App {
   });
 
   const clock = deps.clock ?? (() => new Date());
-  const runWrite = createWriteRunner({ db: deps.db, clock, store: { ...defaultStore, ...deps.idempotencyStore } });
+  const writeRunner = createWriteRunner({ db: deps.db, clock, store: { ...defaultStore, ...deps.idempotencyStore } });
+  const runWrite = deps.metrics ? deps.metrics.instrumentWrites(writeRunner) : writeRunner;
 
   const routes = new Map<string, RequestHandler>();
   for (const op of operationList) {
@@ -202,7 +211,8 @@ export function createApp(deps: AppDeps): App {
   return {
     app,
     spec,
-    createServer: () => createHttpServer(app),
+    readiness,
+    createServer: (options) => createHttpServer(app, options),
     warmUp: async () => {
       // The validator compiles lazily on its first request: send it one that fails auth-free
       // (node:http rather than fetch, which would load undici for nothing).

@@ -28,13 +28,22 @@ export function migrateToLatest(db: Kysely<any>): Promise<MigrationResultSet> {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any database's schema
 async function upToDate(db: Kysely<any>): Promise<boolean> {
   try {
-    const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(db);
-    const expected = Object.keys(migrations).sort();
-    return rows.length === expected.length && rows.every((row, i) => row.name === expected[i]);
+    return await migrationsAreCurrent(db);
   } catch {
     // No migration table yet (a new database): the migrator creates it.
     return false;
   }
+}
+
+/**
+ * The same check, for readiness (server/health/readiness.ts): throws when the database cannot be
+ * asked (or has no migration table yet).
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any database's schema
+export async function migrationsAreCurrent(db: Kysely<any>): Promise<boolean> {
+  const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(db);
+  const expected = Object.keys(migrations).sort();
+  return rows.length === expected.length && rows.every((row, i) => row.name === expected[i]);
 }
 
 /** Runs the migrations and throws when one fails, naming it. */

@@ -4,6 +4,7 @@
  * Anything unexpected is a 500 whose body says nothing of the cause; the log has the detail.
  */
 import type { ErrorRequestHandler } from 'express';
+import { isDatabaseUnavailable, serviceUnavailable } from '../db/faults.js';
 import { ApiError, validationFailed } from './errors.js';
 import type { SpecIndex } from './spec.js';
 
@@ -58,6 +59,8 @@ function translateValidation(error: HttpLikeError, spec: SpecIndex, operationId:
 
 export function toApiError(error: unknown, spec: SpecIndex, operationId?: string): ApiError | undefined {
   if (error instanceof ApiError) return error;
+  // The database away for a moment (refused, terminated, starting up): 503, never a 500.
+  if (isDatabaseUnavailable(error)) return serviceUnavailable();
   const e = error as HttpLikeError;
   const status = e?.status ?? e?.statusCode;
   if (!status || status >= 500) return undefined;
@@ -81,6 +84,7 @@ export function toApiError(error: unknown, spec: SpecIndex, operationId?: string
 export function errorHandler(spec: SpecIndex): ErrorRequestHandler {
   return (error, req, res, _next) => {
     let apiError = toApiError(error, spec, req.operation?.operationId);
+    if (apiError?.status === 503 && !(error instanceof ApiError)) req.log.warn({ err: error }, 'database unavailable');
     if (!apiError) {
       req.log.error({ err: error }, 'request failed');
       apiError = new ApiError(500, 'internal_error', 'Something went wrong on our side. Quote the request id when you contact support.');

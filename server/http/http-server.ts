@@ -10,12 +10,13 @@
  * app's prototypes from the start, so Express's `setPrototypeOf` finds the prototype already in
  * place and changes nothing. Everything else is Express as it is.
  */
-import http, { IncomingMessage, ServerResponse } from 'node:http';
+import http, { IncomingMessage, ServerResponse, type ServerOptions } from 'node:http';
 import type { Express } from 'express';
 
 type Construct = (this: unknown, ...args: unknown[]) => void;
 
-export function createHttpServer(app: Express): http.Server {
+/** `options`: Node's server options (timeouts, limits); the two classes are this module's. */
+export function createHttpServer(app: Express, options: ServerOptions = {}): http.Server {
   function AppRequest(this: unknown, ...args: unknown[]) {
     (IncomingMessage as unknown as Construct).apply(this, args);
   }
@@ -24,5 +25,5 @@ export function createHttpServer(app: Express): http.Server {
     (ServerResponse as unknown as Construct).apply(this, args);
   }
   AppResponse.prototype = app.response;
-  return http.createServer({ IncomingMessage: AppRequest as never, ServerResponse: AppResponse as never }, app);
+  return http.createServer({ ...options, IncomingMessage: AppRequest as never, ServerResponse: AppResponse as never }, app);
 }
