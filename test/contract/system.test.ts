@@ -1,5 +1,7 @@
-/** The operations that need no token: health, the API reference and the spec itself. */
+/** The operations that need no token: health, readiness, the API reference and the spec itself. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase } from '../../server/db/database.js';
+import { createReadiness } from '../../server/health/readiness.js';
 import bundledSpec from '../../generated/openapi.json' with { type: 'json' };
 import { startTestServer, type TestServer } from '../support/server.js';
 import { specCheckingFetch } from '../support/spec-check.js';
@@ -28,6 +30,13 @@ describe('without a token', () => {
     expect(await response.json()).toEqual({ status: 'ok' });
   });
 
+  it('GET /readyz is 200 ready, without rate-limit fields', async () => {
+    const response = await get(server, '/readyz');
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ status: 'ready' });
+    expect(response.headers.get('RateLimit-Policy')).toBeNull();
+  });
+
   it('GET /openapi.json is the bundled spec', async () => {
     const response = await get(server, '/openapi.json');
     expect(response.status).toBe(200);
@@ -51,5 +60,36 @@ describe('a failure inside the server', () => {
     const response = await get(failing, path);
     expect(response.status).toBe(500);
     expect(((await response.json()) as { error: { code: string } }).error.code).toBe('internal_error');
+  });
+});
+
+describe('readiness', () => {
+  it('is 503 with Retry-After once the instance drains, while liveness stays 200', async () => {
+    const readiness = createReadiness();
+    const draining = await startTestServer({ readiness }, { database: server.database });
+    try {
+      expect((await get(draining, '/readyz')).status).toBe(200);
+      readiness.startDraining();
+      const response = await get(draining, '/readyz');
+      expect(response.status).toBe(503);
+      expect(Number(response.headers.get('Retry-After'))).toBeGreaterThan(0);
+      expect(await response.json()).toMatchObject({ error: { code: 'service_unavailable', message: expect.stringContaining('shutting down') } });
+      expect((await get(draining, '/healthz')).status).toBe(200);
+    } finally {
+      await draining.close();
+    }
+  });
+
+  it('is 503 on a database that has not run the migrations', async () => {
+    const bare = await openDatabase({ dataDir: 'memory://' });
+    const unmigrated = await startTestServer({ db: bare.db, pool: undefined }, { database: server.database });
+    try {
+      const response = await get(unmigrated, '/readyz');
+      expect(response.status).toBe(503);
+      expect(await response.json()).toMatchObject({ error: { code: 'service_unavailable', message: expect.stringContaining('migrat') } });
+    } finally {
+      await unmigrated.close();
+      await bare.close();
+    }
   });
 });
