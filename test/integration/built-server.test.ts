@@ -41,7 +41,7 @@ beforeAll(async () => {
     token = JSON.parse(minted.stdout.trim().split('\n').at(-1)!).token;
   }
   // A second of SHUTDOWN_DELAY, as a load balancer needs: see the last test.
-  server = await startServerProcess({ ...env, RATE_LIMIT: '100000', SHUTDOWN_DELAY: '2', SHUTDOWN_TIMEOUT: '30' }, ['node', 'dist/server/main.js']);
+  server = await startServerProcess({ ...env, RATE_LIMIT: '100000', SHUTDOWN_DELAY: '2', SHUTDOWN_TIMEOUT: '30', METRICS_PORT: '0' }, ['node', 'dist/server/main.js']);
 }, 180_000);
 
 afterAll(async () => {
@@ -97,6 +97,19 @@ it('creates, replays, reads and lists, with rate-limit fields, as the sources do
   const docs = await fetch(`${server!.url}/docs`);
   expect(docs.status).toBe(200);
   expect(await docs.text()).toContain('<html');
+});
+
+it('serves metrics on METRICS_PORT only, with the histogram per operation and the pools', async () => {
+  const port = /"metricsPort":(\d+)/.exec(server!.stdout())?.[1];
+  expect(port).toBeDefined();
+  const scrape = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  expect(scrape).toMatch(/^http_server_request_duration_seconds_count\{operation="createClient",http_request_method="POST",http_response_status_code="201"\} [1-9]/m);
+  expect(scrape).toMatch(/^http_server_request_duration_seconds_count\{operation="getClient",http_request_method="GET",http_response_status_code="200"\} [1-9]/m);
+  if (usingPostgres) expect(scrape).toMatch(/^db_pool_connections\{pool="main"\} [1-9]/m);
+  // Never on the API's port.
+  const api = await fetch(`${server!.url}/metrics`);
+  expect(api.status).toBe(404);
+  expect(await api.text()).not.toContain('http_server_request_duration_seconds');
 });
 
 interface Sent {
