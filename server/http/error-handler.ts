@@ -25,7 +25,9 @@ interface HttpLikeError {
 function translateValidation(error: HttpLikeError, spec: SpecIndex, operationId: string | undefined): ApiError {
   const info = operationId ? spec.operations.get(operationId as never) : undefined;
   const headerNames = new Map([...(info?.messages.keys() ?? [])].map((name) => [name.toLowerCase(), name]));
-  const fields: Record<string, string> = {};
+  // Without a prototype: a body's own `__proto__` key is named like any other unknown field
+  // (on a plain object, assigning it would set the prototype instead of adding a key).
+  const fields = Object.create(null) as Record<string, string>;
   for (const issue of error.errors ?? []) {
     const path = issue.path ?? '';
     const message = issue.message ?? 'is invalid';
@@ -54,7 +56,7 @@ function translateValidation(error: HttpLikeError, spec: SpecIndex, operationId:
     const field = name ? decodeURIComponent(name) : location || 'request';
     fields[field] ??= info?.messages.get(field) ?? message;
   }
-  return validationFailed(Object.keys(fields).length > 0 ? fields : { request: error.message ?? 'is invalid' });
+  return validationFailed(Object.keys(fields).length > 0 ? Object.fromEntries(Object.entries(fields)) : { request: error.message ?? 'is invalid' });
 }
 
 export function toApiError(error: unknown, spec: SpecIndex, operationId?: string): ApiError | undefined {
