@@ -28,22 +28,13 @@ export function migrateToLatest(db: Kysely<any>): Promise<MigrationResultSet> {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any database's schema
 async function upToDate(db: Kysely<any>): Promise<boolean> {
   try {
-    return await migrationsAreCurrent(db);
+    const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(db);
+    const expected = Object.keys(migrations).sort();
+    return rows.length === expected.length && rows.every((row, i) => row.name === expected[i]);
   } catch {
     // No migration table yet (a new database): the migrator creates it.
     return false;
   }
-}
-
-/**
- * The same check, for readiness (server/health/readiness.ts): throws when the database cannot be
- * asked (or has no migration table yet).
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any database's schema
-export async function migrationsAreCurrent(db: Kysely<any>): Promise<boolean> {
-  const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(db);
-  const expected = Object.keys(migrations).sort();
-  return rows.length === expected.length && rows.every((row, i) => row.name === expected[i]);
 }
 
 /** Runs the migrations and throws when one fails, naming it. */
@@ -57,4 +48,18 @@ export async function migrateOrThrow(db: Kysely<any>): Promise<string[]> {
     throw new Error(`migration ${failed?.migrationName ?? ''} failed: ${reason}`.replace('  ', ' '));
   }
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+/**
+ * The migrations this version needs that the database has not run, for readiness
+ * (server/health/readiness.ts). Migrations a newer version ran are no reason to stop serving:
+ * during a rolling deploy they are applied before the old instances are gone, and a migration
+ * keeps what the version before it needs. Throws when the database cannot be asked (or has no
+ * migration table yet).
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any database's schema
+export async function pendingMigrations(db: Kysely<any>): Promise<string[]> {
+  const { rows } = await sql<{ name: string }>`select name from kysely_migration`.execute(db);
+  const applied = new Set(rows.map((row) => row.name));
+  return Object.keys(migrations).filter((name) => !applied.has(name));
 }

@@ -2,12 +2,12 @@
  * Readiness (`GET /readyz`): whether this instance should get traffic. It should not while it
  * drains before stopping (server/lifecycle/shutdown.ts), while its database does not answer, or
  * while the database lacks a migration this version needs (migrations run as their own deploy
- * step: see docs/operations.md). Liveness (`GET /healthz`) asks none of this: a process whose
+ * step: see docs/operations.md); migrations of a newer version do not make it unready. Liveness (`GET /healthz`) asks none of this: a process whose
  * database is away is alive and will serve again without a restart.
  */
 import type { Kysely } from 'kysely';
 import { isDatabaseUnavailable, serviceUnavailable } from '../db/faults.js';
-import { migrationsAreCurrent } from '../db/migrate.js';
+import { pendingMigrations } from '../db/migrate.js';
 import type { Database } from '../db/schema.js';
 
 export interface Readiness {
@@ -29,15 +29,15 @@ export function createReadiness(): Readiness {
     },
     getReadiness: async ({ db }) => {
       if (draining) throw serviceUnavailable('This instance is shutting down.');
-      let current: boolean;
+      let pending: string[];
       try {
-        current = await migrationsAreCurrent(db!);
+        pending = await pendingMigrations(db!);
       } catch (error) {
         // No migration table is a database not yet migrated: not ready either, and not a 500.
         if (isDatabaseUnavailable(error)) throw error;
-        current = false;
+        pending = ['all'];
       }
-      if (!current) throw serviceUnavailable('The database has not run the migrations this version needs (run `npm run migrate`).');
+      if (pending.length > 0) throw serviceUnavailable('The database has not run the migrations this version needs (run `npm run migrate`).');
       return { status: 200, body: { status: 'ready' } };
     },
   };

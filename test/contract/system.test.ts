@@ -80,6 +80,16 @@ describe('readiness', () => {
     }
   });
 
+  it('stays 200 when a newer version has run a migration this one does not know (a rolling deploy)', async () => {
+    const { sql } = await import('kysely');
+    await sql`insert into kysely_migration (name, timestamp) values ('2999_01_01_0001_from_a_newer_version', ${new Date().toISOString()})`.execute(server.database.db);
+    try {
+      expect((await get(server, '/readyz')).status).toBe(200);
+    } finally {
+      await sql`delete from kysely_migration where name = '2999_01_01_0001_from_a_newer_version'`.execute(server.database.db);
+    }
+  });
+
   it('is 503 on a database that has not run the migrations', async () => {
     const bare = await openDatabase({ dataDir: 'memory://' });
     const unmigrated = await startTestServer({ db: bare.db, pool: undefined }, { database: server.database });

@@ -194,7 +194,8 @@ describe.skipIf(!usingPostgres)('the database going away under load (PostgreSQL)
         return response;
       },
     });
-    let typedCall: ReturnType<typeof typed.POST<'/clients'>> | undefined;
+    const createTyped = () => typed.POST('/clients', { body: { name: 'typed-retry' } });
+    let typedCall: ReturnType<typeof createTyped> | undefined;
     try {
       await until(() => load.created.size >= 20, 'the load to get going');
       await proxy.cut();
@@ -207,7 +208,7 @@ describe.skipIf(!usingPostgres)('the database going away under load (PostgreSQL)
       // Nothing is acknowledged while the database is away (a create in flight at the cut may be).
       expect(load.created.size).toBeLessThanOrEqual(createdAtCut + 16);
 
-      typedCall = typed.POST('/clients', { body: { name: 'typed-retry' } });
+      typedCall = createTyped();
       await until(() => typedStatuses.includes(503), "the typed client's first 503");
       await proxy.restore();
       await until(async () => (await readiness()).status === 200, 'readiness once the database is back');

@@ -38,7 +38,7 @@ afterAll(async () => {
   await database?.close();
 });
 
-const post = (body: BodyInit, headers: Record<string, string> = {}) =>
+const post = (body: RequestInit['body'], headers: Record<string, string> = {}) =>
   fetch(`${base}/clients`, { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', ...headers }, body });
 
 /** A request of a well-behaved caller, made while the hostile one is under way. */
