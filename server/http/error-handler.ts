@@ -1,7 +1,8 @@
 /**
  * The one place failures become responses, in the seed's envelope. The validator's errors are
  * translated to `fields` keyed by the request's own names, worded by the spec (`x-error-message`).
- * Anything unexpected is a 500 whose body says nothing of the cause; the log has the detail.
+ * The database being away (refused, terminated, starting up: server/db/faults.ts) is a 503 with
+ * Retry-After. Anything unexpected is a 500 whose body says nothing of the cause; the log has the detail.
  */
 import type { ErrorRequestHandler } from 'express';
 import { isDatabaseUnavailable, serviceUnavailable } from '../db/faults.js';
