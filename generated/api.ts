@@ -208,6 +208,32 @@ export type paths = {
         patch?: never;
         trace?: never;
     };
+    "/readyz": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Check that this instance can serve requests
+         * @description Readiness check, for a load balancer or an orchestrator deciding whether to send this instance
+         *     traffic: 200 when it can serve (its database answers and has run every migration this version
+         *     needs, and the instance is not shutting down), 503 `service_unavailable` with `Retry-After`
+         *     otherwise. Each call asks the database once. `GET /healthz` stays the liveness check (the
+         *     process answers), which does not depend on the database. Needs no token, and is not
+         *     rate-limited: its answers carry no `RateLimit-Policy` or `RateLimit`. It takes no query
+         *     parameters; an unknown one is 400.
+         */
+        get: operations["getReadiness"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/docs": {
         parameters: {
             query?: never;
@@ -277,7 +303,7 @@ export type components = {
          * @description A stable, machine-readable error code.
          * @enum {string}
          */
-        ErrorCode: "validation_failed" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "plan_required" | "plan_limit_reached" | "forbidden" | "not_found" | "method_not_allowed" | "precondition_failed" | "client_deleted" | "idempotency_request_in_progress" | "idempotency_key_reused" | "rate_limited" | "internal_error";
+        ErrorCode: "validation_failed" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "plan_required" | "plan_limit_reached" | "forbidden" | "not_found" | "method_not_allowed" | "precondition_failed" | "client_deleted" | "idempotency_request_in_progress" | "idempotency_key_reused" | "rate_limited" | "internal_error" | "service_unavailable";
         /**
          * @description An organisation's plan.
          * @enum {string}
@@ -286,6 +312,10 @@ export type components = {
         Health: {
             /** @constant */
             status: "ok";
+        };
+        Readiness: {
+            /** @constant */
+            status: "ready";
         };
         /** @description A `RateLimit-Policy` field: `"<policy>";q=<requests>;w=<seconds>`. */
         RateLimitPolicyField: string;
@@ -1005,6 +1035,34 @@ export type components = {
                 "application/json": components["schemas"]["Error"];
             };
         };
+        /**
+         * @description `service_unavailable`: the service cannot serve this request for a moment, because its
+         *     database is unreachable, restarting or shutting down (or, for `GET /readyz`, the instance is
+         *     draining before it stops). Nothing was written: retry after `Retry-After` seconds, with the
+         *     same `Idempotency-Key`; the retry runs afresh.
+         */
+        ServiceUnavailable: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Retry-After": components["headers"]["Retry-After"];
+                /** @description As on every response; absent when the failure came before the request was counted. */
+                "RateLimit-Policy"?: components["schemas"]["RateLimitPolicyField"];
+                /** @description As on every response; absent when the failure came before the request was counted. */
+                RateLimit?: components["schemas"]["RateLimitField"];
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "error": {
+                 *         "code": "service_unavailable",
+                 *         "message": "The service is unavailable for a moment (its database cannot be reached); retry in 2 seconds."
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+            };
+        };
     };
     parameters: {
         /**
@@ -1087,6 +1145,7 @@ export type SchemaError = components['schemas']['Error'];
 export type SchemaErrorCode = components['schemas']['ErrorCode'];
 export type SchemaPlan = components['schemas']['Plan'];
 export type SchemaHealth = components['schemas']['Health'];
+export type SchemaReadiness = components['schemas']['Readiness'];
 export type SchemaRateLimitPolicyField = components['schemas']['RateLimitPolicyField'];
 export type SchemaRateLimitField = components['schemas']['RateLimitField'];
 export type SchemaEnv = components['schemas']['Env'];
@@ -1129,6 +1188,7 @@ export type ResponseTooManyRequests = components['responses']['TooManyRequests']
 export type ResponsePayloadTooLarge = components['responses']['PayloadTooLarge'];
 export type ResponseUnsupportedMediaType = components['responses']['UnsupportedMediaType'];
 export type ResponseInternalError = components['responses']['InternalError'];
+export type ResponseServiceUnavailable = components['responses']['ServiceUnavailable'];
 export type ParameterIdempotencyKey = components['parameters']['IdempotencyKey'];
 export type ParameterClientId = components['parameters']['ClientId'];
 export type ParameterIfMatch = components['parameters']['IfMatch'];
@@ -1234,6 +1294,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     createClient: {
@@ -1295,6 +1356,7 @@ export interface operations {
             422: components["responses"]["IdempotencyKeyReused"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     getClient: {
@@ -1322,6 +1384,7 @@ export interface operations {
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     deleteClient: {
@@ -1361,6 +1424,7 @@ export interface operations {
             412: components["responses"]["PreconditionFailed"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     updateClient: {
@@ -1431,6 +1495,7 @@ export interface operations {
             422: components["responses"]["IdempotencyKeyReused"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     restoreClient: {
@@ -1488,6 +1553,7 @@ export interface operations {
             422: components["responses"]["IdempotencyKeyReused"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     listTokens: {
@@ -1537,6 +1603,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     createToken: {
@@ -1627,6 +1694,7 @@ export interface operations {
             422: components["responses"]["IdempotencyKeyReused"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     revokeToken: {
@@ -1678,6 +1746,7 @@ export interface operations {
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     getHealth: {
@@ -1706,6 +1775,35 @@ export interface operations {
             };
             400: components["responses"]["UnknownQueryParameter"];
             500: components["responses"]["InternalError"];
+        };
+    };
+    getReadiness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description This instance can serve requests. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "ready"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Readiness"];
+                };
+            };
+            400: components["responses"]["UnknownQueryParameter"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     getDocs: {

@@ -16,7 +16,8 @@ export const errorStatus = {
   "idempotency_request_in_progress": 409,
   "idempotency_key_reused": 422,
   "rate_limited": 429,
-  "internal_error": 500
+  "internal_error": 500,
+  "service_unavailable": 503
 } as const;
 
 export type ErrorCode = keyof typeof errorStatus;

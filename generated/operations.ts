@@ -24,7 +24,8 @@ export const operationList = [
       415,
       422,
       429,
-      500
+      500,
+      503
     ]
   },
   {
@@ -48,7 +49,8 @@ export const operationList = [
       415,
       422,
       429,
-      500
+      500,
+      503
     ]
   },
   {
@@ -70,7 +72,8 @@ export const operationList = [
       404,
       412,
       429,
-      500
+      500,
+      503
     ]
   },
   {
@@ -91,7 +94,8 @@ export const operationList = [
       403,
       404,
       429,
-      500
+      500,
+      503
     ]
   },
   {
@@ -140,6 +144,22 @@ export const operationList = [
     ]
   },
   {
+    "operationId": "getReadiness",
+    "method": "get",
+    "path": "/readyz",
+    "expressPath": "/readyz",
+    "authenticated": false,
+    "scopes": [],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      500,
+      503
+    ]
+  },
+  {
     "operationId": "listClients",
     "method": "get",
     "path": "/clients",
@@ -156,7 +176,8 @@ export const operationList = [
       401,
       403,
       429,
-      500
+      500,
+      503
     ]
   },
   {
@@ -176,7 +197,8 @@ export const operationList = [
       401,
       403,
       429,
-      500
+      500,
+      503
     ]
   },
   {
@@ -201,7 +223,8 @@ export const operationList = [
       412,
       422,
       429,
-      500
+      500,
+      503
     ]
   },
   {
@@ -222,7 +245,8 @@ export const operationList = [
       403,
       404,
       429,
-      500
+      500,
+      503
     ]
   },
   {
@@ -249,7 +273,8 @@ export const operationList = [
       415,
       422,
       429,
-      500
+      500,
+      503
     ]
   }
 ] as const;

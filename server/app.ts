@@ -3,7 +3,7 @@
  * request id → operation → auth (401/403) → rate limit (429) → body → validation against the spec
  * (400/413/415) → the router (server/http/router.ts) → handler.
  */
-import type { Server } from 'node:http';
+import type { Server, ServerOptions } from 'node:http';
 import express, { type RequestHandler } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
 import type { Kysely } from 'kysely';
@@ -13,6 +13,7 @@ import { createLastUsedRecorder } from './auth/last-used.js';
 import { createTokenLookup, type TokenLookup } from './auth/token-lookup.js';
 import type { Database } from './db/schema.js';
 import { handlers as defaultHandlers } from './handlers.js';
+import { createReadiness, type Readiness } from './health/readiness.js';
 import { authorizeAndLimit } from './http/authorize-and-limit.js';
 import { bodyRules } from './http/body-rules.js';
 import { errorHandler } from './http/error-handler.js';
@@ -24,6 +25,7 @@ import { series } from './http/series.js';
 import { indexSpec, loadSpec, type SpecIndex } from './http/spec.js';
 import { warmUp } from './http/warm-up.js';
 import { defaultStore, type IdempotencyStore } from './idempotency/idempotency.js';
+import type { Metrics } from './metrics/metrics.js';
 import { createRateLimits, DEFAULT_RATE_LIMITS, type RateLimitBudgets } from './rate-limit/rate-limits.js';
 import { notFound } from './shared/errors.js';
 
@@ -50,19 +52,25 @@ export interface AppDeps {
   tokenLookup?: TokenLookup;
   /** Express's `trust proxy`: which proxies may give the client's address (X-Forwarded-For). */
   trustProxy?: boolean | number | string;
+  /** What `GET /readyz` answers (a new one when absent); server/main.ts drains it on SIGTERM. */
+  readiness?: Readiness;
+  /** Where requests' durations and outcomes are counted (server/metrics/metrics.ts); none when absent. */
+  metrics?: Metrics | undefined;
 }
 
 export interface App {
   spec: SpecIndex;
   /** The app's HTTP server, not yet listening (server/http/http-server.ts): the way to serve it. */
-  createServer(): Server;
+  createServer(options?: ServerOptions): Server;
+  readiness: Readiness;
   /** Compiles the validator's schemas now rather than on the first request. */
   warmUp(): Promise<void>;
 }
 
 export function createApp(deps: AppDeps): App {
   const spec = indexSpec(loadSpec());
-  const handlers = { ...defaultHandlers, ...deps.handlers } as Handlers;
+  const readiness = deps.readiness ?? createReadiness();
+  const handlers = { ...defaultHandlers, getReadiness: readiness.getReadiness, ...deps.handlers } as Handlers;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -73,7 +81,7 @@ export function createApp(deps: AppDeps): App {
   app.set('query parser', 'simple');
   app.set('trust proxy', deps.trustProxy ?? false);
 
-  const requestLogging = requestLog(app, deps.logger);
+  const requestLogging = requestLog(app, deps.logger, deps.metrics?.observeRequest);
   const locate: RequestHandler = (req, _res, next) => {
     req.operation = spec.match(req.method, req.path);
     next();
@@ -107,6 +115,7 @@ export function createApp(deps: AppDeps): App {
     store: { ...defaultStore, ...deps.idempotencyStore },
     forgetToken: tokens.forget,
     validateResponses: deps.validateResponses ?? false,
+    countKeyed: deps.metrics?.countKeyed,
   });
 
   // The whole pipeline of every request, in product.md's order, as one layer (see series.ts).
@@ -118,7 +127,8 @@ export function createApp(deps: AppDeps): App {
 
   return {
     spec,
-    createServer: () => createHttpServer(app),
+    readiness,
+    createServer: (options) => createHttpServer(app, options),
     warmUp: () => warmUp(createHttpServer(app)),
   };
 }

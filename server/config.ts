@@ -14,6 +14,14 @@ export interface Config {
   rateLimits: RateLimitBudgets | false;
   /** Express's `trust proxy`: which proxies may tell the client's address in X-Forwarded-For. */
   trustProxy: boolean | number | string;
+  /** SHUTDOWN_DELAY: after SIGTERM, how long readiness is 503 while everything is still served. */
+  shutdownDelayMs: number;
+  /** SHUTDOWN_TIMEOUT: how long the drain may take before what still runs is cut (exit 1). */
+  shutdownTimeoutMs: number;
+  /** METRICS_PORT: where `GET /metrics` is served, on its own listener; undefined: nowhere. */
+  metricsPort: number | undefined;
+  /** METRICS_HOST: the metrics listener's address (HOST when unset). */
+  metricsHost: string;
 }
 
 function integer(name: string, fallback: number, env: NodeJS.ProcessEnv): number {
@@ -50,5 +58,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     validateResponses: env.VALIDATE_RESPONSES === 'true',
     rateLimits: rateLimits(env),
     trustProxy: trustProxy(env.TRUST_PROXY),
+    shutdownDelayMs: integer('SHUTDOWN_DELAY', 0, env) * 1000,
+    shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT', 10, env) * 1000,
+    metricsPort: env.METRICS_PORT === undefined || env.METRICS_PORT === '' ? undefined : integer('METRICS_PORT', 0, env),
+    metricsHost: env.METRICS_HOST || env.HOST || '127.0.0.1',
   };
 }

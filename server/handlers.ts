@@ -4,7 +4,8 @@ import { tokenHandlers } from './tokens/tokens.http.js';
 import { clientHandlers } from './clients/clients.http.js';
 import { systemHandlers } from './system.http.js';
 
-export const handlers: Handlers = {
+/** All but getReadiness, which is each app's own (server/health/readiness.ts: it knows when that app drains). */
+export const handlers: Omit<Handlers, 'getReadiness'> = {
   ...clientHandlers,
   ...tokenHandlers,
   ...systemHandlers,

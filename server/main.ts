@@ -1,4 +1,7 @@
-/** `npm start`: migrate, listen, and on a brand-new embedded database print a demo token. */
+/**
+ * `npm start`: migrate, listen, and on a brand-new embedded database print a demo token. Serves
+ * metrics on METRICS_PORT when set, and drains on SIGTERM or SIGINT (server/lifecycle/shutdown.ts).
+ */
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app.js';
@@ -6,17 +9,29 @@ import { mintTokenForOrganisation } from './tokens/tokens.service.js';
 import { loadConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { migrateOrThrow } from './db/migrate.js';
+import { createReadiness } from './health/readiness.js';
 import { schedulePurge } from './idempotency/idempotency.js';
+import { createShutdown } from './lifecycle/shutdown.js';
 import { createLogger } from './logger.js';
+import { createMetrics, startMetricsServer } from './metrics/metrics.js';
 import { countOrganisations } from './orgs/orgs.queries.js';
 
 const config = loadConfig();
 const logger = createLogger(config.logLevel);
 
-const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }).catch((error: Error) => {
+const database = await openDatabase({
+  databaseUrl: config.databaseUrl,
+  dataDir: config.dataDir,
+  // A connection lost while idle or between statements: the pool drops it; the process goes on.
+  onConnectionError: (error) => logger.warn({ err: error }, 'database connection lost'),
+}).catch((error: Error) => {
   console.error(error.message);
   process.exit(1);
 });
+const metrics = config.metricsPort === undefined ? undefined : createMetrics();
+if (metrics && database.pool) metrics.watchPool('main', database.pool);
+if (metrics && database.counterPool) metrics.watchPool('counters', database.counterPool);
+const readiness = createReadiness();
 const { createServer, warmUp } = createApp({
   db: database.db,
   pool: database.counterPool,
@@ -24,6 +39,8 @@ const { createServer, warmUp } = createApp({
   validateResponses: config.validateResponses,
   rateLimits: config.rateLimits,
   trustProxy: config.trustProxy,
+  readiness,
+  metrics,
 });
 /** Migrations, and on a brand-new embedded database a demo organisation with a token. */
 async function prepareDatabase() {
@@ -35,11 +52,13 @@ async function prepareDatabase() {
 // The validator compiles the spec while the database is being readied: neither waits for the other.
 const [demo] = await Promise.all([prepareDatabase(), warmUp()]);
 const stopPurge = schedulePurge(database.db, () => new Date(), (error) => logger.error({ err: error }, 'idempotency purge failed'));
+const metricsServer = metrics && config.metricsPort !== undefined ? await startMetricsServer(metrics, config.metricsPort, config.metricsHost) : undefined;
 const server = createServer().listen(config.port, config.host, () => {
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  const metricsAddress = metricsServer?.address() as AddressInfo | undefined;
   logger.info(
-    { url, database: database.kind, startupMs: Math.round(performance.now()) /* since the process started, module loading included */ },
+    { url, database: database.kind, ...(metricsAddress && { metricsPort: metricsAddress.port }), startupMs: Math.round(performance.now()) /* since the process started, module loading included */ },
     'listening',
   );
   if (demo) {
@@ -60,20 +79,25 @@ Create a client:
   }
 });
 
-let stopping = false;
-const stop = (signal: string) => {
-  if (stopping) return;
-  stopping = true;
-  logger.info({ signal }, 'stopping');
-  stopPurge();
-  server.close(() => {
-    void database.close().then(() => {
-      logger.flushNow();
-      process.exit(0);
-    });
-  });
-  server.closeIdleConnections();
-  setTimeout(() => process.exit(1), 10_000).unref();
-};
-process.on('SIGINT', () => stop('SIGINT'));
-process.on('SIGTERM', () => stop('SIGTERM'));
+const stop = createShutdown({
+  server,
+  readiness,
+  logger,
+  delayMs: config.shutdownDelayMs,
+  timeoutMs: config.shutdownTimeoutMs,
+  cleanup: async () => {
+    stopPurge();
+    if (metricsServer) {
+      const closed = new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+      metricsServer.closeAllConnections(); // a scraper's keep-alive connection would hold it open
+      await closed;
+    }
+    await database.close();
+  },
+  exit: (code) => {
+    logger.flushNow();
+    process.exit(code);
+  },
+});
+process.on('SIGINT', () => void stop('SIGINT'));
+process.on('SIGTERM', () => void stop('SIGTERM'));

@@ -5,14 +5,14 @@ import type { DatabaseHandle } from './handle.js';
 import { preparedStatementNames } from './prepared.js';
 import type { Database } from './schema.js';
 
-export function openPostgres(connectionString: string, max: number): DatabaseHandle {
-  const pool = new pg.Pool({ connectionString, max });
-  // An idle client that loses its connection must not crash the process; the pool replaces it.
-  pool.on('error', () => {});
+export function openPostgres(connectionString: string, max: number, onConnectionError: (error: Error) => void = () => {}): DatabaseHandle {
+  const pool = guardConnections(new pg.Pool({ connectionString, max, connectionTimeoutMillis: CONNECT_TIMEOUT_MS }), onConnectionError);
   pool.on('connect', prepareHotStatements);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  const counterPool = new pg.Pool({ connectionString, max: Math.max(2, Math.ceil(max / 2)), options: '-c synchronous_commit=off' });
-  counterPool.on('error', () => {});
+  const counterPool = guardConnections(
+    new pg.Pool({ connectionString, max: Math.max(2, Math.ceil(max / 2)), options: '-c synchronous_commit=off', connectionTimeoutMillis: CONNECT_TIMEOUT_MS }),
+    onConnectionError,
+  );
   return {
     db,
     kind: 'postgres',
@@ -23,6 +23,27 @@ export function openPostgres(connectionString: string, max: number): DatabaseHan
       await counterPool.end();
     },
   };
+}
+
+/**
+ * How long a request waits for a connection (a new one, or one of a full pool) before it is
+ * answered 503: without a bound, a database that does not answer at all would hold every request.
+ */
+export const CONNECT_TIMEOUT_MS = 5_000;
+
+/**
+ * No database event can crash the process. pg-pool listens for a connection's 'error' only while
+ * it is idle in the pool and removes that listener while the connection is checked out (Kysely
+ * holds one per query or transaction), so an error arriving between two statements, such as
+ * 57P01 when PostgreSQL restarts or an administrator ends the backend, was an unhandled 'error'
+ * event. Every connection gets its own listener for its whole life; the query that was running
+ * fails on its own (and its request is answered 503), and pg-pool drops the dead connection when
+ * it is released, since it is no longer queryable.
+ */
+export function guardConnections(pool: pg.Pool, onConnectionError: (error: Error) => void): pg.Pool {
+  pool.on('error', onConnectionError);
+  pool.on('connect', (client) => client.on('error', onConnectionError));
+  return pool;
 }
 
 /**

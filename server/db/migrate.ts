@@ -49,3 +49,17 @@ export async function migrateOrThrow(db: Kysely<any>): Promise<string[]> {
   }
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }
+
+/**
+ * The migrations this version needs that the database has not run, for readiness
+ * (server/health/readiness.ts). Migrations a newer version ran are no reason to stop serving:
+ * during a rolling deploy they are applied before the old instances are gone, and a migration
+ * keeps what the version before it needs. Throws when the database cannot be asked (or has no
+ * migration table yet).
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any database's schema
+export async function pendingMigrations(db: Kysely<any>): Promise<string[]> {
+  const { rows } = await sql<{ name: string }>`select name from kysely_migration`.execute(db);
+  const applied = new Set(rows.map((row) => row.name));
+  return Object.keys(migrations).filter((name) => !applied.has(name));
+}

@@ -4,6 +4,7 @@
  * tenth and 20 digits are 20 digits, never a binary float. Such numbers then meet the same pattern
  * as decimal strings, which refuses exponents, signs and too many decimal places.
  */
+import { isUtf8 } from 'node:buffer';
 import express, { type RequestHandler } from 'express';
 import { parse as parseLossless, type LosslessNumber } from 'lossless-json';
 import typeis from 'type-is';
@@ -11,7 +12,20 @@ import { ApiError, validationFailed } from '../shared/errors.js';
 
 export const BODY_LIMIT_BYTES = 256 * 1024;
 
-const readText = express.text({ type: () => true, limit: BODY_LIMIT_BYTES, defaultCharset: 'utf-8' });
+/**
+ * Bodies whose bytes are not UTF-8 are refused, never decoded with U+FFFD in place of the bad
+ * bytes (which would store something the caller did not send). body-parser decodes as it reads;
+ * `verify` sees the bytes first and marks the request.
+ */
+const NOT_UTF8 = Symbol('body is not UTF-8');
+const readText = express.text({
+  type: () => true,
+  limit: BODY_LIMIT_BYTES,
+  defaultCharset: 'utf-8',
+  verify: (req, _res, bytes, encoding) => {
+    if (/^utf-?8$/i.test(encoding) && !isUtf8(bytes)) (req as unknown as Record<symbol, boolean>)[NOT_UTF8] = true;
+  },
+});
 
 function parseJson(text: string, decimalFields: ReadonlySet<string>): unknown {
   let value: unknown;
@@ -45,6 +59,7 @@ export function jsonBody(decimalFields: ReadonlySet<string>, bodyRequired: boole
     }
     readText(req, res, (error?: unknown) => {
       if (error) return next(error);
+      if ((req as unknown as Record<symbol, boolean>)[NOT_UTF8]) return next(validationFailed({ body: 'is not valid UTF-8' }));
       try {
         const text = typeof req.body === 'string' ? req.body : '';
         if (text.trim() === '') {

@@ -1,9 +1,11 @@
 /**
  * The one place failures become responses, in the seed's envelope. The validator's errors are
  * translated to `fields` keyed by the request's own names, worded by the spec (`x-error-message`).
- * Anything unexpected is a 500 whose body says nothing of the cause; the log has the detail.
+ * The database being away (refused, terminated, starting up: server/db/faults.ts) is a 503 with
+ * Retry-After. Anything unexpected is a 500 whose body says nothing of the cause; the log has the detail.
  */
 import type { ErrorRequestHandler } from 'express';
+import { isDatabaseUnavailable, serviceUnavailable } from '../db/faults.js';
 import { ApiError, validationFailed } from '../shared/errors.js';
 import { BODY_LIMIT_BYTES } from './body-parser.js';
 import type { SpecIndex } from './spec.js';
@@ -25,7 +27,9 @@ interface HttpLikeError {
 function translateValidation(error: HttpLikeError, spec: SpecIndex, operationId: string | undefined): ApiError {
   const info = operationId ? spec.operations.get(operationId as never) : undefined;
   const headerNames = new Map([...(info?.messages.keys() ?? [])].map((name) => [name.toLowerCase(), name]));
-  const fields: Record<string, string> = {};
+  // Without a prototype: a body's own `__proto__` key is named like any other unknown field
+  // (on a plain object, assigning it would set the prototype instead of adding a key).
+  const fields = Object.create(null) as Record<string, string>;
   for (const issue of error.errors ?? []) {
     const path = issue.path ?? '';
     const message = issue.message ?? 'is invalid';
@@ -54,11 +58,13 @@ function translateValidation(error: HttpLikeError, spec: SpecIndex, operationId:
     const field = name ? decodeURIComponent(name) : location || 'request';
     fields[field] ??= info?.messages.get(field) ?? message;
   }
-  return validationFailed(Object.keys(fields).length > 0 ? fields : { request: error.message ?? 'is invalid' });
+  return validationFailed(Object.keys(fields).length > 0 ? Object.fromEntries(Object.entries(fields)) : { request: error.message ?? 'is invalid' });
 }
 
 export function toApiError(error: unknown, spec: SpecIndex, operationId?: string): ApiError | undefined {
   if (error instanceof ApiError) return error;
+  // The database away for a moment (refused, terminated, starting up): 503, never a 500.
+  if (isDatabaseUnavailable(error)) return serviceUnavailable();
   const e = error as HttpLikeError;
   const status = e?.status ?? e?.statusCode;
   if (!status || status >= 500) return undefined;
@@ -82,6 +88,7 @@ export function toApiError(error: unknown, spec: SpecIndex, operationId?: string
 export function errorHandler(spec: SpecIndex): ErrorRequestHandler {
   return (error, req, res, _next) => {
     let apiError = toApiError(error, spec, req.operation?.operationId);
+    if (apiError?.status === 503 && !(error instanceof ApiError)) req.log.warn({ err: error }, 'database unavailable');
     if (!apiError) {
       req.log.error({ err: error }, 'request failed');
       apiError = new ApiError('internal_error', 'Something went wrong on our side. Quote the request id when you contact support.');

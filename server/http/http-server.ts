@@ -10,7 +10,7 @@
  * app's prototypes from the start, so Express's `setPrototypeOf` finds the prototype already in
  * place and changes nothing. Everything else is Express as it is.
  */
-import http, { IncomingMessage, ServerResponse } from 'node:http';
+import http, { IncomingMessage, ServerResponse, type ServerOptions } from 'node:http';
 import type { Express } from 'express';
 
 type Constructor = new (...args: never[]) => object;
@@ -24,8 +24,9 @@ function bornWith(base: Constructor, prototype: object): Constructor {
   return Born as unknown as Constructor;
 }
 
-export function createHttpServer(app: Express): http.Server {
+/** `options`: Node's server options (timeouts, limits); the two classes are this module's. */
+export function createHttpServer(app: Express, options: ServerOptions = {}): http.Server {
   const AppRequest = bornWith(IncomingMessage, app.request);
   const AppResponse = bornWith(ServerResponse, app.response);
-  return http.createServer({ IncomingMessage: AppRequest as never, ServerResponse: AppResponse as never }, app);
+  return http.createServer({ ...options, IncomingMessage: AppRequest as never, ServerResponse: AppResponse as never }, app);
 }

@@ -9,7 +9,7 @@
  * child logger whose lines carry the same `req`, is made only when something logs through it.
  */
 import { randomUUID } from 'node:crypto';
-import type { Express, Request, RequestHandler } from 'express';
+import type { Express, Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,200}$/;
@@ -19,7 +19,11 @@ interface RequestLogState {
   childLogger?: Logger;
 }
 
-export function requestLog(app: Express, logger: Logger): RequestHandler {
+/** Probes a load balancer polls every few seconds: logged at debug, not one info line each. */
+const PROBES = new Set(['getHealth', 'getReadiness']);
+
+/** `onDone`: told of each request once its answer is done (metrics), with its time in seconds. */
+export function requestLog(app: Express, logger: Logger, onDone?: (req: Request, res: Response, seconds: number) => void): RequestHandler {
   // On the app's request prototype, so that no request pays for a logger it never uses.
   Object.defineProperty(app.request, 'log', {
     configurable: true,
@@ -38,8 +42,12 @@ export function requestLog(app: Express, logger: Logger): RequestHandler {
     const startedAt = performance.now();
     // 'close' comes once the answer is done, or when the connection went before it was.
     res.once('close', () => {
-      const line = { req: fields, res: { statusCode: res.statusCode }, responseTime: Math.round(performance.now() - startedAt) };
+      const elapsed = performance.now() - startedAt;
+      onDone?.(req, res, elapsed / 1000);
+      const line = { req: fields, res: { statusCode: res.statusCode }, responseTime: Math.round(elapsed) };
       if (!res.writableFinished) logger.warn(line, 'request aborted');
+      // A probe's 503 (draining, database away) is its answer, not a failure: debug as well.
+      else if (PROBES.has(req.operation?.operationId as string) && res.statusCode !== 500) logger.debug(line, 'request completed');
       else if (res.statusCode >= 500) logger.error(line, 'request errored');
       else logger.info(line, 'request completed');
     });

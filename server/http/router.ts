@@ -14,7 +14,9 @@ import {
   answerAfterFailure,
   fingerprintRequest,
   type IdempotencyStore,
+  type KeyedOutcome,
   type KeyedRequest,
+  keyedOutcomeOfRefusal,
   keyedRequest,
   normalizeKey,
   type SentResponse,
@@ -31,6 +33,8 @@ export interface RouterDeps {
   forgetToken: (prefix: string) => void;
   /** Send writes' answers through res.json, where the validator checks responses (tests). */
   validateResponses: boolean;
+  /** Told what happened to each request that carried an Idempotency-Key (metrics). */
+  countKeyed?: ((outcome: KeyedOutcome) => void) | undefined;
 }
 
 /**
@@ -74,6 +78,7 @@ class Context {
 
 export function createRouter(deps: RouterDeps): RequestHandler {
   const { db, clock } = deps;
+  const countKeyed = deps.countKeyed ?? (() => {});
 
   const send = (res: Response, response: SentResponse) => {
     for (const [name, value] of Object.entries(response.headers)) res.setHeader(name, value);
@@ -101,9 +106,17 @@ export function createRouter(deps: RouterDeps): RequestHandler {
         let response: SentResponse;
         try {
           response = (await handler(new Context(req, db, key, now, deps.forgetToken) as never)) as SentResponse;
+          if (key) countKeyed('stored');
         } catch (error) {
           if (!key) throw error;
-          response = await answerAfterFailure(db, key, error);
+          try {
+            response = await answerAfterFailure(db, key, error);
+            countKeyed('replayed');
+          } catch (refusal) {
+            const outcome = keyedOutcomeOfRefusal(refusal);
+            if (outcome) countKeyed(outcome);
+            throw refusal;
+          }
         }
         send(res, response);
       });

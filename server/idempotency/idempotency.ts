@@ -168,6 +168,20 @@ export async function answerAfterFailure(db: Kysely<Database>, keyed: KeyedReque
 }
 
 /**
+ * What happened to a keyed request, for metrics: its answer stored (a success, or its own refusal
+ * such as a 402), a replay, 409 while another request held the key, or 422 for another request's key.
+ */
+export type KeyedOutcome = 'stored' | 'replayed' | 'in_progress' | 'reused';
+
+/** The outcome of a keyed write that ended in `error` (thrown by the write or by answerAfterFailure); none for a 5xx. */
+export function keyedOutcomeOfRefusal(error: unknown): KeyedOutcome | undefined {
+  if (!(error instanceof ApiError) || error.status >= 500) return undefined;
+  if (error.code === 'idempotency_request_in_progress') return 'in_progress';
+  if (error.code === 'idempotency_key_reused') return 'reused';
+  return 'stored';
+}
+
+/**
  * Removes expired keys in bounded batches, so one purge never holds locks for long. Returns the
  * number removed.
  */

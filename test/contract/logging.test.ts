@@ -56,3 +56,18 @@ it('logs a 500 with its cause and request id, while the body says nothing', asyn
     await failing.close();
   }
 });
+
+it('logs the probes (/healthz, /readyz) below info, so that a load balancer polling them fills no log', async () => {
+  const ids: (string | null)[] = [];
+  for (const path of ['/healthz', '/readyz']) {
+    const response = await fetch(`${server.serverUrl}${path}`);
+    expect(response.status).toBe(200);
+    ids.push(response.headers.get('X-Request-Id'));
+  }
+  const { api } = await server.tenant();
+  const listed = await api.GET('/clients');
+  const idOf = (line: Record<string, unknown>) => (line.req as { id?: string } | undefined)?.id;
+  // A line is written once its answer is done: the later request's line comes after the probes'.
+  await expect.poll(() => lines.some((line) => idOf(line) === listed.response.headers.get('X-Request-Id') && line.msg === 'request completed')).toBe(true);
+  expect(lines.filter((line) => ids.includes(idOf(line) ?? null))).toEqual([]);
+});

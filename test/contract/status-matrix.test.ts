@@ -3,7 +3,8 @@
  * each checked by status and error code (and, as every response here, against the spec by the
  * spec-checking fetch): 401 without a token, 403 without the operation's scope, 429 over a tiny
  * budget, 500 from a failing handler, 400 for an unknown query parameter, 413 and 415 for bodies,
- * 409 and 422 for Idempotency-Keys, and 404, 412 and 402 where documented. Operations and
+ * 409 and 422 for Idempotency-Keys, 503 from a server whose database is unreachable, and 404, 412
+ * and 402 where documented. Operations and
  * statuses come from generated/operations.ts; what the spec cannot say (real ids, how a plan
  * refuses) from test/support/operation-fixtures.ts. A new operation is covered by adding it to
  * the spec; a status documented that no part of this matrix knows fails the last test here.
@@ -20,6 +21,7 @@ import { sender } from '../support/fuzz.js';
 import { exampleRequest, parameterValues, planRefusals } from '../support/operation-fixtures.js';
 import { operationModels, type ModelRequest, type OperationModel } from '../support/request-check.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { unreachableDatabase } from '../support/unreachable-database.js';
 
 interface Operation {
   entry: OperationEntry;
@@ -32,7 +34,7 @@ const documenting = (status: number, also: (op: Operation) => boolean = () => tr
   operations.filter((op) => (op.entry.statuses as readonly number[]).includes(status) && also(op)).map((op) => [op.entry.operationId, op] as const);
 
 /** Statuses this matrix provokes; an operation's others must be its successes. */
-const PROVOKED = [400, 401, 402, 403, 404, 409, 412, 413, 415, 422, 429, 500];
+const PROVOKED = [400, 401, 402, 403, 404, 409, 412, 413, 415, 422, 429, 500, 503];
 
 /** Path parameters that name nothing: every path parameter of this API is an id, a UUID. */
 const unknownIds = (model: OperationModel) =>
@@ -134,6 +136,29 @@ describe('500 when the operation fails (a server whose every handler throws)', (
     await expectError(response, 500, 'internal_error');
     expect(text).not.toContain(SECRET);
     expect(text).not.toContain('injected');
+  });
+});
+
+describe('503 while the database is unreachable (a server whose pool meets a refused connection)', () => {
+  let away: TestServer;
+  let database: Awaited<ReturnType<typeof unreachableDatabase>>;
+  beforeAll(async () => {
+    database = await unreachableDatabase();
+    // Rate-limit counters in memory: the token lookup is the first thing that needs the database.
+    away = await startTestServer({ db: database.db, pool: undefined }, { database: server.database });
+  });
+  afterAll(async () => {
+    await away?.close();
+    await database?.close();
+  });
+
+  it.each(documenting(503))('%s', async (_id, { model }) => {
+    // A well-formed token: the request gets as far as looking it up.
+    const response = await sender({ baseUrl: away.baseUrl, token })(exampleRequest(model, unknownIds(model)));
+    const text = await response.clone().text();
+    await expectError(response, 503, 'service_unavailable');
+    expect(Number(response.headers.get('Retry-After'))).toBeGreaterThan(0);
+    expect(text).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|select/i);
   });
 });
 

@@ -3,11 +3,13 @@
  * sources the other tests load through tsx: bundling can break a package that looks at its own
  * files or class names. This bundles it and drives it over HTTP through the typed client: on
  * PostgreSQL when TEST_DATABASE_URL is set (prepared statements, rate limits counted in the
- * database), on the embedded database otherwise.
+ * database), on the embedded database otherwise. Last, it drains it with SIGTERM under keep-alive
+ * load (server/lifecycle/shutdown.ts).
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -38,7 +40,8 @@ beforeAll(async () => {
     const minted = await runCli(['token', 'create', '--org', 'Built', '--plan', 'studio', '--json'], env);
     token = JSON.parse(minted.stdout.trim().split('\n').at(-1)!).token;
   }
-  server = await startServerProcess({ ...env, RATE_LIMIT: '1000' }, ['node', 'dist/server/main.js']);
+  // A second of SHUTDOWN_DELAY, as a load balancer needs: see the last test.
+  server = await startServerProcess({ ...env, RATE_LIMIT: '100000', SHUTDOWN_DELAY: '2', SHUTDOWN_TIMEOUT: '30', METRICS_PORT: '0' }, ['node', 'dist/server/main.js']);
 }, 180_000);
 
 afterAll(async () => {
@@ -53,7 +56,7 @@ it('creates, replays, reads and lists, with rate-limit fields, as the sources do
   const created = await api.POST('/clients', { body: { name: 'Bundled', defaultRate: '120.50' }, headers: { 'Idempotency-Key': key } });
   expect(created.response.status).toBe(201);
   expect(created.data!.data).toMatchObject({ name: 'Bundled', defaultRate: '120.50' });
-  expect(created.response.headers.get('RateLimit-Policy')).toBe('"token";q=1000;w=60');
+  expect(created.response.headers.get('RateLimit-Policy')).toBe('"token";q=100000;w=60');
   expect(created.response.headers.get('X-Request-Id')).toMatch(/^[0-9a-f-]{36}$/);
 
   const replay = await api.POST('/clients', { body: { name: 'Bundled', defaultRate: '120.50' }, headers: { 'Idempotency-Key': key } });
@@ -94,4 +97,99 @@ it('creates, replays, reads and lists, with rate-limit fields, as the sources do
   const docs = await fetch(`${server!.url}/docs`);
   expect(docs.status).toBe(200);
   expect(await docs.text()).toContain('<html');
+});
+
+it('serves metrics on METRICS_PORT only, with the histogram per operation and the pools', async () => {
+  const port = /"metricsPort":(\d+)/.exec(server!.stdout())?.[1];
+  expect(port).toBeDefined();
+  const scrape = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  expect(scrape).toMatch(/^http_server_request_duration_seconds_count\{operation="createClient",http_request_method="POST",http_response_status_code="201"\} [1-9]/m);
+  expect(scrape).toMatch(/^http_server_request_duration_seconds_count\{operation="getClient",http_request_method="GET",http_response_status_code="200"\} [1-9]/m);
+  if (usingPostgres) expect(scrape).toMatch(/^db_pool_connections\{pool="main"\} [1-9]/m);
+  // Never on the API's port.
+  const api = await fetch(`${server!.url}/metrics`);
+  expect(api.status).toBe(404);
+  expect(await api.text()).not.toContain('http_server_request_duration_seconds');
+});
+
+interface Sent {
+  /** performance.now() when the request was handed to Node. */
+  at: number;
+  status?: number;
+  connection?: string;
+  complete?: boolean;
+  error?: string;
+}
+
+/** One POST /clients over `agent`; resolves once it is answered in full, or failed. */
+function create(agent: http.Agent, url: URL, body: string): Promise<Sent> {
+  const sent: Sent = { at: performance.now() };
+  return new Promise((done) => {
+    const request = http.request(
+      { agent, host: url.hostname, port: url.port, path: '/clients', method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', 'Idempotency-Key': randomUUID() } },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk) => (text += chunk));
+        response.on('end', () => {
+          let complete = false;
+          try {
+            complete = typeof JSON.parse(text).data.id === 'string';
+          } catch {
+            complete = false;
+          }
+          done({ ...sent, status: response.statusCode, connection: response.headers.connection, complete });
+        });
+        response.on('error', (error) => done({ ...sent, status: response.statusCode, error: (error as NodeJS.ErrnoException).code ?? error.message }));
+      },
+    );
+    request.on('error', (error) => done({ ...sent, error: (error as NodeJS.ErrnoException).code ?? error.message }));
+    request.end(body);
+  });
+}
+
+it('drains on SIGTERM under keep-alive load: every request sent before it is answered in full; exit 0', { timeout: 120_000 }, async () => {
+  const url = new URL(server!.url);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+  const results: Sent[] = [];
+  let answered = 0;
+  // 16 clients, each sending its next request as soon as the last is answered, on its kept-alive
+  // connection, until the server refuses a new connection.
+  const worker = async (n: number) => {
+    for (let i = 0; ; i++) {
+      const result = await create(agent, url, JSON.stringify({ name: `drain-${n}-${i}` }));
+      results.push(result);
+      if (result.complete) answered++;
+      if (result.error) return;
+    }
+  };
+  const workers = Array.from({ length: 16 }, (_, n) => worker(n));
+  while (answered < 100) await new Promise((resolve) => setTimeout(resolve, 20));
+
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => server!.child.once('exit', (code, signal) => resolve({ code, signal })));
+  const signalledAt = performance.now();
+  server!.child.kill('SIGTERM');
+  // Readiness turns 503 as soon as the process has the signal, while everything else is still
+  // served during SHUTDOWN_DELAY.
+  let ready = await fetch(`${server!.url}/readyz`);
+  while (ready.status === 200) ready = await fetch(`${server!.url}/readyz`);
+  expect(ready.status).toBe(503);
+  expect(await ready.json()).toMatchObject({ error: { code: 'service_unavailable' } });
+  expect((await fetch(`${server!.url}/healthz`)).status).toBe(200);
+
+  await Promise.all(workers);
+  agent.destroy();
+  expect(await exited).toEqual({ code: 0, signal: null });
+
+  const before = results.filter((r) => r.at < signalledAt);
+  expect(before.length).toBeGreaterThanOrEqual(100);
+  expect(before.filter((r) => !(r.status === 201 && r.complete))).toEqual([]);
+  // After the signal: answered in full (the last ones on each connection with Connection: close),
+  // or refused as new connections once the server stopped accepting. A request cut after the
+  // server read it would be an answer begun and not finished: none.
+  const after = results.filter((r) => r.at >= signalledAt);
+  expect(after.filter((r) => r.status !== undefined && !(r.status === 201 && r.complete))).toEqual([]);
+  expect(after.some((r) => r.complete && r.connection === 'close')).toBe(true);
+  expect(after.filter((r) => r.error).every((r) => r.error === 'ECONNREFUSED' || r.error === 'ECONNRESET')).toBe(true);
+  expect(server!.stdout()).toMatch(/"msg":"stopped"/);
 });

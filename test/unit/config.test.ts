@@ -7,3 +7,15 @@ it('validates responses only when VALIDATE_RESPONSES=true (tests pass it to crea
   expect(loadConfig({ VALIDATE_RESPONSES: 'false' }).validateResponses).toBe(false);
   expect(loadConfig({ VALIDATE_RESPONSES: 'true' }).validateResponses).toBe(true);
 });
+
+it('drains with no delay and a 10 s timeout, and serves no metrics, unless told otherwise', () => {
+  expect(loadConfig({})).toMatchObject({ shutdownDelayMs: 0, shutdownTimeoutMs: 10_000, metricsPort: undefined });
+  expect(loadConfig({ SHUTDOWN_DELAY: '5', SHUTDOWN_TIMEOUT: '30', METRICS_PORT: '9464', HOST: '0.0.0.0' })).toMatchObject({
+    shutdownDelayMs: 5_000,
+    shutdownTimeoutMs: 30_000,
+    metricsPort: 9464,
+    metricsHost: '0.0.0.0',
+  });
+  expect(loadConfig({ METRICS_PORT: '9464', METRICS_HOST: '10.0.0.5' }).metricsHost).toBe('10.0.0.5');
+  expect(() => loadConfig({ SHUTDOWN_TIMEOUT: 'soon' })).toThrow(/SHUTDOWN_TIMEOUT/);
+});

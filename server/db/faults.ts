@@ -1,0 +1,57 @@
+/**
+ * Which failures mean "the database is away for a moment" rather than "this request is wrong" or
+ * "our code is wrong". Those are answered 503 `service_unavailable` with `Retry-After` (see
+ * server/http/error-handler.ts): the service is unavailable, not broken, and a client may retry.
+ * A failed write stored nothing, since its transaction (or its one statement) never committed.
+ */
+import { ApiError } from '../shared/errors.js';
+
+/** Seconds a client is asked to wait: PostgreSQL restarts, fail-overs and pool refills take a few. */
+export const UNAVAILABLE_RETRY_AFTER_SECONDS = 2;
+
+/**
+ * SQLSTATE classes and codes (PostgreSQL, appendix A): 08 connection exceptions; 57P01 to 57P05
+ * (terminated by an administrator, crash, "the database system is starting up" / "shutting down",
+ * idle-session timeout); 53300 too many connections; 40001/40P01 never come here (no serializable
+ * transactions), and nothing of class 22 or 23, which are the request's own fault or a bug.
+ */
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '57P04', '57P05', '53300']);
+
+/** Node's errors for a connection that could not be made or was lost. */
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND']);
+
+/**
+ * node-postgres reports a lost connection, a client it had to give up on, and a pool wait that ran
+ * out (`connectionTimeoutMillis`) as plain Errors: these are their messages (pg 8, pg-pool 3).
+ */
+const LOST_CONNECTION = [
+  /^Connection terminated/,
+  /^Client has encountered a connection error and is not queryable/,
+  /^Client was closed and is not queryable/,
+  /^timeout exceeded when trying to connect/,
+  /^Connection terminated due to connection timeout/,
+];
+
+interface ErrorLike {
+  code?: unknown;
+  message?: unknown;
+  cause?: unknown;
+  errors?: unknown;
+}
+
+export function isDatabaseUnavailable(error: unknown, depth = 0): boolean {
+  if (!error || typeof error !== 'object' || depth > 3) return false;
+  const e = error as ErrorLike;
+  if (typeof e.code === 'string') {
+    if (UNAVAILABLE_SQLSTATES.has(e.code) || e.code.startsWith('08') || NETWORK_CODES.has(e.code)) return true;
+  }
+  if (typeof e.message === 'string' && LOST_CONNECTION.some((pattern) => pattern.test(e.message as string))) return true;
+  // A refused connection to "localhost" is an AggregateError of one refusal per address.
+  if (Array.isArray(e.errors) && e.errors.length > 0 && e.errors.every((inner) => isDatabaseUnavailable(inner, depth + 1))) return true;
+  return isDatabaseUnavailable(e.cause, depth + 1);
+}
+
+export const serviceUnavailable = (message = 'The service is unavailable for a moment (its database cannot be reached).') =>
+  new ApiError('service_unavailable', `${message} Retry in ${UNAVAILABLE_RETRY_AFTER_SECONDS} seconds.`, {
+    headers: { 'Retry-After': String(UNAVAILABLE_RETRY_AFTER_SECONDS) },
+  });

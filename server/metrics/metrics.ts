@@ -1,0 +1,108 @@
+/**
+ * Metrics in Prometheus' text format (prom-client), served on their own listener
+ * (`METRICS_PORT`, see startMetricsServer) and never on the API's port. Every label value is from
+ * a bounded set: an operationId (or `unmatched`), an HTTP method Node's parser knows, a status
+ * code, an outcome, a pool's name. Never an id, a path or a token.
+ *
+ * prom-client's default metrics are all kept except `nodejs_active_handles_total`,
+ * `nodejs_active_requests_total` and `nodejs_active_resources_total`: gauges whose `_total` suffix
+ * `promtool check metrics` rejects (a suffix reserved for counters). The same figures remain,
+ * per type, in `nodejs_active_handles`, `nodejs_active_requests` and `nodejs_active_resources`.
+ */
+import http from 'node:http';
+import type { Request, Response } from 'express';
+import type pg from 'pg';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { KeyedOutcome } from '../idempotency/idempotency.js';
+
+const MISNAMED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+/** Seconds; from a cached replay (a millisecond) to a write stuck behind a slow database. */
+const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export interface Metrics {
+  registry: Registry;
+  /** Called once per answered (or abandoned) request, by server/http/request-log.ts. */
+  observeRequest(req: Request, res: Response, seconds: number): void;
+  /** Counts what happened to a request that carried an Idempotency-Key (told by the router). */
+  countKeyed(outcome: KeyedOutcome): void;
+  /** Gauges of a pg pool's connections, read at each scrape. */
+  watchPool(name: string, pool: pg.Pool): void;
+}
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  for (const name of MISNAMED_DEFAULTS) registry.removeSingleMetric(name);
+
+  const duration = new Histogram({
+    name: 'http_server_request_duration_seconds',
+    help: 'Time from a request arriving to its answer being sent, per operation.',
+    labelNames: ['operation', 'http_request_method', 'http_response_status_code'],
+    buckets: DURATION_BUCKETS,
+    registers: [registry],
+  });
+  const idempotency = new Counter({
+    name: 'idempotency_requests_total',
+    help: 'Requests that carried an Idempotency-Key, by outcome: stored (ran, answer kept), replayed, in_progress (409), reused (422).',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const refusals = new Counter({
+    name: 'rate_limit_refusals_total',
+    help: 'Requests refused with 429 rate_limited, by policy (token or address).',
+    labelNames: ['policy'],
+    registers: [registry],
+  });
+  for (const outcome of ['stored', 'replayed', 'in_progress', 'reused'] satisfies KeyedOutcome[]) idempotency.inc({ outcome }, 0);
+
+  const pools = new Map<string, pg.Pool>();
+  const poolGauge = (name: string, help: string, read: (pool: pg.Pool) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['pool'],
+      registers: [registry],
+      collect() {
+        for (const [pool, handle] of pools) this.set({ pool }, read(handle));
+      },
+    });
+  poolGauge('db_pool_connections', 'Connections a database pool holds (idle and in use).', (pool) => pool.totalCount);
+  poolGauge('db_pool_idle_connections', 'Connections a database pool holds unused.', (pool) => pool.idleCount);
+  poolGauge('db_pool_waiting_requests', 'Queries waiting for a connection of a database pool.', (pool) => pool.waitingCount);
+
+  const methods = new Set(http.METHODS);
+  return {
+    registry,
+    observeRequest(req, res, seconds) {
+      const operation = req.operation?.operationId ?? 'unmatched';
+      const method = methods.has(req.method) ? req.method : '_OTHER';
+      duration.observe({ operation, http_request_method: method, http_response_status_code: res.statusCode }, seconds);
+      if (res.statusCode === 429) refusals.inc({ policy: String(res.getHeader('RateLimit-Policy') ?? '').startsWith('"token"') ? 'token' : 'address' });
+    },
+    countKeyed(outcome) {
+      idempotency.inc({ outcome });
+    },
+    watchPool(name, pool) {
+      pools.set(name, pool);
+    },
+  };
+}
+
+/** `GET /metrics` on its own port; anything else is 404. Resolves once listening. */
+export function startMetricsServer(metrics: Metrics, port: number, host: string): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('Not found: metrics are at GET /metrics\n');
+      return;
+    }
+    metrics.registry.metrics().then(
+      (text) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(text),
+      () => res.writeHead(500, { 'Content-Type': 'text/plain' }).end('metrics could not be collected\n'),
+    );
+  });
+  return new Promise((listening, fail) => {
+    server.once('error', fail);
+    server.listen(port, host, () => listening(server));
+  });
+}

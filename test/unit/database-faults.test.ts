@@ -1,0 +1,42 @@
+/** Which failures are "the database is away" (503) and which are not (a bug: 500). */
+import { describe, expect, it } from 'vitest';
+import { isDatabaseUnavailable, serviceUnavailable } from '../../server/db/faults.js';
+
+const withCode = (code: string, message = 'x') => Object.assign(new Error(message), { code });
+
+describe('isDatabaseUnavailable', () => {
+  it.each([
+    ['refused', withCode('ECONNREFUSED', 'connect ECONNREFUSED 127.0.0.1:5432')],
+    ['reset', withCode('ECONNRESET')],
+    ['terminated by an administrator (57P01)', withCode('57P01', 'terminating connection due to administrator command')],
+    ['crash shutdown (57P02)', withCode('57P02')],
+    ['starting up (57P03)', withCode('57P03', 'the database system is starting up')],
+    ['too many connections (53300)', withCode('53300')],
+    ['a connection exception (08006)', withCode('08006')],
+    ['a lost connection', new Error('Connection terminated unexpectedly')],
+    ['a client that is not queryable', new Error('Client has encountered a connection error and is not queryable')],
+    ['a pool wait that ran out', new Error('timeout exceeded when trying to connect')],
+    ['every address of localhost refused', new AggregateError([withCode('ECONNREFUSED'), withCode('ECONNREFUSED')])],
+    ['a cause that is one of these', new Error('wrapped', { cause: withCode('57P01') })],
+  ])('%s: yes', (_name, error) => {
+    expect(isDatabaseUnavailable(error)).toBe(true);
+  });
+
+  it.each([
+    ['a unique violation (23505)', withCode('23505')],
+    ['a syntax error (42601)', withCode('42601')],
+    ['a bad value (22P02)', withCode('22P02')],
+    ['a plain bug', new TypeError("Cannot read properties of undefined (reading 'id')")],
+    ['not an error', 'ECONNREFUSED'],
+    ['nothing', undefined],
+  ])('%s: no', (_name, error) => {
+    expect(isDatabaseUnavailable(error)).toBe(false);
+  });
+});
+
+it('serviceUnavailable is a 503 service_unavailable with Retry-After in the envelope', () => {
+  const error = serviceUnavailable();
+  expect(error.status).toBe(503);
+  expect(error.details.headers).toEqual({ 'Retry-After': '2' });
+  expect(error.toBody()).toEqual({ error: { code: 'service_unavailable', message: expect.stringContaining('Retry in 2 seconds') } });
+});
