@@ -12,7 +12,7 @@ import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import vm from 'node:vm';
-import { build } from 'esbuild';
+import { build, type BuildOptions } from 'esbuild';
 import { publint } from 'publint';
 import { formatMessage } from 'publint/utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -177,8 +177,8 @@ describe('the client package, installed in a project elsewhere', () => {
 
   it('bundles for a neutral platform with no Node built-in left, and runs with the web platform\'s globals only', async () => {
     const entry = join(installed, 'dist/index.js');
-    const common = { entryPoints: [entry], bundle: true, platform: 'neutral', write: false, metafile: true, logLevel: 'silent', absWorkingDir: project } as const;
-    const neutral = await build({ ...common, format: 'esm' });
+    const common: BuildOptions = { entryPoints: [entry], bundle: true, platform: 'neutral', write: false, metafile: true, logLevel: 'silent', absWorkingDir: project };
+    const neutral = await build({ ...common, format: 'esm', metafile: true });
     expect(neutral.errors).toEqual([]);
     const inputs = Object.keys(neutral.metafile.inputs);
     expect(inputs.some((input) => input.includes('openapi-fetch'))).toBe(true);
@@ -186,7 +186,7 @@ describe('the client package, installed in a project elsewhere', () => {
     expect(inputs.filter((input) => builtins.has(input) || input.startsWith('node:'))).toEqual([]);
     expect(Object.values(neutral.metafile.outputs).flatMap((output) => output.imports)).toEqual([]);
 
-    const script = await build({ ...common, format: 'iife', globalName: 'ClientsApiPackage' });
+    const script = await build({ ...common, format: 'iife', globalName: 'ClientsApiPackage', write: false });
     const web = {
       fetch: undefined,
       Request,
