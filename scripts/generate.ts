@@ -139,10 +139,10 @@ if (check) {
     return !existsSync(path) || readFileSync(path, 'utf8') !== text;
   });
   if (stale.length > 0) {
-    console.error(`generated/ is stale: ${stale.map(([n]) => n).join(', ')}. Run \`npm run generate\` and commit.`);
+    console.error(`Stale (generated/ and the client package follow spec/): ${stale.map(([n]) => n).join(', ')}. Run \`npm run generate\` and commit.`);
     process.exit(1);
   }
-  console.log('generated/ matches spec/.');
+  console.log('generated/ and the client package match spec/.');
 } else {
   for (const [name, text] of files) {
     mkdirSync(dirname(join(root, name)), { recursive: true });
