@@ -1,11 +1,11 @@
 /**
- * The typed client of the Clients API, generated from the spec's types by openapi-fetch: every
- * path, parameter, body and answer is typed, so a call that the spec does not allow does not
- * compile. Calls return `{ data, error, response }`; `error` is the API's error envelope.
+ * The typed client of the Clients API (`@clients-api/client`), openapi-fetch over the spec's
+ * types: every path, parameter, body and answer is typed, so a call that the spec does not allow
+ * does not compile. Calls return `{ data, error, response }`; `error` is the API's error envelope.
  *
  * @example
  * ```ts
- * import { createClientsApi } from './client/index.js';
+ * import { createClientsApi } from '@clients-api/client';
  * const api = createClientsApi({ baseUrl: 'http://127.0.0.1:3000', token: process.env.CLIENTS_API_TOKEN! });
  * const { data, error } = await api.POST('/clients', { body: { name: 'Globex Corporation' } });
  * if (error) console.error(error.error.code, error.error.fields);
@@ -22,19 +22,10 @@
  * ```
  */
 import createClient, { type Client, type Middleware } from 'openapi-fetch';
-import type { components, paths } from '../generated/api.js';
+import type { components, operations, paths } from './generated/api.js';
 
-export type { components, paths };
-/** A client as the API returns it. */
-export type ClientResource = components['schemas']['Client'];
-/** The body of `POST /clients`. */
-export type ClientCreate = components['schemas']['ClientCreate'];
-/** The body of `PATCH /clients/{id}`: only the fields to change; `null` clears one. */
-export type ClientUpdate = components['schemas']['ClientUpdate'];
-/** A page of `GET /clients`: `{ data, nextCursor }`. */
-export type ClientList = components['schemas']['ClientList'];
-/** The envelope of every error: `{ error: { code, message, fields?, requiredPlan?, feature? } }`. */
-export type ApiErrorBody = components['schemas']['Error'];
+export type { components, operations, paths };
+export type * from './schemas.js';
 
 export type Fetch = (request: Request) => Promise<Response>;
 

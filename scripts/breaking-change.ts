@@ -1,6 +1,8 @@
 /**
  * Breaking-change gate: compares spec/ with the spec of a base version and fails on a breaking
- * change unless info.version's major went up.
+ * change unless info.version's major went up, and with it the major version of the client package
+ * (client/package.json, `@clients-api/client`, whose version follows info.version): a breaking
+ * change to the API is a breaking change to the package's types.
  *
  *   npm run check:breaking [-- --base <git ref>]
  *
@@ -64,6 +66,20 @@ interface DiffReport {
   changes: { path: string; kind: string; impact: string; property?: string }[];
 }
 
+const CLIENT_PACKAGE = 'client/package.json';
+
+/**
+ * The client package's version here and at the base. A base from before the package existed
+ * counts as the base spec's version, which the package's follows.
+ */
+function packageVersions(ref: string, baseSpecVersion: string): { from: string; to: string } | undefined {
+  if (!existsSync(CLIENT_PACKAGE)) return undefined;
+  const to = String((JSON.parse(readFileSync(CLIENT_PACKAGE, 'utf8')) as { version?: unknown }).version);
+  const atBase = tryGit(['show', `${ref}:${CLIENT_PACKAGE}`]);
+  const from = atBase ? String((JSON.parse(atBase) as { version?: unknown }).version) : baseSpecVersion;
+  return { from, to };
+}
+
 function bundle(specRoot: string, out: string): void {
   execFileSync(redocly, ['bundle', join(specRoot, 'openapi.yaml'), '--ext', 'json', '-o', out], { env: quiet, stdio: 'ignore' });
 }
@@ -101,11 +117,16 @@ function main(): number {
     for (const a of accepted.filter((a) => !majors.some((c) => acceptance(c) === a))) console.log(`  no longer needed in ${ACCEPTED_FILE}: ${a.path}`);
     if (breaking.length === 0) return 0;
     for (const c of breaking) console.log(`  breaking: ${c.kind} ${c.path}${c.property ? ` (${c.property})` : ''}`);
-    if (major(to) > major(from)) {
-      console.log(`  allowed: info.version's major went up (${from} → ${to}).`);
+    const pkg = packageVersions(base.ref, from);
+    if (major(to) > major(from) && (!pkg || major(pkg.to) > major(pkg.from))) {
+      console.log(`  allowed: info.version's major went up (${from} → ${to})${pkg ? `, and the client package's (${pkg.from} → ${pkg.to})` : ''}.`);
       return 0;
     }
-    console.error(`Breaking changes need a new major version: raise info.version in spec/openapi.yaml above ${from}'s major, or keep the old behaviour.`);
+    if (major(to) <= major(from)) {
+      console.error(`Breaking changes need a new major version: raise info.version in spec/openapi.yaml above ${from}'s major, or keep the old behaviour.`);
+    } else {
+      console.error(`Breaking changes need a new major version of the client package too: ${CLIENT_PACKAGE} is ${pkg!.to}, the base's was ${pkg!.from} (\`npm run generate\` sets it from info.version).`);
+    }
     return 1;
   } finally {
     rmSync(scratch, { recursive: true, force: true });

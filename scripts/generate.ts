@@ -5,6 +5,7 @@
  *   generated/operations.ts  one entry per operation: method, paths, scopes, idempotency, statuses
  *   generated/errors.ts      the status of every error code (scripts/error-statuses.ts)
  *   generated/docs.html      the API reference (Redoc, its scripts inlined: it loads nothing from a CDN)
+ * and, for the client package, the types it ships and its version (scripts/client-package.ts).
  *
  * `--check` writes nothing and exits 1 when a committed file differs from what the spec gives,
  * which is how CI catches hand edits and forgotten regeneration.
@@ -12,12 +13,12 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import openapiTS, { astToString } from 'openapi-typescript';
+import { clientPackageFiles } from './client-package.js';
 import { errorStatusModule } from './error-statuses.js';
 
 const root = resolve(import.meta.dirname, '..');
-const outDir = join(root, 'generated');
 const check = process.argv.includes('--check');
 
 const banner = (source: string) =>
@@ -115,6 +116,7 @@ export type OperationId = OperationEntry['operationId'];
 `;
 }
 
+/** Every derived file, by its path from the repository's root. */
 async function render(): Promise<Map<string, string>> {
   const doc = bundleSpec();
   const files = new Map<string, string>();
@@ -129,22 +131,25 @@ async function render(): Promise<Map<string, string>> {
   files.set('api.ts', `${banner('spec/ by openapi-typescript')}\n${astToString(ast)}`);
   files.set('operations.ts', operationsModule(listOperations(doc)));
   files.set('errors.ts', errorStatusModule(doc, banner('spec/')));
-  return files;
+  const version = String((doc.info as Json).version);
+  return new Map([...[...files].map(([name, text]) => [`generated/${name}`, text] as const), ...clientPackageFiles(root, files.get('api.ts')!, version)]);
 }
 
 const files = await render();
 if (check) {
   const stale = [...files].filter(([name, text]) => {
-    const path = join(outDir, name);
+    const path = join(root, name);
     return !existsSync(path) || readFileSync(path, 'utf8') !== text;
   });
   if (stale.length > 0) {
-    console.error(`generated/ is stale: ${stale.map(([n]) => n).join(', ')}. Run \`npm run generate\` and commit.`);
+    console.error(`Stale (generated/ and the client package follow spec/): ${stale.map(([n]) => n).join(', ')}. Run \`npm run generate\` and commit.`);
     process.exit(1);
   }
-  console.log('generated/ matches spec/.');
+  console.log('generated/ and the client package match spec/.');
 } else {
-  mkdirSync(outDir, { recursive: true });
-  for (const [name, text] of files) writeFileSync(join(outDir, name), text);
-  console.log(`generated/: ${[...files.keys()].join(', ')}`);
+  for (const [name, text] of files) {
+    mkdirSync(dirname(join(root, name)), { recursive: true });
+    writeFileSync(join(root, name), text);
+  }
+  console.log(`generated: ${[...files.keys()].join(', ')}`);
 }

@@ -1,7 +1,8 @@
 /**
  * The breaking-change gate (scripts/breaking-change.ts) in a scratch git repository holding a copy
- * of spec/: with no tag it compares with the commit before; with a tag, with the tag. A breaking
- * change fails it until info.version's major goes up; an additive change passes.
+ * of spec/ and of the client package's manifest: with no tag it compares with the commit before;
+ * with a tag, with the tag. A breaking change fails it until info.version's major goes up, and the
+ * client package's with it; an additive change passes.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,10 +32,12 @@ function gate(): Promise<{ code: number; output: string }> {
 
 const makeEmailRequired = (text: string) => text.replace('required:\n  - name\n', 'required:\n  - name\n  - email\n');
 const bumpVersion = (version: string) => (text: string) => text.replace(/^ {2}version: .*$/m, `  version: ${version}`);
+const bumpPackage = (version: string) => (text: string) => text.replace(/^ {2}"version": ".*",$/m, `  "version": "${version}",`);
 
 beforeAll(() => {
   repo = mkdtempSync(join(tmpdir(), 'clients-api-gate-'));
   cpSync(join(root, 'spec'), join(repo, 'spec'), { recursive: true });
+  cpSync(join(root, 'client/package.json'), join(repo, 'client/package.json'));
   git('init', '-q', '-b', 'main');
   commit('The spec as it is');
 });
@@ -68,11 +71,19 @@ describe('the breaking-change gate', () => {
     rmSync(accepted);
   }, 60_000);
 
-  it('passes the same change once info.version goes to the next major', async () => {
+  it('still fails that change when info.version goes to the next major but the client package stays', async () => {
     edit('spec/openapi.yaml', bumpVersion('1.0.0'));
     git('commit', '-q', '--amend', '-a', '--no-edit');
     const { code, output } = await gate();
-    expect(output).toMatch(/allowed: info.version's major went up \(0\.1\.0 → 1\.0\.0\)/);
+    expect(output).toMatch(/Breaking changes need a new major version of the client package too: client\/package.json is 0\.1\.0, the base's was 0\.1\.0/);
+    expect(code).toBe(1);
+  }, 60_000);
+
+  it('passes the same change once info.version and the client package go to the next major', async () => {
+    edit('client/package.json', bumpPackage('1.0.0'));
+    git('commit', '-q', '--amend', '-a', '--no-edit');
+    const { code, output } = await gate();
+    expect(output).toMatch(/allowed: info.version's major went up \(0\.1\.0 → 1\.0\.0\), and the client package's \(0\.1\.0 → 1\.0\.0\)/);
     expect(code).toBe(0);
   }, 60_000);
 

@@ -1,0 +1,12 @@
+// Calls the API does not allow: each line marked `error:` must fail to compile (the test reads
+// the compiler's diagnostics and matches them to these lines).
+import { createClientsApi, type ClientCreate, type ClientUpdate } from '@clients-api/client';
+
+const api = createClientsApi({ baseUrl: 'http://127.0.0.1:3000', token: 'hsk_test_x' });
+
+export const typo: ClientCreate = { name: 'Globex', nmae: 'Globex' }; // error: nmae
+export const cleared: ClientUpdate = { name: null }; // error: name cannot be cleared
+await api.POST('/clients', { body: { name: 'Globex', defaultRate: true } }); // error: defaultRate
+await api.GET('/clients', { params: { query: { deleted: 'all' } } }); // error: deleted
+await api.GET('/clients/{id}', {}); // error: path id
+export const id: number | undefined = (await api.GET('/clients/{id}', { params: { path: { id: 'x' } } })).data?.data.id; // error: id is a string
