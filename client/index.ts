@@ -34,7 +34,7 @@ export type ClientUpdate = components['schemas']['ClientUpdate'];
 /** A page of `GET /clients`: `{ data, nextCursor }`. */
 export type ClientList = components['schemas']['ClientList'];
 /** The envelope of every error: `{ error: { code, message, fields?, requiredPlan?, feature? } }`. */
-export type ApiErrorBody = components['schemas']['Error'];
+export type ApiErrorBody = components['schemas']['ErrorEnvelope'];
 
 export type Fetch = (request: Request) => Promise<Response>;
 

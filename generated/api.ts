@@ -255,8 +255,12 @@ export type paths = {
 export type webhooks = Record<string, never>;
 export type components = {
     schemas: {
-        /** @description The envelope of every error. */
-        Error: {
+        /**
+         * @description The envelope of every error. Named apart from JavaScript's built-in `Error`, which a type
+         *     generated from a schema named `Error` would shadow. Open to additions, as every response
+         *     is: a later version may add fields.
+         */
+        ErrorEnvelope: {
             error: {
                 code: components["schemas"]["ErrorCode"];
                 /** @description What went wrong, as a sentence for a person. */
@@ -371,14 +375,10 @@ export type components = {
             expiresAt?: string | null;
         };
         /**
-         * Blank
-         * @description An empty string, or one of only white space. Taken as null.
-         */
-        Blank: string;
-        /**
          * ClientCreate
          * @description A new client. All fields except `name` are optional. Every string is trimmed at both ends, and
-         *     an empty or blank string is taken as null (for money fields too). Money fields accept a number
+         *     an empty or blank string is taken as null (for money fields too; `currency`, `billingCountry` and
+         *     `requirePoNumber` take only the empty string `""`, not one of white space). Money fields accept a number
          *     or a decimal-string. Unknown fields are refused, naming them: nothing sent is silently dropped.
          *     No text may contain a NUL character (U+0000), which PostgreSQL cannot store, nor an unpaired UTF-16
          *     surrogate (`"\udfff"` alone is not a character): both are refused, never stored altered.
@@ -431,8 +431,8 @@ export type components = {
             /** @description The default tax rate, a percentage from 0 to 100. */
             defaultTaxRate?: components["schemas"]["PercentageInput"];
             /**
-             * @description Whether invoices to this client need a purchase order number. Absent, null, or an empty or
-             *     blank string means false. `true` needs the studio plan (402 `plan_required` below it).
+             * @description Whether invoices to this client need a purchase order number. Absent, null, or an empty
+             *     string (`""`) means false. `true` needs the studio plan (402 `plan_required` below it).
              */
             requirePoNumber?: components["schemas"]["FlagInput"];
             /** @description Where invoices are sent, if not to `email`. */
@@ -442,7 +442,8 @@ export type components = {
          * ClientUpdate
          * @description A partial update of a client: send only the fields to change; a field not sent keeps its value.
          *     Each field follows the same rules and coercions as on create (`ClientCreate`): strings are
-         *     trimmed, an empty or blank string is taken as null, codes are upper-cased, money is exact.
+         *     trimmed, an empty or blank string is taken as null (`currency`, `billingCountry` and
+         *     `requirePoNumber`: only `""`), codes are upper-cased, money is exact.
          *     `null` (or an empty string) clears an optional field; `name` cannot be cleared. `requirePoNumber`
          *     null means false. Unknown fields are refused, naming them. An empty object changes nothing.
          * @example {
@@ -489,8 +490,8 @@ export type components = {
             /** @description The default tax rate, a percentage from 0 to 100. */
             defaultTaxRate?: components["schemas"]["PercentageInput"];
             /**
-             * @description Whether invoices to this client need a purchase order number. Absent, null, or an empty or
-             *     blank string means false. `true` needs the studio plan (402 `plan_required` below it).
+             * @description Whether invoices to this client need a purchase order number. Absent, null, or an empty
+             *     string (`""`) means false. `true` needs the studio plan (402 `plan_required` below it).
              */
             requirePoNumber?: components["schemas"]["FlagInput"];
             /** @description Where invoices are sent, if not to `email`. */
@@ -617,10 +618,11 @@ export type components = {
         /**
          * CurrencyInput
          * @description An ISO 4217 currency code, in upper or lower case (exactly as listed, no white space), stored upper
-         *     case. An empty or blank string, or null, clears it.
+         *     case. An empty string (`""`), or null, clears it. A string of only white space is refused:
+         *     no code is blank, and the empty string stays one literal value that generated clients can type.
          * @example EUR
          */
-        CurrencyInput: components["schemas"]["CurrencyCode"] | components["schemas"]["CurrencyCodeLowerCase"] | components["schemas"]["Blank"] | null;
+        CurrencyInput: components["schemas"]["CurrencyCode"] | components["schemas"]["CurrencyCodeLowerCase"] | "" | null;
         /**
          * NotesInput
          * @description Free-form text of at most 10,000 characters once trimmed. An empty or blank string is taken as
@@ -636,10 +638,12 @@ export type components = {
         /**
          * CountryInput
          * @description An ISO 3166-1 alpha-2 country code, in upper or lower case (exactly as listed, no white space),
-         *     stored upper case. An empty or blank string, or null, clears it.
+         *     stored upper case. An empty string (`""`), or null, clears it. A string of only white space is
+         *     refused: no code is blank, and the empty string stays one literal value that generated clients can
+         *     type.
          * @example GB
          */
-        CountryInput: components["schemas"]["CountryCode"] | components["schemas"]["CountryCodeLowerCase"] | components["schemas"]["Blank"] | null;
+        CountryInput: components["schemas"]["CountryCode"] | components["schemas"]["CountryCodeLowerCase"] | "" | null;
         /**
          * MoneyInput
          * @description An amount of money: at least 0, below 10^12, with at most 4 decimal places. Either a JSON number
@@ -669,9 +673,10 @@ export type components = {
         PercentageInput: string | number | null;
         /**
          * FlagInput
-         * @description true or false; null, or an empty or blank string, is taken as false.
+         * @description true or false; null, or an empty string (`""`), is taken as false. A string of only white space
+         *     is refused, so that the empty string stays one literal value that generated clients can type.
          */
-        FlagInput: boolean | components["schemas"]["Blank"] | null;
+        FlagInput: boolean | "" | null;
     };
     responses: {
         /** @description `validation_failed`: the request has a query parameter, and this operation takes none. */
@@ -692,11 +697,11 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /** @description The client as it now is, with its ETag. */
-        Client: {
+        ClientResponse: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
                 ETag: components["headers"]["ETag"];
@@ -734,7 +739,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /** @description `unauthenticated`: the token is missing, malformed, unknown, revoked or expired. */
@@ -754,7 +759,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -773,7 +778,7 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -797,7 +802,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -820,7 +825,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -840,7 +845,7 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -864,7 +869,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -887,7 +892,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -912,7 +917,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -937,7 +942,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /** @description `payload_too_large`: the body is larger than 256 KiB. */
@@ -957,7 +962,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /** @description `unsupported_media_type`: the body is not `application/json`. */
@@ -977,7 +982,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -1002,7 +1007,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
     };
@@ -1083,7 +1088,7 @@ export type components = {
     };
     pathItems: never;
 };
-export type SchemaError = components['schemas']['Error'];
+export type SchemaErrorEnvelope = components['schemas']['ErrorEnvelope'];
 export type SchemaErrorCode = components['schemas']['ErrorCode'];
 export type SchemaPlan = components['schemas']['Plan'];
 export type SchemaHealth = components['schemas']['Health'];
@@ -1093,7 +1098,6 @@ export type SchemaEnv = components['schemas']['Env'];
 export type SchemaScope = components['schemas']['Scope'];
 export type SchemaToken = components['schemas']['Token'];
 export type SchemaTokenCreate = components['schemas']['TokenCreate'];
-export type SchemaBlank = components['schemas']['Blank'];
 export type SchemaClientCreate = components['schemas']['ClientCreate'];
 export type SchemaClientUpdate = components['schemas']['ClientUpdate'];
 export type SchemaClient = components['schemas']['Client'];
@@ -1115,7 +1119,7 @@ export type SchemaMoneyInput = components['schemas']['MoneyInput'];
 export type SchemaPercentageInput = components['schemas']['PercentageInput'];
 export type SchemaFlagInput = components['schemas']['FlagInput'];
 export type ResponseUnknownQueryParameter = components['responses']['UnknownQueryParameter'];
-export type ResponseClient = components['responses']['Client'];
+export type ResponseClientResponse = components['responses']['ClientResponse'];
 export type ResponseValidationFailed = components['responses']['ValidationFailed'];
 export type ResponseUnauthenticated = components['responses']['Unauthenticated'];
 export type ResponsePaymentRequired = components['responses']['PaymentRequired'];
@@ -1315,7 +1319,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            200: components["responses"]["Client"];
+            200: components["responses"]["ClientResponse"];
             400: components["responses"]["ValidationFailed"];
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["Forbidden"];
@@ -1353,7 +1357,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            200: components["responses"]["Client"];
+            200: components["responses"]["ClientResponse"];
             400: components["responses"]["ValidationFailed"];
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["Forbidden"];
@@ -1418,7 +1422,7 @@ export interface operations {
             };
         };
         responses: {
-            200: components["responses"]["Client"];
+            200: components["responses"]["ClientResponse"];
             400: components["responses"]["ValidationFailed"];
             401: components["responses"]["Unauthenticated"];
             402: components["responses"]["PaymentRequired"];
@@ -1477,7 +1481,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            200: components["responses"]["Client"];
+            200: components["responses"]["ClientResponse"];
             400: components["responses"]["ValidationFailed"];
             401: components["responses"]["Unauthenticated"];
             402: components["responses"]["PaymentRequired"];

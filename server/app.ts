@@ -21,7 +21,7 @@ import { jsonBody } from './http/body-parser.js';
 import { errorHandler } from './http/error-handler.js';
 import { notFound, validationFailed } from './http/errors.js';
 import type { AnyHandler, Handlers } from './http/handler-types.js';
-import { indexSpec, loadSpec, type SpecIndex } from './http/spec.js';
+import { indexSpec, loadSpec, type OpenApiDocument, type SpecIndex } from './http/spec.js';
 import { defaultStore, fingerprintRequest, normalizeKey, type IdempotencyStore } from './idempotency/idempotency.js';
 import { createHttpServer } from './http/http-server.js';
 import { requestLog } from './http/request-log.js';
@@ -35,6 +35,8 @@ export interface AppDeps {
   logger: Logger;
   /** Validate every response against the spec: on in tests, off in production. */
   validateResponses?: boolean;
+  /** The document to validate against, the bundled spec when absent (tests pass one with closed responses). */
+  apiSpec?: OpenApiDocument;
   /** Replace handlers (tests inject faults this way). */
   handlers?: Partial<Handlers>;
   /** The time, for idempotency keys' lifetime (tests move it). */
@@ -95,7 +97,7 @@ class Context {
 }
 
 export function createApp(deps: AppDeps): App {
-  const spec = indexSpec(loadSpec());
+  const spec = indexSpec(deps.apiSpec ? structuredClone(deps.apiSpec) : loadSpec());
   const handlers = { ...defaultHandlers, ...deps.handlers } as Handlers;
   const app = express();
   app.disable('x-powered-by');

@@ -1,7 +1,7 @@
 import type { components } from '../../generated/api.js';
 
 export type ErrorCode = components['schemas']['ErrorCode'];
-export type ErrorBody = components['schemas']['Error'];
+export type ErrorBody = components['schemas']['ErrorEnvelope'];
 type PlanName = components['schemas']['Plan'];
 
 export interface ApiErrorDetails {
