@@ -1794,6 +1794,8 @@ export interface operations {
                         openapi: string;
                         info: Record<string, never>;
                         paths: Record<string, never>;
+                    } & {
+                        [key: string]: unknown;
                     };
                 };
             };
