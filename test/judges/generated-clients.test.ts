@@ -11,8 +11,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compileClients, GENERATORS, generateClients, generatorNamed, loadConsumer, ROUND_TRIP_BODY, shadowedGlobals, type GeneratorName } from '../support/generated-clients.js';
 import spec from '../../generated/openapi.json' with { type: 'json' };
+import { compileClients, GENERATORS, generateClients, generatorNamed, loadConsumer, ROUND_TRIP_BODY, shadowedGlobals, type GeneratorName } from '../support/generated-clients.js';
 import { root } from '../support/processes.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 

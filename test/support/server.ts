@@ -1,6 +1,8 @@
 /**
  * Starts the real app on an ephemeral port over a fresh database, with response validation on
- * (against the spec with closed responses, so an undocumented field fails), and hands out typed clients whose every response is also checked by an independent validator.
+ * (against the spec with closed responses, test/support/closed-spec.ts, so that an undocumented
+ * field fails), and hands out typed clients whose every response is also checked by an
+ * independent validator.
  * Under `npm run test:prism` the tests reach the server through Prism's validating proxy instead.
  */
 import type { AddressInfo } from 'node:net';
