@@ -31,7 +31,7 @@ export type TokenCreated = Json<'createToken', 201>;
 /** The answer of `GET /tokens`: `{ data: TokenResource[] }`. */
 export type TokenList = Json<'listTokens', 200>;
 /** The envelope of every error: `{ error: { code, message, fields?, requiredPlan?, feature? } }`. */
-export type ApiErrorBody = Schemas['Error'];
+export type ApiErrorBody = Schemas['ErrorEnvelope'];
 /** The stable, machine-readable `error.code` values. */
 export type ErrorCode = Schemas['ErrorCode'];
 /** An organisation's plan, as `error.requiredPlan` names it. */

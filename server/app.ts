@@ -22,7 +22,7 @@ import { createHttpServer } from './http/http-server.js';
 import { requestLog } from './http/request-log.js';
 import { createRouter } from './http/router.js';
 import { series } from './http/series.js';
-import { indexSpec, loadSpec, type SpecIndex } from './http/spec.js';
+import { indexSpec, loadSpec, type OpenApiDocument, type SpecIndex } from './http/spec.js';
 import { warmUp } from './http/warm-up.js';
 import { defaultStore, type IdempotencyStore } from './idempotency/idempotency.js';
 import type { Metrics } from './metrics/metrics.js';
@@ -34,6 +34,8 @@ export interface AppDeps {
   logger: Logger;
   /** Validate every response against the spec: on in tests, off in production. */
   validateResponses?: boolean;
+  /** The document to validate against, the bundled spec when absent (tests pass one with closed responses). */
+  apiSpec?: OpenApiDocument;
   /** Replace handlers (tests inject faults this way). */
   handlers?: Partial<Handlers>;
   /** The time, for idempotency keys' lifetime (tests move it). */
@@ -68,7 +70,7 @@ export interface App {
 }
 
 export function createApp(deps: AppDeps): App {
-  const spec = indexSpec(loadSpec());
+  const spec = indexSpec(deps.apiSpec ? structuredClone(deps.apiSpec) : loadSpec());
   const readiness = deps.readiness ?? createReadiness();
   const handlers = { ...defaultHandlers, getReadiness: readiness.getReadiness, ...deps.handlers } as Handlers;
   const app = express();

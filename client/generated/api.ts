@@ -281,8 +281,12 @@ export type paths = {
 export type webhooks = Record<string, never>;
 export type components = {
     schemas: {
-        /** @description The envelope of every error. */
-        Error: {
+        /**
+         * @description The envelope of every error. Named apart from JavaScript's built-in `Error`, which a type
+         *     generated from a schema named `Error` would shadow. Open to additions, as every response
+         *     is: a later version may add fields.
+         */
+        ErrorEnvelope: {
             error: {
                 code: components["schemas"]["ErrorCode"];
                 /** @description What went wrong, as a sentence for a person. */
@@ -401,14 +405,10 @@ export type components = {
             expiresAt?: string | null;
         };
         /**
-         * Blank
-         * @description An empty string, or one of only white space. Taken as null.
-         */
-        Blank: string;
-        /**
          * ClientCreate
          * @description A new client. All fields except `name` are optional. Every string is trimmed at both ends, and
-         *     an empty or blank string is taken as null (for money fields too). Money fields accept a number
+         *     an empty or blank string is taken as null (for money fields too; `currency`, `billingCountry` and
+         *     `requirePoNumber` take only the empty string `""`, not one of white space). Money fields accept a number
          *     or a decimal-string. Unknown fields are refused, naming them: nothing sent is silently dropped.
          *     No text may contain a NUL character (U+0000), which PostgreSQL cannot store, nor an unpaired UTF-16
          *     surrogate (`"\udfff"` alone is not a character): both are refused, never stored altered.
@@ -461,8 +461,8 @@ export type components = {
             /** @description The default tax rate, a percentage from 0 to 100. */
             defaultTaxRate?: components["schemas"]["PercentageInput"];
             /**
-             * @description Whether invoices to this client need a purchase order number. Absent, null, or an empty or
-             *     blank string means false. `true` needs the studio plan (402 `plan_required` below it).
+             * @description Whether invoices to this client need a purchase order number. Absent, null, or an empty
+             *     string (`""`) means false. `true` needs the studio plan (402 `plan_required` below it).
              */
             requirePoNumber?: components["schemas"]["FlagInput"];
             /** @description Where invoices are sent, if not to `email`. */
@@ -472,7 +472,8 @@ export type components = {
          * ClientUpdate
          * @description A partial update of a client: send only the fields to change; a field not sent keeps its value.
          *     Each field follows the same rules and coercions as on create (`ClientCreate`): strings are
-         *     trimmed, an empty or blank string is taken as null, codes are upper-cased, money is exact.
+         *     trimmed, an empty or blank string is taken as null (`currency`, `billingCountry` and
+         *     `requirePoNumber`: only `""`), codes are upper-cased, money is exact.
          *     `null` (or an empty string) clears an optional field; `name` cannot be cleared. `requirePoNumber`
          *     null means false. Unknown fields are refused, naming them. An empty object changes nothing.
          * @example {
@@ -519,8 +520,8 @@ export type components = {
             /** @description The default tax rate, a percentage from 0 to 100. */
             defaultTaxRate?: components["schemas"]["PercentageInput"];
             /**
-             * @description Whether invoices to this client need a purchase order number. Absent, null, or an empty or
-             *     blank string means false. `true` needs the studio plan (402 `plan_required` below it).
+             * @description Whether invoices to this client need a purchase order number. Absent, null, or an empty
+             *     string (`""`) means false. `true` needs the studio plan (402 `plan_required` below it).
              */
             requirePoNumber?: components["schemas"]["FlagInput"];
             /** @description Where invoices are sent, if not to `email`. */
@@ -647,10 +648,11 @@ export type components = {
         /**
          * CurrencyInput
          * @description An ISO 4217 currency code, in upper or lower case (exactly as listed, no white space), stored upper
-         *     case. An empty or blank string, or null, clears it.
+         *     case. An empty string (`""`), or null, clears it. A string of only white space is refused:
+         *     no code is blank, and the empty string stays one literal value that generated clients can type.
          * @example EUR
          */
-        CurrencyInput: components["schemas"]["CurrencyCode"] | components["schemas"]["CurrencyCodeLowerCase"] | components["schemas"]["Blank"] | null;
+        CurrencyInput: components["schemas"]["CurrencyCode"] | components["schemas"]["CurrencyCodeLowerCase"] | "" | null;
         /**
          * NotesInput
          * @description Free-form text of at most 10,000 characters once trimmed. An empty or blank string is taken as
@@ -666,10 +668,12 @@ export type components = {
         /**
          * CountryInput
          * @description An ISO 3166-1 alpha-2 country code, in upper or lower case (exactly as listed, no white space),
-         *     stored upper case. An empty or blank string, or null, clears it.
+         *     stored upper case. An empty string (`""`), or null, clears it. A string of only white space is
+         *     refused: no code is blank, and the empty string stays one literal value that generated clients can
+         *     type.
          * @example GB
          */
-        CountryInput: components["schemas"]["CountryCode"] | components["schemas"]["CountryCodeLowerCase"] | components["schemas"]["Blank"] | null;
+        CountryInput: components["schemas"]["CountryCode"] | components["schemas"]["CountryCodeLowerCase"] | "" | null;
         /**
          * MoneyInput
          * @description An amount of money: at least 0, below 10^12, with at most 4 decimal places. Either a JSON number
@@ -699,9 +703,10 @@ export type components = {
         PercentageInput: string | number | null;
         /**
          * FlagInput
-         * @description true or false; null, or an empty or blank string, is taken as false.
+         * @description true or false; null, or an empty string (`""`), is taken as false. A string of only white space
+         *     is refused, so that the empty string stays one literal value that generated clients can type.
          */
-        FlagInput: boolean | components["schemas"]["Blank"] | null;
+        FlagInput: boolean | "" | null;
     };
     responses: {
         /** @description `validation_failed`: the request has a query parameter, and this operation takes none. */
@@ -722,21 +727,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
-            };
-        };
-        /** @description The client as it now is, with its ETag. */
-        Client: {
-            headers: {
-                "X-Request-Id": components["headers"]["X-Request-Id"];
-                ETag: components["headers"]["ETag"];
-                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
-                RateLimit: components["headers"]["RateLimit"];
-                "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
-                [name: string]: unknown;
-            };
-            content: {
-                "application/json": components["schemas"]["ClientData"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -764,7 +755,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /** @description `unauthenticated`: the token is missing, malformed, unknown, revoked or expired. */
@@ -784,7 +775,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -803,7 +794,7 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -827,7 +818,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -850,7 +841,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -870,7 +861,7 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -894,7 +885,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -917,7 +908,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -942,7 +933,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -967,7 +958,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /** @description `payload_too_large`: the body is larger than 256 KiB. */
@@ -987,7 +978,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /** @description `unsupported_media_type`: the body is not `application/json`. */
@@ -1007,7 +998,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -1032,7 +1023,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
@@ -1060,7 +1051,7 @@ export type components = {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["Error"];
+                "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
     };
@@ -1141,7 +1132,7 @@ export type components = {
     };
     pathItems: never;
 };
-export type SchemaError = components['schemas']['Error'];
+export type SchemaErrorEnvelope = components['schemas']['ErrorEnvelope'];
 export type SchemaErrorCode = components['schemas']['ErrorCode'];
 export type SchemaPlan = components['schemas']['Plan'];
 export type SchemaHealth = components['schemas']['Health'];
@@ -1152,7 +1143,6 @@ export type SchemaEnv = components['schemas']['Env'];
 export type SchemaScope = components['schemas']['Scope'];
 export type SchemaToken = components['schemas']['Token'];
 export type SchemaTokenCreate = components['schemas']['TokenCreate'];
-export type SchemaBlank = components['schemas']['Blank'];
 export type SchemaClientCreate = components['schemas']['ClientCreate'];
 export type SchemaClientUpdate = components['schemas']['ClientUpdate'];
 export type SchemaClient = components['schemas']['Client'];
@@ -1174,7 +1164,6 @@ export type SchemaMoneyInput = components['schemas']['MoneyInput'];
 export type SchemaPercentageInput = components['schemas']['PercentageInput'];
 export type SchemaFlagInput = components['schemas']['FlagInput'];
 export type ResponseUnknownQueryParameter = components['responses']['UnknownQueryParameter'];
-export type ResponseClient = components['responses']['Client'];
 export type ResponseValidationFailed = components['responses']['ValidationFailed'];
 export type ResponseUnauthenticated = components['responses']['Unauthenticated'];
 export type ResponsePaymentRequired = components['responses']['PaymentRequired'];
@@ -1377,7 +1366,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            200: components["responses"]["Client"];
+            /** @description The client as it now is, with its ETag. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    ETag: components["headers"]["ETag"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClientData"];
+                };
+            };
             400: components["responses"]["ValidationFailed"];
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["Forbidden"];
@@ -1416,7 +1418,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            200: components["responses"]["Client"];
+            /** @description The client as it now is, with its ETag. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    ETag: components["headers"]["ETag"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClientData"];
+                };
+            };
             400: components["responses"]["ValidationFailed"];
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["Forbidden"];
@@ -1482,7 +1497,20 @@ export interface operations {
             };
         };
         responses: {
-            200: components["responses"]["Client"];
+            /** @description The client as it now is, with its ETag. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    ETag: components["headers"]["ETag"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClientData"];
+                };
+            };
             400: components["responses"]["ValidationFailed"];
             401: components["responses"]["Unauthenticated"];
             402: components["responses"]["PaymentRequired"];
@@ -1542,7 +1570,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            200: components["responses"]["Client"];
+            /** @description The client as it now is, with its ETag. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    ETag: components["headers"]["ETag"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClientData"];
+                };
+            };
             400: components["responses"]["ValidationFailed"];
             401: components["responses"]["Unauthenticated"];
             402: components["responses"]["PaymentRequired"];
@@ -1851,6 +1892,8 @@ export interface operations {
                         openapi: string;
                         info: Record<string, never>;
                         paths: Record<string, never>;
+                    } & {
+                        [key: string]: unknown;
                     };
                 };
             };

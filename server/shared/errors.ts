@@ -8,7 +8,7 @@ import { type ErrorCode, errorStatus } from '../../generated/errors.js';
 import type { PlanName } from './spec-values.js';
 
 export type { ErrorCode } from '../../generated/errors.js';
-export type ErrorBody = components['schemas']['Error'];
+export type ErrorBody = components['schemas']['ErrorEnvelope'];
 
 export interface ApiErrorDetails {
   fields?: Record<string, string>;

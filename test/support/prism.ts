@@ -26,12 +26,13 @@
  * reads the authentication scheme case-sensitively (`bearer <token>` is refused).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse as parseLossless } from 'lossless-json';
+import { closedSpec } from './closed-spec.js';
 import { isDecimalMultipleOf } from './decimal-multiple.js';
 import { stopProcess } from './processes.js';
 import { mediaType } from './spec-check.js';
@@ -74,12 +75,19 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Starts `prism proxy generated/openapi.json <upstream> --errors` and waits until it listens. */
+/**
+ * Starts `prism proxy <spec> <upstream> --errors` and waits until it listens. The spec is the
+ * bundled one with its responses closed (closed-spec.ts): the spec lets responses grow, and Prism
+ * is to report a field the server sends that the spec lacks.
+ */
 export async function startPrism(upstream: string): Promise<PrismProcess> {
   const port = await freePort();
+  const specDir = mkdtempSync(join(tmpdir(), 'clients-api-prism-spec-'));
+  const specFile = join(specDir, 'openapi.json');
+  writeFileSync(specFile, JSON.stringify(closedSpec));
   const child: ChildProcess = spawn(
     join(root, 'node_modules/.bin/prism'),
-    ['proxy', 'generated/openapi.json', upstream, '--errors', '--host', '127.0.0.1', '--port', String(port), '--verboseLevel', 'warn'],
+    ['proxy', specFile, upstream, '--errors', '--host', '127.0.0.1', '--port', String(port), '--verboseLevel', 'warn'],
     { cwd: root, env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let log = '';
@@ -97,7 +105,10 @@ export async function startPrism(upstream: string): Promise<PrismProcess> {
   return {
     url,
     log: () => log,
-    stop: () => stopProcess(child),
+    stop: async () => {
+      await stopProcess(child);
+      rmSync(specDir, { recursive: true, force: true });
+    },
   };
 }
 

@@ -1,6 +1,8 @@
 /**
- * Starts the real app on an ephemeral port over a fresh database, with response validation on,
- * and hands out typed clients whose every response is also checked by an independent validator.
+ * Starts the real app on an ephemeral port over a fresh database, with response validation on
+ * (against the spec with closed responses, test/support/closed-spec.ts, so that an undocumented
+ * field fails), and hands out typed clients whose every response is also checked by an
+ * independent validator.
  * Under `npm run test:prism` the tests reach the server through Prism's validating proxy instead.
  */
 import type { AddressInfo } from 'node:net';
@@ -9,6 +11,8 @@ import { pino } from 'pino';
 import { createApp, type AppDeps } from '../../server/app.js';
 import { mintTokenForOrganisation, type MintForOrganisation, type MintedToken } from '../../server/tokens/tokens.service.js';
 import { createClientsApi, type ClientsApi, type ClientsApiOptions } from '../../client/index.js';
+import type { OpenApiDocument } from '../../server/http/spec.js';
+import { closedSpec } from './closed-spec.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { PRISM_URL_VARIABLE, startPrismFront } from './prism.js';
 import { specCheckingFetch } from './spec-check.js';
@@ -41,7 +45,7 @@ let counter = 0;
 export async function startTestServer(overrides: Partial<AppDeps> = {}, shared: { database?: TestDatabase } = {}): Promise<TestServer> {
   const database = shared.database ?? (await createTestDatabase());
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  const { createServer } = createApp({ db: database.db, pool: database.counterPool, logger, validateResponses: true, ...overrides });
+  const { createServer } = createApp({ db: database.db, pool: database.counterPool, logger, validateResponses: true, apiSpec: closedSpec as OpenApiDocument, ...overrides });
   const server: Server = await new Promise((resolve) => {
     const s = createServer().listen(0, '127.0.0.1', () => resolve(s));
   });
