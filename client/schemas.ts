@@ -42,6 +42,8 @@ export type Env = Schemas['Env'];
 export type Scope = Schemas['Scope'];
 /** The answer of `GET /healthz`. */
 export type Health = Schemas['Health'];
+/** The answer of `GET /readyz` while the instance can serve (otherwise a 503 `ApiErrorBody`). */
+export type Readiness = Schemas['Readiness'];
 /** An ISO 4217 currency code as the API returns it (upper case). */
 export type CurrencyCode = Schemas['CurrencyCode'];
 /** An ISO 3166-1 alpha-2 country code as the API returns it (upper case). */
