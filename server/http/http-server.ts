@@ -13,19 +13,16 @@
 import http, { IncomingMessage, ServerResponse } from 'node:http';
 import type { Express } from 'express';
 
-type Constructor = new (...args: never[]) => object;
-
-/** A class that builds `base`'s objects with `prototype` as theirs (Reflect.construct, as `new` would with a subclass). */
-function bornWith(base: Constructor, prototype: object): Constructor {
-  function Born(...args: unknown[]) {
-    return Reflect.construct(base, args, Born);
-  }
-  Born.prototype = prototype;
-  return Born as unknown as Constructor;
-}
+type Construct = (this: unknown, ...args: unknown[]) => void;
 
 export function createHttpServer(app: Express): http.Server {
-  const AppRequest = bornWith(IncomingMessage, app.request);
-  const AppResponse = bornWith(ServerResponse, app.response);
+  function AppRequest(this: unknown, ...args: unknown[]) {
+    (IncomingMessage as unknown as Construct).apply(this, args);
+  }
+  AppRequest.prototype = app.request;
+  function AppResponse(this: unknown, ...args: unknown[]) {
+    (ServerResponse as unknown as Construct).apply(this, args);
+  }
+  AppResponse.prototype = app.response;
   return http.createServer({ IncomingMessage: AppRequest as never, ServerResponse: AppResponse as never }, app);
 }
