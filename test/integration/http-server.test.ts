@@ -37,6 +37,19 @@ it('constructs requests and responses with the app’s prototypes, which Express
   expect(app.request instanceof IncomingMessage && app.response instanceof ServerResponse).toBe(true);
 });
 
+it('builds them as subclasses of Node’s classes, made once per app (a second server of the app shares them)', async () => {
+  const app = express();
+  const first = createHttpServer(app);
+  const request = app.request;
+  const second = createHttpServer(app);
+  expect(app.request).toBe(request);
+  for (const server of [first, second]) server.close();
+  // A class constructor, which only `new` can call: the objects are constructed, not patched.
+  const AppRequest = request.constructor as typeof IncomingMessage;
+  expect(Object.getPrototypeOf(AppRequest)).toBe(IncomingMessage);
+  expect(() => (AppRequest as unknown as () => void)()).toThrow(TypeError);
+});
+
 it('differs from a plain node:http server, whose objects Express re-prototypes on every request', async () => {
   const { app, before, after } = await prototypes((a) => createServer(a));
   expect(before).toEqual([IncomingMessage.prototype, ServerResponse.prototype]);
