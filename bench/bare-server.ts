@@ -8,7 +8,8 @@ import pg from 'pg';
 
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: Number(process.env.POOL_SIZE ?? 10) });
 const orgId = process.env.ORG_ID!;
-const columns = 'id, org_id, name, contact_name, email, phone, website, currency, notes, billing_address, billing_line1, billing_line2, billing_city, billing_region, billing_postal_code, billing_country, tax_number, default_rate, default_payment_terms, default_tax_rate, require_po_number, billing_email, created_at, updated_at, deleted_at';
+const columns =
+  'id, org_id, name, contact_name, email, phone, website, currency, notes, billing_address, billing_line1, billing_line2, billing_city, billing_region, billing_postal_code, billing_country, tax_number, default_rate, default_payment_terms, default_tax_rate, require_po_number, billing_email, created_at, updated_at, deleted_at';
 
 function send(res: import('node:http').ServerResponse, status: number, body: unknown) {
   const text = JSON.stringify(body);
@@ -24,12 +25,18 @@ const server = createServer((req, res) => {
       const url = req.url ?? '/';
       if (req.method === 'POST' && url === '/clients') {
         const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { name: string };
-        const { rows } = await pool.query(`insert into clients (org_id, env, name) values ($1, 'test', $2) returning ${columns}`, [orgId, body.name]);
+        const { rows } = await pool.query(`insert into clients (org_id, env, name) values ($1, 'test', $2) returning ${columns}`, [
+          orgId,
+          body.name,
+        ]);
         return send(res, 201, { data: rows[0] });
       }
       const byId = /^\/clients\/([0-9a-f-]{36})$/.exec(url);
       if (req.method === 'GET' && byId) {
-        const { rows } = await pool.query(`select ${columns} from clients where id = $1 and org_id = $2 and env = 'test'`, [byId[1], orgId]);
+        const { rows } = await pool.query(`select ${columns} from clients where id = $1 and org_id = $2 and env = 'test'`, [
+          byId[1],
+          orgId,
+        ]);
         return rows[0] ? send(res, 200, { data: rows[0] }) : send(res, 404, {});
       }
       if (req.method === 'GET' && url.startsWith('/clients')) {

@@ -151,7 +151,9 @@ try {
     console.log(`| ${label} | ${value.toFixed(0)} | ${((1000 * connections) / value).toFixed(2)} | ${(value / base).toFixed(2)} |`);
   }
   const perGin = (median(tps.get('insert, no GIN index')!) - median(tps.get('insert, 4 GIN indexes')!)) / 4;
-  console.log(`\nEach trigram index: about ${perGin.toFixed(0)} tps of ${base.toFixed(0)} (${((100 * perGin) / base).toFixed(1)}%) on average;`);
+  console.log(
+    `\nEach trigram index: about ${perGin.toFixed(0)} tps of ${base.toFixed(0)} (${((100 * perGin) / base).toFixed(1)}%) on average;`,
+  );
   const key4 = median(tps.get('insert + idempotency key, 4 GIN')!);
   const ins4 = median(tps.get('insert, 4 GIN indexes')!);
   console.log(`the idempotency row and claim: ${(((ins4 - key4) / ins4) * 100).toFixed(1)}% of the insert's throughput (4 GIN).`);

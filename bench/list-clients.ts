@@ -56,7 +56,8 @@ await withDatabase(async (url) => {
 
     // Set-based seeding: one statement per organisation. One client in eight is a "Globex"; one in
     // fifty is deleted; created_at one second apart, with microseconds, like real rows.
-    const seed = (orgId: string, count: number) => sql`
+    const seed = (orgId: string, count: number) =>
+      sql`
       insert into clients (org_id, env, name, contact_name, email, billing_email, currency, default_rate, created_at, updated_at, deleted_at)
       select ${orgId}, 'test',
              (array['Acme', 'Globex', 'Initech', 'Umbrella', 'Hooli', 'Stark', 'Wayne', 'Wonka'])[1 + i % 8] || ' ' || substr(md5(i::text), 1, 10),
@@ -73,7 +74,9 @@ await withDatabase(async (url) => {
     await seed(noise.orgId, Math.round(CLIENTS / 10));
     // The steady state autovacuum keeps: statistics, and the GIN pending lists merged.
     await sql`vacuum analyze clients`.execute(db);
-    console.log(`seeded ${CLIENTS} clients (+${Math.round(CLIENTS / 10)} in another organisation) in ${Math.round(performance.now() - started)} ms`);
+    console.log(
+      `seeded ${CLIENTS} clients (+${Math.round(CLIENTS / 10)} in another organisation) in ${Math.round(performance.now() - started)} ms`,
+    );
 
     // A deep page: the cursor of the active client 90% of the way down (98% of clients are active).
     const depth = Math.floor(CLIENTS * 0.9);
@@ -89,7 +92,15 @@ await withDatabase(async (url) => {
       .limit(1)
       .executeTakeFirstOrThrow();
     // A rare term: part of one client's name (a few matches at most).
-    const rare = (await db.selectFrom('clients').select('name').where('org_id', '=', token.orgId).offset(CLIENTS / 2).limit(1).executeTakeFirstOrThrow()).name.slice(-8);
+    const rare = (
+      await db
+        .selectFrom('clients')
+        .select('name')
+        .where('org_id', '=', token.orgId)
+        .offset(CLIENTS / 2)
+        .limit(1)
+        .executeTakeFirstOrThrow()
+    ).name.slice(-8);
 
     // Rate limiting off, as product.md has it for benchmarks (2,240 requests of one token).
     const { createServer, warmUp } = createApp({ db, logger: pino({ level: 'silent' }), rateLimits: false });
@@ -128,7 +139,9 @@ await withDatabase(async (url) => {
         times.push(performance.now() - started);
       }
       times.sort((a, b) => a - b);
-      console.log(`${label.padEnd(36)} ${percentile(times, 50).toFixed(2).padStart(8)} ${percentile(times, 99).toFixed(2).padStart(8)} ${String(rows).padStart(6)}`);
+      console.log(
+        `${label.padEnd(36)} ${percentile(times, 50).toFixed(2).padStart(8)} ${percentile(times, 99).toFixed(2).padStart(8)} ${String(rows).padStart(6)}`,
+      );
     }
 
     if (EXPLAIN) {

@@ -24,7 +24,10 @@ import { migrateOrThrow } from '../server/db/migrate.js';
 const root = resolve(import.meta.dirname, '..');
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
-const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+const only = args
+  .find((a) => a.startsWith('--only='))
+  ?.slice(7)
+  .split(',');
 const connections = 32;
 // --quick: one round of 2 s runs, the whole of it (build included) in under a minute.
 const duration = quick ? 2 : 10;
@@ -106,7 +109,9 @@ function loadWithAutocannon(spec: Load, seconds: number): Promise<Figures> {
         path,
         ...(body !== undefined && { body }),
         headers,
-        ...(freshKey && { setupRequest: (request: autocannon.Request) => ({ ...request, headers: { ...headers, 'Idempotency-Key': randomUUID() } }) }),
+        ...(freshKey && {
+          setupRequest: (request: autocannon.Request) => ({ ...request, headers: { ...headers, 'Idempotency-Key': randomUUID() } }),
+        }),
       },
     ],
   }).then((result) => ({
@@ -189,8 +194,17 @@ async function main() {
       .execute();
 
     const profileDir = mkdtempSync(join(tmpdir(), 'clients-profile-'));
-    const real = await start('node', [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), 'dist/server/main.js'], { DATABASE_URL: databaseUrl, PORT: '0', LOG_LEVEL: 'info', RATE_LIMIT: rateLimit });
-    const bare = await start(join(root, 'node_modules/.bin/tsx'), ['bench/bare-server.ts'], { DATABASE_URL: databaseUrl, PORT: '0', ORG_ID: minted.orgId });
+    const real = await start('node', [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), 'dist/server/main.js'], {
+      DATABASE_URL: databaseUrl,
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      RATE_LIMIT: rateLimit,
+    });
+    const bare = await start(join(root, 'node_modules/.bin/tsx'), ['bench/bare-server.ts'], {
+      DATABASE_URL: databaseUrl,
+      PORT: '0',
+      ORG_ID: minted.orgId,
+    });
     servers.push(real, bare);
 
     const body = JSON.stringify({ name: 'Bench client', email: 'bench@example.com', defaultRate: '120.50' });
@@ -247,10 +261,14 @@ async function main() {
     if (!profile && (!only || only.some((o) => 'pglite'.includes(o)))) {
       const env = { DATA_DIR: dataDir, DATABASE_URL: '' };
       const cli = JSON.parse(
-        execFileSync(join(root, 'node_modules/.bin/tsx'), ['server/cli.ts', 'token', 'create', '--org', 'Bench', '--plan', 'studio', '--json'], {
-          cwd: root,
-          env: { ...process.env, ...env },
-        })
+        execFileSync(
+          join(root, 'node_modules/.bin/tsx'),
+          ['server/cli.ts', 'token', 'create', '--org', 'Bench', '--plan', 'studio', '--json'],
+          {
+            cwd: root,
+            env: { ...process.env, ...env },
+          },
+        )
           .toString()
           .trim()
           .split('\n')
@@ -267,7 +285,9 @@ async function main() {
     }
 
     const fmt = (n: number, digits = 0) => n.toFixed(digits).padStart(8);
-    console.log(`\nClients API benchmark: ${connections} connections, ${duration} s per run, ${rounds} alternating round(s), median of rounds`);
+    console.log(
+      `\nClients API benchmark: ${connections} connections, ${duration} s per run, ${rounds} alternating round(s), median of rounds`,
+    );
     console.log(
       `load from ${wrk ? 'wrk (2 threads)' : 'autocannon'}; rate limiting ${rateLimit === '0' ? 'off (RATE_LIMIT=0)' : 'on (PostgreSQL store, a budget no run exhausts)'}; node ${process.version}${profile ? '; PROFILED (slower): figures for the profile only' : ''}\n`,
     );
@@ -280,13 +300,18 @@ async function main() {
       );
     }
     if (pglite) {
-      console.log(`| create on PGlite (figure only) | ${fmt(pglite.rps)} | ${fmt(pglite.p50, 1)} | ${fmt(pglite.p99, 1)} | - | - | - | - | ${pglite.errors}, ${pglite.non2xx} |`);
+      console.log(
+        `| create on PGlite (figure only) | ${fmt(pglite.rps)} | ${fmt(pglite.p50, 1)} | ${fmt(pglite.p99, 1)} | - | - | - | - | ${pglite.errors}, ${pglite.non2xx} |`,
+      );
     }
     console.log(`\nstartup to listening (node dist/server/main.js, PostgreSQL): ${real.startupMs.toFixed(0)} ms`);
-    if (pgliteStartupMs !== undefined) console.log(`startup to listening (embedded PGlite, existing data): ${pgliteStartupMs.toFixed(0)} ms`);
+    if (pgliteStartupMs !== undefined)
+      console.log(`startup to listening (embedded PGlite, existing data): ${pgliteStartupMs.toFixed(0)} ms`);
     console.log(`peak RSS of the real server under load: ${peakRss.toFixed(0)} MiB`);
     if (profile) console.log(`\n${summariseProfiles(profileDir)}`);
-    const failures = rows.reduce((n, r) => n + r.real.errors + r.real.non2xx + (r.bare?.errors ?? 0) + (r.bare?.non2xx ?? 0), 0) + (pglite ? pglite.errors + pglite.non2xx : 0);
+    const failures =
+      rows.reduce((n, r) => n + r.real.errors + r.real.non2xx + (r.bare?.errors ?? 0) + (r.bare?.non2xx ?? 0), 0) +
+      (pglite ? pglite.errors + pglite.non2xx : 0);
     if (failures > 0) {
       console.log(`\n${failures} errors or non-2xx answers: the figures above are not valid.`);
       process.exitCode = 1;

@@ -9,8 +9,10 @@
 import type { components, operations } from './generated/api.js';
 
 type Schemas = components['schemas'];
-type Json<Operation extends keyof operations, Status extends keyof operations[Operation]['responses']> =
-  operations[Operation]['responses'][Status] extends { content: { 'application/json': infer Body } } ? Body : never;
+type Json<
+  Operation extends keyof operations,
+  Status extends keyof operations[Operation]['responses'],
+> = operations[Operation]['responses'][Status] extends { content: { 'application/json': infer Body } } ? Body : never;
 
 /** A client as the API returns it: the request's fields plus `id`, `orgId`, `createdAt`, `updatedAt`, `deletedAt`. */
 export type ClientResource = Schemas['Client'];

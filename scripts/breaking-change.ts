@@ -92,7 +92,10 @@ function main(): number {
   }
   const scratch = mkdtempSync(join(tmpdir(), 'clients-api-breaking-'));
   try {
-    const archive = execFileSync('git', ['archive', base.ref, '--', 'spec'], { maxBuffer: 64 * 1024 * 1024, stdio: ['ignore', 'pipe', 'ignore'] });
+    const archive = execFileSync('git', ['archive', base.ref, '--', 'spec'], {
+      maxBuffer: 64 * 1024 * 1024,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     execFileSync('tar', ['-x', '-C', scratch], { input: archive });
     if (!existsSync(join(scratch, 'spec/openapi.yaml'))) {
       console.log(`Breaking-change gate: ${base.ref} (${base.why}) has no spec/ to compare with.`);
@@ -102,30 +105,57 @@ function main(): number {
     bundle('spec', join(scratch, 'head.json'));
     const output = join(scratch, 'diff.json');
     // Exits non-zero on a major change; the report says what it found either way.
-    execFileSync(redocly, ['diff', join(scratch, 'base.json'), join(scratch, 'head.json'), '--config', join(tools, 'redocly.yaml'), '--format', 'json', '--fail-on', 'none', '-o', output], {
-      env: quiet,
-      stdio: 'ignore',
-    });
+    execFileSync(
+      redocly,
+      [
+        'diff',
+        join(scratch, 'base.json'),
+        join(scratch, 'head.json'),
+        '--config',
+        join(tools, 'redocly.yaml'),
+        '--format',
+        'json',
+        '--fail-on',
+        'none',
+        '-o',
+        output,
+      ],
+      {
+        env: quiet,
+        stdio: 'ignore',
+      },
+    );
     const report = JSON.parse(readFileSync(output, 'utf8')) as DiffReport;
     const { base: from, revision: to } = report.infoVersions;
     const accepted: AcceptedChange[] = existsSync(ACCEPTED_FILE) ? JSON.parse(readFileSync(ACCEPTED_FILE, 'utf8')) : [];
-    const acceptance = (c: DiffReport['changes'][number]) => accepted.find((a) => a.path === c.path && (a.property ?? c.property) === c.property);
+    const acceptance = (c: DiffReport['changes'][number]) =>
+      accepted.find((a) => a.path === c.path && (a.property ?? c.property) === c.property);
     const majors = report.changes.filter((c) => c.impact === 'major');
     const breaking = majors.filter((c) => !acceptance(c));
-    console.log(`Breaking-change gate: spec/ (version ${to}) against ${base.ref} (${base.why}, version ${from}): ${!report.bump || report.bump === 'none' ? 'no change' : `a ${report.bump} change`}.`);
-    for (const c of majors.filter(acceptance)) console.log(`  accepted (${ACCEPTED_FILE}): ${c.kind} ${c.path}${c.property ? ` (${c.property})` : ''}: ${acceptance(c)!.reason}`);
-    for (const a of accepted.filter((a) => !majors.some((c) => acceptance(c) === a))) console.log(`  no longer needed in ${ACCEPTED_FILE}: ${a.path}`);
+    console.log(
+      `Breaking-change gate: spec/ (version ${to}) against ${base.ref} (${base.why}, version ${from}): ${!report.bump || report.bump === 'none' ? 'no change' : `a ${report.bump} change`}.`,
+    );
+    for (const c of majors.filter(acceptance))
+      console.log(`  accepted (${ACCEPTED_FILE}): ${c.kind} ${c.path}${c.property ? ` (${c.property})` : ''}: ${acceptance(c)!.reason}`);
+    for (const a of accepted.filter((a) => !majors.some((c) => acceptance(c) === a)))
+      console.log(`  no longer needed in ${ACCEPTED_FILE}: ${a.path}`);
     if (breaking.length === 0) return 0;
     for (const c of breaking) console.log(`  breaking: ${c.kind} ${c.path}${c.property ? ` (${c.property})` : ''}`);
     const pkg = packageVersions(base.ref, from);
     if (major(to) > major(from) && (!pkg || major(pkg.to) > major(pkg.from))) {
-      console.log(`  allowed: info.version's major went up (${from} → ${to})${pkg ? `, and the client package's (${pkg.from} → ${pkg.to})` : ''}.`);
+      console.log(
+        `  allowed: info.version's major went up (${from} → ${to})${pkg ? `, and the client package's (${pkg.from} → ${pkg.to})` : ''}.`,
+      );
       return 0;
     }
     if (major(to) <= major(from)) {
-      console.error(`Breaking changes need a new major version: raise info.version in spec/openapi.yaml above ${from}'s major, or keep the old behaviour.`);
+      console.error(
+        `Breaking changes need a new major version: raise info.version in spec/openapi.yaml above ${from}'s major, or keep the old behaviour.`,
+      );
     } else {
-      console.error(`Breaking changes need a new major version of the client package too: ${CLIENT_PACKAGE} is ${pkg!.to}, the base's was ${pkg!.from} (\`npm run generate\` sets it from info.version).`);
+      console.error(
+        `Breaking changes need a new major version of the client package too: ${CLIENT_PACKAGE} is ${pkg!.to}, the base's was ${pkg!.from} (\`npm run generate\` sets it from info.version).`,
+      );
     }
     return 1;
   } finally {

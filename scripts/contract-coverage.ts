@@ -48,10 +48,14 @@ export function compareCoverage(documented: Pair[], observed: Pair[]): Coverage 
 
 export function formatCoverage(coverage: Coverage, observed: Pair[]): string {
   const seen = new Set(observed.map(key));
-  const lines = coverage.documented.map((p) => `  ${seen.has(key(p)) ? '✓' : '✗'} ${describe(p)}${seen.has(key(p)) ? '' : '  never observed'}`);
+  const lines = coverage.documented.map(
+    (p) => `  ${seen.has(key(p)) ? '✓' : '✗'} ${describe(p)}${seen.has(key(p)) ? '' : '  never observed'}`,
+  );
   for (const p of coverage.undocumented) lines.push(`  ✗ observed, not documented: ${describe(p)}`);
   const covered = coverage.documented.length - coverage.missing.length;
-  lines.push(`Contract coverage: ${covered}/${coverage.documented.length} documented (operation, status) pairs observed (${coverage.percent.toFixed(1)}%); ${coverage.undocumented.length} undocumented pair(s) observed.`);
+  lines.push(
+    `Contract coverage: ${covered}/${coverage.documented.length} documented (operation, status) pairs observed (${coverage.percent.toFixed(1)}%); ${coverage.undocumented.length} undocumented pair(s) observed.`,
+  );
   return lines.join('\n');
 }
 

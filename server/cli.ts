@@ -81,7 +81,10 @@ async function tokenCreate(args: string[]): Promise<void> {
   if (tokenName !== undefined && (tokenName.length === 0 || tokenName.length > 200)) {
     throw new UsageError('--name must be text of 1 to 200 characters');
   }
-  const scopes = values.scopes?.split(',').map((s) => s.trim()).filter(Boolean);
+  const scopes = values.scopes
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const scope of scopes ?? []) oneOf('scopes', scope, SCOPES);
   if (scopes && scopes.length === 0) throw new UsageError('--scopes needs at least one scope');
 
@@ -111,11 +114,19 @@ async function tokenList(args: string[]): Promise<void> {
     console.log(JSON.stringify(tokens));
     return;
   }
-  console.log(`Organisation ${org} (${orgId}): ${tokens.length} token${tokens.length === 1 ? '' : 's'}, newest first. Secrets are never shown again.`);
+  console.log(
+    `Organisation ${org} (${orgId}): ${tokens.length} token${tokens.length === 1 ? '' : 's'}, newest first. Secrets are never shown again.`,
+  );
   for (const t of tokens) {
-    const state = t.revokedAt ? `revoked ${t.revokedAt}` : t.expiresAt && new Date(t.expiresAt) <= new Date() ? `expired ${t.expiresAt}` : 'active';
+    const state = t.revokedAt
+      ? `revoked ${t.revokedAt}`
+      : t.expiresAt && new Date(t.expiresAt) <= new Date()
+        ? `expired ${t.expiresAt}`
+        : 'active';
     console.log(`\n  ${t.id}  hsk_${t.env}_${t.prefix}_…  "${t.name}"  ${state}`);
-    console.log(`    scopes ${t.scopes.join(', ')}; created ${t.createdAt}; last used ${t.lastUsedAt ?? 'never'}; expires ${t.expiresAt ?? 'never'}`);
+    console.log(
+      `    scopes ${t.scopes.join(', ')}; created ${t.createdAt}; last used ${t.lastUsedAt ?? 'never'}; expires ${t.expiresAt ?? 'never'}`,
+    );
   }
 }
 
@@ -126,7 +137,9 @@ async function tokenRevoke(args: string[]): Promise<void> {
   const id = values.id;
   const revoked = await withDatabase(({ db }) => revokeToken(db, id, 'any'));
   if (!revoked) throw new Error(`There is no token with id ${id}.`);
-  console.log(`Token ${id} ("${revoked.name}", ${revoked.env}) is revoked since ${revoked.revoked_at!.toISOString()}; requests with it are refused.`);
+  console.log(
+    `Token ${id} ("${revoked.name}", ${revoked.env}) is revoked since ${revoked.revoked_at!.toISOString()}; requests with it are refused.`,
+  );
 }
 
 async function orgSetPlan(args: string[]): Promise<void> {

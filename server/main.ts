@@ -51,14 +51,24 @@ async function prepareDatabase() {
 }
 // The validator compiles the spec while the database is being readied: neither waits for the other.
 const [demo] = await Promise.all([prepareDatabase(), warmUp()]);
-const stopPurge = schedulePurge(database.db, () => new Date(), (error) => logger.error({ err: error }, 'idempotency purge failed'));
-const metricsServer = metrics && config.metricsPort !== undefined ? await startMetricsServer(metrics, config.metricsPort, config.metricsHost) : undefined;
+const stopPurge = schedulePurge(
+  database.db,
+  () => new Date(),
+  (error) => logger.error({ err: error }, 'idempotency purge failed'),
+);
+const metricsServer =
+  metrics && config.metricsPort !== undefined ? await startMetricsServer(metrics, config.metricsPort, config.metricsHost) : undefined;
 const server = createServer().listen(config.port, config.host, () => {
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   const metricsAddress = metricsServer?.address() as AddressInfo | undefined;
   logger.info(
-    { url, database: database.kind, ...(metricsAddress && { metricsPort: metricsAddress.port }), startupMs: Math.round(performance.now()) /* since the process started, module loading included */ },
+    {
+      url,
+      database: database.kind,
+      ...(metricsAddress && { metricsPort: metricsAddress.port }),
+      startupMs: Math.round(performance.now()) /* since the process started, module loading included */,
+    },
     'listening',
   );
   if (demo) {

@@ -25,6 +25,11 @@ const DOCS_POLICY = [
 
 export const systemHandlers = {
   getHealth: async () => ({ status: 200, body: { status: 'ok' } }),
-  getDocs: async () => ({ status: 200, text: readDocsPage(), contentType: 'text/html', headers: { 'Content-Security-Policy': DOCS_POLICY } }),
+  getDocs: async () => ({
+    status: 200,
+    text: readDocsPage(),
+    contentType: 'text/html',
+    headers: { 'Content-Security-Policy': DOCS_POLICY },
+  }),
   getOpenApiDocument: async () => ({ status: 200, text: openApiDocument, contentType: 'application/json' }),
 } satisfies Partial<Handlers>;

@@ -19,11 +19,7 @@ export interface AuthContext {
  * Resolves an Authorization header to its token, or throws 401 saying which check failed. An
  * unknown prefix and a wrong secret get the same answer, so nobody learns which prefixes exist.
  */
-export async function authenticate(
-  tokens: TokenLookup,
-  header: string | undefined,
-  now: Date = new Date(),
-): Promise<AuthContext> {
+export async function authenticate(tokens: TokenLookup, header: string | undefined, now: Date = new Date()): Promise<AuthContext> {
   if (!header) throw unauthenticated('No token: send the header "Authorization: Bearer <token>".');
   const match = /^Bearer +(\S+) *$/i.exec(header);
   if (!match) throw unauthenticated('The Authorization header must be "Bearer <token>".');

@@ -9,7 +9,11 @@ const answer = ({ client, etag }: clients.ClientState) => ({ status: 200 as cons
 export const clientHandlers = {
   createClient: async ({ db, key, auth, body, now, respond }) => {
     const created = clients.newClient(auth, body, now);
-    const response = respond({ status: 201, body: { data: created.client }, headers: { Location: `/clients/${created.client.id}`, ETag: created.etag } });
+    const response = respond({
+      status: 201,
+      body: { data: created.client },
+      headers: { Location: `/clients/${created.client.id}`, ETag: created.etag },
+    });
     await clients.insertNewClient(db, auth, created, response, key);
     return response;
   },

@@ -125,7 +125,9 @@ function insertWhen(p: NewClientRow, claimed: RawBuilder<boolean>) {
   return compiler.insertInto('clients').columns(INSERTED).expression(values).returning(sql<number>`1`.as('one'));
 }
 
-const insertOneWithKey = prepare('insert_client_with_key', (p: NewClientRow & KeyedStatementParams) => claimAndStore(p, (claimed) => insertWhen(p, claimed)));
+const insertOneWithKey = prepare('insert_client_with_key', (p: NewClientRow & KeyedStatementParams) =>
+  claimAndStore(p, (claimed) => insertWhen(p, claimed)),
+);
 
 /** Inserts a client computed in full by the service (its response needs nothing back). */
 export async function insertClient(db: Kysely<Database>, row: NewClientRow): Promise<void> {
@@ -221,7 +223,12 @@ export function listClientRowsQuery(db: Kysely<Database>, tenant: Tenant, filter
   if (filter.search !== undefined) {
     const pattern = likeSubstring(filter.search);
     query = query.where((eb) =>
-      eb.or([eb('name', 'ilike', pattern), eb('contact_name', 'ilike', pattern), eb('email', 'ilike', pattern), eb('billing_email', 'ilike', pattern)]),
+      eb.or([
+        eb('name', 'ilike', pattern),
+        eb('contact_name', 'ilike', pattern),
+        eb('email', 'ilike', pattern),
+        eb('billing_email', 'ilike', pattern),
+      ]),
     );
   }
   if (filter.after) {

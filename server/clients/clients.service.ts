@@ -14,7 +14,15 @@ import { ifMatchPasses, strongEtag } from '../shared/etag.js';
 import { LIST_DEFAULTS, parameterMessage } from '../shared/spec-values.js';
 import { assertFeature, assertRoomForActiveClient, PLANS, type PlanTenant } from '../plans/plans.js';
 import { decodeCursor, encodeCursor } from './clients.cursor.js';
-import { toClient, toColumnValues, type Client, type ClientInput, type ClientList, type ClientListQuery, type ClientPatch } from './clients.mapper.js';
+import {
+  toClient,
+  toColumnValues,
+  type Client,
+  type ClientInput,
+  type ClientList,
+  type ClientListQuery,
+  type ClientPatch,
+} from './clients.mapper.js';
 import {
   findClientById,
   insertClient,
@@ -156,7 +164,12 @@ export async function deleteClient(trx: Kysely<Database>, tenant: Tenant, id: st
 }
 
 /** Counts against the plan again, so it passes the same gate as create. */
-export async function restoreClient(trx: Kysely<Database>, tenant: PlanTenant, id: string, ifMatch: string | undefined): Promise<ClientState> {
+export async function restoreClient(
+  trx: Kysely<Database>,
+  tenant: PlanTenant,
+  id: string,
+  ifMatch: string | undefined,
+): Promise<ClientState> {
   const { row, current } = await lockForChange(trx, tenant, id, ifMatch);
   if (row.deleted_at === null) return current;
   await assertRoomForActiveClient(trx, tenant);
@@ -169,7 +182,8 @@ const UPDATED_SINCE_ERROR = parameterMessage('listClients', 'updatedSince');
 export async function listClients(db: Kysely<Database>, tenant: Tenant, query: ClientListQuery): Promise<ClientList> {
   // The validator fills in the spec's defaults; the fallbacks only satisfy the optional types.
   const limit = query.limit ?? LIST_DEFAULTS.limit;
-  if (query.updatedSince !== undefined && !isCalendarDate(query.updatedSince)) throw validationFailed({ updatedSince: UPDATED_SINCE_ERROR });
+  if (query.updatedSince !== undefined && !isCalendarDate(query.updatedSince))
+    throw validationFailed({ updatedSince: UPDATED_SINCE_ERROR });
   const rows = await listClientRows(db, tenant, {
     // One row more than the page tells whether another page follows, without counting.
     limit: limit + 1,

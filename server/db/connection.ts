@@ -10,7 +10,12 @@ export function openPostgres(connectionString: string, max: number, onConnection
   pool.on('connect', prepareHotStatements);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const counterPool = guardConnections(
-    new pg.Pool({ connectionString, max: Math.max(2, Math.ceil(max / 2)), options: '-c synchronous_commit=off', connectionTimeoutMillis: CONNECT_TIMEOUT_MS }),
+    new pg.Pool({
+      connectionString,
+      max: Math.max(2, Math.ceil(max / 2)),
+      options: '-c synchronous_commit=off',
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    }),
     onConnectionError,
   );
   return {

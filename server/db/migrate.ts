@@ -57,7 +57,7 @@ export async function migrateOrThrow(db: Kysely<any>): Promise<string[]> {
  * keeps what the version before it needs. Throws when the database cannot be asked (or has no
  * migration table yet).
  */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any database's schema
+// biome-ignore lint/suspicious/noExplicitAny: any database's schema
 export async function pendingMigrations(db: Kysely<any>): Promise<string[]> {
   const { rows } = await sql<{ name: string }>`select name from kysely_migration`.execute(db);
   const applied = new Set(rows.map((row) => row.name));

@@ -46,7 +46,10 @@ class Parameter {
 
 export type Prepared<Params, Row> = (db: Kysely<Database>, params: Params) => Promise<QueryResult<Row>>;
 
-export function prepare<Params extends object, Row>(name: string, build: (params: Params) => Compilable<Row> | RawBuilder<Row>): Prepared<Params, Row> {
+export function prepare<Params extends object, Row>(
+  name: string,
+  build: (params: Params) => Compilable<Row> | RawBuilder<Row>,
+): Prepared<Params, Row> {
   if ([...preparedStatementNames.values()].includes(name)) throw new Error(`Two statements are named ${name}`);
   const stand = new Proxy({}, { get: (_target, key) => new Parameter(String(key)) }) as Params;
   // A query builder compiles itself; a `sql` template needs the compiler (a Kysely) to do it.

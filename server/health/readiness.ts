@@ -37,7 +37,8 @@ export function createReadiness(): Readiness {
         if (isDatabaseUnavailable(error)) throw error;
         pending = ['all'];
       }
-      if (pending.length > 0) throw serviceUnavailable('The database has not run the migrations this version needs (run `npm run migrate`).');
+      if (pending.length > 0)
+        throw serviceUnavailable('The database has not run the migrations this version needs (run `npm run migrate`).');
       return { status: 200, body: { status: 'ready' } };
     },
   };

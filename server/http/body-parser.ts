@@ -74,4 +74,3 @@ export function jsonBody(decimalFields: ReadonlySet<string>, bodyRequired: boole
     });
   };
 }
-

@@ -13,7 +13,11 @@ import type { SpecIndex } from './spec.js';
 // Nothing the caller sent is silently dropped: a body where the operation takes none is refused.
 const refuseBody: RequestHandler = (req, _res, next) => {
   req.body = undefined;
-  next(typeis.hasBody(req) && Number(req.headers['content-length'] ?? 1) !== 0 ? validationFailed({ body: 'must be empty: this operation takes no request body' }) : undefined);
+  next(
+    typeis.hasBody(req) && Number(req.headers['content-length'] ?? 1) !== 0
+      ? validationFailed({ body: 'must be empty: this operation takes no request body' })
+      : undefined,
+  );
 };
 
 // Not an operation of the API: its answer is 404 or 405, whatever the body.
@@ -24,7 +28,10 @@ const dropBody: RequestHandler = (req, _res, next) => {
 
 export function bodyRules(spec: SpecIndex): RequestHandler {
   const parsers = new Map(
-    [...spec.operations.values()].map((info) => [info.entry.operationId, info.entry.hasBody ? jsonBody(info.decimalFields, true) : refuseBody]),
+    [...spec.operations.values()].map((info) => [
+      info.entry.operationId,
+      info.entry.hasBody ? jsonBody(info.decimalFields, true) : refuseBody,
+    ]),
   );
   return (req, res, next) => (req.operation ? parsers.get(req.operation.operationId)! : dropBody)(req, res, next);
 }

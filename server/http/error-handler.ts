@@ -33,7 +33,8 @@ function translateValidation(error: HttpLikeError, spec: SpecIndex, operationId:
   for (const issue of error.errors ?? []) {
     const path = issue.path ?? '';
     const message = issue.message ?? 'is invalid';
-    const [, location = '', name] = /^\/?(body|headers|query|path|params)(?:\/([^/]+))?/.exec(path.replace(/^\./, '/').replace(/\./g, '/')) ?? [];
+    const [, location = '', name] =
+      /^\/?(body|headers|query|path|params)(?:\/([^/]+))?/.exec(path.replace(/^\./, '/').replace(/\./g, '/')) ?? [];
     if (location === 'body' && issue.errorCode?.startsWith('additionalProperties')) {
       const unknown = /additional propert(?:y|ies)[^']*'([^']+)'/.exec(message)?.[1] ?? name;
       if (unknown) fields[unknown] = info?.unknownFieldMessage ?? 'is not a known field';
@@ -58,7 +59,9 @@ function translateValidation(error: HttpLikeError, spec: SpecIndex, operationId:
     const field = name ? decodeURIComponent(name) : location || 'request';
     fields[field] ??= info?.messages.get(field) ?? message;
   }
-  return validationFailed(Object.keys(fields).length > 0 ? Object.fromEntries(Object.entries(fields)) : { request: error.message ?? 'is invalid' });
+  return validationFailed(
+    Object.keys(fields).length > 0 ? Object.fromEntries(Object.entries(fields)) : { request: error.message ?? 'is invalid' },
+  );
 }
 
 export function toApiError(error: unknown, spec: SpecIndex, operationId?: string): ApiError | undefined {

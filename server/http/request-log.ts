@@ -28,7 +28,8 @@ export function requestLog(app: Express, logger: Logger, onDone?: (req: Request,
   Object.defineProperty(app.request, 'log', {
     configurable: true,
     get(this: Request & RequestLogState): Logger {
-      if (!this.childLogger) this.childLogger = logger.child({ req: this.logFields ?? { id: this.id, method: this.method, url: this.originalUrl } });
+      if (!this.childLogger)
+        this.childLogger = logger.child({ req: this.logFields ?? { id: this.id, method: this.method, url: this.originalUrl } });
       return this.childLogger;
     },
   });

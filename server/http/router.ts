@@ -87,7 +87,10 @@ export function createRouter(deps: RouterDeps): RequestHandler {
     if (deps.validateResponses) return void res.status(response.status).json(JSON.parse(response.text));
     // The body as it was serialised once, for the answer and the stored copy alike, straight to
     // Node: none of res.send's content negotiation applies to a write's JSON answer.
-    res.writeHead(response.status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(response.text) });
+    res.writeHead(response.status, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(response.text),
+    });
     res.end(response.text);
   };
 
@@ -101,7 +104,12 @@ export function createRouter(deps: RouterDeps): RequestHandler {
         const header = op.idempotencyKey && req.auth ? req.headers['idempotency-key'] : undefined;
         const key =
           typeof header === 'string'
-            ? keyedRequest({ orgId: req.auth!.orgId, env: req.auth!.env, key: normalizeKey(header) }, fingerprintRequest(req.method, req.path, req.body), now, deps.store)
+            ? keyedRequest(
+                { orgId: req.auth!.orgId, env: req.auth!.env, key: normalizeKey(header) },
+                fingerprintRequest(req.method, req.path, req.body),
+                now,
+                deps.store,
+              )
             : undefined;
         let response: SentResponse;
         try {

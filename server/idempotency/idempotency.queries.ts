@@ -53,7 +53,12 @@ export async function claimKey(trx: Kysely<Database>, scope: KeyScope, now: Date
   const stored =
     row.fingerprint === null
       ? undefined
-      : { fingerprint: row.fingerprint, status: row.response_status!, bodyText: row.response_body ?? 'null', headers: row.response_headers ?? {} };
+      : {
+          fingerprint: row.fingerprint,
+          status: row.response_status!,
+          bodyText: row.response_body ?? 'null',
+          headers: row.response_headers ?? {},
+        };
   return { locked: row.locked, stored };
 }
 
@@ -67,7 +72,14 @@ export async function findStoredResponse(db: Kysely<Database>, scope: KeyScope, 
     .where('key', '=', scope.key)
     .where('expires_at', '>', now)
     .executeTakeFirst();
-  return row ? { fingerprint: row.fingerprint, status: row.response_status!, bodyText: row.response_body ?? 'null', headers: row.response_headers ?? {} } : undefined;
+  return row
+    ? {
+        fingerprint: row.fingerprint,
+        status: row.response_status!,
+        bodyText: row.response_body ?? 'null',
+        headers: row.response_headers ?? {},
+      }
+    : undefined;
 }
 
 /**
@@ -93,12 +105,7 @@ export async function saveResponse(
   const row = await trx
     .insertInto('idempotency_keys')
     .values({ org_id: scope.orgId, env: scope.env, key: scope.key, ...values })
-    .onConflict((oc) =>
-      oc
-        .columns(['org_id', 'env', 'key'])
-        .doUpdateSet(values)
-        .where('idempotency_keys.expires_at', '<=', now),
-    )
+    .onConflict((oc) => oc.columns(['org_id', 'env', 'key']).doUpdateSet(values).where('idempotency_keys.expires_at', '<=', now))
     .returning(sql<number>`1`.as('saved'))
     .executeTakeFirst();
   return row !== undefined;
@@ -160,7 +167,10 @@ export interface KeyedStatementRow {
  * without ON CONFLICT on purpose: a row committed by a racing request (or an expired one) fails the
  * statement, which then writes nothing at all. Read the row with `readKeyedStatement`.
  */
-export function claimAndStore(p: KeyedStatementParams, write: (claimed: RawBuilder<boolean>) => Compilable<unknown>): RawBuilder<KeyedStatementRow> {
+export function claimAndStore(
+  p: KeyedStatementParams,
+  write: (claimed: RawBuilder<boolean>) => Compilable<unknown>,
+): RawBuilder<KeyedStatementRow> {
   return sql<KeyedStatementRow>`
   with existing as (
     select fingerprint, response_status, response_body::text as response_body, response_headers from idempotency_keys
@@ -195,12 +205,21 @@ export async function readKeyedStatement(run: Promise<{ rows: KeyedStatementRow[
   try {
     const row = (await run).rows[0]!;
     if (row.fingerprint !== null) {
-      return { kind: 'stored', stored: { fingerprint: row.fingerprint, status: row.response_status!, bodyText: row.response_body ?? 'null', headers: row.response_headers ?? {} } };
+      return {
+        kind: 'stored',
+        stored: {
+          fingerprint: row.fingerprint,
+          status: row.response_status!,
+          bodyText: row.response_body ?? 'null',
+          headers: row.response_headers ?? {},
+        },
+      };
     }
     if (row.locked === false) return { kind: 'busy' };
     return { kind: 'written' };
   } catch (error) {
-    if ((error as { code?: string }).code === '23505' && (error as { constraint?: string }).constraint === 'idempotency_keys_pk') return { kind: 'conflict' };
+    if ((error as { code?: string }).code === '23505' && (error as { constraint?: string }).constraint === 'idempotency_keys_pk')
+      return { kind: 'conflict' };
     throw error;
   }
 }

@@ -55,7 +55,9 @@ export function normalizeKey(header: string): string {
 
 /** Method, path and the parsed body: key order and white space do not matter. */
 export function fingerprintRequest(method: string, path: string, body: unknown): string {
-  return createHash('sha256').update(`${method} ${path}\n${stringify(body ?? null)}`).digest('base64url');
+  return createHash('sha256')
+    .update(`${method} ${path}\n${stringify(body ?? null)}`)
+    .digest('base64url');
 }
 
 export function keyedRequest(scope: KeyScope, fingerprint: string, now: Date, store: IdempotencyStore = defaultStore): KeyedRequest {
@@ -79,7 +81,10 @@ const inProgress = () =>
   });
 
 const reused = () =>
-  new ApiError('idempotency_key_reused', 'This Idempotency-Key was used with a different request (method, path or body); use a new key for a new request.');
+  new ApiError(
+    'idempotency_key_reused',
+    'This Idempotency-Key was used with a different request (method, path or body); use a new key for a new request.',
+  );
 
 /** The stored answer, marked as replayed; 422 when the key was used for a different request. */
 function replay(stored: StoredResponse, fingerprint: string): SentResponse {
@@ -133,7 +138,11 @@ export async function keyedTransaction(
  * request's (409, replay). A key row that blocked the insert is removed if it has expired, and
  * the statement tried once more.
  */
-export async function settleKeyedStatement(db: Kysely<Database>, keyed: KeyedRequest, run: () => Promise<KeyedStatementOutcome>): Promise<void> {
+export async function settleKeyedStatement(
+  db: Kysely<Database>,
+  keyed: KeyedRequest,
+  run: () => Promise<KeyedStatementOutcome>,
+): Promise<void> {
   for (let attempt = 0; attempt < 2; attempt++) {
     const outcome = await run();
     if (outcome.kind === 'written') return;
@@ -200,7 +209,12 @@ export async function purgeExpiredKeys(
 }
 
 /** Purges on a schedule inside the server; the timer never keeps the process alive. */
-export function schedulePurge(db: Kysely<Database>, clock: () => Date, onError: (error: unknown) => void, intervalMs = 10 * 60 * 1000): () => void {
+export function schedulePurge(
+  db: Kysely<Database>,
+  clock: () => Date,
+  onError: (error: unknown) => void,
+  intervalMs = 10 * 60 * 1000,
+): () => void {
   const timer = setInterval(() => {
     purgeExpiredKeys(db, clock(), { batchSize: 1000, maxBatches: 10 }).catch(onError);
   }, intervalMs);

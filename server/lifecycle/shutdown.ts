@@ -81,7 +81,11 @@ export function createShutdown(options: ShutdownOptions): (signal: string) => Pr
         logger.info('stopped');
         return options.exit(0);
       }
-      if (outcome === 'timeout') logger.error({ cut: await openConnections(), timeoutMs: options.timeoutMs }, 'shutdown timed out: cutting the requests still running');
+      if (outcome === 'timeout')
+        logger.error(
+          { cut: await openConnections(), timeoutMs: options.timeoutMs },
+          'shutdown timed out: cutting the requests still running',
+        );
       options.exit(1);
     })();
     return stopping;

@@ -78,7 +78,8 @@ export function createMetrics(): Metrics {
       const operation = req.operation?.operationId ?? 'unmatched';
       const method = methods.has(req.method) ? req.method : '_OTHER';
       duration.observe({ operation, http_request_method: method, http_response_status_code: res.statusCode }, seconds);
-      if (res.statusCode === 429) refusals.inc({ policy: String(res.getHeader('RateLimit-Policy') ?? '').startsWith('"token"') ? 'token' : 'address' });
+      if (res.statusCode === 429)
+        refusals.inc({ policy: String(res.getHeader('RateLimit-Policy') ?? '').startsWith('"token"') ? 'token' : 'address' });
     },
     countKeyed(outcome) {
       idempotency.inc({ outcome });

@@ -11,7 +11,10 @@ export async function upsertOrganisation(db: Kysely<Database>, name: string, pla
 }
 
 export async function countOrganisations(db: Kysely<Database>): Promise<number> {
-  const row = await db.selectFrom('organisations').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+  const row = await db
+    .selectFrom('organisations')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .executeTakeFirstOrThrow();
   return Number(row.n);
 }
 

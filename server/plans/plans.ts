@@ -62,7 +62,8 @@ export async function assertRoomForActiveClient(trx: Kysely<Database>, tenant: P
     .executeTakeFirstOrThrow();
   if (Number(n) < max) return;
   const requiredPlan = cheapestPlan((limits) => limits.maxActiveClients === null || limits.maxActiveClients > max);
-  throw new ApiError('plan_limit_reached',
+  throw new ApiError(
+    'plan_limit_reached',
     `The ${tenant.plan} plan allows ${max} active clients; upgrade to ${requiredPlan} for more, or delete one.`,
     { requiredPlan, feature: 'clients.max' },
   );

@@ -55,8 +55,7 @@ export function validationFailed(fields: Record<string, string>): ApiError {
 
 export const unauthenticated = (message: string) => new ApiError('unauthenticated', message);
 
-export const forbidden = (scope: string) =>
-  new ApiError('forbidden', `This token lacks the scope ${scope}, which this operation needs.`);
+export const forbidden = (scope: string) => new ApiError('forbidden', `This token lacks the scope ${scope}, which this operation needs.`);
 
 export const notFound = (message = 'No such resource.') => new ApiError('not_found', message);
 

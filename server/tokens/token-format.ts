@@ -8,7 +8,6 @@ import type { Env } from '../db/schema.js';
 const BASE62 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 const TOKEN_SHAPE = /^hsk_(live|test)_([A-Za-z0-9]{12})_([A-Za-z0-9]{32})$/;
 
-
 export interface ParsedToken {
   env: Env;
   prefix: string;

@@ -8,7 +8,18 @@ export interface TokenTenant {
 }
 
 /** Every column but the secret's hash, which never leaves findTokenByPrefix. */
-const LISTED_COLUMNS = ['id', 'org_id', 'env', 'name', 'prefix', 'scopes', 'created_at', 'last_used_at', 'expires_at', 'revoked_at'] as const;
+const LISTED_COLUMNS = [
+  'id',
+  'org_id',
+  'env',
+  'name',
+  'prefix',
+  'scopes',
+  'created_at',
+  'last_used_at',
+  'expires_at',
+  'revoked_at',
+] as const;
 export type ListedTokenRow = Pick<ApiTokenRow, (typeof LISTED_COLUMNS)[number]>;
 
 export interface TokenForAuth {

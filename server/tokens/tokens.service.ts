@@ -60,12 +60,18 @@ export type TokenInput = components['schemas']['TokenCreate'];
  * POST /tokens: a token can grant only scopes it holds, in its own organisation and environment,
  * and cannot outlive itself (without an expiry of its own asked for, the new one gets the caller's).
  */
-export async function createToken(db: Kysely<Database>, caller: AuthContext, input: TokenInput, now = new Date()): Promise<{ data: Token; token: string }> {
+export async function createToken(
+  db: Kysely<Database>,
+  caller: AuthContext,
+  input: TokenInput,
+  now = new Date(),
+): Promise<{ data: Token; token: string }> {
   const lacking = input.scopes.find((scope) => !caller.scopes.includes(scope));
   if (lacking) {
     throw new ApiError('forbidden', `This token cannot grant the scope ${lacking}: a token can grant only scopes it holds itself.`);
   }
-  if (input.expiresAt && !isCalendarDate(input.expiresAt)) throw validationFailed({ expiresAt: 'must be a date-time of a day that exists' });
+  if (input.expiresAt && !isCalendarDate(input.expiresAt))
+    throw validationFailed({ expiresAt: 'must be a date-time of a day that exists' });
   const asked = input.expiresAt ? new Date(input.expiresAt) : null;
   if (asked && asked <= now) throw validationFailed({ expiresAt: 'must be in the future' });
   if (asked && caller.expiresAt && asked > caller.expiresAt) {

@@ -24,7 +24,6 @@ async function postWith(authorization: string | undefined) {
   return { status: response.status, body: await readJson(response) };
 }
 
-
 describe('401 unauthenticated', () => {
   it('no Authorization header', async () => {
     const { status, body } = await postWith(undefined);
@@ -33,11 +32,14 @@ describe('401 unauthenticated', () => {
     expect(body.error.message).toMatch(/No token/);
   });
 
-  it.each([['Basic dXNlcjpwYXNz'], ['Bearer'], ['Bearer a b'], ['Token abc']])('a header that is not "Bearer <token>": %s', async (header) => {
-    const { status, body } = await postWith(header);
-    expect(status).toBe(401);
-    expect(body.error.message).toMatch(/Bearer <token>|malformed/);
-  });
+  it.each([['Basic dXNlcjpwYXNz'], ['Bearer'], ['Bearer a b'], ['Token abc']])(
+    'a header that is not "Bearer <token>": %s',
+    async (header) => {
+      const { status, body } = await postWith(header);
+      expect(status).toBe(401);
+      expect(body.error.message).toMatch(/Bearer <token>|malformed/);
+    },
+  );
 
   it.each([
     ['wrong prefix word', () => token.token.replace('hsk_', 'sk_')],
@@ -79,7 +81,11 @@ describe('401 unauthenticated', () => {
 
   it('an expired token', async () => {
     const expired = (await server.tenant()).token;
-    await server.database.db.updateTable('api_tokens').set({ expires_at: new Date(Date.now() - 1000) }).where('id', '=', expired.tokenId).execute();
+    await server.database.db
+      .updateTable('api_tokens')
+      .set({ expires_at: new Date(Date.now() - 1000) })
+      .where('id', '=', expired.tokenId)
+      .execute();
     const { status, body } = await postWith(`Bearer ${expired.token}`);
     expect(status).toBe(401);
     expect(body.error.message).toMatch(/expired/);

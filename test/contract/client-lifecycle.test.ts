@@ -225,9 +225,15 @@ describe('PATCH /clients/{id}', () => {
   it('takes a well-formed Idempotency-Key and refuses a malformed one by name', async () => {
     const { client } = await create();
     const key = 'a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d';
-    const ok = await api.PATCH('/clients/{id}', { params: { path: { id: client.id }, header: { 'Idempotency-Key': key } }, body: { notes: 'k' } });
+    const ok = await api.PATCH('/clients/{id}', {
+      params: { path: { id: client.id }, header: { 'Idempotency-Key': key } },
+      body: { notes: 'k' },
+    });
     expect(ok.response.status).toBe(200);
-    const bad = await api.PATCH('/clients/{id}', { params: { path: { id: client.id }, header: { 'Idempotency-Key': 'string' } }, body: { notes: 'k' } });
+    const bad = await api.PATCH('/clients/{id}', {
+      params: { path: { id: client.id }, header: { 'Idempotency-Key': 'string' } },
+      body: { notes: 'k' },
+    });
     expect(bad.response.status).toBe(400);
     expect(bad.error!.error.fields).toEqual({ 'Idempotency-Key': 'must be a UUID or a ULID' });
   });
@@ -359,7 +365,10 @@ describe('DELETE and restore', () => {
 
   it('a body sent to DELETE or restore is refused, naming body, and nothing changes', async () => {
     const { client } = await create();
-    for (const [method, path] of [['DELETE', ''], ['POST', '/restore']] as const) {
+    for (const [method, path] of [
+      ['DELETE', ''],
+      ['POST', '/restore'],
+    ] as const) {
       // Straight to the server: Prism refuses such a body itself, with an answer of its own.
       const response = await fetch(`${server.serverUrl}/clients/${client.id}${path}`, {
         method,
@@ -388,7 +397,11 @@ describe('DELETE and restore', () => {
     for (const authorization of [undefined, `Bearer ${token}`]) {
       const headers: Record<string, string> = { 'Content-Type': 'application/json' };
       if (authorization) headers.Authorization = authorization;
-      const response = await fetch(`${server.serverUrl}${path}`, { method, headers, ...(method === 'POST' && { body: '{"name":"Never made"}' }) });
+      const response = await fetch(`${server.serverUrl}${path}`, {
+        method,
+        headers,
+        ...(method === 'POST' && { body: '{"name":"Never made"}' }),
+      });
       expect(response.status).toBe(status);
       expect((await readJson(response)).error.code).toBe(code);
     }
@@ -429,7 +442,12 @@ describe('restore and the plan limit', () => {
     await create({ name: 'Third' }, free);
     const answers = await Promise.all([clients[0]!, clients[1]!].map((c) => restore(c.id, undefined, free)));
     expect(answers.map((a) => a.response.status).sort()).toEqual([200, 402]);
-    const active = await server.database.db.selectFrom('clients').select('id').where('org_id', '=', t.orgId).where('deleted_at', 'is', null).execute();
+    const active = await server.database.db
+      .selectFrom('clients')
+      .select('id')
+      .where('org_id', '=', t.orgId)
+      .where('deleted_at', 'is', null)
+      .execute();
     expect(active).toHaveLength(3);
   });
 });

@@ -37,24 +37,22 @@ function faultyTransport(plan: ('ok' | 'refused' | 'lost' | '503')[]) {
 }
 
 describe('retries against the real server', () => {
-  it.each([
-    [['refused']],
-    [['lost']],
-    [['lost', 'lost', 'refused']],
-    [['503', 'lost']],
-  ] as const)('faults %j: one client, and the answer is the 201', async (faults) => {
-    const { token } = await server.tenant({ plan: 'studio' });
-    const { transport, seen } = faultyTransport([...faults]);
-    // The test server's client checks every response against the spec; the synthetic 503 is not ours.
-    const api = server.client(token.token, { fetch: retryingFetch(transport, noWait), retry: false });
-    const { data, response } = await api.POST('/clients', { body: { name: 'Retried' } });
-    expect(response.status).toBe(201);
-    expect(data!.data.name).toBe('Retried');
-    expect(seen).toHaveLength(faults.length + 1);
-    expect(new Set(seen.map((s) => s.key)).size).toBe(1);
-    expect(seen[0]!.key).toMatch(/^[0-9a-f-]{36}$/);
-    expect(await rows(token.orgId)).toBe(1);
-  });
+  it.each([[['refused']], [['lost']], [['lost', 'lost', 'refused']], [['503', 'lost']]] as const)(
+    'faults %j: one client, and the answer is the 201',
+    async (faults) => {
+      const { token } = await server.tenant({ plan: 'studio' });
+      const { transport, seen } = faultyTransport([...faults]);
+      // The test server's client checks every response against the spec; the synthetic 503 is not ours.
+      const api = server.client(token.token, { fetch: retryingFetch(transport, noWait), retry: false });
+      const { data, response } = await api.POST('/clients', { body: { name: 'Retried' } });
+      expect(response.status).toBe(201);
+      expect(data!.data.name).toBe('Retried');
+      expect(seen).toHaveLength(faults.length + 1);
+      expect(new Set(seen.map((s) => s.key)).size).toBe(1);
+      expect(seen[0]!.key).toMatch(/^[0-9a-f-]{36}$/);
+      expect(await rows(token.orgId)).toBe(1);
+    },
+  );
 
   it('twenty logical calls through a transport that loses a third of everything: twenty clients', async () => {
     const { token } = await server.tenant({ plan: 'studio' });
@@ -103,7 +101,13 @@ describe('what is retried, and for how long', () => {
   it('backs off exponentially with full jitter, bounded by maxDelayMs', async () => {
     const waits: number[] = [];
     const { fetch } = scripted([500, 502, 503, 504, 200]);
-    await retryingFetch(fetch, { maxAttempts: 5, baseDelayMs: 100, maxDelayMs: 300, random: () => 0.5, sleep: async (ms) => void waits.push(ms) })(post());
+    await retryingFetch(fetch, {
+      maxAttempts: 5,
+      baseDelayMs: 100,
+      maxDelayMs: 300,
+      random: () => 0.5,
+      sleep: async (ms) => void waits.push(ms),
+    })(post());
     expect(waits).toEqual([50, 100, 150, 150]);
   });
 

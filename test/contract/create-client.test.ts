@@ -19,10 +19,31 @@ beforeAll(async () => {
 afterAll(() => server?.close());
 
 const SEED_FIELDS = [
-  'id', 'orgId', 'name', 'contactName', 'email', 'phone', 'website', 'currency', 'notes', 'billingAddress',
-  'billingLine1', 'billingLine2', 'billingCity', 'billingRegion', 'billingPostalCode', 'billingCountry',
-  'taxNumber', 'defaultRate', 'defaultPaymentTerms', 'defaultTaxRate', 'requirePoNumber', 'billingEmail',
-  'createdAt', 'updatedAt', 'deletedAt',
+  'id',
+  'orgId',
+  'name',
+  'contactName',
+  'email',
+  'phone',
+  'website',
+  'currency',
+  'notes',
+  'billingAddress',
+  'billingLine1',
+  'billingLine2',
+  'billingCity',
+  'billingRegion',
+  'billingPostalCode',
+  'billingCountry',
+  'taxNumber',
+  'defaultRate',
+  'defaultPaymentTerms',
+  'defaultTaxRate',
+  'requirePoNumber',
+  'billingEmail',
+  'createdAt',
+  'updatedAt',
+  'deletedAt',
 ];
 
 const OPTIONAL_FIELDS = SEED_FIELDS.filter(
@@ -61,7 +82,11 @@ describe('the seed example', () => {
   it('stores the row in the token environment', async () => {
     const live = await server.tenant({ env: 'live' });
     const { data } = await live.api.POST('/clients', { body: { name: 'Live one' } });
-    const row = await server.database.db.selectFrom('clients').select(['env', 'org_id']).where('id', '=', data!.data.id).executeTakeFirstOrThrow();
+    const row = await server.database.db
+      .selectFrom('clients')
+      .select(['env', 'org_id'])
+      .where('id', '=', data!.data.id)
+      .executeTakeFirstOrThrow();
     expect(row).toEqual({ env: 'live', org_id: live.token.orgId });
   });
 
@@ -145,7 +170,26 @@ describe('money is exact', () => {
     expect(data!.data.defaultTaxRate).toBe(returned);
   });
 
-  const badRates: unknown[] = ['1,000', '1e3', '-5', -5, '-0', '1.23456', 1.23456, '1000000000000', 1e12, 'NaN', 'abc', '.5', '5.', '+5', '1 000', true, [], {}];
+  const badRates: unknown[] = [
+    '1,000',
+    '1e3',
+    '-5',
+    -5,
+    '-0',
+    '1.23456',
+    1.23456,
+    '1000000000000',
+    1e12,
+    'NaN',
+    'abc',
+    '.5',
+    '5.',
+    '+5',
+    '1 000',
+    true,
+    [],
+    {},
+  ];
   it.each(badRates.map((v) => [v]))('defaultRate %j is a 400 naming the field', async (sent) => {
     const before = await countRows();
     const { error, response } = await create({ name: 'Bad', defaultRate: sent });
@@ -277,7 +321,11 @@ describe('bad input is a 400 naming the field, and writes nothing', () => {
     // PostgreSQL text cannot hold U+0000: refused by the spec's patterns, never a 500 (found by the fuzzer).
     ['a NUL character in text', { name: 'A\u0000B', notes: 'x\u0000', website: 'https://a.test/\u0000' }, ['name', 'notes', 'website']],
     // Not a character at all: refused rather than stored as U+FFFD (PGlite even failed on it; found by the fuzzer).
-    ['an unpaired surrogate in text', { name: '0 \udfff', billingAddress: '\ud800x', contactName: '😀\ud83d' }, ['billingAddress', 'contactName', 'name']],
+    [
+      'an unpaired surrogate in text',
+      { name: '0 \udfff', billingAddress: '\ud800x', contactName: '😀\ud83d' },
+      ['billingAddress', 'contactName', 'name'],
+    ],
   ];
   it.each(cases)('%s', async (_label, body, fields) => {
     const before = await countRows();

@@ -102,7 +102,8 @@ describe('the same key for something else', () => {
     const orgName = (await db().selectFrom('organisations').select('name').where('id', '=', a.token.orgId).executeTakeFirstOrThrow()).name;
     const aLive = server.client((await server.mint({ orgName, env: 'live' })).token);
     const answers = [];
-    for (const api of [a.api, b.api, aLive]) answers.push(await api.POST('/clients', { body: { name: 'Same key' }, headers: { 'Idempotency-Key': key } }));
+    for (const api of [a.api, b.api, aLive])
+      answers.push(await api.POST('/clients', { body: { name: 'Same key' }, headers: { 'Idempotency-Key': key } }));
     expect(answers.map((r) => r.response.status)).toEqual([201, 201, 201]);
     expect(answers.map((r) => r.response.headers.get('Idempotent-Replayed'))).toEqual([null, null, null]);
     expect(new Set(answers.map((r) => r.data!.data.id)).size).toBe(3);
@@ -151,8 +152,12 @@ describe('what is stored', () => {
  */
 async function breakInserts(table: 'clients' | 'idempotency_keys', orgId: string): Promise<() => Promise<void>> {
   const name = `broken_${table}_${orgId.replaceAll('-', '')}`;
-  await sql.raw(`create function ${name}() returns trigger language plpgsql as $$ begin raise exception 'the ${table} store is down'; end $$`).execute(db());
-  await sql.raw(`create trigger ${name} after insert on ${table} for each row when (new.org_id = '${orgId}') execute function ${name}()`).execute(db());
+  await sql
+    .raw(`create function ${name}() returns trigger language plpgsql as $$ begin raise exception 'the ${table} store is down'; end $$`)
+    .execute(db());
+  await sql
+    .raw(`create trigger ${name} after insert on ${table} for each row when (new.org_id = '${orgId}') execute function ${name}()`)
+    .execute(db());
   return async () => {
     await sql.raw(`drop trigger ${name} on ${table}`).execute(db());
     await sql.raw(`drop function ${name}()`).execute(db());
@@ -181,7 +186,7 @@ describe('failures inside the transaction leave nothing, and a retry with the sa
     expect(await keyCount(token.orgId)).toBe(1);
   });
 
-  it('when storing the response fails (free plan: the transaction\'s last statement)', async () => {
+  it("when storing the response fails (free plan: the transaction's last statement)", async () => {
     let saves = 0;
     const flaky = await startTestServer(
       {

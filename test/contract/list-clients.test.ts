@@ -102,7 +102,10 @@ describe('walking the cursor', () => {
       .execute();
     for (const limit of [1, 2, 5, 7]) {
       const { seen } = await walk(api, { limit });
-      expect(seen.map((c) => c.id), `limit ${limit}`).toEqual(await idsNewestFirst(token.orgId));
+      expect(
+        seen.map((c) => c.id),
+        `limit ${limit}`,
+      ).toEqual(await idsNewestFirst(token.orgId));
     }
   });
 
@@ -177,7 +180,9 @@ describe('q', () => {
     expect(await search({ q: '*' })).toEqual(['Wile E. (Super Genius)! *']);
     // As curl sends them: nothing percent-encoded but the space.
     const raw = async (query: string) => {
-      const response = await specCheckingFetch()(new Request(`${server.baseUrl}/clients?${query}`, { headers: { Authorization: `Bearer ${token.token}` } }));
+      const response = await specCheckingFetch()(
+        new Request(`${server.baseUrl}/clients?${query}`, { headers: { Authorization: `Bearer ${token.token}` } }),
+      );
       expect(response.status).toBe(200);
       return ((await response.json()) as { data: ClientResource[] }).data.map((c) => c.name);
     };
@@ -297,7 +302,14 @@ describe('bad parameters are a 400 naming the parameter', () => {
   });
 
   it('takes RFC 3339 date-times in their other forms', async () => {
-    for (const since of ['2024-02-29T00:00:00Z', '2000-02-29T23:59:59Z', '2026-01-01T00:00:00Z', '2026-01-01t00:00:00.123456789z', '2026-01-01T00:00:00-15:59', '2026-01-01T00:00:00+14:00']) {
+    for (const since of [
+      '2024-02-29T00:00:00Z',
+      '2000-02-29T23:59:59Z',
+      '2026-01-01T00:00:00Z',
+      '2026-01-01t00:00:00.123456789z',
+      '2026-01-01T00:00:00-15:59',
+      '2026-01-01T00:00:00+14:00',
+    ]) {
       expect((await get(`updatedSince=${encodeURIComponent(since)}`)).status, since).toBe(200);
     }
   });

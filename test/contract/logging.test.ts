@@ -43,8 +43,25 @@ it('makes up a request id when the caller sends none or a bad one', async () => 
 
 it('logs a 500 with its cause and request id, while the body says nothing', async () => {
   const failing = await startTestServer({
-    logger: pino({ level: 'info' }, new Writable({ write: (c, _e, d) => { lines.push(...String(c).split('\n').filter(Boolean).map((l) => JSON.parse(l))); d(); } })),
-    handlers: { createClient: async () => { throw new Error('disk on fire'); } },
+    logger: pino(
+      { level: 'info' },
+      new Writable({
+        write: (c, _e, d) => {
+          lines.push(
+            ...String(c)
+              .split('\n')
+              .filter(Boolean)
+              .map((l) => JSON.parse(l)),
+          );
+          d();
+        },
+      }),
+    ),
+    handlers: {
+      createClient: async () => {
+        throw new Error('disk on fire');
+      },
+    },
   });
   try {
     const { api } = await failing.tenant();
@@ -68,6 +85,8 @@ it('logs the probes (/healthz, /readyz) below info, so that a load balancer poll
   const listed = await api.GET('/clients');
   const idOf = (line: Record<string, unknown>) => (line.req as { id?: string } | undefined)?.id;
   // A line is written once its answer is done: the later request's line comes after the probes'.
-  await expect.poll(() => lines.some((line) => idOf(line) === listed.response.headers.get('X-Request-Id') && line.msg === 'request completed')).toBe(true);
+  await expect
+    .poll(() => lines.some((line) => idOf(line) === listed.response.headers.get('X-Request-Id') && line.msg === 'request completed'))
+    .toBe(true);
   expect(lines.filter((line) => ids.includes(idOf(line) ?? null))).toEqual([]);
 });

@@ -17,7 +17,13 @@ async function fill(api: ClientsApi, count: number): Promise<void> {
 }
 
 async function activeRows(orgId: string, env: 'test' | 'live' = 'test'): Promise<number> {
-  const rows = await server.database.db.selectFrom('clients').select('id').where('org_id', '=', orgId).where('env', '=', env).where('deleted_at', 'is', null).execute();
+  const rows = await server.database.db
+    .selectFrom('clients')
+    .select('id')
+    .where('org_id', '=', orgId)
+    .where('env', '=', env)
+    .where('deleted_at', 'is', null)
+    .execute();
   return rows.length;
 }
 
@@ -30,7 +36,12 @@ describe('active clients per plan', () => {
     expect(error!.error).toMatchObject({ code: 'plan_limit_reached', requiredPlan: 'pro', feature: 'clients.max' });
     expect(await activeRows(token.orgId)).toBe(3);
 
-    await server.database.db.updateTable('clients').set({ deleted_at: new Date() }).where('org_id', '=', token.orgId).where('name', '=', 'Client 0').execute();
+    await server.database.db
+      .updateTable('clients')
+      .set({ deleted_at: new Date() })
+      .where('org_id', '=', token.orgId)
+      .where('name', '=', 'Client 0')
+      .execute();
     expect((await api.POST('/clients', { body: { name: 'Fourth, again' } })).response.status).toBe(201);
   });
 

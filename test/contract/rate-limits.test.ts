@@ -55,7 +55,15 @@ function send(
   const method = init.method ?? 'GET';
   return new Promise((resolve, reject) => {
     const request = http.request(
-      { host: url.hostname, port: url.port, path: url.pathname, method, localAddress: init.from ?? '127.0.0.1', headers: init.headers, agent: false },
+      {
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method,
+        localAddress: init.from ?? '127.0.0.1',
+        headers: init.headers,
+        agent: false,
+      },
       (response) => {
         let text = '';
         response.on('data', (chunk) => (text += chunk));
@@ -129,13 +137,20 @@ describe('per token', () => {
     const stillForbidden = await api.GET('/tokens');
     expect(stillForbidden.response.status).toBe(403);
     expect(remaining(stillForbidden.response.headers)).toMatchObject({ policy: 'token', r: 0 });
-    const bad = await send(server, '/clients', { method: 'POST', headers: { ...withToken(GUESS), ...json }, body: '{"name":"x"}', from: '127.0.0.9' });
+    const bad = await send(server, '/clients', {
+      method: 'POST',
+      headers: { ...withToken(GUESS), ...json },
+      body: '{"name":"x"}',
+      from: '127.0.0.9',
+    });
     expect(bad.status).toBe(401);
   });
 
   it("each token has its own budget: no token spends another's, in its organisation or another", async () => {
     const first = await server.tenant({ plan: 'studio' });
-    const orgName = (await server.database.db.selectFrom('organisations').select('name').where('id', '=', first.token.orgId).executeTakeFirstOrThrow()).name;
+    const orgName = (
+      await server.database.db.selectFrom('organisations').select('name').where('id', '=', first.token.orgId).executeTakeFirstOrThrow()
+    ).name;
     const sameOrgSameEnv = server.client((await server.mint({ orgName })).token);
     const sameOrgLive = server.client((await server.mint({ orgName, env: 'live' })).token);
     const otherOrg = (await server.tenant({ plan: 'studio' })).api;
@@ -175,19 +190,51 @@ describe('the fields on every answer', () => {
 
     const answers: [number, string, Promise<Answer>][] = [
       [200, 'token', send(server, '/tokens', { headers: withToken((await fresh()).token) })],
-      [201, 'token', send(server, '/tokens', { method: 'POST', headers: withToken((await fresh()).token, json), body: '{"name":"x","scopes":["clients:read"]}' })],
+      [
+        201,
+        'token',
+        send(server, '/tokens', {
+          method: 'POST',
+          headers: withToken((await fresh()).token, json),
+          body: '{"name":"x","scopes":["clients:read"]}',
+        }),
+      ],
       [201, 'token', send(server, '/clients', { method: 'POST', headers: withToken((await fresh()).token, json), body: '{"name":"x"}' })],
       [400, 'token', send(server, '/clients', { method: 'POST', headers: withToken((await fresh()).token, json), body: '{"nmae":"x"}' })],
       [402, 'token', send(server, '/clients', { method: 'POST', headers: withToken(full.token, json), body: '{"name":"Fourth"}' })],
       [403, 'token', send(server, '/tokens', { headers: withToken(readOnly.token) })],
-      [404, 'token', send(server, '/tokens/00000000-0000-4000-8000-000000000000', { method: 'DELETE', headers: withToken((await fresh()).token) })],
-      [413, 'token', send(server, '/clients', { method: 'POST', headers: withToken((await fresh()).token, json), body: `{"name":"${'x'.repeat(300_000)}"}` })],
-      [415, 'token', send(server, '/clients', { method: 'POST', headers: withToken((await fresh()).token, { 'Content-Type': 'text/plain' }), body: 'name' })],
-      [429, 'token', (async () => {
-        const spent = withToken((await fresh()).token);
-        for (let i = 0; i < 3; i++) await send(server, '/tokens', { headers: spent });
-        return send(server, '/tokens', { headers: spent });
-      })()],
+      [
+        404,
+        'token',
+        send(server, '/tokens/00000000-0000-4000-8000-000000000000', { method: 'DELETE', headers: withToken((await fresh()).token) }),
+      ],
+      [
+        413,
+        'token',
+        send(server, '/clients', {
+          method: 'POST',
+          headers: withToken((await fresh()).token, json),
+          body: `{"name":"${'x'.repeat(300_000)}"}`,
+        }),
+      ],
+      [
+        415,
+        'token',
+        send(server, '/clients', {
+          method: 'POST',
+          headers: withToken((await fresh()).token, { 'Content-Type': 'text/plain' }),
+          body: 'name',
+        }),
+      ],
+      [
+        429,
+        'token',
+        (async () => {
+          const spent = withToken((await fresh()).token);
+          for (let i = 0; i < 3; i++) await send(server, '/tokens', { headers: spent });
+          return send(server, '/tokens', { headers: spent });
+        })(),
+      ],
       [401, 'address', send(server, '/tokens', { from: '127.0.0.10' })],
       [404, 'address', send(server, '/no-such-path', { from: '127.0.0.11' })],
     ];
@@ -230,7 +277,9 @@ describe('requests without a valid token', () => {
     expect(first.status).toBe(401);
     expect(first.headers.get('RateLimit-Policy')).toBe('"address";q=2;w=60');
     expect(remaining(first.headers)).toMatchObject({ policy: 'address', r: 1 });
-    expect((await send(server, '/clients', { method: 'POST', headers: { ...bad, ...json }, body: '{"name":"x"}', from: '127.0.0.2' })).status).toBe(401);
+    expect(
+      (await send(server, '/clients', { method: 'POST', headers: { ...bad, ...json }, body: '{"name":"x"}', from: '127.0.0.2' })).status,
+    ).toBe(401);
 
     const refused = await send(server, '/tokens', { headers: bad, from: '127.0.0.2' });
     expect(refused.status).toBe(429);
@@ -268,7 +317,11 @@ describe('requests without a valid token', () => {
     expect((await send(proxied, '/tokens', { headers: { 'X-Forwarded-For': '203.0.113.8' } })).status).toBe(401);
 
     // Without trust, the header is the client's word and changes nothing.
-    for (const [forwarded, status] of [['203.0.113.7', 401], ['203.0.113.8', 401], ['203.0.113.9', 429]] as const) {
+    for (const [forwarded, status] of [
+      ['203.0.113.7', 401],
+      ['203.0.113.8', 401],
+      ['203.0.113.9', 429],
+    ] as const) {
       expect((await send(server, '/tokens', { headers: { 'X-Forwarded-For': forwarded }, from: '127.0.0.13' })).status).toBe(status);
     }
   });

@@ -28,10 +28,15 @@ interface Operation {
   model: OperationModel;
 }
 
-const operations: Operation[] = operationList.map((entry) => ({ entry, model: operationModels.find((m) => m.operationId === entry.operationId)! }));
+const operations: Operation[] = operationList.map((entry) => ({
+  entry,
+  model: operationModels.find((m) => m.operationId === entry.operationId)!,
+}));
 /** `[operationId, operation]` rows for it.each, of the operations documenting `status`. */
 const documenting = (status: number, also: (op: Operation) => boolean = () => true) =>
-  operations.filter((op) => (op.entry.statuses as readonly number[]).includes(status) && also(op)).map((op) => [op.entry.operationId, op] as const);
+  operations
+    .filter((op) => (op.entry.statuses as readonly number[]).includes(status) && also(op))
+    .map((op) => [op.entry.operationId, op] as const);
 
 /** Statuses this matrix provokes; an operation's others must be its successes. */
 const PROVOKED = [400, 401, 402, 403, 404, 409, 412, 413, 415, 422, 429, 500, 503];
@@ -40,20 +45,29 @@ const PROVOKED = [400, 401, 402, 403, 404, 409, 412, 413, 415, 422, 429, 500, 50
 const unknownIds = (model: OperationModel) =>
   Object.fromEntries(model.parameters.filter((p) => p.in === 'path').map((p) => [p.name, randomUUID()]));
 
-async function expectError(response: Response, status: number, codes: string | string[]): Promise<{ message: string; fields?: Record<string, string> }> {
+async function expectError(
+  response: Response,
+  status: number,
+  codes: string | string[],
+): Promise<{ message: string; fields?: Record<string, string> }> {
   const body = (await response.json()) as { error?: { code: string; message: string; fields?: Record<string, string> } };
   expect({ status: response.status, code: body.error?.code }).toEqual({ status, code: expect.toBeOneOf([codes].flat()) });
   return body.error!;
 }
 
-const withHeaders = (request: ModelRequest, headers: Record<string, string>): ModelRequest => ({ ...request, headers: { ...request.headers, ...headers } });
+const withHeaders = (request: ModelRequest, headers: Record<string, string>): ModelRequest => ({
+  ...request,
+  headers: { ...request.headers, ...headers },
+});
 
 let server: TestServer;
 let token: string;
 let orgId: string;
 beforeAll(async () => {
   server = await startTestServer();
-  ({ token: { token, orgId } } = await server.tenant({ plan: 'studio' }));
+  ({
+    token: { token, orgId },
+  } = await server.tenant({ plan: 'studio' }));
 });
 afterAll(() => server?.close());
 
@@ -65,7 +79,10 @@ const realIds = new Map<string, Promise<Record<string, string[]>>>();
 function idsFor(model: OperationModel): Promise<Record<string, string[]>> {
   if (!realIds.has(model.operationId)) {
     const values = model.parameters.some((p) => p.in === 'path') ? parameterValues(model, { send: (r) => send(r) }) : Promise.resolve({});
-    realIds.set(model.operationId, values.then((found) => Object.fromEntries(Object.entries(found).map(([name, f]) => [name, (f as { values: string[] }).values]))));
+    realIds.set(
+      model.operationId,
+      values.then((found) => Object.fromEntries(Object.entries(found).map(([name, f]) => [name, (f as { values: string[] }).values]))),
+    );
   }
   return realIds.get(model.operationId)!;
 }
@@ -82,7 +99,10 @@ async function anotherRequest(model: OperationModel): Promise<ModelRequest> {
   if (!model.body) return validRequest(model, 1);
   const example = model.body.example as Record<string, unknown>;
   const field = Object.keys(example).find((name) => typeof example[name] === 'string')!;
-  return { ...(await validRequest(model)), body: { contentType: 'application/json', text: JSON.stringify({ ...example, [field]: `${example[field] as string} (another)` }) } };
+  return {
+    ...(await validRequest(model)),
+    body: { contentType: 'application/json', text: JSON.stringify({ ...example, [field]: `${example[field] as string} (another)` }) },
+  };
 }
 
 describe('401 without a token', () => {
@@ -93,7 +113,10 @@ describe('401 without a token', () => {
 
 describe("403 with a token that lacks the operation's scope", () => {
   it.each(documenting(403))('%s', async (_id, { entry, model }) => {
-    const { token: lacking } = await server.tenant({ plan: 'studio', scopes: SCOPES.filter((s) => !(entry.scopes as readonly string[]).includes(s)) });
+    const { token: lacking } = await server.tenant({
+      plan: 'studio',
+      scopes: SCOPES.filter((s) => !(entry.scopes as readonly string[]).includes(s)),
+    });
     const error = await expectError(await send(await validRequest(model), lacking.token), 403, 'forbidden');
     expect(error.message).toContain(entry.scopes[0]);
   });
@@ -125,7 +148,9 @@ describe('500 when the operation fails (a server whose every handler throws)', (
     const failing = async () => {
       throw new Error(`injected failure: ${SECRET}`);
     };
-    broken = await startTestServer({ handlers: Object.fromEntries(operationList.map((op) => [op.operationId, failing])) as Partial<Handlers> });
+    broken = await startTestServer({
+      handlers: Object.fromEntries(operationList.map((op) => [op.operationId, failing])) as Partial<Handlers>,
+    });
     brokenToken = (await broken.tenant({ plan: 'studio' })).token.token;
   });
   afterAll(() => broken?.close());
@@ -181,7 +206,11 @@ describe('413 for a body over the limit', () => {
 describe('415 for a body that is not JSON', () => {
   it.each(documenting(415, (op) => op.model.body !== undefined))('%s', async (_id, { model }) => {
     const request = await validRequest(model);
-    await expectError(await send({ ...request, body: { contentType: 'text/plain', text: request.body!.text } }), 415, 'unsupported_media_type');
+    await expectError(
+      await send({ ...request, body: { contentType: 'text/plain', text: request.body!.text } }),
+      415,
+      'unsupported_media_type',
+    );
   });
 });
 
@@ -215,7 +244,9 @@ describe('409 for an Idempotency-Key whose first request still runs', () => {
   it.each(documenting(409, idempotent))('%s', async (_id, { model }) => {
     const key = randomUUID();
     if (!usingPostgres) {
-      const response = await sender({ baseUrl: busy.baseUrl, token: busyToken })(withHeaders(exampleRequest(model, unknownIds(model)), { 'Idempotency-Key': key }));
+      const response = await sender({ baseUrl: busy.baseUrl, token: busyToken })(
+        withHeaders(exampleRequest(model, unknownIds(model)), { 'Idempotency-Key': key }),
+      );
       await expectError(response, 409, 'idempotency_request_in_progress');
       return;
     }

@@ -72,7 +72,9 @@ describe('readiness', () => {
       const response = await get(draining, '/readyz');
       expect(response.status).toBe(503);
       expect(Number(response.headers.get('Retry-After'))).toBeGreaterThan(0);
-      expect(await response.json()).toMatchObject({ error: { code: 'service_unavailable', message: expect.stringContaining('shutting down') } });
+      expect(await response.json()).toMatchObject({
+        error: { code: 'service_unavailable', message: expect.stringContaining('shutting down') },
+      });
       expect((await get(draining, '/healthz')).status).toBe(200);
     } finally {
       await draining.close();
@@ -81,7 +83,9 @@ describe('readiness', () => {
 
   it('stays 200 when a newer version has run a migration this one does not know (a rolling deploy)', async () => {
     const { sql } = await import('kysely');
-    await sql`insert into kysely_migration (name, timestamp) values ('2999_01_01_0001_from_a_newer_version', ${new Date().toISOString()})`.execute(server.database.db);
+    await sql`insert into kysely_migration (name, timestamp) values ('2999_01_01_0001_from_a_newer_version', ${new Date().toISOString()})`.execute(
+      server.database.db,
+    );
     try {
       expect((await get(server, '/readyz')).status).toBe(200);
     } finally {
@@ -92,7 +96,10 @@ describe('readiness', () => {
   it('is 503 while the database lacks a migration this version needs', async () => {
     const { sql } = await import('kysely');
     const db = server.database.db;
-    const { rows } = await sql<{ name: string; timestamp: string }>`select name, timestamp from kysely_migration order by name desc limit 1`.execute(db);
+    const { rows } = await sql<{
+      name: string;
+      timestamp: string;
+    }>`select name, timestamp from kysely_migration order by name desc limit 1`.execute(db);
     const last = rows[0]!;
     await sql`delete from kysely_migration where name = ${last.name}`.execute(db);
     try {

@@ -28,7 +28,9 @@ beforeAll(async () => {
 
   // Another organisation, same environment; and the owner's own organisation in live mode.
   intruders['another organisation'] = (await server.tenant({ plan: 'studio', env: 'test' })).api;
-  const orgName = (await server.database.db.selectFrom('organisations').select('name').where('id', '=', a.token.orgId).executeTakeFirstOrThrow()).name;
+  const orgName = (
+    await server.database.db.selectFrom('organisations').select('name').where('id', '=', a.token.orgId).executeTakeFirstOrThrow()
+  ).name;
   intruders['the other environment'] = server.client((await server.mint({ orgName, env: 'live' })).token);
   // Each intruder has a client of its own, so an empty answer is not just an empty table.
   for (const api of Object.values(intruders)) {
@@ -38,27 +40,41 @@ beforeAll(async () => {
 afterAll(() => server?.close());
 
 async function ownerRows() {
-  return server.database.db.selectFrom('clients').selectAll().where('org_id', '=', owner.orgId).where('env', '=', 'test').orderBy('id').execute();
+  return server.database.db
+    .selectFrom('clients')
+    .selectAll()
+    .where('org_id', '=', owner.orgId)
+    .where('env', '=', 'test')
+    .orderBy('id')
+    .execute();
 }
 
 type Attempt = (api: ClientsApi) => Promise<{ response: Response; error?: { error: { code: string } } | undefined }>;
 
 const singleClientOperations: [string, Attempt][] = [
   ['GET /clients/{id}', (api) => api.GET('/clients/{id}', { params: { path: { id: active.id } } })],
-  ['PATCH /clients/{id}', (api) => api.PATCH('/clients/{id}', { params: { path: { id: active.id } }, body: { name: 'Hijacked', notes: 'x' } })],
+  [
+    'PATCH /clients/{id}',
+    (api) => api.PATCH('/clients/{id}', { params: { path: { id: active.id } }, body: { name: 'Hijacked', notes: 'x' } }),
+  ],
   [
     'PATCH /clients/{id} with the right If-Match',
-    (api) => api.PATCH('/clients/{id}', { params: { path: { id: active.id }, header: { 'If-Match': activeEtag } }, body: { name: 'Hijacked' } }),
+    (api) =>
+      api.PATCH('/clients/{id}', { params: { path: { id: active.id }, header: { 'If-Match': activeEtag } }, body: { name: 'Hijacked' } }),
   ],
-  ['PATCH /clients/{id} of a deleted client', (api) => api.PATCH('/clients/{id}', { params: { path: { id: deleted.id } }, body: { notes: 'x' } })],
+  [
+    'PATCH /clients/{id} of a deleted client',
+    (api) => api.PATCH('/clients/{id}', { params: { path: { id: deleted.id } }, body: { notes: 'x' } }),
+  ],
   ['DELETE /clients/{id}', (api) => api.DELETE('/clients/{id}', { params: { path: { id: active.id } } })],
-  ['DELETE /clients/{id} with If-Match: *', (api) => api.DELETE('/clients/{id}', { params: { path: { id: active.id }, header: { 'If-Match': '*' } } })],
+  [
+    'DELETE /clients/{id} with If-Match: *',
+    (api) => api.DELETE('/clients/{id}', { params: { path: { id: active.id }, header: { 'If-Match': '*' } } }),
+  ],
   ['POST /clients/{id}/restore', (api) => api.POST('/clients/{id}/restore', { params: { path: { id: deleted.id } } })],
 ];
 
-const cases = INTRUDERS.flatMap((who) =>
-  singleClientOperations.map(([operation, attempt]) => [who, operation, attempt] as const),
-);
+const cases = INTRUDERS.flatMap((who) => singleClientOperations.map(([operation, attempt]) => [who, operation, attempt] as const));
 
 describe('a single client of another organisation or environment', () => {
   it.each(cases)('%s: %s is 404 not_found and changes nothing', async (who, _operation, attempt) => {
@@ -74,9 +90,18 @@ describe('GET /clients', () => {
   it.each(INTRUDERS.map((who) => [who]))("%s sees none of the owner's clients, whatever the filter", async (who) => {
     const api = intruders[who];
     const ownerIds = [active.id, deleted.id];
-    for (const query of [{}, { deleted: 'include' as const }, { deleted: 'only' as const }, { q: 'owner' }, { updatedSince: '2000-01-01T00:00:00Z', deleted: 'include' as const }]) {
+    for (const query of [
+      {},
+      { deleted: 'include' as const },
+      { deleted: 'only' as const },
+      { q: 'owner' },
+      { updatedSince: '2000-01-01T00:00:00Z', deleted: 'include' as const },
+    ]) {
       const { data } = await api.GET('/clients', { params: { query } });
-      expect(data!.data.map((c) => c.id).filter((id) => ownerIds.includes(id)), JSON.stringify(query)).toEqual([]);
+      expect(
+        data!.data.map((c) => c.id).filter((id) => ownerIds.includes(id)),
+        JSON.stringify(query),
+      ).toEqual([]);
       expect(data!.data.every((c) => c.name === 'Owner lookalike')).toBe(true);
     }
   });

@@ -14,7 +14,10 @@ let bNow = 1_000_000;
 
 beforeAll(async () => {
   a = await startTestServer();
-  b = await startTestServer({ tokenLookup: createTokenLookup(a.database.db, { ttlMs: 1000, clock: () => bNow }) }, { database: a.database });
+  b = await startTestServer(
+    { tokenLookup: createTokenLookup(a.database.db, { ttlMs: 1000, clock: () => bNow }) },
+    { database: a.database },
+  );
 });
 afterAll(async () => {
   await b?.close();

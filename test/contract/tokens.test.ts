@@ -37,7 +37,10 @@ async function tenant(request: Partial<MintForOrganisation> = {}): Promise<{ api
   return { api: clientFor(token.token), token };
 }
 
-async function mintThroughApi(api: ClientsApi, body: { name: string; scopes: ('clients:read' | 'clients:write' | 'tokens:manage')[]; expiresAt?: string | null }) {
+async function mintThroughApi(
+  api: ClientsApi,
+  body: { name: string; scopes: ('clients:read' | 'clients:write' | 'tokens:manage')[]; expiresAt?: string | null },
+) {
   const answer = await api.POST('/tokens', { body });
   if (answer.data?.token) secrets.push(answer.data.token);
   return answer;
@@ -60,9 +63,16 @@ describe('POST /tokens', () => {
     const { data, response } = await mintThroughApi(api, { name: '  Nightly sync  ', scopes: ['clients:write', 'tokens:manage'] });
     expect(response.status).toBe(201);
     expect(Object.keys(data!.data).sort()).toEqual(TOKEN_FIELDS);
-    expect(data!.data).toMatchObject({ name: 'Nightly sync', env: 'live', scopes: ['clients:write', 'tokens:manage'], lastUsedAt: null, expiresAt: null, revokedAt: null });
+    expect(data!.data).toMatchObject({
+      name: 'Nightly sync',
+      env: 'live',
+      scopes: ['clients:write', 'tokens:manage'],
+      lastUsedAt: null,
+      expiresAt: null,
+      revokedAt: null,
+    });
     expect(data!.token).toMatch(new RegExp(`^hsk_live_${data!.data.prefix}_[A-Za-z0-9]{32}$`));
-    expect((await storedToken(data!.data.id))).toMatchObject({ org_id: caller.orgId, env: 'live' });
+    expect(await storedToken(data!.data.id)).toMatchObject({ org_id: caller.orgId, env: 'live' });
 
     const minted = clientFor(data!.token!);
     const created = await minted.POST('/clients', { body: { name: 'Made by the new token' } });
@@ -85,7 +95,7 @@ describe('POST /tokens', () => {
     expect(again.data).toEqual({ data: first.data!.data });
     const stored = await server.database.db.selectFrom('idempotency_keys').selectAll().execute();
     expect(JSON.stringify(stored)).not.toContain(first.data!.token!.split('_')[3]);
-    expect((await server.database.db.selectFrom('api_tokens').select('id').where('name', '=', 'Once').execute())).toHaveLength(1);
+    expect(await server.database.db.selectFrom('api_tokens').select('id').where('name', '=', 'Once').execute()).toHaveLength(1);
   });
 
   it('grants only scopes the caller holds: 403 forbidden naming the scope, and nothing minted', async () => {
@@ -110,7 +120,11 @@ describe('POST /tokens', () => {
     ['an expiry on a day that does not exist', { name: 'x', scopes: ['clients:read'], expiresAt: '2030-02-30T00:00:00Z' }, 'expiresAt'],
     // No JS Date nor PostgreSQL timestamp holds second 60: it was a 500.
     ['an expiry at a leap second', { name: 'x', scopes: ['clients:read'], expiresAt: '2030-06-30T23:59:60Z' }, 'expiresAt'],
-    ['another environment (env is not a field: a token is minted in its caller\'s)', { name: 'x', scopes: ['clients:read'], env: 'live' }, 'env'],
+    [
+      "another environment (env is not a field: a token is minted in its caller's)",
+      { name: 'x', scopes: ['clients:read'], env: 'live' },
+      'env',
+    ],
   ])('refuses %s: 400 naming the field', async (_label, body, field) => {
     const { api } = await tenant();
     const { error, response } = await mintThroughApi(api, body as never);
@@ -119,12 +133,16 @@ describe('POST /tokens', () => {
     expect(Object.keys(error!.error.fields!)).toEqual([field]);
   });
 
-  it('cannot outlive the caller: a later expiry is 400, none asked for gets the caller\'s', async () => {
+  it("cannot outlive the caller: a later expiry is 400, none asked for gets the caller's", async () => {
     const { api, token } = await tenant();
     const callerExpiry = new Date(Date.now() + 3_600_000);
     await server.database.db.updateTable('api_tokens').set({ expires_at: callerExpiry }).where('id', '=', token.tokenId).execute();
 
-    const later = await mintThroughApi(api, { name: 'Later', scopes: ['clients:read'], expiresAt: new Date(callerExpiry.getTime() + 1000).toISOString() });
+    const later = await mintThroughApi(api, {
+      name: 'Later',
+      scopes: ['clients:read'],
+      expiresAt: new Date(callerExpiry.getTime() + 1000).toISOString(),
+    });
     expect(later.response.status).toBe(400);
     expect(Object.keys(later.error!.error.fields!)).toEqual(['expiresAt']);
 
@@ -144,7 +162,10 @@ describe('without tokens:manage', () => {
   it.each([
     ['GET /tokens', (api: ClientsApi) => api.GET('/tokens')],
     ['POST /tokens', (api: ClientsApi) => api.POST('/tokens', { body: { name: 'x', scopes: ['clients:read'] } })],
-    ['DELETE /tokens/{id}', (api: ClientsApi) => api.DELETE('/tokens/{id}', { params: { path: { id: '00000000-0000-4000-8000-000000000000' } } })],
+    [
+      'DELETE /tokens/{id}',
+      (api: ClientsApi) => api.DELETE('/tokens/{id}', { params: { path: { id: '00000000-0000-4000-8000-000000000000' } } }),
+    ],
   ])('%s is 403 forbidden naming tokens:manage', async (_label, call) => {
     const { api, token } = await tenant({ scopes: ['clients:read', 'clients:write'] });
     const { error, response } = await call(api);
@@ -159,7 +180,9 @@ describe('without tokens:manage', () => {
 describe('GET /tokens', () => {
   it("lists the organisation's tokens of the caller's environment only, newest first, without secrets", async () => {
     const { api, token } = await tenant();
-    const orgName = (await server.database.db.selectFrom('organisations').select('name').where('id', '=', token.orgId).executeTakeFirstOrThrow()).name;
+    const orgName = (
+      await server.database.db.selectFrom('organisations').select('name').where('id', '=', token.orgId).executeTakeFirstOrThrow()
+    ).name;
     const live = await server.mint({ orgName, env: 'live' });
     secrets.push(live.token);
     const other = await tenant();
@@ -209,7 +232,9 @@ describe('DELETE /tokens/{id}', () => {
 
   it("another organisation's or environment's token, or an unknown id: 404 not_found, and nothing revoked", async () => {
     const { api, token } = await tenant();
-    const orgName = (await server.database.db.selectFrom('organisations').select('name').where('id', '=', token.orgId).executeTakeFirstOrThrow()).name;
+    const orgName = (
+      await server.database.db.selectFrom('organisations').select('name').where('id', '=', token.orgId).executeTakeFirstOrThrow()
+    ).name;
     const sameOrgLive = await server.mint({ orgName, env: 'live' });
     const otherOrg = (await tenant()).token;
     secrets.push(sameOrgLive.token);
@@ -257,7 +282,15 @@ describe('lastUsedAt', () => {
       expect(response.status).toBe(200);
       // The write was sent and is waiting for the lock, while the answer is already here.
       await expect
-        .poll(async () => (await locker.query(`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query ilike 'update "api_tokens"%'`)).rows[0].n, { timeout: 5000 })
+        .poll(
+          async () =>
+            (
+              await locker.query(
+                `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query ilike 'update "api_tokens"%'`,
+              )
+            ).rows[0].n,
+          { timeout: 5000 },
+        )
         .toBe(1);
       await locker.query('commit');
     } finally {
@@ -287,7 +320,11 @@ describe('secrets', () => {
       // Minted through the API: exactly its own answer carries it. Minted in the database: none.
       expect(carriers).toEqual(minting);
       expect(minting.length).toBeLessThanOrEqual(1);
-      expect(responses.some(({ text }) => [hash.toString('hex'), hash.toString('base64'), hash.toString('base64url')].some((f) => text.includes(f)))).toBe(false);
+      expect(
+        responses.some(({ text }) =>
+          [hash.toString('hex'), hash.toString('base64'), hash.toString('base64url')].some((f) => text.includes(f)),
+        ),
+      ).toBe(false);
     }
   });
 });

@@ -41,7 +41,10 @@ beforeAll(async () => {
     token = JSON.parse(minted.stdout.trim().split('\n').at(-1)!).token;
   }
   // A second of SHUTDOWN_DELAY, as a load balancer needs: see the last test.
-  server = await startServerProcess({ ...env, RATE_LIMIT: '100000', SHUTDOWN_DELAY: '2', SHUTDOWN_TIMEOUT: '30', METRICS_PORT: '0' }, ['node', 'dist/server/main.js']);
+  server = await startServerProcess({ ...env, RATE_LIMIT: '100000', SHUTDOWN_DELAY: '2', SHUTDOWN_TIMEOUT: '30', METRICS_PORT: '0' }, [
+    'node',
+    'dist/server/main.js',
+  ]);
 }, 180_000);
 
 afterAll(async () => {
@@ -103,8 +106,12 @@ it('serves metrics on METRICS_PORT only, with the histogram per operation and th
   const port = /"metricsPort":(\d+)/.exec(server!.stdout())?.[1];
   expect(port).toBeDefined();
   const scrape = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  expect(scrape).toMatch(/^http_server_request_duration_seconds_count\{operation="createClient",http_request_method="POST",http_response_status_code="201"\} [1-9]/m);
-  expect(scrape).toMatch(/^http_server_request_duration_seconds_count\{operation="getClient",http_request_method="GET",http_response_status_code="200"\} [1-9]/m);
+  expect(scrape).toMatch(
+    /^http_server_request_duration_seconds_count\{operation="createClient",http_request_method="POST",http_response_status_code="201"\} [1-9]/m,
+  );
+  expect(scrape).toMatch(
+    /^http_server_request_duration_seconds_count\{operation="getClient",http_request_method="GET",http_response_status_code="200"\} [1-9]/m,
+  );
   if (usingPostgres) expect(scrape).toMatch(/^db_pool_connections\{pool="main"\} [1-9]/m);
   // Never on the API's port.
   const api = await fetch(`${server!.url}/metrics`);
@@ -126,7 +133,14 @@ function create(agent: http.Agent, url: URL, body: string): Promise<Sent> {
   const sent: Sent = { at: performance.now() };
   return new Promise((done) => {
     const request = http.request(
-      { agent, host: url.hostname, port: url.port, path: '/clients', method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', 'Idempotency-Key': randomUUID() } },
+      {
+        agent,
+        host: url.hostname,
+        port: url.port,
+        path: '/clients',
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', 'Idempotency-Key': randomUUID() },
+      },
       (response) => {
         let text = '';
         response.setEncoding('utf8');
@@ -140,7 +154,9 @@ function create(agent: http.Agent, url: URL, body: string): Promise<Sent> {
           }
           done({ ...sent, status: response.statusCode, connection: response.headers.connection, complete });
         });
-        response.on('error', (error) => done({ ...sent, status: response.statusCode, error: (error as NodeJS.ErrnoException).code ?? error.message }));
+        response.on('error', (error) =>
+          done({ ...sent, status: response.statusCode, error: (error as NodeJS.ErrnoException).code ?? error.message }),
+        );
       },
     );
     request.on('error', (error) => done({ ...sent, error: (error as NodeJS.ErrnoException).code ?? error.message }));
@@ -166,7 +182,9 @@ it('drains on SIGTERM under keep-alive load: every request sent before it is ans
   const workers = Array.from({ length: 16 }, (_, n) => worker(n));
   while (answered < 100) await new Promise((resolve) => setTimeout(resolve, 20));
 
-  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => server!.child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+    server!.child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   const signalledAt = performance.now();
   server!.child.kill('SIGTERM');
   // Readiness turns 503 as soon as the process has the signal, while everything else is still

@@ -74,7 +74,10 @@ describe('on the embedded database', { timeout: 180_000 }, () => {
   it('token create --json mints a token whose last stdout line is the documented JSON', async () => {
     const dataDir = migratedDataDir();
     const env = { DATA_DIR: dataDir, DATABASE_URL: '' };
-    const first = await runCli(['token', 'create', '--org', 'Acme Ltd', '--plan', 'pro', '--env', 'live', '--scopes', 'clients:read,clients:write', '--json'], env);
+    const first = await runCli(
+      ['token', 'create', '--org', 'Acme Ltd', '--plan', 'pro', '--env', 'live', '--scopes', 'clients:read,clients:write', '--json'],
+      env,
+    );
     expect(first.code, first.stderr).toBe(0);
     const minted = lastJsonLine(first.stdout);
     expect(Object.keys(minted).sort()).toEqual(['env', 'orgId', 'plan', 'scopes', 'token', 'tokenId']);
@@ -83,7 +86,12 @@ describe('on the embedded database', { timeout: 180_000 }, () => {
 
     // Same organisation by name: no new one; a plan given changes it; defaults are test and all scopes.
     const second = lastJsonLine((await runCli(['token', 'create', '--org', 'Acme Ltd', '--json'], env)).stdout);
-    expect(second).toMatchObject({ orgId: minted.orgId, plan: 'pro', env: 'test', scopes: ['clients:read', 'clients:write', 'tokens:manage'] });
+    expect(second).toMatchObject({
+      orgId: minted.orgId,
+      plan: 'pro',
+      env: 'test',
+      scopes: ['clients:read', 'clients:write', 'tokens:manage'],
+    });
     const third = lastJsonLine((await runCli(['token', 'create', '--org', 'Acme Ltd', '--plan', 'studio', '--json'], env)).stdout);
     expect(third).toMatchObject({ orgId: minted.orgId, plan: 'studio' });
 
@@ -105,10 +113,23 @@ describe('on the embedded database', { timeout: 180_000 }, () => {
     const minted = lastJsonLine((await runCli(['token', 'create', '--org', 'Purge', '--json'], env)).stdout);
     const handle = await openDatabase({ dataDir });
     const row = (key: string, expiresAt: Date) => ({
-      org_id: minted.orgId, env: 'test' as const, key, fingerprint: 'f', response_status: 201,
-      response_body: '{}', response_headers: '{}', expires_at: expiresAt,
+      org_id: minted.orgId,
+      env: 'test' as const,
+      key,
+      fingerprint: 'f',
+      response_status: 201,
+      response_body: '{}',
+      response_headers: '{}',
+      expires_at: expiresAt,
     });
-    await handle.db.insertInto('idempotency_keys').values([row('old-1', new Date(Date.now() - 1000)), row('old-2', new Date(Date.now() - 5000)), row('live', new Date(Date.now() + 3_600_000))]).execute();
+    await handle.db
+      .insertInto('idempotency_keys')
+      .values([
+        row('old-1', new Date(Date.now() - 1000)),
+        row('old-2', new Date(Date.now() - 5000)),
+        row('live', new Date(Date.now() + 3_600_000)),
+      ])
+      .execute();
     await handle.close();
     const purge = await runCli(['idempotency', 'purge'], env);
     expect(purge.code, purge.stderr).toBe(0);
@@ -122,7 +143,9 @@ describe('on the embedded database', { timeout: 180_000 }, () => {
     const env = { DATA_DIR: migratedDataDir(), DATABASE_URL: '' };
     const cli = (...args: string[]) => runCli(args, env);
     const first = lastJsonLine((await cli('token', 'create', '--org', 'Acme Ltd', '--name', 'laptop', '--json')).stdout);
-    const second = lastJsonLine((await cli('token', 'create', '--org', 'Acme Ltd', '--env', 'live', '--scopes', 'clients:read', '--json')).stdout);
+    const second = lastJsonLine(
+      (await cli('token', 'create', '--org', 'Acme Ltd', '--env', 'live', '--scopes', 'clients:read', '--json')).stdout,
+    );
 
     const listed = await cli('token', 'list', '--org', 'Acme Ltd', '--json');
     expect(listed.code, listed.stderr).toBe(0);

@@ -32,7 +32,9 @@ async function plan(filter: Partial<ClientListFilter>): Promise<string> {
 }
 
 it('creates the list and trigram indexes', async () => {
-  const { rows } = await sql<{ indexname: string }>`select indexname from pg_indexes where tablename = 'clients' order by indexname`.execute(database.db);
+  const { rows } = await sql<{
+    indexname: string;
+  }>`select indexname from pg_indexes where tablename = 'clients' order by indexname`.execute(database.db);
   expect(rows.map((r) => r.indexname)).toEqual(
     expect.arrayContaining([
       'clients_active_list_idx',

@@ -50,7 +50,13 @@ interface Load {
 function startLoad(baseUrl: string, token: string, prefix: string, workers = 16): Load {
   let running = true;
   const load: Omit<Load, 'stop'> = { prefix, created: new Map(), changed: new Set(), statuses: new Map(), problems: [] };
-  const send = async (method: string, path: string, key: string, body: unknown, success: number): Promise<{ data: { id: string } } | undefined> => {
+  const send = async (
+    method: string,
+    path: string,
+    key: string,
+    body: unknown,
+    success: number,
+  ): Promise<{ data: { id: string } } | undefined> => {
     for (let attempt = 0; attempt < 2_000; attempt++) {
       let response: Response;
       try {
@@ -70,7 +76,8 @@ function startLoad(baseUrl: string, token: string, prefix: string, workers = 16)
       if (response.status === 503) {
         const retryAfter = response.headers.get('Retry-After') ?? '';
         const code = (JSON.parse(text) as { error?: { code?: string } }).error?.code;
-        if (!/^[1-9][0-9]?$/.test(retryAfter) || code !== 'service_unavailable') load.problems.push(`503 with Retry-After ${retryAfter} and ${text}`);
+        if (!/^[1-9][0-9]?$/.test(retryAfter) || code !== 'service_unavailable')
+          load.problems.push(`503 with Retry-After ${retryAfter} and ${text}`);
         await sleep(50);
         continue;
       }
@@ -125,7 +132,11 @@ describe.skipIf(!usingPostgres)('the database going away under load (PostgreSQL)
   const alive = () => server.child.exitCode === null && server.child.signalCode === null;
   const readiness = async () => {
     const response = await fetch(`${server.url}/readyz`);
-    return { status: response.status, retryAfter: response.headers.get('Retry-After'), body: (await response.json()) as { error?: { code: string } } };
+    return {
+      status: response.status,
+      retryAfter: response.headers.get('Retry-After'),
+      body: (await response.json()) as { error?: { code: string } },
+    };
   };
 
   /** Every acknowledged create is there once, changed; nothing else of the load is. */
@@ -138,7 +149,8 @@ describe.skipIf(!usingPostgres)('the database going away under load (PostgreSQL)
       .execute();
     expect(rows.length).toBe(load.created.size);
     expect(new Set(rows.map((row) => row.name))).toEqual(new Set([...load.created.keys()].map((key) => `${load.prefix}${key}`)));
-    for (const row of rows) expect({ id: row.id, notes: row.notes }).toEqual({ id: load.created.get(row.name.slice(load.prefix.length)), notes: 'changed' });
+    for (const row of rows)
+      expect({ id: row.id, notes: row.notes }).toEqual({ id: load.created.get(row.name.slice(load.prefix.length)), notes: 'changed' });
     expect(load.changed.size).toBe(load.created.size);
   }
 
@@ -223,7 +235,12 @@ describe.skipIf(!usingPostgres)('the database going away under load (PostgreSQL)
     expect(typedStatuses[0]).toBe(503);
     expect(typedStatuses.at(-1)).toBe(201);
     expect(new Set(typedStatuses)).toEqual(new Set([503, 201]));
-    const typedRows = await database.db.selectFrom('clients').select('id').where('org_id', '=', orgId).where('name', '=', 'typed-retry').execute();
+    const typedRows = await database.db
+      .selectFrom('clients')
+      .select('id')
+      .where('org_id', '=', orgId)
+      .where('name', '=', 'typed-retry')
+      .execute();
     expect(typedRows).toEqual([{ id: result.data!.data.id }]);
 
     expect(alive()).toBe(true);

@@ -25,7 +25,13 @@ let orgId: string;
 beforeAll(async () => {
   database = await createTestDatabase();
   ({ token, orgId } = await mintTokenForOrganisation(database.db, { orgName: 'Hostile', plan: 'studio' }));
-  const { createServer } = createApp({ db: database.db, pool: database.counterPool, logger: pino({ level: 'silent' }), validateResponses: true, rateLimits: false });
+  const { createServer } = createApp({
+    db: database.db,
+    pool: database.counterPool,
+    logger: pino({ level: 'silent' }),
+    validateResponses: true,
+    rateLimits: false,
+  });
   server = createServer({ headersTimeout: 1_000, requestTimeout: 10_000, connectionsCheckingInterval: 250 });
   await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
   port = (server.address() as AddressInfo).port;
@@ -39,7 +45,11 @@ afterAll(async () => {
 });
 
 const post = (body: RequestInit['body'], headers: Record<string, string> = {}) =>
-  fetch(`${base}/clients`, { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', ...headers }, body });
+  fetch(`${base}/clients`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', ...headers },
+    body,
+  });
 
 /** A request of a well-behaved caller, made while the hostile one is under way. */
 async function servedMeanwhile(): Promise<void> {
@@ -48,7 +58,8 @@ async function servedMeanwhile(): Promise<void> {
 }
 
 const clientsCount = async () =>
-  (await database.db.selectFrom('clients').select('id').where('org_id', '=', orgId).where('name', 'not like', 'meanwhile-%').execute()).length;
+  (await database.db.selectFrom('clients').select('id').where('org_id', '=', orgId).where('name', 'not like', 'meanwhile-%').execute())
+    .length;
 
 /** Writes raw bytes on a new connection and resolves with what came back once the server closed it. */
 function raw(bytes: string | Buffer): Promise<string> {
@@ -75,7 +86,12 @@ describe('bodies', () => {
     await expectRefusal(response, 400, 'validation_failed', 'body');
     // Also with the charset said out loud, and a truncated sequence.
     await expectRefusal(await post(bytes, { 'Content-Type': 'application/json; charset=utf-8' }), 400, 'validation_failed', 'body');
-    await expectRefusal(await post(Buffer.from([0x7b, 0x22, 0x6e, 0x61, 0x6d, 0x65, 0x22, 0x3a, 0x22, 0xe2, 0x82, 0x22, 0x7d])), 400, 'validation_failed', 'body');
+    await expectRefusal(
+      await post(Buffer.from([0x7b, 0x22, 0x6e, 0x61, 0x6d, 0x65, 0x22, 0x3a, 0x22, 0xe2, 0x82, 0x22, 0x7d])),
+      400,
+      'validation_failed',
+      'body',
+    );
     expect(await clientsCount()).toBe(0);
   });
 
@@ -99,7 +115,12 @@ describe('bodies', () => {
   it('__proto__ and constructor keys are unknown fields (400 naming them), and pollute nothing', async () => {
     const [proto] = await Promise.all([post('{"name":"Proto","__proto__":{"polluted":true}}'), servedMeanwhile()]);
     await expectRefusal(proto, 400, 'validation_failed', '__proto__');
-    await expectRefusal(await post('{"name":"Proto","constructor":{"prototype":{"polluted":true}}}'), 400, 'validation_failed', 'constructor');
+    await expectRefusal(
+      await post('{"name":"Proto","constructor":{"prototype":{"polluted":true}}}'),
+      400,
+      'validation_failed',
+      'constructor',
+    );
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect(await clientsCount()).toBe(0);
   });
@@ -112,7 +133,9 @@ describe('connections', () => {
     expect(answer).toMatch(/^HTTP\/1\.1 431 /);
   });
 
-  it('300 connections trickling headers are refused after the headers timeout (408), while others are served', { timeout: 120_000 }, async () => {
+  it('300 connections trickling headers are refused after the headers timeout (408), while others are served', {
+    timeout: 120_000,
+  }, async () => {
     const sockets: Socket[] = [];
     const answers = await new Promise<string[]>((done, fail) => {
       const got: string[] = [];

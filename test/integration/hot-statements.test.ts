@@ -30,7 +30,11 @@ it('runs no migration on a database that has them all, and the next one on a dat
 it.runIf(usingPostgres)('prepares the read by id once per connection, and it survives a new column', async () => {
   const { orgId } = await mintTokenForOrganisation(database.db, { orgName: 'Prepared' });
   const tenant = { orgId, env: 'test' as const };
-  const { id } = await database.db.insertInto('clients').values({ org_id: orgId, env: 'test', name: 'Ready' }).returning('id').executeTakeFirstOrThrow();
+  const { id } = await database.db
+    .insertInto('clients')
+    .values({ org_id: orgId, env: 'test', name: 'Ready' })
+    .returning('id')
+    .executeTakeFirstOrThrow();
   // One connection, so that the statement and the catalogue query share a session.
   const single: DatabaseHandle = await openDatabase({ databaseUrl: database.url, poolSize: 1 });
   try {

@@ -34,11 +34,19 @@ describe.runIf(usingPostgres)('two server processes, one key', () => {
         }),
       );
       const statuses = answers.map((a) => a.status);
-      expect(statuses.every((s) => s === 201 || s === 409), statuses.join(',')).toBe(true);
+      expect(
+        statuses.every((s) => s === 201 || s === 409),
+        statuses.join(','),
+      ).toBe(true);
       const created = answers.filter((a) => a.status === 201).map((a) => JSON.stringify(a.body));
       expect(created.length).toBeGreaterThanOrEqual(1);
       expect(new Set(created).size).toBe(1);
-      const rows = await database.db.selectFrom('clients').select('id').where('org_id', '=', orgId).where('name', '=', `Round ${round}`).execute();
+      const rows = await database.db
+        .selectFrom('clients')
+        .select('id')
+        .where('org_id', '=', orgId)
+        .where('name', '=', `Round ${round}`)
+        .execute();
       expect(rows).toHaveLength(1);
     }
   });

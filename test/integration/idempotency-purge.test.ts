@@ -14,8 +14,14 @@ afterAll(() => database?.close());
 
 async function insertKeys(count: number, expiresAt: Date, prefix: string) {
   const rows = Array.from({ length: count }, (_, i) => ({
-    org_id: orgId, env: 'test' as const, key: `${prefix}-${i}`, fingerprint: 'f', response_status: 201,
-    response_body: '{}', response_headers: '{}', expires_at: expiresAt,
+    org_id: orgId,
+    env: 'test' as const,
+    key: `${prefix}-${i}`,
+    fingerprint: 'f',
+    response_status: 201,
+    response_body: '{}',
+    response_headers: '{}',
+    expires_at: expiresAt,
   }));
   await database.db.insertInto('idempotency_keys').values(rows).execute();
 }
@@ -36,7 +42,12 @@ it('runs on a schedule inside the server', async () => {
   const now = new Date('2026-11-28T12:00:00Z');
   await insertKeys(3, new Date(now.getTime() - 1), 'scheduled');
   const errors: unknown[] = [];
-  const stop = schedulePurge(database.db, () => now, (e) => errors.push(e), 20);
+  const stop = schedulePurge(
+    database.db,
+    () => now,
+    (e) => errors.push(e),
+    20,
+  );
   try {
     await expect.poll(remaining, { timeout: 5_000, interval: 20 }).toBe(0);
   } finally {

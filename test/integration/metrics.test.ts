@@ -57,16 +57,26 @@ afterAll(async () => {
 });
 
 const sample = (name: string, labels: Record<string, string>) => {
-  const line = scrape.split('\n').find((l) => l.startsWith(`${name}{`) && Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`)));
+  const line = scrape
+    .split('\n')
+    .find((l) => l.startsWith(`${name}{`) && Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`)));
   return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
 };
 
 it('has the request duration histogram per operation, method and status', () => {
   expect(scrape).toContain('# TYPE http_server_request_duration_seconds histogram');
-  expect(sample('http_server_request_duration_seconds_count', { operation: 'createClient', http_request_method: 'POST', http_response_status_code: '201' })).toBe(2); // and its replay
+  expect(
+    sample('http_server_request_duration_seconds_count', {
+      operation: 'createClient',
+      http_request_method: 'POST',
+      http_response_status_code: '201',
+    }),
+  ).toBe(2); // and its replay
   expect(sample('http_server_request_duration_seconds_count', { operation: 'createClient', http_response_status_code: '422' })).toBe(1);
   expect(sample('http_server_request_duration_seconds_count', { operation: 'getClient', http_response_status_code: '404' })).toBe(1);
-  expect(sample('http_server_request_duration_seconds_bucket', { operation: 'getClient', http_response_status_code: '200', le: '+Inf' })).toBe(1);
+  expect(
+    sample('http_server_request_duration_seconds_bucket', { operation: 'getClient', http_response_status_code: '200', le: '+Inf' }),
+  ).toBe(1);
 });
 
 it('counts idempotency outcomes and rate-limit refusals', () => {
@@ -75,7 +85,9 @@ it('counts idempotency outcomes and rate-limit refusals', () => {
   expect(sample('idempotency_requests_total', { outcome: 'reused' })).toBe(1);
   expect(sample('idempotency_requests_total', { outcome: 'in_progress' })).toBe(0);
   expect(sample('rate_limit_refusals_total', { policy: 'token' })).toBeGreaterThanOrEqual(1);
-  expect(sample('http_server_request_duration_seconds_count', { operation: 'listClients', http_response_status_code: '429' })).toBeGreaterThanOrEqual(1);
+  expect(
+    sample('http_server_request_duration_seconds_count', { operation: 'listClients', http_response_status_code: '429' }),
+  ).toBeGreaterThanOrEqual(1);
 });
 
 it('has the event loop, the process, and (on PostgreSQL) the pools', () => {

@@ -8,10 +8,17 @@ import { series } from '../../server/http/series.js';
 async function answer(pipeline: RequestHandler[]): Promise<{ status: number; body: string; order: string[] }> {
   const order: string[] = [];
   const app = express();
-  app.use(series(pipeline.map((handler, i) => ((req, res, next) => {
-          order.push(`h${i}`);
-          return handler(req, res, next);
-        }) as RequestHandler)));
+  app.use(
+    series(
+      pipeline.map(
+        (handler, i) =>
+          ((req, res, next) => {
+            order.push(`h${i}`);
+            return handler(req, res, next);
+          }) as RequestHandler,
+      ),
+    ),
+  );
   app.use((_req, res) => void res.status(404).send('after'));
   app.use(((error: Error, _req, res, _next) => void res.status(500).send(`error: ${error.message}`)) as express.ErrorRequestHandler);
   const server = createHttpServer(app);

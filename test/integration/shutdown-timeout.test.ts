@@ -31,7 +31,17 @@ it('cuts what still runs after the timeout, exits 1 and logs how many were cut',
   const readiness = createReadiness();
   let cleaned = false;
   const exited = new Promise<number>((resolve) => {
-    const stop = createShutdown({ server, readiness, logger, delayMs: 0, timeoutMs: 300, cleanup: async () => void (cleaned = true), exit: resolve });
+    const stop = createShutdown({
+      server,
+      readiness,
+      logger,
+      delayMs: 0,
+      timeoutMs: 300,
+      cleanup: async () => {
+        cleaned = true;
+      },
+      exit: resolve,
+    });
     const hanging = [fetch(url).catch(() => 'cut'), fetch(url).catch(() => 'cut')];
     // Both requests reach the server before the signal.
     void (async () => {
@@ -43,7 +53,11 @@ it('cuts what still runs after the timeout, exits 1 and logs how many were cut',
   expect(await exited).toBe(1);
   expect(readiness.draining).toBe(true);
   expect(cleaned).toBe(false);
-  expect(lines.find((line) => line.msg === 'shutdown timed out: cutting the requests still running')).toMatchObject({ level: 50, cut: 2, timeoutMs: 300 });
+  expect(lines.find((line) => line.msg === 'shutdown timed out: cutting the requests still running')).toMatchObject({
+    level: 50,
+    cut: 2,
+    timeoutMs: 300,
+  });
   server.closeAllConnections();
 });
 
@@ -60,19 +74,38 @@ it('answers a request in flight with Connection: close, then cleans up and exits
   const { logger } = capturingLogger();
   let cleaned = false;
   const exited = new Promise<number>((resolve) => {
-    const stop = createShutdown({ server, readiness: createReadiness(), logger, delayMs: 0, timeoutMs: 30_000, cleanup: async () => void (cleaned = true), exit: resolve });
+    const stop = createShutdown({
+      server,
+      readiness: createReadiness(),
+      logger,
+      delayMs: 0,
+      timeoutMs: 30_000,
+      cleanup: async () => {
+        cleaned = true;
+      },
+      exit: resolve,
+    });
     void arrived.then(() => stop('SIGTERM'));
   });
   const agent = new http.Agent({ keepAlive: true });
   const response = new Promise<{ connection?: string; body: string }>((resolve, reject) => {
-    http.get(`${url}/`, { agent }, (res) => {
-      let body = '';
-      res.on('data', (chunk) => (body += chunk)).on('end', () => resolve({ connection: res.headers.connection, body }));
-    }).on('error', reject);
+    http
+      .get(`${url}/`, { agent }, (res) => {
+        let body = '';
+        res.on('data', (chunk) => (body += chunk)).on('end', () => resolve({ connection: res.headers.connection, body }));
+      })
+      .on('error', reject);
   });
   await arrived;
   // Stopped accepting: a new connection is refused.
-  await expect.poll(() => fetch(url).then(() => 'accepted', (error: Error) => String((error.cause as { code?: string })?.code))).toBe('ECONNREFUSED');
+  await expect
+    .poll(() =>
+      fetch(url).then(
+        () => 'accepted',
+        (error: Error) => String((error.cause as { code?: string })?.code),
+      ),
+    )
+    .toBe('ECONNREFUSED');
   release();
   expect(await response).toEqual({ connection: 'close', body: 'done' });
   expect(await exited).toBe(0);

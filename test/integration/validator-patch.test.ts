@@ -17,7 +17,10 @@ import { createTestDatabase } from '../support/database.js';
 
 const require = createRequire(import.meta.url);
 const { OpenAPISchemaValidator } = require('express-openapi-validator/dist/framework/openapi.schema.validator.js') as {
-  OpenAPISchemaValidator: new (options: { version: string; validateApiSpec: boolean }) => {
+  OpenAPISchemaValidator: new (options: {
+    version: string;
+    validateApiSpec: boolean;
+  }) => {
     _validator?: unknown;
     validate(doc: unknown): { errors: unknown[] };
   };
@@ -77,7 +80,10 @@ describe('the patch itself', () => {
       const files = ['dist/middlewares/openapi.metadata.js', 'dist/framework/openapi.schema.validator.js'];
       for (const file of files) {
         mkdirSync(dirname(join(copy, 'node_modules/express-openapi-validator', file)), { recursive: true });
-        copyFileSync(join(root, 'node_modules/express-openapi-validator', file), join(copy, 'node_modules/express-openapi-validator', file));
+        copyFileSync(
+          join(root, 'node_modules/express-openapi-validator', file),
+          join(copy, 'node_modules/express-openapi-validator', file),
+        );
       }
       execFileSync('git', ['apply', '--reverse', '--unsafe-paths', `--directory=.`, join(root, patch)], { cwd: copy, stdio: 'pipe' });
       const metadata = readFileSync(join(copy, 'node_modules/express-openapi-validator', files[0]!), 'utf8');
@@ -85,7 +91,10 @@ describe('the patch itself', () => {
       // Upstream's lookupRoute compiles inside the per-request closure; upstream's constructor compiles the meta-schema.
       const perRequest = metadata.slice(metadata.indexOf('return (req, res, next) =>'));
       expect(perRequest).toContain('(0, path_to_regexp_1.pathToRegexp)(expressRoute, pathOpts)');
-      const constructorText = schemaValidator.slice(schemaValidator.indexOf('constructor('), schemaValidator.indexOf('validate(openapiDoc)'));
+      const constructorText = schemaValidator.slice(
+        schemaValidator.indexOf('constructor('),
+        schemaValidator.indexOf('validate(openapiDoc)'),
+      );
       expect(constructorText).toContain('this.validator = ajvInstance.compile(schema)');
     } finally {
       rmSync(copy, { recursive: true, force: true });

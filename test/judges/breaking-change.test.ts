@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { root } from '../support/processes.js';
 
 let repo: string;
-const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=Judge', '-c', 'user.email=judge@example.com', ...args], { cwd: repo, stdio: 'ignore' });
+const git = (...args: string[]) =>
+  execFileSync('git', ['-c', 'user.name=Judge', '-c', 'user.email=judge@example.com', ...args], { cwd: repo, stdio: 'ignore' });
 const edit = (file: string, change: (text: string) => string) => {
   const path = join(repo, file);
   writeFileSync(path, change(readFileSync(path, 'utf8')));
@@ -45,7 +46,9 @@ afterAll(() => rmSync(repo, { recursive: true, force: true }));
 
 describe('the breaking-change gate', () => {
   it('passes an additive change (a new optional field)', async () => {
-    edit('spec/schemas/ClientCreate.yaml', (t) => t.replace('properties:\n', 'properties:\n  nickname:\n    type: [string, "null"]\n    description: A short name.\n'));
+    edit('spec/schemas/ClientCreate.yaml', (t) =>
+      t.replace('properties:\n', 'properties:\n  nickname:\n    type: [string, "null"]\n    description: A short name.\n'),
+    );
     commit('Add an optional field');
     const { code, output } = await gate();
     expect(output).toMatch(/the commit before HEAD.*a minor change/);
@@ -66,7 +69,9 @@ describe('the breaking-change gate', () => {
     const accepted = join(repo, 'spec/accepted-breaking-changes.json');
     writeFileSync(accepted, JSON.stringify([{ path, property: 'required', reason: 'No client could ever send it without.' }]));
     const { code, output } = await gate();
-    expect(output).toMatch(/accepted \(spec\/accepted-breaking-changes.json\): modified .* \(required\): No client could ever send it without\./);
+    expect(output).toMatch(
+      /accepted \(spec\/accepted-breaking-changes.json\): modified .* \(required\): No client could ever send it without\./,
+    );
     expect(code).toBe(0);
     rmSync(accepted);
   }, 60_000);
@@ -75,7 +80,9 @@ describe('the breaking-change gate', () => {
     edit('spec/openapi.yaml', bumpVersion('1.0.0'));
     git('commit', '-q', '--amend', '-a', '--no-edit');
     const { code, output } = await gate();
-    expect(output).toMatch(/Breaking changes need a new major version of the client package too: client\/package.json is 0\.1\.0, the base's was 0\.1\.0/);
+    expect(output).toMatch(
+      /Breaking changes need a new major version of the client package too: client\/package.json is 0\.1\.0, the base's was 0\.1\.0/,
+    );
     expect(code).toBe(1);
   }, 60_000);
 

@@ -11,7 +11,14 @@ import { startTestServer, type TestServer } from '../support/server.js';
 import { deref, doc } from '../support/spec-check.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+const FLAGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
 
 type Node = Record<string, any>;
 const METHODS = ['get', 'put', 'post', 'delete', 'patch'];

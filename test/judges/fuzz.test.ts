@@ -19,8 +19,12 @@ beforeAll(async () => {
 afterAll(() => server?.close());
 
 describe('fuzzing every operation from the spec', () => {
-  it.each(operationModels.map((model) => [model.operationId, model] as const))('%s', async (_id, model) => {
-    const statuses = await fuzzOperation(model, target);
-    console.log(`${model.operationId}: requests by status ${JSON.stringify(statuses)}`);
-  }, 600_000);
+  it.each(operationModels.map((model) => [model.operationId, model] as const))(
+    '%s',
+    async (_id, model) => {
+      const statuses = await fuzzOperation(model, target);
+      console.log(`${model.operationId}: requests by status ${JSON.stringify(statuses)}`);
+    },
+    600_000,
+  );
 });

@@ -12,7 +12,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import spec from '../../generated/openapi.json' with { type: 'json' };
-import { compileClients, GENERATORS, generateClients, generatorNamed, loadConsumer, ROUND_TRIP_BODY, shadowedGlobals, type GeneratorName } from '../support/generated-clients.js';
+import {
+  compileClients,
+  GENERATORS,
+  generateClients,
+  generatorNamed,
+  loadConsumer,
+  ROUND_TRIP_BODY,
+  shadowedGlobals,
+  type GeneratorName,
+} from '../support/generated-clients.js';
 import { root } from '../support/processes.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
@@ -45,9 +54,24 @@ describe.each(GENERATORS.map((g) => [g.name, g] as const))('a client generated b
   it('creates a client, then reads it back, its JSON parsed and in its data envelope', async () => {
     const consumer = await loadConsumer(scratch, generator);
     const { created, read, stored } = await consumer.roundTrip(server.baseUrl, token, ROUND_TRIP_BODY);
-    expect(created).toEqual({ data: expect.objectContaining({ name: ROUND_TRIP_BODY.name, currency: 'EUR', billingCountry: 'GB', defaultRate: '120.50', defaultTaxRate: '8.875', requirePoNumber: false, notes: null }) });
+    expect(created).toEqual({
+      data: expect.objectContaining({
+        name: ROUND_TRIP_BODY.name,
+        currency: 'EUR',
+        billingCountry: 'GB',
+        defaultRate: '120.50',
+        defaultTaxRate: '8.875',
+        requirePoNumber: false,
+        notes: null,
+      }),
+    });
     expect(read).toEqual(created);
-    expect(stored).toEqual({ id: (created as { data: { id: string } }).data.id, currency: 'EUR', requirePoNumber: false, defaultRate: '120.50' });
+    expect(stored).toEqual({
+      id: (created as { data: { id: string } }).data.id,
+      currency: 'EUR',
+      requirePoNumber: false,
+      defaultRate: '120.50',
+    });
   });
 });
 
@@ -58,6 +82,9 @@ describe('openapi-zod-client with --strict-objects', () => {
     expect(() => schemas.ClientCreate!.parse({ name: 'Globex', nmae: 'Globex' })).toThrow(/Unrecognized key/);
     const { read } = await consumer.roundTrip(server.baseUrl, token, { name: 'Later' });
     const client = (read as { data: Record<string, unknown> }).data;
-    expect(schemas.ClientData!.parse({ data: { ...client, addedLater: 1 }, addedLater: 2 })).toEqual({ data: { ...client, addedLater: 1 }, addedLater: 2 });
+    expect(schemas.ClientData!.parse({ data: { ...client, addedLater: 1 }, addedLater: 2 })).toEqual({
+      data: { ...client, addedLater: 1 },
+      addedLater: 2,
+    });
   });
 });

@@ -80,7 +80,9 @@ const fuzzBriefly = () => fuzzOperation(createClientModel, target, { numRuns: 10
 
 describe('a field the server returns that the spec lacks', () => {
   it('is allowed by the spec, whose responses are open to additions, and refused by the copy the tests judge by', () => {
-    const open = new Ajv2020({ strict: false, validateFormats: false }).addSchema(bundledSpec, 'open').compile({ $ref: 'open#/components/schemas/ClientData' });
+    const open = new Ajv2020({ strict: false, validateFormats: false })
+      .addSchema(bundledSpec, 'open')
+      .compile({ $ref: 'open#/components/schemas/ClientData' });
     const closed = validatorAt(['components', 'schemas', 'ClientData']);
     const client = (bundledSpec.components.examples.ClientData.value as { data: object }).data;
     expect(open({ data: client })).toBe(true);
@@ -105,7 +107,9 @@ describe('a field the server returns that the spec lacks', () => {
 
   it('fails the Ajv response check', async () => {
     mismatch = 'extra field';
-    await expect(specCheckingFetch(undefined, { record: false })(post(server.baseUrl, { name: 'Extra' }))).rejects.toThrow(/must NOT have additional properties/);
+    await expect(specCheckingFetch(undefined, { record: false })(post(server.baseUrl, { name: 'Extra' }))).rejects.toThrow(
+      /must NOT have additional properties/,
+    );
   });
 
   it('fails the fuzzer, which prints the shrunk request', async () => {
@@ -117,7 +121,9 @@ describe('a field the server returns that the spec lacks', () => {
 describe('a status the server returns undocumented', () => {
   it('fails the Ajv response check', async () => {
     mismatch = 'undocumented status';
-    await expect(specCheckingFetch(undefined, { record: false })(post(server.baseUrl, { name: 'Status' }))).rejects.toThrow(/status 200 is not documented/);
+    await expect(specCheckingFetch(undefined, { record: false })(post(server.baseUrl, { name: 'Status' }))).rejects.toThrow(
+      /status 200 is not documented/,
+    );
   });
 
   it('fails the coverage gate, as does a documented status never observed', async () => {
@@ -139,7 +145,10 @@ describe('a status the server returns undocumented', () => {
     expect(coverageFails(withUndocumented)).toBe(true);
     expect(formatCoverage(withUndocumented, observed)).toMatch(/observed, not documented: createClient .* 200/);
 
-    const withGap = compareCoverage(documentedPairs(), documentedPairs().filter((p) => !(p.operationId === 'createClient' && p.status === 402)));
+    const withGap = compareCoverage(
+      documentedPairs(),
+      documentedPairs().filter((p) => !(p.operationId === 'createClient' && p.status === 402)),
+    );
     expect(coverageFails(withGap)).toBe(true);
     expect(withGap.percent).toBeLessThan(100);
     expect(coverageFails(compareCoverage(documentedPairs(), documentedPairs()))).toBe(false);
@@ -193,7 +202,9 @@ describe('Prism', () => {
       expect((await fetch(post(url, { name: 'Via Prism', defaultRate: 19.99 }))).status).toBe(201);
     });
     expect(verdict.violations).toEqual([]);
-    expect(verdict.deviations).toEqual([expect.stringMatching(/binary floating point.*defaultRate":19.99.*Prism 422.*multipleOf.*server 201/)]);
+    expect(verdict.deviations).toEqual([
+      expect.stringMatching(/binary floating point.*defaultRate":19.99.*Prism 422.*multipleOf.*server 201/),
+    ]);
   }, 120_000);
 });
 
@@ -229,7 +240,9 @@ describe('a spec regressed the way generators misread it fails the generated-cli
     const { dir, generator } = await generateFrom('blank widens an enum', 'openapi-typescript-codegen');
     const errors = (await compileClients([generator], dir)).get(generator.name)!;
     const line = generator.consumer.split('\n').findIndex((l) => l.includes('@ts-expect-error a currency')) + 1;
-    expect(errors).toEqual([expect.stringMatching(new RegExp(`^otc\\.consumer\\.ts\\(${line},\\d+\\): error TS2578: Unused '@ts-expect-error' directive`))]);
+    expect(errors).toEqual([
+      expect.stringMatching(new RegExp(`^otc\\.consumer\\.ts\\(${line},\\d+\\): error TS2578: Unused '@ts-expect-error' directive`)),
+    ]);
   }, 120_000);
 
   it('a schema named Error: the generated type shadows the built-in Error', async () => {

@@ -39,7 +39,8 @@ beforeAll(() => {
   copy = mkdtempSync(join(tmpdir(), 'clients-api-lint-'));
   cpSync(join(root, 'spec'), join(copy, 'spec'), { recursive: true });
   // The lint-ignore file exists only while some Redocly finding is ignored (today none is).
-  for (const file of ['redocly.yaml', '.redocly.lint-ignore.yaml', '.spectral.yaml']) if (existsSync(join(root, file))) cpSync(join(root, file), join(copy, file));
+  for (const file of ['redocly.yaml', '.redocly.lint-ignore.yaml', '.spectral.yaml'])
+    if (existsSync(join(root, file))) cpSync(join(root, file), join(copy, file));
 });
 afterAll(() => rmSync(copy, { recursive: true, force: true }));
 
@@ -50,7 +51,7 @@ describe('the spec judges', () => {
 
   it('each fail a spec whose response has no description', async () => {
     const file = join(copy, 'spec/paths/healthz.yaml');
-    writeFileSync(file, readFileSync(file, 'utf8').replace("      description: The server is up.\n", ''));
+    writeFileSync(file, readFileSync(file, 'utf8').replace('      description: The server is up.\n', ''));
     const codes = await judge(copy);
     expect(codes.redocly).not.toBe(0);
     expect(codes.spectral).not.toBe(0);

@@ -79,7 +79,10 @@ beforeAll(async () => {
 
   server = await started;
   token = (await server.tenant()).token.token;
-  writeFileSync(join(project, 'config.ts'), `export const baseUrl = ${JSON.stringify(server.serverUrl)};\nexport const token = ${JSON.stringify(token)};\n`);
+  writeFileSync(
+    join(project, 'config.ts'),
+    `export const baseUrl = ${JSON.stringify(server.serverUrl)};\nexport const token = ${JSON.stringify(token)};\n`,
+  );
   // The README's examples, in order, as one module: they must compile against the package too.
   const readme = readFileSync(join(installed, 'README.md'), 'utf8');
   const examples = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((match) => match[1]);
@@ -93,9 +96,11 @@ afterAll(async () => {
 });
 
 describe('the client package, installed in a project elsewhere', () => {
-  it('holds only what a user needs: ESM JavaScript, .d.ts, the README; its version is the spec\'s; nothing reaches outside it', () => {
+  it("holds only what a user needs: ESM JavaScript, .d.ts, the README; its version is the spec's; nothing reaches outside it", () => {
     const files = filesUnder(installed);
-    expect(files).toEqual(expect.arrayContaining(['README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/generated/api.d.ts']));
+    expect(files).toEqual(
+      expect.arrayContaining(['README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/generated/api.d.ts']),
+    );
     for (const file of files) expect(file).toMatch(/^(README\.md|package\.json|dist\/.+\.(js|d\.ts))$/);
 
     const manifest = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as Record<string, unknown>;
@@ -103,15 +108,25 @@ describe('the client package, installed in a project elsewhere', () => {
     expect(manifest.version).toBe(spec.info.version);
     expect(manifest.private).toBeUndefined();
     expect(Object.keys(manifest.dependencies as object)).toEqual(['openapi-fetch']);
-    expect(filesUnder(join(project, 'node_modules')).map((file) => file.split('/').slice(0, file.startsWith('@') ? 2 : 1).join('/'))).toEqual(
-      expect.arrayContaining([PACKAGE_NAME, 'openapi-fetch']),
-    );
+    expect(
+      filesUnder(join(project, 'node_modules')).map((file) =>
+        file
+          .split('/')
+          .slice(0, file.startsWith('@') ? 2 : 1)
+          .join('/'),
+      ),
+    ).toEqual(expect.arrayContaining([PACKAGE_NAME, 'openapi-fetch']));
 
     // Every import of the shipped code is openapi-fetch or a file of the package itself.
     for (const file of files.filter((name) => name.startsWith('dist/'))) {
       const text = readFileSync(join(installed, file), 'utf8');
-      const specifiers = [...text.matchAll(/^(?:import|export)\b[^'";]*?from\s*['"]([^'"]+)['"]/gm), ...text.matchAll(/\bimport\(\s*['"]([^'"]+)['"]\s*\)/g)];
-      expect(specifiers.length > 0 || !/\bimport\b/.test(text.replace(/\/\*[\s\S]*?\*\//g, '')), `${file}: imports not understood`).toBe(true);
+      const specifiers = [
+        ...text.matchAll(/^(?:import|export)\b[^'";]*?from\s*['"]([^'"]+)['"]/gm),
+        ...text.matchAll(/\bimport\(\s*['"]([^'"]+)['"]\s*\)/g),
+      ];
+      expect(specifiers.length > 0 || !/\bimport\b/.test(text.replace(/\/\*[\s\S]*?\*\//g, '')), `${file}: imports not understood`).toBe(
+        true,
+      );
       for (const [, specifier] of specifiers) {
         if (!specifier!.startsWith('.')) {
           expect(specifier, `${file} imports ${specifier}`).toBe('openapi-fetch');
@@ -120,18 +135,25 @@ describe('the client package, installed in a project elsewhere', () => {
         const target = resolve(dirname(join(installed, file)), specifier!);
         expect(relative(installed, target).startsWith('..'), `${file} imports ${specifier}`).toBe(false);
         const candidates = [target, target.replace(/\.js$/, '.d.ts')];
-        expect(candidates.some((path) => files.includes(relative(installed, path))), `${file} imports ${specifier}, which is not in the package`).toBe(true);
+        expect(
+          candidates.some((path) => files.includes(relative(installed, path))),
+          `${file} imports ${specifier}, which is not in the package`,
+        ).toBe(true);
       }
     }
   });
 
   it('passes publint with no error, warning or suggestion', async () => {
     const bytes = readFileSync(tarball);
-    const result = await publint({ pack: { tarball: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer }, level: 'suggestion', strict: true });
+    const result = await publint({
+      pack: { tarball: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer },
+      level: 'suggestion',
+      strict: true,
+    });
     expect(result.messages.map((message) => `${message.type}: ${formatMessage(message, result.pkg)}`)).toEqual([]);
   });
 
-  it('compiles under strict (its README\'s examples too), and a wrong field or type does not compile', async () => {
+  it("compiles under strict (its README's examples too), and a wrong field or type does not compile", async () => {
     const [right, wrong] = await Promise.all([
       run(tsc, ['-p', 'tsconfig.json', '--pretty', 'false'], project),
       run(tsc, ['-p', 'tsconfig.wrong.json', '--pretty', 'false'], project),
@@ -142,12 +164,23 @@ describe('the client package, installed in a project elsewhere', () => {
     expect(wrong.code).not.toBe(0);
     const source = readFileSync(join(project, 'wrong.ts'), 'utf8').split('\n');
     const marked = source.flatMap((line, index) => (line.includes('// error:') ? [index + 1] : []));
-    const diagnostics = [...wrong.stdout.matchAll(/^(\S+)\((\d+),\d+\): error (TS\d+): (.*)$/gm)].map(([, file, line, code, message]) => ({ file, line: Number(line), code, message }));
+    const diagnostics = [...wrong.stdout.matchAll(/^(\S+)\((\d+),\d+\): error (TS\d+): (.*)$/gm)].map(([, file, line, code, message]) => ({
+      file,
+      line: Number(line),
+      code,
+      message,
+    }));
     expect(diagnostics.length).toBeGreaterThan(0);
-    expect(diagnostics.every((d) => d.file === 'wrong.ts'), wrong.stdout).toBe(true);
+    expect(
+      diagnostics.every((d) => d.file === 'wrong.ts'),
+      wrong.stdout,
+    ).toBe(true);
     expect([...new Set(diagnostics.map((d) => d.line))].sort((a, b) => a - b)).toEqual(marked);
     const typo = source.findIndex((line) => line.includes('nmae')) + 1;
-    expect(diagnostics.find((d) => d.line === typo)).toMatchObject({ code: 'TS2353', message: expect.stringContaining("'nmae' does not exist in type") });
+    expect(diagnostics.find((d) => d.line === typo)).toMatchObject({
+      code: 'TS2353',
+      message: expect.stringContaining("'nmae' does not exist in type"),
+    });
   }, 120_000);
 
   it('runs against the real server: create, replay, read, list, update with an ETag, a 400 with fields, a retry with the same key', async () => {
@@ -161,7 +194,11 @@ describe('the client package, installed in a project elsewhere', () => {
     expect(seen.updated).toMatchObject({ status: 200, contactName: 'Hank Scorpio', email: null });
     expect(seen.updated.etag).not.toBe(seen.read.etag);
     expect(seen.stale).toEqual({ status: 412, code: 'precondition_failed' });
-    expect(seen.invalid).toMatchObject({ status: 400, code: 'validation_failed', fields: { email: expect.any(String), defaultRate: expect.any(String) } });
+    expect(seen.invalid).toMatchObject({
+      status: 400,
+      code: 'validation_failed',
+      fields: { email: expect.any(String), defaultRate: expect.any(String) },
+    });
     expect(seen.retried).toMatchObject({ status: 201, replayed: 'true', id: expect.any(String) });
     expect(seen.retried.keysSent).toHaveLength(2);
     expect(seen.retried.keysSent[0]).toMatch(/^[0-9a-f-]{36}$/);
@@ -175,9 +212,17 @@ describe('the client package, installed in a project elsewhere', () => {
     ]);
   }, 60_000);
 
-  it('bundles for a neutral platform with no Node built-in left, and runs with the web platform\'s globals only', async () => {
+  it("bundles for a neutral platform with no Node built-in left, and runs with the web platform's globals only", async () => {
     const entry = join(installed, 'dist/index.js');
-    const common: BuildOptions = { entryPoints: [entry], bundle: true, platform: 'neutral', write: false, metafile: true, logLevel: 'silent', absWorkingDir: project };
+    const common: BuildOptions = {
+      entryPoints: [entry],
+      bundle: true,
+      platform: 'neutral',
+      write: false,
+      metafile: true,
+      logLevel: 'silent',
+      absWorkingDir: project,
+    };
     const neutral = await build({ ...common, format: 'esm', metafile: true });
     expect(neutral.errors).toEqual([]);
     const inputs = Object.keys(neutral.metafile.inputs);
@@ -212,7 +257,10 @@ describe('the client package, installed in a project elsewhere', () => {
       token: 'hsk_test_abc',
       fetch: async (request) => {
         sent.push(request);
-        return new Response(JSON.stringify({ data: { id: 'c1', name: 'Globex' } }), { status: 201, headers: { 'Content-Type': 'application/json' } });
+        return new Response(JSON.stringify({ data: { id: 'c1', name: 'Globex' } }), {
+          status: 201,
+          headers: { 'Content-Type': 'application/json' },
+        });
       },
     });
     const created = await api.POST('/clients', { body: { name: 'Globex' } });

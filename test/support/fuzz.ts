@@ -48,7 +48,39 @@ const withComponents = (schema: Node) => ({ ...schema, components: doc.component
 
 const PRINTABLE = [...Array(95).keys()].map((i) => String.fromCharCode(32 + i));
 /** Characters that trip text handling: NUL and other controls, odd spaces, lone surrogates, astral, combining. */
-const AWKWARD = ['\u0000', '\u0001', '\u001f', '\u007f', '\t', '\n', '\r', '\u000b', '\u00a0', '\u2028', '\ufeff', '\u200b', '\ud800', '\udfff', '😀', 'é', 'e\u0301', 'İ', 'ß', '"', '\\', "'", '%', '<', ' ', 'a', 'Z', '0', '.', '@', '/'];
+const AWKWARD = [
+  '\u0000',
+  '\u0001',
+  '\u001f',
+  '\u007f',
+  '\t',
+  '\n',
+  '\r',
+  '\u000b',
+  '\u00a0',
+  '\u2028',
+  '\ufeff',
+  '\u200b',
+  '\ud800',
+  '\udfff',
+  '😀',
+  'é',
+  'e\u0301',
+  'İ',
+  'ß',
+  '"',
+  '\\',
+  "'",
+  '%',
+  '<',
+  ' ',
+  'a',
+  'Z',
+  '0',
+  '.',
+  '@',
+  '/',
+];
 /** Text an HTTP header or a URL can carry: printable ASCII, trimmed as HTTP trims it. */
 const headerText = fc.string({ unit: fc.constantFrom(...PRINTABLE), maxLength: 60 }).map((s) => s.trim());
 
@@ -65,7 +97,8 @@ function mutations(model: OperationModel, fixed: ReadonlySet<string>): fc.Arbitr
   if (model.body) {
     const known = Object.keys(model.body.schema.properties ?? {});
     const unknown = fc.string({ minLength: 1, maxLength: 12 });
-    const field = known.length > 0 ? fc.oneof({ arbitrary: fc.constantFrom(...known), weight: 4 }, { arbitrary: unknown, weight: 1 }) : unknown;
+    const field =
+      known.length > 0 ? fc.oneof({ arbitrary: fc.constantFrom(...known), weight: 4 }, { arbitrary: unknown, weight: 1 }) : unknown;
     const value = fc.oneof(
       fc.jsonValue({ maxDepth: 2 }),
       fc.string({ unit: 'binary', maxLength: 40 }),
@@ -74,18 +107,30 @@ function mutations(model: OperationModel, fixed: ReadonlySet<string>): fc.Arbitr
       fc.double({ noNaN: true, noDefaultInfinity: true }),
       fc.integer(),
       // Decimals near the edges the spec draws: places, magnitude, sign.
-      fc.tuple(fc.bigInt({ min: -(10n ** 13n), max: 10n ** 13n }), fc.integer({ min: 0, max: 6 })).map(([digits, places]) => Number(digits) / 10 ** places),
+      fc
+        .tuple(fc.bigInt({ min: -(10n ** 13n), max: 10n ** 13n }), fc.integer({ min: 0, max: 6 }))
+        .map(([digits, places]) => Number(digits) / 10 ** places),
     );
     options.push(fc.record({ kind: fc.constant('set' as const), field, value }));
     if (known.length > 0) options.push(fc.record({ kind: fc.constant('drop' as const), field: fc.constantFrom(...known) }));
     options.push(
       fc.record({
         kind: fc.constant('rawBody' as const),
-        text: fc.oneof(fc.constant(''), fc.string({ maxLength: 20 }), fc.jsonValue({ maxDepth: 1 }).map((v) => JSON.stringify(v))),
+        text: fc.oneof(
+          fc.constant(''),
+          fc.string({ maxLength: 20 }),
+          fc.jsonValue({ maxDepth: 1 }).map((v) => JSON.stringify(v)),
+        ),
       }),
       fc.record({
         kind: fc.constant('contentType' as const),
-        value: fc.constantFrom('text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=utf-8', 'application/merge-patch+json', 'application/xml'),
+        value: fc.constantFrom(
+          'text/plain',
+          'application/x-www-form-urlencoded',
+          'application/json; charset=utf-8',
+          'application/merge-patch+json',
+          'application/xml',
+        ),
       }),
     );
   }
@@ -95,7 +140,9 @@ function mutations(model: OperationModel, fixed: ReadonlySet<string>): fc.Arbitr
   const inPath = free.filter((p) => p.in === 'path').map((p) => p.name);
   const elsewhere = free.filter((p) => p.in !== 'path').map((p) => p.name);
   if (inPath.length > 0) {
-    options.push(fc.record({ kind: fc.constant('param' as const), name: fc.constantFrom(...inPath), value: headerText.filter(namesAPathSegment) }));
+    options.push(
+      fc.record({ kind: fc.constant('param' as const), name: fc.constantFrom(...inPath), value: headerText.filter(namesAPathSegment) }),
+    );
   }
   if (elsewhere.length > 0) {
     options.push(fc.record({ kind: fc.constant('param' as const), name: fc.constantFrom(...elsewhere), value: headerText }));
@@ -135,7 +182,10 @@ function build(model: OperationModel, plan: Plan): ModelRequest {
   }
   let body: Record<string, unknown> | undefined;
   if (model.body) {
-    const generated = generateSync(withComponents(model.body.schema), { seed: plan.seed, alwaysFakeOptionals: true }) as Record<string, unknown>;
+    const generated = generateSync(withComponents(model.body.schema), { seed: plan.seed, alwaysFakeOptionals: true }) as Record<
+      string,
+      unknown
+    >;
     const required = new Set<string>(model.body.schema.required ?? []);
     body = Object.fromEntries(Object.entries(generated).filter(([k]) => required.has(k) || plan.keep.includes(k)));
     for (const [field, value] of Object.entries(plan.fields)) if (field in body) body[field] = value;
@@ -172,12 +222,22 @@ export function sender(target: FuzzTarget) {
  * Fuzzes one operation; throws (with fast-check's shrunk counterexample) when an invariant breaks.
  * Resolves to how many requests got each status, to show that both sides were exercised.
  */
-export async function fuzzOperation(model: OperationModel, target: FuzzTarget, options: FuzzOptions = fuzzDefaults): Promise<Record<number, number>> {
+export async function fuzzOperation(
+  model: OperationModel,
+  target: FuzzTarget,
+  options: FuzzOptions = fuzzDefaults,
+): Promise<Record<number, number>> {
   const send = sender(target);
   const context: FixtureContext = { send };
   const fixtures = await parameterValues(model, context);
-  const fixed = new Set(Object.entries(fixtures).filter(([, f]) => f.onlyThese).map(([name]) => name));
-  const optionalFields = model.body ? Object.keys(model.body.schema.properties ?? {}).filter((k) => !(model.body!.schema.required ?? []).includes(k)) : [];
+  const fixed = new Set(
+    Object.entries(fixtures)
+      .filter(([, f]) => f.onlyThese)
+      .map(([name]) => name),
+  );
+  const optionalFields = model.body
+    ? Object.keys(model.body.schema.properties ?? {}).filter((k) => !(model.body!.schema.required ?? []).includes(k))
+    : [];
   const optionalParams = model.parameters.filter((p) => !p.required).map((p) => p.name);
   const hasInput = model.parameters.length > 0 || model.body !== undefined;
 
@@ -188,7 +248,10 @@ export async function fuzzOperation(model: OperationModel, target: FuzzTarget, o
     // A fixture's value (a path parameter naming an existing resource), or (undefined) one from the schema.
     fixture: fc.record(
       Object.fromEntries(
-        Object.entries(fixtures).map(([name, f]) => [name, f.onlyThese ? fc.constantFrom(...f.values) : fc.option(fc.constantFrom(...f.values), { nil: undefined })]),
+        Object.entries(fixtures).map(([name, f]) => [
+          name,
+          f.onlyThese ? fc.constantFrom(...f.values) : fc.option(fc.constantFrom(...f.values), { nil: undefined }),
+        ]),
       ),
     ),
     fields: fc.record(Object.fromEntries(Object.entries(fieldValues(model)).map(([field, values]) => [field, fc.constantFrom(...values)]))),
@@ -208,18 +271,26 @@ export async function fuzzOperation(model: OperationModel, target: FuzzTarget, o
       // An emptied path parameter sends the request to another path: only the answer's validity is judged then.
       if (findOperation(request.method, request.path)?.operation.operationId !== model.operationId) return;
       const refused = VALIDATION_REFUSALS.has(status);
-      if (refused && problems.length === 0) throw new Error(`the spec allows this request, but the server refused it: ${status} ${JSON.stringify(answer)}`);
-      if (!refused && problems.length > 0) throw new Error(`the spec refuses this request (${problems.join('; ')}), but the server answered ${status}`);
+      if (refused && problems.length === 0)
+        throw new Error(`the spec allows this request, but the server refused it: ${status} ${JSON.stringify(answer)}`);
+      if (!refused && problems.length > 0)
+        throw new Error(`the spec refuses this request (${problems.join('; ')}), but the server answered ${status}`);
       const location = response.headers.get('location');
       if (status === 201 && location && findOperation('GET', location)) {
         const read = await send({ operationId: '', method: 'GET', path: location, pathParams: {}, query: {}, headers: {} });
         const stored = await readBody(read);
         if (read.status !== 200 || !isDeepStrictEqual(stored, answer)) {
-          throw new Error(`the read of ${location} differs from the create:\n  created ${JSON.stringify(answer)}\n  read    ${read.status} ${JSON.stringify(stored)}`);
+          throw new Error(
+            `the read of ${location} differs from the create:\n  created ${JSON.stringify(answer)}\n  read    ${read.status} ${JSON.stringify(stored)}`,
+          );
         }
       }
     },
   );
-  await fc.assert(property, { numRuns: hasInput ? options.numRuns : Math.min(options.numRuns, RUNS_WITHOUT_INPUT), seed: options.seed, includeErrorInReport: true });
+  await fc.assert(property, {
+    numRuns: hasInput ? options.numRuns : Math.min(options.numRuns, RUNS_WITHOUT_INPUT),
+    seed: options.seed,
+    includeErrorInReport: true,
+  });
   return statuses;
 }

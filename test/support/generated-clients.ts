@@ -22,7 +22,15 @@ const bin = (name: string) => join(root, 'node_modules/.bin', name);
 export type GeneratorName = 'orval' | 'swagger-typescript-api' | 'openapi-typescript-codegen' | 'openapi-zod-client';
 
 /** The body every consumer sends: an enum in lower case (stored upper case), money as a string and a number, the empty string. */
-export const ROUND_TRIP_BODY = { name: 'Generated Globex', currency: 'eur', billingCountry: 'gb', defaultRate: '120.5', defaultTaxRate: 8.875, requirePoNumber: '', notes: '' } as const;
+export const ROUND_TRIP_BODY = {
+  name: 'Generated Globex',
+  currency: 'eur',
+  billingCountry: 'gb',
+  defaultRate: '120.5',
+  defaultTaxRate: 8.875,
+  requirePoNumber: '',
+  notes: '',
+} as const;
 
 /**
  * Compile-time checks every consumer shares, over its generator's names for the request body and
@@ -99,7 +107,11 @@ export async function roundTrip(_baseUrl: string, token: string, body: ClientCre
     name: 'swagger-typescript-api',
     folder: 'sta',
     async generate(spec, dir) {
-      await run(bin('swagger-typescript-api'), ['generate', '--path', spec, '--output', join(dir, 'sta'), '--name', 'api.ts', '--responses', '--enum-style=union', '--silent'], { cwd: dir });
+      await run(
+        bin('swagger-typescript-api'),
+        ['generate', '--path', spec, '--output', join(dir, 'sta'), '--name', 'api.ts', '--responses', '--enum-style=union', '--silent'],
+        { cwd: dir },
+      );
     },
     consumer: `import { Api, type Client, type ClientCreate } from './sta/api';
 ${typeChecks('ClientCreate', 'Client')}
@@ -193,7 +205,9 @@ export async function compileClients(generators: Generator[], dir: string): Prom
   );
   const lines = output.split('\n').filter((line) => /error TS\d+/.test(line));
   return new Map(
-    generators.map((g) => [g.name, lines.filter((line) => line.startsWith(`${g.folder}/`) || line.startsWith(`${g.folder}.consumer.ts`))] as const),
+    generators.map(
+      (g) => [g.name, lines.filter((line) => line.startsWith(`${g.folder}/`) || line.startsWith(`${g.folder}.consumer.ts`))] as const,
+    ),
   );
 }
 
@@ -205,7 +219,11 @@ export async function compileClients(generators: Generator[], dir: string): Prom
  */
 export function shadowedGlobals(dir: string, folder: string, spec: { components?: Record<string, Record<string, unknown>> }): string[] {
   const fromSpec = new Set(Object.values(spec.components ?? {}).flatMap((group) => Object.keys(group)));
-  const globals = new Set(['Error', 'Date', 'Response', 'Request', 'Headers', 'Record', 'Promise', 'Array', 'Object', 'Map', 'Set', 'URL', 'Blob', 'File'].filter((n) => fromSpec.has(n)));
+  const globals = new Set(
+    ['Error', 'Date', 'Response', 'Request', 'Headers', 'Record', 'Promise', 'Array', 'Object', 'Map', 'Set', 'URL', 'Blob', 'File'].filter(
+      (n) => fromSpec.has(n),
+    ),
+  );
   const declared = /\b(?:type|interface|class|const|let|var|function|enum)\s+([A-Za-z_$][\w$]*)/g;
   const reExported = /export\s+(?:type\s+)?\{([^}]*)\}/g;
   const found: string[] = [];
@@ -217,7 +235,15 @@ export function shadowedGlobals(dir: string, folder: string, spec: { components?
         const text = readFileSync(full, 'utf8');
         const names = [
           ...[...text.matchAll(declared)].map((m) => m[1]!),
-          ...[...text.matchAll(reExported)].flatMap((m) => m[1]!.split(',').map((n) => n.trim().split(/\s+as\s+/).pop()!.replace(/^type\s+/, ''))),
+          ...[...text.matchAll(reExported)].flatMap((m) =>
+            m[1]!.split(',').map((n) =>
+              n
+                .trim()
+                .split(/\s+as\s+/)
+                .pop()!
+                .replace(/^type\s+/, ''),
+            ),
+          ),
         ];
         for (const name of new Set(names)) if (globals.has(name)) found.push(`${relative(dir, full).split(sep).join('/')}: ${name}`);
       }
@@ -255,7 +281,8 @@ export function regressSpec(source: Json, regression: SpecRegression): Json {
     // As the spec was: the one-client answers shared as components/responses/Client.
     const item = doc.paths['/clients/{id}'];
     doc.components.responses.Client = item.get.responses['200'];
-    for (const operation of [item.get, item.patch, item.delete, doc.paths['/clients/{id}/restore'].post]) operation.responses['200'] = { $ref: '#/components/responses/Client' };
+    for (const operation of [item.get, item.patch, item.delete, doc.paths['/clients/{id}/restore'].post])
+      operation.responses['200'] = { $ref: '#/components/responses/Client' };
   } else if (regression === 'blank widens an enum') {
     doc.components.schemas.Blank = { type: 'string', title: 'Blank', pattern: '^\\s*$' };
     const input = doc.components.schemas.CurrencyInput;
@@ -263,7 +290,9 @@ export function regressSpec(source: Json, regression: SpecRegression): Json {
   } else {
     const text = JSON.stringify(doc).replaceAll('#/components/schemas/ErrorEnvelope"', '#/components/schemas/Error"');
     const renamed = JSON.parse(text) as Json;
-    renamed.components.schemas = Object.fromEntries(Object.entries(renamed.components.schemas as Json).map(([name, schema]) => [name === 'ErrorEnvelope' ? 'Error' : name, schema]));
+    renamed.components.schemas = Object.fromEntries(
+      Object.entries(renamed.components.schemas as Json).map(([name, schema]) => [name === 'ErrorEnvelope' ? 'Error' : name, schema]),
+    );
     return renamed;
   }
   return doc;

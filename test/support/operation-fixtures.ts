@@ -76,10 +76,12 @@ export const fieldFixtures: Record<string, FieldFixture> = {
 /** Fixture values for each body field of `model` that has a fixture. */
 export function fieldValues(model: OperationModel): Record<string, unknown[]> {
   const fields = Object.keys(model.body?.schema.properties ?? {});
-  return Object.fromEntries(fields.flatMap((field) => {
-    const fixture = fieldFixtures[`${model.operationId}.${field}`];
-    return fixture ? [[field, fixture.values()]] : [];
-  }));
+  return Object.fromEntries(
+    fields.flatMap((field) => {
+      const fixture = fieldFixtures[`${model.operationId}.${field}`];
+      return fixture ? [[field, fixture.values()]] : [];
+    }),
+  );
 }
 
 /** The `nextCursor` of each page of GET /clients one client at a time, over clients made for it. */
@@ -92,7 +94,14 @@ async function cursorsOfAWalk(context: FixtureContext): Promise<string[]> {
   let cursor: string | undefined;
   do {
     const query: Record<string, string> = cursor ? { limit: '1', cursor } : { limit: '1' };
-    const response = await context.send({ operationId: list.operationId, method: 'GET', path: list.template, pathParams: {}, query, headers: {} });
+    const response = await context.send({
+      operationId: list.operationId,
+      method: 'GET',
+      path: list.template,
+      pathParams: {},
+      query,
+      headers: {},
+    });
     const page = (await response.json()) as { nextCursor?: string | null };
     if (!response.ok) throw new Error(`fixture: ${list.operationId} answered ${response.status}`);
     cursor = page.nextCursor ?? undefined;
@@ -108,13 +117,18 @@ function createOperationOf(collection: string): OperationModel | undefined {
 }
 
 /** The create operation of a collection: `POST /clients` for `/clients/{id}`. */
-const collectionCreate = (model: OperationModel, parameter: string) => createOperationOf(model.template.slice(0, model.template.indexOf(`/{${parameter}}`)));
+const collectionCreate = (model: OperationModel, parameter: string) =>
+  createOperationOf(model.template.slice(0, model.template.indexOf(`/{${parameter}}`)));
 
 /**
  * A request to `model` with these path parameters and, if the operation takes a body, `body` (by
  * default the spec's own example): valid for the spec when the values are.
  */
-export function exampleRequest(model: OperationModel, pathParams: Record<string, string> = {}, body: unknown = model.body?.example): ModelRequest {
+export function exampleRequest(
+  model: OperationModel,
+  pathParams: Record<string, string> = {},
+  body: unknown = model.body?.example,
+): ModelRequest {
   return {
     operationId: model.operationId,
     method: model.method,
@@ -174,7 +188,10 @@ async function createFromExample(create: OperationModel, context: FixtureContext
 }
 
 /** Fixture values for each parameter of `model` that has them: path parameters always do. */
-export async function parameterValues(model: OperationModel, context: FixtureContext): Promise<Record<string, { values: string[]; onlyThese: boolean }>> {
+export async function parameterValues(
+  model: OperationModel,
+  context: FixtureContext,
+): Promise<Record<string, { values: string[]; onlyThese: boolean }>> {
   const found: Record<string, { values: string[]; onlyThese: boolean }> = {};
   for (const p of model.parameters) {
     const fixture = parameterFixtures[`${model.operationId}.${p.name}`] ?? parameterFixtures[p.name];
@@ -184,7 +201,8 @@ export async function parameterValues(model: OperationModel, context: FixtureCon
     }
     if (p.in !== 'path') continue;
     const create = collectionCreate(model, p.name);
-    if (!create) throw new Error(`No way to name an existing resource for ${model.operationId}'s {${p.name}}: add one to parameterFixtures.`);
+    if (!create)
+      throw new Error(`No way to name an existing resource for ${model.operationId}'s {${p.name}}: add one to parameterFixtures.`);
     found[p.name] = { values: await createFromExample(create, context, 3), onlyThese: false };
   }
   return found;

@@ -98,7 +98,13 @@ export async function startPrism(upstream: string): Promise<PrismProcess> {
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`Prism exited with ${child.exitCode}:\n${log}`);
-    if (await fetch(`${url}/__prism_ready`).then((r) => r.status === 404, () => false)) break;
+    if (
+      await fetch(`${url}/__prism_ready`).then(
+        (r) => r.status === 404,
+        () => false,
+      )
+    )
+      break;
     if (Date.now() > deadline) throw new Error(`Prism did not start:\n${log}`);
     await new Promise((wait) => setTimeout(wait, 200));
   }
@@ -230,7 +236,10 @@ async function judge(req: IncomingMessage, res: ServerResponse, prismUrl: string
   viaPrism.set(UPSTREAM_HEADER, new URL(appUrl).port);
   const response = await relay(prismUrl, req, body, viaPrism);
   const bytes = Buffer.from(await response.arrayBuffer());
-  const problem = mediaType(response.headers.get('content-type')) === 'application/problem+json' ? (JSON.parse(bytes.toString()) as PrismProblem) : undefined;
+  const problem =
+    mediaType(response.headers.get('content-type')) === 'application/problem+json'
+      ? (JSON.parse(bytes.toString()) as PrismProblem)
+      : undefined;
   if (!problem?.type?.startsWith(PRISM_ERROR)) {
     await answer(res, response, bytes);
     const flagged = response.headers.get('sl-violations');
@@ -251,7 +260,9 @@ async function judge(req: IncomingMessage, res: ServerResponse, prismUrl: string
   }
   const detail = `${what} ${body.toString('utf8').slice(0, 300)} → Prism ${problem.status} ${JSON.stringify(problem.validation ?? [])}, server ${server.status}`;
   const deviation = knownPrismDeviation(problem, parsed, req.headers.authorization);
-  return deviation ? { kind: 'prism-deviation', detail: `${deviation}: ${detail}` } : { kind: 'violation', detail: `Prism refused a request the server carried out: ${detail}` };
+  return deviation
+    ? { kind: 'prism-deviation', detail: `${deviation}: ${detail}` }
+    : { kind: 'violation', detail: `Prism refused a request the server carried out: ${detail}` };
 }
 
 /** A front for one test server: the tests talk to it, it talks to Prism (see the top of this file). */
@@ -302,7 +313,10 @@ export async function startPrismJudge(): Promise<{ url: string; stop(): Promise<
       router.closeAllConnections();
       await new Promise((done) => router.close(done));
       const findings = readdirSync(reportDir).flatMap((name) =>
-        readFileSync(join(reportDir, name), 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Finding),
+        readFileSync(join(reportDir, name), 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => JSON.parse(line) as Finding),
       );
       rmSync(reportDir, { recursive: true, force: true });
       delete process.env[REPORT_DIR_VARIABLE];

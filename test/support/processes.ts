@@ -44,7 +44,10 @@ export interface RunningServer {
  * Starts server/main.ts on a free port and waits until it listens; `command` runs another entry
  * point instead (the built bundle: ['node', 'dist/server/main.js']).
  */
-export function startServerProcess(env: Record<string, string | undefined>, command: string[] = [tsx, 'server/main.ts']): Promise<RunningServer> {
+export function startServerProcess(
+  env: Record<string, string | undefined>,
+  command: string[] = [tsx, 'server/main.ts'],
+): Promise<RunningServer> {
   return new Promise((done, fail) => {
     const child = spawn(command[0]!, command.slice(1), {
       cwd: root,

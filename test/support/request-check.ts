@@ -60,7 +60,13 @@ function modelOperations(): OperationModel[] {
       ];
       const parameters = raw.map(({ node, at }) => {
         const { node: p, path } = deref(node);
-        return { name: p.name, in: p.in, required: Boolean(p.required), schema: p.schema, schemaPath: [...(path ?? at), 'schema'] } as ParameterModel;
+        return {
+          name: p.name,
+          in: p.in,
+          required: Boolean(p.required),
+          schema: p.schema,
+          schemaPath: [...(path ?? at), 'schema'],
+        } as ParameterModel;
       });
       let body: BodyModel | undefined;
       if (op.requestBody) {
@@ -77,7 +83,14 @@ function modelOperations(): OperationModel[] {
         };
       }
       const security = (op.security ?? doc.security ?? []) as unknown[];
-      models.push({ operationId: op.operationId, method: method.toUpperCase(), template, authenticated: security.length > 0, parameters, body });
+      models.push({
+        operationId: op.operationId,
+        method: method.toUpperCase(),
+        template,
+        authenticated: security.length > 0,
+        parameters,
+        body,
+      });
     }
   }
   return models;

@@ -45,7 +45,14 @@ let counter = 0;
 export async function startTestServer(overrides: Partial<AppDeps> = {}, shared: { database?: TestDatabase } = {}): Promise<TestServer> {
   const database = shared.database ?? (await createTestDatabase());
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  const { createServer } = createApp({ db: database.db, pool: database.counterPool, logger, validateResponses: true, apiSpec: closedSpec as OpenApiDocument, ...overrides });
+  const { createServer } = createApp({
+    db: database.db,
+    pool: database.counterPool,
+    logger,
+    validateResponses: true,
+    apiSpec: closedSpec as OpenApiDocument,
+    ...overrides,
+  });
   const server: Server = await new Promise((resolve) => {
     const s = createServer().listen(0, '127.0.0.1', () => resolve(s));
   });

@@ -43,7 +43,10 @@ export function validatorAt(path: string[]): ValidateFunction {
 
 export function deref(node: Node): { node: Node; path: string[] | undefined } {
   if (typeof node?.$ref === 'string' && node.$ref.startsWith('#/')) {
-    const path = node.$ref.slice(2).split('/').map((p: string) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const path = node.$ref
+      .slice(2)
+      .split('/')
+      .map((p: string) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
     return { node: path.reduce((n: Node, p: string) => n[p], doc), path };
   }
   return { node, path: undefined };
@@ -80,7 +83,8 @@ export function checkResponse(method: string, pathname: string, status: number, 
     }
     // A header's schema may point into the spec; resolve that against the spec Ajv already holds.
     const ref = header.schema?.$ref;
-    const validate = typeof ref === 'string' ? (ajv.getSchema(`spec${ref}`) ?? ajv.compile({ $ref: `spec${ref}` })) : ajv.compile(header.schema);
+    const validate =
+      typeof ref === 'string' ? (ajv.getSchema(`spec${ref}`) ?? ajv.compile({ $ref: `spec${ref}` })) : ajv.compile(header.schema);
     const typed = deref(header.schema ?? {}).node.type === 'integer' && /^\d+$/.test(value) ? Number(value) : value;
     if (!validate(typed)) problems.push(`header ${name}: ${ajv.errorsText(validate.errors)}`);
   }

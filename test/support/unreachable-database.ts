@@ -21,7 +21,10 @@ export async function closedPort(): Promise<number> {
 
 export async function unreachableDatabase(): Promise<{ db: Kysely<Database>; pool: pg.Pool; close(): Promise<void> }> {
   const port = await closedPort();
-  const pool = guardConnections(new pg.Pool({ host: '127.0.0.1', port, user: 'postgres', database: 'unreachable', connectionTimeoutMillis: 2_000 }), () => {});
+  const pool = guardConnections(
+    new pg.Pool({ host: '127.0.0.1', port, user: 'postgres', database: 'unreachable', connectionTimeoutMillis: 2_000 }),
+    () => {},
+  );
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, pool, close: () => db.destroy() };
 }

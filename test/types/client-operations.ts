@@ -5,7 +5,9 @@
 import type { ClientList, ClientResource, ClientsApi } from '../../client/index.js';
 
 export async function everyOperation(api: ClientsApi, id: string): Promise<void> {
-  const list = await api.GET('/clients', { params: { query: { limit: 10, cursor: 'abc', q: 'acme', updatedSince: '2026-01-01T00:00:00Z', deleted: 'include' } } });
+  const list = await api.GET('/clients', {
+    params: { query: { limit: 10, cursor: 'abc', q: 'acme', updatedSince: '2026-01-01T00:00:00Z', deleted: 'include' } },
+  });
   const page: ClientList | undefined = list.data;
   const one = await api.GET('/clients/{id}', { params: { path: { id } } });
   const read: ClientResource | undefined = one.data?.data;

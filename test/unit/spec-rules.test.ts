@@ -8,14 +8,20 @@ import { operationList } from '../../generated/operations.js';
 
 type Node = Record<string, any>;
 const doc = spec as unknown as Node;
-const deref = (node: Node): Node => (typeof node.$ref === 'string' ? node.$ref.slice(2).split('/').reduce((n: Node, p: string) => n[p], doc) : node);
-const responsesOf = (path: string, method: string) => Object.entries(doc.paths[path][method].responses as Node).map(([status, r]) => [status, deref(r)] as const);
+const deref = (node: Node): Node =>
+  typeof node.$ref === 'string'
+    ? node.$ref
+        .slice(2)
+        .split('/')
+        .reduce((n: Node, p: string) => n[p], doc)
+    : node;
+const responsesOf = (path: string, method: string) =>
+  Object.entries(doc.paths[path][method].responses as Node).map(([status, r]) => [status, deref(r)] as const);
 
 describe.each(operationList.map((op) => [op.operationId, op] as const))('%s', (_id, op) => {
   it('documents X-Request-Id on every response', () => {
     for (const [status, response] of responsesOf(op.path, op.method)) expect(response.headers?.['X-Request-Id'], status).toBeDefined();
   });
-
 });
 
 const idempotent = operationList.filter((op) => op.idempotencyKey);

@@ -48,7 +48,14 @@ describe('the scanner', () => {
   it('finds writes of every kind, and writes by a table name not written out', () => {
     const text = `db.insertInto('clients'); trx.updateTable('api_tokens'); sql\`delete from idempotency_keys where\`;
       sql\`update organisations set plan = 1\`; db.insertInto(table); sql\`select * from json_populate_record(null)\``;
-    expect(writesIn(text).map((w) => w.table)).toEqual(['clients', 'api_tokens', 'organisations', 'idempotency_keys', undefined, undefined]);
+    expect(writesIn(text).map((w) => w.table)).toEqual([
+      'clients',
+      'api_tokens',
+      'organisations',
+      'idempotency_keys',
+      undefined,
+      undefined,
+    ]);
     expect(writesIn("select * from clients; on conflict do update set fingerprint = 1; db.selectFrom('clients')")).toEqual([]);
   });
 });

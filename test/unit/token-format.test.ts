@@ -12,10 +12,12 @@ it('mints tokens of the documented shape, base62 only', () => {
   expect(seen.size).toBe(200);
 });
 
-it.each([['hsk_test_short_secret'], ['hsk_prod_AAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB'], ['hsk_test_AAAAAAAAAAA-_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB'], ['']])(
-  'refuses %j',
-  (token) => expect(parseToken(token)).toBeUndefined(),
-);
+it.each([
+  ['hsk_test_short_secret'],
+  ['hsk_prod_AAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB'],
+  ['hsk_test_AAAAAAAAAAA-_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB'],
+  [''],
+])('refuses %j', (token) => expect(parseToken(token)).toBeUndefined());
 
 it('matches a secret only against its own hash', () => {
   const hash = hashSecret('a'.repeat(32));

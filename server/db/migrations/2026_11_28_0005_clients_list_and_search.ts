@@ -9,7 +9,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   // `include` keeps using clients_list_idx. The plan's count of active clients uses the first,
   // which makes clients_active_idx redundant.
   await sql`create index clients_active_list_idx on clients (org_id, env, created_at desc, id desc) where deleted_at is null`.execute(db);
-  await sql`create index clients_deleted_list_idx on clients (org_id, env, created_at desc, id desc) where deleted_at is not null`.execute(db);
+  await sql`create index clients_deleted_list_idx on clients (org_id, env, created_at desc, id desc) where deleted_at is not null`.execute(
+    db,
+  );
   await sql`drop index clients_active_idx`.execute(db);
 
   // `q` is a substring match (ilike '%…%') on four columns, which no b-tree can serve; trigrams

@@ -32,7 +32,10 @@ const page: ClientList | undefined = listed.data;
 // Update with the ETag; then again with the ETag now stale.
 const change: ClientUpdate = { contactName: 'Hank Scorpio', email: null };
 const updated = await api.PATCH('/clients/{id}', { params: { path: { id: client.id }, header: { 'If-Match': etag } }, body: change });
-const stale = await api.PATCH('/clients/{id}', { params: { path: { id: client.id }, header: { 'If-Match': etag } }, body: { notes: 'lost?' } });
+const stale = await api.PATCH('/clients/{id}', {
+  params: { path: { id: client.id }, header: { 'If-Match': etag } },
+  body: { notes: 'lost?' },
+});
 
 // A 400 naming the bad fields.
 const invalid = await api.POST('/clients', { body: { name: 'Initech', email: 'not an e-mail', defaultRate: '1e3' } });
@@ -58,12 +61,26 @@ const retried = await retrying.POST('/clients', { body: { name: 'Initech' } });
 console.log(
   JSON.stringify({
     created: { status: created.response.status, id: client.id, currency: client.currency, defaultRate: client.defaultRate },
-    repeated: { status: repeated.response.status, replayed: repeated.response.headers.get('Idempotent-Replayed'), id: repeated.data?.data.id },
+    repeated: {
+      status: repeated.response.status,
+      replayed: repeated.response.headers.get('Idempotent-Replayed'),
+      id: repeated.data?.data.id,
+    },
     read: { status: read.response.status, name: read.data?.data.name, etag },
     listed: { status: listed.response.status, ids: page?.data.map((c) => c.id), nextCursor: page?.nextCursor },
-    updated: { status: updated.response.status, contactName: updated.data?.data.contactName, email: updated.data?.data.email, etag: updated.response.headers.get('ETag') },
+    updated: {
+      status: updated.response.status,
+      contactName: updated.data?.data.contactName,
+      email: updated.data?.data.email,
+      etag: updated.response.headers.get('ETag'),
+    },
     stale: { status: stale.response.status, code: stale.error?.error.code },
     invalid: { status: invalid.response.status, code: failure?.error.code, fields: failure?.error.fields },
-    retried: { status: retried.response.status, replayed: retried.response.headers.get('Idempotent-Replayed'), id: retried.data?.data.id, keysSent },
+    retried: {
+      status: retried.response.status,
+      replayed: retried.response.headers.get('Idempotent-Replayed'),
+      id: retried.data?.data.id,
+      keysSent,
+    },
   }),
 );
