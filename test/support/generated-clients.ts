@@ -127,7 +127,22 @@ export async function roundTrip(baseUrl: string, token: string, body: ClientCrea
     name: 'openapi-typescript-codegen',
     folder: 'otc',
     async generate(spec, dir) {
-      await run(bin('openapi'), ['--input', spec, '--output', join(dir, 'otc'), '--client', 'fetch', '--useUnionTypes'], { cwd: dir });
+      // Its command is named `openapi`, as @redocly/cli's is: which one node_modules/.bin holds depends
+      // on the install, so the package's own script is run.
+      await run(
+        process.execPath,
+        [
+          join(root, 'node_modules/openapi-typescript-codegen/bin/index.js'),
+          '--input',
+          spec,
+          '--output',
+          join(dir, 'otc'),
+          '--client',
+          'fetch',
+          '--useUnionTypes',
+        ],
+        { cwd: dir },
+      );
     },
     consumer: `import { ClientsService, OpenAPI, type Client, type ClientCreate } from './otc';
 ${typeChecks('ClientCreate', 'Client')}
