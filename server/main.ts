@@ -22,6 +22,7 @@ const logger = createLogger(config.logLevel);
 const database = await openDatabase({
   databaseUrl: config.databaseUrl,
   dataDir: config.dataDir,
+  pooling: config.databasePooling,
   // A connection lost while idle or between statements: the pool drops it; the process goes on.
   onConnectionError: (error) => logger.warn({ err: error }, 'database connection lost'),
 }).catch((error: Error) => {
