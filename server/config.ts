@@ -31,6 +31,8 @@ export interface Config {
   databasePooling: DatabasePooling;
   /** REDIS_URL: where rate-limit counters are kept when set (else PostgreSQL, or memory when embedded). */
   redisUrl: string | undefined;
+  /** REDIS_KEY_PREFIX: before every counter's key in Redis (`clients-api:`), for deployments sharing one. */
+  redisKeyPrefix: string;
 }
 
 function databasePooling(raw: string | undefined): DatabasePooling {
@@ -79,5 +81,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsHost: env.METRICS_HOST || env.HOST || '127.0.0.1',
     databasePooling: databasePooling(env.DATABASE_POOLING),
     redisUrl: env.REDIS_URL || undefined,
+    redisKeyPrefix: env.REDIS_KEY_PREFIX ?? 'clients-api:',
   };
 }
