@@ -10,6 +10,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stopProcess } from './processes.js';
 
+/** Every child a test started here, killed if the test process exits without stopping it. */
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+});
+
+/** Kill `child` with the test process if it is still running then. */
+export function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
 export const PGBOUNCER = '/usr/sbin/pgbouncer';
 export const HAPROXY = '/usr/sbin/haproxy';
 export const havePgbouncer = existsSync(PGBOUNCER);
@@ -66,7 +79,7 @@ async function startDaemon(
     writeFileSync(join(dir, name), text);
     chmodSync(join(dir, name), 0o644);
   }
-  const child = spawn(command, args(dir), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = track(spawn(command, args(dir), { stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
   child.stdout?.on('data', (d) => (out += d));
   child.stderr?.on('data', (d) => (out += d));
@@ -119,4 +132,61 @@ export function throughPort(url: string, port: number): string {
   through.hostname = '127.0.0.1';
   through.port = String(port);
   return through.toString();
+}
+
+/**
+ * HAProxy (Debian's 2.6) in front of `backends` (ports on 127.0.0.1), round robin, each checked
+ * with `GET /readyz` every 200 ms (one failure, a 503 or a refused connection, takes it out; one
+ * success puts it back; a check may take 5 s, as a loaded database can make it slow); a request
+ * whose connection fails is sent to another backend. Its stats are at `statsPort` (`/stats;csv`).
+ */
+export async function startHaproxy(backends: number[]): Promise<Daemon & { statsPort: number; upBackends(): Promise<string[]> }> {
+  const statsPort = await freePort();
+  const daemon = await startDaemon(
+    HAPROXY,
+    (dir) => ['-f', join(dir, 'haproxy.cfg'), '-db'],
+    (_dir, port) => ({
+      'haproxy.cfg': [
+        'global',
+        '  maxconn 2000',
+        'defaults',
+        '  mode http',
+        '  timeout connect 2s',
+        '  timeout client 30s',
+        '  timeout server 30s',
+        '  timeout http-keep-alive 5s',
+        // A check may wait behind the load for the database; a draining server answers at once.
+        '  timeout check 5s',
+        '  retries 3',
+        '  option redispatch 1',
+        // One server connection per request: no reuse of a connection a draining server is closing.
+        '  option http-server-close',
+        '  retry-on conn-failure empty-response',
+        'listen api',
+        `  bind 127.0.0.1:${port}`,
+        '  balance roundrobin',
+        '  option httpchk GET /readyz',
+        '  http-check expect status 200',
+        '  default-server inter 200ms fall 1 rise 1',
+        ...backends.map((backend, i) => `  server s${i} 127.0.0.1:${backend} check`),
+        'listen stats',
+        `  bind 127.0.0.1:${statsPort}`,
+        '  stats enable',
+        '  stats uri /stats',
+        '',
+      ].join('\n'),
+    }),
+  );
+  return {
+    ...daemon,
+    statsPort,
+    upBackends: async () => {
+      const csv = await (await fetch(`http://127.0.0.1:${statsPort}/stats;csv`)).text();
+      return csv
+        .split('\n')
+        .map((line) => line.split(','))
+        .filter((fields) => fields[0] === 'api' && /^s\d+$/.test(fields[1] ?? '') && fields[17] === 'UP')
+        .map((fields) => fields[1]!);
+    },
+  };
 }
