@@ -101,6 +101,21 @@ try {
       env: { DATABASE_URL: databaseUrl, RATE_LIMIT: '1000000000', REDIS_URL: redisUrl, REDIS_KEY_PREFIX: `bench-${name}:` },
     },
   );
+  // The same server without a balancer, as `npm run bench` measures it: what HAProxy itself costs.
+  for (const [label, env] of [
+    ['1 process, no balancer, no rate limit', { RATE_LIMIT: '0' }],
+    ['1 process, no balancer, counters in PostgreSQL', { RATE_LIMIT: '1000000000' }],
+    ['1 process, no balancer, counters in Redis', { RATE_LIMIT: '1000000000', REDIS_URL: redisUrl, REDIS_KEY_PREFIX: `bench-${name}:` }],
+  ] as const) {
+    const server = await startServerProcess({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'info', ...env }, ['node', BUNDLE]);
+    try {
+      const { rps, failed } = await createLoad(server.url, minted.token);
+      rows.push(`| ${label} | ${Math.round(rps)} | ${(rps / baseline).toFixed(2)}× | ${failed} |`);
+      console.error(rows.at(-1));
+    } finally {
+      await server.stop();
+    }
+  }
   for (const configuration of configurations) {
     const ports = await Promise.all(Array.from({ length: configuration.processes }, () => freePort()));
     const servers: RunningServer[] = [];
