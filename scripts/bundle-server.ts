@@ -7,12 +7,15 @@
  * PGlite stays outside the bundle (it finds its WebAssembly next to its own files), as does
  * pg-native (pg's optional native driver). Packages inside the bundle that `require` Node's
  * built-ins get a real `require`.
+ *
+ * An argument bundles elsewhere (test/topology bundles into dist/topology/ so as not to race the
+ * other test that bundles).
  */
 import { build } from 'esbuild';
 
 await build({
   entryPoints: ['server/main.ts'],
-  outfile: 'dist/server/main.js',
+  outfile: process.argv[2] ?? 'dist/server/main.js',
   bundle: true,
   platform: 'node',
   format: 'esm',

@@ -27,6 +27,7 @@ import { warmUp } from './http/warm-up.js';
 import { defaultStore, type IdempotencyStore } from './idempotency/idempotency.js';
 import type { Metrics } from './metrics/metrics.js';
 import { createRateLimits, DEFAULT_RATE_LIMITS, type RateLimitBudgets } from './rate-limit/rate-limits.js';
+import type { RedisCounters } from './rate-limit/redis.js';
 import { notFound } from './shared/errors.js';
 
 export interface AppDeps {
@@ -50,6 +51,8 @@ export interface AppDeps {
    * this process's memory.
    */
   pool?: pg.Pool | undefined;
+  /** Rate-limit counters in Redis (REDIS_URL, server/rate-limit/redis.ts): preferred to `pool` when given. */
+  redis?: RedisCounters | undefined;
   /** Tokens by prefix (cached for a second by default; tests pass one with their own clock). */
   tokenLookup?: TokenLookup;
   /** Express's `trust proxy`: which proxies may give the client's address (X-Forwarded-For). */
@@ -92,7 +95,7 @@ export function createApp(deps: AppDeps): App {
   const tokens = deps.tokenLookup ?? createTokenLookup(deps.db);
   const authorize = authorizeAndLimit({
     tokens,
-    limits: rateLimits ? createRateLimits(rateLimits, deps.pool) : undefined,
+    limits: rateLimits ? createRateLimits(rateLimits, deps.redis ?? deps.pool) : undefined,
     recordLastUsed: createLastUsedRecorder(deps.db, deps.logger),
   });
   const validator = OpenApiValidator.middleware({

@@ -46,7 +46,12 @@ function oneOf<T extends string>(name: string, value: string | undefined, allowe
 
 async function withDatabase<T>(run: (handle: DatabaseHandle, applied: string[]) => Promise<T>): Promise<T> {
   const config = loadConfig();
-  const handle = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
+  const handle = await openDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    poolSize: 2,
+    pooling: config.databasePooling,
+  });
   try {
     const applied = await migrateOrThrow(handle.db);
     return await run(handle, applied);

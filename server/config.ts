@@ -1,4 +1,5 @@
 /** Configuration from the environment, read once at start-up. */
+import type { DatabasePooling } from './db/handle.js';
 import { DEFAULT_RATE_LIMITS, type RateLimitBudgets } from './rate-limit/rate-limits.js';
 
 export interface Config {
@@ -22,6 +23,22 @@ export interface Config {
   metricsPort: number | undefined;
   /** METRICS_HOST: the metrics listener's address (HOST when unset). */
   metricsHost: string;
+  /**
+   * DATABASE_POOLING: `transaction` when DATABASE_URL goes through a transaction-mode pooler
+   * (PgBouncer): no named prepared statements, no session settings. `session` (the default): a
+   * direct connection, or a pooler in session mode.
+   */
+  databasePooling: DatabasePooling;
+  /** REDIS_URL: where rate-limit counters are kept when set (else PostgreSQL, or memory when embedded). */
+  redisUrl: string | undefined;
+  /** REDIS_KEY_PREFIX: before every counter's key in Redis (`clients-api:`), for deployments sharing one. */
+  redisKeyPrefix: string;
+}
+
+function databasePooling(raw: string | undefined): DatabasePooling {
+  if (raw === undefined || raw === '' || raw === 'session') return 'session';
+  if (raw === 'transaction') return 'transaction';
+  throw new Error(`DATABASE_POOLING must be "session" or "transaction", not "${raw}"`);
 }
 
 function integer(name: string, fallback: number, env: NodeJS.ProcessEnv): number {
@@ -62,5 +79,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT', 10, env) * 1000,
     metricsPort: env.METRICS_PORT === undefined || env.METRICS_PORT === '' ? undefined : integer('METRICS_PORT', 0, env),
     metricsHost: env.METRICS_HOST || env.HOST || '127.0.0.1',
+    databasePooling: databasePooling(env.DATABASE_POOLING),
+    redisUrl: env.REDIS_URL || undefined,
+    redisKeyPrefix: env.REDIS_KEY_PREFIX ?? 'clients-api:',
   };
 }

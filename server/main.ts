@@ -13,6 +13,7 @@ import { createReadiness } from './health/readiness.js';
 import { schedulePurge } from './idempotency/idempotency.js';
 import { createShutdown } from './lifecycle/shutdown.js';
 import { createLogger } from './logger.js';
+import { openRedisCounters } from './rate-limit/redis.js';
 import { createMetrics, startMetricsServer } from './metrics/metrics.js';
 import { countOrganisations } from './orgs/orgs.queries.js';
 
@@ -22,6 +23,7 @@ const logger = createLogger(config.logLevel);
 const database = await openDatabase({
   databaseUrl: config.databaseUrl,
   dataDir: config.dataDir,
+  pooling: config.databasePooling,
   // A connection lost while idle or between statements: the pool drops it; the process goes on.
   onConnectionError: (error) => logger.warn({ err: error }, 'database connection lost'),
 }).catch((error: Error) => {
@@ -31,10 +33,21 @@ const database = await openDatabase({
 const metrics = config.metricsPort === undefined ? undefined : createMetrics();
 if (metrics && database.pool) metrics.watchPool('main', database.pool);
 if (metrics && database.counterPool) metrics.watchPool('counters', database.counterPool);
+// Counters in Redis when REDIS_URL is set, for a database server; the embedded database is one
+// process, which counts in memory.
+const redis =
+  config.redisUrl && database.kind === 'postgres'
+    ? openRedisCounters(config.redisUrl, logger, {
+        keyPrefix: config.redisKeyPrefix,
+        countFailure: () => metrics?.countCounterStoreFailure(),
+      })
+    : undefined;
+if (config.redisUrl && !redis) logger.info('REDIS_URL is ignored on the embedded database: rate limits are counted in memory');
 const readiness = createReadiness();
 const { createServer, warmUp } = createApp({
   db: database.db,
   pool: database.counterPool,
+  redis,
   logger,
   validateResponses: config.validateResponses,
   rateLimits: config.rateLimits,
@@ -102,6 +115,7 @@ const stop = createShutdown({
       metricsServer.closeAllConnections(); // a scraper's keep-alive connection would hold it open
       await closed;
     }
+    await redis?.close();
     await database.close();
   },
   exit: (code) => {

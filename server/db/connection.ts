@@ -1,19 +1,42 @@
-/** A PostgreSQL server: the pool, the rate-limit counters' pool, and hot statements prepared per connection. */
+/**
+ * A PostgreSQL server: the pool, the rate-limit counters' pool, and hot statements prepared per
+ * connection.
+ *
+ * Behind a transaction-mode pooler (PgBouncer `pool_mode = transaction`, DATABASE_POOLING=transaction)
+ * a client connection gets whichever server connection is free for each transaction, so nothing
+ * may outlive one: no named prepared statements (prepared on one server connection, run or
+ * prepared again on another: 26000 "does not exist", 42P05 "already exists"; PgBouncer 1.18 cannot
+ * track them) and no session settings. Every advisory lock the server takes is already
+ * transaction-level (`pg_advisory_xact_lock`, `pg_try_advisory_xact_lock`: server/plans/plans.ts,
+ * server/idempotency/idempotency.queries.ts), and Kysely's migration lock is a row lock inside a
+ * transaction, so both hold there too.
+ */
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import type { DatabaseHandle } from './handle.js';
+import type { DatabaseHandle, DatabasePooling } from './handle.js';
 import { preparedStatementNames } from './prepared.js';
 import type { Database } from './schema.js';
 
-export function openPostgres(connectionString: string, max: number, onConnectionError: (error: Error) => void = () => {}): DatabaseHandle {
+export function openPostgres(
+  connectionString: string,
+  max: number,
+  onConnectionError: (error: Error) => void = () => {},
+  pooling: DatabasePooling = 'session',
+): DatabaseHandle {
+  const direct = pooling === 'session';
   const pool = guardConnections(new pg.Pool({ connectionString, max, connectionTimeoutMillis: CONNECT_TIMEOUT_MS }), onConnectionError);
-  pool.on('connect', prepareHotStatements);
+  // Unnamed statements (parsed on each run) are what a transaction-mode pooler can carry.
+  if (direct) pool.on('connect', prepareHotStatements);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const counterPool = guardConnections(
     new pg.Pool({
       connectionString,
       max: Math.max(2, Math.ceil(max / 2)),
-      options: '-c synchronous_commit=off',
+      // A lost count costs nothing, so the counters' commits do not wait for the disk. Through a
+      // transaction-mode pooler the setting is dropped: a startup parameter is refused by PgBouncer
+      // (or ignored, when told to), and rate-limiter-flexible runs each count as a single statement,
+      // outside any transaction a `SET LOCAL` could go in. Such deployments keep counters in Redis.
+      ...(direct && { options: '-c synchronous_commit=off' }),
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     }),
     onConnectionError,
@@ -52,7 +75,7 @@ export function guardConnections(pool: pg.Pool, onConnectionError: (error: Error
 }
 
 /**
- * The statements of server/db/statements.ts go out as named prepared statements on this
+ * The statements of server/db/prepared.ts go out as named prepared statements on this
  * connection: pg parses each once per connection and afterwards only binds and runs it. Any other
  * query goes out as before.
  */

@@ -4,7 +4,7 @@
  */
 import { openPostgres } from './connection.js';
 import { openPglite } from './embedded.js';
-import type { DatabaseHandle } from './handle.js';
+import type { DatabaseHandle, DatabasePooling } from './handle.js';
 
 export type { DatabaseHandle } from './handle.js';
 
@@ -16,9 +16,11 @@ export interface DatabaseOptions {
   poolSize?: number;
   /** Told of every error a pooled connection reports (one lost while idle or while checked out). */
   onConnectionError?: (error: Error) => void;
+  /** `transaction`: DATABASE_URL is a transaction-mode pooler (server/db/connection.ts). */
+  pooling?: DatabasePooling;
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
-  if (options.databaseUrl) return openPostgres(options.databaseUrl, options.poolSize ?? 10, options.onConnectionError);
+  if (options.databaseUrl) return openPostgres(options.databaseUrl, options.poolSize ?? 10, options.onConnectionError, options.pooling);
   return openPglite(options.dataDir ?? './data');
 }

@@ -19,3 +19,9 @@ export interface DatabaseHandle {
   counterPool?: pg.Pool;
   close(): Promise<void>;
 }
+
+/**
+ * How DATABASE_URL is reached: `session`, directly (or through a session-mode pooler);
+ * `transaction`, through a transaction-mode pooler such as PgBouncer (server/db/connection.ts).
+ */
+export type DatabasePooling = 'session' | 'transaction';

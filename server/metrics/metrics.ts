@@ -26,6 +26,8 @@ export interface Metrics {
   observeRequest(req: Request, res: Response, seconds: number): void;
   /** Counts what happened to a request that carried an Idempotency-Key (told by the router). */
   countKeyed(outcome: KeyedOutcome): void;
+  /** Counts a request whose rate-limit count Redis could not make (counted in memory instead). */
+  countCounterStoreFailure(): void;
   /** Gauges of a pg pool's connections, read at each scrape. */
   watchPool(name: string, pool: pg.Pool): void;
 }
@@ -52,6 +54,11 @@ export function createMetrics(): Metrics {
     name: 'rate_limit_refusals_total',
     help: 'Requests refused with 429 rate_limited, by policy (token or address).',
     labelNames: ['policy'],
+    registers: [registry],
+  });
+  const storeFailures = new Counter({
+    name: 'rate_limit_store_failures_total',
+    help: 'Requests whose rate-limit count Redis could not make; each was counted in this process only (failing open).',
     registers: [registry],
   });
   for (const outcome of ['stored', 'replayed', 'in_progress', 'reused'] satisfies KeyedOutcome[]) idempotency.inc({ outcome }, 0);
@@ -83,6 +90,9 @@ export function createMetrics(): Metrics {
     },
     countKeyed(outcome) {
       idempotency.inc({ outcome });
+    },
+    countCounterStoreFailure() {
+      storeFailures.inc();
     },
     watchPool(name, pool) {
       pools.set(name, pool);

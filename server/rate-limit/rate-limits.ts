@@ -1,7 +1,7 @@
 /**
  * Rate limits (product.md, "Rate limits"), counted by rate-limiter-flexible: in memory on the
- * embedded database (one process), in PostgreSQL when there is one, so that every server process
- * on that database spends the same budgets.
+ * embedded database (one process); in Redis when REDIS_URL is set (server/rate-limit/redis.ts);
+ * otherwise in PostgreSQL, so that every server process on that database spends the same budgets.
  *
  * Two policies. `token`: requests made with a valid token, per token; the key also names the
  * token's organisation and environment, so no token can ever spend another tenant's budget.
@@ -12,9 +12,10 @@
  */
 import ipaddr from 'ipaddr.js';
 import type pg from 'pg';
-import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { AuthContext } from '../auth/auth.js';
 import { ApiError } from '../shared/errors.js';
+import type { RedisCounters } from './redis.js';
 
 export interface RateLimitBudgets {
   /** Requests per window per token. */
@@ -49,6 +50,9 @@ export interface RateLimits {
 interface Policy {
   name: 'token' | 'address';
   limiter: RateLimiterAbstract;
+  /** Counts in this process's memory when `limiter`'s store fails (Redis), after telling `onStoreFailure`. */
+  fallback?: RateLimiterAbstract;
+  onStoreFailure?: (error: unknown) => void;
   /** The `RateLimit-Policy` field: the same on every answer, so built once. */
   field: string;
   refusalMessage(retryAfter: number): string;
@@ -57,9 +61,38 @@ interface Policy {
 /** The table the PostgreSQL store counts in (see the rate_limits migration). */
 const TABLE = 'rate_limits';
 
-function createLimiter(keyPrefix: string, points: number, duration: number, pool: pg.Pool | undefined): RateLimiterAbstract {
+/** Where counters are kept: a PostgreSQL pool, Redis, or (undefined) this process's memory. */
+export type CounterStore = pg.Pool | RedisCounters | undefined;
+
+function isRedis(store: CounterStore): store is RedisCounters {
+  return store !== undefined && 'onFailure' in store;
+}
+
+function createLimiter(
+  keyPrefix: string,
+  points: number,
+  duration: number,
+  store: CounterStore,
+): Pick<Policy, 'limiter' | 'fallback' | 'onStoreFailure'> {
   const options = { keyPrefix, points, duration };
-  if (!pool) return new RateLimiterMemory(options);
+  if (!store) return { limiter: new RateLimiterMemory(options) };
+  if (isRedis(store)) {
+    return {
+      // Not ready (reconnecting): fail at once rather than wait.
+      limiter: new RateLimiterRedis({
+        ...options,
+        keyPrefix: `${store.keyPrefix}${keyPrefix}`,
+        storeClient: store.client,
+        rejectIfRedisNotReady: true,
+      }),
+      fallback: new RateLimiterMemory(options),
+      onStoreFailure: store.onFailure,
+    };
+  }
+  return { limiter: createPostgresLimiter(options, store) };
+}
+
+function createPostgresLimiter(options: { keyPrefix: string; points: number; duration: number }, pool: pg.Pool): RateLimiterAbstract {
   return new RateLimiterPostgres({
     ...options,
     storeClient: pool,
@@ -84,7 +117,12 @@ function verdictOf(policy: Policy, outcome: RateLimiterRes, refused: boolean): R
 
 async function consume(policy: Policy, key: string): Promise<{ verdict: RateLimitVerdict; msBeforeNext: number }> {
   try {
-    const outcome = await policy.limiter.consume(key);
+    const outcome = await policy.limiter.consume(key).catch((error: unknown) => {
+      // The store failed (Redis away): fail open, counting in this process's memory.
+      if (error instanceof RateLimiterRes || !policy.fallback) throw error;
+      policy.onStoreFailure?.(error);
+      return policy.fallback.consume(key);
+    });
     return { verdict: verdictOf(policy, outcome, false), msBeforeNext: outcome.msBeforeNext };
   } catch (outcome) {
     // The library rejects with its result when over the budget, and with an Error when it failed.
@@ -107,18 +145,18 @@ export function addressKey(ip: string | undefined): string {
 /** Blocked addresses are pruned of ended windows once there are this many. */
 const BLOCKED_PRUNE_AT = 10_000;
 
-export function createRateLimits(budgets: RateLimitBudgets, pool?: pg.Pool): RateLimits {
+export function createRateLimits(budgets: RateLimitBudgets, store?: CounterStore): RateLimits {
   const { perToken, perAddress, windowSeconds } = budgets;
   const token: Policy = {
     name: 'token',
-    limiter: createLimiter('token', perToken, windowSeconds, pool),
+    ...createLimiter('token', perToken, windowSeconds, store),
     field: `"token";q=${perToken};w=${windowSeconds}`,
     refusalMessage: (retryAfter) =>
       `This token has made more than ${perToken} requests in ${windowSeconds} seconds, its limit; retry in ${retryAfter} seconds.`,
   };
   const address: Policy = {
     name: 'address',
-    limiter: createLimiter('address', perAddress, windowSeconds, pool),
+    ...createLimiter('address', perAddress, windowSeconds, store),
     field: `"address";q=${perAddress};w=${windowSeconds}`,
     refusalMessage: (retryAfter) =>
       `This address has made more than ${perAddress} requests without a valid token in ${windowSeconds} seconds, its limit; ` +

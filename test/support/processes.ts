@@ -55,7 +55,10 @@ export function startServerProcess(
     });
     let out = '';
     let err = '';
-    const timer = setTimeout(() => fail(new Error(`server did not start:\n${out}\n${err}`)), 60_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      fail(new Error(`server did not start:\n${out}\n${err}`));
+    }, 60_000);
     child.stderr.on('data', (d) => (err += d));
     child.stdout.on('data', (d) => {
       out += d;

@@ -19,3 +19,12 @@ it('drains with no delay and a 10 s timeout, and serves no metrics, unless told 
   expect(loadConfig({ METRICS_PORT: '9464', METRICS_HOST: '10.0.0.5' }).metricsHost).toBe('10.0.0.5');
   expect(() => loadConfig({ SHUTDOWN_TIMEOUT: 'soon' })).toThrow(/SHUTDOWN_TIMEOUT/);
 });
+
+it('expects a direct connection unless DATABASE_POOLING=transaction, and keeps counters in Redis only with REDIS_URL', () => {
+  expect(loadConfig({})).toMatchObject({ databasePooling: 'session', redisUrl: undefined });
+  expect(loadConfig({ DATABASE_POOLING: 'transaction', REDIS_URL: 'redis://127.0.0.1:6379' })).toMatchObject({
+    databasePooling: 'transaction',
+    redisUrl: 'redis://127.0.0.1:6379',
+  });
+  expect(() => loadConfig({ DATABASE_POOLING: 'statement' })).toThrow(/DATABASE_POOLING/);
+});
