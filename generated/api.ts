@@ -186,6 +186,191 @@ export type paths = {
         patch?: never;
         trace?: never;
     };
+    "/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Follow the change feed
+         * @description The events of the token's organisation and environment, oldest first, in the order their
+         *     changes were made. Each change to a client (created, updated, deleted, restored) writes one
+         *     event in the same transaction: a refused request, an idempotent replay and a PATCH that changes
+         *     nothing write none. Events are kept 30 days.
+         *
+         *     Follow the feed by passing the answer's `nextCursor` as `after` on the next call, and keep
+         *     polling with the last one: a consumer walking the feed this way never misses an event and never
+         *     sees one twice, even while changes are being made concurrently. An event appears in the feed
+         *     only once every transaction that started writing before it has ended, so no event is ever
+         *     inserted behind a cursor already given out. Two changes to one client always appear in the
+         *     order they were made.
+         *
+         *     `type` keeps one type of event; the cursor still moves over the others.
+         */
+        get: operations["listEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/events/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read an event
+         * @description One event of the token's organisation and environment, by its id (the `webhook-id` of its
+         *     deliveries). An event of another organisation or environment, one older than 30 days and an id
+         *     that is not a UUID are all 404 `not_found`.
+         */
+        get: operations["getEvent"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhook-endpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List webhook endpoints
+         * @description The organisation's webhook endpoints of the token's environment, newest first (at most 16).
+         *     Needs the scope `webhooks:manage` and the pro plan or above (else 402 `plan_required`, feature
+         *     `webhooks`).
+         */
+        get: operations["listWebhookEndpoints"];
+        put?: never;
+        /**
+         * Register a webhook endpoint
+         * @description Registers a URL to which the events of the token's environment are POSTed, signed as the
+         *     Standard Webhooks specification says. Events that happen from now on are delivered; earlier
+         *     ones are in `GET /events`. The answer's `secret` is the signing secret, shown this once.
+         *     An organisation has at most 16 endpoints per environment (a 17th is 400 naming `url`).
+         *
+         *     The URL must be `https` in the live environment. Its host must resolve only to public
+         *     addresses: one that resolves to a private, loopback, link-local or otherwise non-public
+         *     network is 400 `validation_failed` naming `url` (checked again at each delivery, against
+         *     DNS rebinding).
+         *     Needs the scope `webhooks:manage` and the pro plan or above (else 402 `plan_required`, feature
+         *     `webhooks`).
+         */
+        post: operations["createWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhook-endpoints/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The endpoint's id. An endpoint of another organisation or environment, or an id that is not a UUID, is 404 `not_found`. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        /**
+         * Read a webhook endpoint
+         * @description One webhook endpoint, without its secret.
+         *     Needs the scope `webhooks:manage` and the pro plan or above (else 402 `plan_required`, feature
+         *     `webhooks`).
+         */
+        get: operations["getWebhookEndpoint"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a webhook endpoint
+         * @description Deletes the endpoint, with its record of deliveries: nothing more is delivered to it, retries
+         *     included. The answer is the endpoint as it was. Deleting it again is 404.
+         *     Needs the scope `webhooks:manage` and the pro plan or above (else 402 `plan_required`, feature
+         *     `webhooks`).
+         */
+        delete: operations["deleteWebhookEndpoint"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a webhook endpoint
+         * @description Changes the fields sent. A new `url` is checked as on registration. `disabled: true` stops
+         *     deliveries (events meanwhile are not delivered later); `disabled: false` resumes them and
+         *     forgets past failures.
+         *     Needs the scope `webhooks:manage` and the pro plan or above (else 402 `plan_required`, feature
+         *     `webhooks`).
+         */
+        patch: operations["updateWebhookEndpoint"];
+        trace?: never;
+    };
+    "/webhook-endpoints/{id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The endpoint's id. An endpoint of another organisation or environment, or an id that is not a UUID, is 404 `not_found`. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate a webhook endpoint's signing secret
+         * @description Starts a new signing secret, shown in this answer only. For 24 hours the previous secret still
+         *     signs every delivery beside the new one (`webhook-signature` carries both signatures), so a
+         *     receiver can switch at its own pace; then only the new one signs. Rotating again within those
+         *     24 hours drops the oldest secret. Takes no request body.
+         *     Needs the scope `webhooks:manage` and the pro plan or above (else 402 `plan_required`, feature
+         *     `webhooks`).
+         */
+        post: operations["rotateWebhookEndpointSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhook-endpoints/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The endpoint's id. An endpoint of another organisation or environment, or an id that is not a UUID, is 404 `not_found`. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        /**
+         * List delivery attempts
+         * @description The endpoint's delivery attempts, newest first: which event, when, the answer's status or the
+         *     error, how long it took, and when the event will be tried again. Kept as long as their events
+         *     (30 days).
+         *     Needs the scope `webhooks:manage` and the pro plan or above (else 402 `plan_required`, feature
+         *     `webhooks`).
+         */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -278,7 +463,100 @@ export type paths = {
         trace?: never;
     };
 };
-export type webhooks = Record<string, never>;
+export type webhooks = {
+    "client.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A client was created
+         * @description POSTed to every enabled endpoint whose `enabledEvents` has `client.created` or `*`. Answer
+         *     2xx within 10 seconds to acknowledge it; anything else (a redirect included) or no answer
+         *     is retried on the schedule of docs/webhooks.md, with the same `webhook-id`. Verify the
+         *     signature on the raw body before trusting it (`verifyWebhook` of the client package).
+         */
+        post: operations["clientCreatedWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "client.updated": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A client changed
+         * @description POSTed to every enabled endpoint whose `enabledEvents` has `client.updated` or `*`. Answer
+         *     2xx within 10 seconds to acknowledge it; anything else (a redirect included) or no answer
+         *     is retried on the schedule of docs/webhooks.md, with the same `webhook-id`. Verify the
+         *     signature on the raw body before trusting it (`verifyWebhook` of the client package).
+         */
+        post: operations["clientUpdatedWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "client.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A client was deleted
+         * @description POSTed to every enabled endpoint whose `enabledEvents` has `client.deleted` or `*`. Answer
+         *     2xx within 10 seconds to acknowledge it; anything else (a redirect included) or no answer
+         *     is retried on the schedule of docs/webhooks.md, with the same `webhook-id`. Verify the
+         *     signature on the raw body before trusting it (`verifyWebhook` of the client package).
+         */
+        post: operations["clientDeletedWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "client.restored": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A client was restored
+         * @description POSTed to every enabled endpoint whose `enabledEvents` has `client.restored` or `*`. Answer
+         *     2xx within 10 seconds to acknowledge it; anything else (a redirect included) or no answer
+         *     is retried on the schedule of docs/webhooks.md, with the same `webhook-id`. Verify the
+         *     signature on the raw body before trusting it (`verifyWebhook` of the client package).
+         */
+        post: operations["clientRestoredWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+};
 export type components = {
     schemas: {
         /**
@@ -332,10 +610,13 @@ export type components = {
         Env: "live" | "test";
         /**
          * @description What a token may do. `clients:read`: read clients. `clients:write`: create and change
-         *     clients. `tokens:manage`: list, mint and revoke the organisation's tokens.
+         *     clients. `tokens:manage`: list, mint and revoke the organisation's tokens. `events:read`:
+         *     read the change feed. `webhooks:manage`: register, change and delete webhook endpoints,
+         *     rotate their secrets and read their deliveries. New scopes come with new operations: a
+         *     client should not fail on one it does not know.
          * @enum {string}
          */
-        Scope: "clients:read" | "clients:write" | "tokens:manage";
+        Scope: "clients:read" | "clients:write" | "tokens:manage" | "events:read" | "webhooks:manage";
         /**
          * Token
          * @description A Personal Access Token as listed: everything but its secret, which is shown once, when the
@@ -618,6 +899,288 @@ export type components = {
          */
         CountryCodeLowerCase: "ad" | "ae" | "af" | "ag" | "ai" | "al" | "am" | "ao" | "aq" | "ar" | "as" | "at" | "au" | "aw" | "ax" | "az" | "ba" | "bb" | "bd" | "be" | "bf" | "bg" | "bh" | "bi" | "bj" | "bl" | "bm" | "bn" | "bo" | "bq" | "br" | "bs" | "bt" | "bv" | "bw" | "by" | "bz" | "ca" | "cc" | "cd" | "cf" | "cg" | "ch" | "ci" | "ck" | "cl" | "cm" | "cn" | "co" | "cr" | "cu" | "cv" | "cw" | "cx" | "cy" | "cz" | "de" | "dj" | "dk" | "dm" | "do" | "dz" | "ec" | "ee" | "eg" | "eh" | "er" | "es" | "et" | "fi" | "fj" | "fk" | "fm" | "fo" | "fr" | "ga" | "gb" | "gd" | "ge" | "gf" | "gg" | "gh" | "gi" | "gl" | "gm" | "gn" | "gp" | "gq" | "gr" | "gs" | "gt" | "gu" | "gw" | "gy" | "hk" | "hm" | "hn" | "hr" | "ht" | "hu" | "id" | "ie" | "il" | "im" | "in" | "io" | "iq" | "ir" | "is" | "it" | "je" | "jm" | "jo" | "jp" | "ke" | "kg" | "kh" | "ki" | "km" | "kn" | "kp" | "kr" | "kw" | "ky" | "kz" | "la" | "lb" | "lc" | "li" | "lk" | "lr" | "ls" | "lt" | "lu" | "lv" | "ly" | "ma" | "mc" | "md" | "me" | "mf" | "mg" | "mh" | "mk" | "ml" | "mm" | "mn" | "mo" | "mp" | "mq" | "mr" | "ms" | "mt" | "mu" | "mv" | "mw" | "mx" | "my" | "mz" | "na" | "nc" | "ne" | "nf" | "ng" | "ni" | "nl" | "no" | "np" | "nr" | "nu" | "nz" | "om" | "pa" | "pe" | "pf" | "pg" | "ph" | "pk" | "pl" | "pm" | "pn" | "pr" | "ps" | "pt" | "pw" | "py" | "qa" | "re" | "ro" | "rs" | "ru" | "rw" | "sa" | "sb" | "sc" | "sd" | "se" | "sg" | "sh" | "si" | "sj" | "sk" | "sl" | "sm" | "sn" | "so" | "sr" | "ss" | "st" | "sv" | "sx" | "sy" | "sz" | "tc" | "td" | "tf" | "tg" | "th" | "tj" | "tk" | "tl" | "tm" | "tn" | "to" | "tr" | "tt" | "tv" | "tw" | "tz" | "ua" | "ug" | "um" | "us" | "uy" | "uz" | "va" | "vc" | "ve" | "vg" | "vi" | "vn" | "vu" | "wf" | "ws" | "ye" | "yt" | "za" | "zm" | "zw";
         /**
+         * EventType
+         * @description What happened. `client.created`: a client was created. `client.updated`: one or more of a
+         *     client's fields changed (`previousAttributes` holds their values before). `client.deleted`: a
+         *     client was deleted. `client.restored`: a deleted client was restored.
+         * @enum {string}
+         */
+        EventType: "client.created" | "client.updated" | "client.deleted" | "client.restored";
+        /**
+         * Event
+         * @description Something that happened to a resource of the organisation and environment, written in the same
+         *     transaction as the change itself: there is no change without its event, and no event without
+         *     its change. `type` tells which; `data.object` is the resource after the change.
+         */
+        Event: components["schemas"]["ClientCreatedEvent"] | components["schemas"]["ClientUpdatedEvent"] | components["schemas"]["ClientDeletedEvent"] | components["schemas"]["ClientRestoredEvent"];
+        /**
+         * ClientCreatedEvent
+         * @description A client was created: `data.object` is the client as `POST /clients` answered it.
+         */
+        ClientCreatedEvent: {
+            /**
+             * Format: uuid
+             * @description The event's id; also the `webhook-id` of every delivery of it, the same on each retry.
+             */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "client.created";
+            env: components["schemas"]["Env"];
+            /**
+             * Format: date-time
+             * @description When the change was made (the client's `updatedAt` after it).
+             */
+            createdAt: string;
+            data: {
+                object: components["schemas"]["Client"];
+            };
+        };
+        /**
+         * ClientUpdatedEvent
+         * @description A client changed: `data.object` is the client after the change, and `data.previousAttributes` the changed fields before it. A PATCH that changes nothing writes no event.
+         */
+        ClientUpdatedEvent: {
+            /**
+             * Format: uuid
+             * @description The event's id; also the `webhook-id` of every delivery of it, the same on each retry.
+             */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "client.updated";
+            env: components["schemas"]["Env"];
+            /**
+             * Format: date-time
+             * @description When the change was made (the client's `updatedAt` after it).
+             */
+            createdAt: string;
+            data: {
+                object: components["schemas"]["Client"];
+                previousAttributes: components["schemas"]["ClientPreviousAttributes"];
+            };
+        };
+        /**
+         * ClientDeletedEvent
+         * @description A client was deleted: `data.object` is the client after the change, `deletedAt` set.
+         */
+        ClientDeletedEvent: {
+            /**
+             * Format: uuid
+             * @description The event's id; also the `webhook-id` of every delivery of it, the same on each retry.
+             */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "client.deleted";
+            env: components["schemas"]["Env"];
+            /**
+             * Format: date-time
+             * @description When the change was made (the client's `updatedAt` after it).
+             */
+            createdAt: string;
+            data: {
+                object: components["schemas"]["Client"];
+            };
+        };
+        /**
+         * ClientRestoredEvent
+         * @description A deleted client was restored: `data.object` is the client after the change, `deletedAt` null.
+         */
+        ClientRestoredEvent: {
+            /**
+             * Format: uuid
+             * @description The event's id; also the `webhook-id` of every delivery of it, the same on each retry.
+             */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "client.restored";
+            env: components["schemas"]["Env"];
+            /**
+             * Format: date-time
+             * @description When the change was made (the client's `updatedAt` after it).
+             */
+            createdAt: string;
+            data: {
+                object: components["schemas"]["Client"];
+            };
+        };
+        /**
+         * ClientPreviousAttributes
+         * @description The fields of the client that this change changed, each with its value before the change
+         *     (`updatedAt` among them). Fields it did not change are absent.
+         */
+        ClientPreviousAttributes: {
+            name?: components["schemas"]["name"];
+            contactName?: components["schemas"]["contactName"];
+            email?: components["schemas"]["email"];
+            phone?: components["schemas"]["phone"];
+            website?: components["schemas"]["website"];
+            currency?: components["schemas"]["currency"];
+            notes?: components["schemas"]["notes"];
+            billingAddress?: components["schemas"]["billingAddress"];
+            billingLine1?: components["schemas"]["billingLine1"];
+            billingLine2?: components["schemas"]["billingLine2"];
+            billingCity?: components["schemas"]["billingCity"];
+            billingRegion?: components["schemas"]["billingRegion"];
+            billingPostalCode?: components["schemas"]["billingPostalCode"];
+            billingCountry?: components["schemas"]["billingCountry"];
+            taxNumber?: components["schemas"]["taxNumber"];
+            defaultRate?: components["schemas"]["defaultRate"];
+            defaultPaymentTerms?: components["schemas"]["defaultPaymentTerms"];
+            defaultTaxRate?: components["schemas"]["defaultTaxRate"];
+            requirePoNumber?: components["schemas"]["requirePoNumber"];
+            billingEmail?: components["schemas"]["billingEmail"];
+            updatedAt?: components["schemas"]["updatedAt"];
+        };
+        /**
+         * EventList
+         * @description One page of the change feed, oldest first, and where the next page starts.
+         */
+        EventList: {
+            data: components["schemas"]["Event"][];
+            /**
+             * @description Where the feed goes on after this page: pass it as `after` next time, also when this page
+             *     is empty (it then points where `after` did). Unlike a list's cursor it never runs out: keep
+             *     the last one and poll with it to follow the feed. Opaque.
+             */
+            nextCursor: string;
+            /** @description True when more events were already there after this page; false when the feed was read to its end. */
+            hasMore: boolean;
+        };
+        /**
+         * WebhookEndpoint
+         * @description Where the organisation wants its events of this environment POSTed, and which. Its signing
+         *     secret is shown only when it is created or rotated.
+         */
+        WebhookEndpoint: {
+            /** Format: uuid */
+            id: string;
+            env: components["schemas"]["Env"];
+            /** @description Where deliveries are POSTed. */
+            url: string;
+            description: string | null;
+            /** @description The event types delivered here; `*` for all. */
+            enabledEvents: components["schemas"]["WebhookEventSelector"][];
+            /** @description True while nothing is delivered here; events that happen meanwhile are not delivered later. */
+            disabled: boolean;
+            /**
+             * @description Why it is disabled: `manual` (by `PATCH` with `disabled: true`), or `failing` (every delivery
+             *     failed for five days). Null while enabled.
+             * @enum {string|null}
+             */
+            disabledReason: "manual" | "failing" | null;
+            /**
+             * Format: date-time
+             * @description Since when every delivery attempt has failed; null after a success. Five days of failures
+             *     disable the endpoint.
+             */
+            failingSince: string | null;
+            /**
+             * Format: date-time
+             * @description After a rotation, until when the previous secret still signs deliveries (beside the new
+             *     one); null when there is none.
+             */
+            previousSecretExpiresAt: string | null;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+        };
+        /**
+         * WebhookEndpointCreate
+         * @description A webhook endpoint to register. Unknown fields are refused, naming them.
+         */
+        WebhookEndpointCreate: {
+            url: components["schemas"]["WebhookUrl"];
+            /**
+             * @description The event types to deliver here, or `["*"]` for all.
+             * @example [
+             *       "*"
+             *     ]
+             */
+            enabledEvents: components["schemas"]["WebhookEventSelector"][];
+            /** @description What the endpoint is for. */
+            description?: string | null;
+            /** @description Register it disabled (false by default). */
+            disabled?: boolean;
+        };
+        /**
+         * WebhookEndpointUpdate
+         * @description A partial update: send only the fields to change. `disabled: false` re-enables an endpoint
+         *     (also one disabled for failing) and forgets its failures. Unknown fields are refused, naming
+         *     them. An empty object changes nothing.
+         */
+        WebhookEndpointUpdate: {
+            url?: components["schemas"]["WebhookUrl"];
+            enabledEvents?: components["schemas"]["enabledEvents"];
+            description?: components["schemas"]["description"];
+            /** @description True stops deliveries; false resumes them. */
+            disabled?: boolean;
+        };
+        /**
+         * WebhookEventSelector
+         * @description An event type, or `*` for every type (those added later included).
+         */
+        WebhookEventSelector: components["schemas"]["EventType"] | "*";
+        /**
+         * WebhookUrl
+         * @description Where deliveries are POSTed: an absolute URL, `https` in the live environment (`http` or
+         *     `https` in test), at most 2,048 characters, without user name or password. Its host must not
+         *     resolve to a private, loopback, link-local or otherwise non-public address; that is checked when
+         *     the endpoint is registered and again each time a delivery connects.
+         * @example https://crm.example.com/webhooks/clients
+         */
+        WebhookUrl: string;
+        /**
+         * WebhookDeliveryAttempt
+         * @description One attempt to deliver one event to the endpoint.
+         */
+        WebhookDeliveryAttempt: {
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: uuid
+             * @description The event delivered (the request's `webhook-id`).
+             */
+            eventId: string;
+            eventType: components["schemas"]["EventType"];
+            /** @description 1 for the first attempt of this event to this endpoint, 2 for its first retry, and so on. */
+            attempt: number;
+            /** Format: date-time */
+            attemptedAt: string;
+            /** @description From connecting to the end of the answer's headers (or to the failure), in milliseconds. */
+            durationMs: number;
+            /** @description The receiver's HTTP status; null when no answer came (see `error`). */
+            statusCode: number | null;
+            /**
+             * @description Why no answer came, or why the address was refused: such as `timeout` (10 seconds),
+             *     `connection refused`, or `address not allowed`. Null when an answer came.
+             */
+            error: string | null;
+            /** @description True for a 2xx answer. Anything else (a redirect included) is a failure. */
+            succeeded: boolean;
+            /**
+             * Format: date-time
+             * @description When this event is tried again after this failed attempt; null after a success or the last attempt.
+             */
+            nextRetryAt: string | null;
+        };
+        /**
+         * @description A signing secret in the Standard Webhooks form: `whsec_` and the base64 of 32 random bytes.
+         *     Shown once, when it is made; stored encrypted with a key the database does not hold.
+         */
+        WebhookSecret: string;
+        /**
          * NameInput
          * @description A client's name, 1 to 200 characters once trimmed. It cannot be empty, blank or null. A NUL character (U+0000) or an unpaired surrogate is refused.
          * @example Globex Corporation
@@ -707,6 +1270,39 @@ export type components = {
          *     is refused, so that the empty string stays one literal value that generated clients can type.
          */
         FlagInput: boolean | "" | null;
+        name: string;
+        contactName: string | null;
+        email: string | null;
+        phone: string | null;
+        website: string | null;
+        currency: components["schemas"]["CurrencyCode"] | null;
+        notes: string | null;
+        billingAddress: string | null;
+        billingLine1: string | null;
+        billingLine2: string | null;
+        billingCity: string | null;
+        billingRegion: string | null;
+        billingPostalCode: string | null;
+        billingCountry: components["schemas"]["CountryCode"] | null;
+        taxNumber: string | null;
+        /** @description A decimal string with at least 2 decimal places, such as "120.50" or "0.125". */
+        defaultRate: string | null;
+        defaultPaymentTerms: string | null;
+        /** @description A decimal string in its shortest form, such as "20" or "8.875". */
+        defaultTaxRate: string | null;
+        requirePoNumber: boolean;
+        billingEmail: string | null;
+        /** Format: date-time */
+        updatedAt: string;
+        /**
+         * @description The event types to deliver here, or `["*"]` for all.
+         * @example [
+         *       "*"
+         *     ]
+         */
+        enabledEvents: components["schemas"]["WebhookEventSelector"][];
+        /** @description What the endpoint is for. */
+        description: string | null;
     };
     responses: {
         /** @description `validation_failed`: the request has a query parameter, and this operation takes none. */
@@ -1089,6 +1685,16 @@ export type components = {
          * @example "k3vY0x8Q2mJ1pR7sT4uW9z"
          */
         IfMatch: string;
+        /** @description The event's id; the same on every retry of it, so a receiver can drop duplicates by it. */
+        WebhookId: string;
+        /** @description When this attempt was signed, in seconds since the Unix epoch. Refuse one more than 5 minutes off. */
+        WebhookTimestamp: string;
+        /**
+         * @description `v1,<base64 HMAC-SHA256>` of `<webhook-id>.<webhook-timestamp>.<body>` with the endpoint's
+         *     secret, as the Standard Webhooks specification says; during a rotation, two such
+         *     signatures separated by a space (the new secret's and the previous one's).
+         */
+        WebhookSignature: string;
     };
     requestBodies: never;
     headers: {
@@ -1152,6 +1758,21 @@ export type SchemaCurrencyCode = components['schemas']['CurrencyCode'];
 export type SchemaCurrencyCodeLowerCase = components['schemas']['CurrencyCodeLowerCase'];
 export type SchemaCountryCode = components['schemas']['CountryCode'];
 export type SchemaCountryCodeLowerCase = components['schemas']['CountryCodeLowerCase'];
+export type SchemaEventType = components['schemas']['EventType'];
+export type SchemaEvent = components['schemas']['Event'];
+export type SchemaClientCreatedEvent = components['schemas']['ClientCreatedEvent'];
+export type SchemaClientUpdatedEvent = components['schemas']['ClientUpdatedEvent'];
+export type SchemaClientDeletedEvent = components['schemas']['ClientDeletedEvent'];
+export type SchemaClientRestoredEvent = components['schemas']['ClientRestoredEvent'];
+export type SchemaClientPreviousAttributes = components['schemas']['ClientPreviousAttributes'];
+export type SchemaEventList = components['schemas']['EventList'];
+export type SchemaWebhookEndpoint = components['schemas']['WebhookEndpoint'];
+export type SchemaWebhookEndpointCreate = components['schemas']['WebhookEndpointCreate'];
+export type SchemaWebhookEndpointUpdate = components['schemas']['WebhookEndpointUpdate'];
+export type SchemaWebhookEventSelector = components['schemas']['WebhookEventSelector'];
+export type SchemaWebhookUrl = components['schemas']['WebhookUrl'];
+export type SchemaWebhookDeliveryAttempt = components['schemas']['WebhookDeliveryAttempt'];
+export type SchemaWebhookSecret = components['schemas']['WebhookSecret'];
 export type SchemaNameInput = components['schemas']['NameInput'];
 export type SchemaOptionalText = components['schemas']['OptionalText'];
 export type SchemaEmailInput = components['schemas']['EmailInput'];
@@ -1163,6 +1784,29 @@ export type SchemaCountryInput = components['schemas']['CountryInput'];
 export type SchemaMoneyInput = components['schemas']['MoneyInput'];
 export type SchemaPercentageInput = components['schemas']['PercentageInput'];
 export type SchemaFlagInput = components['schemas']['FlagInput'];
+export type SchemaName = components['schemas']['name'];
+export type SchemaContactName = components['schemas']['contactName'];
+export type SchemaEmail = components['schemas']['email'];
+export type SchemaPhone = components['schemas']['phone'];
+export type SchemaWebsite = components['schemas']['website'];
+export type SchemaCurrency = components['schemas']['currency'];
+export type SchemaNotes = components['schemas']['notes'];
+export type SchemaBillingAddress = components['schemas']['billingAddress'];
+export type SchemaBillingLine1 = components['schemas']['billingLine1'];
+export type SchemaBillingLine2 = components['schemas']['billingLine2'];
+export type SchemaBillingCity = components['schemas']['billingCity'];
+export type SchemaBillingRegion = components['schemas']['billingRegion'];
+export type SchemaBillingPostalCode = components['schemas']['billingPostalCode'];
+export type SchemaBillingCountry = components['schemas']['billingCountry'];
+export type SchemaTaxNumber = components['schemas']['taxNumber'];
+export type SchemaDefaultRate = components['schemas']['defaultRate'];
+export type SchemaDefaultPaymentTerms = components['schemas']['defaultPaymentTerms'];
+export type SchemaDefaultTaxRate = components['schemas']['defaultTaxRate'];
+export type SchemaRequirePoNumber = components['schemas']['requirePoNumber'];
+export type SchemaBillingEmail = components['schemas']['billingEmail'];
+export type SchemaUpdatedAt = components['schemas']['updatedAt'];
+export type SchemaEnabledEvents = components['schemas']['enabledEvents'];
+export type SchemaDescription = components['schemas']['description'];
 export type ResponseUnknownQueryParameter = components['responses']['UnknownQueryParameter'];
 export type ResponseValidationFailed = components['responses']['ValidationFailed'];
 export type ResponseUnauthenticated = components['responses']['Unauthenticated'];
@@ -1181,6 +1825,9 @@ export type ResponseServiceUnavailable = components['responses']['ServiceUnavail
 export type ParameterIdempotencyKey = components['parameters']['IdempotencyKey'];
 export type ParameterClientId = components['parameters']['ClientId'];
 export type ParameterIfMatch = components['parameters']['IfMatch'];
+export type ParameterWebhookId = components['parameters']['WebhookId'];
+export type ParameterWebhookTimestamp = components['parameters']['WebhookTimestamp'];
+export type ParameterWebhookSignature = components['parameters']['WebhookSignature'];
 export type HeaderRateLimitPolicy = components['headers']['RateLimit-Policy'];
 export type HeaderRateLimit = components['headers']['RateLimit'];
 export type HeaderRetryAfter = components['headers']['Retry-After'];
@@ -1790,6 +2437,431 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
+    listEvents: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Start after this place in the feed: the `nextCursor` of an earlier answer, exactly as
+                 *     given. Without it the feed starts at its oldest event. Opaque; a value that this API did
+                 *     not give out is 400 `validation_failed` naming `after`.
+                 */
+                after?: string;
+                /** @description Only events of this type. */
+                type?: components["schemas"]["EventType"];
+                /** @description How many events a page holds at most, from 1 to 100. */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the feed, and where it goes on. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventList"];
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    getEvent: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The event's id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The event. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Event"];
+                    };
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    listWebhookEndpoints: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The endpoints, newest first. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["WebhookEndpoint"][];
+                    };
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            402: components["responses"]["PaymentRequired"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    createWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Caller-generated UUID/ULID; replay returns the cached response within 24h.
+                 *     A UUID (any version, either case) or a ULID; the structured-field string form with double
+                 *     quotes (`"…"`) is accepted too. Keys are compared case-insensitively, and are kept per
+                 *     organisation and environment. Anything else is 400 `validation_failed` naming the header.
+                 *
+                 *     A repeat within 24 hours with the same method, path and body (parsed: key order and white
+                 *     space do not matter) gets the first response (its status, body and headers) with
+                 *     `Idempotent-Replayed: true`, and nothing is done again. The same key with a different
+                 *     request is 422 `idempotency_key_reused`; while the first request is still running, 409
+                 *     `idempotency_request_in_progress` with `Retry-After`. What the operation answered (a 2xx,
+                 *     or its own 4xx such as 402) is stored; a request refused before it ran (401, 403, 429,
+                 *     400) or a 500 stores nothing, so the key can be retried. After 24 hours a key is forgotten.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "url": "https://crm.example.com/webhooks/clients",
+                 *       "enabledEvents": [
+                 *         "*"
+                 *       ],
+                 *       "description": "CRM sync"
+                 *     }
+                 */
+                "application/json": components["schemas"]["WebhookEndpointCreate"];
+            };
+        };
+        responses: {
+            /**
+             * @description The endpoint is registered. `secret` is its signing secret, shown this once: a replay of
+             *     this request with its `Idempotency-Key` (`Idempotent-Replayed: true`) answers `data`
+             *     without `secret`.
+             */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    Location: components["headers"]["Location"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["WebhookEndpoint"];
+                        secret?: components["schemas"]["WebhookSecret"];
+                    };
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            402: components["responses"]["PaymentRequired"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["IdempotencyRequestInProgress"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    getWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The endpoint's id. An endpoint of another organisation or environment, or an id that is not a UUID, is 404 `not_found`. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The endpoint. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["WebhookEndpoint"];
+                    };
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            402: components["responses"]["PaymentRequired"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    deleteWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The endpoint's id. An endpoint of another organisation or environment, or an id that is not a UUID, is 404 `not_found`. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The endpoint is deleted; here it is as it was. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["WebhookEndpoint"];
+                    };
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            402: components["responses"]["PaymentRequired"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    updateWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Caller-generated UUID/ULID; replay returns the cached response within 24h.
+                 *     A UUID (any version, either case) or a ULID; the structured-field string form with double
+                 *     quotes (`"…"`) is accepted too. Keys are compared case-insensitively, and are kept per
+                 *     organisation and environment. Anything else is 400 `validation_failed` naming the header.
+                 *
+                 *     A repeat within 24 hours with the same method, path and body (parsed: key order and white
+                 *     space do not matter) gets the first response (its status, body and headers) with
+                 *     `Idempotent-Replayed: true`, and nothing is done again. The same key with a different
+                 *     request is 422 `idempotency_key_reused`; while the first request is still running, 409
+                 *     `idempotency_request_in_progress` with `Retry-After`. What the operation answered (a 2xx,
+                 *     or its own 4xx such as 402) is stored; a request refused before it ran (401, 403, 429,
+                 *     400) or a 500 stores nothing, so the key can be retried. After 24 hours a key is forgotten.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                /** @description The endpoint's id. An endpoint of another organisation or environment, or an id that is not a UUID, is 404 `not_found`. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "enabledEvents": [
+                 *         "client.created",
+                 *         "client.updated"
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["WebhookEndpointUpdate"];
+            };
+        };
+        responses: {
+            /** @description The endpoint as it now is. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["WebhookEndpoint"];
+                    };
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            402: components["responses"]["PaymentRequired"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["IdempotencyRequestInProgress"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    rotateWebhookEndpointSecret: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Caller-generated UUID/ULID; replay returns the cached response within 24h.
+                 *     A UUID (any version, either case) or a ULID; the structured-field string form with double
+                 *     quotes (`"…"`) is accepted too. Keys are compared case-insensitively, and are kept per
+                 *     organisation and environment. Anything else is 400 `validation_failed` naming the header.
+                 *
+                 *     A repeat within 24 hours with the same method, path and body (parsed: key order and white
+                 *     space do not matter) gets the first response (its status, body and headers) with
+                 *     `Idempotent-Replayed: true`, and nothing is done again. The same key with a different
+                 *     request is 422 `idempotency_key_reused`; while the first request is still running, 409
+                 *     `idempotency_request_in_progress` with `Retry-After`. What the operation answered (a 2xx,
+                 *     or its own 4xx such as 402) is stored; a request refused before it ran (401, 403, 429,
+                 *     400) or a 500 stores nothing, so the key can be retried. After 24 hours a key is forgotten.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                /** @description The endpoint's id. An endpoint of another organisation or environment, or an id that is not a UUID, is 404 `not_found`. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description The new secret, shown this once, and the endpoint. A replay of this request with its
+             *     `Idempotency-Key` answers `data` without `secret`.
+             */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["WebhookEndpoint"];
+                        secret?: components["schemas"]["WebhookSecret"];
+                    };
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            402: components["responses"]["PaymentRequired"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["IdempotencyRequestInProgress"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                /** @description How many attempts a page holds at most, from 1 to 100. */
+                limit?: number;
+                /**
+                 * @description Where the page starts: the `nextCursor` of the page before, exactly as given. Opaque; a
+                 *     value that this API did not give out is 400 `validation_failed` naming `cursor`.
+                 */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The endpoint's id. An endpoint of another organisation or environment, or an id that is not a UUID, is 404 `not_found`. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of attempts, and the cursor of the next page. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["WebhookDeliveryAttempt"][];
+                        /** @description Pass it as `cursor` to get the next page; null on the last page. Opaque. */
+                        nextCursor: string | null;
+                    };
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            402: components["responses"]["PaymentRequired"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
     getHealth: {
         parameters: {
             query?: never;
@@ -1899,6 +2971,138 @@ export interface operations {
             };
             400: components["responses"]["UnknownQueryParameter"];
             500: components["responses"]["InternalError"];
+        };
+    };
+    clientCreatedWebhook: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event's id; the same on every retry of it, so a receiver can drop duplicates by it. */
+                "webhook-id": components["parameters"]["WebhookId"];
+                /** @description When this attempt was signed, in seconds since the Unix epoch. Refuse one more than 5 minutes off. */
+                "webhook-timestamp": components["parameters"]["WebhookTimestamp"];
+                /**
+                 * @description `v1,<base64 HMAC-SHA256>` of `<webhook-id>.<webhook-timestamp>.<body>` with the endpoint's
+                 *     secret, as the Standard Webhooks specification says; during a rotation, two such
+                 *     signatures separated by a space (the new secret's and the previous one's).
+                 */
+                "webhook-signature": components["parameters"]["WebhookSignature"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ClientCreatedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx status acknowledges the event; its body is ignored. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    clientUpdatedWebhook: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event's id; the same on every retry of it, so a receiver can drop duplicates by it. */
+                "webhook-id": components["parameters"]["WebhookId"];
+                /** @description When this attempt was signed, in seconds since the Unix epoch. Refuse one more than 5 minutes off. */
+                "webhook-timestamp": components["parameters"]["WebhookTimestamp"];
+                /**
+                 * @description `v1,<base64 HMAC-SHA256>` of `<webhook-id>.<webhook-timestamp>.<body>` with the endpoint's
+                 *     secret, as the Standard Webhooks specification says; during a rotation, two such
+                 *     signatures separated by a space (the new secret's and the previous one's).
+                 */
+                "webhook-signature": components["parameters"]["WebhookSignature"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ClientUpdatedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx status acknowledges the event; its body is ignored. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    clientDeletedWebhook: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event's id; the same on every retry of it, so a receiver can drop duplicates by it. */
+                "webhook-id": components["parameters"]["WebhookId"];
+                /** @description When this attempt was signed, in seconds since the Unix epoch. Refuse one more than 5 minutes off. */
+                "webhook-timestamp": components["parameters"]["WebhookTimestamp"];
+                /**
+                 * @description `v1,<base64 HMAC-SHA256>` of `<webhook-id>.<webhook-timestamp>.<body>` with the endpoint's
+                 *     secret, as the Standard Webhooks specification says; during a rotation, two such
+                 *     signatures separated by a space (the new secret's and the previous one's).
+                 */
+                "webhook-signature": components["parameters"]["WebhookSignature"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ClientDeletedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx status acknowledges the event; its body is ignored. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    clientRestoredWebhook: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event's id; the same on every retry of it, so a receiver can drop duplicates by it. */
+                "webhook-id": components["parameters"]["WebhookId"];
+                /** @description When this attempt was signed, in seconds since the Unix epoch. Refuse one more than 5 minutes off. */
+                "webhook-timestamp": components["parameters"]["WebhookTimestamp"];
+                /**
+                 * @description `v1,<base64 HMAC-SHA256>` of `<webhook-id>.<webhook-timestamp>.<body>` with the endpoint's
+                 *     secret, as the Standard Webhooks specification says; during a rotation, two such
+                 *     signatures separated by a space (the new secret's and the previous one's).
+                 */
+                "webhook-signature": components["parameters"]["WebhookSignature"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ClientRestoredEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx status acknowledges the event; its body is ignored. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
         };
     };
 }

@@ -54,6 +54,32 @@ export const operationList = [
     ]
   },
   {
+    "operationId": "createWebhookEndpoint",
+    "method": "post",
+    "path": "/webhook-endpoints",
+    "expressPath": "/webhook-endpoints",
+    "authenticated": true,
+    "scopes": [
+      "webhooks:manage"
+    ],
+    "idempotencyKey": true,
+    "hasBody": true,
+    "statuses": [
+      201,
+      400,
+      401,
+      402,
+      403,
+      409,
+      413,
+      415,
+      422,
+      429,
+      500,
+      503
+    ]
+  },
+  {
     "operationId": "deleteClient",
     "method": "delete",
     "path": "/clients/{id}",
@@ -71,6 +97,29 @@ export const operationList = [
       403,
       404,
       412,
+      429,
+      500,
+      503
+    ]
+  },
+  {
+    "operationId": "deleteWebhookEndpoint",
+    "method": "delete",
+    "path": "/webhook-endpoints/{id}",
+    "expressPath": "/webhook-endpoints/:id",
+    "authenticated": true,
+    "scopes": [
+      "webhooks:manage"
+    ],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      402,
+      403,
+      404,
       429,
       500,
       503
@@ -111,6 +160,28 @@ export const operationList = [
       200,
       400,
       500
+    ]
+  },
+  {
+    "operationId": "getEvent",
+    "method": "get",
+    "path": "/events/{id}",
+    "expressPath": "/events/:id",
+    "authenticated": true,
+    "scopes": [
+      "events:read"
+    ],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      403,
+      404,
+      429,
+      500,
+      503
     ]
   },
   {
@@ -160,6 +231,29 @@ export const operationList = [
     ]
   },
   {
+    "operationId": "getWebhookEndpoint",
+    "method": "get",
+    "path": "/webhook-endpoints/{id}",
+    "expressPath": "/webhook-endpoints/:id",
+    "authenticated": true,
+    "scopes": [
+      "webhooks:manage"
+    ],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      402,
+      403,
+      404,
+      429,
+      500,
+      503
+    ]
+  },
+  {
     "operationId": "listClients",
     "method": "get",
     "path": "/clients",
@@ -167,6 +261,27 @@ export const operationList = [
     "authenticated": true,
     "scopes": [
       "clients:read"
+    ],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      403,
+      429,
+      500,
+      503
+    ]
+  },
+  {
+    "operationId": "listEvents",
+    "method": "get",
+    "path": "/events",
+    "expressPath": "/events",
+    "authenticated": true,
+    "scopes": [
+      "events:read"
     ],
     "idempotencyKey": false,
     "hasBody": false,
@@ -195,6 +310,51 @@ export const operationList = [
       200,
       400,
       401,
+      403,
+      429,
+      500,
+      503
+    ]
+  },
+  {
+    "operationId": "listWebhookDeliveries",
+    "method": "get",
+    "path": "/webhook-endpoints/{id}/deliveries",
+    "expressPath": "/webhook-endpoints/:id/deliveries",
+    "authenticated": true,
+    "scopes": [
+      "webhooks:manage"
+    ],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      402,
+      403,
+      404,
+      429,
+      500,
+      503
+    ]
+  },
+  {
+    "operationId": "listWebhookEndpoints",
+    "method": "get",
+    "path": "/webhook-endpoints",
+    "expressPath": "/webhook-endpoints",
+    "authenticated": true,
+    "scopes": [
+      "webhooks:manage"
+    ],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      402,
       403,
       429,
       500,
@@ -250,6 +410,31 @@ export const operationList = [
     ]
   },
   {
+    "operationId": "rotateWebhookEndpointSecret",
+    "method": "post",
+    "path": "/webhook-endpoints/{id}/rotate-secret",
+    "expressPath": "/webhook-endpoints/:id/rotate-secret",
+    "authenticated": true,
+    "scopes": [
+      "webhooks:manage"
+    ],
+    "idempotencyKey": true,
+    "hasBody": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      402,
+      403,
+      404,
+      409,
+      422,
+      429,
+      500,
+      503
+    ]
+  },
+  {
     "operationId": "updateClient",
     "method": "patch",
     "path": "/clients/{id}",
@@ -269,6 +454,33 @@ export const operationList = [
       404,
       409,
       412,
+      413,
+      415,
+      422,
+      429,
+      500,
+      503
+    ]
+  },
+  {
+    "operationId": "updateWebhookEndpoint",
+    "method": "patch",
+    "path": "/webhook-endpoints/{id}",
+    "expressPath": "/webhook-endpoints/:id",
+    "authenticated": true,
+    "scopes": [
+      "webhooks:manage"
+    ],
+    "idempotencyKey": true,
+    "hasBody": true,
+    "statuses": [
+      200,
+      400,
+      401,
+      402,
+      403,
+      404,
+      409,
       413,
       415,
       422,

@@ -29,6 +29,7 @@ import type { Metrics } from './metrics/metrics.js';
 import { createRateLimits, DEFAULT_RATE_LIMITS, type RateLimitBudgets } from './rate-limit/rate-limits.js';
 import type { RedisCounters } from './rate-limit/redis.js';
 import { notFound } from './shared/errors.js';
+import { ephemeralWebhookSettings, type WebhookSettings } from './webhooks/settings.js';
 
 export interface AppDeps {
   db: Kysely<Database>;
@@ -61,6 +62,8 @@ export interface AppDeps {
   readiness?: Readiness;
   /** Where requests' durations and outcomes are counted (server/metrics/metrics.ts); none when absent. */
   metrics?: Metrics | undefined;
+  /** Webhook secrets' key and address policy (server/main.ts makes them from the configuration); a key of its own when absent. */
+  webhooks?: WebhookSettings;
 }
 
 export interface App {
@@ -119,6 +122,7 @@ export function createApp(deps: AppDeps): App {
     clock: deps.clock ?? (() => new Date()),
     store: { ...defaultStore, ...deps.idempotencyStore },
     forgetToken: tokens.forget,
+    webhooks: deps.webhooks ?? ephemeralWebhookSettings(),
     validateResponses: deps.validateResponses ?? false,
     countKeyed: deps.metrics?.countKeyed,
   });

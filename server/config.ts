@@ -33,6 +33,18 @@ export interface Config {
   redisUrl: string | undefined;
   /** REDIS_KEY_PREFIX: before every counter's key in Redis (`clients-api:`), for deployments sharing one. */
   redisKeyPrefix: string;
+  /** WEBHOOK_SECRET_KEY: base64 of the 32-byte key that encrypts webhook signing secrets. */
+  webhookSecretKey: string | undefined;
+  /** WEBHOOK_SECRET_KEY_FILE: where that key is kept when WEBHOOK_SECRET_KEY is unset (made on first start). */
+  webhookSecretKeyFile: string;
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS=true: deliver to private and loopback addresses (development and tests only). */
+  webhookAllowPrivateNetworks: boolean;
+  /** WEBHOOK_WORKER=false: `npm start` serves the API only; deliveries are left to `npm run worker`. */
+  webhookWorker: boolean;
+  /** WEBHOOK_POLL_INTERVAL_MS: how often the worker looks for new events and due deliveries. */
+  webhookPollIntervalMs: number;
+  /** WEBHOOK_TIMEOUT_MS: how long one delivery attempt may take (10 s). */
+  webhookTimeoutMs: number;
 }
 
 function databasePooling(raw: string | undefined): DatabasePooling {
@@ -47,6 +59,14 @@ function integer(name: string, fallback: number, env: NodeJS.ProcessEnv): number
   const value = Number(raw);
   if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a whole number, not "${raw}"`);
   return value;
+}
+
+function flag(name: string, fallback: boolean, env: NodeJS.ProcessEnv): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (raw === 'true') return true;
+  if (raw === 'false') return false;
+  throw new Error(`${name} must be true or false, not "${raw}"`);
 }
 
 function trustProxy(raw: string | undefined): boolean | number | string {
@@ -82,5 +102,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databasePooling: databasePooling(env.DATABASE_POOLING),
     redisUrl: env.REDIS_URL || undefined,
     redisKeyPrefix: env.REDIS_KEY_PREFIX ?? 'clients-api:',
+    webhookSecretKey: env.WEBHOOK_SECRET_KEY || undefined,
+    webhookSecretKeyFile: env.WEBHOOK_SECRET_KEY_FILE || `${env.DATA_DIR || './data'}/webhook-secret.key`,
+    webhookAllowPrivateNetworks: flag('WEBHOOK_ALLOW_PRIVATE_NETWORKS', false, env),
+    webhookWorker: flag('WEBHOOK_WORKER', true, env),
+    webhookPollIntervalMs: Math.max(1, integer('WEBHOOK_POLL_INTERVAL_MS', 1000, env)),
+    webhookTimeoutMs: Math.max(1, integer('WEBHOOK_TIMEOUT_MS', 10_000, env)),
   };
 }

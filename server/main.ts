@@ -16,6 +16,8 @@ import { createLogger } from './logger.js';
 import { openRedisCounters } from './rate-limit/redis.js';
 import { createMetrics, startMetricsServer } from './metrics/metrics.js';
 import { countOrganisations } from './orgs/orgs.queries.js';
+import { keyFromBase64, keyFromFile, secretBox } from './webhooks/secrets.js';
+import { systemResolve, type WebhookSettings } from './webhooks/settings.js';
 
 const config = loadConfig();
 const logger = createLogger(config.logLevel);
@@ -43,6 +45,11 @@ const redis =
       })
     : undefined;
 if (config.redisUrl && !redis) logger.info('REDIS_URL is ignored on the embedded database: rate limits are counted in memory');
+const webhooks: WebhookSettings = {
+  secrets: secretBox(config.webhookSecretKey ? keyFromBase64(config.webhookSecretKey) : keyFromFile(config.webhookSecretKeyFile)),
+  allowPrivateNetworks: config.webhookAllowPrivateNetworks,
+  resolve: systemResolve,
+};
 const readiness = createReadiness();
 const { createServer, warmUp } = createApp({
   db: database.db,
@@ -54,6 +61,7 @@ const { createServer, warmUp } = createApp({
   trustProxy: config.trustProxy,
   readiness,
   metrics,
+  webhooks,
 });
 /** Migrations, and on a brand-new embedded database a demo organisation with a token. */
 async function prepareDatabase() {

@@ -79,14 +79,85 @@ export interface RateLimitsTable {
   expire: string | null;
 }
 
+/** The outbox and the change feed (server/events/). `txid` and `seq` place an event in the feed. */
+export interface EventsTable {
+  org_id: string;
+  env: Env;
+  id: string;
+  /** xid8, as text: a 64-bit transaction id. */
+  txid: ColumnType<string, never, never>;
+  seq: ColumnType<string, never, never>;
+  type: string;
+  created_at: Timestamp;
+  /** json: `{ object, previousAttributes? }`, read parsed, written as JSON text. */
+  data: ColumnType<unknown, string, string>;
+}
+
+export interface WebhookEndpointsTable {
+  org_id: string;
+  env: Env;
+  id: string;
+  url: string;
+  description: string | null;
+  enabled_events: string[];
+  disabled: Generated<boolean>;
+  disabled_reason: 'manual' | 'failing' | null;
+  failing_since: NullableTimestamp;
+  /** Encrypted (server/webhooks/secrets.ts): the database alone does not reveal it. */
+  secret: string;
+  previous_secret: string | null;
+  previous_secret_expires_at: NullableTimestamp;
+  /** Where this endpoint has got to in the feed: events after it are still to be fanned out. */
+  feed_txid: ColumnType<string, string, string>;
+  feed_seq: ColumnType<string, string | undefined, string>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface WebhookDeliveriesTable {
+  org_id: string;
+  id: string;
+  endpoint_id: string;
+  event_id: string;
+  status: ColumnType<'pending' | 'succeeded' | 'failed', 'pending' | 'succeeded' | 'failed' | undefined>;
+  attempts: Generated<number>;
+  next_attempt_at: Timestamp;
+  lease_id: string | null;
+  leased_until: NullableTimestamp;
+  created_at: Timestamp;
+}
+
+export interface WebhookAttemptsTable {
+  org_id: string;
+  id: string;
+  delivery_id: string;
+  endpoint_id: string;
+  event_id: string;
+  event_type: string;
+  attempt: number;
+  attempted_at: Timestamp;
+  duration_ms: number;
+  status_code: number | null;
+  error: string | null;
+  succeeded: boolean;
+  next_retry_at: NullableTimestamp;
+}
+
 export interface Database {
   organisations: OrganisationsTable;
   api_tokens: ApiTokensTable;
   clients: ClientsTable;
   idempotency_keys: IdempotencyKeysTable;
   rate_limits: RateLimitsTable;
+  events: EventsTable;
+  webhook_endpoints: WebhookEndpointsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_attempts: WebhookAttemptsTable;
 }
 
 export type ClientRow = Selectable<ClientsTable>;
 export type ApiTokenRow = Selectable<ApiTokensTable>;
 export type OrganisationRow = Selectable<OrganisationsTable>;
+export type EventRow = Selectable<EventsTable>;
+export type WebhookEndpointRow = Selectable<WebhookEndpointsTable>;
+export type WebhookAttemptRow = Selectable<WebhookAttemptsTable>;

@@ -11,6 +11,7 @@ import type { OperationEntry, OperationId } from '../../generated/operations.js'
 import type { AuthContext } from '../auth/auth.js';
 import type { Database } from '../db/schema.js';
 import type { KeyedRequest, WriteResponse } from '../idempotency/idempotency.js';
+import type { WebhookSettings } from '../webhooks/settings.js';
 
 type Op<K extends OperationId> = operations[K];
 type Json<T> = T extends { content: { 'application/json': infer B } } ? B : undefined;
@@ -70,6 +71,8 @@ export interface HandlerContext<K extends OperationId> {
   now: Date;
   /** Drops what this process has cached of a token (after revoking it, so that it is refused at once). */
   forgetToken: (prefix: string) => void;
+  /** Secrets' encryption and the address policy of webhook endpoints. */
+  webhooks: WebhookSettings;
   log: Logger;
   req: Request;
 }

@@ -22,6 +22,7 @@ import {
   type SentResponse,
   type WriteResponse,
 } from '../idempotency/idempotency.js';
+import type { WebhookSettings } from '../webhooks/settings.js';
 import type { AnyHandler, Handlers } from './handler-types.js';
 
 export interface RouterDeps {
@@ -31,6 +32,7 @@ export interface RouterDeps {
   clock: () => Date;
   store: IdempotencyStore;
   forgetToken: (prefix: string) => void;
+  webhooks: WebhookSettings;
   /** Send writes' answers through res.json, where the validator checks responses (tests). */
   validateResponses: boolean;
   /** Told what happened to each request that carried an Idempotency-Key (metrics). */
@@ -48,6 +50,7 @@ class Context {
     readonly key: KeyedRequest | undefined,
     readonly now: Date,
     readonly forgetToken: (prefix: string) => void,
+    readonly webhooks: WebhookSettings,
   ) {}
   get body(): unknown {
     return this.req.body;
@@ -113,7 +116,7 @@ export function createRouter(deps: RouterDeps): RequestHandler {
             : undefined;
         let response: SentResponse;
         try {
-          response = (await handler(new Context(req, db, key, now, deps.forgetToken) as never)) as SentResponse;
+          response = (await handler(new Context(req, db, key, now, deps.forgetToken, deps.webhooks) as never)) as SentResponse;
           if (key) countKeyed('stored');
         } catch (error) {
           if (!key) throw error;
@@ -131,7 +134,7 @@ export function createRouter(deps: RouterDeps): RequestHandler {
       continue;
     }
     routes.set(op.operationId, async (req, res) => {
-      const result = await handler(new Context(req, db, undefined, clock(), deps.forgetToken) as never);
+      const result = await handler(new Context(req, db, undefined, clock(), deps.forgetToken, deps.webhooks) as never);
       for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
       // A page or a document already serialised once, at start-up.
       if (result.text !== undefined) res.status(result.status).type(result.contentType!).send(result.text);

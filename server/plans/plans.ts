@@ -7,7 +7,8 @@ import type { Database, Env, PlanName } from '../db/schema.js';
 import { ApiError } from '../shared/errors.js';
 import { PLAN_NAMES } from '../shared/spec-values.js';
 
-export type Feature = 'clients.requirePoNumber';
+/** `webhooks`: webhook endpoints and their deliveries (the change feed is on every plan). */
+export type Feature = 'clients.requirePoNumber' | 'webhooks';
 
 export interface PlanLimits {
   /** Active (not deleted) clients per organisation and environment; null: unlimited. */
@@ -20,8 +21,8 @@ export const PLAN_ORDER = PLAN_NAMES;
 
 export const PLANS: Readonly<Record<PlanName, PlanLimits>> = {
   free: { maxActiveClients: 3, features: new Set() },
-  pro: { maxActiveClients: 100, features: new Set() },
-  studio: { maxActiveClients: null, features: new Set(['clients.requirePoNumber']) },
+  pro: { maxActiveClients: 100, features: new Set(['webhooks']) },
+  studio: { maxActiveClients: null, features: new Set(['clients.requirePoNumber', 'webhooks']) },
 };
 
 function cheapestPlan(allows: (limits: PlanLimits) => boolean): PlanName {

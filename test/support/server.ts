@@ -12,6 +12,7 @@ import { createApp, type AppDeps } from '../../server/app.js';
 import { mintTokenForOrganisation, type MintForOrganisation, type MintedToken } from '../../server/tokens/tokens.service.js';
 import { createClientsApi, type ClientsApi, type ClientsApiOptions } from '../../client/index.js';
 import type { OpenApiDocument } from '../../server/http/spec.js';
+import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
 import { closedSpec } from './closed-spec.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { PRISM_URL_VARIABLE, startPrismFront } from './prism.js';
@@ -51,6 +52,8 @@ export async function startTestServer(overrides: Partial<AppDeps> = {}, shared: 
     logger,
     validateResponses: true,
     apiSpec: closedSpec as OpenApiDocument,
+    // Tests' receivers listen on 127.0.0.1; the address checks' own tests turn them back on.
+    webhooks: ephemeralWebhookSettings({ allowPrivateNetworks: true }),
     ...overrides,
   });
   const server: Server = await new Promise((resolve) => {

@@ -18,6 +18,10 @@ const OWNERS: Record<string, string | null> = {
   organisations: 'server/orgs/orgs.queries.ts',
   idempotency_keys: 'server/idempotency/idempotency.queries.ts',
   rate_limits: null,
+  events: 'server/events/events.queries.ts',
+  webhook_endpoints: 'server/webhooks/endpoints.queries.ts',
+  webhook_deliveries: 'server/webhooks/deliveries.queries.ts',
+  webhook_attempts: 'server/webhooks/deliveries.queries.ts',
 };
 
 const WRITES = [

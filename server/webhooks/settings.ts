@@ -1,0 +1,23 @@
+/** What the webhook operations and the delivery worker share, made once at start-up. */
+import { lookup } from 'node:dns/promises';
+import { randomBytes } from 'node:crypto';
+import { type SecretBox, secretBox } from './secrets.js';
+
+export interface WebhookSettings {
+  /** Seals and opens signing secrets (server/webhooks/secrets.ts). */
+  secrets: SecretBox;
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: deliver to any address (development and tests only). */
+  allowPrivateNetworks: boolean;
+  /** A host name's addresses, as the system resolves them (tests stage DNS answers here). */
+  resolve: (host: string) => Promise<string[]>;
+}
+
+/** Every address the system resolver gives for `host`, IPv4 and IPv6. */
+export async function systemResolve(host: string): Promise<string[]> {
+  return (await lookup(host, { all: true, verbatim: true })).map((entry) => entry.address);
+}
+
+/** Settings for a process that keeps no secret across restarts (a key of its own): tests. */
+export function ephemeralWebhookSettings(overrides: Partial<WebhookSettings> = {}): WebhookSettings {
+  return { secrets: secretBox(randomBytes(32)), allowPrivateNetworks: false, resolve: systemResolve, ...overrides };
+}
