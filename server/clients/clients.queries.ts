@@ -12,6 +12,7 @@ import {
   readKeyedStatement,
 } from '../idempotency/idempotency.queries.js';
 import type { DeletedFilter } from '../shared/spec-values.js';
+import { type EventParams, insertEventForWritten } from '../events/events.queries.js';
 
 export interface Tenant {
   orgId: string;
@@ -113,9 +114,14 @@ const COLUMN_TYPE: Record<keyof NewClientRow, string> = {
   updated_at: 'timestamptz',
 };
 
-const insertOne = prepare('insert_client', (p: NewClientRow) =>
-  compiler.insertInto('clients').values(Object.fromEntries(INSERTED.map((column) => [column, p[column]])) as NewClientRow),
-);
+/** The client and its event, as one statement. */
+const insertOne = prepare('insert_client', (p: NewClientRow & EventParams) => {
+  const client = compiler
+    .insertInto('clients')
+    .values(Object.fromEntries(INSERTED.map((column) => [column, p[column]])) as NewClientRow)
+    .returning(sql<number>`1`.as('one'));
+  return sql`with written as (${client}) ${insertEventForWritten(p)}`;
+});
 
 /** The client's insert, run only when `claimed` holds: what idempotency's one statement includes. */
 function insertWhen(p: NewClientRow, claimed: RawBuilder<boolean>) {
@@ -125,21 +131,26 @@ function insertWhen(p: NewClientRow, claimed: RawBuilder<boolean>) {
   return compiler.insertInto('clients').columns(INSERTED).expression(values).returning(sql<number>`1`.as('one'));
 }
 
-const insertOneWithKey = prepare('insert_client_with_key', (p: NewClientRow & KeyedStatementParams) =>
-  claimAndStore(p, (claimed) => insertWhen(p, claimed)),
+const insertOneWithKey = prepare('insert_client_with_key', (p: NewClientRow & EventParams & KeyedStatementParams) =>
+  claimAndStore(p, (claimed) => insertWhen(p, claimed), insertEventForWritten(p)),
 );
 
-/** Inserts a client computed in full by the service (its response needs nothing back). */
-export async function insertClient(db: Kysely<Database>, row: NewClientRow): Promise<void> {
-  await insertOne(db, row);
+/** Inserts a client computed in full by the service (its response needs nothing back), and its event. */
+export async function insertClient(db: Kysely<Database>, row: NewClientRow, event: EventParams): Promise<void> {
+  await insertOne(db, { ...row, ...event });
 }
 
 /**
- * The client, its Idempotency-Key and the stored response, as one statement (one round trip, no
- * explicit transaction); see claimAndStore.
+ * The client, its event, its Idempotency-Key and the stored response, as one statement (one round
+ * trip, no explicit transaction); see claimAndStore.
  */
-export function insertClientWithKey(db: Kysely<Database>, row: NewClientRow, key: KeyedStatementParams): Promise<KeyedStatementOutcome> {
-  return readKeyedStatement(insertOneWithKey(db, { ...row, ...key }));
+export function insertClientWithKey(
+  db: Kysely<Database>,
+  row: NewClientRow,
+  event: EventParams,
+  key: KeyedStatementParams,
+): Promise<KeyedStatementOutcome> {
+  return readKeyedStatement(insertOneWithKey(db, { ...row, ...event, ...key }));
 }
 
 /**

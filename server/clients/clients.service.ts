@@ -13,6 +13,7 @@ import { ApiError, notFound, preconditionFailed, validationFailed } from '../sha
 import { ifMatchPasses, strongEtag } from '../shared/etag.js';
 import { LIST_DEFAULTS, parameterMessage } from '../shared/spec-values.js';
 import { assertFeature, assertRoomForActiveClient, PLANS, type PlanTenant } from '../plans/plans.js';
+import { changedAttributes, clientEvent, insertEvent } from '../events/events.service.js';
 import { decodeCursor, encodeCursor } from './clients.cursor.js';
 import {
   toClient,
@@ -86,7 +87,8 @@ export function newClient(tenant: PlanTenant, input: ClientInput, now: Date): Ne
 }
 
 /**
- * Writes the new client, with its Idempotency-Key and `response` when there is a key. A plan
+ * Writes the new client and its `client.created` event, with its Idempotency-Key and `response`
+ * when there is a key. A plan
  * without a limit needs no reads: one statement, the key's claim included. A plan with a limit
  * needs one transaction, to lock the organisation's count and check it before the insert.
  */
@@ -97,14 +99,15 @@ export async function insertNewClient(
   response: WriteResponse,
   keyed: KeyedRequest | undefined,
 ): Promise<void> {
+  const event = clientEvent('client.created', tenant, created.client);
   if (PLANS[tenant.plan].maxActiveClients === null) {
-    if (!keyed) return insertClient(db, created.row);
+    if (!keyed) return insertClient(db, created.row, event);
     const params = keyedStatementParams(keyed, response);
-    return settleKeyedStatement(db, keyed, () => insertClientWithKey(db, created.row, params));
+    return settleKeyedStatement(db, keyed, () => insertClientWithKey(db, created.row, event, params));
   }
   await keyedTransaction(db, keyed, async (trx) => {
     await assertRoomForActiveClient(trx, tenant);
-    await insertClient(trx, created.row);
+    await insertClient(trx, created.row, event);
     return response;
   });
 }
@@ -153,14 +156,25 @@ export async function updateClient(
   const values = toColumnValues(input);
   if (values.require_po_number) assertFeature(tenant.plan, 'clients.requirePoNumber');
   if (Object.keys(values).length === 0) return current;
-  return present(await updateClientRow(trx, tenant, id, values));
+  const updated = present(await updateClientRow(trx, tenant, id, values));
+  // Values sent as they already were change nothing, `updatedAt` included: no event.
+  const previous = changedAttributes(current.client, updated.client);
+  if (previous) await insertEvent(trx, clientEvent('client.updated', tenant, updated.client, previous));
+  return updated;
+}
+
+/** A deletion or a restoration, and its event, in the caller's transaction. */
+async function setDeleted(trx: Kysely<Database>, tenant: Tenant, id: string, deleted: boolean): Promise<ClientState> {
+  const changed = present(await setClientDeleted(trx, tenant, id, deleted));
+  await insertEvent(trx, clientEvent(deleted ? 'client.deleted' : 'client.restored', tenant, changed.client));
+  return changed;
 }
 
 /** Soft: the row stays, with deleted_at set. Deleting a deleted client keeps its first deleted_at. */
 export async function deleteClient(trx: Kysely<Database>, tenant: Tenant, id: string, ifMatch: string | undefined): Promise<ClientState> {
   const { row, current } = await lockForChange(trx, tenant, id, ifMatch);
   if (row.deleted_at !== null) return current;
-  return present(await setClientDeleted(trx, tenant, id, true));
+  return setDeleted(trx, tenant, id, true);
 }
 
 /** Counts against the plan again, so it passes the same gate as create. */
@@ -173,7 +187,7 @@ export async function restoreClient(
   const { row, current } = await lockForChange(trx, tenant, id, ifMatch);
   if (row.deleted_at === null) return current;
   await assertRoomForActiveClient(trx, tenant);
-  return present(await setClientDeleted(trx, tenant, id, false));
+  return setDeleted(trx, tenant, id, false);
 }
 
 /** The spec's own words for `updatedSince`, for the dates its pattern cannot refuse. */

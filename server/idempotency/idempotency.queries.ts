@@ -163,13 +163,15 @@ export interface KeyedStatementRow {
  * The piece a resource's insert statement includes to be idempotent in one round trip, with no
  * explicit transaction: read what is stored for the key; if nothing, try the key's lock; if it was
  * free, the resource's insert runs (`write` gets the condition to put in its WHERE and must
- * return a row per row written) and the response is stored with the key. The key row is inserted
+ * return a row per row written) and the response is stored with the key. `alongside`, a statement
+ * that reads `written` (its event: server/events/events.queries.ts), is part of the same statement. The key row is inserted
  * without ON CONFLICT on purpose: a row committed by a racing request (or an expired one) fails the
  * statement, which then writes nothing at all. Read the row with `readKeyedStatement`.
  */
 export function claimAndStore(
   p: KeyedStatementParams,
   write: (claimed: RawBuilder<boolean>) => Compilable<unknown>,
+  alongside?: Compilable<unknown> | RawBuilder<unknown>,
 ): RawBuilder<KeyedStatementRow> {
   return sql<KeyedStatementRow>`
   with existing as (
@@ -180,7 +182,12 @@ export function claimAndStore(
     select case when exists (select 1 from existing) then null
                 else pg_try_advisory_xact_lock(hashtextextended(${p.keyLock}::text, 0)) end as locked
   ),
-  written as (${write(sql<boolean>`(select locked from claim)`)}),
+  written as (${write(sql<boolean>`(select locked from claim)`)}),${
+    alongside
+      ? sql`
+  alongside as (${alongside}),`
+      : sql``
+  }
   saved as (
     insert into idempotency_keys (org_id, env, key, fingerprint, response_status, response_body, response_headers, created_at, expires_at)
     select ${p.keyOrgId}::uuid, ${p.keyEnv}::text, ${p.key}::text, ${p.fingerprint}::text, ${p.responseStatus}::integer,

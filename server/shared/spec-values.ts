@@ -52,6 +52,11 @@ export const LIST_DEFAULTS = {
   deleted: parameterOf('listClients', 'deleted').default as DeletedFilter,
 };
 
+/** A parameter's default, as the spec gives it (the validator fills it in; types still call it optional). */
+export function parameterDefault(operationId: string, name: string): unknown {
+  return parameterOf(operationId, name).default;
+}
+
 /** A parameter's `x-error-message`: what a 400 says of it, when the server (not the validator) refuses it. */
 export function parameterMessage(operationId: string, name: string): string {
   const message = parameterOf(operationId, name)['x-error-message'];

@@ -9,10 +9,12 @@ import { sql, type Kysely } from 'kysely';
  * (`pg_current_xact_id()`) and a sequence number. The feed shows an event only once every
  * transaction with a smaller id has ended (server/events/events.queries.ts), so none ever lands
  * behind a cursor already given out.
+ *
+ * Safe to run again (`if not exists`), as every migration here is.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
-    create table events (
+    create table if not exists events (
       org_id uuid not null references organisations (id) on delete cascade,
       env text not null check (env in ('live', 'test')),
       id uuid not null,
@@ -23,12 +25,12 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       data json not null,
       primary key (org_id, id)
     )`.execute(db);
-  await sql`create index events_feed_idx on events (org_id, env, txid, seq)`.execute(db);
+  await sql`create index if not exists events_feed_idx on events (org_id, env, txid, seq)`.execute(db);
   // Rows arrive in created_at order, so a BRIN index finds the expired ones for a tiny cost per insert.
-  await sql`create index events_created_at_brin on events using brin (created_at)`.execute(db);
+  await sql`create index if not exists events_created_at_brin on events using brin (created_at)`.execute(db);
 
   await sql`
-    create table webhook_endpoints (
+    create table if not exists webhook_endpoints (
       org_id uuid not null references organisations (id) on delete cascade,
       env text not null check (env in ('live', 'test')),
       id uuid not null,
@@ -47,10 +49,12 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       updated_at timestamptz not null,
       primary key (org_id, id)
     )`.execute(db);
-  await sql`create index webhook_endpoints_tenant_idx on webhook_endpoints (org_id, env, created_at desc, id desc)`.execute(db);
+  await sql`create index if not exists webhook_endpoints_tenant_idx on webhook_endpoints (org_id, env, created_at desc, id desc)`.execute(
+    db,
+  );
 
   await sql`
-    create table webhook_deliveries (
+    create table if not exists webhook_deliveries (
       org_id uuid not null,
       id uuid not null,
       endpoint_id uuid not null,
@@ -66,11 +70,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       foreign key (org_id, endpoint_id) references webhook_endpoints (org_id, id) on delete cascade,
       foreign key (org_id, event_id) references events (org_id, id) on delete cascade
     )`.execute(db);
-  await sql`create index webhook_deliveries_due_idx on webhook_deliveries (next_attempt_at) where status = 'pending'`.execute(db);
-  await sql`create index webhook_deliveries_event_idx on webhook_deliveries (org_id, event_id)`.execute(db);
+  await sql`create index if not exists webhook_deliveries_due_idx on webhook_deliveries (next_attempt_at) where status = 'pending'`.execute(
+    db,
+  );
+  await sql`create index if not exists webhook_deliveries_event_idx on webhook_deliveries (org_id, event_id)`.execute(db);
 
   await sql`
-    create table webhook_attempts (
+    create table if not exists webhook_attempts (
       org_id uuid not null,
       id uuid not null,
       delivery_id uuid not null,
@@ -87,8 +93,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       primary key (org_id, id),
       foreign key (org_id, delivery_id) references webhook_deliveries (org_id, id) on delete cascade
     )`.execute(db);
-  await sql`create index webhook_attempts_endpoint_idx on webhook_attempts (org_id, endpoint_id, attempted_at desc, id desc)`.execute(db);
-  await sql`create index webhook_attempts_delivery_idx on webhook_attempts (org_id, delivery_id)`.execute(db);
+  await sql`create index if not exists webhook_attempts_endpoint_idx on webhook_attempts (org_id, endpoint_id, attempted_at desc, id desc)`.execute(
+    db,
+  );
+  await sql`create index if not exists webhook_attempts_delivery_idx on webhook_attempts (org_id, delivery_id)`.execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {

@@ -1,0 +1,102 @@
+/**
+ * The one module that writes `events`: the outbox every change of a client writes into, in the
+ * change's own statement or transaction, and the change feed read from it.
+ *
+ * An event's place in the feed is `(txid, seq)`: the id of the transaction that wrote it and a
+ * sequence number. The feed shows only events whose transaction id is below the oldest
+ * transaction still running (`pg_snapshot_xmin`): every transaction that could still write an
+ * event with a smaller place has ended, so an event never appears behind a place already read.
+ * Two changes to one client are in order: the second locks the row the first wrote, and gets its
+ * transaction id only after the first had one.
+ */
+import { type Kysely, sql } from 'kysely';
+import { compiler, prepare } from '../db/prepared.js';
+import type { Database, Env, EventRow } from '../db/schema.js';
+import type { EventColumns } from './events.mapper.js';
+
+/** One event, as the statement that writes the change also writes it. */
+export interface EventParams {
+  eventOrgId: string;
+  eventEnv: Env;
+  eventId: string;
+  eventType: string;
+  eventCreatedAt: Date;
+  /** `{ object, previousAttributes? }` as JSON text. */
+  eventData: string;
+}
+
+/** The columns of `events` a statement writes; `txid` and `seq` are the database's own. */
+function eventValues(p: EventParams) {
+  return sql`${p.eventOrgId}::uuid, ${p.eventEnv}::text, ${p.eventId}::uuid, ${p.eventType}::text, ${p.eventCreatedAt}::timestamptz, ${p.eventData}::json`;
+}
+
+/**
+ * The piece a resource's one-statement write includes: the event, inserted once per row that the
+ * statement's `written` step returns (so none when it wrote nothing).
+ */
+export function insertEventForWritten(p: EventParams) {
+  return sql`insert into events (org_id, env, id, type, created_at, data) select ${eventValues(p)} from written`;
+}
+
+const insertOne = prepare('insert_event', (p: EventParams) =>
+  compiler
+    .insertInto('events')
+    .columns(['org_id', 'env', 'id', 'type', 'created_at', 'data'])
+    .expression(sql`select ${eventValues(p)}`),
+);
+
+/** Inside the transaction that makes the change. */
+export async function insertEvent(trx: Kysely<Database>, event: EventParams): Promise<void> {
+  await insertOne(trx, event);
+}
+
+/** A place in the feed: a transaction id and a sequence number, both as decimal text. */
+export interface FeedPosition {
+  txid: string;
+  seq: string;
+}
+
+export interface FeedQuery {
+  after: FeedPosition;
+  type: string | undefined;
+  limit: number;
+}
+
+export type FeedRow = EventColumns & FeedPosition;
+
+const EVENT_COLUMNS = ['id', 'type', 'env', 'created_at', 'data'] as const;
+
+/** Events after `after`, in feed order, only those no running transaction can still precede. */
+export async function readFeed(db: Kysely<Database>, tenant: { orgId: string; env: Env }, query: FeedQuery): Promise<FeedRow[]> {
+  let select = db
+    .selectFrom('events')
+    .select([...EVENT_COLUMNS, sql<string>`txid::text`.as('txid'), sql<string>`seq::text`.as('seq')])
+    .where('org_id', '=', tenant.orgId)
+    .where('env', '=', tenant.env)
+    .where(sql<boolean>`(txid, seq) > (${query.after.txid}::xid8, ${query.after.seq}::bigint)`)
+    .where(sql<boolean>`txid < pg_snapshot_xmin(pg_current_snapshot())`);
+  if (query.type !== undefined) select = select.where('type', '=', query.type);
+  return select.orderBy('txid').orderBy('seq').limit(query.limit).execute();
+}
+
+export async function findEvent(
+  db: Kysely<Database>,
+  tenant: { orgId: string; env: Env },
+  id: string,
+): Promise<Pick<EventRow, (typeof EVENT_COLUMNS)[number]> | undefined> {
+  return db
+    .selectFrom('events')
+    .select(EVENT_COLUMNS)
+    .where('org_id', '=', tenant.orgId)
+    .where('env', '=', tenant.env)
+    .where('id', '=', id)
+    .executeTakeFirst();
+}
+
+/** Deletes up to `batchSize` events made before `before` (their deliveries go with them); how many went. */
+export async function purgeEventsBefore(db: Kysely<Database>, before: Date, batchSize: number): Promise<number> {
+  const result = await sql`
+    delete from events where ctid in (select ctid from events where created_at < ${before} limit ${batchSize})
+  `.execute(db);
+  return Number(result.numAffectedRows ?? 0);
+}
