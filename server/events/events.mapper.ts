@@ -1,12 +1,11 @@
 /** The one place where an events row becomes the API's Event: in the feed and in a delivery's body alike. */
 import type { components } from '../../generated/api.js';
-import type { EventRow } from '../db/schema.js';
+import type { EventColumns } from './events.queries.js';
+
+export type { EventColumns } from './events.queries.js';
 
 export type Event = components['schemas']['Event'];
 export type EventType = components['schemas']['EventType'];
-
-/** The columns an event is made of. */
-export type EventColumns = Pick<EventRow, 'id' | 'type' | 'env' | 'created_at' | 'data'>;
 
 export function toEvent(row: EventColumns): Event {
   return {

@@ -12,7 +12,6 @@
 import { type Kysely, sql } from 'kysely';
 import { compiler, prepare } from '../db/prepared.js';
 import type { Database, Env, EventRow } from '../db/schema.js';
-import type { EventColumns } from './events.mapper.js';
 
 /** One event, as the statement that writes the change also writes it. */
 export interface EventParams {
@@ -61,6 +60,9 @@ export interface FeedQuery {
   type: string | undefined;
   limit: number;
 }
+
+/** The columns an event is made of (server/events/events.mapper.ts renders them). */
+export type EventColumns = Pick<EventRow, 'id' | 'type' | 'env' | 'created_at' | 'data'>;
 
 export type FeedRow = EventColumns & FeedPosition;
 
