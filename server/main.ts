@@ -10,7 +10,7 @@ import { loadConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { migrateOrThrow } from './db/migrate.js';
 import { createReadiness } from './health/readiness.js';
-import { schedulePurge } from './idempotency/idempotency.js';
+import { scheduleHousekeeping } from './lifecycle/housekeeping.js';
 import { createShutdown } from './lifecycle/shutdown.js';
 import { createLogger } from './logger.js';
 import { openRedisCounters } from './rate-limit/redis.js';
@@ -72,10 +72,10 @@ async function prepareDatabase() {
 }
 // The validator compiles the spec while the database is being readied: neither waits for the other.
 const [demo] = await Promise.all([prepareDatabase(), warmUp()]);
-const stopPurge = schedulePurge(
+const stopPurge = scheduleHousekeeping(
   database.db,
   () => new Date(),
-  (error) => logger.error({ err: error }, 'idempotency purge failed'),
+  (error) => logger.error({ err: error }, 'purge failed'),
 );
 const metricsServer =
   metrics && config.metricsPort !== undefined ? await startMetricsServer(metrics, config.metricsPort, config.metricsHost) : undefined;

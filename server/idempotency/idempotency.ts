@@ -207,17 +207,3 @@ export async function purgeExpiredKeys(
   }
   return total;
 }
-
-/** Purges on a schedule inside the server; the timer never keeps the process alive. */
-export function schedulePurge(
-  db: Kysely<Database>,
-  clock: () => Date,
-  onError: (error: unknown) => void,
-  intervalMs = 10 * 60 * 1000,
-): () => void {
-  const timer = setInterval(() => {
-    purgeExpiredKeys(db, clock(), { batchSize: 1000, maxBatches: 10 }).catch(onError);
-  }, intervalMs);
-  timer.unref();
-  return () => clearInterval(timer);
-}

@@ -1,7 +1,10 @@
-/** The server purges expired keys on its own schedule, in bounded batches. */
+/** The server purges expired keys (and events past 30 days) on its own schedule, in bounded batches. */
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { insertEvent } from '../../server/events/events.service.js';
 import { mintTokenForOrganisation } from '../../server/tokens/tokens.service.js';
-import { purgeExpiredKeys, schedulePurge } from '../../server/idempotency/idempotency.js';
+import { purgeExpiredKeys } from '../../server/idempotency/idempotency.js';
+import { scheduleHousekeeping } from '../../server/lifecycle/housekeeping.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
 let database: TestDatabase;
@@ -37,12 +40,25 @@ it('purges in batches until none is left, and never a live key', async () => {
   expect(await remaining()).toBe(5);
 });
 
-it('runs on a schedule inside the server', async () => {
+const event = (createdAt: Date) => ({
+  eventOrgId: orgId,
+  eventEnv: 'test' as const,
+  eventId: randomUUID(),
+  eventType: 'client.created',
+  eventCreatedAt: createdAt,
+  eventData: '{"object":{}}',
+});
+const events = async () => (await database.db.selectFrom('events').select('created_at').execute()).map((r) => r.created_at);
+
+it('runs on a schedule inside the server, for keys and events alike', async () => {
   await database.db.deleteFrom('idempotency_keys').execute();
   const now = new Date('2026-11-28T12:00:00Z');
   await insertKeys(3, new Date(now.getTime() - 1), 'scheduled');
+  const kept = new Date(now.getTime() - 29 * 86_400_000);
+  await insertEvent(database.db, event(new Date(now.getTime() - 31 * 86_400_000)));
+  await insertEvent(database.db, event(kept));
   const errors: unknown[] = [];
-  const stop = schedulePurge(
+  const stop = scheduleHousekeeping(
     database.db,
     () => now,
     (e) => errors.push(e),
@@ -50,6 +66,7 @@ it('runs on a schedule inside the server', async () => {
   );
   try {
     await expect.poll(remaining, { timeout: 5_000, interval: 20 }).toBe(0);
+    await expect.poll(events, { timeout: 5_000, interval: 20 }).toEqual([kept]);
   } finally {
     stop();
   }
