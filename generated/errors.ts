@@ -13,6 +13,7 @@ export const errorStatus = {
   "method_not_allowed": 405,
   "precondition_failed": 412,
   "client_deleted": 409,
+  "webhook_endpoint_limit_reached": 409,
   "idempotency_request_in_progress": 409,
   "idempotency_key_reused": 422,
   "rate_limited": 429,

@@ -260,7 +260,8 @@ export type paths = {
          * @description Registers a URL to which the events of the token's environment are POSTed, signed as the
          *     Standard Webhooks specification says. Events that happen from now on are delivered; earlier
          *     ones are in `GET /events`. The answer's `secret` is the signing secret, shown this once.
-         *     An organisation has at most 16 endpoints per environment (a 17th is 400 naming `url`).
+         *     An organisation has at most 16 endpoints per environment: a 17th is 409
+         *     `webhook_endpoint_limit_reached` (delete one first).
          *
          *     The URL must be `https` in the live environment. Its host must resolve only to public
          *     addresses: one that resolves to a private, loopback, link-local or otherwise non-public
@@ -585,7 +586,7 @@ export type components = {
          * @description A stable, machine-readable error code.
          * @enum {string}
          */
-        ErrorCode: "validation_failed" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "plan_required" | "plan_limit_reached" | "forbidden" | "not_found" | "method_not_allowed" | "precondition_failed" | "client_deleted" | "idempotency_request_in_progress" | "idempotency_key_reused" | "rate_limited" | "internal_error" | "service_unavailable";
+        ErrorCode: "validation_failed" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "plan_required" | "plan_limit_reached" | "forbidden" | "not_found" | "method_not_allowed" | "precondition_failed" | "client_deleted" | "webhook_endpoint_limit_reached" | "idempotency_request_in_progress" | "idempotency_key_reused" | "rate_limited" | "internal_error" | "service_unavailable";
         /**
          * @description An organisation's plan.
          * @enum {string}
@@ -2571,11 +2572,11 @@ export interface operations {
             content: {
                 /**
                  * @example {
+                 *       "description": "CRM sync",
                  *       "url": "https://crm.example.com/webhooks/clients",
                  *       "enabledEvents": [
                  *         "*"
-                 *       ],
-                 *       "description": "CRM sync"
+                 *       ]
                  *     }
                  */
                 "application/json": components["schemas"]["WebhookEndpointCreate"];
@@ -2607,7 +2608,26 @@ export interface operations {
             401: components["responses"]["Unauthenticated"];
             402: components["responses"]["PaymentRequired"];
             403: components["responses"]["Forbidden"];
-            409: components["responses"]["IdempotencyRequestInProgress"];
+            /**
+             * @description `webhook_endpoint_limit_reached`: the organisation already has 16 endpoints in this
+             *     environment; delete one first. Or `idempotency_request_in_progress`: another request with
+             *     this `Idempotency-Key` is still running; retry after `Retry-After` seconds with the same key.
+             *     `Retry-After` comes with the second only.
+             */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    /** @description With `idempotency_request_in_progress` only; seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["IdempotencyKeyReused"];
@@ -2718,6 +2738,7 @@ export interface operations {
             content: {
                 /**
                  * @example {
+                 *       "description": "CRM sync, new and changed clients only",
                  *       "enabledEvents": [
                  *         "client.created",
                  *         "client.updated"

@@ -10,6 +10,7 @@
  * - The tenant is on the plan with no limits, with every scope, so a valid request is never
  *   refused for its plan or its token.
  */
+import { randomUUID } from 'node:crypto';
 import { PLANS } from '../../server/plans/plans.js';
 import type { ModelRequest, OperationModel } from './request-check.js';
 import { operationModels } from './request-check.js';
@@ -52,7 +53,41 @@ export const parameterFixtures: Record<string, ParameterFixture> = {
   // Any string to the spec (it must stay opaque), but only the server's own cursors name a place in
   // the list: the cursors of a real walk, one client per page.
   'listClients.cursor': { values: (context) => cursorsOfAWalk(context), onlyThese: true },
+  // The feed's places: only the server's own, from a walk of a feed with events in it.
+  'listEvents.after': { values: async (context) => (await walkTheFeed(context)).cursors, onlyThese: true },
+  // Events have no create of their own: a client's changes make them.
+  'getEvent.id': { values: async (context) => (await walkTheFeed(context)).ids },
 };
+
+/** The feed one event at a time, after changes that write events: its cursors and its events' ids. */
+async function walkTheFeed(context: FixtureContext): Promise<{ cursors: string[]; ids: string[] }> {
+  await createFromExample(operation('createClient'), context, 3);
+  const cursors: string[] = [];
+  const ids: string[] = [];
+  let after: string | undefined;
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const response = await context.send({
+      operationId: 'listEvents',
+      method: 'GET',
+      path: '/events',
+      pathParams: {},
+      query: after ? { limit: '1', after } : { limit: '1' },
+      headers: {},
+    });
+    if (!response.ok) throw new Error(`fixture: listEvents answered ${response.status}`);
+    const page = (await response.json()) as { data: { id: string }[]; nextCursor: string; hasMore: boolean };
+    ids.push(...page.data.map((event) => event.id));
+    if (page.data.length > 0) cursors.push(page.nextCursor);
+    after = page.nextCursor;
+    if (page.hasMore) continue;
+    // Another test's transaction on the same PostgreSQL server may hold the feed back for a moment.
+    if (ids.length >= 3 || Date.now() > deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  if (ids.length < 3) throw new Error('fixture: the feed showed fewer events than the changes made');
+  return { cursors, ids };
+}
 
 export interface FieldFixture {
   /** Values the fuzzer gives the field instead of ones generated from its schema. */
@@ -172,6 +207,18 @@ export const planRefusals: Record<string, (context: FixtureContext) => Promise<M
     await createFromExample(operation('createClient'), context, PLANS.free.maxActiveClients!);
     return exampleRequest(operation('restoreClient'), { id: id! });
   },
+  // Webhooks are a feature of pro and above: the free plan is refused before anything is looked up.
+  ...Object.fromEntries(
+    [
+      'listWebhookEndpoints',
+      'createWebhookEndpoint',
+      'getWebhookEndpoint',
+      'updateWebhookEndpoint',
+      'deleteWebhookEndpoint',
+      'rotateWebhookEndpointSecret',
+      'listWebhookDeliveries',
+    ].map((id) => [id, async () => exampleRequest(operation(id), { id: randomUUID() })]),
+  ),
 };
 
 /** Makes `count` resources with the collection's example body; their ids (from `data.id` or Location). */
