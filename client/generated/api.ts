@@ -924,10 +924,7 @@ export type components = {
              * @description The event's id; also the `webhook-id` of every delivery of it, the same on each retry.
              */
             id: string;
-            /**
-             * @description discriminator enum property added by openapi-typescript
-             * @enum {string}
-             */
+            /** @constant */
             type: "client.created";
             env: components["schemas"]["Env"];
             /**
@@ -949,10 +946,7 @@ export type components = {
              * @description The event's id; also the `webhook-id` of every delivery of it, the same on each retry.
              */
             id: string;
-            /**
-             * @description discriminator enum property added by openapi-typescript
-             * @enum {string}
-             */
+            /** @constant */
             type: "client.updated";
             env: components["schemas"]["Env"];
             /**
@@ -975,10 +969,7 @@ export type components = {
              * @description The event's id; also the `webhook-id` of every delivery of it, the same on each retry.
              */
             id: string;
-            /**
-             * @description discriminator enum property added by openapi-typescript
-             * @enum {string}
-             */
+            /** @constant */
             type: "client.deleted";
             env: components["schemas"]["Env"];
             /**
@@ -1000,10 +991,7 @@ export type components = {
              * @description The event's id; also the `webhook-id` of every delivery of it, the same on each retry.
              */
             id: string;
-            /**
-             * @description discriminator enum property added by openapi-typescript
-             * @enum {string}
-             */
+            /** @constant */
             type: "client.restored";
             env: components["schemas"]["Env"];
             /**
@@ -1077,9 +1065,8 @@ export type components = {
             /**
              * @description Why it is disabled: `manual` (by `PATCH` with `disabled: true`), or `failing` (every delivery
              *     failed for five days). Null while enabled.
-             * @enum {string|null}
              */
-            disabledReason: "manual" | "failing" | null;
+            disabledReason: ("manual" | "failing") | null;
             /**
              * Format: date-time
              * @description Since when every delivery attempt has failed; null after a success. Five days of failures
