@@ -4,7 +4,8 @@
  *   - the client's insert alone, with the four trigram GIN indexes of `q` (name, contactName,
  *     email, billingEmail), then with 3, 2, 1 and none of them: what each index's entries cost;
  *   - the one statement of an idempotent create (claim the key, insert, store the response), with
- *     and without the GIN indexes: what the idempotency row costs.
+ *     and without the GIN indexes: what the idempotency row costs;
+ *   - the event's insert alone (every create's statement includes it): what the outbox costs.
  * Each variant runs `BENCH_ROUNDS` times (alternating), `BENCH_SECONDS` each, with pgbench's
  * prepared protocol (as the server's named statements), `BENCH_CLIENTS` connections; the median
  * transactions per second is printed, and each variant's cost per create in ms of one connection.
@@ -16,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import '../server/clients/clients.queries.js';
+import '../server/events/events.queries.js';
 import { openDatabase } from '../server/db/database.js';
 import { migrateOrThrow } from '../server/db/migrate.js';
 import { preparedStatements } from '../server/db/prepared.js';
@@ -57,6 +59,13 @@ function expressionOf(parameter: string, orgId: string): string {
     responseStatus: '201',
     responseBody: `json_build_object('data', json_build_object('name', 'Globex Corporation'))::text`,
     responseHeaders: `json_build_object('Location', '/clients/x')::text`,
+    eventOrgId: `'${orgId}'`,
+    eventEnv: `'test'`,
+    eventId: 'gen_random_uuid()',
+    eventType: `'client.created'`,
+    eventCreatedAt: 'now()',
+    // About the size of a real client.created event.
+    eventData: `json_build_object('object', json_build_object('name', 'Globex Corporation ' || (:n)::text, 'email', 'hank@globex.test', 'notes', repeat('x', 600)))::text`,
   };
   return `(${values[parameter] ?? 'NULL'})`;
 }
@@ -87,9 +96,10 @@ try {
   sql.on('error', () => {});
   await sql.connect();
 
-  const scripts = { insert: join(dir, 'insert.sql'), keyed: join(dir, 'keyed.sql') };
+  const scripts = { insert: join(dir, 'insert.sql'), keyed: join(dir, 'keyed.sql'), event: join(dir, 'event.sql') };
   writeFileSync(scripts.insert, pgbenchScript('insert_client', orgId));
   writeFileSync(scripts.keyed, pgbenchScript('insert_client_with_key', orgId));
+  writeFileSync(scripts.event, pgbenchScript('insert_event', orgId));
 
   const indexDefinitions = new Map<string, string>();
   for (const index of GIN) {
@@ -107,7 +117,8 @@ try {
     }
     await sql.query('truncate clients cascade');
     await sql.query('truncate idempotency_keys');
-    await sql.query('vacuum analyze clients, idempotency_keys');
+    await sql.query('truncate events cascade');
+    await sql.query('vacuum analyze clients, idempotency_keys, events');
   }
 
   const variants = [
@@ -118,6 +129,7 @@ try {
     { label: 'insert, no GIN index', gin: 0, script: scripts.insert },
     { label: 'insert + idempotency key, 4 GIN', gin: 4, script: scripts.keyed },
     { label: 'insert + idempotency key, no GIN', gin: 0, script: scripts.keyed },
+    { label: 'the event alone', gin: 0, script: scripts.event },
   ];
   const tps = new Map<string, number[]>(variants.map((v) => [v.label, []]));
   for (let round = 0; round < rounds; round++) {
@@ -157,6 +169,8 @@ try {
   const key4 = median(tps.get('insert + idempotency key, 4 GIN')!);
   const ins4 = median(tps.get('insert, 4 GIN indexes')!);
   console.log(`the idempotency row and claim: ${(((ins4 - key4) / ins4) * 100).toFixed(1)}% of the insert's throughput (4 GIN).`);
+  const event = median(tps.get('the event alone')!);
+  console.log(`the event alone: ${((1000 * connections) / event).toFixed(2)} ms per create of one connection (every insert above includes it).`);
 } finally {
   if (!process.env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
   await admin.query(`drop database if exists ${name} with (force)`);

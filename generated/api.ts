@@ -1006,30 +1006,34 @@ export type components = {
         /**
          * ClientPreviousAttributes
          * @description The fields of the client that this change changed, each with its value before the change
-         *     (`updatedAt` among them). Fields it did not change are absent.
+         *     (`updatedAt` among them). Fields it did not change are absent. Each field's schema is the
+         *     same as in `Client` (test/unit/spec-rules.test.ts checks that they stay so).
          */
         ClientPreviousAttributes: {
-            name?: components["schemas"]["name"];
-            contactName?: components["schemas"]["contactName"];
-            email?: components["schemas"]["email"];
-            phone?: components["schemas"]["phone"];
-            website?: components["schemas"]["website"];
-            currency?: components["schemas"]["currency"];
-            notes?: components["schemas"]["notes"];
-            billingAddress?: components["schemas"]["billingAddress"];
-            billingLine1?: components["schemas"]["billingLine1"];
-            billingLine2?: components["schemas"]["billingLine2"];
-            billingCity?: components["schemas"]["billingCity"];
-            billingRegion?: components["schemas"]["billingRegion"];
-            billingPostalCode?: components["schemas"]["billingPostalCode"];
-            billingCountry?: components["schemas"]["billingCountry"];
-            taxNumber?: components["schemas"]["taxNumber"];
-            defaultRate?: components["schemas"]["defaultRate"];
-            defaultPaymentTerms?: components["schemas"]["defaultPaymentTerms"];
-            defaultTaxRate?: components["schemas"]["defaultTaxRate"];
-            requirePoNumber?: components["schemas"]["requirePoNumber"];
-            billingEmail?: components["schemas"]["billingEmail"];
-            updatedAt?: components["schemas"]["updatedAt"];
+            name?: string;
+            contactName?: string | null;
+            email?: string | null;
+            phone?: string | null;
+            website?: string | null;
+            currency?: components["schemas"]["CurrencyCode"] | null;
+            notes?: string | null;
+            billingAddress?: string | null;
+            billingLine1?: string | null;
+            billingLine2?: string | null;
+            billingCity?: string | null;
+            billingRegion?: string | null;
+            billingPostalCode?: string | null;
+            billingCountry?: components["schemas"]["CountryCode"] | null;
+            taxNumber?: string | null;
+            /** @description A decimal string with at least 2 decimal places, such as "120.50" or "0.125". */
+            defaultRate?: string | null;
+            defaultPaymentTerms?: string | null;
+            /** @description A decimal string in its shortest form, such as "20" or "8.875". */
+            defaultTaxRate?: string | null;
+            requirePoNumber?: boolean;
+            billingEmail?: string | null;
+            /** Format: date-time */
+            updatedAt?: string;
         };
         /**
          * EventList
@@ -1090,15 +1094,8 @@ export type components = {
          */
         WebhookEndpointCreate: {
             url: components["schemas"]["WebhookUrl"];
-            /**
-             * @description The event types to deliver here, or `["*"]` for all.
-             * @example [
-             *       "*"
-             *     ]
-             */
-            enabledEvents: components["schemas"]["WebhookEventSelector"][];
-            /** @description What the endpoint is for. */
-            description?: string | null;
+            enabledEvents: components["schemas"]["WebhookEnabledEvents"];
+            description?: components["schemas"]["WebhookDescription"];
             /** @description Register it disabled (false by default). */
             disabled?: boolean;
         };
@@ -1110,8 +1107,8 @@ export type components = {
          */
         WebhookEndpointUpdate: {
             url?: components["schemas"]["WebhookUrl"];
-            enabledEvents?: components["schemas"]["enabledEvents"];
-            description?: components["schemas"]["description"];
+            enabledEvents?: components["schemas"]["WebhookEnabledEvents"];
+            description?: components["schemas"]["WebhookDescription"];
             /** @description True stops deliveries; false resumes them. */
             disabled?: boolean;
         };
@@ -1120,6 +1117,19 @@ export type components = {
          * @description An event type, or `*` for every type (those added later included).
          */
         WebhookEventSelector: components["schemas"]["EventType"] | "*";
+        /**
+         * WebhookEnabledEvents
+         * @description The event types to deliver here, or `["*"]` for all.
+         * @example [
+         *       "*"
+         *     ]
+         */
+        WebhookEnabledEvents: components["schemas"]["WebhookEventSelector"][];
+        /**
+         * WebhookDescription
+         * @description What the endpoint is for.
+         */
+        WebhookDescription: string | null;
         /**
          * WebhookUrl
          * @description Where deliveries are POSTed: an absolute URL, `https` in the live environment (`http` or
@@ -1258,39 +1268,6 @@ export type components = {
          *     is refused, so that the empty string stays one literal value that generated clients can type.
          */
         FlagInput: boolean | "" | null;
-        name: string;
-        contactName: string | null;
-        email: string | null;
-        phone: string | null;
-        website: string | null;
-        currency: components["schemas"]["CurrencyCode"] | null;
-        notes: string | null;
-        billingAddress: string | null;
-        billingLine1: string | null;
-        billingLine2: string | null;
-        billingCity: string | null;
-        billingRegion: string | null;
-        billingPostalCode: string | null;
-        billingCountry: components["schemas"]["CountryCode"] | null;
-        taxNumber: string | null;
-        /** @description A decimal string with at least 2 decimal places, such as "120.50" or "0.125". */
-        defaultRate: string | null;
-        defaultPaymentTerms: string | null;
-        /** @description A decimal string in its shortest form, such as "20" or "8.875". */
-        defaultTaxRate: string | null;
-        requirePoNumber: boolean;
-        billingEmail: string | null;
-        /** Format: date-time */
-        updatedAt: string;
-        /**
-         * @description The event types to deliver here, or `["*"]` for all.
-         * @example [
-         *       "*"
-         *     ]
-         */
-        enabledEvents: components["schemas"]["WebhookEventSelector"][];
-        /** @description What the endpoint is for. */
-        description: string | null;
     };
     responses: {
         /** @description `validation_failed`: the request has a query parameter, and this operation takes none. */
@@ -1758,6 +1735,8 @@ export type SchemaWebhookEndpoint = components['schemas']['WebhookEndpoint'];
 export type SchemaWebhookEndpointCreate = components['schemas']['WebhookEndpointCreate'];
 export type SchemaWebhookEndpointUpdate = components['schemas']['WebhookEndpointUpdate'];
 export type SchemaWebhookEventSelector = components['schemas']['WebhookEventSelector'];
+export type SchemaWebhookEnabledEvents = components['schemas']['WebhookEnabledEvents'];
+export type SchemaWebhookDescription = components['schemas']['WebhookDescription'];
 export type SchemaWebhookUrl = components['schemas']['WebhookUrl'];
 export type SchemaWebhookDeliveryAttempt = components['schemas']['WebhookDeliveryAttempt'];
 export type SchemaWebhookSecret = components['schemas']['WebhookSecret'];
@@ -1772,29 +1751,6 @@ export type SchemaCountryInput = components['schemas']['CountryInput'];
 export type SchemaMoneyInput = components['schemas']['MoneyInput'];
 export type SchemaPercentageInput = components['schemas']['PercentageInput'];
 export type SchemaFlagInput = components['schemas']['FlagInput'];
-export type SchemaName = components['schemas']['name'];
-export type SchemaContactName = components['schemas']['contactName'];
-export type SchemaEmail = components['schemas']['email'];
-export type SchemaPhone = components['schemas']['phone'];
-export type SchemaWebsite = components['schemas']['website'];
-export type SchemaCurrency = components['schemas']['currency'];
-export type SchemaNotes = components['schemas']['notes'];
-export type SchemaBillingAddress = components['schemas']['billingAddress'];
-export type SchemaBillingLine1 = components['schemas']['billingLine1'];
-export type SchemaBillingLine2 = components['schemas']['billingLine2'];
-export type SchemaBillingCity = components['schemas']['billingCity'];
-export type SchemaBillingRegion = components['schemas']['billingRegion'];
-export type SchemaBillingPostalCode = components['schemas']['billingPostalCode'];
-export type SchemaBillingCountry = components['schemas']['billingCountry'];
-export type SchemaTaxNumber = components['schemas']['taxNumber'];
-export type SchemaDefaultRate = components['schemas']['defaultRate'];
-export type SchemaDefaultPaymentTerms = components['schemas']['defaultPaymentTerms'];
-export type SchemaDefaultTaxRate = components['schemas']['defaultTaxRate'];
-export type SchemaRequirePoNumber = components['schemas']['requirePoNumber'];
-export type SchemaBillingEmail = components['schemas']['billingEmail'];
-export type SchemaUpdatedAt = components['schemas']['updatedAt'];
-export type SchemaEnabledEvents = components['schemas']['enabledEvents'];
-export type SchemaDescription = components['schemas']['description'];
 export type ResponseUnknownQueryParameter = components['responses']['UnknownQueryParameter'];
 export type ResponseValidationFailed = components['responses']['ValidationFailed'];
 export type ResponseUnauthenticated = components['responses']['Unauthenticated'];

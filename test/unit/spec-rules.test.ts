@@ -37,3 +37,14 @@ describe.each(idempotent.map((op) => [op.operationId, op] as const))('%s', (_id,
     }
   });
 });
+
+it("declares each of an update event's previous attributes exactly as the client's own field", () => {
+  const client = doc.components.schemas.Client as Node;
+  const previous = doc.components.schemas.ClientPreviousAttributes as Node;
+  const fields = Object.keys(previous.properties);
+  expect(fields.length).toBeGreaterThan(10);
+  for (const field of fields) expect(previous.properties[field], field).toEqual(client.properties[field]);
+  // Every field a PATCH can change is there.
+  const writable = Object.keys((doc.components.schemas.ClientUpdate as Node).properties);
+  expect(fields).toEqual(expect.arrayContaining([...writable, 'updatedAt']));
+});
