@@ -79,7 +79,8 @@ function headerRecord(headers: WebhookHeaders): Record<string, string> {
 
 function bodyText(rawBody: string | Uint8Array): string {
   if (typeof rawBody === 'string') return rawBody;
-  if (rawBody instanceof Uint8Array) return new TextDecoder('utf-8', { ignoreBOM: true }).decode(rawBody);
+  // isView rather than instanceof: bytes from another realm (a vm, a worker's copy) are bytes too.
+  if (ArrayBuffer.isView(rawBody)) return new TextDecoder('utf-8', { ignoreBOM: true }).decode(rawBody);
   throw new TypeError('verifyWebhook: rawBody must be the body as received (a string or bytes), not parsed JSON');
 }
 
