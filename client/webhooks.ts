@@ -27,8 +27,9 @@ declare const unknownEventType: unique symbol;
 
 /**
  * The `type` of an event this version of the package does not know: a string at run time, opaque
- * to TypeScript, so that `event.type === 'client.updated'` narrows to the client events alone
- * (a `string` here would leave every check unnarrowed). Read it with `String(event.type)`.
+ * to TypeScript, so that `event.type === 'client.updated'` narrows to the client events alone (as
+ * `string`, it would match every check and keep an UnknownEvent in every branch). Read it with
+ * `String(event.type)`.
  */
 export interface UnknownEventType {
   readonly [unknownEventType]: 'an event type this version of the package does not know';
@@ -55,7 +56,7 @@ const SIGNATURE_HEADER = 'webhook-signature';
 
 /** Lower-case names, single string values; repeats joined with a space (the way several signatures are sent). */
 function headerRecord(headers: WebhookHeaders): Record<string, string> {
-  const record: Record<string, string> = {};
+  const record: Record<string, string> = Object.create(null);
   const add = (name: string, value: string) => {
     const key = name.toLowerCase();
     record[key] = record[key] === undefined ? value : `${record[key]} ${value}`;
