@@ -26,6 +26,7 @@ import type { components, operations, paths } from './generated/api.js';
 
 export type { components, operations, paths };
 export type * from './schemas.js';
+export { type UnknownEvent, type UnknownEventType, type WebhookHeaders, WebhookVerificationError, verifyWebhook } from './webhooks.js';
 
 export type Fetch = (request: Request) => Promise<Response>;
 

@@ -4,7 +4,7 @@
  * (`generated/api.ts`, made from the spec by `npm run generate`), never retyped, so the spec stays
  * the only place a field is defined; a schema renamed in the spec is one line here.
  *
- * Webhook event payloads will join these once the API sends webhooks.
+ * The webhook payloads are the event schemas: `WebhookEvent` is what `verifyWebhook` returns.
  */
 import type { components, operations } from './generated/api.js';
 
@@ -50,3 +50,53 @@ export type Readiness = Schemas['Readiness'];
 export type CurrencyCode = Schemas['CurrencyCode'];
 /** An ISO 3166-1 alpha-2 country code as the API returns it (upper case). */
 export type CountryCode = Schemas['CountryCode'];
+
+/** An event of the change feed: one of the four client events below, told apart by `type`. */
+export type Event = Schemas['Event'];
+/** A page of `GET /events`, oldest first: `{ data, nextCursor, hasMore }`; keep `nextCursor` to poll on. */
+export type EventList = Schemas['EventList'];
+/** An event's `type`: `client.created`, `client.updated`, `client.deleted` or `client.restored`. */
+export type EventType = Schemas['EventType'];
+/** `client.created`: `data.object` is the new client. */
+export type ClientCreatedEvent = Schemas['ClientCreatedEvent'];
+/** `client.updated`: `data.object` is the client after, `data.previousAttributes` the changed fields before. */
+export type ClientUpdatedEvent = Schemas['ClientUpdatedEvent'];
+/** `client.deleted`: `data.object` is the client with `deletedAt` set. */
+export type ClientDeletedEvent = Schemas['ClientDeletedEvent'];
+/** `client.restored`: `data.object` is the client with `deletedAt` null again. */
+export type ClientRestoredEvent = Schemas['ClientRestoredEvent'];
+/** The fields a `client.updated` event changed, each with its value before (fields it did not change are absent). */
+export type ClientPreviousAttributes = Schemas['ClientPreviousAttributes'];
+/** The answer of `GET /events/{id}`: `{ data: Event }`. */
+export type EventData = Json<'getEvent', 200>;
+/**
+ * The body of a webhook delivery, as `verifyWebhook` returns it once the signature is good: one of
+ * the four client events (narrow it by `type`). The spec's top-level `webhooks` section declares
+ * each; they are the feed's events, delivered.
+ */
+export type WebhookEvent = ClientCreatedEvent | ClientUpdatedEvent | ClientDeletedEvent | ClientRestoredEvent;
+
+/** A webhook endpoint as the API returns it (never its secret). */
+export type WebhookEndpoint = Schemas['WebhookEndpoint'];
+/** The body of `POST /webhook-endpoints`: `url` and `enabledEvents`, optionally `description`. */
+export type WebhookEndpointCreate = Schemas['WebhookEndpointCreate'];
+/** The body of `PATCH /webhook-endpoints/{id}`: only the fields to change; `disabled: false` re-enables it. */
+export type WebhookEndpointUpdate = Schemas['WebhookEndpointUpdate'];
+/** Where deliveries are POSTed: an absolute URL (https in live) on a public address. */
+export type WebhookUrl = Schemas['WebhookUrl'];
+/** An event type an endpoint takes, or `*` for every type, those added later included. */
+export type WebhookEventSelector = Schemas['WebhookEventSelector'];
+/** A signing secret, `whsec_…`: shown once, when an endpoint is created or its secret rotated. */
+export type WebhookSecret = Schemas['WebhookSecret'];
+/** One delivery attempt as `GET /webhook-endpoints/{id}/deliveries` lists it. */
+export type WebhookDeliveryAttempt = Schemas['WebhookDeliveryAttempt'];
+/** The answer of `POST /webhook-endpoints`: the endpoint and, this once, its `secret` (absent on a replay). */
+export type WebhookEndpointCreated = Json<'createWebhookEndpoint', 201>;
+/** The answer of `GET /webhook-endpoints`. */
+export type WebhookEndpointList = Json<'listWebhookEndpoints', 200>;
+/** The answer of read, update and delete of one endpoint: `{ data: WebhookEndpoint }`. */
+export type WebhookEndpointData = Json<'getWebhookEndpoint', 200>;
+/** The answer of `POST /webhook-endpoints/{id}/rotate-secret`: the endpoint and its new `secret`. */
+export type WebhookSecretRotated = Json<'rotateWebhookEndpointSecret', 200>;
+/** A page of `GET /webhook-endpoints/{id}/deliveries`. */
+export type WebhookDeliveryList = Json<'listWebhookDeliveries', 200>;

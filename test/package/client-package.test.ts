@@ -1,10 +1,12 @@
 /**
  * The client package as a project elsewhere gets it: `npm pack` makes the tarball, a scratch
- * project outside the repository installs it (with openapi-fetch from the registry, nothing else),
+ * project outside the repository installs it (with its dependencies from the registry, openapi-fetch
+ * and standardwebhooks, nothing else),
  * compiles its own TypeScript against it under `strict` (test/package/scratch: a program, the
  * README's examples, and calls that must not compile), then runs the program against the real
- * server. publint judges the tarball, and esbuild bundles its runtime code for a neutral platform,
- * which then runs with the web platform's globals only (no process, Buffer or require).
+ * server and verifies a webhook delivery signed here. publint judges the tarball, and esbuild
+ * bundles its runtime code for a neutral platform, which then runs with the web platform's globals
+ * only (no process, Buffer or require).
  */
 import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,6 +16,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import vm from 'node:vm';
 import { build, type BuildOptions } from 'esbuild';
 import { publint } from 'publint';
+import { Webhook } from 'standardwebhooks';
 import { formatMessage } from 'publint/utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import spec from '../../generated/openapi.json' with { type: 'json' };
@@ -22,6 +25,8 @@ import { startTestServer, type TestServer } from '../support/server.js';
 
 const FIXTURES = join(import.meta.dirname, 'scratch');
 const PACKAGE_NAME = '@clients-api/client';
+/** What the shipped code may import besides its own files: its dependencies. */
+const DEPENDENCIES = ['openapi-fetch', 'standardwebhooks'];
 
 interface Ran {
   code: number;
@@ -32,16 +37,16 @@ interface Ran {
 /** npm's own variables (set when this runs under `npm test`) would steer the scratch project's npm back here. */
 const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.toLowerCase().startsWith('npm_')));
 
-function run(command: string, args: string[], cwd: string): Promise<Ran> {
+function run(command: string, args: string[], cwd: string, env: Record<string, string> = {}): Promise<Ran> {
   return new Promise((done) => {
-    execFile(command, args, { cwd, env: cleanEnv, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) =>
+    execFile(command, args, { cwd, env: { ...cleanEnv, ...env }, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) =>
       done({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
 
-async function mustRun(command: string, args: string[], cwd: string): Promise<Ran> {
-  const ran = await run(command, args, cwd);
+async function mustRun(command: string, args: string[], cwd: string, env?: Record<string, string>): Promise<Ran> {
+  const ran = await run(command, args, cwd, env);
   if (ran.code !== 0) throw new Error(`${command} ${args.join(' ')} exited with ${ran.code}:\n${ran.stdout}\n${ran.stderr}`);
   return ran;
 }
@@ -54,6 +59,33 @@ function filesUnder(dir: string): string[] {
 }
 
 const tsc = join(root, 'node_modules/.bin/tsc');
+
+const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+const deliveredEvent = {
+  id: '7d7a5d1e-4f1f-4c3b-9f63-1c1c2b0f7a10',
+  type: 'client.deleted',
+  env: 'test',
+  createdAt: '2026-12-01T10:00:00.000Z',
+  data: { object: { id: '0b9e6e0e-3a8f-4c61-8d4e-5f0b8f3c2d11', name: 'Globex Corporation', deletedAt: '2026-12-01T10:00:00.000Z' } },
+};
+
+/**
+ * A delivery as the server sends one, signed by the library, for the program to verify with the
+ * installed package (handed over in its environment, signed just before it runs: the timestamp is
+ * good for five minutes).
+ */
+function signedDelivery(sentAt = new Date()) {
+  const body = JSON.stringify(deliveredEvent);
+  return {
+    secret: SECRET,
+    body,
+    headers: {
+      'webhook-id': deliveredEvent.id,
+      'webhook-timestamp': String(Math.floor(sentAt.getTime() / 1000)),
+      'webhook-signature': new Webhook(SECRET).sign(deliveredEvent.id, sentAt, body),
+    },
+  };
+}
 let scratch: string;
 let tarball: string;
 let project: string;
@@ -107,7 +139,8 @@ describe('the client package, installed in a project elsewhere', () => {
     expect(manifest.name).toBe(PACKAGE_NAME);
     expect(manifest.version).toBe(spec.info.version);
     expect(manifest.private).toBeUndefined();
-    expect(Object.keys(manifest.dependencies as object)).toEqual(['openapi-fetch']);
+    expect(Object.keys(manifest.dependencies as object)).toEqual(DEPENDENCIES);
+    expect((manifest.dependencies as Record<string, string>).standardwebhooks).toBe('1.1.1');
     expect(
       filesUnder(join(project, 'node_modules')).map((file) =>
         file
@@ -115,9 +148,9 @@ describe('the client package, installed in a project elsewhere', () => {
           .slice(0, file.startsWith('@') ? 2 : 1)
           .join('/'),
       ),
-    ).toEqual(expect.arrayContaining([PACKAGE_NAME, 'openapi-fetch']));
+    ).toEqual(expect.arrayContaining([PACKAGE_NAME, ...DEPENDENCIES]));
 
-    // Every import of the shipped code is openapi-fetch or a file of the package itself.
+    // Every import of the shipped code is a dependency or a file of the package itself.
     for (const file of files.filter((name) => name.startsWith('dist/'))) {
       const text = readFileSync(join(installed, file), 'utf8');
       const specifiers = [
@@ -129,7 +162,7 @@ describe('the client package, installed in a project elsewhere', () => {
       );
       for (const [, specifier] of specifiers) {
         if (!specifier!.startsWith('.')) {
-          expect(specifier, `${file} imports ${specifier}`).toBe('openapi-fetch');
+          expect(DEPENDENCIES, `${file} imports ${specifier}`).toContain(specifier);
           continue;
         }
         const target = resolve(dirname(join(installed, file)), specifier!);
@@ -183,8 +216,8 @@ describe('the client package, installed in a project elsewhere', () => {
     });
   }, 120_000);
 
-  it('runs against the real server: create, replay, read, list, update with an ETag, a 400 with fields, a retry with the same key', async () => {
-    const ran = await mustRun(process.execPath, ['dist/main.js'], project);
+  it('runs against the real server (create, replay, read, list, update with an ETag, a 400 with fields, a retry with the same key), and verifies a webhook', async () => {
+    const ran = await mustRun(process.execPath, ['dist/main.js'], project, { WEBHOOK_DELIVERY: JSON.stringify(signedDelivery()) });
     const seen = JSON.parse(ran.stdout);
     const id = seen.created.id as string;
     expect(seen.created).toEqual({ status: 201, id: expect.any(String), currency: 'EUR', defaultRate: '120.50' });
@@ -203,6 +236,12 @@ describe('the client package, installed in a project elsewhere', () => {
     expect(seen.retried.keysSent).toHaveLength(2);
     expect(seen.retried.keysSent[0]).toMatch(/^[0-9a-f-]{36}$/);
     expect(seen.retried.keysSent[1]).toBe(seen.retried.keysSent[0]);
+    expect(seen.webhook).toEqual({
+      type: 'client.deleted',
+      id: deliveredEvent.id,
+      deletedAt: deliveredEvent.data.object.deletedAt,
+      tampered: 'WebhookVerificationError: No matching signature found',
+    });
 
     // The server holds what the program was told: two clients, the replays and the refusals wrote nothing.
     const page = await server.client(token).GET('/clients', { params: { query: { limit: 10 } } });
@@ -218,6 +257,9 @@ describe('the client package, installed in a project elsewhere', () => {
       entryPoints: [entry],
       bundle: true,
       platform: 'neutral',
+      // The neutral platform resolves no package.json `main` by default; standardwebhooks (CommonJS)
+      // has only `main`, as many packages do, so name the fields every bundler for the web reads.
+      mainFields: ['module', 'main'],
       write: false,
       metafile: true,
       logLevel: 'silent',
@@ -227,6 +269,7 @@ describe('the client package, installed in a project elsewhere', () => {
     expect(neutral.errors).toEqual([]);
     const inputs = Object.keys(neutral.metafile.inputs);
     expect(inputs.some((input) => input.includes('openapi-fetch'))).toBe(true);
+    expect(inputs.some((input) => input.includes('standardwebhooks'))).toBe(true);
     const builtins = new Set([...builtinModules, ...builtinModules.map((name) => `node:${name}`)]);
     expect(inputs.filter((input) => builtins.has(input) || input.startsWith('node:'))).toEqual([]);
     expect(Object.values(neutral.metafile.outputs).flatMap((output) => output.imports)).toEqual([]);
@@ -269,6 +312,14 @@ describe('the client package, installed in a project elsewhere', () => {
     expect(sent[0]!.url).toBe('https://clients-api.test/clients');
     expect(sent[0]!.headers.get('Authorization')).toBe('Bearer hsk_test_abc');
     expect(sent[0]!.headers.get('Idempotency-Key')).toMatch(/^[0-9a-f-]{36}$/);
+
+    // verifyWebhook too: bytes in, the event out; a changed body refused.
+    const delivery = signedDelivery();
+    const event = pkg.verifyWebhook(new TextEncoder().encode(delivery.body), new Headers(delivery.headers), [delivery.secret]);
+    expect(event).toEqual(deliveredEvent);
+    expect(() => pkg.verifyWebhook(delivery.body.replace('Globex', 'Initech'), delivery.headers, delivery.secret)).toThrow(
+      expect.objectContaining({ name: 'WebhookVerificationError', message: 'No matching signature found' }),
+    );
     expect(vm.runInContext('typeof process + typeof Buffer + typeof require', context)).toBe('undefinedundefinedundefined');
   });
 });

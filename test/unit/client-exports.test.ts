@@ -2,7 +2,9 @@
  * The client package names a type for every schema of the spec that a user handles: each whole
  * request body, and every named schema an answer holds (followed through the answer's schemas).
  * The input pieces of request bodies (`NameInput`, `MoneyInput`, ...) are not named: users write
- * `ClientCreate`, not its parts. The names are listed in one place, client/schemas.ts, each
+ * `ClientCreate`, not its parts. Nor are the single fields the bundler lifts into components when one
+ * schema refers to another's property (`ClientPreviousAttributes` to `Client`'s `name`, `email`, ...:
+ * lower-case names): users reach them through the schema that holds them. The names are listed in one place, client/schemas.ts, each
  * derived from the generated types; a schema added to the spec that users would handle fails here
  * until it is listed. The package's version is the spec's.
  */
@@ -32,6 +34,9 @@ const operations = Object.values(spec.paths as unknown as Record<string, Record<
 );
 const mediaSchemas = (content: unknown) => Object.values((content ?? {}) as Record<string, Node>).map((media) => media.schema);
 
+/** A property of another schema that the bundler lifted into components (`name`, `enabledEvents`): not a type of its own. */
+const isLiftedField = (name: string) => /^[a-z]/.test(name);
+
 function handledSchemas(): string[] {
   const requestBodies = operations.flatMap((op) => mediaSchemas((op.requestBody as Node | undefined)?.content));
   const answers = operations.flatMap((op) =>
@@ -50,7 +55,7 @@ function handledSchemas(): string[] {
     handled.add(name);
     queue.push(...refsIn(schemas[name]));
   }
-  return [...handled].sort();
+  return [...handled].filter((name) => !isLiftedField(name)).sort();
 }
 
 describe('the client package', () => {

@@ -8,6 +8,8 @@ import {
   type ClientResource,
   type ClientUpdate,
   type Fetch,
+  verifyWebhook,
+  WebhookVerificationError,
 } from '@clients-api/client';
 import { baseUrl, token } from './config.js';
 
@@ -58,6 +60,17 @@ const losesFirstAnswer: Fetch = async (request) => {
 const retrying = createClientsApi({ baseUrl, token, fetch: losesFirstAnswer, retry: { baseDelayMs: 1, maxDelayMs: 10 } });
 const retried = await retrying.POST('/clients', { body: { name: 'Initech' } });
 
+// A webhook delivery (signed by the test just before this runs), verified; then the same with its body changed.
+const delivery = JSON.parse(process.env.WEBHOOK_DELIVERY ?? '{}') as { secret: string; body: string; headers: Record<string, string> };
+const event = verifyWebhook(new TextEncoder().encode(delivery.body), new Headers(delivery.headers), delivery.secret);
+const deletedAt = event.type === 'client.deleted' ? event.data.object.deletedAt : undefined;
+let tampered = 'accepted';
+try {
+  verifyWebhook(delivery.body.replace('Globex', 'Initech'), delivery.headers, [delivery.secret]);
+} catch (error) {
+  if (error instanceof WebhookVerificationError) tampered = `${error.name}: ${error.message}`;
+}
+
 console.log(
   JSON.stringify({
     created: { status: created.response.status, id: client.id, currency: client.currency, defaultRate: client.defaultRate },
@@ -82,5 +95,6 @@ console.log(
       id: retried.data?.data.id,
       keysSent,
     },
+    webhook: { type: String(event.type), id: event.id, deletedAt, tampered },
   }),
 );

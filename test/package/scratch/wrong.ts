@@ -1,6 +1,6 @@
 // Calls the API does not allow: each line marked `error:` must fail to compile (the test reads
 // the compiler's diagnostics and matches them to these lines).
-import { createClientsApi, type ClientCreate, type ClientUpdate } from '@clients-api/client';
+import { createClientsApi, type ClientCreate, type ClientUpdate, verifyWebhook } from '@clients-api/client';
 
 const api = createClientsApi({ baseUrl: 'http://127.0.0.1:3000', token: 'hsk_test_x' });
 
@@ -10,3 +10,8 @@ await api.POST('/clients', { body: { name: 'Globex', defaultRate: true } }); // 
 await api.GET('/clients', { params: { query: { deleted: 'all' } } }); // error: deleted
 await api.GET('/clients/{id}', {}); // error: path id
 export const id: number | undefined = (await api.GET('/clients/{id}', { params: { path: { id: 'x' } } })).data?.data.id; // error: id is a string
+
+const event = verifyWebhook('{}', {}, 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw');
+if (event.type === 'client.created') console.log(event.data.previousAttributes); // error: only client.updated has previousAttributes
+export const kind: 'client.created' | 'client.updated' = event.type; // error: not narrowed (and unknown types are possible)
+export const misspelt = event.type === 'client.create'; // error: no such event type

@@ -1,0 +1,38 @@
+/**
+ * Checked by `npm run typecheck`: the client package's `WebhookEvent` is exactly the union of the
+ * spec's `webhooks` payloads and of its `Event` schema (a new event type in the spec fails here
+ * until the package names it), and `verifyWebhook`'s answer narrows by `type`.
+ */
+import type { ClientResource, ClientUpdatedEvent, components, UnknownEvent, WebhookEvent, verifyWebhook } from '../../client/index.js';
+import type { webhooks } from '../../generated/api.js';
+
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Delivered = { [Type in keyof webhooks]: webhooks[Type]['post']['requestBody']['content']['application/json'] }[keyof webhooks];
+
+export const sameAsWebhooks: Same<WebhookEvent, Delivered> = true;
+export const sameAsEvent: Same<WebhookEvent, components['schemas']['Event']> = true;
+export const sameTypes: Same<WebhookEvent['type'], components['schemas']['EventType']> = true;
+
+export function narrows(event: ReturnType<typeof verifyWebhook>): void {
+  switch (event.type) {
+    case 'client.updated': {
+      const changed: ClientUpdatedEvent = event;
+      void changed.data.previousAttributes;
+      break;
+    }
+    case 'client.created':
+    case 'client.deleted':
+    case 'client.restored': {
+      const client: ClientResource = event.data.object;
+      void client;
+      break;
+    }
+    default: {
+      // A type newer than this version: not a client event, and not a crash.
+      const unknown: UnknownEvent = event;
+      void String(unknown.type);
+    }
+  }
+  // @ts-expect-error only client.updated carries previousAttributes
+  if (event.type === 'client.created') void event.data.previousAttributes;
+}
