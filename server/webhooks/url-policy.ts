@@ -18,7 +18,7 @@ export const URL_REFUSALS = {
   httpInLive: 'must be https in the live environment',
   credentials: 'must not contain a user name or password',
   notPublic: 'has a host with a private, loopback, link-local or otherwise non-public address; webhooks go to public addresses only',
-  unresolved: 'has a host name that does not resolve to any address',
+  unresolved: 'has a host name that does not resolve to any address (within 5 seconds)',
 } as const;
 
 /** How long a host name may take to resolve before it counts as not resolving. */

@@ -301,6 +301,22 @@ describe('the signing secret', () => {
     expect(all).toHaveLength(1);
   });
 
+  it('the same Idempotency-Key with another request is 422 idempotency_key_reused, and makes nothing', async () => {
+    const key = randomUUID();
+    const first = await api.POST('/webhook-endpoints', {
+      body: { url: 'https://crm.example.com/a', enabledEvents: ['*'] },
+      headers: { 'Idempotency-Key': key },
+    });
+    expect(first.response.status).toBe(201);
+    const other = await api.POST('/webhook-endpoints', {
+      body: { url: 'https://crm.example.com/b', enabledEvents: ['*'] },
+      headers: { 'Idempotency-Key': key },
+    });
+    expect(other.response.status).toBe(422);
+    expect(other.error!.error.code).toBe('idempotency_key_reused');
+    expect((await api.GET('/webhook-endpoints')).data!.data.map((e) => e.url)).toEqual(['https://crm.example.com/a']);
+  });
+
   it('is different for every endpoint', async () => {
     const a = await create();
     const b = await create();
