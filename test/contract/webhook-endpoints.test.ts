@@ -124,6 +124,21 @@ describe('POST /webhook-endpoints, GET, PATCH, DELETE: the round trip', () => {
     expect(again.error!.error.code).toBe('not_found');
   });
 
+  it('a new endpoint’s place in the feed is its own transaction: events written before are behind it, events after ahead', async () => {
+    const event = () =>
+      server.database.db
+        .insertInto('events')
+        .values({ org_id: orgId, env: 'test', id: randomUUID(), type: 'client.created', created_at: new Date(), data: '{}' })
+        .returning('txid')
+        .executeTakeFirstOrThrow();
+    const before = await event();
+    const { endpoint } = await create();
+    const after = await event();
+    const place = BigInt((await row(endpoint.id))!.feed_txid);
+    expect(place).toBeGreaterThan(BigInt(before.txid));
+    expect(BigInt(after.txid)).toBeGreaterThan(place);
+  });
+
   it('registers an endpoint disabled when asked, with the reason manual', async () => {
     const { endpoint } = await create({ disabled: true, description: '   ' });
     expect(endpoint).toMatchObject({ disabled: true, disabledReason: 'manual', description: null });
