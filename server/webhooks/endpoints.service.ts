@@ -51,7 +51,7 @@ export interface EndpointWithSecret {
 }
 
 /** 402 plan_required (feature `webhooks`) unless the organisation's plan has webhooks: every operation asks first. */
-export function assertWebhooksPlan(tenant: PlanTenant): void {
+function assertWebhooksPlan(tenant: PlanTenant): void {
   assertFeature(tenant.plan, 'webhooks');
 }
 
@@ -196,12 +196,12 @@ const CURSOR_ERROR = parameterMessage('listWebhookDeliveries', 'cursor');
 const POSITION_TIME = /^(?!0000)\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 
 /** The opaque cursor: the last attempt's position (its time to the microsecond, and its id), base64url. */
-export function encodeAttemptCursor(position: AttemptPosition): string {
+function encodeAttemptCursor(position: AttemptPosition): string {
   return Buffer.from(JSON.stringify([position.attemptedAt, position.id])).toString('base64url');
 }
 
 /** A cursor that this API did not give out is a 400 naming `cursor`, never a database error. */
-export function decodeAttemptCursor(cursor: string): AttemptPosition {
+function decodeAttemptCursor(cursor: string): AttemptPosition {
   let value: unknown;
   try {
     value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
