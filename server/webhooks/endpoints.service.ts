@@ -1,0 +1,251 @@
+/**
+ * The webhook endpoints' rules: the plan gate, the URL policy, the cap per organisation and
+ * environment, what each change does to the endpoint's place in the feed, and the signing secret
+ * (made here, stored only sealed, shown once).
+ *
+ * Checks that may wait on the network (resolving a URL's host) run before any transaction opens,
+ * so a slow name server never holds a lock or a connection.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { Database, WebhookEndpointRow } from '../db/schema.js';
+import { assertFeature, type PlanTenant } from '../plans/plans.js';
+import { notFound, validationFailed } from '../shared/errors.js';
+import { LIST_DEFAULTS, parameterMessage } from '../shared/spec-values.js';
+import {
+  toDeliveryAttempt,
+  toEndpointValues,
+  toNewEndpointValues,
+  toWebhookEndpoint,
+  type WebhookDeliveryAttempt,
+  type WebhookEndpoint,
+  type WebhookEndpointCreate,
+  type WebhookEndpointUpdate,
+} from './endpoints.mapper.js';
+import {
+  type AttemptPosition,
+  countEndpointsLocked,
+  deleteEndpointRow,
+  type EndpointTenant,
+  type EndpointValues,
+  findEndpointRow,
+  insertEndpointRow,
+  listAttemptRows,
+  listEndpointRows,
+  updateEndpointRow,
+} from './endpoints.queries.js';
+import { newSigningSecret, type SecretBox } from './secrets.js';
+import type { WebhookSettings } from './settings.js';
+import { assertWebhookUrl } from './url-policy.js';
+
+/** Endpoints per organisation and environment, at most (the spec says so too). */
+export const MAX_ENDPOINTS = 16;
+
+/** How long the previous secret still signs after a rotation. */
+export const PREVIOUS_SECRET_LIFETIME_MS = 24 * 60 * 60 * 1000;
+
+/** An endpoint with its signing secret: the answer of a create or a rotation, the only ones that show it. */
+export interface EndpointWithSecret {
+  data: WebhookEndpoint;
+  secret: string;
+}
+
+/** 402 plan_required (feature `webhooks`) unless the organisation's plan has webhooks: every operation asks first. */
+function assertWebhooksPlan(tenant: PlanTenant): void {
+  assertFeature(tenant.plan, 'webhooks');
+}
+
+/** The plan, then the URL: what a create needs before its transaction. */
+export async function checkNewEndpoint(tenant: PlanTenant, input: WebhookEndpointCreate, settings: WebhookSettings): Promise<void> {
+  assertWebhooksPlan(tenant);
+  await assertWebhookUrl(input.url, tenant.env, settings);
+}
+
+/** The plan, then the URL when one is sent: what a change needs before its transaction. */
+export async function checkEndpointChange(tenant: PlanTenant, input: WebhookEndpointUpdate, settings: WebhookSettings): Promise<void> {
+  assertWebhooksPlan(tenant);
+  if (input.url !== undefined) await assertWebhookUrl(input.url, tenant.env, settings);
+}
+
+/**
+ * Registers the endpoint (after checkNewEndpoint), inside the caller's transaction. Only the
+ * sealed secret is stored, bound to the endpoint's id; the secret itself is returned, once.
+ */
+export async function createEndpoint(
+  trx: Kysely<Database>,
+  tenant: EndpointTenant,
+  input: WebhookEndpointCreate,
+  now: Date,
+  secrets: SecretBox,
+): Promise<EndpointWithSecret> {
+  if ((await countEndpointsLocked(trx, tenant)) >= MAX_ENDPOINTS) {
+    throw validationFailed({
+      url: `cannot be registered: this organisation already has ${MAX_ENDPOINTS} webhook endpoints in this environment, the most it may have; delete one first`,
+    });
+  }
+  const id = randomUUID();
+  const secret = newSigningSecret();
+  const row = await insertEndpointRow(trx, {
+    ...toNewEndpointValues(input),
+    org_id: tenant.orgId,
+    env: tenant.env,
+    id,
+    failing_since: null,
+    secret: secrets.seal(secret, id),
+    created_at: now,
+    updated_at: now,
+  });
+  return { data: toWebhookEndpoint(row, now), secret };
+}
+
+export async function listEndpoints(db: Kysely<Database>, tenant: PlanTenant, now: Date): Promise<WebhookEndpoint[]> {
+  assertWebhooksPlan(tenant);
+  return (await listEndpointRows(db, tenant)).map((row) => toWebhookEndpoint(row, now));
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The one answer for every id that names no endpoint of this organisation and environment, a
+ * malformed one included: nothing tells which ids exist elsewhere.
+ */
+async function findOrNotFound(db: Kysely<Database>, tenant: EndpointTenant, id: string, forUpdate = false): Promise<WebhookEndpointRow> {
+  // Not a UUID: no endpoint has it, and the database would refuse the comparison.
+  const row = UUID.test(id) ? await findEndpointRow(db, tenant, id, { forUpdate }) : undefined;
+  if (!row) throw notFound('There is no webhook endpoint with this id.');
+  return row;
+}
+
+export async function getEndpoint(db: Kysely<Database>, tenant: PlanTenant, id: string, now: Date): Promise<WebhookEndpoint> {
+  assertWebhooksPlan(tenant);
+  return toWebhookEndpoint(await findOrNotFound(db, tenant, id), now);
+}
+
+const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((item, i) => item === b[i]);
+
+/** What `input` changes in `row`: only the fields sent, and of those only the ones that differ. */
+function changesTo(row: WebhookEndpointRow, input: WebhookEndpointUpdate): { values: EndpointValues; resumeFeed: boolean } {
+  const sent = toEndpointValues(input);
+  const values: EndpointValues = {};
+  if (sent.url !== undefined && sent.url !== row.url) values.url = sent.url;
+  if (sent.description !== undefined && sent.description !== row.description) values.description = sent.description;
+  if (sent.enabled_events !== undefined && !sameList(sent.enabled_events, row.enabled_events)) values.enabled_events = sent.enabled_events;
+  // Disabling one already disabled (for failing, say) keeps it as it is, reason included.
+  if (input.disabled === true && !row.disabled) {
+    values.disabled = true;
+    values.disabled_reason = 'manual';
+  }
+  // Enabling forgets past failures; and an endpoint that was disabled starts again from now, so
+  // that events of the time it was off are never delivered (the spec says so). One that was
+  // enabled keeps its place: its events are on their way.
+  if (input.disabled === false && (row.disabled || row.failing_since !== null || row.disabled_reason !== null)) {
+    values.disabled = false;
+    values.disabled_reason = null;
+    values.failing_since = null;
+  }
+  return { values, resumeFeed: input.disabled === false && row.disabled };
+}
+
+/** PATCH (after checkEndpointChange): the fields sent; a request that changes nothing writes nothing. */
+export async function updateEndpoint(
+  trx: Kysely<Database>,
+  tenant: EndpointTenant,
+  id: string,
+  input: WebhookEndpointUpdate,
+  now: Date,
+): Promise<WebhookEndpoint> {
+  const row = await findOrNotFound(trx, tenant, id, true);
+  const { values, resumeFeed } = changesTo(row, input);
+  if (Object.keys(values).length === 0) return toWebhookEndpoint(row, now);
+  return toWebhookEndpoint(await updateEndpointRow(trx, tenant, id, { ...values, updated_at: now }, { resumeFeed }), now);
+}
+
+/** Hard delete: the endpoint as it was. Its deliveries and their attempts go with it. */
+export async function deleteEndpoint(trx: Kysely<Database>, tenant: PlanTenant, id: string, now: Date): Promise<WebhookEndpoint> {
+  assertWebhooksPlan(tenant);
+  const row = UUID.test(id) ? await deleteEndpointRow(trx, tenant, id) : undefined;
+  if (!row) throw notFound('There is no webhook endpoint with this id.');
+  return toWebhookEndpoint(row, now);
+}
+
+/**
+ * A new secret; the current one becomes the previous, which still signs for 24 hours. A previous
+ * one still signing is dropped: at most two secrets sign at any time.
+ */
+export async function rotateSecret(
+  trx: Kysely<Database>,
+  tenant: PlanTenant,
+  id: string,
+  now: Date,
+  secrets: SecretBox,
+): Promise<EndpointWithSecret> {
+  assertWebhooksPlan(tenant);
+  const row = await findOrNotFound(trx, tenant, id, true);
+  const secret = newSigningSecret();
+  const updated = await updateEndpointRow(trx, tenant, id, {
+    secret: secrets.seal(secret, id),
+    previous_secret: row.secret,
+    previous_secret_expires_at: new Date(now.getTime() + PREVIOUS_SECRET_LIFETIME_MS),
+    updated_at: now,
+  });
+  return { data: toWebhookEndpoint(updated, now), secret };
+}
+
+/** The spec's own words for a cursor this API did not give out. */
+const CURSOR_ERROR = parameterMessage('listWebhookDeliveries', 'cursor');
+const POSITION_TIME = /^(?!0000)\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+
+/** The opaque cursor: the last attempt's position (its time to the microsecond, and its id), base64url. */
+function encodeAttemptCursor(position: AttemptPosition): string {
+  return Buffer.from(JSON.stringify([position.attemptedAt, position.id])).toString('base64url');
+}
+
+/** A cursor that this API did not give out is a 400 naming `cursor`, never a database error. */
+function decodeAttemptCursor(cursor: string): AttemptPosition {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw validationFailed({ cursor: CURSOR_ERROR });
+  }
+  if (Array.isArray(value) && value.length === 2) {
+    const [attemptedAt, id] = value as unknown[];
+    if (typeof attemptedAt === 'string' && typeof id === 'string' && isRealInstant(attemptedAt) && UUID.test(id))
+      return { attemptedAt, id };
+  }
+  throw validationFailed({ cursor: CURSOR_ERROR });
+}
+
+/** The shape alone lets 2026-02-30 through, which PostgreSQL would refuse. */
+function isRealInstant(text: string): boolean {
+  if (!POSITION_TIME.test(text)) return false;
+  const time = Date.parse(text);
+  return !Number.isNaN(time) && new Date(time).toISOString().slice(0, 23) === text.slice(0, 23);
+}
+
+export interface DeliveryPage {
+  data: WebhookDeliveryAttempt[];
+  nextCursor: string | null;
+}
+
+/** GET /webhook-endpoints/{id}/deliveries: 404 for an endpoint the tenant does not have, else a page of its attempts. */
+export async function listDeliveries(
+  db: Kysely<Database>,
+  tenant: PlanTenant,
+  id: string,
+  query: { limit?: number | undefined; cursor?: string | undefined },
+): Promise<DeliveryPage> {
+  assertWebhooksPlan(tenant);
+  const after = query.cursor === undefined ? undefined : decodeAttemptCursor(query.cursor);
+  await findOrNotFound(db, tenant, id);
+  // The validator fills in the spec's default; the fallback only satisfies the optional type.
+  const limit = query.limit ?? LIST_DEFAULTS.limit;
+  // One row more than the page tells whether another page follows, without counting.
+  const rows = await listAttemptRows(db, tenant, id, { limit: limit + 1, after });
+  const page = rows.slice(0, limit);
+  const last = page[page.length - 1];
+  return {
+    data: page.map(toDeliveryAttempt),
+    nextCursor: rows.length > limit && last ? encodeAttemptCursor({ attemptedAt: last.position, id: last.id }) : null,
+  };
+}
