@@ -1133,7 +1133,8 @@ export type components = {
         /**
          * WebhookUrl
          * @description Where deliveries are POSTed: an absolute URL, `https` in the live environment (`http` or
-         *     `https` in test), at most 2,048 characters, without user name or password. Its host must not
+         *     `https` in test), at most 2,048 characters: a host name (ASCII or punycode) or an IP address,
+         *     an optional port, no user name or password. Its host must not
          *     resolve to a private, loopback, link-local or otherwise non-public address; that is checked when
          *     the endpoint is registered and again each time a delivery connects.
          * @example https://crm.example.com/webhooks/clients

@@ -10,7 +10,8 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Database, WebhookEndpointRow } from '../db/schema.js';
 import { assertFeature, type PlanTenant } from '../plans/plans.js';
-import { notFound, validationFailed } from '../shared/errors.js';
+import { ApiError, notFound, validationFailed } from '../shared/errors.js';
+import { decodeKeyset, encodeKeyset } from '../shared/keyset-cursor.js';
 import { LIST_DEFAULTS, parameterMessage } from '../shared/spec-values.js';
 import {
   toDeliveryAttempt,
@@ -79,9 +80,10 @@ export async function createEndpoint(
   secrets: SecretBox,
 ): Promise<EndpointWithSecret> {
   if ((await countEndpointsLocked(trx, tenant)) >= MAX_ENDPOINTS) {
-    throw validationFailed({
-      url: `cannot be registered: this organisation already has ${MAX_ENDPOINTS} webhook endpoints in this environment, the most it may have; delete one first`,
-    });
+    throw new ApiError(
+      'webhook_endpoint_limit_reached',
+      `The organisation has ${MAX_ENDPOINTS} webhook endpoints in this environment, the most it can have; delete one first.`,
+    );
   }
   const id = randomUUID();
   const secret = newSigningSecret();
@@ -193,34 +195,16 @@ export async function rotateSecret(
 
 /** The spec's own words for a cursor this API did not give out. */
 const CURSOR_ERROR = parameterMessage('listWebhookDeliveries', 'cursor');
-const POSITION_TIME = /^(?!0000)\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 
-/** The opaque cursor: the last attempt's position (its time to the microsecond, and its id), base64url. */
+/** The opaque cursor: the last attempt's position (its time to the microsecond, and its id). */
 function encodeAttemptCursor(position: AttemptPosition): string {
-  return Buffer.from(JSON.stringify([position.attemptedAt, position.id])).toString('base64url');
+  return encodeKeyset({ at: position.attemptedAt, id: position.id });
 }
 
 /** A cursor that this API did not give out is a 400 naming `cursor`, never a database error. */
 function decodeAttemptCursor(cursor: string): AttemptPosition {
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    throw validationFailed({ cursor: CURSOR_ERROR });
-  }
-  if (Array.isArray(value) && value.length === 2) {
-    const [attemptedAt, id] = value as unknown[];
-    if (typeof attemptedAt === 'string' && typeof id === 'string' && isRealInstant(attemptedAt) && UUID.test(id))
-      return { attemptedAt, id };
-  }
-  throw validationFailed({ cursor: CURSOR_ERROR });
-}
-
-/** The shape alone lets 2026-02-30 through, which PostgreSQL would refuse. */
-function isRealInstant(text: string): boolean {
-  if (!POSITION_TIME.test(text)) return false;
-  const time = Date.parse(text);
-  return !Number.isNaN(time) && new Date(time).toISOString().slice(0, 23) === text.slice(0, 23);
+  const { at, id } = decodeKeyset(cursor, () => validationFailed({ cursor: CURSOR_ERROR }));
+  return { attemptedAt: at, id };
 }
 
 export interface DeliveryPage {

@@ -562,7 +562,7 @@ describe('tenancy', () => {
 });
 
 describe('at most 16 endpoints per organisation and environment', () => {
-  it('the 17th is 400 naming url; the other environment has its own 16; deleting one makes room', async () => {
+  it('the 17th is 409 webhook_endpoint_limit_reached; the other environment has its own 16; deleting one makes room', async () => {
     const orgName = `webhooks-cap-${randomUUID()}`;
     const test = server.client((await server.mint({ orgName, plan: 'pro', env: 'test' })).token);
     const made: string[] = [];
@@ -570,10 +570,9 @@ describe('at most 16 endpoints per organisation and environment', () => {
     const { error, response } = await test.POST('/webhook-endpoints', {
       body: { url: 'https://seventeenth.example.com', enabledEvents: ['*'] },
     });
-    expect(response.status).toBe(400);
-    expect(error!.error.code).toBe('validation_failed');
-    expect(Object.keys(error!.error.fields!)).toEqual(['url']);
-    expect(error!.error.fields!.url).toContain('16');
+    expect(response.status).toBe(409);
+    expect(error!.error.code).toBe('webhook_endpoint_limit_reached');
+    expect(error!.error.message).toContain('16');
 
     const live = server.client((await server.mint({ orgName, env: 'live' })).token);
     await create({}, live);
@@ -591,7 +590,7 @@ describe('at most 16 endpoints per organisation and environment', () => {
         racer.POST('/webhook-endpoints', { body: { url: `https://race-${i}.example.com/in`, enabledEvents: ['*'] } }),
       ),
     );
-    expect(answers.map((a) => a.response.status).sort()).toEqual([201, 201, 201, 400, 400, 400]);
+    expect(answers.map((a) => a.response.status).sort()).toEqual([201, 201, 201, 409, 409, 409]);
     const stored = await server.database.db.selectFrom('webhook_endpoints').select('id').where('org_id', '=', token.orgId).execute();
     expect(stored).toHaveLength(16);
   });

@@ -12,6 +12,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { PLANS } from '../../server/plans/plans.js';
+import { encodeKeyset } from '../../server/shared/keyset-cursor.js';
 import type { ModelRequest, OperationModel } from './request-check.js';
 import { operationModels } from './request-check.js';
 
@@ -57,6 +58,15 @@ export const parameterFixtures: Record<string, ParameterFixture> = {
   'listEvents.after': { values: async (context) => (await walkTheFeed(context)).cursors, onlyThese: true },
   // Events have no create of their own: a client's changes make them.
   'getEvent.id': { values: async (context) => (await walkTheFeed(context)).ids },
+  // No delivery is ever attempted where the judges run (no worker): cursors made by the server's own
+  // encoder, naming places in the (empty) list.
+  'listWebhookDeliveries.cursor': {
+    values: async () => [
+      encodeKeyset({ at: '2026-12-01T09:30:00.123456Z', id: randomUUID() }),
+      encodeKeyset({ at: '2000-01-01T00:00:00.000000Z', id: randomUUID() }),
+    ],
+    onlyThese: true,
+  },
 };
 
 /** The feed one event at a time, after changes that write events: its cursors and its events' ids. */
@@ -98,7 +108,17 @@ export interface FieldFixture {
  * Values for request-body fields, by `operationId.field`: for a field whose valid values depend on
  * something no schema can say (the time of the request). The fuzzer still breaks these fields.
  */
+/** URLs WHATWG URL reads as the spec's pattern means them (the pattern lets through IPv6 literals that are not addresses). */
+const webhookUrls = () => [
+  'https://crm.example.com/webhooks/clients',
+  'http://127.0.0.1:9/in?x=1',
+  'https://[2606:4700::1]:8443/hooks#frag',
+  'HTTPS://EXAMPLE.COM.',
+];
+
 export const fieldFixtures: Record<string, FieldFixture> = {
+  'createWebhookEndpoint.url': { values: webhookUrls },
+  'updateWebhookEndpoint.url': { values: webhookUrls },
   // "In the future" is relative to the request; the schema can only say `date-time`.
   'createToken.expiresAt': {
     values: () => {

@@ -1,0 +1,40 @@
+/**
+ * The opaque cursor of a list walked newest first by keyset: the last row's time, to the
+ * microsecond as PostgreSQL keeps it, and its id, as base64url JSON. A cursor built from a JS Date
+ * (milliseconds) would skip or repeat rows made within the same millisecond.
+ */
+
+/** A place in a list: a row's time (`YYYY-MM-DDTHH:MM:SS.ffffffZ`) and its id (a UUID). */
+export interface KeysetPosition {
+  at: string;
+  id: string;
+}
+
+const POSITION_TIME = /^(?!0000)\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function encodeKeyset(position: KeysetPosition): string {
+  return Buffer.from(JSON.stringify([position.at, position.id])).toString('base64url');
+}
+
+/** A cursor this API did not give out throws `refusal()` (a 400 naming the parameter), never a database error. */
+export function decodeKeyset(cursor: string, refusal: () => Error): KeysetPosition {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw refusal();
+  }
+  if (Array.isArray(value) && value.length === 2) {
+    const [at, id] = value as unknown[];
+    if (typeof at === 'string' && typeof id === 'string' && isRealInstant(at) && UUID.test(id)) return { at, id };
+  }
+  throw refusal();
+}
+
+/** The shape alone lets 2026-02-30 through, which PostgreSQL would refuse. */
+function isRealInstant(text: string): boolean {
+  if (!POSITION_TIME.test(text)) return false;
+  const time = Date.parse(text);
+  return !Number.isNaN(time) && new Date(time).toISOString().slice(0, 23) === text.slice(0, 23);
+}
