@@ -19,7 +19,8 @@ export function isPublicAddress(address: string): boolean {
       // Ranges that carry an IPv4 address inside: judge that one.
       if (range === '6to4') return isPublicAddress(ipaddr.fromByteArray(v6.toByteArray().slice(2, 6)).toString());
       if (range === 'teredo') return false;
-      if (range === 'rfc6052' || range === 'rfc6145') return isPublicAddress(ipaddr.fromByteArray(v6.toByteArray().slice(12, 16)).toString());
+      if (range === 'rfc6052' || range === 'rfc6145')
+        return isPublicAddress(ipaddr.fromByteArray(v6.toByteArray().slice(12, 16)).toString());
       return range === 'unicast';
     }
   }
