@@ -12,7 +12,7 @@ import { mintTokenForOrganisation } from '../../server/tokens/tokens.service.js'
 import { MAX_ATTEMPTS, RETRY_DELAYS_MS } from '../../server/webhooks/schedule.js';
 import { ephemeralWebhookSettings, type WebhookSettings } from '../../server/webhooks/settings.js';
 import { startWebhookWorker, type WebhookWorker, type WebhookWorkerOptions } from '../../server/webhooks/worker.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { createTestDatabase, type TestDatabase, usingPostgres } from '../support/database.js';
 import {
   insertEndpoint,
   insertEvent,
@@ -227,6 +227,48 @@ describe('delivery', () => {
       .where('endpoint_id', '=', endpoint.id)
       .executeTakeFirstOrThrow();
     expect(delivery.status).toBe('failed');
+  });
+});
+
+describe.runIf(usingPostgres)('the feed horizon (concurrent writers: PostgreSQL only)', () => {
+  it('an event of a transaction that began earlier and commits later is delivered, never skipped', async () => {
+    receiver = await startReceiver();
+    const { orgId } = await tenant();
+    await insertEndpoint(database.db, settings, { orgId, url: receiver.url });
+    const earlyId = crypto.randomUUID();
+    let commit!: () => void;
+    let written!: () => void;
+    const wrote = new Promise<void>((resolve) => (written = resolve));
+    const committed = new Promise<void>((resolve) => (commit = resolve));
+    const early = database.db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto('events')
+        .values({
+          org_id: orgId,
+          env: 'test',
+          id: earlyId,
+          type: 'client.created',
+          created_at: new Date(),
+          data: JSON.stringify({ object: {} }),
+        })
+        .execute();
+      written();
+      await committed;
+    });
+    await wrote;
+    const lateId = await insertEvent(database.db, { orgId }); // a later transaction id, committed first
+    const w = worker();
+    try {
+      await w.tick();
+      await w.tick();
+      // Below the horizon only: the later event waits for the earlier transaction to end.
+      expect(receiver.requests).toHaveLength(0);
+    } finally {
+      commit();
+      await early;
+    }
+    await tickUntil(w, () => receiver.requests.length >= 2, 'both events');
+    expect(new Set(receiver.requests.map((r) => r.headers['webhook-id']))).toEqual(new Set([earlyId, lateId]));
   });
 });
 
