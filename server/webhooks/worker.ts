@@ -139,7 +139,10 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
       return true;
     });
     if (!recorded)
-      logger.warn({ deliveryId: delivery.id, endpointId: delivery.endpointId }, 'webhook attempt not recorded: its lease ran out');
+      logger.warn(
+        { deliveryId: delivery.id, endpointId: delivery.endpointId },
+        'webhook attempt not recorded: the delivery is no longer leased to this worker (its lease ran out, or the endpoint was deleted)',
+      );
   }
 
   /** Claims up to `slots` due deliveries and starts their attempts; the number claimed. */

@@ -2,6 +2,7 @@
  * The worker as its own process (`server/worker-main.ts`, what `npm run worker` runs), on
  * PostgreSQL: one killed in the middle of a delivery, whose delivery another worker sends again
  * once the lease has run out; and two at once on one database, sending each event exactly once.
+ * And the worker inside `npm start` (server/main.ts), which delivers without a separate process.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -11,7 +12,7 @@ import { mintTokenForOrganisation } from '../../server/tokens/tokens.service.js'
 import { secretBox } from '../../server/webhooks/secrets.js';
 import { systemResolve, type WebhookSettings } from '../../server/webhooks/settings.js';
 import { createTestDatabase, type TestDatabase, usingPostgres } from '../support/database.js';
-import { root, stopProcess } from '../support/processes.js';
+import { root, startServerProcess, stopProcess } from '../support/processes.js';
 import { insertEndpoint, insertEvent, type Receiver, startReceiver, waitFor } from '../support/webhook-worker-fixtures.js';
 
 const key = randomBytes(32);
@@ -146,5 +147,26 @@ describe.runIf(usingPostgres)('worker processes on one PostgreSQL', () => {
     expect(attempts).toHaveLength(total);
     expect(attempts.every((a) => a.attempt === 1 && a.succeeded)).toBe(true);
     for (const endpoint of endpoints) expect(attempts.filter((a) => a.endpoint_id === endpoint.id)).toHaveLength(perTenant);
+  });
+
+  it('npm start delivers by itself (its worker runs inside), and stops it cleanly on SIGTERM', { timeout: 120_000 }, async () => {
+    database = await createTestDatabase();
+    const db = database.db;
+    receiver = await startReceiver();
+    const { orgId } = await mintTokenForOrganisation(db, { orgName: 'Worker inside', plan: 'pro' });
+    const endpoint = await insertEndpoint(db, settings, { orgId, url: receiver.url });
+    const eventId = await insertEvent(db, { orgId });
+    const server = await startServerProcess({
+      DATABASE_URL: database.url,
+      WEBHOOK_SECRET_KEY: key.toString('base64'),
+      WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
+      WEBHOOK_POLL_INTERVAL_MS: '50',
+    });
+    children.push(server.child);
+    await waitFor(() => receiver!.requests.length >= 1, 'the delivery', 60_000);
+    expect(new Webhook(endpoint.secret).verify(receiver.requests[0]!.body, receiver.requests[0]!.headers)).toMatchObject({ id: eventId });
+    const exited = new Promise<number | null>((resolve) => server.child.once('exit', resolve));
+    server.child.kill('SIGTERM');
+    expect(await exited).toBe(0);
   });
 });
