@@ -24,7 +24,8 @@ export type EndpointsDb = Kysely<Database>;
 /**
  * Locks up to `limit` enabled endpoints that have events to fan out (after their place in the
  * feed, below the horizon), skipping those another worker holds: two processes never fan out one
- * endpoint at once. Endpoints with nothing new are not taken, so a batch never starves the rest.
+ * endpoint at once. Endpoints with nothing new are not taken, and the furthest behind go first, so
+ * a batch never starves the rest.
  */
 export async function lockEndpointsBehindFeed(trx: EndpointsDb, horizon: string, limit: number) {
   const rows = await trx
@@ -48,6 +49,8 @@ export async function lockEndpointsBehindFeed(trx: EndpointsDb, horizon: string,
           .where('e.txid', '<', horizon),
       ),
     )
+    .orderBy('w.feed_txid')
+    .orderBy('w.feed_seq')
     .limit(limit)
     .forUpdate('w')
     .skipLocked()

@@ -209,10 +209,11 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     async stop() {
       stopping = true;
       wake?.();
-      await loop;
-      // Each attempt ends by its own deadline; recording it may wait on the database, so not forever.
+      // The pass under way ends, then the attempts in flight, each by its own deadline; recording
+      // them may wait on the database, so not forever: an unrecorded attempt's lease runs out.
+      const finished = loop.then(() => Promise.all([...inFlight]));
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.all([...inFlight]), new Promise((resolve) => (timer = setTimeout(resolve, leaseMs(timeoutMs))))]);
+      await Promise.race([finished, new Promise((resolve) => (timer = setTimeout(resolve, leaseMs(timeoutMs))))]);
       clearTimeout(timer);
     },
   };

@@ -429,6 +429,18 @@ describe('the worker loop', () => {
     expect(attempts.map((a) => a.error)).toEqual(['timeout']);
   });
 
+  it('more events than one fan-out scans (500): all delivered, each once', { timeout: 120_000 }, async () => {
+    receiver = await startReceiver();
+    const { orgId } = await tenant();
+    const endpoint = await insertEndpoint(database.db, settings, { orgId, url: receiver.url });
+    const ids = new Set<string>();
+    for (let i = 0; i < 520; i++) ids.add(await insertEvent(database.db, { orgId }));
+    worker({ loop: true });
+    await waitFor(async () => (await attemptsOf(endpoint.id)).length >= ids.size, 'every attempt recorded', 100_000);
+    expect(new Set(receiver.requests.map((r) => r.headers['webhook-id']))).toEqual(ids);
+    expect(receiver.requests).toHaveLength(ids.size);
+  });
+
   it('goes on after a pass fails (the database away), and delivers once it is back', async () => {
     receiver = await startReceiver();
     const { orgId } = await tenant();
