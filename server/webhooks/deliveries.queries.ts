@@ -179,43 +179,26 @@ export interface AttemptRecord {
 
 /**
  * Settles the delivery (succeeded; pending again at `nextRetryAt`; or failed after the last
- * attempt), releases its lease and inserts the attempt. False, with nothing written, when the
- * lease is no longer ours: it ran out and another worker has the delivery now (its attempt will
- * be the one recorded).
+ * attempt), releases its lease and inserts the attempt, in one statement. False, with nothing
+ * written, when the lease is no longer ours: it ran out and another worker has the delivery now
+ * (its attempt will be the one recorded), or the endpoint was deleted meanwhile.
  */
 export async function recordAttempt(trx: Db, record: AttemptRecord): Promise<boolean> {
   const status = record.succeeded ? 'succeeded' : record.nextRetryAt === null ? 'failed' : 'pending';
-  const settled = await trx
-    .updateTable('webhook_deliveries')
-    .set({
-      status,
-      attempts: record.attempt,
-      next_attempt_at: record.nextRetryAt ?? record.attemptedAt,
-      lease_id: null,
-      leased_until: null,
-    })
-    .where('org_id', '=', record.orgId)
-    .where('id', '=', record.deliveryId)
-    .where('lease_id', '=', record.leaseId)
-    .executeTakeFirst();
-  if (settled.numUpdatedRows === 0n) return false;
-  await trx
-    .insertInto('webhook_attempts')
-    .values({
-      org_id: record.orgId,
-      id: randomUUID(),
-      delivery_id: record.deliveryId,
-      endpoint_id: record.endpointId,
-      event_id: record.eventId,
-      event_type: record.eventType,
-      attempt: record.attempt,
-      attempted_at: record.attemptedAt,
-      duration_ms: record.durationMs,
-      status_code: record.statusCode,
-      error: record.error,
-      succeeded: record.succeeded,
-      next_retry_at: record.nextRetryAt,
-    })
-    .execute();
-  return true;
+  const { rows } = await sql<{ id: string }>`
+    with settled as (
+      update webhook_deliveries
+      set status = ${status}, attempts = ${record.attempt}, next_attempt_at = ${record.nextRetryAt ?? record.attemptedAt},
+          lease_id = null, leased_until = null
+      where org_id = ${record.orgId} and id = ${record.deliveryId} and lease_id = ${record.leaseId}
+      returning org_id, id
+    )
+    insert into webhook_attempts (org_id, id, delivery_id, endpoint_id, event_id, event_type, attempt, attempted_at, duration_ms,
+                                  status_code, error, succeeded, next_retry_at)
+    select org_id, ${randomUUID()}, id, ${record.endpointId}, ${record.eventId}, ${record.eventType}, ${record.attempt},
+           ${record.attemptedAt}, ${record.durationMs}, ${record.statusCode}, ${record.error}, ${record.succeeded}, ${record.nextRetryAt}
+    from settled
+    returning id
+  `.execute(trx);
+  return rows.length > 0;
 }
