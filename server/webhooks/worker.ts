@@ -73,7 +73,9 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
   const concurrency = Math.max(1, options.concurrency ?? 16);
   const inFlight = new Set<Promise<void>>();
   let stopping = false;
+  /** Ends the loop's pause: on stop(), and when a slot frees while every slot was taken. */
   let wake: (() => void) | undefined;
+  let saturated = false;
 
   /** Fans out one batch; true when there may be more to fan out at once. */
   async function fanOut(): Promise<boolean> {
@@ -156,7 +158,7 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
         .catch((error) => logger.error({ err: error, deliveryId: delivery.id }, 'webhook attempt failed to be recorded'))
         .finally(() => {
           inFlight.delete(running);
-          wake?.();
+          if (saturated) wake?.();
         });
       inFlight.add(running);
     }
@@ -171,7 +173,7 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     return moreEvents || (slots > 0 && claimed === slots);
   }
 
-  /** Until the poll interval is over, an attempt ends (a slot frees) or stop() is called. */
+  /** Until the poll interval is over, a slot frees (when all were taken) or stop() is called. */
   function pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
@@ -193,8 +195,10 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
         logger.error({ err: error }, 'webhook worker pass failed');
       }
       if (stopping) break;
-      if (busy && inFlight.size < concurrency) continue;
+      saturated = inFlight.size >= concurrency;
+      if (busy && !saturated) continue;
       await pause(pollIntervalMs);
+      saturated = false;
     }
   }
 
