@@ -1,13 +1,13 @@
 /**
  * The layers of server/, which only look down:
- *   entry (main.ts, cli.ts) → wiring (app.ts, handlers.ts) → router (http/) → handlers (*.http.ts)
+ *   entry (main.ts, worker-main.ts, cli.ts) → wiring (app.ts, handlers.ts) → router (http/) → handlers (*.http.ts)
  *   → services → queries (*.queries.ts) → database (db/)
  * shared/ (errors, ETags, what the spec declares), logger.ts and generated/ are below
  * them all and import none of them. docs/architecture.md explains each layer. `npm run lint:deps`
  * (part of `npm run lint`, run by CI) fails on any import that breaks a rule here.
  */
 const layer = {
-  entry: '^server/(main|cli|config)\\.ts$',
+  entry: '^server/(main|worker-main|cli|config)\\.ts$',
   wiring: '^server/(app|handlers)\\.ts$',
   router: '^server/http/(?!handler-types\\.ts$)',
   handler: '^server/(.+\\.http\\.ts|http/handler-types\\.ts)$',
@@ -16,7 +16,7 @@ const layer = {
   shared: '^server/(shared/|logger\\.ts$)|^generated/',
 };
 // server/types.d.ts (Express's Request, augmented) is in no layer. Everything else under server/ is a service (auth, idempotency, plans, rate limits, the resources' services and mappers).
-const service = `^server/(?!(main|cli|config|app|handlers|logger)\\.ts$|types\\.d\\.ts$|http/|db/|shared/)(?!.+\\.(http|queries)\\.ts$)`;
+const service = `^server/(?!(main|worker-main|cli|config|app|handlers|logger)\\.ts$|types\\.d\\.ts$|http/|db/|shared/)(?!.+\\.(http|queries)\\.ts$)`;
 
 const above = (name, upper) => ({
   name: `${name}-looks-down-only`,

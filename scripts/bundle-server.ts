@@ -8,25 +8,39 @@
  * pg-native (pg's optional native driver). Packages inside the bundle that `require` Node's
  * built-ins get a real `require`.
  *
+ * The webhook worker's entry (`npm run worker`) is bundled the same way, beside it:
+ * dist/server/worker-main.js.
+ *
  * An argument bundles elsewhere (test/topology bundles into dist/topology/ so as not to race the
- * other test that bundles).
+ * other test that bundles); the worker then goes into the same folder.
  */
+import { dirname, join } from 'node:path';
 import { build } from 'esbuild';
 
-await build({
-  entryPoints: ['server/main.ts'],
-  outfile: process.argv[2] ?? 'dist/server/main.js',
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  allowOverwrite: true,
-  sourcemap: true,
-  minifyWhitespace: true,
-  minifySyntax: true,
-  // Some packages look at their classes' names (rate-limiter-flexible tells a pg Pool by it).
-  keepNames: true,
-  external: ['@electric-sql/pglite', 'pg-native'],
-  banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
-  logLevel: 'warning',
-});
+const mainFile = process.argv[2] ?? 'dist/server/main.js';
+const bundles = [
+  { entry: 'server/main.ts', outfile: mainFile },
+  { entry: 'server/worker-main.ts', outfile: join(dirname(mainFile), 'worker-main.js') },
+];
+
+await Promise.all(bundles.map(bundle));
+
+async function bundle({ entry, outfile }: { entry: string; outfile: string }) {
+  await build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    allowOverwrite: true,
+    sourcemap: true,
+    minifyWhitespace: true,
+    minifySyntax: true,
+    // Some packages look at their classes' names (rate-limiter-flexible tells a pg Pool by it).
+    keepNames: true,
+    external: ['@electric-sql/pglite', 'pg-native'],
+    banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
+    logLevel: 'warning',
+  });
+}

@@ -16,8 +16,8 @@ import { createLogger } from './logger.js';
 import { openRedisCounters } from './rate-limit/redis.js';
 import { createMetrics, startMetricsServer } from './metrics/metrics.js';
 import { countOrganisations } from './orgs/orgs.queries.js';
-import { keyFromBase64, keyFromFile, secretBox } from './webhooks/secrets.js';
-import { systemResolve, type WebhookSettings } from './webhooks/settings.js';
+import { webhookSettingsFromConfig } from './webhooks/settings.js';
+import { startWebhookWorker } from './webhooks/worker.js';
 
 const config = loadConfig();
 const logger = createLogger(config.logLevel);
@@ -45,11 +45,7 @@ const redis =
       })
     : undefined;
 if (config.redisUrl && !redis) logger.info('REDIS_URL is ignored on the embedded database: rate limits are counted in memory');
-const webhooks: WebhookSettings = {
-  secrets: secretBox(config.webhookSecretKey ? keyFromBase64(config.webhookSecretKey) : keyFromFile(config.webhookSecretKeyFile)),
-  allowPrivateNetworks: config.webhookAllowPrivateNetworks,
-  resolve: systemResolve,
-};
+const webhooks = webhookSettingsFromConfig(config);
 const readiness = createReadiness();
 const { createServer, warmUp } = createApp({
   db: database.db,
@@ -77,6 +73,23 @@ const stopPurge = scheduleHousekeeping(
   () => new Date(),
   (error) => logger.error({ err: error }, 'purge failed'),
 );
+// Webhook deliveries, in this process unless WEBHOOK_WORKER=false (then `npm run worker` sends them).
+const webhookWorker = config.webhookWorker
+  ? startWebhookWorker({
+      db: database.db,
+      settings: webhooks,
+      logger,
+      pollIntervalMs: config.webhookPollIntervalMs,
+      timeoutMs: config.webhookTimeoutMs,
+    })
+  : undefined;
+/**
+ * Called as the signal comes, so attempts in flight finish while requests drain, and awaited in
+ * the cleanup, before the database closes. An attempt cut by the shutdown's deadline is not lost:
+ * its lease runs out and a worker sends it again.
+ */
+let webhookWorkerStopped: Promise<void> | undefined;
+const stopWebhookWorker = () => (webhookWorkerStopped ??= webhookWorker?.stop() ?? Promise.resolve());
 const metricsServer =
   metrics && config.metricsPort !== undefined ? await startMetricsServer(metrics, config.metricsPort, config.metricsHost) : undefined;
 const server = createServer().listen(config.port, config.host, () => {
@@ -118,6 +131,7 @@ const stop = createShutdown({
   timeoutMs: config.shutdownTimeoutMs,
   cleanup: async () => {
     stopPurge();
+    await stopWebhookWorker();
     if (metricsServer) {
       const closed = new Promise<void>((resolve) => metricsServer.close(() => resolve()));
       metricsServer.closeAllConnections(); // a scraper's keep-alive connection would hold it open
@@ -131,5 +145,9 @@ const stop = createShutdown({
     process.exit(code);
   },
 });
-process.on('SIGINT', () => void stop('SIGINT'));
-process.on('SIGTERM', () => void stop('SIGTERM'));
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    void stopWebhookWorker();
+    void stop(signal);
+  });
+}

@@ -1,7 +1,7 @@
 /** What the webhook operations and the delivery worker share, made once at start-up. */
 import { lookup } from 'node:dns/promises';
 import { randomBytes } from 'node:crypto';
-import { type SecretBox, secretBox } from './secrets.js';
+import { keyFromBase64, keyFromFile, type SecretBox, secretBox } from './secrets.js';
 
 export interface WebhookSettings {
   /** Seals and opens signing secrets (server/webhooks/secrets.ts). */
@@ -20,4 +20,21 @@ export async function systemResolve(host: string): Promise<string[]> {
 /** Settings for a process that keeps no secret across restarts (a key of its own): tests. */
 export function ephemeralWebhookSettings(overrides: Partial<WebhookSettings> = {}): WebhookSettings {
   return { secrets: secretBox(randomBytes(32)), allowPrivateNetworks: false, resolve: systemResolve, ...overrides };
+}
+
+/**
+ * The settings of a server or worker process: the key from WEBHOOK_SECRET_KEY, else from the key
+ * file (made on first start); the system's resolver. `npm start` and `npm run worker` make them
+ * the same way, so a secret sealed by one opens in the other.
+ */
+export function webhookSettingsFromConfig(config: {
+  webhookSecretKey: string | undefined;
+  webhookSecretKeyFile: string;
+  webhookAllowPrivateNetworks: boolean;
+}): WebhookSettings {
+  return {
+    secrets: secretBox(config.webhookSecretKey ? keyFromBase64(config.webhookSecretKey) : keyFromFile(config.webhookSecretKeyFile)),
+    allowPrivateNetworks: config.webhookAllowPrivateNetworks,
+    resolve: systemResolve,
+  };
 }

@@ -1,0 +1,57 @@
+/**
+ * `npm run worker`: webhook deliveries alone, beside API servers started with WEBHOOK_WORKER=false
+ * (or beside ones that deliver too: any number of workers share one database safely). It reads
+ * the same configuration as `npm start`, and needs DATABASE_URL: the embedded database belongs to
+ * the one process that opened it, whose own worker (inside `npm start`) delivers. SIGTERM or
+ * SIGINT: stop claiming, let the attempts in flight be recorded, close the database, exit 0.
+ */
+import { loadConfig } from './config.js';
+import { openDatabase } from './db/database.js';
+import { migrateOrThrow } from './db/migrate.js';
+import { createLogger } from './logger.js';
+import { webhookSettingsFromConfig } from './webhooks/settings.js';
+import { startWebhookWorker } from './webhooks/worker.js';
+
+const config = loadConfig();
+if (!config.databaseUrl) {
+  console.error(
+    'npm run worker needs DATABASE_URL (a PostgreSQL server). On the embedded database, deliveries run inside `npm start` (unless WEBHOOK_WORKER=false).',
+  );
+  process.exit(1);
+}
+const logger = createLogger(config.logLevel);
+
+const database = await openDatabase({
+  databaseUrl: config.databaseUrl,
+  pooling: config.databasePooling,
+  poolSize: 5,
+  onConnectionError: (error) => logger.warn({ err: error }, 'database connection lost'),
+}).catch((error: Error) => {
+  console.error(error.message);
+  process.exit(1);
+});
+// The same migrations as the server's (they take a lock): a worker started first finds its tables.
+const applied = await migrateOrThrow(database.db);
+if (applied.length > 0) logger.info({ migrations: applied }, 'migrated');
+
+const worker = startWebhookWorker({
+  db: database.db,
+  settings: webhookSettingsFromConfig(config),
+  logger,
+  pollIntervalMs: config.webhookPollIntervalMs,
+  timeoutMs: config.webhookTimeoutMs,
+});
+logger.info({ pollIntervalMs: config.webhookPollIntervalMs, timeoutMs: config.webhookTimeoutMs }, 'webhook worker started');
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, 'webhook worker stopping');
+  await worker.stop();
+  await database.close();
+  logger.info('stopped');
+  logger.flushNow();
+  process.exit(0);
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void shutdown(signal));

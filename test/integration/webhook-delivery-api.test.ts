@@ -1,0 +1,161 @@
+/**
+ * Webhooks end to end, through the API only: clients changed with the typed client, the endpoint
+ * registered and rotated through /webhook-endpoints, its attempts read back from
+ * /webhook-endpoints/{id}/deliveries, and the worker delivering to a real receiver. Every delivery
+ * is verified by the `standardwebhooks` library itself, and its body is the Event the feed serves
+ * (GET /events/{id}). The worker's own rules, with rows written straight into the database, are
+ * in webhook-worker.test.ts.
+ *
+ * These need the events (written with each client change, GET /events) and the endpoint
+ * operations, built beside the worker: they pass once all three are merged.
+ */
+import { pino } from 'pino';
+import { Webhook } from 'standardwebhooks';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { ClientsApi } from '../../client/index.js';
+import { RETRY_DELAYS_MS } from '../../server/webhooks/schedule.js';
+import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
+import { startWebhookWorker, type WebhookWorker, type WebhookWorkerOptions } from '../../server/webhooks/worker.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+import { movableClock, type ReceivedRequest, type Receiver, startReceiver, waitFor } from '../support/webhook-worker-fixtures.js';
+
+const DAY = 24 * 60 * 60 * 1000;
+const settings = ephemeralWebhookSettings({ allowPrivateNetworks: true });
+let server: TestServer;
+let receiver: Receiver;
+const workers: WebhookWorker[] = [];
+
+beforeAll(async () => {
+  server = await startTestServer({ webhooks: settings });
+});
+afterAll(async () => {
+  await server?.close();
+});
+afterEach(async () => {
+  await Promise.all(workers.splice(0).map((w) => w.stop()));
+  await receiver?.close();
+});
+
+function worker(options: Partial<WebhookWorkerOptions> = {}): WebhookWorker {
+  const started = startWebhookWorker({
+    db: server.database.db,
+    settings,
+    logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+    pollIntervalMs: 20,
+    timeoutMs: 5000,
+    ...options,
+  });
+  workers.push(started);
+  return started;
+}
+
+async function register(api: ClientsApi, url: string) {
+  const { data, error } = await api.POST('/webhook-endpoints', { body: { url, enabledEvents: ['*'] } });
+  if (!data) throw new Error(`endpoint not registered: ${JSON.stringify(error)}`);
+  return { id: data.data.id, secret: data.secret! };
+}
+
+/** Verifies with standardwebhooks, its clock at the signature's time (some tests move time). */
+function verify(secret: string, request: ReceivedRequest): unknown {
+  vi.useFakeTimers({ toFake: ['Date'] });
+  try {
+    vi.setSystemTime(Number(request.headers['webhook-timestamp']) * 1000);
+    return new Webhook(secret).verify(request.body, request.headers);
+  } finally {
+    vi.useRealTimers();
+  }
+}
+
+describe('webhooks through the API', () => {
+  it('every change (created, updated, deleted, restored) is delivered, verified, its body the feed’s Event', async () => {
+    receiver = await startReceiver();
+    const { api } = await server.tenant({ plan: 'pro' });
+    const endpoint = await register(api, receiver.url);
+    worker();
+
+    const created = await api.POST('/clients', { body: { name: 'Globex' } });
+    const id = created.data!.data.id;
+    await api.PATCH('/clients/{id}', { params: { path: { id } }, body: { name: 'Globex Corporation' } });
+    await api.DELETE('/clients/{id}', { params: { path: { id } } });
+    await api.POST('/clients/{id}/restore', { params: { path: { id } } });
+
+    await waitFor(() => receiver.requests.length >= 4, 'four deliveries', 30_000);
+    const types = [];
+    for (const request of receiver.requests) {
+      const payload = verify(endpoint.secret, request) as { id: string; type: string };
+      expect(request.headers['webhook-id']).toBe(payload.id);
+      const { data: fromFeed } = await api.GET('/events/{id}', { params: { path: { id: payload.id } } });
+      expect(JSON.parse(request.body)).toEqual(fromFeed!.data);
+      types.push(payload.type);
+    }
+    expect(types.sort()).toEqual(['client.created', 'client.deleted', 'client.restored', 'client.updated']);
+  });
+
+  it('a receiver that fails twice then succeeds: three deliveries with one webhook-id, the attempts listed', async () => {
+    receiver = await startReceiver();
+    receiver.answer = (_, index) => ({ status: index < 2 ? 500 : 200 });
+    const { api } = await server.tenant({ plan: 'pro' });
+    const endpoint = await register(api, receiver.url);
+    const clock = movableClock();
+    const w = worker({ clock: clock.now, loop: false });
+    await api.POST('/clients', { body: { name: 'Initech' } });
+    await waitFor(
+      async () => {
+        await w.tick();
+        return receiver.requests.length >= 1;
+      },
+      'the first attempt',
+      30_000,
+    );
+    for (const delay of RETRY_DELAYS_MS.slice(0, 2)) {
+      const before = receiver.requests.length;
+      clock.advance(delay);
+      await w.tick();
+      expect(receiver.requests).toHaveLength(before + 1);
+    }
+    const ids = receiver.requests.map((r) => r.headers['webhook-id']);
+    expect(new Set(ids).size).toBe(1);
+
+    const { data } = await api.GET('/webhook-endpoints/{id}/deliveries', { params: { path: { id: endpoint.id } } });
+    const attempts = [...data!.data].reverse(); // newest first on the wire
+    expect(attempts.map((a) => [a.attempt, a.statusCode, a.succeeded, a.eventId])).toEqual([
+      [1, 500, false, ids[0]],
+      [2, 500, false, ids[0]],
+      [3, 200, true, ids[0]],
+    ]);
+    expect(Date.parse(attempts[0]!.nextRetryAt!) - Date.parse(attempts[0]!.attemptedAt)).toBe(RETRY_DELAYS_MS[0]);
+    expect(Date.parse(attempts[1]!.nextRetryAt!) - Date.parse(attempts[1]!.attemptedAt)).toBe(RETRY_DELAYS_MS[1]);
+    expect(attempts[2]!.nextRetryAt).toBeNull();
+  });
+
+  it('after rotate-secret both secrets sign for 24 hours (each verifies alone), then only the new one', async () => {
+    receiver = await startReceiver();
+    const { api } = await server.tenant({ plan: 'pro' });
+    const endpoint = await register(api, receiver.url);
+    const rotated = await api.POST('/webhook-endpoints/{id}/rotate-secret', { params: { path: { id: endpoint.id } } });
+    const newSecret = rotated.data!.secret!;
+    const clock = movableClock();
+    const w = worker({ clock: clock.now, loop: false });
+    const tickUntil = (n: number) =>
+      waitFor(
+        async () => {
+          await w.tick();
+          return receiver.requests.length >= n;
+        },
+        `delivery ${n}`,
+        30_000,
+      );
+
+    await api.POST('/clients', { body: { name: 'During' } });
+    clock.advance(DAY - 60_000);
+    await tickUntil(1);
+    expect(verify(newSecret, receiver.requests[0]!)).toBeTruthy();
+    expect(verify(endpoint.secret, receiver.requests[0]!)).toBeTruthy();
+
+    await api.POST('/clients', { body: { name: 'After' } });
+    clock.advance(2 * 60_000);
+    await tickUntil(2);
+    expect(verify(newSecret, receiver.requests[1]!)).toBeTruthy();
+    expect(() => verify(endpoint.secret, receiver.requests[1]!)).toThrow();
+  });
+});
