@@ -2,7 +2,7 @@
  * The operator's side of "Settings → API": the first token of an organisation (the API mints the
  * rest), its tokens, its plan.
  *   npm run cli -- token create --org <name> [--plan free|pro|studio] [--env test|live]
- *                               [--scopes clients:read,clients:write,tokens:manage] [--name <label>] [--json]
+ *                               [--scopes clients:read,clients:write,tokens:manage,events:read,webhooks:manage] [--name <label>] [--json]
  *   npm run cli -- idempotency purge
  *   npm run cli -- token list --org <name> [--json]
  *   npm run cli -- token revoke --id <tokenId>
@@ -31,7 +31,7 @@ class UsageError extends Error {}
 
 const usage = `Usage:
   npm run cli -- token create --org <name> [--plan free|pro|studio] [--env test|live]
-                              [--scopes clients:read,clients:write,tokens:manage] [--name <label>] [--json]
+                              [--scopes clients:read,clients:write,tokens:manage,events:read,webhooks:manage] [--name <label>] [--json]
   npm run cli -- idempotency purge
   npm run cli -- token list --org <name> [--json]
   npm run cli -- token revoke --id <tokenId>

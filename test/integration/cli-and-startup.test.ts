@@ -90,7 +90,7 @@ describe('on the embedded database', { timeout: 180_000 }, () => {
       orgId: minted.orgId,
       plan: 'pro',
       env: 'test',
-      scopes: ['clients:read', 'clients:write', 'tokens:manage'],
+      scopes: ['clients:read', 'clients:write', 'tokens:manage', 'events:read', 'webhooks:manage'],
     });
     const third = lastJsonLine((await runCli(['token', 'create', '--org', 'Acme Ltd', '--plan', 'studio', '--json'], env)).stdout);
     expect(third).toMatchObject({ orgId: minted.orgId, plan: 'studio' });
