@@ -170,7 +170,9 @@ try {
   const ins4 = median(tps.get('insert, 4 GIN indexes')!);
   console.log(`the idempotency row and claim: ${(((ins4 - key4) / ins4) * 100).toFixed(1)}% of the insert's throughput (4 GIN).`);
   const event = median(tps.get('the event alone')!);
-  console.log(`the event alone: ${((1000 * connections) / event).toFixed(2)} ms per create of one connection (every insert above includes it).`);
+  console.log(
+    `the event alone: ${((1000 * connections) / event).toFixed(2)} ms per create of one connection (every insert above includes it).`,
+  );
 } finally {
   if (!process.env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
   await admin.query(`drop database if exists ${name} with (force)`);
