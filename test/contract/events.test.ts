@@ -7,11 +7,10 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientsApi } from '../../client/index.js';
-import * as idempotencyQueries from '../../server/idempotency/idempotency.queries.js';
 import { updateClient } from '../../server/clients/clients.service.js';
 import { purgeExpiredEvents } from '../../server/events/events.service.js';
 import { usingPostgres } from '../support/database.js';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { startTestServer, storeFailingFirstSave, type TestServer } from '../support/server.js';
 
 let server: TestServer;
 let api: ClientsApi;
@@ -142,18 +141,7 @@ describe('each change writes its event', () => {
 
 describe('no change without its event, no event without its change', () => {
   it('a write whose transaction fails after the change leaves neither the change nor its event', async () => {
-    let saves = 0;
-    const flaky = await startTestServer(
-      {
-        idempotencyStore: {
-          saveResponse: async (...args) => {
-            if (++saves === 1) throw new Error('the response store is down');
-            return idempotencyQueries.saveResponse(...args);
-          },
-        },
-      },
-      { database: server.database },
-    );
+    const flaky = await startTestServer({ idempotencyStore: storeFailingFirstSave().store }, { database: server.database });
     try {
       const { api: on, token } = await flaky.tenant({ plan: 'studio' });
       const created = await on.POST('/clients', { body: { name: 'Before' } });

@@ -7,7 +7,7 @@ import { KEY_LIFETIME_MS, purgeExpiredKeys } from '../../server/idempotency/idem
 import * as idempotencyQueries from '../../server/idempotency/idempotency.queries.js';
 import { usingPostgres } from '../support/database.js';
 import { readJson } from '../support/json.js';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { startTestServer, storeFailingFirstSave, type TestServer } from '../support/server.js';
 
 let now = new Date('2026-11-27T12:00:00Z');
 let server: TestServer;
@@ -191,25 +191,14 @@ describe('failures inside the transaction leave nothing, and a retry with the sa
   });
 
   it("when storing the response fails (free plan: the transaction's last statement)", async () => {
-    let saves = 0;
-    const flaky = await startTestServer(
-      {
-        clock: () => now,
-        idempotencyStore: {
-          saveResponse: async (...args) => {
-            if (++saves === 1) throw new Error('the response store is down');
-            return idempotencyQueries.saveResponse(...args);
-          },
-        },
-      },
-      { database: server.database },
-    );
+    const failing = storeFailingFirstSave();
+    const flaky = await startTestServer({ clock: () => now, idempotencyStore: failing.store }, { database: server.database });
     try {
       const { api, token } = await flaky.tenant({ plan: 'free' });
       const key = randomUUID();
       const failed = await api.POST('/clients', { body: { name: 'Store' }, headers: { 'Idempotency-Key': key } });
       expect(failed.response.status).toBe(500);
-      expect(saves).toBe(1);
+      expect(failing.saves()).toBe(1);
       expect(JSON.stringify(failed.error)).not.toContain('store is down');
       expect(await clientCount(token.orgId)).toBe(0);
       expect(await keyCount(token.orgId)).toBe(0);

@@ -17,7 +17,14 @@ import { RETRY_DELAYS_MS } from '../../server/webhooks/schedule.js';
 import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
 import { startWebhookWorker, type WebhookWorker, type WebhookWorkerOptions } from '../../server/webhooks/worker.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { movableClock, type ReceivedRequest, type Receiver, startReceiver, waitFor } from '../support/webhook-worker-fixtures.js';
+import {
+  movableClock,
+  type ReceivedRequest,
+  type Receiver,
+  startReceiver,
+  verifyAtItsTime,
+  waitFor,
+} from '../support/webhook-worker-fixtures.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 const settings = ephemeralWebhookSettings({ allowPrivateNetworks: true });
@@ -55,17 +62,6 @@ async function register(api: ClientsApi, url: string) {
   return { id: data.data.id, secret: data.secret! };
 }
 
-/** Verifies with standardwebhooks, its clock at the signature's time (some tests move time). */
-function verify(secret: string, request: ReceivedRequest): unknown {
-  vi.useFakeTimers({ toFake: ['Date'] });
-  try {
-    vi.setSystemTime(Number(request.headers['webhook-timestamp']) * 1000);
-    return new Webhook(secret).verify(request.body, request.headers);
-  } finally {
-    vi.useRealTimers();
-  }
-}
-
 describe('webhooks through the API', () => {
   it('every change (created, updated, deleted, restored) is delivered, verified, its body the feed’s Event', async () => {
     receiver = await startReceiver();
@@ -82,7 +78,7 @@ describe('webhooks through the API', () => {
     await waitFor(() => receiver.requests.length >= 4, 'four deliveries', 30_000);
     const types = [];
     for (const request of receiver.requests) {
-      const payload = verify(endpoint.secret, request) as { id: string; type: string };
+      const payload = verifyAtItsTime(endpoint.secret, request) as { id: string; type: string };
       expect(request.headers['webhook-id']).toBe(payload.id);
       const { data: fromFeed } = await api.GET('/events/{id}', { params: { path: { id: payload.id } } });
       expect(JSON.parse(request.body)).toEqual(fromFeed!.data);
@@ -149,13 +145,13 @@ describe('webhooks through the API', () => {
     await api.POST('/clients', { body: { name: 'During' } });
     clock.advance(DAY - 60_000);
     await tickUntil(1);
-    expect(verify(newSecret, receiver.requests[0]!)).toBeTruthy();
-    expect(verify(endpoint.secret, receiver.requests[0]!)).toBeTruthy();
+    expect(verifyAtItsTime(newSecret, receiver.requests[0]!)).toBeTruthy();
+    expect(verifyAtItsTime(endpoint.secret, receiver.requests[0]!)).toBeTruthy();
 
     await api.POST('/clients', { body: { name: 'After' } });
     clock.advance(2 * 60_000);
     await tickUntil(2);
-    expect(verify(newSecret, receiver.requests[1]!)).toBeTruthy();
-    expect(() => verify(endpoint.secret, receiver.requests[1]!)).toThrow();
+    expect(verifyAtItsTime(newSecret, receiver.requests[1]!)).toBeTruthy();
+    expect(() => verifyAtItsTime(endpoint.secret, receiver.requests[1]!)).toThrow();
   });
 });

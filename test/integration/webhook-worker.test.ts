@@ -20,6 +20,7 @@ import {
   type ReceivedRequest,
   type Receiver,
   startReceiver,
+  verifyAtItsTime,
   waitFor,
 } from '../support/webhook-worker-fixtures.js';
 
@@ -81,17 +82,6 @@ function endpointRow(id: string) {
   return database.db.selectFrom('webhook_endpoints').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
 }
 
-/** Verifies with standardwebhooks itself, its clock set to the signature's time (the tests move time). */
-function verify(secret: string, request: ReceivedRequest): unknown {
-  vi.useFakeTimers({ toFake: ['Date'] });
-  try {
-    vi.setSystemTime(Number(request.headers['webhook-timestamp']) * 1000);
-    return new Webhook(secret).verify(request.body, request.headers);
-  } finally {
-    vi.useRealTimers();
-  }
-}
-
 describe('delivery', () => {
   it('delivers each wanted event of its own tenant and environment, signed, its body the Event', async () => {
     receiver = await startReceiver();
@@ -118,7 +108,7 @@ describe('delivery', () => {
       expect(request.method).toBe('POST');
       expect(request.headers['content-type']).toBe('application/json');
       expect(request.headers['user-agent']).toMatch(/^clients-api-webhooks\//);
-      const payload = verify(endpoint.secret, request) as { id: string };
+      const payload = verifyAtItsTime(endpoint.secret, request) as { id: string };
       expect(request.headers['webhook-id']).toBe(payload.id);
       const row = rows.find((r) => r.id === payload.id)!;
       expect(request.body).toBe(JSON.stringify(toEvent(row)));
@@ -179,7 +169,7 @@ describe('delivery', () => {
     await w.tick();
 
     expect(receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([eventId, eventId, eventId]);
-    for (const request of receiver.requests) verify(endpoint.secret, request);
+    for (const request of receiver.requests) verifyAtItsTime(endpoint.secret, request);
     const attempts = await attemptsOf(endpoint.id);
     expect(
       attempts.map((a) => ({
@@ -349,16 +339,16 @@ describe('secret rotation', () => {
     await tickUntil(w, () => receiver.requests.length >= 1, 'a delivery within the 24 hours');
     const during = receiver.requests[0]!;
     expect(during.headers['webhook-signature']!.split(' ')).toHaveLength(2);
-    expect(verify(endpoint.secret, during)).toBeTruthy();
-    expect(verify(endpoint.previousSecret!, during)).toBeTruthy();
+    expect(verifyAtItsTime(endpoint.secret, during)).toBeTruthy();
+    expect(verifyAtItsTime(endpoint.previousSecret!, during)).toBeTruthy();
 
     clock.set(new Date(rotatedAt.getTime() + DAY + 1000));
     await insertEvent(database.db, { orgId });
     await tickUntil(w, () => receiver.requests.length >= 2, 'a delivery after the 24 hours');
     const after = receiver.requests[1]!;
     expect(after.headers['webhook-signature']!.split(' ')).toHaveLength(1);
-    expect(verify(endpoint.secret, after)).toBeTruthy();
-    expect(() => verify(endpoint.previousSecret!, after)).toThrow();
+    expect(verifyAtItsTime(endpoint.secret, after)).toBeTruthy();
+    expect(() => verifyAtItsTime(endpoint.previousSecret!, after)).toThrow();
   });
 });
 

@@ -12,6 +12,8 @@ import { createApp, type AppDeps } from '../../server/app.js';
 import { mintTokenForOrganisation, type MintForOrganisation, type MintedToken } from '../../server/tokens/tokens.service.js';
 import { createClientsApi, type ClientsApi, type ClientsApiOptions } from '../../client/index.js';
 import type { OpenApiDocument } from '../../server/http/spec.js';
+import type { IdempotencyStore } from '../../server/idempotency/idempotency.js';
+import * as idempotencyQueries from '../../server/idempotency/idempotency.queries.js';
 import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
 import { closedSpec } from './closed-spec.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
@@ -83,4 +85,19 @@ export async function startTestServer(overrides: Partial<AppDeps> = {}, shared: 
       if (!shared.database) await database.close();
     },
   };
+}
+
+/**
+ * Idempotency queries whose first `saveResponse` fails (the transaction's last statement, after
+ * the write itself): what a store that breaks mid-write looks like, for `idempotencyStore`.
+ */
+export function storeFailingFirstSave(): { store: Partial<IdempotencyStore>; saves: () => number } {
+  let saves = 0;
+  const store: Partial<IdempotencyStore> = {
+    saveResponse: async (...args) => {
+      if (++saves === 1) throw new Error('the response store is down');
+      return idempotencyQueries.saveResponse(...args);
+    },
+  };
+  return { store, saves: () => saves };
 }

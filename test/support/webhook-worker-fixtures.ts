@@ -8,6 +8,8 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Kysely, sql } from 'kysely';
+import { Webhook } from 'standardwebhooks';
+import { vi } from 'vitest';
 import type { Database, Env } from '../../server/db/schema.js';
 import { newSigningSecret } from '../../server/webhooks/secrets.js';
 import type { WebhookSettings } from '../../server/webhooks/settings.js';
@@ -169,4 +171,15 @@ export function movableClock(start = new Date()) {
       now = at.getTime();
     },
   };
+}
+
+/** Verifies a delivery with standardwebhooks itself, its clock set to the signature's time (tests move time). */
+export function verifyAtItsTime(secret: string, request: ReceivedRequest): unknown {
+  vi.useFakeTimers({ toFake: ['Date'] });
+  try {
+    vi.setSystemTime(Number(request.headers['webhook-timestamp']) * 1000);
+    return new Webhook(secret).verify(request.body, request.headers);
+  } finally {
+    vi.useRealTimers();
+  }
 }
