@@ -156,7 +156,7 @@ export async function settleKeyedStatement(
 /**
  * What a keyed write that threw answers: the stored response's replay, 409 while another request
  * holds the key, or the write's own refusal (402, 404, 409, 412...), stored for replays outside
- * the rolled-back transaction. A 5xx stores nothing, so a retry runs afresh.
+ * the rolled-back transaction. A 400 or a 5xx stores nothing, so a retry runs afresh.
  */
 export async function answerAfterFailure(db: Kysely<Database>, keyed: KeyedRequest, error: unknown): Promise<SentResponse> {
   if (error instanceof KeyBusy) throw inProgress();
@@ -166,7 +166,9 @@ export async function answerAfterFailure(db: Kysely<Database>, keyed: KeyedReque
     if (stored) return replay(stored, keyed.fingerprint);
     throw inProgress();
   }
-  if (error instanceof ApiError && error.status < 500) {
+  // A 400 says the request itself is wrong (a handler's own check, such as a webhook URL that does
+  // not resolve): like the validator's, it is not stored, so the caller can fix it and retry.
+  if (error instanceof ApiError && error.status < 500 && error.status !== 400) {
     const refusal = { status: error.status, text: JSON.stringify(error.toBody()), headers: error.details.headers ?? {} };
     if (!(await keyed.store.saveResponse(db, keyed.scope, toStore(keyed, refusal), keyed.now, keyed.expiresAt))) {
       const stored = await queries.findStoredResponse(db, keyed.scope, keyed.now);
@@ -182,9 +184,9 @@ export async function answerAfterFailure(db: Kysely<Database>, keyed: KeyedReque
  */
 export type KeyedOutcome = 'stored' | 'replayed' | 'in_progress' | 'reused';
 
-/** The outcome of a keyed write that ended in `error` (thrown by the write or by answerAfterFailure); none for a 5xx. */
+/** The outcome of a keyed write that ended in `error` (thrown by the write or by answerAfterFailure); none for a 400 or a 5xx. */
 export function keyedOutcomeOfRefusal(error: unknown): KeyedOutcome | undefined {
-  if (!(error instanceof ApiError) || error.status >= 500) return undefined;
+  if (!(error instanceof ApiError) || error.status >= 500 || error.status === 400) return undefined;
   if (error.code === 'idempotency_request_in_progress') return 'in_progress';
   if (error.code === 'idempotency_key_reused') return 'reused';
   return 'stored';

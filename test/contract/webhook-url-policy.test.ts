@@ -207,3 +207,21 @@ describe('with private networks allowed (WEBHOOK_ALLOW_PRIVATE_NETWORKS=true)', 
     expect(again.response.status).toBe(400);
   });
 });
+
+describe('a refusal is not stored with the Idempotency-Key', () => {
+  it('the same request with the same key succeeds once the name resolves to a public address', async () => {
+    const key = { 'Idempotency-Key': randomUUID() };
+    const body = { url: 'https://later.private.test/in', enabledEvents: ['*' as const] };
+    const refused = await api.strict.test.POST('/webhook-endpoints', { body, headers: key });
+    await expectRefused(refused, /does not resolve/, 'before the name exists');
+    DNS['later.private.test'] = ['93.184.216.34'];
+    try {
+      const created = await api.strict.test.POST('/webhook-endpoints', { body, headers: key });
+      expect(created.response.status).toBe(201);
+      expect(created.response.headers.get('Idempotent-Replayed')).toBeNull();
+      expect(await endpointCount()).toBe(1);
+    } finally {
+      delete DNS['later.private.test'];
+    }
+  });
+});
