@@ -2,7 +2,8 @@
  * `npm run bench [-- --quick] [-- --only create,replay]`: the real server (compiled JavaScript, on
  * PostgreSQL) against a bare node:http + pg baseline doing the same SQL, driven by autocannon on
  * loopback, runs alternating so both see the same machine. Prints requests/s, p50 and p99 of each,
- * and the ratio real/bare; also startup time to listening and peak RSS under load.
+ * and the ratio real/bare; also startup time to listening, peak RSS under load, and webhook
+ * deliveries per second (bench/webhook-delivery.ts; `--only=webhooks` for that alone).
  *
  * BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) is where a scratch database
  * is created and dropped. Rate limiting is off (RATE_LIMIT=0, as product.md has it for benchmarks);
@@ -308,6 +309,7 @@ async function main() {
     if (pgliteStartupMs !== undefined)
       console.log(`startup to listening (embedded PGlite, existing data): ${pgliteStartupMs.toFixed(0)} ms`);
     console.log(`peak RSS of the real server under load: ${peakRss.toFixed(0)} MiB`);
+    if (!only || only.includes('webhooks')) console.log(webhookThroughput());
     if (profile) console.log(`\n${summariseProfiles(profileDir)}`);
     const failures =
       rows.reduce((n, r) => n + r.real.errors + r.real.non2xx + (r.bare?.errors ?? 0) + (r.bare?.non2xx ?? 0), 0) +
@@ -323,6 +325,25 @@ async function main() {
     await admin.end();
     rmSync(dataDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Webhook deliveries per second to a local receiver (bench/webhook-delivery.ts: one worker, 16
+ * attempts at once, each signed, sent and recorded), on a scratch database of the same server.
+ */
+function webhookThroughput(): string {
+  const out = execFileSync(join(root, 'node_modules/.bin/tsx'), [join(root, 'bench/webhook-delivery.ts')], {
+    cwd: root,
+    encoding: 'utf8',
+    env: { ...process.env, BENCH_ADMIN_URL: adminUrl, BENCH_EVENTS: '1000' },
+  });
+  const result = JSON.parse(out.trim().split('\n').pop()!) as {
+    events: number;
+    concurrency: number;
+    eventsPerSecond: number;
+    uniqueWebhookIds: number;
+  };
+  return `webhook deliveries (PostgreSQL, one worker, ${result.concurrency} at once, ${result.events} events to a local receiver): ${result.eventsPerSecond} events/s`;
 }
 
 await main();
