@@ -10,6 +10,7 @@ import type { ClientsApi } from '../../client/index.js';
 import { updateClient } from '../../server/clients/clients.service.js';
 import { purgeExpiredEvents } from '../../server/events/events.service.js';
 import { usingPostgres } from '../support/database.js';
+import { FUZZ_RATE_LIMITS } from '../support/operation-fixtures.js';
 import { startTestServer, storeFailingFirstSave, type TestServer } from '../support/server.js';
 
 let server: TestServer;
@@ -17,7 +18,8 @@ let api: ClientsApi;
 let orgId: string;
 
 beforeAll(async () => {
-  server = await startTestServer();
+  // Consumers here poll as fast as they can: budgets no run reaches (the rate limit is judged elsewhere).
+  server = await startTestServer({ rateLimits: FUZZ_RATE_LIMITS });
   const tenant = await server.tenant({ plan: 'studio' });
   api = tenant.api;
   orgId = tenant.token.orgId;
@@ -339,6 +341,8 @@ describe('concurrent writers', () => {
       .selectFrom('events')
       .select([sql<string>`txid::text`.as('txid'), sql<string>`data->'object'->>'id'`.as('client')])
       .where('org_id', '=', token.orgId)
+      .orderBy(sql`txid`)
+      .orderBy('seq')
       .execute();
     // What makes this interleaving the dangerous one: B's event is committed, with a place after A's.
     expect(txids.map((r) => r.client)).toEqual([early, b]);
