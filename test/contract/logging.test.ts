@@ -1,8 +1,11 @@
-/** Logs carry the request id of every line of a request, and never the Authorization header. */
+/** Logs carry the request id of every line of a request, and never the Authorization header nor a webhook secret. */
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
+import { startWebhookWorker } from '../../server/webhooks/worker.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { startReceiver, waitFor } from '../support/webhook-worker-fixtures.js';
 
 const lines: Record<string, unknown>[] = [];
 let server: TestServer;
@@ -89,4 +92,32 @@ it('logs the probes (/healthz, /readyz) below info, so that a load balancer poll
     .poll(() => lines.some((line) => idOf(line) === listed.response.headers.get('X-Request-Id') && line.msg === 'request completed'))
     .toBe(true);
   expect(lines.filter((line) => ids.includes(idOf(line) ?? null))).toEqual([]);
+});
+
+it('never logs a webhook signing secret: not on creation, rotation, nor delivery, even at trace level', async () => {
+  const traced: string[] = [];
+  const logger = pino({ level: 'trace' }, new Writable({ write: (c, _e, d) => (traced.push(String(c)), d()) }));
+  const settings = ephemeralWebhookSettings({ allowPrivateNetworks: true });
+  const verbose = await startTestServer({ logger, webhooks: settings }, { database: server.database });
+  const receiver = await startReceiver();
+  try {
+    const { api } = await verbose.tenant({ plan: 'pro' });
+    const created = await api.POST('/webhook-endpoints', { body: { url: receiver.url, enabledEvents: ['*'] } });
+    const id = created.data!.data.id;
+    const rotated = await api.POST('/webhook-endpoints/{id}/rotate-secret', { params: { path: { id } } });
+    await api.POST('/clients', { body: { name: 'Delivered' } });
+    const worker = startWebhookWorker({ db: verbose.database.db, settings, logger, pollIntervalMs: 10, timeoutMs: 5000, loop: false });
+    await waitFor(async () => (await worker.tick(), receiver.requests.length > 0), 'a delivery');
+    await worker.stop();
+
+    const text = traced.join('');
+    expect(text.length).toBeGreaterThan(0);
+    for (const secret of [created.data!.secret!, rotated.data!.secret!]) {
+      expect(text).not.toContain(secret);
+      expect(text).not.toContain(secret.slice('whsec_'.length, 'whsec_'.length + 16));
+    }
+  } finally {
+    await receiver.close();
+    await verbose.close();
+  }
 });
