@@ -195,8 +195,9 @@ export type paths = {
         };
         /**
          * Follow the change feed
-         * @description The events of the token's organisation and environment, oldest first, in the order their
-         *     changes were made. Each change to a client (created, updated, deleted, restored) writes one
+         * @description The events of the token's organisation and environment, oldest first: in the order of the
+         *     transactions that wrote them (a transaction takes its place when it first writes), so two
+         *     changes to one client always appear in the order they were made. Each change to a client (created, updated, deleted, restored) writes one
          *     event in the same transaction: a refused request, an idempotent replay and a PATCH that changes
          *     nothing write none. Events are kept 30 days.
          *
@@ -204,8 +205,8 @@ export type paths = {
          *     polling with the last one: a consumer walking the feed this way never misses an event and never
          *     sees one twice, even while changes are being made concurrently. An event appears in the feed
          *     only once every transaction that started writing before it has ended, so no event is ever
-         *     inserted behind a cursor already given out. Two changes to one client always appear in the
-         *     order they were made.
+         *     inserted behind a cursor already given out: a transaction that began earlier and commits later
+         *     holds back the events after it until it ends, rather than appearing behind them.
          *
          *     `type` keeps one type of event; the cursor still moves over the others.
          */
