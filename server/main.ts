@@ -81,6 +81,7 @@ const webhookWorker = config.webhookWorker
       logger,
       pollIntervalMs: config.webhookPollIntervalMs,
       timeoutMs: config.webhookTimeoutMs,
+      observeAttempt: metrics?.observeWebhookAttempt,
     })
   : undefined;
 /**

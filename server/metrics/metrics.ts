@@ -30,6 +30,8 @@ export interface Metrics {
   countCounterStoreFailure(): void;
   /** Gauges of a pg pool's connections, read at each scrape. */
   watchPool(name: string, pool: pg.Pool): void;
+  /** Counts one webhook delivery attempt by outcome, and times it (told by the worker). */
+  observeWebhookAttempt(succeeded: boolean, seconds: number): void;
 }
 
 export function createMetrics(): Metrics {
@@ -62,6 +64,19 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
   for (const outcome of ['stored', 'replayed', 'in_progress', 'reused'] satisfies KeyedOutcome[]) idempotency.inc({ outcome }, 0);
+  const webhookAttempts = new Counter({
+    name: 'webhook_attempts_total',
+    help: 'Webhook delivery attempts made by this process, by outcome: succeeded (a 2xx) or failed (anything else, no answer included).',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const webhookDuration = new Histogram({
+    name: 'webhook_attempt_duration_seconds',
+    help: 'Time a webhook delivery attempt took, to its answer or its failure (10 s at most).',
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  for (const outcome of ['succeeded', 'failed']) webhookAttempts.inc({ outcome }, 0);
 
   const pools = new Map<string, pg.Pool>();
   const poolGauge = (name: string, help: string, read: (pool: pg.Pool) => number) =>
@@ -96,6 +111,10 @@ export function createMetrics(): Metrics {
     },
     watchPool(name, pool) {
       pools.set(name, pool);
+    },
+    observeWebhookAttempt(succeeded, seconds) {
+      webhookAttempts.inc({ outcome: succeeded ? 'succeeded' : 'failed' });
+      webhookDuration.observe(seconds);
     },
   };
 }

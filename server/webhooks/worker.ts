@@ -45,6 +45,8 @@ export interface WebhookWorkerOptions {
   concurrency?: number;
   /** False: no loop, only `tick()` runs (tests that move the clock step by step). */
   loop?: boolean;
+  /** Told of each attempt's outcome and duration, once sent (metrics). */
+  observeAttempt?: ((succeeded: boolean, seconds: number) => void) | undefined;
 }
 
 export interface WebhookWorker {
@@ -116,6 +118,7 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
       logger.error({ err: error, endpointId: delivery.endpointId, deliveryId: delivery.id }, 'webhook delivery could not be signed');
       outcome = { statusCode: null, error: 'signing failed', succeeded: false, durationMs: 0 };
     }
+    options.observeAttempt?.(outcome.succeeded, outcome.durationMs / 1000);
     const number = delivery.attempts + 1;
     const retryAt = outcome.succeeded ? null : nextRetryAt(number, at);
     const endpoint = { orgId: delivery.orgId, endpointId: delivery.endpointId };

@@ -1,7 +1,7 @@
 /**
  * Metrics (server/metrics/metrics.ts) after real traffic through the app: the request histogram
- * per operation, idempotency outcomes, rate-limit refusals, the pools (PostgreSQL), the event
- * loop; label values bounded (no id, no token); and `promtool check metrics` (Debian's
+ * per operation, idempotency outcomes, rate-limit refusals, webhook attempts, the pools
+ * (PostgreSQL), the event loop; label values bounded (no id, no token); and `promtool check metrics` (Debian's
  * `prometheus` package, installed by .ci/run) finds nothing wrong with any of it.
  */
 import { spawnSync } from 'node:child_process';
@@ -11,7 +11,11 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createMetrics, startMetricsServer, type Metrics } from '../../server/metrics/metrics.js';
+import { pino } from 'pino';
+import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
+import { startWebhookWorker } from '../../server/webhooks/worker.js';
 import { usingPostgres } from '../support/database.js';
+import { insertEndpoint, insertEvent, startReceiver, waitFor } from '../support/webhook-worker-fixtures.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 const PROMTOOL = '/usr/bin/promtool';
@@ -23,9 +27,11 @@ let scrape: string;
 let clientId: string;
 let tokenText: string;
 
+const webhookSettings = ephemeralWebhookSettings({ allowPrivateNetworks: true });
+
 beforeAll(async () => {
   metrics = createMetrics();
-  server = await startTestServer({ metrics, rateLimits: { perToken: 8, perAddress: 1_000, windowSeconds: 60 } });
+  server = await startTestServer({ metrics, rateLimits: { perToken: 8, perAddress: 1_000, windowSeconds: 60 }, webhooks: webhookSettings });
   if (usingPostgres) {
     metrics.watchPool('main', server.database.pool!);
     metrics.watchPool('counters', server.database.counterPool!);
@@ -44,6 +50,29 @@ beforeAll(async () => {
   await api.GET('/clients');
   // Over this token's budget of 8.
   for (let i = 0; i < 4; i++) await api.GET('/clients');
+
+  // Two webhook attempts, one answered 204 and one 500, by a worker that reports to the metrics.
+  const receiver = await startReceiver();
+  try {
+    receiver.answer = (_request, index) => ({ status: index === 0 ? 204 : 500 });
+    const { orgId } = await server.mint({ orgName: `metrics-webhooks-${randomUUID()}`, plan: 'pro' });
+    await insertEndpoint(server.database.db, webhookSettings, { orgId, url: receiver.url });
+    await insertEvent(server.database.db, { orgId });
+    await insertEvent(server.database.db, { orgId });
+    const worker = startWebhookWorker({
+      db: server.database.db,
+      settings: webhookSettings,
+      logger: pino({ level: 'silent' }),
+      pollIntervalMs: 10,
+      timeoutMs: 5000,
+      loop: false,
+      observeAttempt: metrics.observeWebhookAttempt,
+    });
+    await waitFor(async () => (await worker.tick(), receiver.requests.length >= 2), 'two attempts');
+    await worker.stop();
+  } finally {
+    await receiver.close();
+  }
 
   const { port } = metricsServer.address() as AddressInfo;
   const response = await fetch(`http://127.0.0.1:${port}/metrics`);
@@ -88,6 +117,12 @@ it('counts idempotency outcomes and rate-limit refusals', () => {
   expect(
     sample('http_server_request_duration_seconds_count', { operation: 'listClients', http_response_status_code: '429' }),
   ).toBeGreaterThanOrEqual(1);
+});
+
+it('counts webhook attempts by outcome, and times them', () => {
+  expect(sample('webhook_attempts_total', { outcome: 'succeeded' })).toBe(1);
+  expect(sample('webhook_attempts_total', { outcome: 'failed' })).toBe(1);
+  expect(scrape).toMatch(/^webhook_attempt_duration_seconds_count 2$/m);
 });
 
 it('has the event loop, the process, and (on PostgreSQL) the pools', () => {
