@@ -9,6 +9,7 @@ import { loadConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { migrateOrThrow } from './db/migrate.js';
 import { createLogger } from './logger.js';
+import { createMetrics, startMetricsServer } from './metrics/metrics.js';
 import { webhookSettingsFromConfig } from './webhooks/settings.js';
 import { startWebhookWorker } from './webhooks/worker.js';
 
@@ -34,12 +35,19 @@ const database = await openDatabase({
 const applied = await migrateOrThrow(database.db);
 if (applied.length > 0) logger.info({ migrations: applied }, 'migrated');
 
+// METRICS_PORT: its attempts and its pool, as `npm start` serves them.
+const metrics = config.metricsPort === undefined ? undefined : createMetrics();
+if (metrics && database.pool) metrics.watchPool('main', database.pool);
+const metricsServer =
+  metrics && config.metricsPort !== undefined ? await startMetricsServer(metrics, config.metricsPort, config.metricsHost) : undefined;
+
 const worker = startWebhookWorker({
   db: database.db,
   settings: webhookSettingsFromConfig(config),
   logger,
   pollIntervalMs: config.webhookPollIntervalMs,
   timeoutMs: config.webhookTimeoutMs,
+  observeAttempt: metrics?.observeWebhookAttempt,
 });
 logger.info({ pollIntervalMs: config.webhookPollIntervalMs, timeoutMs: config.webhookTimeoutMs }, 'webhook worker started');
 
@@ -49,6 +57,11 @@ async function shutdown(signal: string): Promise<void> {
   stopping = true;
   logger.info({ signal }, 'webhook worker stopping');
   await worker.stop();
+  if (metricsServer) {
+    const closed = new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+    metricsServer.closeAllConnections();
+    await closed;
+  }
   await database.close();
   logger.info('stopped');
   logger.flushNow();

@@ -6,6 +6,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { mintTokenForOrganisation } from '../../server/tokens/tokens.service.js';
@@ -34,6 +35,15 @@ afterEach(async () => {
   await database?.close();
   database = undefined;
 });
+
+/** A port nothing listens on now. */
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((listening) => probe.listen(0, '127.0.0.1', listening));
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise((closed) => probe.close(closed));
+  return port;
+}
 
 /** Starts a worker process and waits until it says it has started. */
 function startWorker(databaseUrl: string, env: Record<string, string> = {}): Promise<ChildProcess & { output: () => string }> {
@@ -120,7 +130,9 @@ describe.runIf(usingPostgres)('worker processes on one PostgreSQL', () => {
     const before = perTenant / 3;
     // Some events wait before the workers start, the rest arrive while they run.
     for (let i = 0; i < before; i++) await Promise.all(tenants.map(({ orgId }) => insertEvent(db, { orgId })));
-    await Promise.all([startWorker(database.url!), startWorker(database.url!)]);
+    // Each serves its metrics, as `npm run worker` does with METRICS_PORT.
+    const metricsPorts = [await freePort(), await freePort()];
+    await Promise.all(metricsPorts.map((port) => startWorker(database!.url!, { METRICS_PORT: String(port) })));
     for (let i = before; i < perTenant; i++) await Promise.all(tenants.map(({ orgId }) => insertEvent(db, { orgId })));
 
     const total = perTenant * tenants.length;
@@ -147,6 +159,13 @@ describe.runIf(usingPostgres)('worker processes on one PostgreSQL', () => {
     expect(attempts).toHaveLength(total);
     expect(attempts.every((a) => a.attempt === 1 && a.succeeded)).toBe(true);
     for (const endpoint of endpoints) expect(attempts.filter((a) => a.endpoint_id === endpoint.id)).toHaveLength(perTenant);
+    // The processes' own count agrees: every attempt made once, by one of them.
+    let counted = 0;
+    for (const port of metricsPorts) {
+      const scrape = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      counted += Number(/^webhook_attempts_total\{outcome="succeeded"\} (\d+)$/m.exec(scrape)![1]);
+    }
+    expect(counted).toBe(total);
   });
 
   it('npm start delivers by itself (its worker runs inside), and stops it cleanly on SIGTERM', { timeout: 120_000 }, async () => {
