@@ -115,12 +115,12 @@ const COLUMN_TYPE: Record<keyof NewClientRow, string> = {
 };
 
 /** The client and its event, as one statement. */
-const insertOne = prepare('insert_client', (p: NewClientRow & EventParams) => {
+const insertOne = prepare('insert_client', (row: NewClientRow, event: EventParams) => {
   const client = compiler
     .insertInto('clients')
-    .values(Object.fromEntries(INSERTED.map((column) => [column, p[column]])) as NewClientRow)
+    .values(Object.fromEntries(INSERTED.map((column) => [column, row[column]])) as NewClientRow)
     .returning(sql<number>`1`.as('one'));
-  return sql`with written as (${client}) ${insertEventForWritten(p)}`;
+  return sql`with written as (${client}) ${insertEventForWritten(event)}`;
 });
 
 /** The client's insert, run only when `claimed` holds: what idempotency's one statement includes. */
@@ -131,13 +131,13 @@ function insertWhen(p: NewClientRow, claimed: RawBuilder<boolean>) {
   return compiler.insertInto('clients').columns(INSERTED).expression(values).returning(sql<number>`1`.as('one'));
 }
 
-const insertOneWithKey = prepare('insert_client_with_key', (p: NewClientRow & EventParams & KeyedStatementParams) =>
-  claimAndStore(p, (claimed) => insertWhen(p, claimed), insertEventForWritten(p)),
+const insertOneWithKey = prepare('insert_client_with_key', (row: NewClientRow, event: EventParams, key: KeyedStatementParams) =>
+  claimAndStore(key, (claimed) => insertWhen(row, claimed), insertEventForWritten(event)),
 );
 
 /** Inserts a client computed in full by the service (its response needs nothing back), and its event. */
 export async function insertClient(db: Kysely<Database>, row: NewClientRow, event: EventParams): Promise<void> {
-  await insertOne(db, { ...row, ...event });
+  await insertOne(db, row, event);
 }
 
 /**
@@ -150,7 +150,7 @@ export function insertClientWithKey(
   event: EventParams,
   key: KeyedStatementParams,
 ): Promise<KeyedStatementOutcome> {
-  return readKeyedStatement(insertOneWithKey(db, { ...row, ...event, ...key }));
+  return readKeyedStatement(insertOneWithKey(db, row, event, key));
 }
 
 /**
