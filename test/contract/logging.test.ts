@@ -96,7 +96,13 @@ it('logs the probes (/healthz, /readyz) below info, so that a load balancer poll
 
 it('never logs a webhook signing secret: not on creation, rotation, nor delivery, even at trace level', async () => {
   const traced: string[] = [];
-  const logger = pino({ level: 'trace' }, new Writable({ write: (c, _e, d) => (traced.push(String(c)), d()) }));
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      traced.push(String(chunk));
+      done();
+    },
+  });
+  const logger = pino({ level: 'trace' }, sink);
   const settings = ephemeralWebhookSettings({ allowPrivateNetworks: true });
   const verbose = await startTestServer({ logger, webhooks: settings }, { database: server.database });
   const receiver = await startReceiver();
@@ -107,7 +113,10 @@ it('never logs a webhook signing secret: not on creation, rotation, nor delivery
     const rotated = await api.POST('/webhook-endpoints/{id}/rotate-secret', { params: { path: { id } } });
     await api.POST('/clients', { body: { name: 'Delivered' } });
     const worker = startWebhookWorker({ db: verbose.database.db, settings, logger, pollIntervalMs: 10, timeoutMs: 5000, loop: false });
-    await waitFor(async () => (await worker.tick(), receiver.requests.length > 0), 'a delivery');
+    await waitFor(async () => {
+      await worker.tick();
+      return receiver.requests.length > 0;
+    }, 'a delivery');
     await worker.stop();
 
     const text = traced.join('');

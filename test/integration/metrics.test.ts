@@ -68,7 +68,10 @@ beforeAll(async () => {
       loop: false,
       observeAttempt: metrics.observeWebhookAttempt,
     });
-    await waitFor(async () => (await worker.tick(), receiver.requests.length >= 2), 'two attempts');
+    await waitFor(async () => {
+      await worker.tick();
+      return receiver.requests.length >= 2;
+    }, 'two attempts');
     await worker.stop();
   } finally {
     await receiver.close();

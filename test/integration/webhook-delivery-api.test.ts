@@ -10,21 +10,13 @@
  * operations, built beside the worker: they pass once all three are merged.
  */
 import { pino } from 'pino';
-import { Webhook } from 'standardwebhooks';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientsApi } from '../../client/index.js';
 import { RETRY_DELAYS_MS } from '../../server/webhooks/schedule.js';
 import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
 import { startWebhookWorker, type WebhookWorker, type WebhookWorkerOptions } from '../../server/webhooks/worker.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import {
-  movableClock,
-  type ReceivedRequest,
-  type Receiver,
-  startReceiver,
-  verifyAtItsTime,
-  waitFor,
-} from '../support/webhook-worker-fixtures.js';
+import { movableClock, type Receiver, startReceiver, verifyAtItsTime, waitFor } from '../support/webhook-worker-fixtures.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 const settings = ephemeralWebhookSettings({ allowPrivateNetworks: true });

@@ -5,8 +5,7 @@
  * are in webhook-delivery-api.test.ts. Time is a clock the tests move, never a wait.
  */
 import { pino } from 'pino';
-import { Webhook } from 'standardwebhooks';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { toEvent } from '../../server/events/events.mapper.js';
 import { mintTokenForOrganisation } from '../../server/tokens/tokens.service.js';
 import { MAX_ATTEMPTS, RETRY_DELAYS_MS } from '../../server/webhooks/schedule.js';
@@ -17,7 +16,6 @@ import {
   insertEndpoint,
   insertEvent,
   movableClock,
-  type ReceivedRequest,
   type Receiver,
   startReceiver,
   verifyAtItsTime,
