@@ -22,9 +22,9 @@ import { purgeExpiredKeys } from './idempotency/idempotency.js';
 import type { Env } from './db/schema.js';
 import { findOrganisationByName, setOrganisationPlan } from './orgs/orgs.queries.js';
 import { PLAN_ORDER, PLANS } from './plans/plans.js';
+import { isUuid } from './shared/ids.js';
 
 const ENVS: Env[] = ['test', 'live'];
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Bad usage: exit 2 with the usage text. Any other failure is said plainly, with exit 1. */
 class UsageError extends Error {}
@@ -138,7 +138,7 @@ async function tokenList(args: string[]): Promise<void> {
 async function tokenRevoke(args: string[]): Promise<void> {
   const values = options(args, { id: { type: 'string' } });
   if (!values.id) throw new UsageError('--id <tokenId> is required');
-  if (!UUID.test(values.id)) throw new UsageError(`--id must be a token id (a UUID, as token list shows it), not "${values.id}"`);
+  if (!isUuid(values.id)) throw new UsageError(`--id must be a token id (a UUID, as token list shows it), not "${values.id}"`);
   const id = values.id;
   const revoked = await withDatabase(({ db }) => revokeToken(db, id, 'any'));
   if (!revoked) throw new Error(`There is no token with id ${id}.`);

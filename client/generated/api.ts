@@ -199,7 +199,7 @@ export type paths = {
          *     transactions that wrote them (a transaction takes its place when it first writes), so two
          *     changes to one client always appear in the order they were made. Each change to a client (created, updated, deleted, restored) writes one
          *     event in the same transaction: a refused request, an idempotent replay and a PATCH that changes
-         *     nothing write none. Events are kept 30 days.
+         *     nothing write none. Events are kept 30 days, then purged (in batches, every 10 minutes).
          *
          *     Follow the feed by passing the answer's `nextCursor` as `after` on the next call, and keep
          *     polling with the last one: a consumer walking the feed this way never misses an event and never
@@ -229,8 +229,8 @@ export type paths = {
         /**
          * Read an event
          * @description One event of the token's organisation and environment, by its id (the `webhook-id` of its
-         *     deliveries). An event of another organisation or environment, one older than 30 days and an id
-         *     that is not a UUID are all 404 `not_found`.
+         *     deliveries). An event of another organisation or environment, one already purged (events are
+         *     kept 30 days) and an id that is not a UUID are all 404 `not_found`.
          */
         get: operations["getEvent"];
         put?: never;
@@ -1158,7 +1158,7 @@ export type components = {
             attempt: number;
             /** Format: date-time */
             attemptedAt: string;
-            /** @description From connecting to the end of the answer's headers (or to the failure), in milliseconds. */
+            /** @description From the start of the attempt (resolving the host included) to the answer, or to the failure, in milliseconds. */
             durationMs: number;
             /** @description The receiver's HTTP status; null when no answer came (see `error`). */
             statusCode: number | null;

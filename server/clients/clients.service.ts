@@ -34,6 +34,7 @@ import {
   type Tenant,
   updateClientRow,
 } from './clients.queries.js';
+import { isUuid } from '../shared/ids.js';
 
 /** A client as answered, with the strong ETag of exactly that answer. */
 export interface ClientState {
@@ -112,15 +113,13 @@ export async function insertNewClient(
   });
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
  * The one answer for every id that names no client of this organisation and environment, a
  * malformed one included: nothing tells which ids exist elsewhere.
  */
 async function findOrNotFound(db: Kysely<Database>, tenant: Tenant, id: string, forUpdate = false): Promise<ClientRow> {
   // Not a UUID: no client has it, and the database would refuse the comparison.
-  const row = UUID.test(id) ? await findClientById(db, tenant, id, { forUpdate }) : undefined;
+  const row = isUuid(id) ? await findClientById(db, tenant, id, { forUpdate }) : undefined;
   if (!row) throw notFound('There is no client with this id.');
   return row;
 }

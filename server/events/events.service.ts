@@ -10,6 +10,7 @@ import { notFound, validationFailed } from '../shared/errors.js';
 import { parameterMessage } from '../shared/spec-values.js';
 import { type Event, type EventType, toEvent } from './events.mapper.js';
 import { type EventParams, type FeedPosition, findEvent, purgeEventsBefore, readFeed } from './events.queries.js';
+import { isUuid } from '../shared/ids.js';
 
 export type { EventParams } from './events.queries.js';
 export { insertEvent } from './events.queries.js';
@@ -88,10 +89,8 @@ export async function listEvents(db: Kysely<Database>, tenant: Tenant, query: Ev
   };
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 export async function getEvent(db: Kysely<Database>, tenant: Tenant, id: string): Promise<Event> {
-  const row = UUID.test(id) ? await findEvent(db, tenant, id) : undefined;
+  const row = isUuid(id) ? await findEvent(db, tenant, id) : undefined;
   if (!row) throw notFound('There is no event with this id.');
   return toEvent(row);
 }

@@ -38,6 +38,7 @@ import {
 import { newSigningSecret, type SecretBox } from './secrets.js';
 import type { WebhookSettings } from './settings.js';
 import { assertWebhookUrl } from './url-policy.js';
+import { isUuid } from '../shared/ids.js';
 
 /** Endpoints per organisation and environment, at most (the spec says so too). */
 export const MAX_ENDPOINTS = 16;
@@ -105,15 +106,13 @@ export async function listEndpoints(db: Kysely<Database>, tenant: PlanTenant, no
   return (await listEndpointRows(db, tenant)).map((row) => toWebhookEndpoint(row, now));
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
  * The one answer for every id that names no endpoint of this organisation and environment, a
  * malformed one included: nothing tells which ids exist elsewhere.
  */
 async function findOrNotFound(db: Kysely<Database>, tenant: EndpointTenant, id: string, forUpdate = false): Promise<WebhookEndpointRow> {
   // Not a UUID: no endpoint has it, and the database would refuse the comparison.
-  const row = UUID.test(id) ? await findEndpointRow(db, tenant, id, { forUpdate }) : undefined;
+  const row = isUuid(id) ? await findEndpointRow(db, tenant, id, { forUpdate }) : undefined;
   if (!row) throw notFound('There is no webhook endpoint with this id.');
   return row;
 }
@@ -165,7 +164,7 @@ export async function updateEndpoint(
 /** Hard delete: the endpoint as it was. Its deliveries and their attempts go with it. */
 export async function deleteEndpoint(trx: Kysely<Database>, tenant: PlanTenant, id: string, now: Date): Promise<WebhookEndpoint> {
   assertWebhooksPlan(tenant);
-  const row = UUID.test(id) ? await deleteEndpointRow(trx, tenant, id) : undefined;
+  const row = isUuid(id) ? await deleteEndpointRow(trx, tenant, id) : undefined;
   if (!row) throw notFound('There is no webhook endpoint with this id.');
   return toWebhookEndpoint(row, now);
 }

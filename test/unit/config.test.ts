@@ -28,3 +28,29 @@ it('expects a direct connection unless DATABASE_POOLING=transaction, and keeps c
   });
   expect(() => loadConfig({ DATABASE_POOLING: 'statement' })).toThrow(/DATABASE_POOLING/);
 });
+
+it('delivers webhooks inside the server, every second, 10 s per attempt, to public addresses only, unless told otherwise', () => {
+  expect(loadConfig({})).toMatchObject({
+    webhookWorker: true,
+    webhookPollIntervalMs: 1000,
+    webhookTimeoutMs: 10_000,
+    webhookAllowPrivateNetworks: false,
+    webhookSecretKey: undefined,
+    webhookSecretKeyFile: './data/webhook-secret.key',
+  });
+  expect(
+    loadConfig({
+      WEBHOOK_WORKER: 'false',
+      WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
+      WEBHOOK_TIMEOUT_MS: '2000',
+      DATA_DIR: '/var/lib/clients',
+    }),
+  ).toMatchObject({
+    webhookWorker: false,
+    webhookAllowPrivateNetworks: true,
+    webhookTimeoutMs: 2000,
+    webhookSecretKeyFile: '/var/lib/clients/webhook-secret.key',
+  });
+  expect(() => loadConfig({ WEBHOOK_WORKER: 'no' })).toThrow(/WEBHOOK_WORKER must be true or false/);
+  expect(() => loadConfig({ WEBHOOK_ALLOW_PRIVATE_NETWORKS: '1' })).toThrow(/WEBHOOK_ALLOW_PRIVATE_NETWORKS/);
+});
