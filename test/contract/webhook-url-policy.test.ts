@@ -20,6 +20,9 @@ const DNS: Record<string, string[]> = {
   'split.private.test': ['93.184.216.34', '192.168.1.20'],
   'loopback6.private.test': ['::1'],
   'mapped.private.test': ['::ffff:169.254.169.254'],
+  // IPv4-compatible IPv6 (::/96) of 127.0.0.1 and of the cloud metadata address.
+  'compat.private.test': ['::7f00:1'],
+  'metadata6.private.test': ['2606:2800:220:1:248:1893:25c8:1946', '::a9fe:a9fe'],
   'empty.private.test': [],
 };
 /** Every name the servers asked for, in order. */
@@ -124,6 +127,12 @@ describe('addresses: only public ones', () => {
       'http://127.1/x',
       // 10.0.0.1 inside a NAT64 address.
       'http://[64:ff9b::a00:1]/x',
+      // IPv4-compatible IPv6 (::/96): outside global unicast (2000::/3), whatever it embeds.
+      'http://[::7f00:1]:8080/',
+      'http://[::a9fe:a9fe]/',
+      // Inside 2000::/3, but documentation and Teredo.
+      'http://[2001:db8::1]/x',
+      'http://[2001::1]/x',
       'http://0.0.0.0:9/x',
     ];
     for (const url of literals) await expectRefused(await register(api.strict.test, url), /non-public address/, url);
@@ -144,6 +153,8 @@ describe('addresses: only public ones', () => {
       ['https://split.private.test/in', /non-public address/],
       ['https://loopback6.private.test/in', /non-public address/],
       ['https://mapped.private.test/in', /non-public address/],
+      ['https://compat.private.test/in', /non-public address/],
+      ['https://metadata6.private.test/in', /non-public address/],
       ['https://empty.private.test/in', /does not resolve/],
       ['https://nowhere.private.test/in', /does not resolve/],
     ];
