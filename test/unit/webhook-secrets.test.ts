@@ -29,6 +29,21 @@ it('seals so that the stored text reveals nothing, and opens only with the same 
   expect(() => box.open([v, iv, tag, `${text!.slice(0, -2)}AA`].join('.'), endpoint)).toThrow();
 });
 
+it('opens only with the whole 16-byte tag: a truncated one, which GCM would otherwise check as far as it goes, is refused', () => {
+  const box = secretBox(randomBytes(32));
+  const [secret, endpoint] = [newSigningSecret(), randomUUID()];
+  const [v, iv, tag, text] = box.seal(secret, endpoint).split('.');
+  const full = Buffer.from(tag!, 'base64url');
+  expect(full).toHaveLength(16);
+  for (const bytes of [4, 8, 12, 15]) {
+    const truncated = [v, iv, full.subarray(0, bytes).toString('base64url'), text].join('.');
+    expect(() => box.open(truncated, endpoint), `a ${bytes}-byte tag`).toThrow(/tag/);
+  }
+  const longer = [v, iv, Buffer.concat([full, Buffer.from([0])]).toString('base64url'), text].join('.');
+  expect(() => box.open(longer, endpoint)).toThrow(/tag/);
+  expect(box.open([v, iv, tag, text].join('.'), endpoint)).toBe(secret);
+});
+
 it('takes WEBHOOK_SECRET_KEY only as 32 bytes of base64', () => {
   expect(keyFromBase64(randomBytes(32).toString('base64'))).toHaveLength(32);
   expect(() => keyFromBase64(randomBytes(16).toString('base64'))).toThrow(/32 random bytes/);
