@@ -68,11 +68,13 @@ async function prepareDatabase() {
 }
 // The validator compiles the spec while the database is being readied: neither waits for the other.
 const [demo] = await Promise.all([prepareDatabase(), warmUp()]);
-const stopPurge = scheduleHousekeeping(
-  database.db,
-  () => new Date(),
-  (error) => logger.error({ err: error }, 'purge failed'),
-);
+const stopPurge = scheduleHousekeeping(database.db, {
+  clock: () => new Date(),
+  onError: (error) => logger.error({ err: error }, 'purge failed'),
+  onPurged: (purged) => {
+    if (purged.keys + purged.events > 0) logger.info({ purged }, 'purged expired idempotency keys and events');
+  },
+});
 // Webhook deliveries, in this process unless WEBHOOK_WORKER=false (then `npm run worker` sends them).
 const webhookWorker = config.webhookWorker
   ? startWebhookWorker({
@@ -131,8 +133,7 @@ const stop = createShutdown({
   delayMs: config.shutdownDelayMs,
   timeoutMs: config.shutdownTimeoutMs,
   cleanup: async () => {
-    stopPurge();
-    await stopWebhookWorker();
+    await Promise.all([stopPurge(), stopWebhookWorker()]);
     if (metricsServer) {
       const closed = new Promise<void>((resolve) => metricsServer.close(() => resolve()));
       metricsServer.closeAllConnections(); // a scraper's keep-alive connection would hold it open

@@ -95,10 +95,14 @@ export async function findEvent(
     .executeTakeFirst();
 }
 
-/** Deletes up to `batchSize` events made before `before` (their deliveries go with them); how many went. */
+/**
+ * Deletes up to `batchSize` events made before `before` (their deliveries and attempts go with
+ * them, by cascade); how many went. Rows another purge holds are skipped, not waited for.
+ */
 export async function purgeEventsBefore(db: Kysely<Database>, before: Date, batchSize: number): Promise<number> {
   const result = await sql`
-    delete from events where ctid in (select ctid from events where created_at < ${before} limit ${batchSize})
+    delete from events
+    where ctid in (select ctid from events where created_at < ${before} limit ${batchSize} for update skip locked)
   `.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }

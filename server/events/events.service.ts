@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { operations } from '../../generated/api.js';
 import type { Database, Env } from '../db/schema.js';
+import { type BatchOptions, removeInBatches } from '../shared/batches.js';
 import { notFound, validationFailed } from '../shared/errors.js';
 import { parameterMessage } from '../shared/spec-values.js';
 import { type Event, type EventType, toEvent } from './events.mapper.js';
@@ -95,14 +96,8 @@ export async function getEvent(db: Kysely<Database>, tenant: Tenant, id: string)
   return toEvent(row);
 }
 
-/** Removes events older than 30 days in bounded batches; returns how many went. */
-export async function purgeExpiredEvents(db: Kysely<Database>, now: Date, { batchSize = 1000, maxBatches = 10 } = {}): Promise<number> {
+/** Removes every event older than 30 days, in bounded batches (server/shared/batches.ts); returns how many went. */
+export function purgeExpiredEvents(db: Kysely<Database>, now: Date, options?: BatchOptions): Promise<number> {
   const before = new Date(now.getTime() - EVENT_RETENTION_MS);
-  let total = 0;
-  for (let batch = 0; batch < maxBatches; batch++) {
-    const removed = await purgeEventsBefore(db, before, batchSize);
-    total += removed;
-    if (removed < batchSize) break;
-  }
-  return total;
+  return removeInBatches((batchSize) => purgeEventsBefore(db, before, batchSize), options);
 }

@@ -111,11 +111,15 @@ export async function saveResponse(
   return row !== undefined;
 }
 
-/** Deletes up to `batchSize` expired keys; returns how many went. */
+/**
+ * Deletes up to `batchSize` expired keys; returns how many went. Rows another transaction holds
+ * (a purge in another process, a request re-claiming an expired key) are skipped, not waited for:
+ * purges running at once take disjoint rows and never deadlock.
+ */
 export async function purgeExpiredKeys(db: Kysely<Database>, now: Date, batchSize: number): Promise<number> {
   const result = await sql`
     delete from idempotency_keys
-    where ctid in (select ctid from idempotency_keys where expires_at <= ${now} limit ${batchSize})
+    where ctid in (select ctid from idempotency_keys where expires_at <= ${now} limit ${batchSize} for update skip locked)
   `.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }

@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { stringify } from 'safe-stable-stringify';
 import type { Database } from '../db/schema.js';
+import { type BatchOptions, removeInBatches } from '../shared/batches.js';
 import { ApiError } from '../shared/errors.js';
 import * as queries from './idempotency.queries.js';
 import type { KeyedStatementOutcome, KeyedStatementParams, KeyScope, StoredResponse } from './idempotency.queries.js';
@@ -192,20 +193,7 @@ export function keyedOutcomeOfRefusal(error: unknown): KeyedOutcome | undefined 
   return 'stored';
 }
 
-/**
- * Removes expired keys in bounded batches, so one purge never holds locks for long. Returns the
- * number removed.
- */
-export async function purgeExpiredKeys(
-  db: Kysely<Database>,
-  now: Date,
-  { batchSize = 1000, maxBatches = Number.POSITIVE_INFINITY } = {},
-): Promise<number> {
-  let total = 0;
-  for (let batch = 0; batch < maxBatches; batch++) {
-    const removed = await queries.purgeExpiredKeys(db, now, batchSize);
-    total += removed;
-    if (removed < batchSize) break;
-  }
-  return total;
+/** Removes every expired key, in bounded batches (server/shared/batches.ts); returns how many went. */
+export function purgeExpiredKeys(db: Kysely<Database>, now: Date, options?: BatchOptions): Promise<number> {
+  return removeInBatches((batchSize) => queries.purgeExpiredKeys(db, now, batchSize), options);
 }

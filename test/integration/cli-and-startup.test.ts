@@ -8,6 +8,7 @@ import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../server/db/database.js';
 import { createTestDatabase, usingPostgres } from '../support/database.js';
@@ -107,35 +108,25 @@ describe('on the embedded database', { timeout: 180_000 }, () => {
     await server.stop();
   });
 
-  it('idempotency purge removes expired keys and keeps live ones', async () => {
+  it('idempotency purge removes every expired key, however many (more than any one batch), and keeps live ones', async () => {
     const dataDir = migratedDataDir();
     const env = { DATA_DIR: dataDir, DATABASE_URL: '' };
     const minted = lastJsonLine((await runCli(['token', 'create', '--org', 'Purge', '--json'], env)).stdout);
     const handle = await openDatabase({ dataDir });
-    const row = (key: string, expiresAt: Date) => ({
-      org_id: minted.orgId,
-      env: 'test' as const,
-      key,
-      fingerprint: 'f',
-      response_status: 201,
-      response_body: '{}',
-      response_headers: '{}',
-      expires_at: expiresAt,
-    });
-    await handle.db
-      .insertInto('idempotency_keys')
-      .values([
-        row('old-1', new Date(Date.now() - 1000)),
-        row('old-2', new Date(Date.now() - 5000)),
-        row('live', new Date(Date.now() + 3_600_000)),
-      ])
-      .execute();
+    const insertKeys = (prefix: string, count: number, expiresAt: Date) =>
+      sql`
+        insert into idempotency_keys (org_id, env, key, fingerprint, response_status, response_body, response_headers, expires_at)
+        select ${minted.orgId}, 'test', ${prefix} || i, 'f', 201, '{}', '{}', ${expiresAt}::timestamptz
+        from generate_series(1, ${count}::int) as i
+      `.execute(handle.db);
+    await insertKeys('old-', 25_000, new Date(Date.now() - 1000));
+    await insertKeys('live-', 1, new Date(Date.now() + 3_600_000));
     await handle.close();
     const purge = await runCli(['idempotency', 'purge'], env);
     expect(purge.code, purge.stderr).toBe(0);
-    expect(purge.stdout).toMatch(/Purged 2 expired idempotency keys/);
+    expect(purge.stdout).toMatch(/Purged 25000 expired idempotency keys/);
     const after = await openDatabase({ dataDir });
-    expect((await after.db.selectFrom('idempotency_keys').select('key').execute()).map((r) => r.key)).toEqual(['live']);
+    expect((await after.db.selectFrom('idempotency_keys').select('key').execute()).map((r) => r.key)).toEqual(['live-1']);
     await after.close();
   });
 
