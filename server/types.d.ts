@@ -11,7 +11,7 @@ declare global {
       auth?: AuthContext;
       /** Also in the X-Request-Id response header (server/http/request-log.ts). */
       id: string;
-      /** Logs lines that carry the request's id, method and url (made when first used). */
+      /** Logs lines that carry the request's id, method, path, operation and query parameters' names (made when first used). */
       log: Logger;
       /** Set by express-openapi-validator once it has matched the request to the spec. */
       openapi?: OpenApiRequestMetadata;

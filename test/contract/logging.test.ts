@@ -130,3 +130,63 @@ it('never logs a webhook signing secret: not on creation, rotation, nor delivery
     await verbose.close();
   }
 });
+
+it('logs the path, the operation and the query’s parameter names, never their values (search text, e-mail addresses, cursors), even at trace level', async () => {
+  const traced: Record<string, unknown>[] = [];
+  const logger = pino(
+    { level: 'trace' },
+    new Writable({
+      write(chunk, _encoding, done) {
+        for (const line of String(chunk).split('\n').filter(Boolean)) traced.push(JSON.parse(line));
+        done();
+      },
+    }),
+  );
+  const email = 'jane.doe@example.com';
+  // A second server on the same database whose listClients fails after logging through the
+  // request's own logger, as the error handler does: its child lines must say no more.
+  const verbose = await startTestServer({ logger }, { database: server.database });
+  const failing = await startTestServer(
+    {
+      logger,
+      handlers: {
+        listClients: async ({ log }) => {
+          log.trace('listing clients');
+          throw new Error('the list broke');
+        },
+      },
+    },
+    { database: server.database },
+  );
+  try {
+    const { api, token } = await verbose.tenant();
+    for (const name of ['Jane', 'Jane again']) await api.POST('/clients', { body: { name, email } });
+    const first = await api.GET('/clients', { params: { query: { q: email, limit: 1 } } });
+    const cursor = first.data!.nextCursor!;
+    expect(cursor).toBeTruthy();
+    const second = await api.GET('/clients', { params: { query: { q: email, limit: 1, cursor } } });
+    expect(second.data!.data).toHaveLength(1);
+    // Refused ones too: a bad value, and a parameter named by what could be anyone's data.
+    const headers = { Authorization: `Bearer ${token.token}` };
+    expect((await fetch(`${verbose.serverUrl}/clients?limit=${encodeURIComponent(email)}`, { headers })).status).toBe(400);
+    expect((await fetch(`${verbose.serverUrl}/clients?${encodeURIComponent(email)}=1`, { headers })).status).toBe(400);
+    expect((await fetch(`${failing.serverUrl}/clients?q=${encodeURIComponent(email)}&cursor=${cursor}`, { headers })).status).toBe(500);
+
+    const text = JSON.stringify(traced);
+    for (const secret of [email, encodeURIComponent(email), cursor, encodeURIComponent(cursor), 'jane.doe']) {
+      expect(text).not.toContain(secret);
+    }
+    const lines = traced.filter((line) => (line.req as { operationId?: string } | undefined)?.operationId === 'listClients');
+    const requests = lines.map((line) => line.req);
+    expect(requests).toContainEqual(expect.objectContaining({ method: 'GET', path: '/clients', query: ['q', 'limit', 'cursor'] }));
+    expect(requests).toContainEqual(expect.objectContaining({ path: '/clients', query: ['limit'] }));
+    expect(requests).toContainEqual(expect.objectContaining({ path: '/clients', query: ['?'] }));
+    // The failing server's own lines: the handler's, the error handler's and the request line.
+    const failed = lines.filter((line) => (line.req as { query?: string[] }).query?.join() === 'q,cursor');
+    expect(failed.map((line) => line.msg)).toEqual(expect.arrayContaining(['listing clients', 'request failed', 'request errored']));
+    for (const line of lines) expect(Object.keys(line.req as object).sort()).toEqual(['id', 'method', 'operationId', 'path', 'query']);
+  } finally {
+    await failing.close();
+    await verbose.close();
+  }
+});
