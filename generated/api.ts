@@ -1689,6 +1689,13 @@ export type components = {
         /** @description Identifies this request; the server's log lines for it carry the same id. */
         "X-Request-Id": string;
         /**
+         * @description `no-store`: this answer shows a secret (a token, a webhook signing secret), so no cache
+         *     (a browser's, a proxy's, a client library's) may keep it. A replay of the request with its
+         *     `Idempotency-Key` (`Idempotent-Replayed: true`) no longer shows the secret and carries
+         *     `no-store` all the same: the operation's answer is never stored, replayed or not.
+         */
+        "Cache-Control": "no-store";
+        /**
          * @description `true` when this response is the stored answer to an earlier request with the same
          *     `Idempotency-Key` (nothing was done again); absent otherwise.
          */
@@ -1778,6 +1785,7 @@ export type HeaderRateLimitPolicy = components['headers']['RateLimit-Policy'];
 export type HeaderRateLimit = components['headers']['RateLimit'];
 export type HeaderRetryAfter = components['headers']['Retry-After'];
 export type HeaderXRequestId = components['headers']['X-Request-Id'];
+export type HeaderCacheControl = components['headers']['Cache-Control'];
 export type HeaderIdempotentReplayed = components['headers']['Idempotent-Replayed'];
 export type HeaderLocation = components['headers']['Location'];
 export type HeaderETag = components['headers']['ETag'];
@@ -2286,6 +2294,7 @@ export interface operations {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
@@ -2540,6 +2549,7 @@ export interface operations {
                     RateLimit: components["headers"]["RateLimit"];
                     "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     Location: components["headers"]["Location"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2761,6 +2771,7 @@ export interface operations {
                     "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     RateLimit: components["headers"]["RateLimit"];
                     "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
                     [name: string]: unknown;
                 };
                 content: {

@@ -119,6 +119,7 @@ export function createApp(deps: AppDeps): App {
   const dispatch = createRouter({
     db: deps.db,
     handlers,
+    operations: spec.operations,
     clock: deps.clock ?? (() => new Date()),
     store: { ...defaultStore, ...deps.idempotencyStore },
     forgetToken: tokens.forget,

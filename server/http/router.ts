@@ -24,10 +24,13 @@ import {
 } from '../idempotency/idempotency.js';
 import type { WebhookSettings } from '../webhooks/settings.js';
 import type { AnyHandler, Handlers } from './handler-types.js';
+import type { OperationInfo, SpecIndex } from './spec.js';
 
 export interface RouterDeps {
   db: Kysely<Database>;
   handlers: Handlers;
+  /** What the spec says of each operation: the headers it fixes on an answer are set here. */
+  operations: SpecIndex['operations'];
   /** The time: what a write's timestamps and its key's lifetime are. */
   clock: () => Date;
   store: IdempotencyStore;
@@ -83,8 +86,13 @@ export function createRouter(deps: RouterDeps): RequestHandler {
   const { db, clock } = deps;
   const countKeyed = deps.countKeyed ?? (() => {});
 
-  const send = (res: Response, response: SentResponse) => {
+  /** Sets the headers the spec fixes on this operation's answer of this status (Cache-Control: no-store...). */
+  const setFixedHeaders = (res: Response, info: OperationInfo, status: number) => {
+    for (const [name, value] of info.fixedHeaders.get(status) ?? []) res.setHeader(name, value);
+  };
+  const send = (res: Response, response: SentResponse, info: OperationInfo) => {
     for (const [name, value] of Object.entries(response.headers)) res.setHeader(name, value);
+    setFixedHeaders(res, info, response.status);
     // The validator checks responses through res.json (in tests): it gets the body back as the
     // value it was, which serialises to the same text.
     if (deps.validateResponses) return void res.status(response.status).json(JSON.parse(response.text));
@@ -101,6 +109,7 @@ export function createRouter(deps: RouterDeps): RequestHandler {
   for (const op of operationList) {
     // One operation at a time: the map is typed per operationId, the loop sees their union.
     const handler = deps.handlers[op.operationId] as unknown as AnyHandler;
+    const info = deps.operations.get(op.operationId)!;
     if (op.method !== 'get') {
       routes.set(op.operationId, async (req, res) => {
         const now = clock();
@@ -129,13 +138,14 @@ export function createRouter(deps: RouterDeps): RequestHandler {
             throw refusal;
           }
         }
-        send(res, response);
+        send(res, response, info);
       });
       continue;
     }
     routes.set(op.operationId, async (req, res) => {
       const result = await handler(new Context(req, db, undefined, clock(), deps.forgetToken, deps.webhooks) as never);
       for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
+      setFixedHeaders(res, info, result.status);
       // A page or a document already serialised once, at start-up.
       if (result.text !== undefined) res.status(result.status).type(result.contentType!).send(result.text);
       else res.status(result.status).json(result.body);

@@ -22,6 +22,11 @@ export interface OperationInfo {
   messages: ReadonlyMap<string, string>;
   /** What to say of a body field the schema does not know. */
   unknownFieldMessage: string;
+  /**
+   * By status, the headers the spec fixes: required, with a `const` value (`Cache-Control:
+   * no-store` on an answer that shows a secret). The router sets them on every such answer.
+   */
+  fixedHeaders: ReadonlyMap<number, readonly [name: string, value: string][]>;
 }
 
 export interface SpecIndex {
@@ -68,7 +73,16 @@ export function indexSpec(doc: OpenApiDocument): SpecIndex {
       const branches = ((schema.anyOf ?? []) as unknown[]).map(resolve);
       if (branches.some((b) => b.type === 'number') && branches.some((b) => b.type === 'string')) decimalFields.add(field);
     }
-    operations.set(entry.operationId, { entry, decimalFields, messages, unknownFieldMessage });
+    const fixedHeaders = new Map<number, [string, string][]>();
+    for (const [status, response] of Object.entries((op.responses ?? {}) as Record<string, unknown>)) {
+      const fixed = Object.entries((resolve(response).headers ?? {}) as Record<string, unknown>).flatMap(([name, raw]) => {
+        const header = resolve(raw);
+        const value = resolve(header.schema).const;
+        return header.required === true && typeof value === 'string' ? [[name, value] as [string, string]] : [];
+      });
+      if (fixed.length > 0) fixedHeaders.set(Number(status), fixed);
+    }
+    operations.set(entry.operationId, { entry, decimalFields, messages, unknownFieldMessage, fixedHeaders });
     const pattern = new RegExp(`^${entry.path.replace(/\{[^}]+\}/g, '[^/]+')}$`);
     matchers.push({ method: entry.method.toUpperCase(), pattern, entry });
   }

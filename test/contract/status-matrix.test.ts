@@ -4,9 +4,9 @@
  * spec-checking fetch): 401 without a token, 403 without the operation's scope, 429 over a tiny
  * budget, 500 from a failing handler, 400 for an unknown query parameter, 413 and 415 for bodies,
  * 409 and 422 for Idempotency-Keys, 503 from a server whose database is unreachable, and 404, 412
- * and 402 where documented. Operations and
- * statuses come from generated/operations.ts; what the spec cannot say (real ids, how a plan
- * refuses) from test/support/operation-fixtures.ts. A new operation is covered by adding it to
+ * and 402 where documented; and that every answer, paths outside the spec included, carries
+ * `X-Content-Type-Options: nosniff`. Operations and statuses come from generated/operations.ts;
+ * what the spec cannot say (real ids, how a plan refuses) from test/support/operation-fixtures.ts. A new operation is covered by adding it to
  * the spec; a status documented that no part of this matrix knows fails the last test here.
  */
 import { randomUUID } from 'node:crypto';
@@ -18,6 +18,7 @@ import { BODY_LIMIT_BYTES } from '../../server/http/body-parser.js';
 import type { Handlers } from '../../server/http/handler-types.js';
 import { usingPostgres } from '../support/database.js';
 import { sender } from '../support/fuzz.js';
+import { specCheckingFetch } from '../support/spec-check.js';
 import { exampleRequest, parameterValues, planRefusals } from '../support/operation-fixtures.js';
 import { operationModels, type ModelRequest, type OperationModel } from '../support/request-check.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -284,6 +285,23 @@ describe("402 when the tenant's plan refuses", () => {
     const { token: free } = await server.tenant({ plan: 'free' });
     const request = await refusal!({ send: (r) => send(r, free.token) });
     await expectError(await send(request, free.token), 402, ['plan_limit_reached', 'plan_required']);
+  });
+});
+
+describe('answers outside the spec carry X-Content-Type-Options: nosniff too (every other answer here is checked for it by the spec-checking fetch)', () => {
+  it.each([
+    ['GET', '/nope'],
+    ['GET', '/clients/'],
+    ['GET', '/Clients'],
+    ['PUT', '/clients'],
+    ['POST', '/healthz'],
+  ])('%s %s', async (method, path) => {
+    const response = await specCheckingFetch()(
+      new Request(`${server.baseUrl}${path}`, { method, headers: { Authorization: `Bearer ${token}` } }),
+    );
+    expect([404, 405]).toContain(response.status);
+    expect(response.headers.get('X-Content-Type-Options')).toBe('nosniff');
+    expect(response.headers.get('X-Request-Id')).toBeTruthy();
   });
 });
 

@@ -1,8 +1,9 @@
 /**
  * An independent check of every response against the bundled spec: Ajv (not the server's
  * express-openapi-validator) validates status, headers, media type and body of each response the
- * contract tests see. Used as the `fetch` of the typed client, so no response escapes it; each
- * (operation, status) it sees is recorded for the contract-coverage gate.
+ * contract tests see, and what info.description promises of every answer, paths outside the spec
+ * included (`X-Content-Type-Options: nosniff`). Used as the `fetch` of the typed client, so no
+ * response escapes it; each (operation, status) it sees is recorded for the contract-coverage gate.
  */
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
@@ -68,12 +69,14 @@ export const mediaType = (contentType: string | null) => (contentType ? contentT
 
 /** What is wrong with this response according to the spec; an empty list when nothing is. */
 export function checkResponse(method: string, pathname: string, status: number, headers: Headers, body: unknown): string[] {
+  // What info.description promises of every answer, whatever its operation (or none) and status.
+  const everywhere = headers.get('x-content-type-options') === 'nosniff' ? [] : ['header X-Content-Type-Options is not nosniff'];
   const found = findOperation(method, pathname);
-  if (!found) return status === 404 || status === 405 ? [] : [`${method} ${pathname} is not in the spec`];
+  if (!found) return status === 404 || status === 405 ? everywhere : [`${method} ${pathname} is not in the spec`, ...everywhere];
   const raw = found.operation.responses[String(status)];
-  if (!raw) return [`status ${status} is not documented for ${method} ${found.template}`];
+  if (!raw) return [`status ${status} is not documented for ${method} ${found.template}`, ...everywhere];
   const { node: response, path } = deref(raw);
-  const problems: string[] = [];
+  const problems: string[] = [...everywhere];
   for (const [name, headerRaw] of Object.entries((response.headers ?? {}) as Node)) {
     const header = deref(headerRaw).node;
     const value = headers.get(name);
