@@ -197,6 +197,8 @@ async function main() {
     const profileDir = mkdtempSync(join(tmpdir(), 'clients-profile-'));
     const real = await start('node', [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), 'dist/server/main.js'], {
       DATABASE_URL: databaseUrl,
+      // On PostgreSQL the server does not start without the key that seals webhook secrets.
+      WEBHOOK_SECRET_KEY: randomBytes(32).toString('base64'),
       PORT: '0',
       LOG_LEVEL: 'info',
       RATE_LIMIT: rateLimit,
@@ -260,7 +262,8 @@ async function main() {
     let pglite: Figures | undefined;
     let pgliteStartupMs: number | undefined;
     if (!profile && (!only || only.some((o) => 'pglite'.includes(o)))) {
-      const env = { DATA_DIR: dataDir, DATABASE_URL: '' };
+      // The webhook key is made beside the data directory: both in dataDir, removed after.
+      const env = { DATA_DIR: join(dataDir, 'data'), DATABASE_URL: '' };
       const cli = JSON.parse(
         execFileSync(
           join(root, 'node_modules/.bin/tsx'),

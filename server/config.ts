@@ -33,10 +33,16 @@ export interface Config {
   redisUrl: string | undefined;
   /** REDIS_KEY_PREFIX: before every counter's key in Redis (`clients-api:`), for deployments sharing one. */
   redisKeyPrefix: string;
-  /** WEBHOOK_SECRET_KEY: base64 of the 32-byte key that encrypts webhook signing secrets. */
+  /**
+   * WEBHOOK_SECRET_KEY: base64 of the 32-byte key that encrypts webhook signing secrets. Needed
+   * on PostgreSQL (or WEBHOOK_SECRET_KEY_FILE): server/webhooks/secret-key.ts.
+   */
   webhookSecretKey: string | undefined;
-  /** WEBHOOK_SECRET_KEY_FILE: where that key is kept when WEBHOOK_SECRET_KEY is unset (made on first start). */
-  webhookSecretKeyFile: string;
+  /**
+   * WEBHOOK_SECRET_KEY_FILE: a file holding that key, outside DATA_DIR. Unset: on the embedded
+   * database, `.secrets/webhook-secret.key` beside DATA_DIR, made on first start.
+   */
+  webhookSecretKeyFile: string | undefined;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS=true: deliver to private and loopback addresses (development and tests only). */
   webhookAllowPrivateNetworks: boolean;
   /** WEBHOOK_WORKER=false: `npm start` serves the API only; deliveries are left to `npm run worker`. */
@@ -103,7 +109,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: env.REDIS_URL || undefined,
     redisKeyPrefix: env.REDIS_KEY_PREFIX ?? 'clients-api:',
     webhookSecretKey: env.WEBHOOK_SECRET_KEY || undefined,
-    webhookSecretKeyFile: env.WEBHOOK_SECRET_KEY_FILE || `${env.DATA_DIR || './data'}/webhook-secret.key`,
+    webhookSecretKeyFile: env.WEBHOOK_SECRET_KEY_FILE || undefined,
     webhookAllowPrivateNetworks: flag('WEBHOOK_ALLOW_PRIVATE_NETWORKS', false, env),
     webhookWorker: flag('WEBHOOK_WORKER', true, env),
     webhookPollIntervalMs: Math.max(1, integer('WEBHOOK_POLL_INTERVAL_MS', 1000, env)),

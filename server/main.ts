@@ -16,11 +16,20 @@ import { createLogger } from './logger.js';
 import { openRedisCounters } from './rate-limit/redis.js';
 import { createMetrics, startMetricsServer } from './metrics/metrics.js';
 import { countOrganisations } from './orgs/orgs.queries.js';
-import { webhookSettingsFromConfig } from './webhooks/settings.js';
+import { type WebhookSettings, webhookSettingsFromConfig } from './webhooks/settings.js';
 import { startWebhookWorker } from './webhooks/worker.js';
 
 const config = loadConfig();
 const logger = createLogger(config.logLevel);
+// The key that seals webhook secrets, before anything else: without one on PostgreSQL, or with one
+// inside the data directory, the process says what to do and stops (server/webhooks/secret-key.ts).
+let webhooks: WebhookSettings;
+try {
+  webhooks = webhookSettingsFromConfig(config, logger);
+} catch (error) {
+  console.error((error as Error).message);
+  process.exit(1);
+}
 
 const database = await openDatabase({
   databaseUrl: config.databaseUrl,
@@ -45,7 +54,6 @@ const redis =
       })
     : undefined;
 if (config.redisUrl && !redis) logger.info('REDIS_URL is ignored on the embedded database: rate limits are counted in memory');
-const webhooks = webhookSettingsFromConfig(config);
 const readiness = createReadiness();
 const { createServer, warmUp } = createApp({
   db: database.db,

@@ -10,7 +10,7 @@ import { openDatabase } from './db/database.js';
 import { migrateOrThrow } from './db/migrate.js';
 import { createLogger } from './logger.js';
 import { createMetrics, startMetricsServer } from './metrics/metrics.js';
-import { webhookSettingsFromConfig } from './webhooks/settings.js';
+import { type WebhookSettings, webhookSettingsFromConfig } from './webhooks/settings.js';
 import { startWebhookWorker } from './webhooks/worker.js';
 
 const config = loadConfig();
@@ -21,6 +21,14 @@ if (!config.databaseUrl) {
   process.exit(1);
 }
 const logger = createLogger(config.logLevel);
+// The same key as every server's (server/webhooks/secret-key.ts): without one, say so and stop.
+let settings: WebhookSettings;
+try {
+  settings = webhookSettingsFromConfig(config, logger);
+} catch (error) {
+  console.error((error as Error).message);
+  process.exit(1);
+}
 
 const database = await openDatabase({
   databaseUrl: config.databaseUrl,
@@ -43,7 +51,7 @@ const metricsServer =
 
 const worker = startWebhookWorker({
   db: database.db,
-  settings: webhookSettingsFromConfig(config),
+  settings,
   logger,
   pollIntervalMs: config.webhookPollIntervalMs,
   timeoutMs: config.webhookTimeoutMs,

@@ -3,14 +3,12 @@
  *
  * A secret is `whsec_` and the base64 of 32 random bytes (the Standard Webhooks form, which the
  * `standardwebhooks` package signs with). It is stored as AES-256-GCM ciphertext under a key the
- * database does not hold (WEBHOOK_SECRET_KEY, or a key file beside the data: see
- * server/config.ts), with the endpoint's id as associated data, so a ciphertext copied onto
+ * database does not hold (WEBHOOK_SECRET_KEY, or a key file outside the data: see
+ * server/webhooks/secret-key.ts), with the endpoint's id as associated data, so a ciphertext copied onto
  * another endpoint's row does not decrypt. The database alone reveals no secret; the key alone
  * reveals none either.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
 
 const VERSION = 'v1';
 /**
@@ -53,29 +51,4 @@ export function secretBox(key: Buffer): SecretBox {
       return Buffer.concat([decipher.update(Buffer.from(ciphertext, 'base64url')), decipher.final()]).toString('utf8');
     },
   };
-}
-
-/** The key from WEBHOOK_SECRET_KEY (base64 of 32 bytes). */
-export function keyFromBase64(text: string): Buffer {
-  const key = Buffer.from(text, 'base64');
-  if (key.length !== 32) throw new Error('WEBHOOK_SECRET_KEY must be the base64 of 32 random bytes (openssl rand -base64 32).');
-  return key;
-}
-
-/**
- * The key kept in `path` (readable by its owner only), made on first use: for `npm start` on a
- * fresh machine. Several processes on one machine share it; a deployment sets WEBHOOK_SECRET_KEY.
- */
-export function keyFromFile(path: string): Buffer {
-  if (!existsSync(path)) {
-    mkdirSync(dirname(path), { recursive: true });
-    try {
-      writeFileSync(path, `${randomBytes(32).toString('base64')}\n`, { flag: 'wx', mode: 0o600 });
-    } catch (error) {
-      // Another process made it first: read theirs.
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-  }
-  chmodSync(path, 0o600);
-  return keyFromBase64(readFileSync(path, 'utf8').trim());
 }

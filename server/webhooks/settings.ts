@@ -1,7 +1,8 @@
 /** What the webhook operations and the delivery worker share, made once at start-up. */
 import { lookup } from 'node:dns/promises';
 import { randomBytes } from 'node:crypto';
-import { keyFromBase64, keyFromFile, type SecretBox, secretBox } from './secrets.js';
+import { type KeyNotices, type KeySettings, loadWebhookKey } from './secret-key.js';
+import { type SecretBox, secretBox } from './secrets.js';
 
 export interface WebhookSettings {
   /** Seals and opens signing secrets (server/webhooks/secrets.ts). */
@@ -23,17 +24,17 @@ export function ephemeralWebhookSettings(overrides: Partial<WebhookSettings> = {
 }
 
 /**
- * The settings of a server or worker process: the key from WEBHOOK_SECRET_KEY, else from the key
- * file (made on first start); the system's resolver. `npm start` and `npm run worker` make them
- * the same way, so a secret sealed by one opens in the other.
+ * The settings of a server or worker process: the key as server/webhooks/secret-key.ts finds it
+ * (throws, saying what to do, when there is none to be had: the caller exits 1); the system's
+ * resolver. `npm start` and `npm run worker` make them the same way, so a secret sealed by one
+ * opens in the other.
  */
-export function webhookSettingsFromConfig(config: {
-  webhookSecretKey: string | undefined;
-  webhookSecretKeyFile: string;
-  webhookAllowPrivateNetworks: boolean;
-}): WebhookSettings {
+export function webhookSettingsFromConfig(
+  config: KeySettings & { webhookAllowPrivateNetworks: boolean },
+  notices: KeyNotices,
+): WebhookSettings {
   return {
-    secrets: secretBox(config.webhookSecretKey ? keyFromBase64(config.webhookSecretKey) : keyFromFile(config.webhookSecretKeyFile)),
+    secrets: secretBox(loadWebhookKey(config, notices)),
     allowPrivateNetworks: config.webhookAllowPrivateNetworks,
     resolve: systemResolve,
   };

@@ -35,8 +35,9 @@ beforeAll(async () => {
     token = (await mintTokenForOrganisation(database.db, { orgName: 'Built', plan: 'studio' })).token;
     env = { DATABASE_URL: database.url! };
   } else {
+    // The webhook key is made beside the data directory: both in one folder, removed after.
     dataDir = mkdtempSync(join(tmpdir(), 'clients-api-built-'));
-    env = { DATA_DIR: dataDir, DATABASE_URL: '' };
+    env = { DATA_DIR: join(dataDir, 'data'), DATABASE_URL: '' };
     const minted = await runCli(['token', 'create', '--org', 'Built', '--plan', 'studio', '--json'], env);
     token = JSON.parse(minted.stdout.trim().split('\n').at(-1)!).token;
   }

@@ -4,23 +4,29 @@
  * with a running server. On PostgreSQL (TEST_DATABASE_URL), the CLI works against a server database.
  */
 import { execFile } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../server/db/database.js';
 import { createTestDatabase, usingPostgres } from '../support/database.js';
 import { readJson } from '../support/json.js';
-import { runCli, startServerProcess, type RunningServer } from '../support/processes.js';
+import { runCli, runEntry, startServerProcess, type RunningServer } from '../support/processes.js';
 
 const dirs: string[] = [];
 const servers: RunningServer[] = [];
+/**
+ * A data directory `data` in a folder of its own: the embedded database's webhook key is made
+ * beside it (`.secrets/webhook-secret.key`), and goes with the folder.
+ */
 const tempDir = () => {
   const dir = mkdtempSync(join(tmpdir(), 'clients-api-test-'));
   dirs.push(dir);
-  return dir;
+  mkdirSync(join(dir, 'data'));
+  return join(dir, 'data');
 };
 // An embedded database created and migrated once (by the CLI's own `migrate`); tests that need a
 // database of their own, but not the first start on an empty directory, get a copy: creating one
@@ -58,6 +64,11 @@ describe('on the embedded database', { timeout: 180_000 }, () => {
     const [body, status] = stdout.trim().split('\n');
     expect(status).toBe('201');
     expect(JSON.parse(body!).data.name).toBe('string');
+    // The webhook secrets' key was made beside the data, never in it: a copy of the data holds no key.
+    const keyFile = join(dirname(dataDir), '.secrets', 'webhook-secret.key');
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    expect(Buffer.from(readFileSync(keyFile, 'utf8').trim(), 'base64')).toHaveLength(32);
+    expect(existsSync(join(dataDir, 'webhook-secret.key'))).toBe(false);
 
     // While the server holds the embedded database, the CLI says so instead of opening it.
     const busy = await runCli(['token', 'create', '--org', 'Acme', '--json'], { DATA_DIR: dataDir, DATABASE_URL: '' });
@@ -193,6 +204,45 @@ describe('on the embedded database', { timeout: 180_000 }, () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(message);
     expect(result.stderr).toMatch(/Usage:/);
+  });
+});
+
+describe('the webhook secrets’ key', { timeout: 180_000 }, () => {
+  // Nothing listens here: a process that got as far as the database would fail otherwise.
+  const unreachable = 'postgres://postgres@127.0.0.1:1/clients';
+
+  it.each([['server/main.ts'], ['server/worker-main.ts']])(
+    '%s on PostgreSQL without WEBHOOK_SECRET_KEY exits 1 before anything else, saying how to make one',
+    async (entry) => {
+      const result = await runEntry(entry, [], { DATABASE_URL: unreachable, WEBHOOK_SECRET_KEY: '', DATA_DIR: tempDir() });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(/WEBHOOK_SECRET_KEY is not set/);
+      expect(result.stderr).toMatch(/openssl rand -base64 32/);
+      expect(result.stderr).not.toMatch(/ECONNREFUSED|at .*\.ts:\d+/);
+    },
+  );
+
+  it('npm start refuses a WEBHOOK_SECRET_KEY_FILE inside DATA_DIR, and makes no key there', async () => {
+    const dataDir = tempDir();
+    const keyFile = join(dataDir, 'keys', 'webhook.key');
+    const result = await runEntry('server/main.ts', [], { DATABASE_URL: '', DATA_DIR: dataDir, WEBHOOK_SECRET_KEY_FILE: keyFile });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/WEBHOOK_SECRET_KEY_FILE .* is inside DATA_DIR/);
+    expect(existsSync(keyFile)).toBe(false);
+  });
+
+  it('npm start moves a key an earlier version made inside DATA_DIR out of it, and says so', async () => {
+    const dataDir = migratedDataDir();
+    const old = randomBytes(32).toString('base64');
+    writeFileSync(join(dataDir, 'webhook-secret.key'), `${old}\n`, { mode: 0o600 });
+    const server = await startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: '' });
+    servers.push(server);
+    await server.stop();
+    const keyFile = join(dirname(dataDir), '.secrets', 'webhook-secret.key');
+    expect(readFileSync(keyFile, 'utf8').trim()).toBe(old);
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    expect(existsSync(join(dataDir, 'webhook-secret.key'))).toBe(false);
+    expect(server.stdout()).toMatch(/moved the webhook secret key out of the data directory/);
   });
 });
 

@@ -1,9 +1,22 @@
 /** Runs the real entry points (CLI, server) as separate processes, as a user would. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 
 export const root = resolve(import.meta.dirname, '../..');
 const tsx = resolve(root, 'node_modules/.bin/tsx');
+
+/**
+ * The WEBHOOK_SECRET_KEY every process started here on PostgreSQL is given unless its test says
+ * otherwise: servers and workers on one database must share one, and on PostgreSQL a process
+ * without it does not start.
+ */
+const TEST_WEBHOOK_SECRET_KEY = randomBytes(32).toString('base64');
+
+/** `env` for a server or worker process: on PostgreSQL, with the test's webhook key unless `env` sets one. */
+function processEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
+  return { ...(env.DATABASE_URL ? { WEBHOOK_SECRET_KEY: TEST_WEBHOOK_SECRET_KEY } : {}), ...env };
+}
 
 export interface RunResult {
   code: number | null;
@@ -11,10 +24,10 @@ export interface RunResult {
   stderr: string;
 }
 
-/** `npm run cli -- <args>`, run straight through tsx to skip npm's own start-up. */
-export function runCli(args: string[], env: Record<string, string | undefined>): Promise<RunResult> {
+/** Runs `script` (an entry point under server/) through tsx to its end. */
+export function runEntry(script: string, args: string[], env: Record<string, string | undefined>): Promise<RunResult> {
   return new Promise((done, fail) => {
-    const child = spawn(tsx, ['server/cli.ts', ...args], { cwd: root, env: { ...process.env, ...env } });
+    const child = spawn(tsx, [script, ...args], { cwd: root, env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -22,6 +35,11 @@ export function runCli(args: string[], env: Record<string, string | undefined>):
     child.on('error', fail);
     child.on('close', (code) => done({ code, stdout, stderr }));
   });
+}
+
+/** `npm run cli -- <args>`, run straight through tsx to skip npm's own start-up. */
+export function runCli(args: string[], env: Record<string, string | undefined>): Promise<RunResult> {
+  return runEntry('server/cli.ts', args, env);
 }
 
 /** SIGTERM, resolved once the process has exited (at once if it already has). */
@@ -51,7 +69,7 @@ export function startServerProcess(
   return new Promise((done, fail) => {
     const child = spawn(command[0]!, command.slice(1), {
       cwd: root,
-      env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
+      env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...processEnv(env) },
     });
     let out = '';
     let err = '';

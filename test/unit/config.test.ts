@@ -36,20 +36,21 @@ it('delivers webhooks inside the server, every second, 10 s per attempt, to publ
     webhookTimeoutMs: 10_000,
     webhookAllowPrivateNetworks: false,
     webhookSecretKey: undefined,
-    webhookSecretKeyFile: './data/webhook-secret.key',
+    // Unset: server/webhooks/secret-key.ts decides (test/unit/webhook-secret-key.test.ts).
+    webhookSecretKeyFile: undefined,
   });
   expect(
     loadConfig({
       WEBHOOK_WORKER: 'false',
       WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
       WEBHOOK_TIMEOUT_MS: '2000',
-      DATA_DIR: '/var/lib/clients',
+      WEBHOOK_SECRET_KEY_FILE: '/etc/clients/webhook.key',
     }),
   ).toMatchObject({
     webhookWorker: false,
     webhookAllowPrivateNetworks: true,
     webhookTimeoutMs: 2000,
-    webhookSecretKeyFile: '/var/lib/clients/webhook-secret.key',
+    webhookSecretKeyFile: '/etc/clients/webhook.key',
   });
   expect(() => loadConfig({ WEBHOOK_WORKER: 'no' })).toThrow(/WEBHOOK_WORKER must be true or false/);
   expect(() => loadConfig({ WEBHOOK_ALLOW_PRIVATE_NETWORKS: '1' })).toThrow(/WEBHOOK_ALLOW_PRIVATE_NETWORKS/);

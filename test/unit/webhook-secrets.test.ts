@@ -1,10 +1,14 @@
-/** Webhook signing secrets: their form, sealed under a key the database does not hold, bound to their endpoint. */
+/**
+ * Webhook signing secrets: their form, sealed under a key the database does not hold, bound to
+ * their endpoint. Where the key comes from: test/unit/webhook-secret-key.test.ts.
+ */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { keyFromBase64, keyFromFile, newSigningSecret, secretBox } from '../../server/webhooks/secrets.js';
+import { keyFromBase64, keyFromFile } from '../../server/webhooks/secret-key.js';
+import { newSigningSecret, secretBox } from '../../server/webhooks/secrets.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'webhook-secrets-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
