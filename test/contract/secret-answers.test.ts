@@ -20,42 +20,50 @@ afterAll(() => server?.close());
 
 const noStore = (response: Response) => response.headers.get('Cache-Control');
 
+/**
+ * Sends one keyed request twice: the first answer shows the secret (`shown` reads it) with
+ * no-store; the replay shows none, with no-store all the same. Returns the first answer's body.
+ */
+async function shownOnceNeverStored<T>(
+  send: (headers: Record<string, string>) => Promise<{ response: Response; data?: T }>,
+  shown: (data: T) => string | undefined,
+  form: RegExp,
+): Promise<T> {
+  const headers = { 'Idempotency-Key': randomUUID() };
+  const first = await send(headers);
+  expect(first.response.ok).toBe(true);
+  expect(shown(first.data!)).toMatch(form);
+  expect(noStore(first.response)).toBe('no-store');
+  const replay = await send(headers);
+  expect(replay.response.headers.get('Idempotent-Replayed')).toBe('true');
+  expect(shown(replay.data!)).toBeUndefined();
+  expect(noStore(replay.response)).toBe('no-store');
+  return first.data!;
+}
+
 describe('Cache-Control: no-store', () => {
   it('POST /tokens: on the answer with the token, and on its replay without it', async () => {
-    const headers = { 'Idempotency-Key': randomUUID() };
     const body = { name: 'Shown once', scopes: ['clients:read' as const] };
-    const first = await api.POST('/tokens', { body, headers });
-    expect(first.response.status).toBe(201);
-    expect(first.data!.token).toMatch(/^hsk_test_/);
-    expect(noStore(first.response)).toBe('no-store');
-    const replay = await api.POST('/tokens', { body, headers });
-    expect(replay.response.headers.get('Idempotent-Replayed')).toBe('true');
-    expect(replay.data!.token).toBeUndefined();
-    expect(noStore(replay.response)).toBe('no-store');
+    await shownOnceNeverStored(
+      (headers) => api.POST('/tokens', { body, headers }),
+      (data) => data.token,
+      /^hsk_test_/,
+    );
   });
 
   it('POST /webhook-endpoints and rotate-secret: on the answers with the signing secret, and on their replays', async () => {
-    const create = { 'Idempotency-Key': randomUUID() };
     const body = { url: 'https://hooks.example.com/in', enabledEvents: ['*' as const] };
-    const created = await api.POST('/webhook-endpoints', { body, headers: create });
-    expect(created.response.status).toBe(201);
-    expect(created.data!.secret).toMatch(/^whsec_/);
-    expect(noStore(created.response)).toBe('no-store');
-    const createdAgain = await api.POST('/webhook-endpoints', { body, headers: create });
-    expect(createdAgain.response.headers.get('Idempotent-Replayed')).toBe('true');
-    expect(createdAgain.data!.secret).toBeUndefined();
-    expect(noStore(createdAgain.response)).toBe('no-store');
-
-    const rotate = { 'Idempotency-Key': randomUUID() };
-    const params = { path: { id: created.data!.data.id } };
-    const rotated = await api.POST('/webhook-endpoints/{id}/rotate-secret', { params, headers: rotate });
-    expect(rotated.response.status).toBe(200);
-    expect(rotated.data!.secret).toMatch(/^whsec_/);
-    expect(noStore(rotated.response)).toBe('no-store');
-    const rotatedAgain = await api.POST('/webhook-endpoints/{id}/rotate-secret', { params, headers: rotate });
-    expect(rotatedAgain.response.headers.get('Idempotent-Replayed')).toBe('true');
-    expect(rotatedAgain.data!.secret).toBeUndefined();
-    expect(noStore(rotatedAgain.response)).toBe('no-store');
+    const created = await shownOnceNeverStored(
+      (headers) => api.POST('/webhook-endpoints', { body, headers }),
+      (data) => data.secret,
+      /^whsec_/,
+    );
+    const params = { path: { id: created.data.id } };
+    await shownOnceNeverStored(
+      (headers) => api.POST('/webhook-endpoints/{id}/rotate-secret', { params, headers }),
+      (data) => data.secret,
+      /^whsec_/,
+    );
   });
 
   it('is not set on answers that show no secret', async () => {
