@@ -40,11 +40,12 @@ beforeAll(async () => {
     const minted = await runCli(['token', 'create', '--org', 'Built', '--plan', 'studio', '--json'], env);
     token = JSON.parse(minted.stdout.trim().split('\n').at(-1)!).token;
   }
-  // A second of SHUTDOWN_DELAY, as a load balancer needs: see the last test.
-  server = await startServerProcess({ ...env, RATE_LIMIT: '100000', SHUTDOWN_DELAY: '2', SHUTDOWN_TIMEOUT: '30', METRICS_PORT: '0' }, [
-    'node',
-    'dist/server/main.js',
-  ]);
+  // A second of SHUTDOWN_DELAY, as a load balancer needs: see the last test. Its 16 writers are one
+  // organisation: no concurrency limit.
+  server = await startServerProcess(
+    { ...env, RATE_LIMIT: '100000', CONCURRENCY_LIMIT: '0', SHUTDOWN_DELAY: '2', SHUTDOWN_TIMEOUT: '30', METRICS_PORT: '0' },
+    ['node', 'dist/server/main.js'],
+  );
 }, 180_000);
 
 afterAll(async () => {

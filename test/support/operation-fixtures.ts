@@ -27,7 +27,7 @@ export const FUZZ_TENANT = { plan: 'studio' } as const;
  * judges how requests are answered, not how many; test/contract/rate-limits.test.ts and the status
  * matrix judge 429.
  */
-export const FUZZ_RATE_LIMITS = { perToken: 1_000_000_000, perAddress: 1_000_000_000, windowSeconds: 3600 } as const;
+export const FUZZ_RATE_LIMITS = { perTenant: 1_000_000_000, perAddress: 1_000_000_000, windowSeconds: 3600 } as const;
 
 export interface FixtureContext {
   /** Sends a request (checked against the spec like every other). */
