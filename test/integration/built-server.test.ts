@@ -60,7 +60,7 @@ it('creates, replays, reads and lists, with rate-limit fields, as the sources do
   const created = await api.POST('/clients', { body: { name: 'Bundled', defaultRate: '120.50' }, headers: { 'Idempotency-Key': key } });
   expect(created.response.status).toBe(201);
   expect(created.data!.data).toMatchObject({ name: 'Bundled', defaultRate: '120.50' });
-  expect(created.response.headers.get('RateLimit-Policy')).toBe('"token";q=100000;w=60');
+  expect(created.response.headers.get('RateLimit-Policy')).toBe('"tenant";q=100000;w=60');
   expect(created.response.headers.get('X-Request-Id')).toMatch(/^[0-9a-f-]{36}$/);
 
   const replay = await api.POST('/clients', { body: { name: 'Bundled', defaultRate: '120.50' }, headers: { 'Idempotency-Key': key } });
