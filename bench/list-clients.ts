@@ -102,8 +102,8 @@ await withDatabase(async (url) => {
         .executeTakeFirstOrThrow()
     ).name.slice(-8);
 
-    // Rate limiting off, as product.md has it for benchmarks (2,240 requests of one token).
-    const { createServer, warmUp } = createApp({ db, logger: pino({ level: 'silent' }), rateLimits: false });
+    // Rate limiting and the concurrency limit off, as product.md has it for benchmarks (2,240 requests of one token).
+    const { createServer, warmUp } = createApp({ db, logger: pino({ level: 'silent' }), rateLimits: false, concurrencyLimit: false });
     await warmUp();
     const server = createServer().listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));

@@ -7,7 +7,9 @@
  *
  * BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) is where a scratch database
  * is created and dropped. Rate limiting is off (RATE_LIMIT=0, as product.md has it for benchmarks);
- * `--rate-limited` keeps it on with a budget no run exhausts, so its cost is in the figures.
+ * `--rate-limited` keeps it on with a budget no run exhausts, so its cost is in the figures. The
+ * concurrency limit is off (CONCURRENCY_LIMIT=0) either way: the load is one organisation's, many
+ * connections at once.
  */
 import { spawn, spawnSync, execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -202,6 +204,7 @@ async function main() {
       PORT: '0',
       LOG_LEVEL: 'info',
       RATE_LIMIT: rateLimit,
+      CONCURRENCY_LIMIT: '0',
     });
     const bare = await start(join(root, 'node_modules/.bin/tsx'), ['bench/bare-server.ts'], {
       DATABASE_URL: databaseUrl,
@@ -278,7 +281,13 @@ async function main() {
           .split('\n')
           .at(-1)!,
       );
-      const embedded = await start('node', ['dist/server/main.js'], { ...env, PORT: '0', LOG_LEVEL: 'info', RATE_LIMIT: rateLimit });
+      const embedded = await start('node', ['dist/server/main.js'], {
+        ...env,
+        PORT: '0',
+        LOG_LEVEL: 'info',
+        RATE_LIMIT: rateLimit,
+        CONCURRENCY_LIMIT: '0',
+      });
       servers.push(embedded);
       pgliteStartupMs = embedded.startupMs;
       const pgliteAuth = { Authorization: `Bearer ${cli.token}`, 'Content-Type': 'application/json' };
@@ -293,7 +302,7 @@ async function main() {
       `\nClients API benchmark: ${connections} connections, ${duration} s per run, ${rounds} alternating round(s), median of rounds`,
     );
     console.log(
-      `load from ${wrk ? 'wrk (2 threads)' : 'autocannon'}; rate limiting ${rateLimit === '0' ? 'off (RATE_LIMIT=0)' : 'on (PostgreSQL store, a budget no run exhausts)'}; node ${process.version}${profile ? '; PROFILED (slower): figures for the profile only' : ''}\n`,
+      `load from ${wrk ? 'wrk (2 threads)' : 'autocannon'}; rate limiting ${rateLimit === '0' ? 'off (RATE_LIMIT=0)' : 'on (PostgreSQL store, a budget no run exhausts)'}; concurrency limit off (CONCURRENCY_LIMIT=0); node ${process.version}${profile ? '; PROFILED (slower): figures for the profile only' : ''}\n`,
     );
     console.log('| scenario | real req/s | p50 ms | p99 ms | bare req/s | p50 ms | p99 ms | real/bare | errors, non-2xx |');
     console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');

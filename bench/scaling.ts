@@ -107,7 +107,10 @@ try {
     ['1 process, no balancer, counters in PostgreSQL', { RATE_LIMIT: '1000000000' }],
     ['1 process, no balancer, counters in Redis', { RATE_LIMIT: '1000000000', REDIS_URL: redisUrl, REDIS_KEY_PREFIX: `bench-${name}:` }],
   ] as const) {
-    const server = await startServerProcess({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'info', ...env }, ['node', BUNDLE]);
+    const server = await startServerProcess({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'info', CONCURRENCY_LIMIT: '0', ...env }, [
+      'node',
+      BUNDLE,
+    ]);
     try {
       const { rps, failed } = await createLoad(server.url, minted.token);
       rows.push(`| ${label} | ${Math.round(rps)} | ${(rps / baseline).toFixed(2)}× | ${failed} |`);
@@ -121,7 +124,12 @@ try {
     const servers: RunningServer[] = [];
     try {
       for (const port of ports)
-        servers.push(await startServerProcess({ ...configuration.env, PORT: String(port), LOG_LEVEL: 'info' }, ['node', BUNDLE]));
+        servers.push(
+          await startServerProcess({ ...configuration.env, PORT: String(port), LOG_LEVEL: 'info', CONCURRENCY_LIMIT: '0' }, [
+            'node',
+            BUNDLE,
+          ]),
+        );
       const haproxy = await startHaproxy(ports);
       try {
         while ((await haproxy.upBackends()).length < ports.length) await new Promise((r) => setTimeout(r, 100));

@@ -30,7 +30,7 @@ export type TokenResource = Schemas['Token'];
 export type TokenCreate = Schemas['TokenCreate'];
 /** The answer of `POST /tokens`: the token's record and, this once, the whole token. */
 export type TokenCreated = Json<'createToken', 201>;
-/** The answer of `GET /tokens`: `{ data: TokenResource[] }`. */
+/** A page of `GET /tokens`, newest first: `{ data: TokenResource[], nextCursor }`; `nextCursor` is null on the last page. */
 export type TokenList = Json<'listTokens', 200>;
 /** The envelope of every error: `{ error: { code, message, fields?, requiredPlan?, feature? } }`. */
 export type ApiErrorBody = Schemas['ErrorEnvelope'];

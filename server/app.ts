@@ -1,6 +1,6 @@
 /**
  * createApp(deps) wires the whole HTTP stack once. Order of checks, per product.md:
- * request id → operation → auth (401/403) → rate limit (429) → body → validation against the spec
+ * request id → operation → auth (401/403) → rate limit (429) → concurrency limit (429) → body → validation against the spec
  * (400/413/415) → the router (server/http/router.ts) → handler.
  */
 import type { Server, ServerOptions } from 'node:http';
@@ -26,6 +26,7 @@ import { indexSpec, loadSpec, type OpenApiDocument, type SpecIndex } from './htt
 import { warmUp } from './http/warm-up.js';
 import { defaultStore, type IdempotencyStore } from './idempotency/idempotency.js';
 import type { Metrics } from './metrics/metrics.js';
+import { createConcurrencyLimit, DEFAULT_CONCURRENCY_LIMIT } from './rate-limit/concurrency.js';
 import { createRateLimits, DEFAULT_RATE_LIMITS, type RateLimitBudgets } from './rate-limit/rate-limits.js';
 import type { RedisCounters } from './rate-limit/redis.js';
 import { notFound } from './shared/errors.js';
@@ -46,6 +47,8 @@ export interface AppDeps {
   idempotencyStore?: Partial<IdempotencyStore>;
   /** Rate-limit budgets (DEFAULT_RATE_LIMITS when absent); false switches rate limiting off. */
   rateLimits?: RateLimitBudgets | false;
+  /** Requests of one organisation in flight at once in this process (DEFAULT_CONCURRENCY_LIMIT when absent); false switches the limit off. */
+  concurrencyLimit?: number | false;
   /**
    * A PostgreSQL pool on `db`'s database, if there is one (DatabaseHandle.counterPool): rate-limit
    * counters are then kept there and shared by every server process; without it they are kept in
@@ -96,10 +99,13 @@ export function createApp(deps: AppDeps): App {
   };
   const rateLimits = deps.rateLimits ?? DEFAULT_RATE_LIMITS;
   const tokens = deps.tokenLookup ?? createTokenLookup(deps.db);
+  const concurrencyLimit = deps.concurrencyLimit ?? DEFAULT_CONCURRENCY_LIMIT;
   const authorize = authorizeAndLimit({
     tokens,
     limits: rateLimits ? createRateLimits(rateLimits, deps.redis ?? deps.pool) : undefined,
+    concurrency: concurrencyLimit ? createConcurrencyLimit(concurrencyLimit) : undefined,
     recordLastUsed: createLastUsedRecorder(deps.db, deps.logger),
+    countRefusal: deps.metrics?.countRateLimitRefusal,
   });
   const validator = OpenApiValidator.middleware({
     apiSpec: spec.doc as never,

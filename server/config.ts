@@ -1,5 +1,6 @@
 /** Configuration from the environment, read once at start-up. */
 import type { DatabasePooling } from './db/handle.js';
+import { DEFAULT_CONCURRENCY_LIMIT } from './rate-limit/concurrency.js';
 import { DEFAULT_RATE_LIMITS, type RateLimitBudgets } from './rate-limit/rate-limits.js';
 
 export interface Config {
@@ -11,8 +12,10 @@ export interface Config {
   logLevel: string;
   /** Validate every response against the spec (on in tests, off in production). */
   validateResponses: boolean;
-  /** Requests per window per token and per client address; false: rate limiting is off. */
+  /** Requests per window per tenant (RATE_LIMIT) and per client address; false: rate limiting is off. */
   rateLimits: RateLimitBudgets | false;
+  /** CONCURRENCY_LIMIT: requests of one organisation in flight at once in this process; false (0): no limit. */
+  concurrencyLimit: number | false;
   /** Express's `trust proxy`: which proxies may tell the client's address in X-Forwarded-For. */
   trustProxy: boolean | number | string;
   /** SHUTDOWN_DELAY: after SIGTERM, how long readiness is 503 while everything is still served. */
@@ -82,13 +85,13 @@ function trustProxy(raw: string | undefined): boolean | number | string {
 }
 
 function rateLimits(env: NodeJS.ProcessEnv): RateLimitBudgets | false {
-  const perToken = integer('RATE_LIMIT', DEFAULT_RATE_LIMITS.perToken, env);
-  if (perToken === 0) return false;
+  const perTenant = integer('RATE_LIMIT', DEFAULT_RATE_LIMITS.perTenant, env);
+  if (perTenant === 0) return false;
   const windowSeconds = integer('RATE_LIMIT_WINDOW', DEFAULT_RATE_LIMITS.windowSeconds, env);
   const perAddress = integer('RATE_LIMIT_UNAUTHENTICATED', DEFAULT_RATE_LIMITS.perAddress, env);
   if (windowSeconds === 0) throw new Error('RATE_LIMIT_WINDOW must be at least 1 (seconds)');
   if (perAddress === 0) throw new Error('RATE_LIMIT_UNAUTHENTICATED must be at least 1 (use RATE_LIMIT=0 to switch limiting off)');
-  return { perToken, perAddress, windowSeconds };
+  return { perTenant, perAddress, windowSeconds };
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -100,6 +103,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: env.LOG_LEVEL || 'info',
     validateResponses: env.VALIDATE_RESPONSES === 'true',
     rateLimits: rateLimits(env),
+    concurrencyLimit: integer('CONCURRENCY_LIMIT', DEFAULT_CONCURRENCY_LIMIT, env) || false,
     trustProxy: trustProxy(env.TRUST_PROXY),
     shutdownDelayMs: integer('SHUTDOWN_DELAY', 0, env) * 1000,
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT', 10, env) * 1000,

@@ -62,6 +62,7 @@ const { createServer, warmUp } = createApp({
   logger,
   validateResponses: config.validateResponses,
   rateLimits: config.rateLimits,
+  concurrencyLimit: config.concurrencyLimit,
   trustProxy: config.trustProxy,
   readiness,
   metrics,

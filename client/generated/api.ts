@@ -144,8 +144,12 @@ export type paths = {
         };
         /**
          * List tokens
-         * @description Lists the organisation's tokens of the caller's environment, newest first, revoked and expired
-         *     ones included. Never shows a token's secret nor its hash.
+         * @description Lists the organisation's tokens of the caller's environment, newest first (by `createdAt`, then
+         *     by `id`), revoked and expired ones included, one page at a time. Pass the answer's
+         *     `nextCursor` as `cursor` to get the next page; `nextCursor` is null on the last page. Paging is
+         *     by keyset, not by offset: walking the pages sees every token that existed when the walk began
+         *     exactly once, even while tokens are minted in between (those appear at the front, before the
+         *     first page). Never shows a token's secret nor its hash.
          */
         get: operations["listTokens"];
         put?: never;
@@ -155,6 +159,10 @@ export type paths = {
          *     the calling token holds itself (403 `forbidden` naming the first one it lacks), and cannot
          *     outlive the calling token. The answer is the only time the whole token is shown: keep it.
          *     The token works at once.
+         *
+         *     A tenant (an organisation in one environment) has at most 100 active tokens (neither revoked
+         *     nor expired): the 101st is 409 `token_limit_reached`; revoke one first. Tokens share their
+         *     tenant's rate-limit budget, so more tokens never buy more requests.
          */
         post: operations["createToken"];
         delete?: never;
@@ -587,7 +595,7 @@ export type components = {
          * @description A stable, machine-readable error code.
          * @enum {string}
          */
-        ErrorCode: "validation_failed" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "plan_required" | "plan_limit_reached" | "forbidden" | "not_found" | "method_not_allowed" | "precondition_failed" | "client_deleted" | "webhook_endpoint_limit_reached" | "idempotency_request_in_progress" | "idempotency_key_reused" | "rate_limited" | "internal_error" | "service_unavailable";
+        ErrorCode: "validation_failed" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "plan_required" | "plan_limit_reached" | "forbidden" | "not_found" | "method_not_allowed" | "precondition_failed" | "client_deleted" | "webhook_endpoint_limit_reached" | "token_limit_reached" | "idempotency_request_in_progress" | "idempotency_key_reused" | "rate_limited" | "internal_error" | "service_unavailable";
         /**
          * @description An organisation's plan.
          * @enum {string}
@@ -1500,9 +1508,11 @@ export type components = {
             };
         };
         /**
-         * @description `rate_limited`: over the budget of the policy in `RateLimit-Policy` (per token, or per
-         *     client address for requests without a valid token). Nothing was done; retry after
-         *     `Retry-After` seconds.
+         * @description `rate_limited`: over the budget of the policy in `RateLimit-Policy` (per tenant, that is
+         *     organisation and environment, shared by all of its tokens; or per client address for
+         *     requests without a valid token), or over the organisation's limit of requests in flight at
+         *     once (the message says which; the `RateLimit` field then still shows requests left).
+         *     Nothing was done; retry after `Retry-After` seconds.
          */
         TooManyRequests: {
             headers: {
@@ -1513,14 +1523,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "rate_limited",
-                 *         "message": "This token has made 600 requests in 60 seconds, its limit; retry in 42 seconds."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1668,17 +1670,17 @@ export type components = {
         /**
          * @description The rate-limit policy this request was counted against, in the structured-field form of
          *     the IETF draft `draft-ietf-httpapi-ratelimit-headers`: the policy's name, `q` (its quota:
-         *     requests per window) and `w` (its window, in seconds). `"token"`: requests made with a
-         *     valid token, counted per token. `"address"`: requests without a valid token, counted per
-         *     client address.
-         * @example "token";q=600;w=60
+         *     requests per window) and `w` (its window, in seconds). `"tenant"`: requests made with a
+         *     valid token, counted per tenant (the token's organisation and environment), shared by all
+         *     of its tokens. `"address"`: requests without a valid token, counted per client address.
+         * @example "tenant";q=600;w=60
          */
         "RateLimit-Policy": components["schemas"]["RateLimitPolicyField"];
         /**
          * @description What is left of that policy's quota, in the structured-field form of the IETF draft
          *     `draft-ietf-httpapi-ratelimit-headers`: the policy's name, `r` (requests left in the
          *     current window) and `t` (seconds until the window ends and the quota is whole again).
-         * @example "token";r=599;t=60
+         * @example "tenant";r=599;t=60
          */
         RateLimit: components["schemas"]["RateLimitField"];
         /**
@@ -2200,14 +2202,22 @@ export interface operations {
     };
     listTokens: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description How many tokens a page holds at most, from 1 to 100. */
+                limit?: number;
+                /**
+                 * @description Where the page starts: the `nextCursor` of the page before, exactly as given. Opaque; a
+                 *     value that this API did not give out is 400 `validation_failed` naming `cursor`.
+                 */
+                cursor?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description The tokens, newest first. */
+            /** @description A page of tokens, newest first, and the cursor of the next page. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2232,11 +2242,14 @@ export interface operations {
                      *           "expiresAt": null,
                      *           "revokedAt": null
                      *         }
-                     *       ]
+                     *       ],
+                     *       "nextCursor": null
                      *     }
                      */
                     "application/json": {
                         data: components["schemas"]["Token"][];
+                        /** @description Pass it as `cursor` to get the next page; null on the last page. Opaque. */
+                        nextCursor: string | null;
                     };
                 };
             };
@@ -2331,7 +2344,27 @@ export interface operations {
             400: components["responses"]["ValidationFailed"];
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["Forbidden"];
-            409: components["responses"]["IdempotencyRequestInProgress"];
+            /**
+             * @description `token_limit_reached`: the tenant already has 100 active tokens; revoke one (or let one
+             *     expire) first. Stored with the `Idempotency-Key` and replayed like a success. Or
+             *     `idempotency_request_in_progress`: another request with this `Idempotency-Key` is still
+             *     running; retry after `Retry-After` seconds with the same key. `Retry-After` comes with the
+             *     second only.
+             */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    /** @description With `idempotency_request_in_progress` only; seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["IdempotencyKeyReused"];

@@ -11,10 +11,11 @@ import {
 import { isCalendarDate } from '../shared/date-time.js';
 import { ApiError, notFound, preconditionFailed, validationFailed } from '../shared/errors.js';
 import { ifMatchPasses, strongEtag } from '../shared/etag.js';
+import { keysetPage } from '../shared/keyset-cursor.js';
 import { LIST_DEFAULTS, parameterMessage } from '../shared/spec-values.js';
 import { assertFeature, assertRoomForActiveClient, PLANS, type PlanTenant } from '../plans/plans.js';
 import { changedAttributes, clientEvent, insertEvent } from '../events/events.service.js';
-import { decodeCursor, encodeCursor } from './clients.cursor.js';
+import { decodeCursor } from './clients.cursor.js';
 import {
   toClient,
   toColumnValues,
@@ -205,10 +206,5 @@ export async function listClients(db: Kysely<Database>, tenant: Tenant, query: C
     updatedSince: query.updatedSince,
     deleted: query.deleted ?? LIST_DEFAULTS.deleted,
   });
-  const page = rows.slice(0, limit);
-  const last = page[page.length - 1];
-  return {
-    data: page.map(toClient),
-    nextCursor: rows.length > limit && last ? encodeCursor({ createdAt: last.position, id: last.id }) : null,
-  };
+  return keysetPage(rows, limit, toClient);
 }

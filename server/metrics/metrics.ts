@@ -14,6 +14,7 @@ import type { Request, Response } from 'express';
 import type pg from 'pg';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { KeyedOutcome } from '../idempotency/idempotency.js';
+import type { Limiter } from '../rate-limit/rate-limits.js';
 
 const MISNAMED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
@@ -26,6 +27,8 @@ export interface Metrics {
   observeRequest(req: Request, res: Response, seconds: number): void;
   /** Counts what happened to a request that carried an Idempotency-Key (told by the router). */
   countKeyed(outcome: KeyedOutcome): void;
+  /** Counts a request refused with 429, by the limit that refused it (told by server/http/authorize-and-limit.ts). */
+  countRateLimitRefusal(limiter: Limiter): void;
   /** Counts a request whose rate-limit count Redis could not make (counted in memory instead). */
   countCounterStoreFailure(): void;
   /** Gauges of a pg pool's connections, read at each scrape. */
@@ -54,10 +57,13 @@ export function createMetrics(): Metrics {
   });
   const refusals = new Counter({
     name: 'rate_limit_refusals_total',
-    help: 'Requests refused with 429 rate_limited, by policy (token or address).',
-    labelNames: ['policy'],
+    help:
+      'Requests refused with 429 rate_limited, by limiter: tenant (the budget of an organisation and environment), ' +
+      'address (requests without a valid token), concurrency (too many of an organisation in flight at once in this process).',
+    labelNames: ['limiter'],
     registers: [registry],
   });
+  for (const limiter of ['tenant', 'address', 'concurrency'] satisfies Limiter[]) refusals.inc({ limiter }, 0);
   const storeFailures = new Counter({
     name: 'rate_limit_store_failures_total',
     help: 'Requests whose rate-limit count Redis could not make; each was counted in this process only (failing open).',
@@ -100,8 +106,9 @@ export function createMetrics(): Metrics {
       const operation = req.operation?.operationId ?? 'unmatched';
       const method = methods.has(req.method) ? req.method : '_OTHER';
       duration.observe({ operation, http_request_method: method, http_response_status_code: res.statusCode }, seconds);
-      if (res.statusCode === 429)
-        refusals.inc({ policy: String(res.getHeader('RateLimit-Policy') ?? '').startsWith('"token"') ? 'token' : 'address' });
+    },
+    countRateLimitRefusal(limiter) {
+      refusals.inc({ limiter });
     },
     countKeyed(outcome) {
       idempotency.inc({ outcome });

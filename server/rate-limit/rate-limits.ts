@@ -3,10 +3,10 @@
  * embedded database (one process); in Redis when REDIS_URL is set (server/rate-limit/redis.ts);
  * otherwise in PostgreSQL, so that every server process on that database spends the same budgets.
  *
- * Two policies. `token`: requests made with a valid token, per token; the key also names the
- * token's organisation and environment, so no token can ever spend another tenant's budget.
- * `address`: requests without a valid token, per client address, a smaller budget so that
- * guessing tokens is slow. An address over its budget is refused outright, valid token or not,
+ * Two policies. `tenant`: requests made with a valid token, per tenant (the token's organisation
+ * and environment), one budget shared by all of the tenant's tokens, so that minting tokens buys
+ * no requests. `address`: requests without a valid token, per client address, a smaller budget so
+ * that guessing tokens is slow. An address over its budget is refused outright, valid token or not,
  * until its window ends: were a valid token let through, a right guess would show itself among
  * the refusals.
  */
@@ -18,15 +18,18 @@ import { ApiError } from '../shared/errors.js';
 import type { RedisCounters } from './redis.js';
 
 export interface RateLimitBudgets {
-  /** Requests per window per token. */
-  perToken: number;
+  /** Requests per window per tenant (organisation and environment), all of its tokens together. */
+  perTenant: number;
   /** Requests per window per client address, for requests without a valid token. */
   perAddress: number;
   /** The window, in seconds; it starts with the first request that counts. */
   windowSeconds: number;
 }
 
-export const DEFAULT_RATE_LIMITS: Readonly<RateLimitBudgets> = { perToken: 600, perAddress: 60, windowSeconds: 60 };
+export const DEFAULT_RATE_LIMITS: Readonly<RateLimitBudgets> = { perTenant: 600, perAddress: 60, windowSeconds: 60 };
+
+/** Which limit refused a request with 429: a policy's budget, or the concurrency limit (./concurrency.ts). */
+export type Limiter = 'tenant' | 'address' | 'concurrency';
 
 export interface RateLimitVerdict {
   /** `RateLimit-Policy` and `RateLimit`, for the answer whatever it turns out to be. */
@@ -36,8 +39,8 @@ export interface RateLimitVerdict {
 }
 
 export interface RateLimits {
-  /** Counts a request made with a valid token against that token's budget. */
-  countToken(auth: AuthContext): Promise<RateLimitVerdict>;
+  /** Counts a request made with a valid token against its tenant's budget: its organisation and environment's. */
+  countTenant(tenant: Pick<AuthContext, 'orgId' | 'env'>): Promise<RateLimitVerdict>;
   /** Counts a request without a valid token against its client address's budget. */
   countAddress(ip: string | undefined): Promise<RateLimitVerdict>;
   /**
@@ -48,7 +51,7 @@ export interface RateLimits {
 }
 
 interface Policy {
-  name: 'token' | 'address';
+  name: 'tenant' | 'address';
   limiter: RateLimiterAbstract;
   /** Counts in this process's memory when `limiter`'s store fails (Redis), after telling `onStoreFailure`. */
   fallback?: RateLimiterAbstract;
@@ -146,13 +149,14 @@ export function addressKey(ip: string | undefined): string {
 const BLOCKED_PRUNE_AT = 10_000;
 
 export function createRateLimits(budgets: RateLimitBudgets, store?: CounterStore): RateLimits {
-  const { perToken, perAddress, windowSeconds } = budgets;
-  const token: Policy = {
-    name: 'token',
-    ...createLimiter('token', perToken, windowSeconds, store),
-    field: `"token";q=${perToken};w=${windowSeconds}`,
+  const { perTenant, perAddress, windowSeconds } = budgets;
+  const tenant: Policy = {
+    name: 'tenant',
+    ...createLimiter('tenant', perTenant, windowSeconds, store),
+    field: `"tenant";q=${perTenant};w=${windowSeconds}`,
     refusalMessage: (retryAfter) =>
-      `This token has made more than ${perToken} requests in ${windowSeconds} seconds, its limit; retry in ${retryAfter} seconds.`,
+      `This organisation has made more than ${perTenant} requests in ${windowSeconds} seconds in this environment, ` +
+      `the limit for all of its tokens together; retry in ${retryAfter} seconds.`,
   };
   const address: Policy = {
     name: 'address',
@@ -174,7 +178,7 @@ export function createRateLimits(budgets: RateLimitBudgets, store?: CounterStore
   };
 
   return {
-    countToken: async (auth) => (await consume(token, `${auth.orgId}:${auth.env}:${auth.tokenId}`)).verdict,
+    countTenant: async ({ orgId, env }) => (await consume(tenant, `${orgId}:${env}`)).verdict,
 
     countAddress: async (ip) => {
       const key = addressKey(ip);

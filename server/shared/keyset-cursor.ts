@@ -38,3 +38,28 @@ function isRealInstant(text: string): boolean {
   const time = Date.parse(text);
   return !Number.isNaN(time) && new Date(time).toISOString().slice(0, 23) === text.slice(0, 23);
 }
+
+/** A row of a list read by keyset: its id, and its `position`, its time as KeysetPosition's `at`. */
+export interface KeysetRow {
+  id: string;
+  position: string;
+}
+
+export interface KeysetPage<Item> {
+  data: Item[];
+  /** The cursor of the page after this one; null on the last page. */
+  nextCursor: string | null;
+}
+
+/**
+ * A page of `limit` items from rows read with `limit + 1`: the one row more tells whether another
+ * page follows, without counting; the next page starts after this page's last row.
+ */
+export function keysetPage<Row extends KeysetRow, Item>(rows: Row[], limit: number, toItem: (row: Row) => Item): KeysetPage<Item> {
+  const page = rows.slice(0, limit);
+  const last = page[page.length - 1];
+  return {
+    data: page.map(toItem),
+    nextCursor: rows.length > limit && last ? encodeKeyset({ at: last.position, id: last.id }) : null,
+  };
+}

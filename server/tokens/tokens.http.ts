@@ -4,7 +4,7 @@ import { keyedTransaction } from '../idempotency/idempotency.js';
 import * as tokens from './tokens.service.js';
 
 export const tokenHandlers = {
-  listTokens: async ({ db, auth }) => ({ status: 200, body: { data: await tokens.listTokens(db, auth) } }),
+  listTokens: async ({ db, auth, query }) => ({ status: 200, body: await tokens.listTokens(db, auth, query) }),
   createToken: async ({ db, key, auth, body, now, respond }) =>
     keyedTransaction(db, key, async (trx) => {
       const minted = await tokens.createToken(trx, auth, body, now);

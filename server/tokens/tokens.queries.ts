@@ -1,5 +1,6 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { ApiTokenRow, Database, Env, PlanName } from '../db/schema.js';
+import type { KeysetPosition } from '../shared/keyset-cursor.js';
 
 /** An organisation and environment: every query of the tokens API is scoped to both. */
 export interface TokenTenant {
@@ -79,16 +80,44 @@ export async function insertToken(db: Kysely<Database>, token: NewToken): Promis
     .executeTakeFirstOrThrow();
 }
 
-/** Newest first; `id` breaks ties between tokens minted in the same microsecond. */
-export async function listTokens(db: Kysely<Database>, tenant: TokenTenant): Promise<ListedTokenRow[]> {
-  return db
+/**
+ * The tenant's active tokens (neither revoked nor expired at `now`), counted under a lock that
+ * the transaction holds to its end: two mints for the last place queue here, and the second
+ * counts the first's token.
+ */
+export async function countActiveTokensLocked(trx: Kysely<Database>, tenant: TokenTenant, now: Date): Promise<number> {
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`api_tokens:${tenant.orgId}:${tenant.env}`}, 0))`.execute(trx);
+  const { n } = await trx
     .selectFrom('api_tokens')
-    .select(LISTED_COLUMNS)
+    .select((eb) => eb.fn.countAll<string>().as('n'))
     .where('org_id', '=', tenant.orgId)
     .where('env', '=', tenant.env)
-    .orderBy('created_at', 'desc')
-    .orderBy('id', 'desc')
-    .execute();
+    .where('revoked_at', 'is', null)
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+    .executeTakeFirstOrThrow();
+  return Number(n);
+}
+
+export type TokenPageRow = ListedTokenRow & { position: string };
+
+/**
+ * Newest first, by keyset: `(created_at, id)` below `after`, the last row of the page before;
+ * `id` breaks ties between tokens minted in the same microsecond. Each row carries its exact
+ * `position` (created_at with microseconds, in UTC), for the next cursor.
+ */
+export async function listTokenPage(
+  db: Kysely<Database>,
+  tenant: TokenTenant,
+  page: { limit: number; after?: KeysetPosition | undefined },
+): Promise<TokenPageRow[]> {
+  let query = db
+    .selectFrom('api_tokens')
+    .select(LISTED_COLUMNS)
+    .select(sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('position'))
+    .where('org_id', '=', tenant.orgId)
+    .where('env', '=', tenant.env);
+  if (page.after) query = query.where(sql<boolean>`(created_at, id) < (${page.after.at}::timestamptz, ${page.after.id}::uuid)`);
+  return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit).execute();
 }
 
 /** Every token of an organisation, both environments: for its administrator (the CLI). */

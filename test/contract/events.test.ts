@@ -19,7 +19,8 @@ let orgId: string;
 
 beforeAll(async () => {
   // Consumers here poll as fast as they can: budgets no run reaches (the rate limit is judged elsewhere).
-  server = await startTestServer({ rateLimits: FUZZ_RATE_LIMITS });
+  // Many writers of one organisation at once (concurrent writers, below): no concurrency limit.
+  server = await startTestServer({ rateLimits: FUZZ_RATE_LIMITS, concurrencyLimit: false });
   const tenant = await server.tenant({ plan: 'studio' });
   api = tenant.api;
   orgId = tenant.token.orgId;

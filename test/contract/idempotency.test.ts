@@ -13,7 +13,8 @@ let now = new Date('2026-11-27T12:00:00Z');
 let server: TestServer;
 
 beforeAll(async () => {
-  server = await startTestServer({ clock: () => now });
+  // Ten requests of one organisation at once (concurrency, below): no concurrency limit.
+  server = await startTestServer({ clock: () => now, concurrencyLimit: false });
 });
 afterAll(() => server?.close());
 

@@ -1,8 +1,9 @@
 /**
- * Rate limits: per token, and per client address for requests without a valid token; the IETF
- * draft's RateLimit-Policy and RateLimit fields on every answer; 429 rate_limited with
- * Retry-After. The servers run with tiny budgets (createApp takes them as deps); each test uses
- * tokens and client addresses of its own, so that tests sharing a server share no budget.
+ * Rate limits: per tenant (organisation and environment, shared by all of its tokens), and per
+ * client address for requests without a valid token; the IETF draft's RateLimit-Policy and
+ * RateLimit fields on every answer; 429 rate_limited with Retry-After. The servers run with tiny
+ * budgets (createApp takes them as deps); each test uses organisations and client addresses of its
+ * own, so that tests sharing a server share no budget.
  * Other client addresses are real: Linux routes all of 127.0.0.0/8 to loopback, so a request can
  * leave from 127.0.0.2 as another client would.
  */
@@ -23,14 +24,14 @@ async function serverWith(rateLimits: RateLimitBudgets | false, extra: Partial<A
   return server;
 }
 
-/** 3 requests per token, 2 per address, a minute. */
+/** 3 requests per tenant, 2 per address, a minute. */
 let server: TestServer;
-/** 2 per token, 1 per address, a window of one second. */
+/** 2 per tenant, 1 per address, a window of one second. */
 let briefWindow: TestServer;
 beforeAll(async () => {
   [server, briefWindow] = await Promise.all([
-    serverWith({ perToken: 3, perAddress: 2, windowSeconds: 60 }),
-    serverWith({ perToken: 2, perAddress: 1, windowSeconds: 1 }),
+    serverWith({ perTenant: 3, perAddress: 2, windowSeconds: 60 }),
+    serverWith({ perTenant: 2, perAddress: 1, windowSeconds: 1 }),
   ]);
 });
 
@@ -100,22 +101,23 @@ const rateLimitFields = (response: { headers: Headers }) => ({
   limit: response.headers.get('RateLimit'),
 });
 
-describe('per token', () => {
+describe('per tenant', () => {
   it('over the budget: 429 rate_limited with Retry-After, and nothing done', async () => {
     const { api, token } = await server.tenant({ plan: 'studio' });
     for (const left of [2, 1, 0]) {
       const { response } = await api.POST('/clients', { body: { name: `Client ${left}` } });
       expect(response.status).toBe(201);
-      expect(response.headers.get('RateLimit-Policy')).toBe('"token";q=3;w=60');
-      expect(remaining(response.headers)).toMatchObject({ policy: 'token', r: left });
+      expect(response.headers.get('RateLimit-Policy')).toBe('"tenant";q=3;w=60');
+      expect(remaining(response.headers)).toMatchObject({ policy: 'tenant', r: left });
     }
     const { error, response } = await api.POST('/clients', { body: { name: 'One too many' } });
     expect(response.status).toBe(429);
     expect(error!.error.code).toBe('rate_limited');
+    expect(error!.error.message).toContain('more than 3 requests in 60 seconds');
     const retryAfter = Number(response.headers.get('Retry-After'));
     expect(retryAfter).toBeGreaterThanOrEqual(1);
     expect(retryAfter).toBeLessThanOrEqual(60);
-    expect(remaining(response.headers)).toEqual({ policy: 'token', r: 0, t: retryAfter });
+    expect(remaining(response.headers)).toEqual({ policy: 'tenant', r: 0, t: retryAfter });
     const rows = await server.database.db.selectFrom('clients').select('name').where('org_id', '=', token.orgId).execute();
     expect(rows).toHaveLength(3);
   });
@@ -136,7 +138,7 @@ describe('per token', () => {
     // But the token is checked first: a scope it lacks is still 403, a bad token still 401.
     const stillForbidden = await api.GET('/tokens');
     expect(stillForbidden.response.status).toBe(403);
-    expect(remaining(stillForbidden.response.headers)).toMatchObject({ policy: 'token', r: 0 });
+    expect(remaining(stillForbidden.response.headers)).toMatchObject({ policy: 'tenant', r: 0 });
     const bad = await send(server, '/clients', {
       method: 'POST',
       headers: { ...withToken(GUESS), ...json },
@@ -146,21 +148,34 @@ describe('per token', () => {
     expect(bad.status).toBe(401);
   });
 
-  it("each token has its own budget: no token spends another's, in its organisation or another", async () => {
+  it("the tenant's tokens share one budget, minted ones too; another organisation and the other environment keep theirs", async () => {
     const first = await server.tenant({ plan: 'studio' });
     const orgName = (
       await server.database.db.selectFrom('organisations').select('name').where('id', '=', first.token.orgId).executeTakeFirstOrThrow()
     ).name;
-    const sameOrgSameEnv = server.client((await server.mint({ orgName })).token);
+    const second = server.client((await server.mint({ orgName })).token);
     const sameOrgLive = server.client((await server.mint({ orgName, env: 'live' })).token);
     const otherOrg = (await server.tenant({ plan: 'studio' })).api;
 
-    for (let i = 0; i < 3; i++) await first.api.GET('/tokens');
-    expect((await first.api.GET('/tokens')).response.status).toBe(429);
-    for (const api of [sameOrgSameEnv, sameOrgLive, otherOrg] as ClientsApi[]) {
+    // Three requests by three tokens of the tenant (one of them minted through the API) spend its
+    // budget of three: minting tokens buys no requests.
+    const minted = await first.api.POST('/tokens', { body: { name: 'Another budget?', scopes: ['tokens:manage'] } });
+    expect(minted.response.status).toBe(201);
+    expect(remaining(minted.response.headers)).toMatchObject({ policy: 'tenant', r: 2 });
+    const third = server.client(minted.data!.token!);
+    expect(remaining((await second.GET('/tokens')).response.headers)).toMatchObject({ policy: 'tenant', r: 1 });
+    expect(remaining((await third.GET('/tokens')).response.headers)).toMatchObject({ policy: 'tenant', r: 0 });
+    for (const api of [first.api, second, third]) {
+      const { response, error } = await api.GET('/tokens');
+      expect(response.status).toBe(429);
+      expect(error!.error.code).toBe('rate_limited');
+      expect(error!.error.message).toContain('all of its tokens together');
+    }
+
+    for (const api of [sameOrgLive, otherOrg] as ClientsApi[]) {
       const { response } = await api.GET('/tokens');
       expect(response.status).toBe(200);
-      expect(remaining(response.headers).r).toBe(2);
+      expect(remaining(response.headers)).toMatchObject({ policy: 'tenant', r: 2 });
     }
   });
 
@@ -189,28 +204,28 @@ describe('the fields on every answer', () => {
     const readOnly = await fresh({ scopes: ['clients:read'] });
 
     const answers: [number, string, Promise<Answer>][] = [
-      [200, 'token', send(server, '/tokens', { headers: withToken((await fresh()).token) })],
+      [200, 'tenant', send(server, '/tokens', { headers: withToken((await fresh()).token) })],
       [
         201,
-        'token',
+        'tenant',
         send(server, '/tokens', {
           method: 'POST',
           headers: withToken((await fresh()).token, json),
           body: '{"name":"x","scopes":["clients:read"]}',
         }),
       ],
-      [201, 'token', send(server, '/clients', { method: 'POST', headers: withToken((await fresh()).token, json), body: '{"name":"x"}' })],
-      [400, 'token', send(server, '/clients', { method: 'POST', headers: withToken((await fresh()).token, json), body: '{"nmae":"x"}' })],
-      [402, 'token', send(server, '/clients', { method: 'POST', headers: withToken(full.token, json), body: '{"name":"Fourth"}' })],
-      [403, 'token', send(server, '/tokens', { headers: withToken(readOnly.token) })],
+      [201, 'tenant', send(server, '/clients', { method: 'POST', headers: withToken((await fresh()).token, json), body: '{"name":"x"}' })],
+      [400, 'tenant', send(server, '/clients', { method: 'POST', headers: withToken((await fresh()).token, json), body: '{"nmae":"x"}' })],
+      [402, 'tenant', send(server, '/clients', { method: 'POST', headers: withToken(full.token, json), body: '{"name":"Fourth"}' })],
+      [403, 'tenant', send(server, '/tokens', { headers: withToken(readOnly.token) })],
       [
         404,
-        'token',
+        'tenant',
         send(server, '/tokens/00000000-0000-4000-8000-000000000000', { method: 'DELETE', headers: withToken((await fresh()).token) }),
       ],
       [
         413,
-        'token',
+        'tenant',
         send(server, '/clients', {
           method: 'POST',
           headers: withToken((await fresh()).token, json),
@@ -219,7 +234,7 @@ describe('the fields on every answer', () => {
       ],
       [
         415,
-        'token',
+        'tenant',
         send(server, '/clients', {
           method: 'POST',
           headers: withToken((await fresh()).token, { 'Content-Type': 'text/plain' }),
@@ -228,7 +243,7 @@ describe('the fields on every answer', () => {
       ],
       [
         429,
-        'token',
+        'tenant',
         (async () => {
           const spent = withToken((await fresh()).token);
           for (let i = 0; i < 3; i++) await send(server, '/tokens', { headers: spent });
@@ -241,7 +256,7 @@ describe('the fields on every answer', () => {
     for (const [status, policy, pending] of answers) {
       const answer = await pending;
       expect(answer.status).toBe(status);
-      expect(answer.headers.get('RateLimit-Policy'), `${status}`).toBe(policy === 'token' ? '"token";q=3;w=60' : '"address";q=2;w=60');
+      expect(answer.headers.get('RateLimit-Policy'), `${status}`).toBe(policy === 'tenant' ? '"tenant";q=3;w=60' : '"address";q=2;w=60');
       expect(remaining(answer.headers).policy).toBe(policy);
     }
   });
@@ -304,14 +319,14 @@ describe('requests without a valid token', () => {
     // The same token from another address is served, and its own budget was not spent.
     const elsewhere = await send(briefWindow, '/tokens', { headers: withToken(token.token), from: '127.0.0.5' });
     expect(elsewhere.status).toBe(200);
-    expect(remaining(elsewhere.headers)).toMatchObject({ policy: 'token', r: 1 });
+    expect(remaining(elsewhere.headers)).toMatchObject({ policy: 'tenant', r: 1 });
 
     await new Promise((resolve) => setTimeout(resolve, 1100));
     expect((await send(briefWindow, '/tokens', { headers: withToken(token.token), from: '127.0.0.4' })).status).toBe(200);
   });
 
   it("behind a trusted proxy, the client's address is the one X-Forwarded-For gives", async () => {
-    const proxied = await serverWith({ perToken: 3, perAddress: 1, windowSeconds: 60 }, { trustProxy: 'loopback' });
+    const proxied = await serverWith({ perTenant: 3, perAddress: 1, windowSeconds: 60 }, { trustProxy: 'loopback' });
     expect((await send(proxied, '/tokens', { headers: { 'X-Forwarded-For': '203.0.113.7' } })).status).toBe(401);
     expect((await send(proxied, '/tokens', { headers: { 'X-Forwarded-For': '203.0.113.7' } })).status).toBe(429);
     expect((await send(proxied, '/tokens', { headers: { 'X-Forwarded-For': '203.0.113.8' } })).status).toBe(401);

@@ -2,7 +2,7 @@
  * The statuses operations share, provoked for every operation of the spec that documents them,
  * each checked by status and error code (and, as every response here, against the spec by the
  * spec-checking fetch): 401 without a token, 403 without the operation's scope, 429 over a tiny
- * budget, 500 from a failing handler, 400 for an unknown query parameter, 413 and 415 for bodies,
+ * budget and 429 over the concurrency limit, 500 from a failing handler, 400 for an unknown query parameter, 413 and 415 for bodies,
  * 409 and 422 for Idempotency-Keys, 503 from a server whose database is unreachable, and 404, 412
  * and 402 where documented; and that every answer, paths outside the spec included, carries
  * `X-Content-Type-Options: nosniff`. Operations and statuses come from generated/operations.ts;
@@ -17,12 +17,14 @@ import { SCOPES } from '../../server/shared/spec-values.js';
 import { BODY_LIMIT_BYTES } from '../../server/http/body-parser.js';
 import type { Handlers } from '../../server/http/handler-types.js';
 import { usingPostgres } from '../support/database.js';
+import { holdingHandler } from '../support/held-requests.js';
 import { sender } from '../support/fuzz.js';
 import { specCheckingFetch } from '../support/spec-check.js';
 import { exampleRequest, parameterValues, planRefusals } from '../support/operation-fixtures.js';
 import { operationModels, type ModelRequest, type OperationModel } from '../support/request-check.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { unreachableDatabase } from '../support/unreachable-database.js';
+import { waitFor } from '../support/webhook-worker-fixtures.js';
 
 interface Operation {
   entry: OperationEntry;
@@ -126,7 +128,7 @@ describe("403 with a token that lacks the operation's scope", () => {
 describe('429 over the budget (a server allowing one request per token)', () => {
   let tiny: TestServer;
   beforeAll(async () => {
-    tiny = await startTestServer({ rateLimits: { perToken: 1, perAddress: 1_000, windowSeconds: 60 } });
+    tiny = await startTestServer({ rateLimits: { perTenant: 1, perAddress: 1_000, windowSeconds: 60 } });
   });
   afterAll(() => tiny?.close());
 
@@ -138,6 +140,34 @@ describe('429 over the budget (a server allowing one request per token)', () => 
     const refused = await sendTiny(request);
     await expectError(refused.clone(), 429, 'rate_limited');
     expect(Number(refused.headers.get('Retry-After'))).toBeGreaterThan(0);
+  });
+});
+
+describe('429 over the concurrency limit (a server allowing one request in flight per organisation)', () => {
+  const gate = holdingHandler();
+  let busy: TestServer;
+  beforeAll(async () => {
+    busy = await startTestServer({ concurrencyLimit: 1, handlers: { listTokens: gate.listTokens } });
+  });
+  afterAll(async () => {
+    gate.letGo();
+    await busy?.close();
+  });
+
+  it.each(documenting(429))('%s', async (_id, { model }) => {
+    const { token: own } = await busy.tenant({ plan: 'studio' });
+    // The organisation's one request in flight, waiting in the handler until let go.
+    const held = fetch(`${busy.baseUrl}/tokens`, { headers: { Authorization: `Bearer ${own.token}`, 'X-Test-Hold': 'yes' } });
+    await waitFor(() => gate.held() === 1, 'the request in flight', 5_000);
+    try {
+      const refused = await sender({ baseUrl: busy.baseUrl, token: own.token })(exampleRequest(model, unknownIds(model)));
+      const error = await expectError(refused.clone(), 429, 'rate_limited');
+      expect(error.message).toContain('in flight');
+      expect(refused.headers.get('Retry-After')).toBe('1');
+    } finally {
+      gate.letGo();
+      expect((await held).status).toBe(200);
+    }
   });
 });
 

@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClientsApi, type ClientsApi } from '../../client/index.js';
-import type { MintForOrganisation, MintedToken } from '../../server/tokens/tokens.service.js';
+import type { Env } from '../../server/db/schema.js';
+import { MAX_ACTIVE_TOKENS, type MintForOrganisation, type MintedToken } from '../../server/tokens/tokens.service.js';
 import { usingPostgres } from '../support/database.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { specCheckingFetch } from '../support/spec-check.js';
@@ -47,6 +48,39 @@ async function mintThroughApi(
 }
 
 const TOKEN_FIELDS = ['createdAt', 'env', 'expiresAt', 'id', 'lastUsedAt', 'name', 'prefix', 'revokedAt', 'scopes'];
+
+/**
+ * Tokens straight in the database, in one statement (so all of one `created_at`): `count` of the
+ * tenant's, revoked, expired or expiring as asked. Their secrets are no one's.
+ */
+async function insertTokens(
+  tenant: { orgId: string; env: Env },
+  count: number,
+  state: { revokedAt?: Date; expiresAt?: Date } = {},
+): Promise<string[]> {
+  if (count === 0) return [];
+  const rows = await server.database.db
+    .insertInto('api_tokens')
+    .values(
+      Array.from({ length: count }, (_, i) => ({
+        org_id: tenant.orgId,
+        env: tenant.env,
+        name: `Filler ${i}`,
+        prefix: crypto.randomUUID().replace(/-/g, '').slice(0, 12),
+        secret_hash: createHash('sha256').update(crypto.randomUUID()).digest(),
+        scopes: ['clients:read'],
+        revoked_at: state.revokedAt ?? null,
+        expires_at: state.expiresAt ?? null,
+      })),
+    )
+    .returning('id')
+    .execute();
+  return rows.map((row) => row.id);
+}
+
+async function orgNameOf(orgId: string): Promise<string> {
+  return (await server.database.db.selectFrom('organisations').select('name').where('id', '=', orgId).executeTakeFirstOrThrow()).name;
+}
 
 async function storedToken(id: string) {
   return server.database.db.selectFrom('api_tokens').selectAll().where('id', '=', id).executeTakeFirst();
@@ -194,6 +228,128 @@ describe('GET /tokens', () => {
     for (const listed of data!.data) expect(Object.keys(listed).sort()).toEqual(TOKEN_FIELDS);
     expect(data!.data.map((t) => t.id)).not.toContain(live.tokenId);
     expect(data!.data.map((t) => t.id)).not.toContain(other.token.tokenId);
+  });
+});
+
+describe('GET /tokens, page by page', () => {
+  it('walks every token once, newest first, while tokens are minted between pages', async () => {
+    const { api, token } = await tenant();
+    // Rows of one statement share their created_at: their ids order them.
+    const inserted = await insertTokens(token, 12);
+    const newest: string[] = [];
+    for (let i = 0; i < 3; i++) newest.unshift((await mintThroughApi(api, { name: `Newer ${i}`, scopes: ['clients:read'] })).data!.data.id);
+    const expected = [...newest, ...inserted.sort().reverse(), token.tokenId];
+
+    const seen: string[] = [];
+    const mintedMeanwhile: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await api.GET('/tokens', { params: { query: { limit: 5, cursor } } });
+      expect(page.response.status).toBe(200);
+      expect(page.data!.data.length).toBeLessThanOrEqual(5);
+      seen.push(...page.data!.data.map((t) => t.id));
+      cursor = page.data!.nextCursor ?? undefined;
+      mintedMeanwhile.push((await mintThroughApi(api, { name: 'Meanwhile', scopes: ['clients:read'] })).data!.data.id);
+    } while (cursor);
+    // 16 tokens, 5 a page: 4 pages. The walk began before the ones minted meanwhile, so it sees
+    // none of them, and every other exactly once, in order.
+    expect(mintedMeanwhile).toHaveLength(4);
+    expect(seen).toEqual(expected);
+  });
+
+  it('holds 25 by default and up to 100; the last page says so with a null nextCursor', async () => {
+    const { api, token } = await tenant();
+    await insertTokens(token, 105, { revokedAt: new Date() });
+    const first = await api.GET('/tokens');
+    expect(first.data!.data).toHaveLength(25);
+    expect(first.data!.nextCursor).toEqual(expect.any(String));
+    const most = await api.GET('/tokens', { params: { query: { limit: 100 } } });
+    expect(most.data!.data).toHaveLength(100);
+    const rest = await api.GET('/tokens', { params: { query: { limit: 100, cursor: most.data!.nextCursor! } } });
+    expect(rest.data!.data).toHaveLength(6);
+    expect(rest.data!.nextCursor).toBeNull();
+  });
+
+  it.each([
+    ['limit 0', { limit: 0 }, 'limit'],
+    ['limit 101', { limit: 101 }, 'limit'],
+    ['a limit that is not a number', { limit: 'ten' }, 'limit'],
+    ['a cursor this API did not give out', { cursor: 'bm90LWEtY3Vyc29y' }, 'cursor'],
+    [
+      'a cursor of a time that does not exist',
+      { cursor: Buffer.from('["2026-02-30T00:00:00.000000Z","00000000-0000-4000-8000-000000000000"]').toString('base64url') },
+      'cursor',
+    ],
+  ])('refuses %s: 400 naming it', async (_label, query, field) => {
+    const { api } = await tenant();
+    const { error, response } = await api.GET('/tokens', { params: { query: query as never } });
+    expect(response.status).toBe(400);
+    expect(error!.error.code).toBe('validation_failed');
+    expect(Object.keys(error!.error.fields!)).toEqual([field]);
+  });
+});
+
+describe(`at most ${MAX_ACTIVE_TOKENS} active tokens per organisation and environment`, () => {
+  it('the 101st is 409 token_limit_reached, stored with its Idempotency-Key; revoked and expired ones do not count', async () => {
+    const { api, token } = await tenant();
+    const inAnHour = new Date(Date.now() + 3_600_000);
+    // The caller, 98 more, one that expires in an hour (still active): 100. Revoked and expired ones besides.
+    const fillers = await insertTokens(token, 98);
+    await insertTokens(token, 1, { expiresAt: inAnHour });
+    await insertTokens(token, 5, { revokedAt: new Date() });
+    await insertTokens(token, 5, { expiresAt: new Date(Date.now() - 1000) });
+    const count = async () =>
+      (await server.database.db.selectFrom('api_tokens').select('id').where('org_id', '=', token.orgId).execute()).length;
+    expect(await count()).toBe(110);
+
+    const key = crypto.randomUUID();
+    const body = { name: 'One too many', scopes: ['clients:read' as const] };
+    const refused = await api.POST('/tokens', { body, headers: { 'Idempotency-Key': key } });
+    expect(refused.response.status).toBe(409);
+    expect(refused.error!.error.code).toBe('token_limit_reached');
+    expect(refused.error!.error.message).toContain(`${MAX_ACTIVE_TOKENS} active tokens in its test environment`);
+    expect(refused.response.headers.get('Retry-After')).toBeNull();
+    expect(await count()).toBe(110);
+    // Stored with the key like the operation's other refusals: a replay answers the same 409.
+    const replay = await api.POST('/tokens', { body, headers: { 'Idempotency-Key': key } });
+    expect(replay.response.status).toBe(409);
+    expect(replay.response.headers.get('Idempotent-Replayed')).toBe('true');
+    expect(replay.error).toEqual(refused.error);
+
+    // The other environment has a hundred places of its own.
+    const live = clientFor((await server.mint({ orgName: await orgNameOf(token.orgId), env: 'live' })).token);
+    expect((await mintThroughApi(live, { name: 'Live', scopes: ['clients:read'] })).response.status).toBe(201);
+
+    // A revoked token frees its place.
+    expect((await api.DELETE('/tokens/{id}', { params: { path: { id: fillers[0]! } } })).response.status).toBe(200);
+    const minted = await mintThroughApi(api, body);
+    expect(minted.response.status).toBe(201);
+    expect((await mintThroughApi(api, body)).error!.error.code).toBe('token_limit_reached');
+  });
+
+  it('mints racing for the last place: exactly one wins', async () => {
+    const { api, token } = await tenant();
+    await insertTokens(token, MAX_ACTIVE_TOKENS - 2);
+    const answers = await Promise.all(
+      Array.from({ length: 4 }, (_, i) => mintThroughApi(api, { name: `Racer ${i}`, scopes: ['clients:read'] })),
+    );
+    expect(answers.map((a) => a.response.status).sort()).toEqual([201, 409, 409, 409]);
+    const active = await server.database.db
+      .selectFrom('api_tokens')
+      .select('id')
+      .where('org_id', '=', token.orgId)
+      .where('revoked_at', 'is', null)
+      .execute();
+    expect(active).toHaveLength(MAX_ACTIVE_TOKENS);
+  });
+
+  it('the CLI and the first token of an organisation obey it too', async () => {
+    const { token } = await tenant();
+    await insertTokens(token, MAX_ACTIVE_TOKENS - 1);
+    const orgName = await orgNameOf(token.orgId);
+    await expect(server.mint({ orgName })).rejects.toMatchObject({ code: 'token_limit_reached' });
+    // The other environment is not full.
+    secrets.push((await server.mint({ orgName, env: 'live' })).token);
   });
 });
 

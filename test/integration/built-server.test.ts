@@ -41,11 +41,12 @@ beforeAll(async () => {
     const minted = await runCli(['token', 'create', '--org', 'Built', '--plan', 'studio', '--json'], env);
     token = JSON.parse(minted.stdout.trim().split('\n').at(-1)!).token;
   }
-  // A second of SHUTDOWN_DELAY, as a load balancer needs: see the last test.
-  server = await startServerProcess({ ...env, RATE_LIMIT: '100000', SHUTDOWN_DELAY: '2', SHUTDOWN_TIMEOUT: '30', METRICS_PORT: '0' }, [
-    'node',
-    'dist/server/main.js',
-  ]);
+  // A second of SHUTDOWN_DELAY, as a load balancer needs: see the last test. Its 16 writers are one
+  // organisation: no concurrency limit.
+  server = await startServerProcess(
+    { ...env, RATE_LIMIT: '100000', CONCURRENCY_LIMIT: '0', SHUTDOWN_DELAY: '2', SHUTDOWN_TIMEOUT: '30', METRICS_PORT: '0' },
+    ['node', 'dist/server/main.js'],
+  );
 }, 180_000);
 
 afterAll(async () => {
@@ -60,7 +61,7 @@ it('creates, replays, reads and lists, with rate-limit fields, as the sources do
   const created = await api.POST('/clients', { body: { name: 'Bundled', defaultRate: '120.50' }, headers: { 'Idempotency-Key': key } });
   expect(created.response.status).toBe(201);
   expect(created.data!.data).toMatchObject({ name: 'Bundled', defaultRate: '120.50' });
-  expect(created.response.headers.get('RateLimit-Policy')).toBe('"token";q=100000;w=60');
+  expect(created.response.headers.get('RateLimit-Policy')).toBe('"tenant";q=100000;w=60');
   expect(created.response.headers.get('X-Request-Id')).toMatch(/^[0-9a-f-]{36}$/);
 
   const replay = await api.POST('/clients', { body: { name: 'Bundled', defaultRate: '120.50' }, headers: { 'Idempotency-Key': key } });

@@ -172,6 +172,44 @@ describe('on the embedded database', { timeout: 180_000 }, () => {
     expect(lastJsonLine((await cli('token', 'create', '--org', 'Acme Ltd', '--json')).stdout).plan).toBe('studio');
   });
 
+  it('token create obeys the limit of 100 active tokens per environment (exit 1 saying so); token list still lists them all', async () => {
+    const env = { DATA_DIR: migratedDataDir(), DATABASE_URL: '' };
+    const first = lastJsonLine((await runCli(['token', 'create', '--org', 'Full', '--json'], env)).stdout);
+    const handle = await openDatabase({ dataDir: env.DATA_DIR });
+    const filler = (i: number, extra: { env?: 'test' | 'live'; revoked_at?: Date } = {}) => ({
+      org_id: first.orgId,
+      env: 'test' as const,
+      name: `Filler ${i}`,
+      prefix: `F${String(i).padStart(11, '0')}`,
+      secret_hash: Buffer.alloc(32, i),
+      scopes: ['clients:read'],
+      ...extra,
+    });
+    await handle.db
+      .insertInto('api_tokens')
+      .values([
+        ...Array.from({ length: 99 }, (_, i) => filler(i)),
+        ...Array.from({ length: 20 }, (_, i) => filler(100 + i, { revoked_at: new Date() })),
+        ...Array.from({ length: 3 }, (_, i) => filler(200 + i, { env: 'live' })),
+      ])
+      .execute();
+    await handle.close();
+
+    const refused = await runCli(['token', 'create', '--org', 'Full', '--json'], env);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/has 100 active tokens in its test environment, the most it can have; revoke one first/);
+    expect(refused.stderr).not.toMatch(/Usage:/);
+    expect(refused.stdout).not.toMatch(/hsk_/);
+    const live = await runCli(['token', 'create', '--org', 'Full', '--env', 'live', '--json'], env);
+    expect(live.code, live.stderr).toBe(0);
+
+    const listed = await runCli(['token', 'list', '--org', 'Full', '--json'], env);
+    expect(listed.code, listed.stderr).toBe(0);
+    const tokens: { env: string }[] = lastJsonLine(listed.stdout);
+    expect(tokens).toHaveLength(1 + 99 + 20 + 3 + 1);
+    expect(tokens.filter((t) => t.env === 'live')).toHaveLength(4);
+  });
+
   it.each([
     [['org', 'set-plan', '--org', 'Nobody', '--plan', 'pro'], /no organisation named "Nobody"/],
     [['token', 'list', '--org', 'Nobody'], /no organisation named "Nobody"/],

@@ -31,7 +31,11 @@ const webhookSettings = ephemeralWebhookSettings({ allowPrivateNetworks: true })
 
 beforeAll(async () => {
   metrics = createMetrics();
-  server = await startTestServer({ metrics, rateLimits: { perToken: 8, perAddress: 1_000, windowSeconds: 60 }, webhooks: webhookSettings });
+  server = await startTestServer({
+    metrics,
+    rateLimits: { perTenant: 8, perAddress: 1_000, windowSeconds: 60 },
+    webhooks: webhookSettings,
+  });
   if (usingPostgres) {
     metrics.watchPool('main', server.database.pool!);
     metrics.watchPool('counters', server.database.counterPool!);
@@ -48,7 +52,7 @@ beforeAll(async () => {
   await api.GET('/clients/{id}', { params: { path: { id: clientId } } });
   await api.GET('/clients/{id}', { params: { path: { id: randomUUID() } } }); // 404
   await api.GET('/clients');
-  // Over this token's budget of 8.
+  // Over this tenant's budget of 8.
   for (let i = 0; i < 4; i++) await api.GET('/clients');
 
   // Two webhook attempts, one answered 204 and one 500, by a worker that reports to the metrics.
@@ -116,7 +120,8 @@ it('counts idempotency outcomes and rate-limit refusals', () => {
   expect(sample('idempotency_requests_total', { outcome: 'replayed' })).toBe(1);
   expect(sample('idempotency_requests_total', { outcome: 'reused' })).toBe(1);
   expect(sample('idempotency_requests_total', { outcome: 'in_progress' })).toBe(0);
-  expect(sample('rate_limit_refusals_total', { policy: 'token' })).toBeGreaterThanOrEqual(1);
+  expect(sample('rate_limit_refusals_total', { limiter: 'tenant' })).toBeGreaterThanOrEqual(1);
+  expect(sample('rate_limit_refusals_total', { limiter: 'concurrency' })).toBe(0);
   expect(
     sample('http_server_request_duration_seconds_count', { operation: 'listClients', http_response_status_code: '429' }),
   ).toBeGreaterThanOrEqual(1);

@@ -26,7 +26,7 @@ describe.runIf(redisUrl)('rate-limit counters in Redis', { timeout: 60_000 }, ()
   let proxy: TcpProxy;
   let counters: RedisCounters[] = [];
   let servers: TestServer[] = [];
-  const budgets = { perToken: 3, perAddress: 50, windowSeconds: 60 };
+  const budgets = { perTenant: 3, perAddress: 50, windowSeconds: 60 };
 
   beforeAll(async () => {
     const target = new URL(redisUrl!);
@@ -53,10 +53,11 @@ describe.runIf(redisUrl)('rate-limit counters in Redis', { timeout: 60_000 }, ()
     await proxy?.close();
   });
 
-  /** GET /tokens through each server in turn; the statuses. */
-  async function statuses(token: string, count: number): Promise<number[]> {
+  /** GET /tokens through each server in turn, with each token in turn; the statuses. */
+  async function statuses(tokens: string | string[], count: number): Promise<number[]> {
     const answers: number[] = [];
     for (let i = 0; i < count; i++) {
+      const token = [tokens].flat()[i % [tokens].flat().length];
       const response = await fetch(`${servers[i % 2]!.serverUrl}/tokens`, { headers: { Authorization: `Bearer ${token}` } });
       await response.arrayBuffer();
       answers.push(response.status);
@@ -64,30 +65,41 @@ describe.runIf(redisUrl)('rate-limit counters in Redis', { timeout: 60_000 }, ()
     return answers;
   }
 
-  it('are shared by every server: a budget spent across two is refused at the same total, and the count is in Redis', async () => {
-    const token = await servers[0]!.mint({ orgName: `redis-shared-${Date.now()}` });
-    expect(await statuses(token.token, 5)).toEqual([200, 200, 200, 429, 429]);
-    expect(await counters[0]!.client.get(`${keyPrefix}token:${token.orgId}:${token.env}:${token.tokenId}`)).toBe('5');
+  /** Two tokens of one new organisation, and one of another. */
+  async function tenants(name: string) {
+    const orgName = `${name}-${Date.now()}`;
+    const token = await servers[0]!.mint({ orgName });
+    const sibling = await servers[0]!.mint({ orgName });
+    const other = await servers[0]!.mint({ orgName: `${orgName}-other` });
+    return { token, tokens: [token.token, sibling.token, sibling.token, token.token], other };
+  }
+
+  it('are shared by every server and every token of the tenant: spent across two, refused at the same total; the count is in Redis', async () => {
+    const { token, tokens, other } = await tenants('redis-shared');
+    expect(await statuses(tokens, 5)).toEqual([200, 200, 200, 429, 429]);
+    expect(await counters[0]!.client.get(`${keyPrefix}tenant:${token.orgId}:${token.env}`)).toBe('5');
+    expect(await statuses(other.token, 3)).toEqual([200, 200, 200]);
   });
 
   it('fail open when Redis goes away: answered, counted per process, warned of and measured; back to Redis when it returns', async () => {
-    const token = await servers[0]!.mint({ orgName: `redis-away-${Date.now()}` });
+    const { tokens, other } = await tenants('redis-away');
     await proxy.cut();
     warnings.length = 0;
-    // Each server now counts alone: three each before refusing, where Redis would have refused the fourth.
-    expect(await statuses(token.token, 6)).toEqual([200, 200, 200, 200, 200, 200]);
-    expect(await statuses(token.token, 2)).toEqual([429, 429]);
+    // Each server now counts alone, still per tenant: three each before refusing, where Redis would have refused the fourth.
+    expect(await statuses(tokens, 6)).toEqual([200, 200, 200, 200, 200, 200]);
+    expect(await statuses(tokens, 2)).toEqual([429, 429]);
+    expect(await statuses(other.token, 2)).toEqual([200, 200]);
     expect(warnings.some((line) => JSON.parse(line).msg.startsWith('Redis is unreachable'))).toBe(true);
     expect(await metrics.registry.getSingleMetricAsString('rate_limit_store_failures_total')).toMatch(
-      /^rate_limit_store_failures_total 8$/m,
+      /^rate_limit_store_failures_total 10$/m,
     );
 
     await proxy.restore();
     await Promise.all(
       counters.map((c) => new Promise((ready) => (c.client.status === 'ready' ? ready(null) : c.client.once('ready', ready)))),
     );
-    const after = await servers[0]!.mint({ orgName: `redis-back-${Date.now()}` });
-    expect(await statuses(after.token, 4)).toEqual([200, 200, 200, 429]);
-    expect(await counters[1]!.client.get(`${keyPrefix}token:${after.orgId}:${after.env}:${after.tokenId}`)).toBe('4');
+    const after = await tenants('redis-back');
+    expect(await statuses(after.tokens, 4)).toEqual([200, 200, 200, 429]);
+    expect(await counters[1]!.client.get(`${keyPrefix}tenant:${after.token.orgId}:${after.token.env}`)).toBe('4');
   });
 });

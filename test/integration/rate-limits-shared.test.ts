@@ -1,6 +1,7 @@
 /**
  * Two server processes on one PostgreSQL database spend the same budgets: the counters live in
- * the database (rate-limiter-flexible's PostgreSQL store), not in either process.
+ * the database (rate-limiter-flexible's PostgreSQL store), not in either process. A tenant's
+ * budget is one, whichever of its tokens spends it and through whichever process.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintTokenForOrganisation, type MintedToken } from '../../server/tokens/tokens.service.js';
@@ -11,10 +12,12 @@ describe.runIf(usingPostgres)('two server processes on one PostgreSQL', { timeou
   let database: TestDatabase;
   let servers: RunningServer[] = [];
   let token: MintedToken;
+  let sibling: MintedToken;
 
   beforeAll(async () => {
     database = await createTestDatabase();
     token = await mintTokenForOrganisation(database.db, { orgName: 'Shared budget' });
+    sibling = await mintTokenForOrganisation(database.db, { orgName: 'Shared budget', tokenName: 'sibling' });
     const env = { DATABASE_URL: database.url, RATE_LIMIT: '4', RATE_LIMIT_WINDOW: '60', RATE_LIMIT_UNAUTHENTICATED: '2' };
     servers = await Promise.all([startServerProcess(env), startServerProcess(env)]);
   }, 120_000);
@@ -26,22 +29,42 @@ describe.runIf(usingPostgres)('two server processes on one PostgreSQL', { timeou
   const get = (server: RunningServer, authorization?: string) =>
     fetch(`${server.url}/tokens`, { headers: authorization ? { Authorization: authorization } : {} });
 
-  it("share one token's budget: what one process counted, the other sees", async () => {
+  it("share one tenant's budget, whichever of its tokens spends it: what one process counted, the other sees", async () => {
     const [a, b] = servers as [RunningServer, RunningServer];
     const left: string[] = [];
-    for (const server of [a, b, a, b]) {
-      const response = await get(server, `Bearer ${token.token}`);
+    for (const [server, spender] of [
+      [a, token],
+      [b, sibling],
+      [a, sibling],
+      [b, token],
+    ] as const) {
+      const response = await get(server, `Bearer ${spender.token}`);
       expect(response.status).toBe(200);
       left.push(response.headers.get('RateLimit')!.replace(/;t=\d+$/, ''));
     }
-    expect(left).toEqual(['"token";r=3', '"token";r=2', '"token";r=1', '"token";r=0']);
-    for (const server of [a, b]) {
-      const response = await get(server, `Bearer ${token.token}`);
+    expect(left).toEqual(['"tenant";r=3', '"tenant";r=2', '"tenant";r=1', '"tenant";r=0']);
+    for (const [server, spender] of [
+      [a, sibling],
+      [b, token],
+    ] as const) {
+      const response = await get(server, `Bearer ${spender.token}`);
       expect(response.status).toBe(429);
       expect(Number(response.headers.get('Retry-After'))).toBeGreaterThanOrEqual(1);
     }
     const rows = await database.db.selectFrom('rate_limits').select(['key', 'points']).execute();
-    expect(rows).toContainEqual({ key: `token:${token.orgId}:${token.env}:${token.tokenId}`, points: 6 });
+    expect(rows).toContainEqual({ key: `tenant:${token.orgId}:${token.env}`, points: 6 });
+
+    // Another organisation, and the same organisation's other environment, have budgets of their own.
+    const other = await mintTokenForOrganisation(database.db, { orgName: 'Another budget' });
+    const live = await mintTokenForOrganisation(database.db, { orgName: 'Shared budget', env: 'live' });
+    for (const [server, spender] of [
+      [a, other],
+      [b, live],
+    ] as const) {
+      const response = await get(server, `Bearer ${spender.token}`);
+      expect(response.status).toBe(200);
+      expect(response.headers.get('RateLimit')).toMatch(/^"tenant";r=3;/);
+    }
   });
 
   it('share the budget of requests without a valid token', async () => {

@@ -27,7 +27,7 @@ export const FUZZ_TENANT = { plan: 'studio' } as const;
  * judges how requests are answered, not how many; test/contract/rate-limits.test.ts and the status
  * matrix judge 429.
  */
-export const FUZZ_RATE_LIMITS = { perToken: 1_000_000_000, perAddress: 1_000_000_000, windowSeconds: 3600 } as const;
+export const FUZZ_RATE_LIMITS = { perTenant: 1_000_000_000, perAddress: 1_000_000_000, windowSeconds: 3600 } as const;
 
 export interface FixtureContext {
   /** Sends a request (checked against the spec like every other). */
@@ -52,8 +52,9 @@ export interface ParameterFixture {
  */
 export const parameterFixtures: Record<string, ParameterFixture> = {
   // Any string to the spec (it must stay opaque), but only the server's own cursors name a place in
-  // the list: the cursors of a real walk, one client per page.
-  'listClients.cursor': { values: (context) => cursorsOfAWalk(context), onlyThese: true },
+  // the list: the cursors of a real walk, one row per page.
+  'listClients.cursor': { values: (context) => cursorsOfAWalk(context, 'listClients'), onlyThese: true },
+  'listTokens.cursor': { values: (context) => cursorsOfAWalk(context, 'listTokens'), onlyThese: true },
   // The feed's places: only the server's own, from a walk of a feed with events in it.
   'listEvents.after': { values: async (context) => (await walkTheFeed(context)).cursors, onlyThese: true },
   // Events have no create of their own: a client's changes make them.
@@ -139,9 +140,9 @@ export function fieldValues(model: OperationModel): Record<string, unknown[]> {
   );
 }
 
-/** The `nextCursor` of each page of GET /clients one client at a time, over clients made for it. */
-async function cursorsOfAWalk(context: FixtureContext): Promise<string[]> {
-  const list = operationModels.find((m) => m.operationId === 'listClients')!;
+/** The `nextCursor` of each page of a list (GET /clients, GET /tokens) one row at a time, over rows made for it. */
+async function cursorsOfAWalk(context: FixtureContext, operationId: string): Promise<string[]> {
+  const list = operationModels.find((m) => m.operationId === operationId)!;
   const create = createOperationOf(list.template);
   if (!create) throw new Error(`fixture: no create operation with an example body for ${list.template}`);
   await createFromExample(create, context, 4);

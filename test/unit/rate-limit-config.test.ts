@@ -1,6 +1,7 @@
-/** Which budget a client address spends, and how the environment sets the budgets. */
+/** Which budget a client address spends, how the environment sets the budgets and the concurrency limit, and that limit's count. */
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../server/config.js';
+import { createConcurrencyLimit } from '../../server/rate-limit/concurrency.js';
 import { addressKey } from '../../server/rate-limit/rate-limits.js';
 
 describe('addressKey', () => {
@@ -22,13 +23,13 @@ describe('addressKey', () => {
 });
 
 describe('rate-limit configuration', () => {
-  it('defaults to 600 per token and 60 per address, per 60 seconds', () => {
-    expect(loadConfig({}).rateLimits).toEqual({ perToken: 600, perAddress: 60, windowSeconds: 60 });
+  it('defaults to 600 per tenant and 60 per address, per 60 seconds', () => {
+    expect(loadConfig({}).rateLimits).toEqual({ perTenant: 600, perAddress: 60, windowSeconds: 60 });
   });
 
   it('reads RATE_LIMIT, RATE_LIMIT_WINDOW and RATE_LIMIT_UNAUTHENTICATED', () => {
     const env = { RATE_LIMIT: '100', RATE_LIMIT_WINDOW: '10', RATE_LIMIT_UNAUTHENTICATED: '5' };
-    expect(loadConfig(env).rateLimits).toEqual({ perToken: 100, perAddress: 5, windowSeconds: 10 });
+    expect(loadConfig(env).rateLimits).toEqual({ perTenant: 100, perAddress: 5, windowSeconds: 10 });
   });
 
   it('RATE_LIMIT=0 switches limiting off', () => {
@@ -40,8 +41,16 @@ describe('rate-limit configuration', () => {
     [{ RATE_LIMIT: 'lots' }, /RATE_LIMIT must be a whole number/],
     [{ RATE_LIMIT_WINDOW: '0' }, /RATE_LIMIT_WINDOW must be at least 1/],
     [{ RATE_LIMIT_UNAUTHENTICATED: '0' }, /RATE_LIMIT_UNAUTHENTICATED must be at least 1/],
+    [{ CONCURRENCY_LIMIT: '-1' }, /CONCURRENCY_LIMIT must be a whole number/],
+    [{ CONCURRENCY_LIMIT: 'many' }, /CONCURRENCY_LIMIT must be a whole number/],
   ])('refuses %j at start-up', (env, message) => {
     expect(() => loadConfig(env)).toThrow(message);
+  });
+
+  it('CONCURRENCY_LIMIT: 5 by default, half the pool of 10 connections; 0 switches it off', () => {
+    expect(loadConfig({}).concurrencyLimit).toBe(5);
+    expect(loadConfig({ CONCURRENCY_LIMIT: '12' }).concurrencyLimit).toBe(12);
+    expect(loadConfig({ CONCURRENCY_LIMIT: '0' }).concurrencyLimit).toBe(false);
   });
 
   it('TRUST_PROXY: off by default; true, a hop count, or addresses as Express takes them', () => {
@@ -49,5 +58,28 @@ describe('rate-limit configuration', () => {
     expect(loadConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true);
     expect(loadConfig({ TRUST_PROXY: '1' }).trustProxy).toBe(1);
     expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).trustProxy).toBe('loopback, 10.0.0.0/8');
+  });
+});
+
+describe('the concurrency limit', () => {
+  it('counts per organisation, refuses the one over with Retry-After, and gives a slot back once however often it is released', () => {
+    const limit = createConcurrencyLimit(2);
+    const [a1, a2] = [limit.enter('a'), limit.enter('a')];
+    const b = limit.enter('b');
+    let refusal: unknown;
+    try {
+      limit.enter('a');
+    } catch (error) {
+      refusal = error;
+    }
+    expect(refusal).toMatchObject({ status: 429, code: 'rate_limited', details: { headers: { 'Retry-After': '1' } } });
+    expect(limit.inFlight('a')).toBe(2);
+    a1();
+    a1();
+    expect(limit.inFlight('a')).toBe(1);
+    expect(() => limit.enter('a')).not.toThrow();
+    a2();
+    b();
+    expect(limit.inFlight('b')).toBe(0);
   });
 });
