@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { components } from '../../generated/api.js';
 import type { Database, Env, PlanName } from '../db/schema.js';
 import { isCalendarDate } from '../shared/date-time.js';
+import { isUuid } from '../shared/ids.js';
 import { ApiError, notFound, validationFailed } from '../shared/errors.js';
 import { upsertOrganisation } from '../orgs/orgs.queries.js';
 import type { AuthContext } from '../auth/auth.js';
@@ -92,7 +93,8 @@ export async function listTokens(db: Kysely<Database>, caller: AuthContext): Pro
 }
 
 export async function revokeToken(db: Kysely<Database>, caller: AuthContext, id: string): Promise<Token> {
-  const row = await revokeTenantToken(db, id, caller);
+  // Not a UUID as the API writes it: no token has it, and the database would refuse the comparison.
+  const row = isUuid(id) ? await revokeTenantToken(db, id, caller) : undefined;
   if (!row) throw notFound('No such token.');
   return toToken(row);
 }
