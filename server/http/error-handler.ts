@@ -140,8 +140,10 @@ export function errorHandler(spec: SpecIndex): ErrorRequestHandler {
   return (error, req, res, next) => {
     try {
       const apiError = answerFor(error, req, spec);
+      // An answer already begun cannot become an error: cut it, so that the client sees a broken
+      // answer (and may retry) rather than a short body that ends as if it were whole.
       if (res.headersSent) {
-        res.end();
+        res.destroy();
         return;
       }
       for (const [name, value] of Object.entries(apiError.details.headers ?? {})) res.setHeader(name, value);
