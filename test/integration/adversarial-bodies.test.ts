@@ -44,12 +44,14 @@ interface Field {
   number: boolean;
 }
 
-/** The string (and number) fields of a body schema, at any depth. */
+/** The string (and number) fields of a body schema, at any depth: properties, array items, map values. */
 function fieldsOf(schema: Node, path: Path = [], found = new Map<string, Field>()): Map<string, Field> {
   const s = resolve(schema);
   for (const branch of [...(s.anyOf ?? []), ...(s.oneOf ?? []), ...(s.allOf ?? [])]) fieldsOf(branch, path, found);
   for (const [name, property] of Object.entries((s.properties ?? {}) as Node)) fieldsOf(property, [...path, name], found);
   if (s.items) fieldsOf(s.items, [...path, 0], found);
+  // A map's values (metadata-like objects): one key stands for them all.
+  if (s.additionalProperties && typeof s.additionalProperties === 'object') fieldsOf(s.additionalProperties, [...path, 'key'], found);
   const types = [s.type].flat();
   const string = types.includes('string') || typeof s.const === 'string' || (s.enum ?? []).some((v: unknown) => typeof v === 'string');
   const number = types.includes('number') || types.includes('integer');
