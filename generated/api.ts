@@ -43,10 +43,11 @@ export type paths = {
             header?: never;
             path: {
                 /**
-                 * @description The client's id, as returned in `id` (a UUID). Any other value, an id of another
-                 *     organisation or environment, and an id that is not a UUID at all are all answered the same
-                 *     way: 404 `not_found`. The id is never refused as malformed, so that an answer tells nothing
-                 *     about which ids exist.
+                 * @description The client's id, as returned in `id`: a UUID written exactly as `id` shows it, in lower
+                 *     case. Any other value, an id of another organisation or environment, an id that is not a
+                 *     UUID at all, and the same UUID in any other spelling (upper case, braces, `urn:uuid:`,
+                 *     without dashes) are all answered the same way: 404 `not_found`. The id is never refused as
+                 *     malformed, so that an answer tells nothing about which ids exist.
                  * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
                  */
                 id: components["parameters"]["ClientId"];
@@ -104,10 +105,11 @@ export type paths = {
             header?: never;
             path: {
                 /**
-                 * @description The client's id, as returned in `id` (a UUID). Any other value, an id of another
-                 *     organisation or environment, and an id that is not a UUID at all are all answered the same
-                 *     way: 404 `not_found`. The id is never refused as malformed, so that an answer tells nothing
-                 *     about which ids exist.
+                 * @description The client's id, as returned in `id`: a UUID written exactly as `id` shows it, in lower
+                 *     case. Any other value, an id of another organisation or environment, an id that is not a
+                 *     UUID at all, and the same UUID in any other spelling (upper case, braces, `urn:uuid:`,
+                 *     without dashes) are all answered the same way: 404 `not_found`. The id is never refused as
+                 *     malformed, so that an answer tells nothing about which ids exist.
                  * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
                  */
                 id: components["parameters"]["ClientId"];
@@ -291,7 +293,11 @@ export type paths = {
             query?: never;
             header?: never;
             path: {
-                /** @description The endpoint's id. An endpoint of another organisation or environment, or an id that is not a UUID, is 404 `not_found`. */
+                /**
+                 * @description The endpoint's id, written exactly as `id` shows it (a lower-case UUID). An endpoint of
+                 *     another organisation or environment, an id that is not a UUID, or the same UUID in another
+                 *     spelling (upper case, braces, `urn:uuid:`) is 404 `not_found`.
+                 */
                 id: string;
             };
             cookie?: never;
@@ -331,7 +337,11 @@ export type paths = {
             query?: never;
             header?: never;
             path: {
-                /** @description The endpoint's id. An endpoint of another organisation or environment, or an id that is not a UUID, is 404 `not_found`. */
+                /**
+                 * @description The endpoint's id, written exactly as `id` shows it (a lower-case UUID). An endpoint of
+                 *     another organisation or environment, an id that is not a UUID, or the same UUID in another
+                 *     spelling (upper case, braces, `urn:uuid:`) is 404 `not_found`.
+                 */
                 id: string;
             };
             cookie?: never;
@@ -359,7 +369,11 @@ export type paths = {
             query?: never;
             header?: never;
             path: {
-                /** @description The endpoint's id. An endpoint of another organisation or environment, or an id that is not a UUID, is 404 `not_found`. */
+                /**
+                 * @description The endpoint's id, written exactly as `id` shows it (a lower-case UUID). An endpoint of
+                 *     another organisation or environment, an id that is not a UUID, or the same UUID in another
+                 *     spelling (upper case, braces, `urn:uuid:`) is 404 `not_found`.
+                 */
                 id: string;
             };
             cookie?: never;
@@ -1637,10 +1651,11 @@ export type components = {
          */
         IdempotencyKey: string;
         /**
-         * @description The client's id, as returned in `id` (a UUID). Any other value, an id of another
-         *     organisation or environment, and an id that is not a UUID at all are all answered the same
-         *     way: 404 `not_found`. The id is never refused as malformed, so that an answer tells nothing
-         *     about which ids exist.
+         * @description The client's id, as returned in `id`: a UUID written exactly as `id` shows it, in lower
+         *     case. Any other value, an id of another organisation or environment, an id that is not a
+         *     UUID at all, and the same UUID in any other spelling (upper case, braces, `urn:uuid:`,
+         *     without dashes) are all answered the same way: 404 `not_found`. The id is never refused as
+         *     malformed, so that an answer tells nothing about which ids exist.
          * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
          */
         ClientId: string;
@@ -1957,10 +1972,11 @@ export interface operations {
             header?: never;
             path: {
                 /**
-                 * @description The client's id, as returned in `id` (a UUID). Any other value, an id of another
-                 *     organisation or environment, and an id that is not a UUID at all are all answered the same
-                 *     way: 404 `not_found`. The id is never refused as malformed, so that an answer tells nothing
-                 *     about which ids exist.
+                 * @description The client's id, as returned in `id`: a UUID written exactly as `id` shows it, in lower
+                 *     case. Any other value, an id of another organisation or environment, an id that is not a
+                 *     UUID at all, and the same UUID in any other spelling (upper case, braces, `urn:uuid:`,
+                 *     without dashes) are all answered the same way: 404 `not_found`. The id is never refused as
+                 *     malformed, so that an answer tells nothing about which ids exist.
                  * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
                  */
                 id: components["parameters"]["ClientId"];
@@ -2009,10 +2025,11 @@ export interface operations {
             };
             path: {
                 /**
-                 * @description The client's id, as returned in `id` (a UUID). Any other value, an id of another
-                 *     organisation or environment, and an id that is not a UUID at all are all answered the same
-                 *     way: 404 `not_found`. The id is never refused as malformed, so that an answer tells nothing
-                 *     about which ids exist.
+                 * @description The client's id, as returned in `id`: a UUID written exactly as `id` shows it, in lower
+                 *     case. Any other value, an id of another organisation or environment, an id that is not a
+                 *     UUID at all, and the same UUID in any other spelling (upper case, braces, `urn:uuid:`,
+                 *     without dashes) are all answered the same way: 404 `not_found`. The id is never refused as
+                 *     malformed, so that an answer tells nothing about which ids exist.
                  * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
                  */
                 id: components["parameters"]["ClientId"];
@@ -2077,10 +2094,11 @@ export interface operations {
             };
             path: {
                 /**
-                 * @description The client's id, as returned in `id` (a UUID). Any other value, an id of another
-                 *     organisation or environment, and an id that is not a UUID at all are all answered the same
-                 *     way: 404 `not_found`. The id is never refused as malformed, so that an answer tells nothing
-                 *     about which ids exist.
+                 * @description The client's id, as returned in `id`: a UUID written exactly as `id` shows it, in lower
+                 *     case. Any other value, an id of another organisation or environment, an id that is not a
+                 *     UUID at all, and the same UUID in any other spelling (upper case, braces, `urn:uuid:`,
+                 *     without dashes) are all answered the same way: 404 `not_found`. The id is never refused as
+                 *     malformed, so that an answer tells nothing about which ids exist.
                  * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
                  */
                 id: components["parameters"]["ClientId"];
@@ -2161,10 +2179,11 @@ export interface operations {
             };
             path: {
                 /**
-                 * @description The client's id, as returned in `id` (a UUID). Any other value, an id of another
-                 *     organisation or environment, and an id that is not a UUID at all are all answered the same
-                 *     way: 404 `not_found`. The id is never refused as malformed, so that an answer tells nothing
-                 *     about which ids exist.
+                 * @description The client's id, as returned in `id`: a UUID written exactly as `id` shows it, in lower
+                 *     case. Any other value, an id of another organisation or environment, an id that is not a
+                 *     UUID at all, and the same UUID in any other spelling (upper case, braces, `urn:uuid:`,
+                 *     without dashes) are all answered the same way: 404 `not_found`. The id is never refused as
+                 *     malformed, so that an answer tells nothing about which ids exist.
                  * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
                  */
                 id: components["parameters"]["ClientId"];
@@ -2378,7 +2397,12 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The token's id, as `GET /tokens` lists it. */
+                /**
+                 * @description The token's id, as `GET /tokens` lists it: a UUID written exactly as `id` shows it, in lower
+                 *     case. Any other value (an id of another organisation or environment, one that is not a
+                 *     UUID, the same UUID in another spelling such as upper case, braces or `urn:uuid:`) is 404
+                 *     `not_found`, like an unknown id: the id is never refused as malformed.
+                 */
                 id: string;
             };
             cookie?: never;
@@ -2470,7 +2494,11 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The event's id. */
+                /**
+                 * @description The event's id, written exactly as `id` shows it (a lower-case UUID). Any other value, the
+                 *     same UUID in another spelling included (upper case, braces, `urn:uuid:`), is 404
+                 *     `not_found`, like an unknown id.
+                 */
                 id: string;
             };
             cookie?: never;
@@ -2629,7 +2657,11 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The endpoint's id. An endpoint of another organisation or environment, or an id that is not a UUID, is 404 `not_found`. */
+                /**
+                 * @description The endpoint's id, written exactly as `id` shows it (a lower-case UUID). An endpoint of
+                 *     another organisation or environment, an id that is not a UUID, or the same UUID in another
+                 *     spelling (upper case, braces, `urn:uuid:`) is 404 `not_found`.
+                 */
                 id: string;
             };
             cookie?: never;
@@ -2665,7 +2697,11 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The endpoint's id. An endpoint of another organisation or environment, or an id that is not a UUID, is 404 `not_found`. */
+                /**
+                 * @description The endpoint's id, written exactly as `id` shows it (a lower-case UUID). An endpoint of
+                 *     another organisation or environment, an id that is not a UUID, or the same UUID in another
+                 *     spelling (upper case, braces, `urn:uuid:`) is 404 `not_found`.
+                 */
                 id: string;
             };
             cookie?: never;
@@ -2717,7 +2753,11 @@ export interface operations {
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path: {
-                /** @description The endpoint's id. An endpoint of another organisation or environment, or an id that is not a UUID, is 404 `not_found`. */
+                /**
+                 * @description The endpoint's id, written exactly as `id` shows it (a lower-case UUID). An endpoint of
+                 *     another organisation or environment, an id that is not a UUID, or the same UUID in another
+                 *     spelling (upper case, braces, `urn:uuid:`) is 404 `not_found`.
+                 */
                 id: string;
             };
             cookie?: never;
@@ -2787,7 +2827,11 @@ export interface operations {
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path: {
-                /** @description The endpoint's id. An endpoint of another organisation or environment, or an id that is not a UUID, is 404 `not_found`. */
+                /**
+                 * @description The endpoint's id, written exactly as `id` shows it (a lower-case UUID). An endpoint of
+                 *     another organisation or environment, an id that is not a UUID, or the same UUID in another
+                 *     spelling (upper case, braces, `urn:uuid:`) is 404 `not_found`.
+                 */
                 id: string;
             };
             cookie?: never;
@@ -2839,7 +2883,11 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The endpoint's id. An endpoint of another organisation or environment, or an id that is not a UUID, is 404 `not_found`. */
+                /**
+                 * @description The endpoint's id, written exactly as `id` shows it (a lower-case UUID). An endpoint of
+                 *     another organisation or environment, an id that is not a UUID, or the same UUID in another
+                 *     spelling (upper case, braces, `urn:uuid:`) is 404 `not_found`.
+                 */
                 id: string;
             };
             cookie?: never;

@@ -16,7 +16,7 @@ import { handlers as defaultHandlers } from './handlers.js';
 import { createReadiness, type Readiness } from './health/readiness.js';
 import { authorizeAndLimit } from './http/authorize-and-limit.js';
 import { bodyRules } from './http/body-rules.js';
-import { errorHandler } from './http/error-handler.js';
+import { errorHandler, lastResort } from './http/error-handler.js';
 import type { Handlers } from './http/handler-types.js';
 import { createHttpServer } from './http/http-server.js';
 import { requestLog } from './http/request-log.js';
@@ -83,6 +83,9 @@ export function createApp(deps: AppDeps): App {
   const readiness = deps.readiness ?? createReadiness();
   const handlers = { ...defaultHandlers, getReadiness: readiness.getReadiness, ...deps.handlers } as Handlers;
   const app = express();
+  // Express's own final handler renders an HTML page with the stack in any other mode (NODE_ENV is
+  // `test` under the tests, and whatever the operator left it): never, whatever the environment.
+  app.set('env', 'production');
   app.disable('x-powered-by');
   app.set('etag', false);
   // Paths are matched exactly as the spec writes them: the operation lookup that decides on auth
@@ -140,6 +143,8 @@ export function createApp(deps: AppDeps): App {
   // Whatever no route answered (the validator lets a few shapes through, such as a trailing slash).
   app.use((_req, _res, next) => next(notFound()));
   app.use(errorHandler(spec));
+  // Only should the error handler itself fail: a fixed 500 in the envelope, never Express's page.
+  app.use(lastResort);
 
   return {
     spec,

@@ -10,6 +10,8 @@
  *   npm run cli -- migrate
  * Uses DATABASE_URL, or the embedded database under DATA_DIR like the server.
  */
+// First: production mode before any package loads (see the file).
+import './production-mode.js';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { toToken } from './tokens/tokens.mapper.js';
 import { listTokensOfOrganisation, revokeToken } from './tokens/tokens.queries.js';

@@ -2,6 +2,8 @@
  * `npm start`: migrate, listen, and on a brand-new embedded database print a demo token. Serves
  * metrics on METRICS_PORT when set, and drains on SIGTERM or SIGINT (server/lifecycle/shutdown.ts).
  */
+// First: production mode before any package loads (see the file).
+import './production-mode.js';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app.js';
@@ -112,6 +114,7 @@ const server = createServer().listen(config.port, config.host, () => {
     {
       url,
       database: database.kind,
+      nodeEnv: process.env.NODE_ENV,
       ...(metricsAddress && { metricsPort: metricsAddress.port }),
       startupMs: Math.round(performance.now()) /* since the process started, module loading included */,
     },

@@ -5,6 +5,8 @@
  * the one process that opened it, whose own worker (inside `npm start`) delivers. SIGTERM or
  * SIGINT: stop claiming, let the attempts in flight be recorded, close the database, exit 0.
  */
+// First: production mode before any package loads (see the file).
+import './production-mode.js';
 import { loadConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { migrateOrThrow } from './db/migrate.js';

@@ -3,6 +3,7 @@
  * microsecond as PostgreSQL keeps it, and its id, as base64url JSON. A cursor built from a JS Date
  * (milliseconds) would skip or repeat rows made within the same millisecond.
  */
+import { isUuid } from './ids.js';
 
 /** A place in a list: a row's time (`YYYY-MM-DDTHH:MM:SS.ffffffZ`) and its id (a UUID). */
 export interface KeysetPosition {
@@ -11,7 +12,6 @@ export interface KeysetPosition {
 }
 
 const POSITION_TIME = /^(?!0000)\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export function encodeKeyset(position: KeysetPosition): string {
   return Buffer.from(JSON.stringify([position.at, position.id])).toString('base64url');
@@ -27,7 +27,7 @@ export function decodeKeyset(cursor: string, refusal: () => Error): KeysetPositi
   }
   if (Array.isArray(value) && value.length === 2) {
     const [at, id] = value as unknown[];
-    if (typeof at === 'string' && typeof id === 'string' && isRealInstant(at) && UUID.test(id)) return { at, id };
+    if (typeof at === 'string' && typeof id === 'string' && isRealInstant(at) && isUuid(id)) return { at, id };
   }
   throw refusal();
 }

@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { components } from '../../generated/api.js';
 import type { Database, Env, PlanName } from '../db/schema.js';
 import { isCalendarDate } from '../shared/date-time.js';
+import { isUuid } from '../shared/ids.js';
 import { ApiError, notFound, validationFailed } from '../shared/errors.js';
 import { decodeKeyset, keysetPage, type KeysetPage } from '../shared/keyset-cursor.js';
 import { upsertOrganisation } from '../orgs/orgs.queries.js';
@@ -134,7 +135,8 @@ export async function listTokens(
 }
 
 export async function revokeToken(db: Kysely<Database>, caller: AuthContext, id: string): Promise<Token> {
-  const row = await revokeTenantToken(db, id, caller);
+  // Not a UUID as the API writes it: no token has it, and the database would refuse the comparison.
+  const row = isUuid(id) ? await revokeTenantToken(db, id, caller) : undefined;
   if (!row) throw notFound('No such token.');
   return toToken(row);
 }

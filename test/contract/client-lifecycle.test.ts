@@ -58,9 +58,11 @@ describe('GET /clients/{id}', () => {
     expect(response.headers.get('ETag')).toBe(etag);
   });
 
-  it('finds an id written in upper case', async () => {
+  it('finds an id only as `id` writes it: in upper case it names nothing (404)', async () => {
     const { client } = await create();
-    expect((await get(client.id.toUpperCase())).data!.data.id).toBe(client.id);
+    const { error, response } = await get(client.id.toUpperCase());
+    expect(response.status).toBe(404);
+    expect(error!.error.code).toBe('not_found');
   });
 
   it.each([

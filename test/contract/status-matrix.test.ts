@@ -2,11 +2,16 @@
  * The statuses operations share, provoked for every operation of the spec that documents them,
  * each checked by status and error code (and, as every response here, against the spec by the
  * spec-checking fetch): 401 without a token, 403 without the operation's scope, 429 over a tiny
- * budget and 429 over the concurrency limit, 500 from a failing handler, 400 for an unknown query parameter, 413 and 415 for bodies,
- * 409 and 422 for Idempotency-Keys, 503 from a server whose database is unreachable, and 404, 412
- * and 402 where documented; and that every answer, paths outside the spec included, carries
- * `X-Content-Type-Options: nosniff`. Operations and statuses come from generated/operations.ts;
- * what the spec cannot say (real ids, how a plan refuses) from test/support/operation-fixtures.ts. A new operation is covered by adding it to
+ * The statuses operations share, provoked for every operation of the spec that documents them,
+ * each checked by status and error code (and, as every response here, against the spec by the
+ * spec-checking fetch): 401 without a token, 403 without the operation's scope, 429 over a tiny
+ * budget and 429 over the concurrency limit, 500 from a failing handler (and from one whose
+ * failure breaks the answer as well), 400 for unknown query parameters, 413 and 415 for bodies,
+ * 409 and 422 for Idempotency-Keys, 503 from a server whose database is unreachable, and 404 (for
+ * unknown ids, and for every other spelling of real ones), 412 and 402 where documented; and that
+ * every answer, paths outside the spec included, carries `X-Content-Type-Options: nosniff`.
+ * Operations and statuses come from generated/operations.ts; what the spec cannot say (real ids,
+ * how a plan refuses) from test/support/operation-fixtures.ts. A new operation is covered by adding it to
  * the spec; a status documented that no part of this matrix knows fails the last test here.
  */
 import { randomUUID } from 'node:crypto';
@@ -22,7 +27,7 @@ import { sender } from '../support/fuzz.js';
 import { specCheckingFetch } from '../support/spec-check.js';
 import { exampleRequest, parameterValues, planRefusals } from '../support/operation-fixtures.js';
 import { operationModels, type ModelRequest, type OperationModel } from '../support/request-check.js';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { startTestServer, type TestServer, unreadableError } from '../support/server.js';
 import { unreachableDatabase } from '../support/unreachable-database.js';
 import { waitFor } from '../support/webhook-worker-fixtures.js';
 
@@ -195,6 +200,38 @@ describe('500 when the operation fails (a server whose every handler throws)', (
   });
 });
 
+describe('500 in the envelope even when the failure breaks the error handler (its last resort answers)', () => {
+  const SECRET = 'select secret_hash from tokens';
+  let sabotaged: TestServer;
+  let sabotagedToken: string;
+  beforeAll(async () => {
+    // An error that cannot be read, thrown after breaking the response's own json, which the
+    // error handler answers with.
+    const failing = async (ctx: { req: { res?: { json: unknown } } }) => {
+      ctx.req.res!.json = () => {
+        throw new Error(`res.json broke: ${SECRET}`);
+      };
+      throw unreadableError(`hostile: ${SECRET}`);
+    };
+    sabotaged = await startTestServer({
+      handlers: Object.fromEntries(operationList.map((op) => [op.operationId, failing])) as Partial<Handlers>,
+    });
+    sabotagedToken = (await sabotaged.tenant({ plan: 'studio' })).token.token;
+  });
+  afterAll(() => sabotaged?.close());
+
+  it.each(documenting(500))('%s', async (_id, { model }) => {
+    const response = await sender({ baseUrl: sabotaged.baseUrl, token: sabotagedToken })(
+      withHeaders(exampleRequest(model, unknownIds(model)), { 'X-Request-Id': `last-resort-${model.operationId}` }),
+    );
+    const text = await response.clone().text();
+    await expectError(response, 500, 'internal_error');
+    expect(response.headers.get('Content-Type')).toBe('application/json; charset=utf-8');
+    expect(response.headers.get('X-Request-Id')).toBe(`last-resort-${model.operationId}`);
+    expect(text).not.toMatch(/secret_hash|hostile|broke|<html|\n\s+at /i);
+  });
+});
+
 describe('503 while the database is unreachable (a server whose pool meets a refused connection)', () => {
   let away: TestServer;
   let database: Awaited<ReturnType<typeof unreachableDatabase>>;
@@ -218,11 +255,22 @@ describe('503 while the database is unreachable (a server whose pool meets a ref
   });
 });
 
-describe('400 for a query parameter the operation does not take', () => {
+/**
+ * Unknown query parameters, each named in `fields` as the server read it: `%` (sent `%25`) is the
+ * probe that once made the error handler throw, so that Express answered an HTML page with the
+ * stack; `%E0%A4%A` does not decode either; `a.b` holds what the validator's path splits on.
+ */
+const UNKNOWN_QUERY_NAMES = ['notAParameter', '%', '%E0%A4%A', 'a.b'];
+
+describe('400 for a query parameter the operation does not take, named as sent', () => {
   it.each(documenting(400))('%s', async (_id, { model }) => {
     const request = await validRequest(model);
-    const error = await expectError(await send({ ...request, query: { ...request.query, notAParameter: '1' } }), 400, 'validation_failed');
-    expect(Object.keys(error.fields ?? {})).toContain('notAParameter');
+    for (const name of UNKNOWN_QUERY_NAMES) {
+      const response = await send({ ...request, query: { ...request.query, [name]: '1' } });
+      expect(response.headers.get('Content-Type'), name).toBe('application/json; charset=utf-8');
+      const error = await expectError(response, 400, 'validation_failed');
+      expect(Object.keys(error.fields ?? {}), name).toContain(name);
+    }
   });
 });
 
@@ -299,6 +347,34 @@ describe('409 for an Idempotency-Key whose first request still runs', () => {
 describe('404 for an id that names nothing', () => {
   it.each(documenting(404))('%s', async (_id, { model }) => {
     await expectError(await send(exampleRequest(model, unknownIds(model))), 404, 'not_found');
+  });
+});
+
+/**
+ * An id names a resource only as `id` writes it (a lower-case UUID). Every other spelling of a
+ * real resource's id names nothing, like an unknown id, and never reaches the database (which
+ * reads some of them as the same UUID, and refuses `urn:uuid:` with an error).
+ */
+const SPELLINGS: [string, (id: string) => string][] = [
+  ['urn:uuid:', (id) => `urn:uuid:${id}`],
+  ['braces', (id) => `{${id}}`],
+  ['upper case', (id) => id.toUpperCase()],
+  ['no dashes', (id) => id.replaceAll('-', '')],
+  ['a trailing newline', (id) => `${id}\n`],
+  ['a valid-looking UUID of another version', () => 'c232ab00-9414-11ec-b3c8-9e6bdeced846'],
+];
+
+describe("404 for an id in any other spelling than the canonical one, a real resource's included", () => {
+  it.each(documenting(404, (op) => op.model.parameters.some((p) => p.in === 'path')))('%s', async (_id, { model }) => {
+    const ids = await idsFor(model);
+    const answers = [];
+    for (const [spelling, spell] of SPELLINGS) {
+      const pathParams = Object.fromEntries(model.parameters.filter((p) => p.in === 'path').map((p) => [p.name, spell(ids[p.name]![0]!)]));
+      const response = await send(exampleRequest(model, pathParams));
+      const body = (await response.json()) as { error?: { code: string } };
+      answers.push([spelling, response.status, body.error?.code]);
+    }
+    expect(answers).toEqual(SPELLINGS.map(([spelling]) => [spelling, 404, 'not_found']));
   });
 });
 

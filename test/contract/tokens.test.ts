@@ -403,11 +403,14 @@ describe('DELETE /tokens/{id}', () => {
     expect((await storedToken(otherOrg.tokenId))!.revoked_at).toBeNull();
   });
 
-  it('a malformed id is 400 naming id', async () => {
-    const { api } = await tenant();
-    const { error, response } = await api.DELETE('/tokens/{id}', { params: { path: { id: 'not-a-uuid' } } });
-    expect(response.status).toBe(400);
-    expect(error!.error.fields).toEqual({ id: 'must be a token id (a UUID)' });
+  it('an id that is not a UUID, or its own id spelt otherwise (upper case, urn:uuid:), is 404 like an unknown one, and revokes nothing', async () => {
+    const { api, token } = await tenant();
+    for (const id of ['not-a-uuid', token.tokenId.toUpperCase(), `urn:uuid:${token.tokenId}`]) {
+      const { error, response } = await api.DELETE('/tokens/{id}', { params: { path: { id } } });
+      expect(response.status).toBe(404);
+      expect(error!.error.code).toBe('not_found');
+    }
+    expect((await storedToken(token.tokenId))!.revoked_at).toBeNull();
   });
 });
 

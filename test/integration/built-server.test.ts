@@ -3,8 +3,9 @@
  * sources the other tests load through tsx: bundling can break a package that looks at its own
  * files or class names. This bundles it and drives it over HTTP through the typed client: on
  * PostgreSQL when TEST_DATABASE_URL is set (prepared statements, rate limits counted in the
- * database), on the embedded database otherwise. Last, it drains it with SIGTERM under keep-alive
- * load (server/lifecycle/shutdown.ts).
+ * database), on the embedded database otherwise, without NODE_ENV as `npm start` runs it (so in
+ * production mode). Last, it drains it with SIGTERM under keep-alive load
+ * (server/lifecycle/shutdown.ts).
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -42,9 +43,17 @@ beforeAll(async () => {
     token = JSON.parse(minted.stdout.trim().split('\n').at(-1)!).token;
   }
   // A second of SHUTDOWN_DELAY, as a load balancer needs: see the last test. Its 16 writers are one
-  // organisation: no concurrency limit.
+  // organisation: no concurrency limit. Without NODE_ENV (the tests' own is `test`), as `npm start` runs it.
   server = await startServerProcess(
-    { ...env, RATE_LIMIT: '100000', CONCURRENCY_LIMIT: '0', SHUTDOWN_DELAY: '2', SHUTDOWN_TIMEOUT: '30', METRICS_PORT: '0' },
+    {
+      ...env,
+      NODE_ENV: undefined,
+      RATE_LIMIT: '100000',
+      CONCURRENCY_LIMIT: '0',
+      SHUTDOWN_DELAY: '2',
+      SHUTDOWN_TIMEOUT: '30',
+      METRICS_PORT: '0',
+    },
     ['node', 'dist/server/main.js'],
   );
 }, 180_000);
@@ -102,6 +111,19 @@ it('creates, replays, reads and lists, with rate-limit fields, as the sources do
   const docs = await fetch(`${server!.url}/docs`);
   expect(docs.status).toBe(200);
   expect(await docs.text()).toContain('<html');
+});
+
+it('runs in production mode unless told otherwise, and answers the stack-page probe in the envelope', async () => {
+  expect(server!.stdout()).toMatch(/"nodeEnv":"production".*"msg":"listening"/);
+  const probe = await fetch(`${server!.url}/healthz?%25=1`);
+  const text = await probe.text();
+  expect(text).not.toMatch(/<!DOCTYPE|<html|<pre|\n\s+at /i);
+  expect(probe.headers.get('Content-Type')).toBe('application/json; charset=utf-8');
+  expect(probe.headers.get('X-Request-Id')).toMatch(/^[0-9a-f-]{36}$/);
+  expect({ status: probe.status, body: JSON.parse(text) }).toEqual({
+    status: 400,
+    body: { error: { code: 'validation_failed', message: expect.any(String), fields: { '%': expect.any(String) } } },
+  });
 });
 
 it('serves metrics on METRICS_PORT only, with the histogram per operation and the pools', async () => {

@@ -56,6 +56,8 @@ describe('on the embedded database', { timeout: 180_000 }, () => {
     const dataDir = tempDir();
     const server = await startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: '' });
     servers.push(server);
+    // NODE_ENV as the tests set it: production mode only when nothing says otherwise.
+    expect(server.stdout()).toMatch(/"nodeEnv":"test".*"msg":"listening"/);
     await expect.poll(() => server.stdout(), { timeout: 10_000 }).toMatch(/curl -X POST/);
     const fromCurl = server.stdout().slice(server.stdout().indexOf('curl -X POST'));
     const curl = fromCurl.slice(0, fromCurl.indexOf('\n', fromCurl.indexOf(" -d '")));
@@ -232,6 +234,7 @@ describe('on the embedded database', { timeout: 180_000 }, () => {
     [['token', 'list', '--org', 'A', '--plan', 'pro'], /Unknown option/],
     [['token', 'revoke'], /--id <tokenId> is required/],
     [['token', 'revoke', '--id', '42'], /--id must be a token id/],
+    [['token', 'revoke', '--id', '0B7D5A1E-2C4F-4E8A-9B6D-3F1A2C5E7D90'], /--id must be a token id/],
     [['org', 'set-plan', '--org', 'A'], /--plan free\|pro\|studio is required/],
     [['org', 'set-plan', '--plan', 'pro'], /--org <name> is required/],
     [['org', 'set-plan', '--org', 'A', '--plan', 'gold'], /--plan must be one of free, pro, studio/],

@@ -101,3 +101,14 @@ export function storeFailingFirstSave(): { store: Partial<IdempotencyStore>; sav
   };
   return { store, saves: () => saves };
 }
+
+/**
+ * What a handler might throw that the error handler cannot read: every property, the prototype
+ * and the keys throw `message` (a bug, or a hostile object from a dependency).
+ */
+export function unreadableError(message: string): object {
+  const fail = () => {
+    throw new Error(message);
+  };
+  return new Proxy({}, { get: fail, getPrototypeOf: fail, ownKeys: fail });
+}
