@@ -176,7 +176,11 @@ export const lastResort: ErrorRequestHandler = (failure, req, res, _next) => {
     }
     for (const name of res.getHeaderNames()) if (!KEPT_HEADERS.has(name)) res.removeHeader(name);
     if (!res.hasHeader('X-Request-Id')) res.setHeader('X-Request-Id', typeof req.id === 'string' ? req.id : randomUUID());
-    res.writeHead(500, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': LAST_RESORT_BODY.length });
+    res.writeHead(500, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': LAST_RESORT_BODY.length,
+      'X-Content-Type-Options': 'nosniff',
+    });
     res.end(LAST_RESORT_BODY);
   } catch {
     res.destroy();
