@@ -1591,9 +1591,11 @@ export type components = {
         };
         /**
          * @description `service_unavailable`: the service cannot serve this request for a moment, because its
-         *     database is unreachable, restarting or shutting down (or, for `GET /readyz`, the instance is
-         *     draining before it stops). Nothing was written: retry after `Retry-After` seconds, with the
-         *     same `Idempotency-Key`; the retry runs afresh.
+         *     database is unreachable, restarting or shutting down, or because the request's work in the
+         *     database ran past the server's time limit for one statement (the message then says the
+         *     request took too long), or, for `GET /readyz`, the instance is draining before it stops.
+         *     Nothing was written: retry after `Retry-After` seconds, with the same `Idempotency-Key`;
+         *     the retry runs afresh.
          */
         ServiceUnavailable: {
             headers: {

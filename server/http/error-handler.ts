@@ -5,7 +5,7 @@
  * Retry-After. Anything unexpected is a 500 whose body says nothing of the cause; the log has the detail.
  */
 import type { ErrorRequestHandler } from 'express';
-import { isDatabaseUnavailable, serviceUnavailable } from '../db/faults.js';
+import { databaseFault, isStatementTimeout } from '../db/faults.js';
 import { ApiError, validationFailed } from '../shared/errors.js';
 import { BODY_LIMIT_BYTES } from './body-parser.js';
 import type { SpecIndex } from './spec.js';
@@ -66,8 +66,10 @@ function translateValidation(error: HttpLikeError, spec: SpecIndex, operationId:
 
 export function toApiError(error: unknown, spec: SpecIndex, operationId?: string): ApiError | undefined {
   if (error instanceof ApiError) return error;
-  // The database away for a moment (refused, terminated, starting up): 503, never a 500.
-  if (isDatabaseUnavailable(error)) return serviceUnavailable();
+  // The database away for a moment (refused, terminated, starting up), or a statement past its
+  // time limit: 503, never a 500.
+  const fault = databaseFault(error);
+  if (fault) return fault;
   const e = error as HttpLikeError;
   const status = e?.status ?? e?.statusCode;
   if (!status || status >= 500) return undefined;
@@ -91,7 +93,11 @@ export function toApiError(error: unknown, spec: SpecIndex, operationId?: string
 export function errorHandler(spec: SpecIndex): ErrorRequestHandler {
   return (error, req, res, _next) => {
     let apiError = toApiError(error, spec, req.operation?.operationId);
-    if (apiError?.status === 503 && !(error instanceof ApiError)) req.log.warn({ err: error }, 'database unavailable');
+    if (apiError?.status === 503 && !(error instanceof ApiError))
+      req.log.warn(
+        { err: error, operation: req.operation?.operationId },
+        isStatementTimeout(error) ? 'statement timeout' : 'database unavailable',
+      );
     if (!apiError) {
       req.log.error({ err: error }, 'request failed');
       apiError = new ApiError('internal_error', 'Something went wrong on our side. Quote the request id when you contact support.');
