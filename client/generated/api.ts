@@ -14,7 +14,9 @@ export type paths = {
          *     then by `id`), one page at a time. Pass the answer's `nextCursor` as `cursor` to get the next
          *     page; `nextCursor` is null on the last page. Paging is by keyset, not by offset: walking the
          *     pages sees every client that existed when the walk began exactly once, even while clients are
-         *     created in between (those appear at the front, before the first page).
+         *     created in between (those appear at the front, before the first page). Page until
+         *     `nextCursor` is null: with a short `q` a page may hold fewer clients than `limit`, even none,
+         *     and still have a next one (see `q`).
          *
          *     Filters combine with AND: `q` searches, `updatedSince` keeps clients changed since a moment
          *     (for sync; pass `deleted=include` to see deletions too), and `deleted` chooses between active
@@ -882,8 +884,10 @@ export type components = {
         ClientList: {
             data: components["schemas"]["Client"][];
             /**
-             * @description Pass it as `cursor` to get the next page; null on the last page. Opaque: its content may
-             *     change between versions of the API.
+             * @description Pass it as `cursor` to get the next page; null on the last page. A page may hold fewer
+             *     than `limit` clients, even none, while `nextCursor` is not null (a short `q`, which examines
+             *     a bounded number of clients per request: see `q`), so page until it is null rather than
+             *     until a page comes back short. Opaque: its content may change between versions of the API.
              */
             nextCursor: string | null;
         };
@@ -1859,6 +1863,16 @@ export interface operations {
                  *     text, ignoring case (`acme` finds "ACME Ltd" and "billing@acme.test"). The text is trimmed
                  *     at both ends and matched literally (`%` and `_` are ordinary characters). At most 200
                  *     characters, and not blank.
+                 *
+                 *     A text without three letters or digits (of any script) in a row, such as `hp`, `7`, `a.b`
+                 *     or `@`, cannot be looked up in the search indexes, so such a search examines at most 2,000
+                 *     clients per request: those of the list's order (newest first, within `deleted`) from where
+                 *     the page starts. Its page holds the matches among them, in order and at most `limit`,
+                 *     which may be fewer than `limit` or none; `nextCursor` then continues after the last client
+                 *     examined (or after the page's last client, when more matches followed it), and is null once
+                 *     the examined clients reached the end of the list. Follow `nextCursor` until it is null to
+                 *     see every match, each exactly once. `updatedSince` is tested on the examined clients like
+                 *     `q`.
                  * @example acme
                  */
                 q?: string;

@@ -28,8 +28,13 @@ import {
   findClientById,
   insertClient,
   insertClientWithKey,
+  type ClientListFilter,
+  type ListedClientRow,
   listClientRows,
+  listClientRowsExamining,
+  type ListPosition,
   type NewClientRow,
+  searchUsesIndex,
   setClientDeleted,
   type Tenant,
   updateClientRow,
@@ -192,23 +197,41 @@ export async function restoreClient(
 /** The spec's own words for `updatedSince`, for the dates its pattern cannot refuse. */
 const UPDATED_SINCE_ERROR = parameterMessage('listClients', 'updatedSince');
 
-export async function listClients(db: Kysely<Database>, tenant: Tenant, query: ClientListQuery): Promise<ClientList> {
+/**
+ * How many clients a search that no index can narrow (`q` without three letters or digits in a
+ * row) examines per request: its page holds the matches among them, so its cost does not grow
+ * with the organisation. The spec's `q` states this number.
+ */
+export const SHORT_SEARCH_EXAMINED = 2_000;
+
+/** `examineAtMost`: SHORT_SEARCH_EXAMINED but in tests, which walk with smaller bounds. */
+export async function listClients(
+  db: Kysely<Database>,
+  tenant: Tenant,
+  query: ClientListQuery,
+  examineAtMost = SHORT_SEARCH_EXAMINED,
+): Promise<ClientList> {
   // The validator fills in the spec's defaults; the fallbacks only satisfy the optional types.
   const limit = query.limit ?? LIST_DEFAULTS.limit;
   if (query.updatedSince !== undefined && !isCalendarDate(query.updatedSince))
     throw validationFailed({ updatedSince: UPDATED_SINCE_ERROR });
-  const rows = await listClientRows(db, tenant, {
+  const search = query.q?.trim();
+  const filter: ClientListFilter = {
     // One row more than the page tells whether another page follows, without counting.
     limit: limit + 1,
     after: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
-    search: query.q?.trim(),
+    search,
     updatedSince: query.updatedSince,
     deleted: query.deleted ?? LIST_DEFAULTS.deleted,
-  });
+  };
+  let rows: ListedClientRow[];
+  let lastExamined: ListPosition | undefined;
+  if (search === undefined || searchUsesIndex(search)) rows = await listClientRows(db, tenant, filter);
+  else ({ rows, lastExamined } = await listClientRowsExamining(db, tenant, filter, examineAtMost));
   const page = rows.slice(0, limit);
   const last = page[page.length - 1];
-  return {
-    data: page.map(toClient),
-    nextCursor: rows.length > limit && last ? encodeCursor({ createdAt: last.position, id: last.id }) : null,
-  };
+  // Past the page's last match when another match follows it; else, if the walk stopped at its
+  // bound, past the last client it examined (a page that may hold fewer than `limit`, even none).
+  const next = rows.length > limit && last ? { createdAt: last.position, id: last.id } : lastExamined;
+  return { data: page.map(toClient), nextCursor: next ? encodeCursor(next) : null };
 }
