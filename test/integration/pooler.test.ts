@@ -11,12 +11,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { openDatabase, type DatabaseHandle } from '../../server/db/database.js';
 import type { DatabasePooling } from '../../server/db/handle.js';
 import { mintTokenForOrganisation } from '../../server/tokens/tokens.service.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { createTestDatabase, type TestDatabase, whileLocked } from '../support/database.js';
 import { havePgbouncer, startPgbouncer, throughPort, type Daemon } from '../support/external.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
@@ -81,7 +80,6 @@ describe.runIf(configured)('the statement time limit behind PgBouncer in transac
   let bouncer: Daemon;
   let handle: DatabaseHandle;
   let server: TestServer;
-  let blocker: pg.Client;
 
   beforeAll(async () => {
     direct = await createTestDatabase();
@@ -96,26 +94,13 @@ describe.runIf(configured)('the statement time limit behind PgBouncer in transac
       statementTimeoutMs: SERVER_LIMIT_MS,
     });
     server = await startTestServer({ db: handle.db, pool: handle.counterPool }, { database: { ...handle, url: undefined } });
-    blocker = new pg.Client({ connectionString: direct.url });
-    await blocker.connect();
   }, 60_000);
   afterAll(async () => {
-    await blocker?.end();
     await server?.close();
     await handle?.close();
     await bouncer?.stop();
     await direct?.close();
   });
-
-  async function whileLocked<T>(lock: string, during: () => Promise<T>): Promise<T> {
-    await blocker.query('begin');
-    try {
-      await blocker.query(lock);
-      return await during();
-    } finally {
-      await blocker.query('rollback');
-    }
-  }
 
   const tookTooLong = {
     error: { code: 'service_unavailable', message: expect.stringMatching(/took too long/) },
@@ -135,7 +120,7 @@ describe.runIf(configured)('the statement time limit behind PgBouncer in transac
     const { api } = await server.tenant({ plan: 'studio' });
     const created = (await api.POST('/clients', { body: { name: 'Pooled Lock Ltd' } })).data!.data;
     const patch = () => api.PATCH('/clients/{id}', { params: { path: { id: created.id } }, body: { notes: 'changed' } });
-    const stuck = await whileLocked(`select 1 from clients where id = '${created.id}' for update`, patch);
+    const stuck = await whileLocked(direct.url!, `select 1 from clients where id = '${created.id}' for update`, patch);
     expect(stuck.response.status).toBe(503);
     expect(stuck.response.headers.get('Retry-After')).toBe('2');
     expect(stuck.error).toEqual(tookTooLong);
@@ -146,7 +131,7 @@ describe.runIf(configured)('the statement time limit behind PgBouncer in transac
     const { api } = await server.tenant({ plan: 'studio' });
     const created = (await api.POST('/clients', { body: { name: 'Pooled Table Ltd' } })).data!.data;
     const read = () => api.GET('/clients/{id}', { params: { path: { id: created.id } } });
-    const stuck = await whileLocked('lock table clients in access exclusive mode', read);
+    const stuck = await whileLocked(direct.url!, 'lock table clients in access exclusive mode', read);
     expect(stuck.response.status).toBe(503);
     expect(stuck.error).toEqual(tookTooLong);
     expect((await read()).response.status).toBe(200);

@@ -9,12 +9,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { type Migration, sql } from 'kysely';
-import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type DatabaseHandle } from '../../server/db/database.js';
 import { migrateOrThrow } from '../../server/db/migrate.js';
-import { createTestDatabase, usingPostgres, type TestDatabase } from '../support/database.js';
+import { createTestDatabase, usingPostgres, type TestDatabase, whileLocked } from '../support/database.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 const LIMIT_MS = 300;
@@ -23,7 +22,6 @@ describe.skipIf(!usingPostgres)('a statement past DATABASE_STATEMENT_TIMEOUT_MS 
   let database: TestDatabase;
   let limited: DatabaseHandle;
   let server: TestServer;
-  let blocker: pg.Client;
   const logged: { level: number; msg: string; operation?: string; err?: { code?: string } }[] = [];
 
   beforeAll(async () => {
@@ -31,26 +29,12 @@ describe.skipIf(!usingPostgres)('a statement past DATABASE_STATEMENT_TIMEOUT_MS 
     limited = await openDatabase({ databaseUrl: database.url, statementTimeoutMs: LIMIT_MS });
     const logger = pino({ level: 'warn' }, { write: (line: string) => void logged.push(JSON.parse(line)) });
     server = await startTestServer({ db: limited.db, pool: limited.counterPool, logger }, { database: { ...limited, url: database.url } });
-    blocker = new pg.Client({ connectionString: database.url });
-    await blocker.connect();
   });
   afterAll(async () => {
-    await blocker?.end();
     await server?.close();
     await limited?.close();
     await database?.close();
   });
-
-  /** Runs `during` while `lock` (statements of another session's open transaction) holds; then rolls back. */
-  async function whileLocked<T>(lock: string, during: () => Promise<T>): Promise<T> {
-    await blocker.query('begin');
-    try {
-      await blocker.query(lock);
-      return await during();
-    } finally {
-      await blocker.query('rollback');
-    }
-  }
 
   function expectTimeoutAnswer({ response, error }: { response: Response; error?: unknown }, startedAt: number) {
     expect(response.status).toBe(503);
@@ -70,7 +54,7 @@ describe.skipIf(!usingPostgres)('a statement past DATABASE_STATEMENT_TIMEOUT_MS 
       api.PATCH('/clients/{id}', { params: { path: { id: created.id } }, body: { notes: 'changed' }, headers: { 'Idempotency-Key': key } });
 
     const startedAt = performance.now();
-    const stuck = await whileLocked(`select 1 from clients where id = '${created.id}' for update`, patch);
+    const stuck = await whileLocked(database.url!, `select 1 from clients where id = '${created.id}' for update`, patch);
     expectTimeoutAnswer(stuck, startedAt);
     expect(logged).toContainEqual(
       expect.objectContaining({
@@ -94,7 +78,7 @@ describe.skipIf(!usingPostgres)('a statement past DATABASE_STATEMENT_TIMEOUT_MS 
     const read = () => api.GET('/clients/{id}', { params: { path: { id: created.id } } });
 
     const startedAt = performance.now();
-    const stuck = await whileLocked('lock table clients in access exclusive mode', read);
+    const stuck = await whileLocked(database.url!, 'lock table clients in access exclusive mode', read);
     expectTimeoutAnswer(stuck, startedAt);
 
     const after = await read();
