@@ -3,8 +3,8 @@
  * each checked by status and error code (and, as every response here, against the spec by the
  * spec-checking fetch): 401 without a token, 403 without the operation's scope, 429 over a tiny
  * budget, 500 from a failing handler, 400 for an unknown query parameter, 413 and 415 for bodies,
- * 409 and 422 for Idempotency-Keys, 503 from a server whose database is unreachable, and 404, 412
- * and 402 where documented. Operations and
+ * 409 and 422 for Idempotency-Keys, 503 from a server whose database is unreachable, 304 to an
+ * `If-None-Match` naming what the answer would be, and 404, 412 and 402 where documented. Operations and
  * statuses come from generated/operations.ts; what the spec cannot say (real ids, how a plan
  * refuses) from test/support/operation-fixtures.ts. A new operation is covered by adding it to
  * the spec; a status documented that no part of this matrix knows fails the last test here.
@@ -39,7 +39,7 @@ const documenting = (status: number, also: (op: Operation) => boolean = () => tr
     .map((op) => [op.entry.operationId, op] as const);
 
 /** Statuses this matrix provokes; an operation's others must be its successes. */
-const PROVOKED = [400, 401, 402, 403, 404, 409, 412, 413, 415, 422, 429, 500, 503];
+const PROVOKED = [304, 400, 401, 402, 403, 404, 409, 412, 413, 415, 422, 429, 500, 503];
 
 /** Path parameters that name nothing: every path parameter of this API is an id, a UUID. */
 const unknownIds = (model: OperationModel) =>
@@ -184,6 +184,20 @@ describe('503 while the database is unreachable (a server whose pool meets a ref
     await expectError(response, 503, 'service_unavailable');
     expect(Number(response.headers.get('Retry-After'))).toBeGreaterThan(0);
     expect(text).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|select/i);
+  });
+});
+
+describe('304 to an If-None-Match naming the ETag of the answer', () => {
+  it.each(documenting(304))('%s', async (_id, { model }) => {
+    const request = await validRequest(model);
+    const first = await send(request);
+    expect(first.status).toBe(200);
+    const etag = first.headers.get('ETag');
+    expect(etag).toMatch(/^"[^"]+"$/);
+    const again = await send(withHeaders(request, { 'If-None-Match': etag! }));
+    expect(again.status).toBe(304);
+    expect(again.headers.get('ETag')).toBe(etag);
+    expect(await again.text()).toBe('');
   });
 });
 
