@@ -8,8 +8,9 @@
  * prepared again on another: 26000 "does not exist", 42P05 "already exists"; PgBouncer 1.18 cannot
  * track them) and no session settings. Every advisory lock the server takes is already
  * transaction-level (`pg_advisory_xact_lock`, `pg_try_advisory_xact_lock`: server/plans/plans.ts,
- * server/idempotency/idempotency.queries.ts), and Kysely's migration lock is a row lock inside a
- * transaction, so both hold there too.
+ * server/idempotency/idempotency.queries.ts), so they hold there too. Kysely's migration lock is
+ * not (0.28 takes a session-level `pg_advisory_lock`): migrations go straight to PostgreSQL
+ * (docs/scaling.md).
  *
  * Every statement is cut after `statementTimeoutMs` (DATABASE_STATEMENT_TIMEOUT_MS; its expiry,
  * SQLSTATE 57014, is answered 503 by server/db/faults.ts), so no request, purge or delivery can

@@ -6,10 +6,10 @@
  * database is away is alive and will serve again without a restart.
  *
  * The probe needs no token, so anyone can send it: its answer comes from one check of the
- * database shared by every probe within `maxAgeMs` (one second), and probes that arrive while a
- * check runs wait for that check rather than start their own. However many probes come, the
- * database sees about one query a second from them; a database that goes away is seen within a
- * second. Draining answers at once, without the database.
+ * database shared by every probe within a second of it (CHECK_MAX_AGE_MS), and probes that
+ * arrive while a check runs wait for that check rather than start their own. However many probes
+ * come, the database sees about one query a second from them; a database that goes away is seen
+ * within a second. Draining answers at once, without the database.
  */
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
@@ -32,16 +32,16 @@ interface ReadinessContext {
 }
 
 export interface ReadinessOptions {
-  /** How long one check's answer is reused, in ms (1000). */
-  maxAgeMs?: number;
   /** Milliseconds on a steady clock (tests move it). */
   now?: () => number;
 }
 
+/** How long one check's answer is reused. */
+const CHECK_MAX_AGE_MS = 1000;
+
 const READY = { status: 200, body: { status: 'ready' } } as const;
 
 export function createReadiness(options: ReadinessOptions = {}): Readiness {
-  const maxAgeMs = options.maxAgeMs ?? 1000;
   const now = options.now ?? (() => performance.now());
   let draining = false;
   /**
@@ -77,7 +77,7 @@ export function createReadiness(options: ReadinessOptions = {}): Readiness {
     getReadiness: async (context) => {
       if (draining) throw serviceUnavailable('This instance is shutting down.');
       const at = now();
-      if (!last || (last.settled && at - last.startedAt >= maxAgeMs)) {
+      if (!last || (last.settled && at - last.startedAt >= CHECK_MAX_AGE_MS)) {
         const current = { startedAt: at, settled: false, outcome: check(context) };
         // Observed here, so that a failed check nobody else awaits is never an unhandled rejection.
         const settle = () => {

@@ -33,8 +33,9 @@ type MediaTypes<T> = T extends { content: infer C } ? Extract<keyof C, string> :
  * What a handler answers: one of the operation's documented 2xx statuses, with its JSON body. A
  * read may answer a body that never changes (a page, a document) as a StaticRepresentation in
  * one of that status's media types, which the router sends compressed when the client accepts
- * it, with an ETag, and 304 to a matching `If-None-Match`. A write serialises its answer once with `ctx.respond` (the same text is sent and
- * stored with its Idempotency-Key), and may keep another body for replays.
+ * it, with an ETag, and 304 to a matching `If-None-Match`. A write serialises its answer once
+ * with `ctx.respond` (the same text is sent and stored with its Idempotency-Key), and may keep
+ * another body for replays.
  */
 export type Answer<K extends OperationId> = {
   [S in Extract<keyof Responses<K>, SuccessStatus>]: IsWrite<K> extends true
