@@ -1,7 +1,9 @@
 /**
  * `npm run bench:list`: how fast GET /clients answers for one organisation with 100,000 clients,
  * on PostgreSQL, over HTTP against the real app. Not a test: it prints median and p99 latency of
- * the first page, a deep page (90,000 rows in), and `q` searches (a common and a rare term).
+ * the first page, a deep page (90,000 rows in), and `q` searches (a common and a rare term, and
+ * short ones that no index can narrow, which examine a bounded number of rows per request), and
+ * what a whole walk of a short search that matches nothing costs.
  *
  * Uses DATABASE_URL when set (it must be a database it may fill: the rows stay); otherwise it
  * creates a database on BENCH_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres) and
@@ -17,7 +19,13 @@ import { createClientsApi } from '../client/index.js';
 import { createApp } from '../server/app.js';
 import { mintTokenForOrganisation } from '../server/tokens/tokens.service.js';
 import { encodeCursor } from '../server/clients/clients.cursor.js';
-import { listClientRowsQuery, type ClientListFilter } from '../server/clients/clients.queries.js';
+import {
+  listClientRowsExaminingQuery,
+  listClientRowsQuery,
+  searchUsesIndex,
+  type ClientListFilter,
+} from '../server/clients/clients.queries.js';
+import { SHORT_SEARCH_EXAMINED } from '../server/clients/clients.service.js';
 import { openDatabase } from '../server/db/database.js';
 import { migrateOrThrow } from '../server/db/migrate.js';
 
@@ -118,7 +126,10 @@ await withDatabase(async (url) => {
       { label: `q, rare ("${rare}")`, query: { q: rare }, filter: { search: rare } },
       { label: 'q, e-mail ("@billing.test", 1 in 3)', query: { q: '@billing.test' }, filter: { search: '@billing.test' } },
       { label: 'first page, deleted=include', query: { deleted: 'include' }, filter: { deleted: 'include' } },
-      // The worst case: under 3 characters there is no trigram to look up, and nothing matches.
+      // Short terms: under 3 letters or digits in a row there is no trigram to look up, so each
+      // request examines a bounded number of rows. The worst case matches nothing: pages come back
+      // empty, with a nextCursor, until the walk has passed every client.
+      { label: 'q, 2 characters, common ("me")', query: { q: 'me' }, filter: { search: 'me' } },
       { label: 'q, 2 characters, no match ("qq")', query: { q: 'qq' }, filter: { search: 'qq' } },
     ];
 
@@ -144,9 +155,42 @@ await withDatabase(async (url) => {
       );
     }
 
+    // A client's whole walk of the worst short search, following nextCursor until it is null.
+    const walk = async () => {
+      let requests = 0;
+      let found = 0;
+      let cursor: string | undefined;
+      do {
+        const { data, error } = await api.GET('/clients', { params: { query: { q: 'qq', limit: 100, ...(cursor && { cursor }) } } });
+        if (error) throw new Error(`walk: ${JSON.stringify(error)}`);
+        requests++;
+        found += data.data.length;
+        cursor = data.nextCursor ?? undefined;
+      } while (cursor);
+      return { requests, found };
+    };
+    await walk();
+    const walks: number[] = [];
+    let walked = { requests: 0, found: 0 };
+    for (let i = 0; i < 5; i++) {
+      started = performance.now();
+      walked = await walk();
+      walks.push(performance.now() - started);
+    }
+    walks.sort((a, b) => a - b);
+    console.log(
+      `\nwhole walk of q "qq" (limit 100): ${walked.requests} requests of at most ${SHORT_SEARCH_EXAMINED} rows examined, ` +
+        `${walked.found} found; median of 5 walks ${percentile(walks, 50).toFixed(1)} ms`,
+    );
+
     if (EXPLAIN) {
       for (const { label, filter } of scenarios) {
-        const plan = await listClientRowsQuery(db, token, { limit: 26, deleted: 'exclude', ...filter }).explain('text', sql`analyze`);
+        const full: ClientListFilter = { limit: 26, deleted: 'exclude', ...filter };
+        const query =
+          full.search === undefined || searchUsesIndex(full.search)
+            ? listClientRowsQuery(db, token, full)
+            : listClientRowsExaminingQuery(db, token, full, SHORT_SEARCH_EXAMINED);
+        const plan = await query.explain('text', sql`analyze`);
         console.log(`\n${label}\n${plan.map((r) => `  ${String(r['QUERY PLAN'])}`).join('\n')}`);
       }
     }

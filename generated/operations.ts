@@ -158,6 +158,7 @@ export const operationList = [
     "hasBody": false,
     "statuses": [
       200,
+      304,
       400,
       500
     ]
@@ -210,6 +211,7 @@ export const operationList = [
     "hasBody": false,
     "statuses": [
       200,
+      304,
       400,
       500
     ]

@@ -53,6 +53,7 @@ async function withDatabase<T>(run: (handle: DatabaseHandle, applied: string[]) 
     dataDir: config.dataDir,
     poolSize: 2,
     pooling: config.databasePooling,
+    statementTimeoutMs: config.databaseStatementTimeoutMs,
   });
   try {
     const applied = await migrateOrThrow(handle.db);

@@ -32,6 +32,11 @@ export interface Config {
    * direct connection, or a pooler in session mode.
    */
   databasePooling: DatabasePooling;
+  /**
+   * DATABASE_STATEMENT_TIMEOUT_MS: how long one statement may run on PostgreSQL before it is
+   * cancelled (the request is answered 503); 0: no limit. Migrations run without it.
+   */
+  databaseStatementTimeoutMs: number;
   /** REDIS_URL: where rate-limit counters are kept when set (else PostgreSQL, or memory when embedded). */
   redisUrl: string | undefined;
   /** REDIS_KEY_PREFIX: before every counter's key in Redis (`clients-api:`), for deployments sharing one. */
@@ -55,6 +60,14 @@ export interface Config {
   /** WEBHOOK_TIMEOUT_MS: how long one delivery attempt may take (10 s). */
   webhookTimeoutMs: number;
 }
+
+/**
+ * Far above the slowest statement the server sends on purpose (a purge batch, a claim of
+ * deliveries, a bounded search: all batched), so that only a statement stuck behind a lock or a
+ * database in trouble meets it; and under a load balancer's usual 30 s, so that the client gets
+ * the 503 rather than a cut connection.
+ */
+const DEFAULT_STATEMENT_TIMEOUT_MS = 10_000;
 
 function databasePooling(raw: string | undefined): DatabasePooling {
   if (raw === undefined || raw === '' || raw === 'session') return 'session';
@@ -110,6 +123,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsPort: env.METRICS_PORT === undefined || env.METRICS_PORT === '' ? undefined : integer('METRICS_PORT', 0, env),
     metricsHost: env.METRICS_HOST || env.HOST || '127.0.0.1',
     databasePooling: databasePooling(env.DATABASE_POOLING),
+    databaseStatementTimeoutMs: integer('DATABASE_STATEMENT_TIMEOUT_MS', DEFAULT_STATEMENT_TIMEOUT_MS, env),
     redisUrl: env.REDIS_URL || undefined,
     redisKeyPrefix: env.REDIS_KEY_PREFIX ?? 'clients-api:',
     webhookSecretKey: env.WEBHOOK_SECRET_KEY || undefined,

@@ -37,6 +37,7 @@ const database = await openDatabase({
   databaseUrl: config.databaseUrl,
   dataDir: config.dataDir,
   pooling: config.databasePooling,
+  statementTimeoutMs: config.databaseStatementTimeoutMs,
   // A connection lost while idle or between statements: the pool drops it; the process goes on.
   onConnectionError: (error) => logger.warn({ err: error }, 'database connection lost'),
 }).catch((error: Error) => {

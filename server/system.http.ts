@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import bundledSpec from '../generated/openapi.json' with { type: 'json' };
 import type { Handlers } from './http/handler-types.js';
+import { StaticRepresentation } from './shared/static-representation.js';
 
-// Both serialised once; `npm run generate` derives them from spec/ (and `npm run build` copies the
-// page). The page (2.6 MB) is read on its first request rather than on every start-up.
-let docsPage: string | undefined;
-const readDocsPage = () => (docsPage ??= readFileSync(new URL('../generated/docs.html', import.meta.url), 'utf8'));
-const openApiDocument = JSON.stringify(bundledSpec);
+// Both made once; `npm run generate` derives them from spec/ (and `npm run build` copies the page).
+// Each is read or serialised, and compressed, on its first request rather than on every start-up.
+const docsPage = new StaticRepresentation('text/html', () => readFileSync(new URL('../generated/docs.html', import.meta.url)));
+const openApiDocument = new StaticRepresentation('application/json', () => JSON.stringify(bundledSpec));
 
 // The page carries its scripts and styles inline; the browser may fetch nothing from another site
 // (Redoc's footer points at a logo on Redocly's CDN: it stays unloaded).
@@ -25,11 +25,6 @@ const DOCS_POLICY = [
 
 export const systemHandlers = {
   getHealth: async () => ({ status: 200, body: { status: 'ok' } }),
-  getDocs: async () => ({
-    status: 200,
-    text: readDocsPage(),
-    contentType: 'text/html',
-    headers: { 'Content-Security-Policy': DOCS_POLICY },
-  }),
-  getOpenApiDocument: async () => ({ status: 200, text: openApiDocument, contentType: 'application/json' }),
+  getDocs: async () => ({ status: 200, representation: docsPage, headers: { 'Content-Security-Policy': DOCS_POLICY } }),
+  getOpenApiDocument: async () => ({ status: 200, representation: openApiDocument }),
 } satisfies Partial<Handlers>;

@@ -35,6 +35,7 @@ try {
 const database = await openDatabase({
   databaseUrl: config.databaseUrl,
   pooling: config.databasePooling,
+  statementTimeoutMs: config.databaseStatementTimeoutMs,
   poolSize: 5,
   onConnectionError: (error) => logger.warn({ err: error }, 'database connection lost'),
 }).catch((error: Error) => {

@@ -14,7 +14,9 @@ export type paths = {
          *     then by `id`), one page at a time. Pass the answer's `nextCursor` as `cursor` to get the next
          *     page; `nextCursor` is null on the last page. Paging is by keyset, not by offset: walking the
          *     pages sees every client that existed when the walk began exactly once, even while clients are
-         *     created in between (those appear at the front, before the first page).
+         *     created in between (those appear at the front, before the first page). Page until
+         *     `nextCursor` is null: with a short `q` a page may hold fewer clients than `limit`, even none,
+         *     and still have a next one (see `q`).
          *
          *     Filters combine with AND: `q` searches, `updatedSince` keeps clients changed since a moment
          *     (for sync; pass `deleted=include` to see deletions too), and `deleted` chooses between active
@@ -429,7 +431,10 @@ export type paths = {
          * @description Readiness check, for a load balancer or an orchestrator deciding whether to send this instance
          *     traffic: 200 when it can serve (its database answers and has run every migration this version
          *     needs, and the instance is not shutting down), 503 `service_unavailable` with `Retry-After`
-         *     otherwise. Each call asks the database once. `GET /healthz` stays the liveness check (the
+         *     otherwise. The answer comes from a check of the database at most a second old: calls within a
+         *     second share one check, and calls made while a check runs wait for it, so however often this
+         *     is called the database is asked about once a second; a database that goes away is seen within
+         *     a second. Shutting down is answered at once. `GET /healthz` stays the liveness check (the
          *     process answers), which does not depend on the database. Needs no token, and is not
          *     rate-limited: its answers carry no `RateLimit-Policy` or `RateLimit`. It takes no query
          *     parameters; an unknown one is 400.
@@ -455,6 +460,10 @@ export type paths = {
          * @description This reference, as one HTML page (Redoc) built from the spec by `npm run generate`. Everything
          *     it needs is in the page itself, and its Content-Security-Policy lets the browser load nothing
          *     from any other site. Needs no token.
+         *
+         *     Compressed with `br` or `gzip` when `Accept-Encoding` allows (as every browser's does), and
+         *     sent with an `ETag` and `Cache-Control: no-cache`: a browser keeps the page and asks again with
+         *     `If-None-Match`, which is answered 304 with no body while the page is unchanged.
          */
         get: operations["getDocs"];
         put?: never;
@@ -476,6 +485,10 @@ export type paths = {
          * Read the OpenAPI document
          * @description This spec as one OpenAPI 3.1 document in JSON, every file bundled in: what the server validates
          *     requests against, and what client generators can read. Needs no token.
+         *
+         *     Compressed with `br` or `gzip` when `Accept-Encoding` allows, and sent with an `ETag` and
+         *     `Cache-Control: no-cache`: send the `ETag` back in `If-None-Match` to get 304 with no body
+         *     while the document is unchanged.
          */
         get: operations["getOpenApiDocument"];
         put?: never;
@@ -893,8 +906,10 @@ export type components = {
         ClientList: {
             data: components["schemas"]["Client"][];
             /**
-             * @description Pass it as `cursor` to get the next page; null on the last page. Opaque: its content may
-             *     change between versions of the API.
+             * @description Pass it as `cursor` to get the next page; null on the last page. A page may hold fewer
+             *     than `limit` clients, even none, while `nextCursor` is not null (a short `q`, which examines
+             *     a bounded number of clients per request: see `q`), so page until it is null rather than
+             *     until a page comes back short. Opaque: its content may change between versions of the API.
              */
             nextCursor: string | null;
         };
@@ -1294,6 +1309,20 @@ export type components = {
         FlagInput: boolean | "" | null;
     };
     responses: {
+        /**
+         * @description Your copy is current: the `ETag` you sent in `If-None-Match` names this representation. No
+         *     body; keep using the one you have.
+         */
+        NotModified: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                ETag: components["headers"]["RepresentationETag"];
+                Vary: components["headers"]["VaryAcceptEncoding"];
+                "Cache-Control": components["headers"]["CacheControlRevalidate"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
         /** @description `validation_failed`: the request has a query parameter, and this operation takes none. */
         UnknownQueryParameter: {
             headers: {
@@ -1607,9 +1636,11 @@ export type components = {
         };
         /**
          * @description `service_unavailable`: the service cannot serve this request for a moment, because its
-         *     database is unreachable, restarting or shutting down (or, for `GET /readyz`, the instance is
-         *     draining before it stops). Nothing was written: retry after `Retry-After` seconds, with the
-         *     same `Idempotency-Key`; the retry runs afresh.
+         *     database is unreachable, restarting or shutting down, or because the request's work in the
+         *     database ran past the server's time limit for one statement (the message then says the
+         *     request took too long), or, for `GET /readyz`, the instance is draining before it stops.
+         *     Nothing was written: retry after `Retry-After` seconds, with the same `Idempotency-Key`;
+         *     the retry runs afresh.
          */
         ServiceUnavailable: {
             headers: {
@@ -1669,6 +1700,13 @@ export type components = {
          * @example "k3vY0x8Q2mJ1pR7sT4uW9z"
          */
         IfMatch: string;
+        /**
+         * @description The `ETag` of the copy you hold (or several, comma-separated), or `*`: when one names this
+         *     representation (compared weakly, as RFC 9110 says for `If-None-Match`), the answer is 304
+         *     with no body, and your copy is current. Anything else gets the whole body.
+         * @example "Qm8x2YkV9pL4nT7rW1sZ0a-br"
+         */
+        IfNoneMatch: string;
         /** @description The event's id; the same on every retry of it, so a receiver can drop duplicates by it. */
         WebhookId: string;
         /** @description When this attempt was signed, in seconds since the Unix epoch. Refuse one more than 5 minutes off. */
@@ -1682,6 +1720,26 @@ export type components = {
     };
     requestBodies: never;
     headers: {
+        /**
+         * @description A strong entity tag of this body in this content coding: each coding (none, `gzip`, `br`)
+         *     has its own, and all change when the content does (a new version of the server). Send it
+         *     back in `If-None-Match` to get 304 while your copy is current.
+         * @example "Qm8x2YkV9pL4nT7rW1sZ0a-br"
+         */
+        RepresentationETag: string;
+        /** @description The body depends on `Accept-Encoding` (a cache keeps each coding apart). */
+        VaryAcceptEncoding: "Accept-Encoding";
+        /**
+         * @description `no-cache`: a browser or a cache may keep the body, and asks each time, with
+         *     `If-None-Match`, whether it is still current.
+         */
+        CacheControlRevalidate: "no-cache";
+        /**
+         * @description How the body is compressed: `br` or `gzip`, whichever the request's `Accept-Encoding`
+         *     prefers (`br` when it weighs them equally). Absent when the request accepts neither: the
+         *     body is then sent as it is.
+         */
+        ContentEncoding: "br" | "gzip";
         /**
          * @description The rate-limit policy this request was counted against, in the structured-field form of
          *     the IETF draft `draft-ietf-httpapi-ratelimit-headers`: the policy's name, `q` (its quota:
@@ -1777,6 +1835,7 @@ export type SchemaCountryInput = components['schemas']['CountryInput'];
 export type SchemaMoneyInput = components['schemas']['MoneyInput'];
 export type SchemaPercentageInput = components['schemas']['PercentageInput'];
 export type SchemaFlagInput = components['schemas']['FlagInput'];
+export type ResponseNotModified = components['responses']['NotModified'];
 export type ResponseUnknownQueryParameter = components['responses']['UnknownQueryParameter'];
 export type ResponseValidationFailed = components['responses']['ValidationFailed'];
 export type ResponseUnauthenticated = components['responses']['Unauthenticated'];
@@ -1795,9 +1854,14 @@ export type ResponseServiceUnavailable = components['responses']['ServiceUnavail
 export type ParameterIdempotencyKey = components['parameters']['IdempotencyKey'];
 export type ParameterClientId = components['parameters']['ClientId'];
 export type ParameterIfMatch = components['parameters']['IfMatch'];
+export type ParameterIfNoneMatch = components['parameters']['IfNoneMatch'];
 export type ParameterWebhookId = components['parameters']['WebhookId'];
 export type ParameterWebhookTimestamp = components['parameters']['WebhookTimestamp'];
 export type ParameterWebhookSignature = components['parameters']['WebhookSignature'];
+export type HeaderRepresentationETag = components['headers']['RepresentationETag'];
+export type HeaderVaryAcceptEncoding = components['headers']['VaryAcceptEncoding'];
+export type HeaderCacheControlRevalidate = components['headers']['CacheControlRevalidate'];
+export type HeaderContentEncoding = components['headers']['ContentEncoding'];
 export type HeaderRateLimitPolicy = components['headers']['RateLimit-Policy'];
 export type HeaderRateLimit = components['headers']['RateLimit'];
 export type HeaderRetryAfter = components['headers']['Retry-After'];
@@ -1824,6 +1888,16 @@ export interface operations {
                  *     text, ignoring case (`acme` finds "ACME Ltd" and "billing@acme.test"). The text is trimmed
                  *     at both ends and matched literally (`%` and `_` are ordinary characters). At most 200
                  *     characters, and not blank.
+                 *
+                 *     A text without three letters or digits (of any script) in a row, such as `hp`, `7`, `a.b`
+                 *     or `@`, cannot be looked up in the search indexes, so such a search examines at most 2,000
+                 *     clients per request: those of the list's order (newest first, within `deleted`) from where
+                 *     the page starts. Its page holds the matches among them, in order and at most `limit`,
+                 *     which may be fewer than `limit` or none; `nextCursor` then continues after the last client
+                 *     examined (or after the page's last client, when more matches followed it), and is null once
+                 *     the examined clients reached the end of the list. Follow `nextCursor` until it is null to
+                 *     see every match, each exactly once. `updatedSince` is tested on the examined clients like
+                 *     `q`.
                  * @example acme
                  */
                 q?: string;
@@ -2980,7 +3054,15 @@ export interface operations {
     getDocs: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description The `ETag` of the copy you hold (or several, comma-separated), or `*`: when one names this
+                 *     representation (compared weakly, as RFC 9110 says for `If-None-Match`), the answer is 304
+                 *     with no body, and your copy is current. Anything else gets the whole body.
+                 * @example "Qm8x2YkV9pL4nT7rW1sZ0a-br"
+                 */
+                "If-None-Match"?: components["parameters"]["IfNoneMatch"];
+            };
             path?: never;
             cookie?: never;
         };
@@ -2990,6 +3072,10 @@ export interface operations {
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
+                    ETag: components["headers"]["RepresentationETag"];
+                    Vary: components["headers"]["VaryAcceptEncoding"];
+                    "Cache-Control": components["headers"]["CacheControlRevalidate"];
+                    "Content-Encoding": components["headers"]["ContentEncoding"];
                     /** @description Lets the page load scripts, styles, images and fonts from this server (or inline) only. */
                     "Content-Security-Policy": string;
                     [name: string]: unknown;
@@ -2998,6 +3084,7 @@ export interface operations {
                     "text/html": string;
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["UnknownQueryParameter"];
             500: components["responses"]["InternalError"];
         };
@@ -3005,7 +3092,15 @@ export interface operations {
     getOpenApiDocument: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description The `ETag` of the copy you hold (or several, comma-separated), or `*`: when one names this
+                 *     representation (compared weakly, as RFC 9110 says for `If-None-Match`), the answer is 304
+                 *     with no body, and your copy is current. Anything else gets the whole body.
+                 * @example "Qm8x2YkV9pL4nT7rW1sZ0a-br"
+                 */
+                "If-None-Match"?: components["parameters"]["IfNoneMatch"];
+            };
             path?: never;
             cookie?: never;
         };
@@ -3015,6 +3110,10 @@ export interface operations {
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
+                    ETag: components["headers"]["RepresentationETag"];
+                    Vary: components["headers"]["VaryAcceptEncoding"];
+                    "Cache-Control": components["headers"]["CacheControlRevalidate"];
+                    "Content-Encoding": components["headers"]["ContentEncoding"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3027,6 +3126,7 @@ export interface operations {
                     };
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["UnknownQueryParameter"];
             500: components["responses"]["InternalError"];
         };

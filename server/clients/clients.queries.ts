@@ -2,7 +2,7 @@
  * The one module that writes `clients`: every statement on the table is here, the hot ones
  * compiled once at start-up (server/db/prepared.ts).
  */
-import { type Kysely, type RawBuilder, sql, type Updateable } from 'kysely';
+import { type Expression, type ExpressionBuilder, type Kysely, type RawBuilder, type SqlBool, sql, type Updateable } from 'kysely';
 import { compiler, prepare } from '../db/prepared.js';
 import type { ClientRow, ClientsTable, Database, Env } from '../db/schema.js';
 import {
@@ -216,6 +216,53 @@ function likeSubstring(text: string): string {
 }
 
 /**
+ * Whether the trigram indexes can narrow a search for `text`. pg_trgm makes trigrams of the
+ * letters and digits of each word, padded at word boundaries; from a `%text%` pattern it can take
+ * a useful one only out of three letters or digits in a row. Without them it finds nothing to
+ * look up and the search reads every row of the organisation (listClientRowsExamining bounds that).
+ */
+export function searchUsesIndex(text: string): boolean {
+  return /[\p{L}\p{Nd}]{3}/u.test(text);
+}
+
+const POSITION = sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+
+/** The list's rows in its order from `after`, before any filter that no index of the list can serve. */
+function listedInOrder(db: Kysely<Database>, tenant: Tenant, filter: Pick<ClientListFilter, 'deleted' | 'after'>) {
+  let query = clientsOf(db, tenant);
+  if (filter.deleted === 'exclude') query = query.where('deleted_at', 'is', null);
+  if (filter.deleted === 'only') query = query.where('deleted_at', 'is not', null);
+  if (filter.after) {
+    const { createdAt, id } = filter.after;
+    query = query.where(sql<boolean>`(created_at, id) < (${createdAt}::timestamptz, ${id}::uuid)`);
+  }
+  return query;
+}
+
+/** Whether a filter has conditions that no index of the list serves (`search`, `updatedSince`). */
+const filtersRows = (filter: ClientListFilter) => filter.search !== undefined || filter.updatedSince !== undefined;
+
+/** The conditions of `search` and `updatedSince`, as one expression. */
+function matches(filter: ClientListFilter) {
+  return (eb: ExpressionBuilder<Database, 'clients'>) => {
+    const conditions: Expression<SqlBool>[] = [];
+    if (filter.updatedSince !== undefined) conditions.push(eb('updated_at', '>=', sql<Date>`${filter.updatedSince}::timestamptz`));
+    if (filter.search !== undefined) {
+      const pattern = likeSubstring(filter.search);
+      conditions.push(
+        eb.or([
+          eb('name', 'ilike', pattern),
+          eb('contact_name', 'ilike', pattern),
+          eb('email', 'ilike', pattern),
+          eb('billing_email', 'ilike', pattern),
+        ]),
+      );
+    }
+    return eb.and(conditions);
+  };
+}
+
+/**
  * Newest first, by keyset: `(created_at, id)` below the last row of the page before. Each row
  * carries its exact `position` (created_at with microseconds, in UTC), for the next cursor.
  */
@@ -225,26 +272,62 @@ export async function listClientRows(db: Kysely<Database>, tenant: Tenant, filte
 
 /** The query of listClientRows, unexecuted (the benchmark EXPLAINs it). */
 export function listClientRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientListFilter) {
-  let query = clientsOf(db, tenant)
+  const listed = listedInOrder(db, tenant, filter);
+  return (filtersRows(filter) ? listed.where(matches(filter)) : listed)
     .selectAll()
-    .select(sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('position'));
-  if (filter.deleted === 'exclude') query = query.where('deleted_at', 'is', null);
-  if (filter.deleted === 'only') query = query.where('deleted_at', 'is not', null);
-  if (filter.updatedSince !== undefined) query = query.where('updated_at', '>=', sql<Date>`${filter.updatedSince}::timestamptz`);
-  if (filter.search !== undefined) {
-    const pattern = likeSubstring(filter.search);
-    query = query.where((eb) =>
-      eb.or([
-        eb('name', 'ilike', pattern),
-        eb('contact_name', 'ilike', pattern),
-        eb('email', 'ilike', pattern),
-        eb('billing_email', 'ilike', pattern),
-      ]),
-    );
+    .select(POSITION.as('position'))
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(filter.limit);
+}
+
+export interface ExaminedRows {
+  /** The matches among the rows examined, in the list's order: at most `filter.limit`. */
+  rows: ListedClientRow[];
+  /** The last row examined, when the bound stopped the walk (more rows may follow it). */
+  lastExamined: ListPosition | undefined;
+}
+
+/**
+ * listClientRows for a search no index can narrow: walks at most `examineAtMost` rows of the
+ * list's own index from `after` (the organisation's rows in the `deleted` filter, newest first),
+ * tests each against `search` and `updatedSince`, and stops there, however many rows the
+ * organisation has. One statement: the walk numbers the rows it reads, and the last one, when
+ * the walk got that far, comes back beside the matches so the next page can start after it.
+ */
+export async function listClientRowsExamining(
+  db: Kysely<Database>,
+  tenant: Tenant,
+  filter: ClientListFilter,
+  examineAtMost: number,
+): Promise<ExaminedRows> {
+  const found = await listClientRowsExaminingQuery(db, tenant, filter, examineAtMost).execute();
+  const rows: ListedClientRow[] = [];
+  let lastExamined: ListPosition | undefined;
+  for (const { matched, last_examined, ...row } of found) {
+    if (matched) rows.push(row);
+    if (last_examined) lastExamined = { createdAt: row.position, id: row.id };
   }
-  if (filter.after) {
-    const { createdAt, id } = filter.after;
-    query = query.where(sql<boolean>`(created_at, id) < (${createdAt}::timestamptz, ${id}::uuid)`);
-  }
-  return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit);
+  return { rows, lastExamined };
+}
+
+/** The query of listClientRowsExamining, unexecuted (tests and the benchmark EXPLAIN it). */
+export function listClientRowsExaminingQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientListFilter, examineAtMost: number) {
+  const examined = listedInOrder(db, tenant, filter)
+    .selectAll()
+    .select(sql<number>`row_number() over (order by created_at desc, id desc)`.as('seen'))
+    .select((eb) => matches(filter)(eb).as('matched'))
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(examineAtMost);
+  // The matches and, beside them, the last row examined. The page continues after that row only
+  // when fewer than `limit` rows match (`limit` is the page's size plus one), and then those and
+  // it fit in `limit`; with more matches it is not needed, and, last in the order, it is left out.
+  return db
+    .selectFrom(examined.as('examined'))
+    .select([...CLIENT_COLUMNS, 'matched', POSITION.as('position'), sql<boolean>`seen = ${examineAtMost}`.as('last_examined')])
+    .where((eb) => eb.or([eb.ref('matched'), eb('seen', '=', examineAtMost)]))
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(filter.limit);
 }

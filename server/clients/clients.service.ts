@@ -15,7 +15,7 @@ import { keysetPage } from '../shared/keyset-cursor.js';
 import { LIST_DEFAULTS, parameterMessage } from '../shared/spec-values.js';
 import { assertFeature, assertRoomForActiveClient, PLANS, type PlanTenant } from '../plans/plans.js';
 import { changedAttributes, clientEvent, insertEvent } from '../events/events.service.js';
-import { decodeCursor } from './clients.cursor.js';
+import { decodeCursor, encodeCursor } from './clients.cursor.js';
 import {
   toClient,
   toColumnValues,
@@ -29,8 +29,11 @@ import {
   findClientById,
   insertClient,
   insertClientWithKey,
+  type ClientListFilter,
   listClientRows,
+  listClientRowsExamining,
   type NewClientRow,
+  searchUsesIndex,
   setClientDeleted,
   type Tenant,
   updateClientRow,
@@ -193,18 +196,37 @@ export async function restoreClient(
 /** The spec's own words for `updatedSince`, for the dates its pattern cannot refuse. */
 const UPDATED_SINCE_ERROR = parameterMessage('listClients', 'updatedSince');
 
-export async function listClients(db: Kysely<Database>, tenant: Tenant, query: ClientListQuery): Promise<ClientList> {
+/**
+ * How many clients a search that no index can narrow (`q` without three letters or digits in a
+ * row) examines per request: its page holds the matches among them, so its cost does not grow
+ * with the organisation. The spec's `q` states this number.
+ */
+export const SHORT_SEARCH_EXAMINED = 2_000;
+
+/** `examineAtMost`: SHORT_SEARCH_EXAMINED but in tests, which walk with smaller bounds. */
+export async function listClients(
+  db: Kysely<Database>,
+  tenant: Tenant,
+  query: ClientListQuery,
+  examineAtMost = SHORT_SEARCH_EXAMINED,
+): Promise<ClientList> {
   // The validator fills in the spec's defaults; the fallbacks only satisfy the optional types.
   const limit = query.limit ?? LIST_DEFAULTS.limit;
   if (query.updatedSince !== undefined && !isCalendarDate(query.updatedSince))
     throw validationFailed({ updatedSince: UPDATED_SINCE_ERROR });
-  const rows = await listClientRows(db, tenant, {
+  const search = query.q?.trim();
+  const filter: ClientListFilter = {
     // One row more than the page tells whether another page follows, without counting.
     limit: limit + 1,
     after: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
-    search: query.q?.trim(),
+    search,
     updatedSince: query.updatedSince,
     deleted: query.deleted ?? LIST_DEFAULTS.deleted,
-  });
-  return keysetPage(rows, limit, toClient);
+  };
+  if (search === undefined || searchUsesIndex(search)) return keysetPage(await listClientRows(db, tenant, filter), limit, toClient);
+  const { rows, lastExamined } = await listClientRowsExamining(db, tenant, filter, examineAtMost);
+  const page = keysetPage(rows, limit, toClient);
+  // Past the page's last match when another match follows it; else, if the walk stopped at its
+  // bound, past the last client it examined (a page that may hold fewer than `limit`, even none).
+  return page.nextCursor === null && lastExamined ? { ...page, nextCursor: encodeCursor(lastExamined) } : page;
 }

@@ -8,26 +8,51 @@
  * prepared again on another: 26000 "does not exist", 42P05 "already exists"; PgBouncer 1.18 cannot
  * track them) and no session settings. Every advisory lock the server takes is already
  * transaction-level (`pg_advisory_xact_lock`, `pg_try_advisory_xact_lock`: server/plans/plans.ts,
- * server/idempotency/idempotency.queries.ts), and Kysely's migration lock is a row lock inside a
- * transaction, so both hold there too.
+ * server/idempotency/idempotency.queries.ts), so they hold there too. Kysely's migration lock is
+ * not (0.28 takes a session-level `pg_advisory_lock`): migrations go straight to PostgreSQL
+ * (docs/scaling.md).
+ *
+ * Every statement is cut after `statementTimeoutMs` (DATABASE_STATEMENT_TIMEOUT_MS; its expiry,
+ * SQLSTATE 57014, is answered 503 by server/db/faults.ts), so no request, purge or delivery can
+ * hold a connection and its locks for longer. On a direct connection it is a startup parameter of
+ * every connection of both pools. PgBouncer refuses startup parameters, and a session `SET` would
+ * stay on whichever server connection it landed on, so through a transaction-mode pooler every
+ * transaction the server opens begins with `SET LOCAL` (in BEGIN's own round trip), and the
+ * statements sent alone (reads, a create, a rate-limit count) are bounded only by the role's own
+ * setting, which the operator makes (`ALTER ROLE app IN DATABASE clients SET statement_timeout =
+ * '10s'`). pg's client-side `query_timeout` is no substitute: it stops waiting, but the statement
+ * runs on in PostgreSQL. Migrations lift the limit inside their own transaction
+ * (server/db/migrate.ts).
  */
-import { Kysely, PostgresDialect } from 'kysely';
+import { CompiledQuery, type DatabaseConnection, Kysely, PostgresDialect, PostgresDriver, type TransactionSettings } from 'kysely';
 import pg from 'pg';
 import type { DatabaseHandle, DatabasePooling } from './handle.js';
 import { preparedStatementNames } from './prepared.js';
 import type { Database } from './schema.js';
 
-export function openPostgres(
-  connectionString: string,
-  max: number,
-  onConnectionError: (error: Error) => void = () => {},
-  pooling: DatabasePooling = 'session',
-): DatabaseHandle {
+export interface PostgresOptions {
+  /** Connections of the main pool (the counters' pool gets half as many, at least 2). */
+  max: number;
+  onConnectionError?: (error: Error) => void;
+  pooling?: DatabasePooling;
+  /** Milliseconds any one statement may run; 0 or absent: no limit. */
+  statementTimeoutMs?: number | undefined;
+}
+
+export function openPostgres(connectionString: string, options: PostgresOptions): DatabaseHandle {
+  const { max, onConnectionError = () => {}, pooling = 'session', statementTimeoutMs = 0 } = options;
   const direct = pooling === 'session';
-  const pool = guardConnections(new pg.Pool({ connectionString, max, connectionTimeoutMillis: CONNECT_TIMEOUT_MS }), onConnectionError);
+  // pg sends `statement_timeout` as a startup parameter; 0 is PostgreSQL's own "no limit".
+  const startupLimit = direct && statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {};
+  const pool = guardConnections(
+    new pg.Pool({ connectionString, max, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, ...startupLimit }),
+    onConnectionError,
+  );
   // Unnamed statements (parsed on each run) are what a transaction-mode pooler can carry.
   if (direct) pool.on('connect', prepareHotStatements);
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const dialect =
+    !direct && statementTimeoutMs > 0 ? new TimedTransactionsDialect(pool, statementTimeoutMs) : new PostgresDialect({ pool });
+  const db = new Kysely<Database>({ dialect });
   const counterPool = guardConnections(
     new pg.Pool({
       connectionString,
@@ -37,6 +62,7 @@ export function openPostgres(
       // (or ignored, when told to), and rate-limiter-flexible runs each count as a single statement,
       // outside any transaction a `SET LOCAL` could go in. Such deployments keep counters in Redis.
       ...(direct && { options: '-c synchronous_commit=off' }),
+      ...startupLimit,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     }),
     onConnectionError,
@@ -51,6 +77,33 @@ export function openPostgres(
       await counterPool.end();
     },
   };
+}
+
+/**
+ * Through a transaction-mode pooler: each transaction's first round trip is `begin; set local
+ * statement_timeout = …` (a simple query may hold several statements), so the limit holds on
+ * whichever server connection the transaction gets, and costs no extra round trip.
+ */
+class TimedTransactionsDialect extends PostgresDialect {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly statementTimeoutMs: number,
+  ) {
+    super({ pool });
+  }
+  override createDriver(): PostgresDriver {
+    const setLocal = `set local statement_timeout = ${Math.trunc(this.statementTimeoutMs)}`;
+    return new (class extends PostgresDriver {
+      override async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+        if (settings.isolationLevel || settings.accessMode) {
+          await super.beginTransaction(connection, settings);
+          await connection.executeQuery(CompiledQuery.raw(setLocal));
+          return;
+        }
+        await connection.executeQuery(CompiledQuery.raw(`begin; ${setLocal}`));
+      }
+    })({ pool: this.pool });
+  }
 }
 
 /**

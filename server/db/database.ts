@@ -18,9 +18,21 @@ export interface DatabaseOptions {
   onConnectionError?: (error: Error) => void;
   /** `transaction`: DATABASE_URL is a transaction-mode pooler (server/db/connection.ts). */
   pooling?: DatabasePooling;
+  /**
+   * PostgreSQL: milliseconds any one statement may run (DATABASE_STATEMENT_TIMEOUT_MS), 0 or absent
+   * for no limit (server/db/connection.ts). PGlite has none: it runs in this process's one thread,
+   * where nothing could interrupt a statement.
+   */
+  statementTimeoutMs?: number | undefined;
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
-  if (options.databaseUrl) return openPostgres(options.databaseUrl, options.poolSize ?? 10, options.onConnectionError, options.pooling);
+  if (options.databaseUrl)
+    return openPostgres(options.databaseUrl, {
+      max: options.poolSize ?? 10,
+      onConnectionError: options.onConnectionError,
+      pooling: options.pooling,
+      statementTimeoutMs: options.statementTimeoutMs,
+    });
   return openPglite(options.dataDir ?? './data');
 }

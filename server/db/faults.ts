@@ -64,3 +64,22 @@ export const serviceUnavailable = (message = 'The service is unavailable for a m
   new ApiError('service_unavailable', `${message} Retry in ${UNAVAILABLE_RETRY_AFTER_SECONDS} seconds.`, {
     headers: { 'Retry-After': String(UNAVAILABLE_RETRY_AFTER_SECONDS) },
   });
+
+/**
+ * 57014 query_canceled: the statement ran past `statement_timeout` (server/db/connection.ts), or an
+ * operator cancelled it (pg_cancel_backend). Neither is the request's fault nor a bug: the database
+ * is there, but busier than it should be or blocked on a lock, so a 503 with Retry-After; since
+ * the statement never finished, a write stored nothing.
+ */
+export function isStatementTimeout(error: unknown, depth = 0): boolean {
+  if (!error || typeof error !== 'object' || depth > 3) return false;
+  const e = error as ErrorLike;
+  return e.code === '57014' || isStatementTimeout(e.cause, depth + 1);
+}
+
+/** The 503 of a failure that is the database's (away, or a statement cut), else undefined. */
+export function databaseFault(error: unknown): ApiError | undefined {
+  if (isStatementTimeout(error)) return serviceUnavailable('The request took too long in the database and was stopped.');
+  if (isDatabaseUnavailable(error)) return serviceUnavailable();
+  return undefined;
+}

@@ -16,9 +16,26 @@ const migrations: Record<string, Migration> = {
   '2026_12_01_0001_events_and_webhooks': eventsAndWebhooks,
 };
 
+/**
+ * A migration that runs without the service's statement time limit (server/db/connection.ts): an
+ * index built on a large table may take minutes, and cutting it would fail the deploy. `SET LOCAL`
+ * lasts until the migrator's transaction ends (one transaction for every pending migration, on
+ * PostgreSQL), so the limit holds again on the connection afterwards, through a transaction-mode
+ * pooler too, and it also lifts a limit set on the database role.
+ */
+function withoutStatementTimeout(migration: Migration): Migration {
+  // biome-ignore lint/suspicious/noExplicitAny: any database's schema
+  const unlimited = (step: (db: Kysely<any>) => Promise<void>) => async (db: Kysely<any>) => {
+    await sql`set local statement_timeout = 0`.execute(db);
+    await step(db);
+  };
+  return { up: unlimited(migration.up), ...(migration.down && { down: unlimited(migration.down) }) };
+}
+
 // biome-ignore lint/suspicious/noExplicitAny: any database's schema
-function migrateToLatest(db: Kysely<any>): Promise<MigrationResultSet> {
-  const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
+function migrateToLatest(db: Kysely<any>, list: Record<string, Migration>): Promise<MigrationResultSet> {
+  const unlimited = Object.fromEntries(Object.entries(list).map(([name, migration]) => [name, withoutStatementTimeout(migration)]));
+  const migrator = new Migrator({ db, provider: { getMigrations: async () => unlimited } });
   return migrator.migrateToLatest();
 }
 
@@ -28,10 +45,10 @@ function migrateToLatest(db: Kysely<any>): Promise<MigrationResultSet> {
  * start-up on this machine; they run only when this says no.
  */
 // biome-ignore lint/suspicious/noExplicitAny: any database's schema
-async function upToDate(db: Kysely<any>): Promise<boolean> {
+async function upToDate(db: Kysely<any>, list: Record<string, Migration>): Promise<boolean> {
   try {
     const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(db);
-    const expected = Object.keys(migrations).sort();
+    const expected = Object.keys(list).sort();
     return rows.length === expected.length && rows.every((row, i) => row.name === expected[i]);
   } catch {
     // No migration table yet (a new database): the migrator creates it.
@@ -39,11 +56,14 @@ async function upToDate(db: Kysely<any>): Promise<boolean> {
   }
 }
 
-/** Runs the migrations and throws when one fails, naming it. */
+/**
+ * Runs the migrations (`list`: every migration of this version, unless a test passes its own) and
+ * throws when one fails, naming it.
+ */
 // biome-ignore lint/suspicious/noExplicitAny: any database's schema
-export async function migrateOrThrow(db: Kysely<any>): Promise<string[]> {
-  if (await upToDate(db)) return [];
-  const { error, results } = await migrateToLatest(db);
+export async function migrateOrThrow(db: Kysely<any>, list: Record<string, Migration> = migrations): Promise<string[]> {
+  if (await upToDate(db, list)) return [];
+  const { error, results } = await migrateToLatest(db, list);
   const failed = results?.find((r) => r.status === 'Error');
   if (error) {
     const reason = error instanceof Error ? error.message : String(error);

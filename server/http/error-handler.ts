@@ -12,7 +12,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { ErrorRequestHandler, Request } from 'express';
-import { isDatabaseUnavailable, serviceUnavailable } from '../db/faults.js';
+import { databaseFault, isStatementTimeout } from '../db/faults.js';
 import { ApiError, validationFailed } from '../shared/errors.js';
 import { BODY_LIMIT_BYTES } from './body-parser.js';
 import type { SpecIndex } from './spec.js';
@@ -85,8 +85,10 @@ function translateValidation(error: HttpLikeError, spec: SpecIndex, operationId:
 
 export function toApiError(error: unknown, spec: SpecIndex, operationId?: string): ApiError | undefined {
   if (error instanceof ApiError) return error;
-  // The database away for a moment (refused, terminated, starting up): 503, never a 500.
-  if (isDatabaseUnavailable(error)) return serviceUnavailable();
+  // The database away for a moment (refused, terminated, starting up), or a statement past its
+  // time limit: 503, never a 500.
+  const fault = databaseFault(error);
+  if (fault) return fault;
   const e = error as HttpLikeError;
   const status = e?.status ?? e?.statusCode;
   if (!status || status >= 500) return undefined;
@@ -112,7 +114,7 @@ const INTERNAL_MESSAGE = 'Something went wrong on our side. Quote the request id
 /** Logs without ever throwing: an error whose properties throw is logged as that it could not be. */
 function logSafely(req: Request, level: 'warn' | 'error', error: unknown, message: string): void {
   try {
-    req.log[level]({ err: error }, message);
+    req.log[level]({ err: error, operation: req.operation?.operationId }, message);
   } catch {
     try {
       req.log[level](`${message} (the error could not be logged)`);
@@ -130,7 +132,8 @@ function answerFor(error: unknown, req: Request, spec: SpecIndex): ApiError {
   } catch (failure) {
     logSafely(req, 'error', failure, 'error handler could not read the error');
   }
-  if (apiError?.status === 503 && !(error instanceof ApiError)) logSafely(req, 'warn', error, 'database unavailable');
+  if (apiError?.status === 503 && !(error instanceof ApiError))
+    logSafely(req, 'warn', error, isStatementTimeout(error) ? 'statement timeout' : 'database unavailable');
   if (apiError) return apiError;
   logSafely(req, 'error', error, 'request failed');
   return new ApiError('internal_error', INTERNAL_MESSAGE);

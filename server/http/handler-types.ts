@@ -11,6 +11,7 @@ import type { OperationEntry, OperationId } from '../../generated/operations.js'
 import type { AuthContext } from '../auth/auth.js';
 import type { Database } from '../db/schema.js';
 import type { KeyedRequest, WriteResponse } from '../idempotency/idempotency.js';
+import type { StaticRepresentation } from '../shared/static-representation.js';
 import type { WebhookSettings } from '../webhooks/settings.js';
 
 type Op<K extends OperationId> = operations[K];
@@ -30,9 +31,11 @@ type MediaTypes<T> = T extends { content: infer C } ? Extract<keyof C, string> :
 
 /**
  * What a handler answers: one of the operation's documented 2xx statuses, with its JSON body. A
- * read may answer a text already serialised once (a page, a document) in one of that status's
- * media types. A write serialises its answer once with `ctx.respond` (the same text is sent and
- * stored with its Idempotency-Key), and may keep another body for replays.
+ * read may answer a body that never changes (a page, a document) as a StaticRepresentation in
+ * one of that status's media types, which the router sends compressed when the client accepts
+ * it, with an ETag, and 304 to a matching `If-None-Match`. A write serialises its answer once
+ * with `ctx.respond` (the same text is sent and stored with its Idempotency-Key), and may keep
+ * another body for replays.
  */
 export type Answer<K extends OperationId> = {
   [S in Extract<keyof Responses<K>, SuccessStatus>]: IsWrite<K> extends true
@@ -45,7 +48,7 @@ export type Answer<K extends OperationId> = {
       }
     :
         | { status: S; body: Json<Responses<K>[S]>; headers?: Record<string, string> }
-        | { status: S; text: string; contentType: MediaTypes<Responses<K>[S]>; headers?: Record<string, string> };
+        | { status: S; representation: StaticRepresentation<MediaTypes<Responses<K>[S]>>; headers?: Record<string, string> };
 }[Extract<keyof Responses<K>, SuccessStatus>];
 
 /** A write's answer, serialised by `ctx.respond` from an `Answer` of its own operation. */
@@ -86,6 +89,5 @@ export type AnyHandler = (ctx: HandlerContext<OperationId>) => Promise<{
   status: number;
   body?: unknown;
   headers?: Record<string, string>;
-  text?: string;
-  contentType?: string;
+  representation?: StaticRepresentation;
 }>;

@@ -24,6 +24,7 @@ import {
 } from '../idempotency/idempotency.js';
 import type { WebhookSettings } from '../webhooks/settings.js';
 import type { AnyHandler, Handlers } from './handler-types.js';
+import { sendRepresentation } from './send-representation.js';
 import type { OperationInfo, SpecIndex } from './spec.js';
 
 export interface RouterDeps {
@@ -144,11 +145,10 @@ export function createRouter(deps: RouterDeps): RequestHandler {
     }
     routes.set(op.operationId, async (req, res) => {
       const result = await handler(new Context(req, db, undefined, clock(), deps.forgetToken, deps.webhooks) as never);
+      if (result.representation) return sendRepresentation(req, res, result.status, result.representation, result.headers);
       for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
       setFixedHeaders(res, info, result.status);
-      // A page or a document already serialised once, at start-up.
-      if (result.text !== undefined) res.status(result.status).type(result.contentType!).send(result.text);
-      else res.status(result.status).json(result.body);
+      res.status(result.status).json(result.body);
     });
   }
   return (req, res, next) => (req.operation ? routes.get(req.operation.operationId)!(req, res, next) : next());

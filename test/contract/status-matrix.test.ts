@@ -2,16 +2,14 @@
  * The statuses operations share, provoked for every operation of the spec that documents them,
  * each checked by status and error code (and, as every response here, against the spec by the
  * spec-checking fetch): 401 without a token, 403 without the operation's scope, 429 over a tiny
- * The statuses operations share, provoked for every operation of the spec that documents them,
- * each checked by status and error code (and, as every response here, against the spec by the
- * spec-checking fetch): 401 without a token, 403 without the operation's scope, 429 over a tiny
  * budget and 429 over the concurrency limit, 500 from a failing handler (and from one whose
  * failure breaks the answer as well), 400 for unknown query parameters, 413 and 415 for bodies,
- * 409 and 422 for Idempotency-Keys, 503 from a server whose database is unreachable, and 404 (for
- * unknown ids, and for every other spelling of real ones), 412 and 402 where documented; and that
- * every answer, paths outside the spec included, carries `X-Content-Type-Options: nosniff`.
- * Operations and statuses come from generated/operations.ts; what the spec cannot say (real ids,
- * how a plan refuses) from test/support/operation-fixtures.ts. A new operation is covered by adding it to
+ * 409 and 422 for Idempotency-Keys, 503 from a server whose database is unreachable, 304 to an
+ * `If-None-Match` naming what the answer would be, and 404 (for unknown ids, and for every other
+ * spelling of real ones), 412 and 402 where documented; and that every answer, paths outside the
+ * spec included, carries `X-Content-Type-Options: nosniff`. Operations and statuses come from
+ * generated/operations.ts; what the spec cannot say (real ids, how a plan refuses) from
+ * test/support/operation-fixtures.ts. A new operation is covered by adding it to
  * the spec; a status documented that no part of this matrix knows fails the last test here.
  */
 import { randomUUID } from 'node:crypto';
@@ -47,7 +45,7 @@ const documenting = (status: number, also: (op: Operation) => boolean = () => tr
     .map((op) => [op.entry.operationId, op] as const);
 
 /** Statuses this matrix provokes; an operation's others must be its successes. */
-const PROVOKED = [400, 401, 402, 403, 404, 409, 412, 413, 415, 422, 429, 500, 503];
+const PROVOKED = [304, 400, 401, 402, 403, 404, 409, 412, 413, 415, 422, 429, 500, 503];
 
 /** Path parameters that name nothing: every path parameter of this API is an id, a UUID. */
 const unknownIds = (model: OperationModel) =>
@@ -261,6 +259,20 @@ describe('503 while the database is unreachable (a server whose pool meets a ref
  * stack; `%E0%A4%A` does not decode either; `a.b` holds what the validator's path splits on.
  */
 const UNKNOWN_QUERY_NAMES = ['notAParameter', '%', '%E0%A4%A', 'a.b'];
+
+describe('304 to an If-None-Match naming the ETag of the answer', () => {
+  it.each(documenting(304))('%s', async (_id, { model }) => {
+    const request = await validRequest(model);
+    const first = await send(request);
+    expect(first.status).toBe(200);
+    const etag = first.headers.get('ETag');
+    expect(etag).toMatch(/^"[^"]+"$/);
+    const again = await send(withHeaders(request, { 'If-None-Match': etag! }));
+    expect(again.status).toBe(304);
+    expect(again.headers.get('ETag')).toBe(etag);
+    expect(await again.text()).toBe('');
+  });
+});
 
 describe('400 for a query parameter the operation does not take, named as sent', () => {
   it.each(documenting(400))('%s', async (_id, { model }) => {

@@ -55,6 +55,8 @@ describe.runIf(existsSync(CHROMIUM))('the API reference in Chromium', () => {
 
     const response = await page.goto(`${server.baseUrl}/docs`, { waitUntil: 'load' });
     expect(response?.status()).toBe(200);
+    // Chromium accepts br (and gzip): it gets the smaller page, and renders it the same.
+    expect(response?.headers()['content-encoding']).toBe('br');
     // As a reader would: open each operation from the side menu (its tag, then its summary).
     for (const op of operations) {
       const menu = page.getByTestId('menu-item-label');

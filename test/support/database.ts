@@ -42,3 +42,20 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     },
   };
 }
+
+/**
+ * Runs `during` while another session of the database at `url` holds `lock`: the statements run
+ * in its open transaction (`select … for update`, `lock table …`), rolled back afterwards.
+ */
+export async function whileLocked<T>(url: string, lock: string, during: () => Promise<T>): Promise<T> {
+  const blocker = new pg.Client({ connectionString: url });
+  await blocker.connect();
+  try {
+    await blocker.query('begin');
+    await blocker.query(lock);
+    return await during();
+  } finally {
+    await blocker.query('rollback').catch(() => {});
+    await blocker.end();
+  }
+}

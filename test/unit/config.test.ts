@@ -29,6 +29,13 @@ it('expects a direct connection unless DATABASE_POOLING=transaction, and keeps c
   expect(() => loadConfig({ DATABASE_POOLING: 'statement' })).toThrow(/DATABASE_POOLING/);
 });
 
+it('cuts any statement after 10 s unless DATABASE_STATEMENT_TIMEOUT_MS says otherwise (0: no limit)', () => {
+  expect(loadConfig({}).databaseStatementTimeoutMs).toBe(10_000);
+  expect(loadConfig({ DATABASE_STATEMENT_TIMEOUT_MS: '2500' }).databaseStatementTimeoutMs).toBe(2500);
+  expect(loadConfig({ DATABASE_STATEMENT_TIMEOUT_MS: '0' }).databaseStatementTimeoutMs).toBe(0);
+  expect(() => loadConfig({ DATABASE_STATEMENT_TIMEOUT_MS: '10s' })).toThrow(/DATABASE_STATEMENT_TIMEOUT_MS must be a whole number/);
+});
+
 it('delivers webhooks inside the server, every second, 10 s per attempt, to public addresses only, unless told otherwise', () => {
   expect(loadConfig({})).toMatchObject({
     webhookWorker: true,

@@ -1,6 +1,6 @@
 /** Which failures are "the database is away" (503) and which are not (a bug: 500). */
 import { describe, expect, it } from 'vitest';
-import { isDatabaseUnavailable, serviceUnavailable } from '../../server/db/faults.js';
+import { databaseFault, isDatabaseUnavailable, isStatementTimeout, serviceUnavailable } from '../../server/db/faults.js';
 
 const withCode = (code: string, message = 'x') => Object.assign(new Error(message), { code });
 
@@ -27,6 +27,7 @@ describe('isDatabaseUnavailable', () => {
     ['a syntax error (42601)', withCode('42601')],
     ['a bad value (22P02)', withCode('22P02')],
     ['a plain bug', new TypeError("Cannot read properties of undefined (reading 'id')")],
+    ['a statement past its time limit (57014: the database is there)', withCode('57014')],
     ['not an error', 'ECONNREFUSED'],
     ['nothing', undefined],
   ])('%s: no', (_name, error) => {
@@ -39,4 +40,31 @@ it('serviceUnavailable is a 503 service_unavailable with Retry-After in the enve
   expect(error.status).toBe(503);
   expect(error.details.headers).toEqual({ 'Retry-After': '2' });
   expect(error.toBody()).toEqual({ error: { code: 'service_unavailable', message: expect.stringContaining('Retry in 2 seconds') } });
+});
+
+describe('databaseFault', () => {
+  it('answers a statement past statement_timeout (57014) 503 with Retry-After, saying the request took too long', () => {
+    for (const error of [
+      withCode('57014', 'canceling statement due to statement timeout'),
+      new Error('wrapped', { cause: withCode('57014') }),
+    ]) {
+      expect(isStatementTimeout(error)).toBe(true);
+      const answer = databaseFault(error)!;
+      expect(answer.status).toBe(503);
+      expect(answer.details.headers).toEqual({ 'Retry-After': '2' });
+      expect(answer.toBody()).toEqual({
+        error: { code: 'service_unavailable', message: expect.stringMatching(/took too long.*Retry in 2 seconds/) },
+      });
+      expect(answer.message).not.toMatch(/cannot be reached/);
+    }
+  });
+
+  it('answers a database that is away 503 as before, and anything else not at all (a 500)', () => {
+    expect(databaseFault(withCode('57P01'))?.toBody()).toEqual({
+      error: { code: 'service_unavailable', message: expect.stringContaining('cannot be reached') },
+    });
+    expect(isStatementTimeout(withCode('57P01'))).toBe(false);
+    expect(databaseFault(withCode('23505'))).toBeUndefined();
+    expect(databaseFault(new TypeError('bug'))).toBeUndefined();
+  });
 });
