@@ -66,7 +66,7 @@ beforeAll(async () => {
       pollIntervalMs: 10,
       timeoutMs: 5000,
       loop: false,
-      observeAttempt: metrics.observeWebhookAttempt,
+      observer: metrics.webhooks,
     });
     await waitFor(async () => {
       await worker.tick();
