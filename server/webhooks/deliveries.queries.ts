@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { type Kysely, sql } from 'kysely';
 import type { Database, Env } from '../db/schema.js';
+import { organisationOnPlan } from './endpoints.queries.js';
 
 type Db = Kysely<Database>;
 
@@ -46,9 +47,18 @@ export interface FanOutResult {
 /**
  * Creates a pending delivery, due at `now`, for each of the endpoint's tenant's events after its
  * place in the feed and below the horizon whose type it wants, scanning at most `limit` events in
- * feed order. A delivery that exists already is left alone (`on conflict do nothing`).
+ * feed order. A delivery that exists already is left alone (`on conflict do nothing`). Nothing is
+ * scanned unless the organisation is on one of `plans` (those that include webhooks) now: the
+ * endpoint keeps its place, and the events of the meantime are fanned out after an upgrade.
  */
-export async function fanOutEvents(trx: Db, position: FeedPosition, horizon: string, now: Date, limit: number): Promise<FanOutResult> {
+export async function fanOutEvents(
+  trx: Db,
+  position: FeedPosition,
+  horizon: string,
+  now: Date,
+  limit: number,
+  plans: readonly string[],
+): Promise<FanOutResult> {
   const { rows } = await sql<{ scanned: number; created: number; last_txid: string | null; last_seq: string | null }>`
     with scanned as (
       select e.id, e.type, e.txid, e.seq
@@ -56,6 +66,7 @@ export async function fanOutEvents(trx: Db, position: FeedPosition, horizon: str
       where e.org_id = ${position.orgId} and e.env = ${position.env}
         and (e.txid, e.seq) > (${position.feedTxid}::xid8, ${position.feedSeq}::bigint)
         and e.txid < ${horizon}::xid8
+        and ${organisationOnPlan(sql`${position.orgId}::uuid`, plans)}
       order by e.txid, e.seq
       limit ${limit}
     ), created as (
@@ -160,8 +171,7 @@ export async function walkClaimableEndpoints(
              case when e.circuit_open_until is null then ${walk.cap}::int else 1 end as cap
       from walk
       join webhook_endpoints e on e.org_id = walk.org_id and e.id = walk.endpoint_id
-      join organisations o on o.id = e.org_id
-      where not e.disabled and o.plan = any(${walk.plans}::text[])
+      where not e.disabled and ${organisationOnPlan(sql.ref('e.org_id'), walk.plans)}
         and (e.circuit_open_until is null or e.circuit_open_until <= ${walk.now})
     ), held as materialized (
       select n, org_id, endpoint_id, cap from claimable

@@ -1,7 +1,7 @@
 /**
  * The one module that writes `webhook_endpoints`.
  */
-import { type Kysely, sql, type Updateable } from 'kysely';
+import { type Kysely, type RawBuilder, sql, type Updateable } from 'kysely';
 import type { Database, Env, WebhookAttemptRow, WebhookEndpointRow, WebhookEndpointsTable } from '../db/schema.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -183,17 +183,25 @@ export interface WorkerEndpoint {
 }
 
 /**
- * Locks up to `limit` enabled endpoints that have events to fan out (after their place in the
- * feed, below the horizon), of organisations on one of `plans` (those that include webhooks),
- * skipping those another worker holds: two processes never fan out one endpoint at once. An
- * endpoint of another plan keeps its place, so the events of the meantime are fanned out after an
- * upgrade. Endpoints with nothing new are not taken, and the furthest behind go first, so a batch
- * never starves the rest.
+ * Whether the endpoint's organisation is on one of `plans`, read by key (a subquery the planner
+ * keeps per row): joined instead, the planner may scan every organisation for the few on those
+ * plans, most organisations being on free.
  */
-export async function lockEndpointsBehindFeed(trx: EndpointsDb, horizon: string, limit: number, plans: readonly string[]) {
+export function organisationOnPlan(orgId: RawBuilder<unknown>, plans: readonly string[]) {
+  return sql<boolean>`(select o.plan from organisations o where o.id = ${orgId}) = any(${plans}::text[])`;
+}
+
+/**
+ * Locks up to `limit` enabled endpoints that have events to fan out (after their place in the
+ * feed, below the horizon), skipping those another worker holds: two processes never fan out one
+ * endpoint at once. Endpoints with nothing new are not taken, and the furthest behind go first,
+ * so a batch never starves the rest. Nor are those the worker has seen held by their
+ * organisation's plan (`plan_paused_at`): they stay furthest behind, and would fill every batch.
+ * (The fan-out checks each one's plan again, as it is now: fanOutEvents.)
+ */
+export async function lockEndpointsBehindFeed(trx: EndpointsDb, horizon: string, limit: number) {
   const rows = await trx
     .selectFrom('webhook_endpoints as w')
-    .innerJoin('organisations as o', 'o.id', 'w.org_id')
     .select((eb) => [
       'w.org_id',
       'w.env',
@@ -203,7 +211,7 @@ export async function lockEndpointsBehindFeed(trx: EndpointsDb, horizon: string,
       eb.cast<string>('w.feed_seq', 'text').as('feed_seq'),
     ])
     .where('w.disabled', '=', false)
-    .where(sql<boolean>`o.plan = any(${plans}::text[])`)
+    .where('w.plan_paused_at', 'is', null)
     .where(({ exists, selectFrom }) =>
       exists(
         selectFrom('events as e')
@@ -319,14 +327,12 @@ export async function trackPlanPauses(trx: EndpointsDb, plans: readonly string[]
   await sql`
     update webhook_endpoints w
     set plan_paused_at = ${now}
-    from organisations o
-    where o.id = w.org_id and w.plan_paused_at is null and not (o.plan = any(${plans}::text[]))
+    where w.plan_paused_at is null and not ${organisationOnPlan(sql.ref('w.org_id'), plans)}
   `.execute(trx);
   await sql`
     update webhook_endpoints w
     set failing_since = w.failing_since + greatest(interval '0', ${now}::timestamptz - w.plan_paused_at),
         plan_paused_at = null
-    from organisations o
-    where w.plan_paused_at is not null and o.id = w.org_id and o.plan = any(${plans}::text[])
+    where w.plan_paused_at is not null and ${organisationOnPlan(sql.ref('w.org_id'), plans)}
   `.execute(trx);
 }

@@ -177,11 +177,11 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
   async function fanOut(): Promise<boolean> {
     return db.transaction().execute(async (trx) => {
       const horizon = await readFeedHorizon(trx);
-      const endpoints = await lockEndpointsBehindFeed(trx, horizon, ENDPOINTS_PER_FAN_OUT, WEBHOOK_PLANS);
+      const endpoints = await lockEndpointsBehindFeed(trx, horizon, ENDPOINTS_PER_FAN_OUT);
       let more = endpoints.length === ENDPOINTS_PER_FAN_OUT;
       const now = clock();
       for (const endpoint of endpoints) {
-        const result = await fanOutEvents(trx, endpoint, horizon, now, EVENTS_PER_ENDPOINT);
+        const result = await fanOutEvents(trx, endpoint, horizon, now, EVENTS_PER_ENDPOINT, WEBHOOK_PLANS);
         if (result.last) await advanceEndpointFeed(trx, endpoint, result.last);
         if (result.scanned === EVENTS_PER_ENDPOINT) more = true;
       }
