@@ -5,7 +5,7 @@
  * so it runs on the embedded database too) and every attempt at it is recorded beside it.
  */
 import { randomUUID } from 'node:crypto';
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Database, Env } from '../db/schema.js';
 import { organisationOnPlan } from './endpoints.queries.js';
 
@@ -220,6 +220,78 @@ export interface LeaseTerms {
  */
 export async function claimDueDeliveries(trx: Db, claim: LeaseTerms & { endpoints: ClaimableEndpoint[] }): Promise<ClaimedDelivery[]> {
   if (claim.endpoints.length === 0 || claim.slots <= 0) return [];
+  return lease(
+    trx,
+    sql`
+      with endpoint as (
+        select e.org_id, e.endpoint_id, e.cap, e.pos
+        from unnest(${claim.endpoints.map((e) => e.orgId)}::uuid[], ${claim.endpoints.map((e) => e.endpointId)}::uuid[],
+                    ${claim.endpoints.map((e) => e.cap)}::int[]) with ordinality as e (org_id, endpoint_id, cap, pos)
+      ), busy as (
+        select b.org_id, b.n
+        from unnest(${[...claim.busy.keys()]}::uuid[], ${[...claim.busy.values()]}::int[]) as b (org_id, n)
+      ), room as (
+        select endpoint.*, greatest(0, endpoint.cap - (
+          select count(*)::int from webhook_deliveries l
+          where l.org_id = endpoint.org_id and l.endpoint_id = endpoint.endpoint_id
+            and l.lease_id is not null and l.leased_until > ${claim.now}
+        )) as room
+        from endpoint
+      ), due as (
+        select room.org_id, room.pos, c.id, row_number() over (partition by room.pos order by c.next_attempt_at, c.id) as k
+        from room cross join lateral (
+          select d.id, d.next_attempt_at from webhook_deliveries d
+          where d.org_id = room.org_id and d.endpoint_id = room.endpoint_id and ${dueAt(sql.ref('d'), claim.now)}
+          order by d.next_attempt_at
+          limit room.room
+          for update skip locked
+        ) c
+      ), ranked as (
+        select due.org_id, due.id, due.pos, due.k,
+               coalesce(busy.n, 0) + row_number() over (partition by due.org_id order by due.k, due.pos) as turn
+        from due left join busy on busy.org_id = due.org_id
+      )
+      select org_id, id from ranked
+      where turn <= ${claim.share}
+      order by turn, pos, k
+      limit ${claim.slots}`,
+    claim,
+  );
+}
+
+/**
+ * After a success, while the worker has slots free (so that nobody waits for this one): leases
+ * the endpoint's next due delivery, in the transaction that recorded the success, so that a busy
+ * endpoint's attempt follows the last without waiting for a claim. The endpoint's leases stay as
+ * many (one released, one taken), so its cap holds without counting; nothing is leased unless the
+ * endpoint is enabled, its circuit closed and its organisation on one of `plans`.
+ */
+export async function leaseNextOfEndpoint(
+  trx: Db,
+  next: { orgId: string; endpointId: string; plans: readonly string[]; now: Date; leaseId: string; leasedUntil: Date },
+): Promise<ClaimedDelivery | undefined> {
+  const [leased] = await lease(
+    trx,
+    sql`
+      select d.org_id, d.id from webhook_deliveries d
+      join webhook_endpoints w on w.org_id = d.org_id and w.id = d.endpoint_id
+      where d.org_id = ${next.orgId} and d.endpoint_id = ${next.endpointId} and ${dueAt(sql.ref('d'), next.now)}
+        and not w.disabled and w.circuit_open_until is null and ${organisationOnPlan(sql.ref('w.org_id'), next.plans)}
+      order by d.next_attempt_at
+      limit 1
+      for update of d skip locked`,
+    next,
+  );
+  return leased;
+}
+
+/** A delivery that may be attempted at `now`: pending, its time come, and no live lease on it. */
+function dueAt(d: RawBuilder<unknown>, now: Date) {
+  return sql<boolean>`${d}.status = 'pending' and ${d}.next_attempt_at <= ${now} and (${d}.leased_until is null or ${d}.leased_until <= ${now})`;
+}
+
+/** Leases the deliveries `chosen` selects (org_id, id) and returns them with what their attempts need. */
+async function lease(trx: Db, chosen: RawBuilder<unknown>, terms: { leaseId: string; leasedUntil: Date }): Promise<ClaimedDelivery[]> {
   const { rows } = await sql<{
     org_id: string;
     id: string;
@@ -235,42 +307,9 @@ export async function claimDueDeliveries(trx: Db, claim: LeaseTerms & { endpoint
     event_created_at: Date;
     event_data: unknown;
   }>`
-    with endpoint as (
-      select e.org_id, e.endpoint_id, e.cap, e.pos
-      from unnest(${claim.endpoints.map((e) => e.orgId)}::uuid[], ${claim.endpoints.map((e) => e.endpointId)}::uuid[],
-                  ${claim.endpoints.map((e) => e.cap)}::int[]) with ordinality as e (org_id, endpoint_id, cap, pos)
-    ), busy as (
-      select b.org_id, b.n
-      from unnest(${[...claim.busy.keys()]}::uuid[], ${[...claim.busy.values()]}::int[]) as b (org_id, n)
-    ), room as (
-      select endpoint.*, greatest(0, endpoint.cap - (
-        select count(*)::int from webhook_deliveries l
-        where l.org_id = endpoint.org_id and l.endpoint_id = endpoint.endpoint_id
-          and l.lease_id is not null and l.leased_until > ${claim.now}
-      )) as room
-      from endpoint
-    ), due as (
-      select room.org_id, room.pos, c.id, row_number() over (partition by room.pos order by c.next_attempt_at, c.id) as k
-      from room cross join lateral (
-        select d.id, d.next_attempt_at from webhook_deliveries d
-        where d.org_id = room.org_id and d.endpoint_id = room.endpoint_id and d.status = 'pending'
-          and d.next_attempt_at <= ${claim.now} and (d.leased_until is null or d.leased_until <= ${claim.now})
-        order by d.next_attempt_at
-        limit room.room
-        for update skip locked
-      ) c
-    ), ranked as (
-      select due.org_id, due.id, due.pos, due.k, coalesce(busy.n, 0) + row_number() over (partition by due.org_id order by due.k, due.pos) as turn
-      from due left join busy on busy.org_id = due.org_id
-    ), chosen as (
-      select org_id, id from ranked
-      where turn <= ${claim.share}
-      order by turn, pos, k
-      limit ${claim.slots}
-    )
     update webhook_deliveries d
-    set lease_id = ${claim.leaseId}, leased_until = ${claim.leasedUntil}
-    from chosen, webhook_endpoints w, events e
+    set lease_id = ${terms.leaseId}, leased_until = ${terms.leasedUntil}
+    from (${chosen}) chosen, webhook_endpoints w, events e
     where d.org_id = chosen.org_id and d.id = chosen.id
       and w.org_id = d.org_id and w.id = d.endpoint_id
       and e.org_id = d.org_id and e.id = d.event_id

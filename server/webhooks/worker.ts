@@ -44,6 +44,7 @@ import {
   type EndpointWalk,
   FIRST_PLACE,
   fanOutEvents,
+  leaseNextOfEndpoint,
   type HeldBack,
   type LeaseTerms,
   readFeedHorizon,
@@ -207,7 +208,11 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     return secrets;
   }
 
-  async function attempt(delivery: ClaimedDelivery, leaseId: string): Promise<void> {
+  /** The next delivery to attempt at once, already leased (leaseNextOfEndpoint). */
+  type Chained = { delivery: ClaimedDelivery; leaseId: string } | undefined;
+
+  /** Sends one attempt and records it; after a success, the endpoint's next delivery while slots are free. */
+  async function attempt(delivery: ClaimedDelivery, leaseId: string): Promise<Chained> {
     const at = clock();
     let outcome: AttemptOutcome;
     try {
@@ -241,12 +246,13 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
         succeeded: outcome.succeeded,
         nextRetryAt: retryAt,
       });
-      if (!ours) return { ours, opened: false };
+      if (!ours) return { ours, opened: false, next: undefined };
       if (outcome.succeeded) {
         await markEndpointSucceeded(trx, endpoint);
-        return { ours, opened: false };
+        return { ours, opened: false, next: await leaseNext(trx, endpoint) };
       }
-      return { ours, opened: await markEndpointFailed(trx, endpoint, at, { disableAfterMs: DISABLE_AFTER_FAILING_MS, circuit: CIRCUIT }) };
+      const opened = await markEndpointFailed(trx, endpoint, at, { disableAfterMs: DISABLE_AFTER_FAILING_MS, circuit: CIRCUIT });
+      return { ours, opened, next: undefined };
     });
     if (recorded.opened) {
       observer?.circuitOpened();
@@ -257,6 +263,44 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
         { deliveryId: delivery.id, endpointId: delivery.endpointId },
         'webhook attempt not recorded: the delivery is no longer leased to this worker (its lease ran out, or the endpoint was deleted)',
       );
+    return recorded.next;
+  }
+
+  /**
+   * While other slots are free, nobody waits for this one: the endpoint that just succeeded keeps
+   * it for its next due delivery, without waiting for a claim. Once every slot is taken, a slot
+   * that frees goes back to the claim, which deals it round the organisations.
+   */
+  async function leaseNext(trx: Kysely<Database>, endpoint: { orgId: string; endpointId: string }): Promise<Chained> {
+    if (stopping || inFlight.size >= concurrency) return undefined;
+    const now = clock();
+    const leaseId = randomUUID();
+    const leasedUntil = new Date(now.getTime() + leaseMs(timeoutMs));
+    const next = await leaseNextOfEndpoint(trx, { ...endpoint, plans: WEBHOOK_PLANS, now, leaseId, leasedUntil });
+    return next && { delivery: next, leaseId };
+  }
+
+  /** Starts an attempt, counted in flight (for its organisation too) until it is recorded, and what it chains. */
+  function launch(delivery: ClaimedDelivery, leaseId: string): void {
+    let chained = false;
+    const running: Promise<void> = attempt(delivery, leaseId)
+      .then((next) => {
+        if (!next) return;
+        chained = true;
+        launch(next.delivery, next.leaseId);
+      })
+      .catch((error) => logger.error({ err: error, deliveryId: delivery.id }, 'webhook attempt failed to be recorded'))
+      .finally(() => {
+        inFlight.delete(running);
+        ended(delivery.orgId, !chained);
+      });
+    inFlight.add(running);
+    started(delivery.orgId);
+  }
+
+  /** Until no attempt is in flight, chained ones included. */
+  async function settled(): Promise<void> {
+    while (inFlight.size > 0) await Promise.all([...inFlight]);
   }
 
   function started(orgId: string): void {
@@ -264,12 +308,13 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     observer?.inFlight(inFlight.size);
   }
 
-  function ended(orgId: string): void {
+  /** `freed`: the slot is free (not taken by a chained attempt), so the loop may claim at once. */
+  function ended(orgId: string, freed: boolean): void {
     const left = (busy.get(orgId) ?? 1) - 1;
     if (left > 0) busy.set(orgId, left);
     else busy.delete(orgId);
     observer?.inFlight(inFlight.size);
-    wake?.();
+    if (freed) wake?.();
   }
 
   /**
@@ -296,23 +341,24 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     const lastServed = walk.claimable.findLast((endpoint) => served.has(endpoint.endpointId));
     if (lastServed) place = lastServed;
     else if (walk.truncated && walk.last) place = walk.last;
-    for (const delivery of claimed) {
-      const running: Promise<void> = attempt(delivery, leaseId)
-        .catch((error) => logger.error({ err: error, deliveryId: delivery.id }, 'webhook attempt failed to be recorded'))
-        .finally(() => {
-          inFlight.delete(running);
-          ended(delivery.orgId);
-        });
-      inFlight.add(running);
-      started(delivery.orgId);
-    }
+    for (const delivery of claimed) launch(delivery, leaseId);
     return { claimed: claimed.length, more: walk.truncated && claimed.length < slots };
   }
 
+  /** When the loop last read the feed (by the loop's own pace, not the clock tests move), and whether it left more. */
+  let fannedOutAt = Number.NEGATIVE_INFINITY;
+  let moreToFanOut = true;
+
   /** One pass of the loop; true when there is more to do at once. */
   async function pass(): Promise<boolean> {
-    await track(false);
-    const moreEvents = await fanOut();
+    // The feed is read when a poll interval has passed or the last read left more; a pass woken
+    // by an attempt's end only claims (that end freed a slot, and room on its endpoint).
+    let moreEvents = false;
+    if (moreToFanOut || performance.now() - fannedOutAt >= pollIntervalMs) {
+      fannedOutAt = performance.now();
+      await track(false);
+      moreEvents = moreToFanOut = await fanOut();
+    }
     const slots = concurrency - inFlight.size;
     const { claimed, more } = await claimAndSend(slots);
     return moreEvents || more || (slots > 0 && claimed === slots);
@@ -352,14 +398,14 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
       await track(true);
       await fanOut();
       await claimAndSend(concurrency - inFlight.size);
-      await Promise.all([...inFlight]);
+      await settled();
     },
     async stop() {
       stopping = true;
       wake?.();
       // The pass under way ends, then the attempts in flight, each by its own deadline; recording
       // them may wait on the database, so not forever: an unrecorded attempt's lease runs out.
-      const finished = loop.then(() => Promise.all([...inFlight]));
+      const finished = loop.then(settled);
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([finished, new Promise((resolve) => (timer = setTimeout(resolve, leaseMs(timeoutMs))))]);
       clearTimeout(timer);
