@@ -39,6 +39,7 @@ import { PLAN_ORDER, PLANS } from '../plans/plans.js';
 import {
   type ClaimedDelivery,
   claimDueDeliveries,
+  commitWithoutWaiting,
   countHeldBack,
   type EndpointPlace,
   type EndpointWalk,
@@ -144,6 +145,7 @@ export async function claimFairly(
   claim: LeaseTerms & { after: EndpointPlace; walkLimit: number; endpointCap: number },
 ): Promise<{ walk: EndpointWalk; claimed: ClaimedDelivery[] }> {
   return db.transaction().execute(async (trx) => {
+    await commitWithoutWaiting(trx);
     const walk = await walkClaimableEndpoints(trx, {
       after: claim.after,
       limit: claim.walkLimit,
@@ -231,6 +233,7 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     const retryAt = outcome.succeeded ? null : nextRetryAt(number, at);
     const endpoint = { orgId: delivery.orgId, endpointId: delivery.endpointId };
     const recorded = await db.transaction().execute(async (trx) => {
+      await commitWithoutWaiting(trx);
       const ours = await recordAttempt(trx, {
         orgId: delivery.orgId,
         deliveryId: delivery.id,
