@@ -1192,7 +1192,9 @@ export type components = {
             succeeded: boolean;
             /**
              * Format: date-time
-             * @description When this event is tried again after this failed attempt; null after a success or the last attempt.
+             * @description When this event is tried again after this failed attempt, by the retry schedule; null after a
+             *     success or the last attempt. While the endpoint's deliveries are paused (its `deliveryPause`),
+             *     the retry waits for the pause to end.
              */
             nextRetryAt: string | null;
         };

@@ -148,7 +148,7 @@ export async function walkClaimableEndpoints(
   trx: Db,
   walk: { after: EndpointPlace; limit: number; now: Date; plans: readonly string[]; cap: number },
 ): Promise<EndpointWalk> {
-  const next = (wrapped: ReturnType<typeof sql>, after: ReturnType<typeof sql>) => sql`(
+  const next = (wrapped: RawBuilder<unknown>, after: RawBuilder<unknown>) => sql`(
     select * from (
       (select ${wrapped} as wrapped, d.org_id, d.endpoint_id from webhook_deliveries d
        where d.status = 'pending' and (d.org_id, d.endpoint_id) > ${after}

@@ -192,7 +192,7 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     });
   }
 
-  /** Every TRACK_INTERVAL_MS (always when `now`): the plans' holds, and what is held back, for the metrics. */
+  /** Every TRACK_INTERVAL_MS of the clock (at once when `force`): the plans' holds, and what is held back, for the metrics. */
   async function track(force: boolean): Promise<void> {
     const now = clock();
     if (!force && trackedAt !== undefined && Math.abs(now.getTime() - trackedAt) < TRACK_INTERVAL_MS) return;

@@ -29,6 +29,18 @@ let tokenText: string;
 
 const webhookSettings = ephemeralWebhookSettings({ allowPrivateNetworks: true });
 
+/** A webhook worker stepped by the test (`tick()`), reporting to `observer`. */
+const steppedWorker = (observer: Metrics['webhooks']) =>
+  startWebhookWorker({
+    db: server.database.db,
+    settings: webhookSettings,
+    logger: pino({ level: 'silent' }),
+    pollIntervalMs: 10,
+    timeoutMs: 5000,
+    loop: false,
+    observer,
+  });
+
 beforeAll(async () => {
   metrics = createMetrics();
   server = await startTestServer({ metrics, rateLimits: { perToken: 8, perAddress: 1_000, windowSeconds: 60 }, webhooks: webhookSettings });
@@ -59,15 +71,7 @@ beforeAll(async () => {
     await insertEndpoint(server.database.db, webhookSettings, { orgId, url: receiver.url });
     await insertEvent(server.database.db, { orgId });
     await insertEvent(server.database.db, { orgId });
-    const worker = startWebhookWorker({
-      db: server.database.db,
-      settings: webhookSettings,
-      logger: pino({ level: 'silent' }),
-      pollIntervalMs: 10,
-      timeoutMs: 5000,
-      loop: false,
-      observer: metrics.webhooks,
-    });
+    const worker = steppedWorker(metrics.webhooks);
     await waitFor(async () => {
       await worker.tick();
       return receiver.requests.length >= 2;
@@ -166,15 +170,7 @@ it('webhook fairness: circuits opened, attempts in flight, endpoints and deliver
     await insertEndpoint(server.database.db, webhookSettings, { orgId: held.orgId, url: `${receiver.url}/held` });
     for (let i = 0; i < 10; i++) await insertEvent(server.database.db, { orgId: failing.orgId });
     await insertEvent(server.database.db, { orgId: held.orgId });
-    const worker = startWebhookWorker({
-      db: server.database.db,
-      settings: webhookSettings,
-      logger: pino({ level: 'silent' }),
-      pollIntervalMs: 10,
-      timeoutMs: 5000,
-      loop: false,
-      observer: own.webhooks,
-    });
+    const worker = steppedWorker(own.webhooks);
     // Five failures in a row open the first endpoint's circuit; the second's one delivery has failed once.
     await waitFor(async () => {
       await worker.tick();

@@ -4,52 +4,15 @@
  * TEST_DATABASE_URL), with real receivers (test/support/webhook-worker-fixtures.ts) that count the
  * requests they hold open at once, per endpoint and in all.
  */
-import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ClientsApi } from '../../client/index.js';
 import { loadConfig } from '../../server/config.js';
 import { CIRCUIT_FIRST_COOL_DOWN_MS, CIRCUIT_OPENS_AFTER, RETRY_DELAYS_MS } from '../../server/webhooks/schedule.js';
-import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
-import {
-  DEFAULT_ENDPOINT_CONCURRENCY,
-  organisationShare,
-  startWebhookWorker,
-  type WebhookWorker,
-  type WebhookWorkerOptions,
-} from '../../server/webhooks/worker.js';
-import { startTestServer, type TestServer } from '../support/server.js';
-import { insertEndpoint, insertEvent, movableClock, type Receiver, startReceiver, waitFor } from '../support/webhook-worker-fixtures.js';
+import { DEFAULT_ENDPOINT_CONCURRENCY, organisationShare } from '../../server/webhooks/worker.js';
+import { webhookHarness } from '../support/webhook-harness.js';
+import { insertEndpoint, insertEvent, movableClock, waitFor } from '../support/webhook-worker-fixtures.js';
 
-const settings = ephemeralWebhookSettings({ allowPrivateNetworks: true });
-const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-let server: TestServer;
-const receivers: Receiver[] = [];
-const workers: WebhookWorker[] = [];
-
-beforeAll(async () => {
-  server = await startTestServer({ webhooks: settings });
-});
-afterAll(async () => {
-  await server?.close();
-});
-afterEach(async () => {
-  // Receivers first: closing them ends the attempts they hold, so the workers stop at once.
-  await Promise.all(receivers.splice(0).map((r) => r.close()));
-  await Promise.all(workers.splice(0).map((w) => w.stop()));
-});
-
-async function receiver(answer?: Receiver['answer']): Promise<Receiver> {
-  const started = await startReceiver();
-  if (answer) started.answer = answer;
-  receivers.push(started);
-  return started;
-}
-
-function worker(options: Partial<WebhookWorkerOptions> = {}): WebhookWorker {
-  const started = startWebhookWorker({ db: server.database.db, settings, logger, pollIntervalMs: 20, timeoutMs: 5000, ...options });
-  workers.push(started);
-  return started;
-}
+const { settings, server, receiver, worker } = webhookHarness();
 
 async function register(api: ClientsApi, url: string): Promise<string> {
   const { data, error } = await api.POST('/webhook-endpoints', { body: { url, enabledEvents: ['*'] } });
@@ -57,7 +20,7 @@ async function register(api: ClientsApi, url: string): Promise<string> {
   return data.data.id;
 }
 
-const db = () => server.database.db;
+const db = () => server().database.db;
 
 async function pendingOf(orgId: string): Promise<number> {
   const { count } = await db()
@@ -70,7 +33,7 @@ async function pendingOf(orgId: string): Promise<number> {
 }
 
 async function organisation(plan: 'pro' | 'studio' = 'pro') {
-  return server.mint({ orgName: `fairness-${Date.now()}-${Math.random()}`, plan });
+  return server().mint({ orgName: `fairness-${Date.now()}-${Math.random()}`, plan });
 }
 
 describe('a noisy organisation', () => {
@@ -81,7 +44,7 @@ describe('a noisy organisation', () => {
     const defaults = loadConfig({});
     const hanging = await receiver(() => 'hang');
     const quiet = await receiver();
-    const noisy = await server.tenant({ plan: 'pro' });
+    const noisy = await server().tenant({ plan: 'pro' });
     for (let i = 0; i < 16; i++) await register(noisy.api, `${hanging.url}/${i}`);
     const clients: string[] = [];
     for (let i = 0; i < 20; i++) clients.push((await noisy.api.POST('/clients', { body: { name: `Noisy ${i}` } })).data!.data.id);
@@ -101,7 +64,7 @@ describe('a noisy organisation', () => {
       void noisy.api.PATCH('/clients/{id}', { params: { path: { id } }, body: { notes: `change ${++changes}` } });
     }, 300);
     try {
-      const other = await server.tenant({ plan: 'pro' });
+      const other = await server().tenant({ plan: 'pro' });
       await register(other.api, quiet.url);
       const changed = Date.now();
       const created = await other.api.POST('/clients', { body: { name: 'Quiet' } });
@@ -207,8 +170,8 @@ describe('several workers', () => {
 describe('the circuit', () => {
   it('opens after five failures in a row, holds the rest without spending their attempts, probes once, and closes on a success', async () => {
     const failing = await receiver(() => ({ status: 500 }));
-    const { orgId, token } = await server.mint({ orgName: `circuit-${Date.now()}`, plan: 'pro' });
-    const api = server.client(token);
+    const { orgId, token } = await server().mint({ orgName: `circuit-${Date.now()}`, plan: 'pro' });
+    const api = server().client(token);
     const clock = movableClock();
     const endpoint = await insertEndpoint(db(), settings, { orgId, url: failing.url });
     for (let i = 0; i < 12; i++) await insertEvent(db(), { orgId });
@@ -284,7 +247,7 @@ describe('the circuit', () => {
 
   it('PATCH disabled: false closes an open circuit: its deliveries go out at once', async () => {
     const failing = await receiver(() => ({ status: 503 }));
-    const { api } = await server.tenant({ plan: 'pro' });
+    const { api } = await server().tenant({ plan: 'pro' });
     const id = await register(api, failing.url);
     const clock = movableClock();
     const w = worker({ clock: clock.now, loop: false });

@@ -6,63 +6,39 @@
  * PostgreSQL (a process of its own needs a database it can reach), and the function that command
  * runs on the in-memory PGlite.
  */
-import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { PlanName } from '../../server/db/schema.js';
 import { setOrganisationPlan } from '../../server/orgs/orgs.queries.js';
 import { DISABLE_AFTER_FAILING_MS } from '../../server/webhooks/schedule.js';
-import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
-import { startWebhookWorker, type WebhookWorker } from '../../server/webhooks/worker.js';
+import type { WebhookWorker } from '../../server/webhooks/worker.js';
 import { usingPostgres } from '../support/database.js';
 import { runCli } from '../support/processes.js';
-import { startTestServer, type TestServer } from '../support/server.js';
-import { insertEndpoint, insertEvent, movableClock, type Receiver, startReceiver, waitFor } from '../support/webhook-worker-fixtures.js';
+import { webhookHarness } from '../support/webhook-harness.js';
+import { insertEndpoint, insertEvent, movableClock, waitFor } from '../support/webhook-worker-fixtures.js';
 
 const DAY = 24 * 60 * 60 * 1000;
-const settings = ephemeralWebhookSettings({ allowPrivateNetworks: true });
-let server: TestServer;
-let receiver: Receiver;
-const workers: WebhookWorker[] = [];
+const harness = webhookHarness();
+const { settings, server } = harness;
 
-beforeAll(async () => {
-  server = await startTestServer({ webhooks: settings });
-});
-afterAll(async () => {
-  await server?.close();
-});
-afterEach(async () => {
-  await receiver?.close();
-  await Promise.all(workers.splice(0).map((w) => w.stop()));
-});
-
+/** A worker stepped by the test (`tick()`), on the test's clock. */
 function worker(clock: ReturnType<typeof movableClock>): WebhookWorker {
-  const started = startWebhookWorker({
-    db: server.database.db,
-    settings,
-    logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
-    pollIntervalMs: 20,
-    timeoutMs: 5000,
-    clock: clock.now,
-    loop: false,
-  });
-  workers.push(started);
-  return started;
+  return harness.worker({ clock: clock.now, loop: false });
 }
 
 /** `npm run cli -- org set-plan` on PostgreSQL; on PGlite, what it runs. */
 async function setPlan(orgName: string, plan: PlanName): Promise<void> {
   if (usingPostgres) {
-    const run = await runCli(['org', 'set-plan', '--org', orgName, '--plan', plan], { DATABASE_URL: server.database.url });
+    const run = await runCli(['org', 'set-plan', '--org', orgName, '--plan', plan], { DATABASE_URL: server().database.url });
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toContain(`is on plan ${plan}`);
   } else {
-    expect(await setOrganisationPlan(server.database.db, orgName, plan)).toBeDefined();
+    expect(await setOrganisationPlan(server().database.db, orgName, plan)).toBeDefined();
   }
 }
 
 const deliveriesOf = (endpointId: string) =>
-  server.database.db
-    .selectFrom('webhook_deliveries')
+  server()
+    .database.db.selectFrom('webhook_deliveries')
     .select(['event_id', 'status', 'attempts'])
     .where('endpoint_id', '=', endpointId)
     .orderBy('created_at')
@@ -72,11 +48,11 @@ describe('a downgrade to free, then an upgrade', () => {
   it('stops every attempt, keeps the endpoint saying why, loses nothing, and delivers it all after the upgrade', {
     timeout: 120_000,
   }, async () => {
-    receiver = await startReceiver();
+    const receiver = await harness.receiver();
     receiver.answer = (_, index) => ({ status: index === 0 ? 500 : 200 });
     const orgName = `downgraded-${Date.now()}`;
-    const minted = await server.mint({ orgName, plan: 'pro' });
-    const api = server.client(minted.token);
+    const minted = await server().mint({ orgName, plan: 'pro' });
+    const api = server().client(minted.token);
     const clock = movableClock();
     const w = worker(clock);
     const registered = await api.POST('/webhook-endpoints', { body: { url: receiver.url, enabledEvents: ['*'] } });
@@ -138,21 +114,21 @@ describe('a downgrade to free, then an upgrade', () => {
   });
 
   it('the time on free does not count toward the five-day disable', { timeout: 120_000 }, async () => {
-    receiver = await startReceiver();
+    const receiver = await harness.receiver();
     receiver.answer = () => ({ status: 500 });
     const orgName = `failing-downgraded-${Date.now()}`;
-    const { orgId } = await server.mint({ orgName, plan: 'pro' });
+    const { orgId } = await server().mint({ orgName, plan: 'pro' });
     const start = Date.now();
     const clock = movableClock(new Date(start));
-    const endpoint = await insertEndpoint(server.database.db, settings, { orgId, url: receiver.url });
+    const endpoint = await insertEndpoint(server().database.db, settings, { orgId, url: receiver.url });
     const w = worker(clock);
     const row = () =>
-      server.database.db.selectFrom('webhook_endpoints').selectAll().where('id', '=', endpoint.id).executeTakeFirstOrThrow();
+      server().database.db.selectFrom('webhook_endpoints').selectAll().where('id', '=', endpoint.id).executeTakeFirstOrThrow();
     /** A new event at `at`, and its first attempt (failed). */
     const failAt = async (at: number) => {
       clock.set(new Date(at));
       const seen = receiver.requests.length;
-      await insertEvent(server.database.db, { orgId });
+      await insertEvent(server().database.db, { orgId });
       await waitFor(async () => {
         await w.tick();
         return receiver.requests.length > seen;
