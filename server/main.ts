@@ -95,7 +95,9 @@ const webhookWorker = config.webhookWorker
       logger,
       pollIntervalMs: config.webhookPollIntervalMs,
       timeoutMs: config.webhookTimeoutMs,
-      observeAttempt: metrics?.observeWebhookAttempt,
+      concurrency: config.webhookConcurrency,
+      endpointConcurrency: config.webhookEndpointConcurrency,
+      observer: metrics?.webhooks,
     })
   : undefined;
 /**

@@ -58,9 +58,19 @@ const worker = startWebhookWorker({
   logger,
   pollIntervalMs: config.webhookPollIntervalMs,
   timeoutMs: config.webhookTimeoutMs,
-  observeAttempt: metrics?.observeWebhookAttempt,
+  concurrency: config.webhookConcurrency,
+  endpointConcurrency: config.webhookEndpointConcurrency,
+  observer: metrics?.webhooks,
 });
-logger.info({ pollIntervalMs: config.webhookPollIntervalMs, timeoutMs: config.webhookTimeoutMs }, 'webhook worker started');
+logger.info(
+  {
+    pollIntervalMs: config.webhookPollIntervalMs,
+    timeoutMs: config.webhookTimeoutMs,
+    concurrency: config.webhookConcurrency,
+    endpointConcurrency: config.webhookEndpointConcurrency,
+  },
+  'webhook worker started',
+);
 
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {

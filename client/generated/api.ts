@@ -263,8 +263,8 @@ export type paths = {
         /**
          * List webhook endpoints
          * @description The organisation's webhook endpoints of the token's environment, newest first (at most 16).
-         *     Needs the scope `webhooks:manage` and the pro plan or above (else 402 `plan_required`, feature
-         *     `webhooks`).
+         *     Needs the scope `webhooks:manage`. Works on every plan, so that an organisation whose plan no
+         *     longer includes webhooks still sees its endpoints and why they are idle (`deliveryPause`).
          */
         get: operations["listWebhookEndpoints"];
         put?: never;
@@ -307,8 +307,8 @@ export type paths = {
         /**
          * Read a webhook endpoint
          * @description One webhook endpoint, without its secret.
-         *     Needs the scope `webhooks:manage` and the pro plan or above (else 402 `plan_required`, feature
-         *     `webhooks`).
+         *     Needs the scope `webhooks:manage`. Works on every plan, so that an organisation whose plan no
+         *     longer includes webhooks still sees its endpoints and why they are idle (`deliveryPause`).
          */
         get: operations["getWebhookEndpoint"];
         put?: never;
@@ -327,7 +327,7 @@ export type paths = {
          * Change a webhook endpoint
          * @description Changes the fields sent. A new `url` is checked as on registration. `disabled: true` stops
          *     deliveries (events meanwhile are not delivered later); `disabled: false` resumes them and
-         *     forgets past failures.
+         *     forgets past failures (an open circuit included: see `deliveryPause`).
          *     Needs the scope `webhooks:manage` and the pro plan or above (else 402 `plan_required`, feature
          *     `webhooks`).
          */
@@ -385,8 +385,7 @@ export type paths = {
          * @description The endpoint's delivery attempts, newest first: which event, when, the answer's status or the
          *     error, how long it took, and when the event will be tried again. Kept as long as their events
          *     (30 days).
-         *     Needs the scope `webhooks:manage` and the pro plan or above (else 402 `plan_required`, feature
-         *     `webhooks`).
+         *     Needs the scope `webhooks:manage`. Works on every plan, like reading the endpoint.
          */
         get: operations["listWebhookDeliveries"];
         put?: never;
@@ -1116,6 +1115,28 @@ export type components = {
              */
             failingSince: string | null;
             /**
+             * @description Why deliveries to this endpoint are held back at the moment, or null when they are not. Read
+             *     only. Held deliveries are neither attempted nor failed, and spend none of their ten
+             *     attempts: they go out when the pause ends.
+             *
+             *     - `plan`: the organisation's plan does not include webhooks. Nothing is sent, and the events
+             *       of the meantime wait in the feed: after an upgrade to pro or above they are delivered
+             *       (those still within the feed's 30 days), with everything that was pending. `probeAt` is
+             *       null.
+             *     - `circuit_open`: the last attempts at this endpoint all failed (five in a row), so it is
+             *       given a rest. At `probeAt` one delivery is tried; a success ends the pause, a failure
+             *       starts a longer one (twice as long, up to an hour). While that one attempt is due or
+             *       under way, `probeAt` is in the past.
+             *
+             *     A disabled endpoint (`disabled: true`) shows only `plan` here: `disabledReason` says the rest.
+             */
+            deliveryPause: {
+                /** @enum {string} */
+                reason: "plan" | "circuit_open";
+                /** Format: date-time */
+                probeAt: string | null;
+            } | null;
+            /**
              * Format: date-time
              * @description After a rotation, until when the previous secret still signs deliveries (beside the new
              *     one); null when there is none.
@@ -1208,7 +1229,9 @@ export type components = {
             succeeded: boolean;
             /**
              * Format: date-time
-             * @description When this event is tried again after this failed attempt; null after a success or the last attempt.
+             * @description When this event is tried again after this failed attempt, by the retry schedule; null after a
+             *     success or the last attempt. While the endpoint's deliveries are paused (its `deliveryPause`),
+             *     the retry waits for the pause to end.
              */
             nextRetryAt: string | null;
         };
@@ -2627,7 +2650,6 @@ export interface operations {
             };
             400: components["responses"]["ValidationFailed"];
             401: components["responses"]["Unauthenticated"];
-            402: components["responses"]["PaymentRequired"];
             403: components["responses"]["Forbidden"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
@@ -2758,7 +2780,6 @@ export interface operations {
             };
             400: components["responses"]["ValidationFailed"];
             401: components["responses"]["Unauthenticated"];
-            402: components["responses"]["PaymentRequired"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
@@ -2986,7 +3007,6 @@ export interface operations {
             };
             400: components["responses"]["ValidationFailed"];
             401: components["responses"]["Unauthenticated"];
-            402: components["responses"]["PaymentRequired"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];

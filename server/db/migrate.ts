@@ -5,6 +5,7 @@ import * as rateLimits from './migrations/2026_11_28_0001_rate_limits.js';
 import * as clientsListAndSearch from './migrations/2026_11_28_0005_clients_list_and_search.js';
 import * as clientsSearchSteadyInserts from './migrations/2026_11_29_0001_clients_search_steady_inserts.js';
 import * as eventsAndWebhooks from './migrations/2026_12_01_0001_events_and_webhooks.js';
+import * as webhookFairDelivery from './migrations/2026_12_02_0001_webhook_fair_delivery.js';
 
 /** Every migration, by name; names sort in the order they run. */
 const migrations: Record<string, Migration> = {
@@ -14,6 +15,7 @@ const migrations: Record<string, Migration> = {
   '2026_11_28_0005_clients_list_and_search': clientsListAndSearch,
   '2026_11_29_0001_clients_search_steady_inserts': clientsSearchSteadyInserts,
   '2026_12_01_0001_events_and_webhooks': eventsAndWebhooks,
+  '2026_12_02_0001_webhook_fair_delivery': webhookFairDelivery,
 };
 
 /**

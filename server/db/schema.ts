@@ -110,6 +110,13 @@ export interface WebhookEndpointsTable {
   /** Where this endpoint has got to in the feed: events after it are still to be fanned out. */
   feed_txid: ColumnType<string, string, string>;
   feed_seq: ColumnType<string, string | undefined, string>;
+  /** Failed attempts in a row since the last success; CIRCUIT_OPENS_AFTER of them open the circuit. */
+  consecutive_failures: Generated<number>;
+  /** When the circuit last opened, and until when it is open (past it: one probe). Null: closed. */
+  circuit_opened_at: NullableTimestamp;
+  circuit_open_until: NullableTimestamp;
+  /** Since when the organisation's plan has not included webhooks (the worker keeps it); null: it does. */
+  plan_paused_at: NullableTimestamp;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

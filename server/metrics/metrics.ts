@@ -15,6 +15,7 @@ import type pg from 'pg';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { KeyedOutcome } from '../idempotency/idempotency.js';
 import type { Limiter } from '../rate-limit/rate-limits.js';
+import type { WebhookWorkerObserver } from '../webhooks/worker.js';
 
 const MISNAMED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
@@ -33,8 +34,8 @@ export interface Metrics {
   countCounterStoreFailure(): void;
   /** Gauges of a pg pool's connections, read at each scrape. */
   watchPool(name: string, pool: pg.Pool): void;
-  /** Counts one webhook delivery attempt by outcome, and times it (told by the worker). */
-  observeWebhookAttempt(succeeded: boolean, seconds: number): void;
+  /** What the webhook worker tells: attempts, circuits opened, attempts in flight, what is held back. */
+  webhooks: WebhookWorkerObserver;
 }
 
 export function createMetrics(): Metrics {
@@ -83,6 +84,32 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
   for (const outcome of ['succeeded', 'failed']) webhookAttempts.inc({ outcome }, 0);
+  const circuitsOpened = new Counter({
+    name: 'webhook_circuits_opened_total',
+    help: 'Webhook endpoints whose circuit this process opened: after five failed attempts in a row, or again after a failed probe.',
+    registers: [registry],
+  });
+  const webhookInFlight = new Gauge({
+    name: 'webhook_attempts_in_flight',
+    help: 'Webhook delivery attempts this process has in flight (at most WEBHOOK_CONCURRENCY; an organisation at most half).',
+    registers: [registry],
+  });
+  const heldEndpoints = new Gauge({
+    name: 'webhook_endpoints_paused',
+    help: "Webhook endpoints whose deliveries are held, by reason: plan (the organisation's plan has no webhooks) or circuit_open (cooling down after failures). Counted every 10 s by the worker, across all workers.",
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const heldDeliveries = new Gauge({
+    name: 'webhook_deliveries_held',
+    help: 'Webhook deliveries waiting, not attempted, by reason: plan (every pending one of those endpoints) or circuit_open (the due ones). Counted every 10 s by the worker, across all workers.',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  for (const reason of ['plan', 'circuit_open']) {
+    heldEndpoints.set({ reason }, 0);
+    heldDeliveries.set({ reason }, 0);
+  }
 
   const pools = new Map<string, pg.Pool>();
   const poolGauge = (name: string, help: string, read: (pool: pg.Pool) => number) =>
@@ -119,9 +146,23 @@ export function createMetrics(): Metrics {
     watchPool(name, pool) {
       pools.set(name, pool);
     },
-    observeWebhookAttempt(succeeded, seconds) {
-      webhookAttempts.inc({ outcome: succeeded ? 'succeeded' : 'failed' });
-      webhookDuration.observe(seconds);
+    webhooks: {
+      attempt(succeeded, seconds) {
+        webhookAttempts.inc({ outcome: succeeded ? 'succeeded' : 'failed' });
+        webhookDuration.observe(seconds);
+      },
+      circuitOpened() {
+        circuitsOpened.inc();
+      },
+      inFlight(count) {
+        webhookInFlight.set(count);
+      },
+      heldBack(held) {
+        heldEndpoints.set({ reason: 'plan' }, held.planEndpoints);
+        heldEndpoints.set({ reason: 'circuit_open' }, held.circuitEndpoints);
+        heldDeliveries.set({ reason: 'plan' }, held.planDeliveries);
+        heldDeliveries.set({ reason: 'circuit_open' }, held.circuitDeliveries);
+      },
     },
   };
 }

@@ -5,8 +5,9 @@
  * so it runs on the embedded database too) and every attempt at it is recorded beside it.
  */
 import { randomUUID } from 'node:crypto';
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Database, Env } from '../db/schema.js';
+import { organisationOnPlan } from './endpoints.queries.js';
 
 type Db = Kysely<Database>;
 
@@ -46,9 +47,18 @@ export interface FanOutResult {
 /**
  * Creates a pending delivery, due at `now`, for each of the endpoint's tenant's events after its
  * place in the feed and below the horizon whose type it wants, scanning at most `limit` events in
- * feed order. A delivery that exists already is left alone (`on conflict do nothing`).
+ * feed order. A delivery that exists already is left alone (`on conflict do nothing`). Nothing is
+ * scanned unless the organisation is on one of `plans` (those that include webhooks) now: the
+ * endpoint keeps its place, and the events of the meantime are fanned out after an upgrade.
  */
-export async function fanOutEvents(trx: Db, position: FeedPosition, horizon: string, now: Date, limit: number): Promise<FanOutResult> {
+export async function fanOutEvents(
+  trx: Db,
+  position: FeedPosition,
+  horizon: string,
+  now: Date,
+  limit: number,
+  plans: readonly string[],
+): Promise<FanOutResult> {
   const { rows } = await sql<{ scanned: number; created: number; last_txid: string | null; last_seq: string | null }>`
     with scanned as (
       select e.id, e.type, e.txid, e.seq
@@ -56,6 +66,7 @@ export async function fanOutEvents(trx: Db, position: FeedPosition, horizon: str
       where e.org_id = ${position.orgId} and e.env = ${position.env}
         and (e.txid, e.seq) > (${position.feedTxid}::xid8, ${position.feedSeq}::bigint)
         and e.txid < ${horizon}::xid8
+        and ${organisationOnPlan(sql`${position.orgId}::uuid`, plans)}
       order by e.txid, e.seq
       limit ${limit}
     ), created as (
@@ -97,17 +108,190 @@ export interface ClaimedDelivery {
   event: { id: string; type: string; env: Env; created_at: Date; data: unknown };
 }
 
+/** A place among the endpoints that have pending deliveries, in the claim's walk order. */
+export interface EndpointPlace {
+  orgId: string;
+  endpointId: string;
+}
+
+/** The lowest place: a walk after it starts at the first endpoint. */
+export const FIRST_PLACE: EndpointPlace = {
+  orgId: '00000000-0000-0000-0000-000000000000',
+  endpointId: '00000000-0000-0000-0000-000000000000',
+};
+
+/** An endpoint this worker may claim from now, and at most how many attempts it may have in flight. */
+export interface ClaimableEndpoint extends EndpointPlace {
+  cap: number;
+}
+
+export interface EndpointWalk {
+  /** The endpoints this transaction now holds for its claim, in walk order. */
+  claimable: ClaimableEndpoint[];
+  /** The last endpoint walked, and whether the walk stopped at its limit (more endpoints follow). */
+  last: EndpointPlace | null;
+  truncated: boolean;
+}
+
 /**
- * Leases up to `limit` due deliveries to `leaseId` until `leasedUntil`, in one statement (no
- * transaction stays open while the attempts are made). A delivery is due when it is pending, its
- * time has come, no live lease holds it and its endpoint is enabled. SKIP LOCKED: two workers
- * claiming at once take different deliveries. A lease that ran out (its worker died) is simply
- * claimed again: the same event, the same `webhook-id`.
+ * The first step of a claim, in the claim's transaction: walks the endpoints that have pending
+ * deliveries, in (org_id, endpoint_id) order from just after `after` round to it again, at most
+ * `limit` of them. Each step is one probe of the pending deliveries' index for the next endpoint
+ * (a skip scan), so the walk costs the number of endpoints, never the number of deliveries. Of
+ * those, it keeps the endpoints that may be attempted now: enabled, of an organisation on one of
+ * `plans`, and with a closed circuit (`cap` attempts at once) or one whose cool-down is over (one
+ * probe); and takes for each a lock held until the transaction ends, skipping those another
+ * worker holds. The count of an endpoint's leases that the claim then reads is therefore exact
+ * across workers: no other claim on it runs until this one has committed its leases.
  */
-export async function claimDueDeliveries(
-  db: Db,
-  claim: { leaseId: string; now: Date; leasedUntil: Date; limit: number },
-): Promise<ClaimedDelivery[]> {
+export async function walkClaimableEndpoints(
+  trx: Db,
+  walk: { after: EndpointPlace; limit: number; now: Date; plans: readonly string[]; cap: number },
+): Promise<EndpointWalk> {
+  const next = (wrapped: RawBuilder<unknown>, after: RawBuilder<unknown>) => sql`(
+    select * from (
+      (select ${wrapped} as wrapped, d.org_id, d.endpoint_id from webhook_deliveries d
+       where d.status = 'pending' and (d.org_id, d.endpoint_id) > ${after}
+       order by d.org_id, d.endpoint_id limit 1)
+      union all
+      (select true, d.org_id, d.endpoint_id from webhook_deliveries d
+       where d.status = 'pending' and not ${wrapped}
+       order by d.org_id, d.endpoint_id limit 1)
+    ) candidate limit 1)`;
+  const after = sql`(${walk.after.orgId}::uuid, ${walk.after.endpointId}::uuid)`;
+  const { rows } = await sql<{ n: number; org_id: string; endpoint_id: string; cap: number | null; walked: number }>`
+    with recursive walk (n, wrapped, org_id, endpoint_id) as (
+      select 1, s.wrapped, s.org_id, s.endpoint_id from ${next(sql`false`, after)} s
+      union all
+      select w.n + 1, s.wrapped, s.org_id, s.endpoint_id
+      from walk w cross join lateral ${next(sql`w.wrapped`, sql`(w.org_id, w.endpoint_id)`)} s
+      where w.n < ${walk.limit} and not (s.wrapped and (s.org_id, s.endpoint_id) > ${after})
+    ), claimable as materialized (
+      select walk.n, walk.org_id, walk.endpoint_id,
+             case when e.circuit_open_until is null then ${walk.cap}::int else 1 end as cap
+      from walk
+      join webhook_endpoints e on e.org_id = walk.org_id and e.id = walk.endpoint_id
+      where not e.disabled and ${organisationOnPlan(sql.ref('e.org_id'), walk.plans)}
+        and (e.circuit_open_until is null or e.circuit_open_until <= ${walk.now})
+    ), held as materialized (
+      select n, org_id, endpoint_id, cap from claimable
+      where pg_try_advisory_xact_lock(hashtextextended('webhook_claim:' || endpoint_id::text, 0))
+    )
+    select walk.n, walk.org_id, walk.endpoint_id, held.cap, (select count(*) from walk)::int as walked
+    from walk left join held on held.n = walk.n
+    order by walk.n
+  `.execute(trx);
+  const last = rows.at(-1);
+  return {
+    claimable: rows.filter((row) => row.cap !== null).map((row) => ({ orgId: row.org_id, endpointId: row.endpoint_id, cap: row.cap! })),
+    last: last ? { orgId: last.org_id, endpointId: last.endpoint_id } : null,
+    truncated: last !== undefined && last.walked >= walk.limit,
+  };
+}
+
+/** What a claim may take, and how it leases it. */
+export interface LeaseTerms {
+  /** Attempts in flight in this worker, per organisation. */
+  busy: ReadonlyMap<string, number>;
+  /** Attempts in flight one organisation may have in this worker. */
+  share: number;
+  /** Deliveries to lease at most (the worker's free slots). */
+  slots: number;
+  now: Date;
+  leaseId: string;
+  leasedUntil: Date;
+}
+
+/**
+ * The second step of a claim, after walkClaimableEndpoints in the same transaction (so that its
+ * snapshot sees every lease committed before the endpoints' locks were taken): leases to
+ * `leaseId` until `leasedUntil` at most `slots` due deliveries of `endpoints`, and returns them.
+ *
+ * - Each endpoint gets at most its cap minus its live leases (all workers' alike), its oldest due
+ *   deliveries first. A delivery is due when it is pending, its time has come and no live lease
+ *   holds it (a lease that ran out, its worker dead, is simply taken again: the same event, the
+ *   same `webhook-id`).
+ * - Each organisation gets at most `share` attempts in flight in this worker, counting `busy`
+ *   (its attempts already in flight here).
+ * - The slots go round: each organisation's first delivery before anyone's second, the least busy
+ *   organisation first, and within an organisation one per endpoint before a second; ties by walk
+ *   order, which starts after the last endpoint served.
+ * - FOR UPDATE SKIP LOCKED on the deliveries too: a row another statement is settling is left.
+ */
+export async function claimDueDeliveries(trx: Db, claim: LeaseTerms & { endpoints: ClaimableEndpoint[] }): Promise<ClaimedDelivery[]> {
+  if (claim.endpoints.length === 0 || claim.slots <= 0) return [];
+  return lease(
+    trx,
+    sql`
+      with endpoint as (
+        select e.org_id, e.endpoint_id, e.cap, e.pos
+        from unnest(${claim.endpoints.map((e) => e.orgId)}::uuid[], ${claim.endpoints.map((e) => e.endpointId)}::uuid[],
+                    ${claim.endpoints.map((e) => e.cap)}::int[]) with ordinality as e (org_id, endpoint_id, cap, pos)
+      ), busy as (
+        select b.org_id, b.n
+        from unnest(${[...claim.busy.keys()]}::uuid[], ${[...claim.busy.values()]}::int[]) as b (org_id, n)
+      ), room as (
+        select endpoint.*, greatest(0, endpoint.cap - (
+          select count(*)::int from webhook_deliveries l
+          where l.org_id = endpoint.org_id and l.endpoint_id = endpoint.endpoint_id
+            and l.lease_id is not null and l.leased_until > ${claim.now}
+        )) as room
+        from endpoint
+      ), due as (
+        select room.org_id, room.pos, c.id, row_number() over (partition by room.pos order by c.next_attempt_at, c.id) as k
+        from room cross join lateral (
+          select d.id, d.next_attempt_at from webhook_deliveries d
+          where d.org_id = room.org_id and d.endpoint_id = room.endpoint_id and ${dueAt(sql.ref('d'), claim.now)}
+          order by d.next_attempt_at
+          limit room.room
+          for update skip locked
+        ) c
+      ), ranked as (
+        select due.org_id, due.id, due.pos, due.k,
+               coalesce(busy.n, 0) + row_number() over (partition by due.org_id order by due.k, due.pos) as turn
+        from due left join busy on busy.org_id = due.org_id
+      )
+      select org_id, id from ranked
+      where turn <= ${claim.share}
+      order by turn, pos, k
+      limit ${claim.slots}`,
+    claim,
+  );
+}
+
+/**
+ * After a success, while the worker has slots free (so that nobody waits for this one): leases
+ * the endpoint's next due delivery, in the transaction that recorded the success, so that a busy
+ * endpoint's attempt follows the last without waiting for a claim. The endpoint's leases stay as
+ * many (one released, one taken), so its cap holds without counting; nothing is leased unless the
+ * endpoint is enabled, its circuit closed and its organisation on one of `plans`.
+ */
+export async function leaseNextOfEndpoint(
+  trx: Db,
+  next: { orgId: string; endpointId: string; plans: readonly string[]; now: Date; leaseId: string; leasedUntil: Date },
+): Promise<ClaimedDelivery | undefined> {
+  const [leased] = await lease(
+    trx,
+    sql`
+      select d.org_id, d.id from webhook_deliveries d
+      join webhook_endpoints w on w.org_id = d.org_id and w.id = d.endpoint_id
+      where d.org_id = ${next.orgId} and d.endpoint_id = ${next.endpointId} and ${dueAt(sql.ref('d'), next.now)}
+        and not w.disabled and w.circuit_open_until is null and ${organisationOnPlan(sql.ref('w.org_id'), next.plans)}
+      order by d.next_attempt_at
+      limit 1
+      for update of d skip locked`,
+    next,
+  );
+  return leased;
+}
+
+/** A delivery that may be attempted at `now`: pending, its time come, and no live lease on it. */
+function dueAt(d: RawBuilder<unknown>, now: Date) {
+  return sql<boolean>`${d}.status = 'pending' and ${d}.next_attempt_at <= ${now} and (${d}.leased_until is null or ${d}.leased_until <= ${now})`;
+}
+
+/** Leases the deliveries `chosen` selects (org_id, id) and returns them with what their attempts need. */
+async function lease(trx: Db, chosen: RawBuilder<unknown>, terms: { leaseId: string; leasedUntil: Date }): Promise<ClaimedDelivery[]> {
   const { rows } = await sql<{
     org_id: string;
     id: string;
@@ -124,24 +308,14 @@ export async function claimDueDeliveries(
     event_data: unknown;
   }>`
     update webhook_deliveries d
-    set lease_id = ${claim.leaseId}, leased_until = ${claim.leasedUntil}
-    from (
-      select due.org_id, due.id
-      from webhook_deliveries due
-      join webhook_endpoints w on w.org_id = due.org_id and w.id = due.endpoint_id
-      where due.status = 'pending' and due.next_attempt_at <= ${claim.now}
-        and (due.leased_until is null or due.leased_until <= ${claim.now})
-        and not w.disabled
-      order by due.next_attempt_at
-      limit ${claim.limit}
-      for update of due skip locked
-    ) claimed, webhook_endpoints w, events e
-    where d.org_id = claimed.org_id and d.id = claimed.id
+    set lease_id = ${terms.leaseId}, leased_until = ${terms.leasedUntil}
+    from (${chosen}) chosen, webhook_endpoints w, events e
+    where d.org_id = chosen.org_id and d.id = chosen.id
       and w.org_id = d.org_id and w.id = d.endpoint_id
       and e.org_id = d.org_id and e.id = d.event_id
     returning d.org_id, d.id, d.endpoint_id, d.attempts, w.url, w.secret, w.previous_secret, w.previous_secret_expires_at,
               e.id as event_id, e.type as event_type, e.env as event_env, e.created_at as event_created_at, e.data as event_data
-  `.execute(db);
+  `.execute(trx);
   return rows.map((row) => ({
     orgId: row.org_id,
     id: row.id,
@@ -158,6 +332,16 @@ export async function claimDueDeliveries(
 // ---------------------------------------------------------------------------------------------
 // Record: an attempt's outcome, only while the lease is still ours.
 // ---------------------------------------------------------------------------------------------
+
+/**
+ * The worker's transactions (a claim, an attempt's record) commit without waiting for the disk.
+ * A crash of the database server can lose the last fraction of a second of them, which costs at
+ * worst an attempt sent again (its lease or its success lost): at least once, as promised. Waiting
+ * for the disk made every attempt's slot wait too, and a busy endpoint's few slots with it.
+ */
+export async function commitWithoutWaiting(trx: Db): Promise<void> {
+  await sql`set local synchronous_commit = off`.execute(trx);
+}
 
 export interface AttemptRecord {
   orgId: string;
@@ -201,4 +385,45 @@ export async function recordAttempt(trx: Db, record: AttemptRecord): Promise<boo
     returning id
   `.execute(trx);
   return rows.length > 0;
+}
+// ---------------------------------------------------------------------------------------------
+// What the worker reports to its metrics: what is held back, and why.
+// ---------------------------------------------------------------------------------------------
+
+export interface HeldBack {
+  /** Endpoints whose organisation's plan does not include webhooks, and their pending deliveries. */
+  planEndpoints: number;
+  planDeliveries: number;
+  /** Enabled endpoints with an open circuit (its cool-down not over), and their due deliveries. */
+  circuitEndpoints: number;
+  circuitDeliveries: number;
+}
+
+/**
+ * Counts what is held back, through the partial indexes on the endpoints (held by the plan; an
+ * open circuit) and the pending deliveries of those endpoints only. `plan_paused_at` is as the
+ * worker last set it (trackPlanPauses).
+ */
+export async function countHeldBack(db: Db, now: Date): Promise<HeldBack> {
+  const { rows } = await sql<{ plan_endpoints: number; plan_deliveries: number; circuit_endpoints: number; circuit_deliveries: number }>`
+    with plan as (
+      select org_id, id from webhook_endpoints where plan_paused_at is not null
+    ), circuit as (
+      select org_id, id from webhook_endpoints
+      where circuit_open_until > ${now} and not disabled and plan_paused_at is null
+    )
+    select (select count(*) from plan)::int as plan_endpoints,
+           (select count(*) from plan p join webhook_deliveries d
+              on d.org_id = p.org_id and d.endpoint_id = p.id and d.status = 'pending')::int as plan_deliveries,
+           (select count(*) from circuit)::int as circuit_endpoints,
+           (select count(*) from circuit c join webhook_deliveries d
+              on d.org_id = c.org_id and d.endpoint_id = c.id and d.status = 'pending' and d.next_attempt_at <= ${now})::int as circuit_deliveries
+  `.execute(db);
+  const row = rows[0]!;
+  return {
+    planEndpoints: row.plan_endpoints,
+    planDeliveries: row.plan_deliveries,
+    circuitEndpoints: row.circuit_endpoints,
+    circuitDeliveries: row.circuit_deliveries,
+  };
 }

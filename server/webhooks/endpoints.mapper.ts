@@ -16,8 +16,23 @@ type EventType = components['schemas']['EventType'];
 
 const iso = (date: Date | null) => (date ? date.toISOString() : null);
 
-/** `now` decides whether the previous secret still signs: an expired one is as good as none. */
-export function toWebhookEndpoint(row: WebhookEndpointRow, now: Date): WebhookEndpoint {
+type DeliveryPause = WebhookEndpoint['deliveryPause'];
+
+/**
+ * Why deliveries are held back: the plan first (it holds everything, a disabled endpoint's too),
+ * then an open circuit of an enabled endpoint, with when its probe is due.
+ */
+function deliveryPause(row: WebhookEndpointRow, planHasWebhooks: boolean): DeliveryPause {
+  if (!planHasWebhooks) return { reason: 'plan', probeAt: null };
+  if (!row.disabled && row.circuit_open_until) return { reason: 'circuit_open', probeAt: row.circuit_open_until.toISOString() };
+  return null;
+}
+
+/**
+ * `now` decides whether the previous secret still signs: an expired one is as good as none.
+ * `planHasWebhooks`: whether the organisation's plan includes webhooks now (else deliveries wait).
+ */
+export function toWebhookEndpoint(row: WebhookEndpointRow, now: Date, planHasWebhooks: boolean): WebhookEndpoint {
   const previousExpires = row.previous_secret !== null && row.previous_secret_expires_at && row.previous_secret_expires_at > now;
   return {
     id: row.id,
@@ -28,6 +43,7 @@ export function toWebhookEndpoint(row: WebhookEndpointRow, now: Date): WebhookEn
     disabled: row.disabled,
     disabledReason: row.disabled ? row.disabled_reason : null,
     failingSince: iso(row.failing_since),
+    deliveryPause: deliveryPause(row, planHasWebhooks),
     previousSecretExpiresAt: previousExpires ? iso(row.previous_secret_expires_at) : null,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),

@@ -1,7 +1,7 @@
 /**
  * The one module that writes `webhook_endpoints`.
  */
-import { type Kysely, sql, type Updateable } from 'kysely';
+import { type Kysely, type RawBuilder, sql, type Updateable } from 'kysely';
 import type { Database, Env, WebhookAttemptRow, WebhookEndpointRow, WebhookEndpointsTable } from '../db/schema.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -50,7 +50,17 @@ export async function countEndpointsLocked(trx: EndpointsDb, tenant: EndpointTen
 }
 
 /** Every column but the place in the feed, which the insert takes from its own transaction. */
-export type NewEndpointRow = Omit<WebhookEndpointRow, 'feed_txid' | 'feed_seq' | 'previous_secret' | 'previous_secret_expires_at'>;
+export type NewEndpointRow = Omit<
+  WebhookEndpointRow,
+  | 'feed_txid'
+  | 'feed_seq'
+  | 'previous_secret'
+  | 'previous_secret_expires_at'
+  | 'consecutive_failures'
+  | 'circuit_opened_at'
+  | 'circuit_open_until'
+  | 'plan_paused_at'
+>;
 
 /** The id of the writing transaction: an endpoint gets the events of transactions after it. */
 const currentTransaction = sql<string>`pg_current_xact_id()`;
@@ -90,6 +100,9 @@ export type EndpointValues = Pick<
   | 'secret'
   | 'previous_secret'
   | 'previous_secret_expires_at'
+  | 'consecutive_failures'
+  | 'circuit_opened_at'
+  | 'circuit_open_until'
 >;
 
 /**
@@ -158,21 +171,33 @@ export async function listAttemptRows(
 }
 
 // ---------------------------------------------------------------------------------------------
-//
-//
-//
-//
-//
+// The delivery worker's statements (server/webhooks/worker.ts): its place in the feed, what its
+// deliveries' outcomes do to the endpoint (failingSince, the circuit, disabled after five days),
+// and the time an organisation's plan holds its endpoints.
 // ---------------------------------------------------------------------------------------------
-// The delivery worker's statements (server/webhooks/worker.ts): its place in the feed, and what
-// its deliveries' outcomes do to the endpoint (failingSince, disabled after five days).
-// ---------------------------------------------------------------------------------------------
+
+/** An endpoint as the worker's statements name it. */
+export interface WorkerEndpoint {
+  orgId: string;
+  endpointId: string;
+}
+
+/**
+ * Whether the endpoint's organisation is on one of `plans`, read by key (a subquery the planner
+ * keeps per row): joined instead, the planner may scan every organisation for the few on those
+ * plans, most organisations being on free.
+ */
+export function organisationOnPlan(orgId: RawBuilder<unknown>, plans: readonly string[]) {
+  return sql<boolean>`(select o.plan from organisations o where o.id = ${orgId}) = any(${plans}::text[])`;
+}
 
 /**
  * Locks up to `limit` enabled endpoints that have events to fan out (after their place in the
  * feed, below the horizon), skipping those another worker holds: two processes never fan out one
- * endpoint at once. Endpoints with nothing new are not taken, and the furthest behind go first, so
- * a batch never starves the rest.
+ * endpoint at once. Endpoints with nothing new are not taken, and the furthest behind go first,
+ * so a batch never starves the rest. Nor are those the worker has seen held by their
+ * organisation's plan (`plan_paused_at`): they stay furthest behind, and would fill every batch.
+ * (The fan-out checks each one's plan again, as it is now: fanOutEvents.)
  */
 export async function lockEndpointsBehindFeed(trx: EndpointsDb, horizon: string, limit: number) {
   const rows = await trx
@@ -186,6 +211,7 @@ export async function lockEndpointsBehindFeed(trx: EndpointsDb, horizon: string,
       eb.cast<string>('w.feed_seq', 'text').as('feed_seq'),
     ])
     .where('w.disabled', '=', false)
+    .where('w.plan_paused_at', 'is', null)
     .where(({ exists, selectFrom }) =>
       exists(
         selectFrom('events as e')
@@ -213,11 +239,7 @@ export async function lockEndpointsBehindFeed(trx: EndpointsDb, horizon: string,
 }
 
 /** Moves the endpoint's place in the feed to the last event the fan-out scanned. */
-export async function advanceEndpointFeed(
-  trx: EndpointsDb,
-  endpoint: { orgId: string; endpointId: string },
-  to: { txid: string; seq: string },
-) {
+export async function advanceEndpointFeed(trx: EndpointsDb, endpoint: WorkerEndpoint, to: { txid: string; seq: string }) {
   await trx
     .updateTable('webhook_endpoints')
     .set({ feed_txid: to.txid, feed_seq: to.seq })
@@ -226,42 +248,91 @@ export async function advanceEndpointFeed(
     .execute();
 }
 
-/** A delivery succeeded: the endpoint is no longer failing. */
-export async function markEndpointSucceeded(trx: EndpointsDb, endpoint: { orgId: string; endpointId: string }) {
+/** A delivery succeeded: the endpoint is no longer failing, and its circuit is closed. */
+export async function markEndpointSucceeded(trx: EndpointsDb, endpoint: WorkerEndpoint) {
   await trx
     .updateTable('webhook_endpoints')
-    .set({ failing_since: null })
+    .set({ failing_since: null, consecutive_failures: 0, circuit_opened_at: null, circuit_open_until: null })
     .where('org_id', '=', endpoint.orgId)
     .where('id', '=', endpoint.endpointId)
-    .where('failing_since', 'is not', null)
+    .where((eb) =>
+      eb.or([eb('failing_since', 'is not', null), eb('consecutive_failures', '>', 0), eb('circuit_open_until', 'is not', null)]),
+    )
     .execute();
 }
 
+/** What the circuit does after failures (server/webhooks/schedule.ts). */
+export interface CircuitRule {
+  opensAfter: number;
+  firstCoolDownMs: number;
+  maxCoolDownMs: number;
+}
+
+const milliseconds = (ms: number) => sql<string>`(${ms} * interval '1 millisecond')`;
+
 /**
- * An attempt failed at `at`: the endpoint is failing since its first failure after its last
- * success, and once that is `disableAfterMs` ago it is disabled (`disabledReason: failing`), which
- * stops its deliveries until someone enables it again. The first statement locks the row, so the
- * second decides on what it read.
+ * An attempt that started at `at` failed. The endpoint is failing since its first failure after
+ * its last success, and one more failure is counted in a row. The circuit opens when that count
+ * reaches `opensAfter` (for the first cool-down), or again when the failure is the probe's (the
+ * circuit was open and its time is over: twice the last cool-down, at most the longest); a
+ * failure of an attempt that began before the circuit opened changes nothing more. Once the
+ * endpoint has been failing for `disableAfterMs`, not counting the time its organisation's plan
+ * has held it, it is disabled (`disabledReason: failing`), which stops its deliveries until someone
+ * enables it again. The first statement locks the row, so the second decides on what it read.
+ * True when this failure opened the circuit.
  */
 export async function markEndpointFailed(
   trx: EndpointsDb,
-  endpoint: { orgId: string; endpointId: string },
+  endpoint: WorkerEndpoint,
   at: Date,
-  disableAfterMs: number,
-) {
-  const failing = await trx
-    .updateTable('webhook_endpoints')
-    .set((eb) => ({ failing_since: eb.fn.coalesce('failing_since', eb.val(at)) }))
-    .where('org_id', '=', endpoint.orgId)
-    .where('id', '=', endpoint.endpointId)
-    .returning(['failing_since', 'disabled'])
-    .executeTakeFirst();
-  if (!failing || failing.disabled || failing.failing_since === null) return;
-  if (new Date(failing.failing_since).getTime() > at.getTime() - disableAfterMs) return;
-  await trx
-    .updateTable('webhook_endpoints')
-    .set({ disabled: true, disabled_reason: 'failing', updated_at: at })
-    .where('org_id', '=', endpoint.orgId)
-    .where('id', '=', endpoint.endpointId)
-    .execute();
+  rules: { disableAfterMs: number; circuit: CircuitRule },
+): Promise<boolean> {
+  const { circuit } = rules;
+  // Every expression reads the row as it was before this update.
+  const opens = sql<boolean>`((circuit_open_until is null and consecutive_failures + 1 >= ${circuit.opensAfter}) or circuit_open_until <= ${at})`;
+  const coolDown = sql`(case when circuit_open_until is null then ${milliseconds(circuit.firstCoolDownMs)}
+    else least(${milliseconds(circuit.maxCoolDownMs)}, 2 * (circuit_open_until - circuit_opened_at)) end)`;
+  const { rows } = await sql<{ failing_since: Date; plan_paused_at: Date | null; disabled: boolean; opened: boolean }>`
+    update webhook_endpoints
+    set failing_since = coalesce(failing_since, ${at}),
+        consecutive_failures = consecutive_failures + 1,
+        circuit_opened_at = case when ${opens} then ${at} else circuit_opened_at end,
+        circuit_open_until = case when ${opens} then ${at}::timestamptz + ${coolDown} else circuit_open_until end
+    where org_id = ${endpoint.orgId} and id = ${endpoint.endpointId}
+    returning failing_since, plan_paused_at, disabled, circuit_opened_at is not distinct from ${at}::timestamptz as opened
+  `.execute(trx);
+  const failing = rows[0];
+  if (!failing || failing.disabled) return false;
+  // Time held by the plan (the worker has not yet seen the upgrade that ended it) is not failing time.
+  const held = failing.plan_paused_at ? Math.max(0, at.getTime() - new Date(failing.plan_paused_at).getTime()) : 0;
+  if (new Date(failing.failing_since).getTime() + held <= at.getTime() - rules.disableAfterMs) {
+    await trx
+      .updateTable('webhook_endpoints')
+      .set({ disabled: true, disabled_reason: 'failing', updated_at: at })
+      .where('org_id', '=', endpoint.orgId)
+      .where('id', '=', endpoint.endpointId)
+      .execute();
+  }
+  return failing.opened;
+}
+
+/**
+ * Keeps `plan_paused_at` in step with the organisations' plans (`plans`: those that include
+ * webhooks): set at `now` on the endpoints of an organisation whose plan does not; cleared on
+ * those whose plan does again, moving `failing_since` on by the time held, so that time never
+ * counts toward the five-day disable. Reads every endpoint not yet held (with its organisation's
+ * row, by key): the worker runs it every few seconds, not every pass.
+ */
+export async function trackPlanPauses(trx: EndpointsDb, plans: readonly string[], now: Date): Promise<void> {
+  await sql`
+    update webhook_endpoints w
+    set plan_paused_at = ${now}
+    where w.plan_paused_at is null and not ${organisationOnPlan(sql.ref('w.org_id'), plans)}
+  `.execute(trx);
+  await sql`
+    update webhook_endpoints w
+    set failing_since = w.failing_since + greatest(interval '0', ${now}::timestamptz - w.plan_paused_at),
+        plan_paused_at = null
+    where w.plan_paused_at is not null and ${organisationOnPlan(sql.ref('w.org_id'), plans)}
+  `.execute(trx);
 }

@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Database, WebhookEndpointRow } from '../db/schema.js';
-import { assertFeature, type PlanTenant } from '../plans/plans.js';
+import { assertFeature, PLANS, type PlanTenant } from '../plans/plans.js';
 import { ApiError, notFound, validationFailed } from '../shared/errors.js';
 import { decodeKeyset, encodeKeyset } from '../shared/keyset-cursor.js';
 import { LIST_DEFAULTS, parameterMessage } from '../shared/spec-values.js';
@@ -52,10 +52,18 @@ export interface EndpointWithSecret {
   secret: string;
 }
 
-/** 402 plan_required (feature `webhooks`) unless the organisation's plan has webhooks: every operation asks first. */
+/**
+ * 402 plan_required (feature `webhooks`) unless the organisation's plan has webhooks: every
+ * operation that changes something asks first. Reading does not: an organisation whose plan no
+ * longer includes webhooks still sees its endpoints, their attempts, and why nothing is sent.
+ */
 function assertWebhooksPlan(tenant: PlanTenant): void {
   assertFeature(tenant.plan, 'webhooks');
 }
+
+/** Whether deliveries go out on the tenant's plan; the writes' answers come after the gate, so always. */
+const planHasWebhooks = (tenant: PlanTenant) => PLANS[tenant.plan].features.has('webhooks');
+const AFTER_THE_GATE = true;
 
 /** The plan, then the URL: what a create needs before its transaction. */
 export async function checkNewEndpoint(tenant: PlanTenant, input: WebhookEndpointCreate, settings: WebhookSettings): Promise<void> {
@@ -98,12 +106,11 @@ export async function createEndpoint(
     created_at: now,
     updated_at: now,
   });
-  return { data: toWebhookEndpoint(row, now), secret };
+  return { data: toWebhookEndpoint(row, now, AFTER_THE_GATE), secret };
 }
 
 export async function listEndpoints(db: Kysely<Database>, tenant: PlanTenant, now: Date): Promise<WebhookEndpoint[]> {
-  assertWebhooksPlan(tenant);
-  return (await listEndpointRows(db, tenant)).map((row) => toWebhookEndpoint(row, now));
+  return (await listEndpointRows(db, tenant)).map((row) => toWebhookEndpoint(row, now, planHasWebhooks(tenant)));
 }
 
 /**
@@ -118,8 +125,7 @@ async function findOrNotFound(db: Kysely<Database>, tenant: EndpointTenant, id: 
 }
 
 export async function getEndpoint(db: Kysely<Database>, tenant: PlanTenant, id: string, now: Date): Promise<WebhookEndpoint> {
-  assertWebhooksPlan(tenant);
-  return toWebhookEndpoint(await findOrNotFound(db, tenant, id), now);
+  return toWebhookEndpoint(await findOrNotFound(db, tenant, id), now, planHasWebhooks(tenant));
 }
 
 const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((item, i) => item === b[i]);
@@ -136,13 +142,18 @@ function changesTo(row: WebhookEndpointRow, input: WebhookEndpointUpdate): { val
     values.disabled = true;
     values.disabled_reason = 'manual';
   }
-  // Enabling forgets past failures; and an endpoint that was disabled starts again from now, so
-  // that events of the time it was off are never delivered (the spec says so). One that was
-  // enabled keeps its place: its events are on their way.
-  if (input.disabled === false && (row.disabled || row.failing_since !== null || row.disabled_reason !== null)) {
+  // Enabling forgets past failures, an open circuit's included (its deliveries go out at once);
+  // and an endpoint that was disabled starts again from now, so that events of the time it was off
+  // are never delivered (the spec says so). One that was enabled keeps its place: its events are
+  // on their way.
+  const failed = row.failing_since !== null || row.consecutive_failures > 0 || row.circuit_open_until !== null;
+  if (input.disabled === false && (row.disabled || failed || row.disabled_reason !== null)) {
     values.disabled = false;
     values.disabled_reason = null;
     values.failing_since = null;
+    values.consecutive_failures = 0;
+    values.circuit_opened_at = null;
+    values.circuit_open_until = null;
   }
   return { values, resumeFeed: input.disabled === false && row.disabled };
 }
@@ -157,8 +168,8 @@ export async function updateEndpoint(
 ): Promise<WebhookEndpoint> {
   const row = await findOrNotFound(trx, tenant, id, true);
   const { values, resumeFeed } = changesTo(row, input);
-  if (Object.keys(values).length === 0) return toWebhookEndpoint(row, now);
-  return toWebhookEndpoint(await updateEndpointRow(trx, tenant, id, { ...values, updated_at: now }, { resumeFeed }), now);
+  if (Object.keys(values).length === 0) return toWebhookEndpoint(row, now, AFTER_THE_GATE);
+  return toWebhookEndpoint(await updateEndpointRow(trx, tenant, id, { ...values, updated_at: now }, { resumeFeed }), now, AFTER_THE_GATE);
 }
 
 /** Hard delete: the endpoint as it was. Its deliveries and their attempts go with it. */
@@ -166,7 +177,7 @@ export async function deleteEndpoint(trx: Kysely<Database>, tenant: PlanTenant, 
   assertWebhooksPlan(tenant);
   const row = isUuid(id) ? await deleteEndpointRow(trx, tenant, id) : undefined;
   if (!row) throw notFound('There is no webhook endpoint with this id.');
-  return toWebhookEndpoint(row, now);
+  return toWebhookEndpoint(row, now, AFTER_THE_GATE);
 }
 
 /**
@@ -189,7 +200,7 @@ export async function rotateSecret(
     previous_secret_expires_at: new Date(now.getTime() + PREVIOUS_SECRET_LIFETIME_MS),
     updated_at: now,
   });
-  return { data: toWebhookEndpoint(updated, now), secret };
+  return { data: toWebhookEndpoint(updated, now, AFTER_THE_GATE), secret };
 }
 
 /** The spec's own words for a cursor this API did not give out. */
@@ -218,7 +229,6 @@ export async function listDeliveries(
   id: string,
   query: { limit?: number | undefined; cursor?: string | undefined },
 ): Promise<DeliveryPage> {
-  assertWebhooksPlan(tenant);
   const after = query.cursor === undefined ? undefined : decodeAttemptCursor(query.cursor);
   await findOrNotFound(db, tenant, id);
   // The validator fills in the spec's default; the fallback only satisfies the optional type.

@@ -34,3 +34,20 @@ export function nextRetryAt(attempt: number, at: Date): Date | null {
   const delay = RETRY_DELAYS_MS[attempt - 1];
   return delay === undefined ? null : new Date(at.getTime() + delay);
 }
+
+/**
+ * The circuit of an endpoint that keeps failing (server/webhooks/worker.ts, docs/webhooks.md
+ * "Fairness"). After CIRCUIT_OPENS_AFTER failed attempts in a row, whatever their deliveries, the
+ * endpoint gets no attempt for a cool-down; then one delivery is tried as a probe. A success closes
+ * the circuit (and ends `failingSince`); a failed probe opens it again for twice as long, up to
+ * CIRCUIT_MAX_COOL_DOWN_MS. Deliveries held meanwhile stay pending with their attempts unspent:
+ * the retry schedule above counts attempts made, not time, and the five-day disable (which does
+ * count time) still ends an endpoint that never answers.
+ *
+ * Five: more than a receiver's brief hiccup (a deploy, a restart), and few enough that a dead one
+ * costs five attempts' time, not a backlog's. The cool-downs start at a minute and stop at an
+ * hour, so a receiver that comes back is found again within the hour.
+ */
+export const CIRCUIT_OPENS_AFTER = 5;
+export const CIRCUIT_FIRST_COOL_DOWN_MS = MINUTE;
+export const CIRCUIT_MAX_COOL_DOWN_MS = HOUR;

@@ -4,32 +4,82 @@
  *
  * Each pass:
  *  1. Fan-out (the feed is the outbox). In one short transaction: read the feed's horizon first,
- *     lock a batch of enabled endpoints that are behind the feed (SKIP LOCKED), create a pending
- *     delivery for each of their tenant's events below the horizon that they want, and move each
- *     endpoint's place in the feed past every event scanned. An event becomes visible only once
- *     every transaction with a smaller id has ended, so none can later appear behind an
- *     endpoint's place: nothing committed is ever skipped.
- *  2. Claim due deliveries with a lease (one statement, SKIP LOCKED), so two workers never send one
- *     attempt at the same time, and no transaction is open while a receiver is being called (the
- *     embedded database has one connection; a transaction-mode pooler hands connections out per
- *     transaction).
+ *     lock a batch of enabled endpoints that are behind the feed (SKIP LOCKED), of organisations
+ *     whose plan includes webhooks, create a pending delivery for each of their tenant's events
+ *     below the horizon that they want, and move each endpoint's place in the feed past every
+ *     event scanned. An event becomes visible only once every transaction with a smaller id has
+ *     ended, so none can later appear behind an endpoint's place: nothing committed is ever
+ *     skipped. An endpoint whose organisation's plan has no webhooks keeps its place: the events
+ *     of the meantime are fanned out after an upgrade.
+ *  2. Claim, fairly (docs/webhooks.md, "Fairness"), in one short transaction: walk the endpoints
+ *     with pending deliveries from just after the last one served, hold those that may be
+ *     attempted now (a lock per endpoint, SKIP LOCKED), then lease their oldest due deliveries:
+ *     no endpoint more than its cap of attempts in flight across all workers (the leases in the
+ *     database are the count), no organisation more than half of this worker's slots, the slots
+ *     dealt round the organisations and their endpoints. No transaction is open while a receiver
+ *     is being called (the embedded database has one connection; a transaction-mode pooler hands
+ *     connections out per transaction).
  *  3. Send each (server/webhooks/sender.ts) and record its outcome in one transaction, only if the
- *     lease is still ours. A worker that dies mid-attempt records nothing; its lease runs out and
- *     another worker sends the same event again, with the same `webhook-id`: at least once.
+ *     lease is still ours, with what it does to the endpoint: a success closes its circuit; a run
+ *     of failures opens it (server/webhooks/schedule.ts). A worker that dies mid-attempt records
+ *     nothing; its lease runs out and another worker sends the same event again, with the same
+ *     `webhook-id`: at least once.
+ * Every few seconds it also notes which endpoints their organisation's plan holds (that time does
+ * not count toward the five-day disable) and reports what is held back to the metrics.
  *
- * Every time comes from `clock()`, so tests move time to check retries and the five-day disable.
- * A pass that fails (the database away) is logged and the loop goes on.
+ * Every time comes from `clock()`, so tests move time to check retries, the circuit and the
+ * five-day disable. A pass that fails (the database away) is logged and the loop goes on.
  */
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Database } from '../db/schema.js';
 import { toEvent } from '../events/events.mapper.js';
-import { type ClaimedDelivery, claimDueDeliveries, fanOutEvents, readFeedHorizon, recordAttempt } from './deliveries.queries.js';
-import { advanceEndpointFeed, lockEndpointsBehindFeed, markEndpointFailed, markEndpointSucceeded } from './endpoints.queries.js';
-import { DISABLE_AFTER_FAILING_MS, nextRetryAt } from './schedule.js';
+import { PLAN_ORDER, PLANS } from '../plans/plans.js';
+import {
+  type ClaimedDelivery,
+  claimDueDeliveries,
+  commitWithoutWaiting,
+  countHeldBack,
+  type EndpointPlace,
+  type EndpointWalk,
+  FIRST_PLACE,
+  fanOutEvents,
+  leaseNextOfEndpoint,
+  type HeldBack,
+  type LeaseTerms,
+  readFeedHorizon,
+  recordAttempt,
+  walkClaimableEndpoints,
+} from './deliveries.queries.js';
+import {
+  advanceEndpointFeed,
+  lockEndpointsBehindFeed,
+  markEndpointFailed,
+  markEndpointSucceeded,
+  trackPlanPauses,
+} from './endpoints.queries.js';
+import {
+  CIRCUIT_FIRST_COOL_DOWN_MS,
+  CIRCUIT_MAX_COOL_DOWN_MS,
+  CIRCUIT_OPENS_AFTER,
+  DISABLE_AFTER_FAILING_MS,
+  nextRetryAt,
+} from './schedule.js';
 import { type AttemptOutcome, sendDelivery } from './sender.js';
 import type { WebhookSettings } from './settings.js';
+
+/** What the worker tells the metrics (server/metrics/metrics.ts). */
+export interface WebhookWorkerObserver {
+  /** Each attempt's outcome and duration, once sent. */
+  attempt(succeeded: boolean, seconds: number): void;
+  /** An attempt's failure opened its endpoint's circuit (or opened it again, after a failed probe). */
+  circuitOpened(): void;
+  /** This worker's attempts in flight, as the number changes. */
+  inFlight(count: number): void;
+  /** What is held back and why, every few seconds. */
+  heldBack(held: HeldBack): void;
+}
 
 export interface WebhookWorkerOptions {
   db: Kysely<Database>;
@@ -41,12 +91,13 @@ export interface WebhookWorkerOptions {
   pollIntervalMs: number;
   /** One attempt's deadline (WEBHOOK_TIMEOUT_MS, 10 s). */
   timeoutMs: number;
-  /** Attempts in flight at once (16 by default). */
+  /** Attempts in flight at once in this worker (WEBHOOK_CONCURRENCY, 16); an organisation gets at most half. */
   concurrency?: number;
+  /** Attempts in flight at once per endpoint, across all workers (WEBHOOK_ENDPOINT_CONCURRENCY, 4). */
+  endpointConcurrency?: number;
   /** False: no loop, only `tick()` runs (tests that move the clock step by step). */
   loop?: boolean;
-  /** Told of each attempt's outcome and duration, once sent (metrics). */
-  observeAttempt?: ((succeeded: boolean, seconds: number) => void) | undefined;
+  observer?: WebhookWorkerObserver | undefined;
 }
 
 export interface WebhookWorker {
@@ -56,10 +107,20 @@ export interface WebhookWorker {
   tick(): Promise<void>;
 }
 
+export const DEFAULT_CONCURRENCY = 16;
+export const DEFAULT_ENDPOINT_CONCURRENCY = 4;
+
 /** Endpoints fanned out per transaction, and events scanned per endpoint. */
 const ENDPOINTS_PER_FAN_OUT = 50;
 const EVENTS_PER_ENDPOINT = 500;
 const MIN_LEASE_MARGIN_MS = 5000;
+/** How often the plans' holds are brought up to date and what is held back is counted. */
+const TRACK_INTERVAL_MS = 10_000;
+
+/** The plans whose organisations get deliveries: the one table of plans says which include webhooks. */
+const WEBHOOK_PLANS: readonly string[] = PLAN_ORDER.filter((plan) => PLANS[plan].features.has('webhooks'));
+
+const CIRCUIT = { opensAfter: CIRCUIT_OPENS_AFTER, firstCoolDownMs: CIRCUIT_FIRST_COOL_DOWN_MS, maxCoolDownMs: CIRCUIT_MAX_COOL_DOWN_MS };
 
 /**
  * How long a claim holds a delivery: the attempt's timeout and as much again (at least 5 s) to
@@ -69,15 +130,51 @@ export function leaseMs(timeoutMs: number): number {
   return timeoutMs + Math.max(MIN_LEASE_MARGIN_MS, timeoutMs);
 }
 
+/** Half the worker's slots, at least one: however busy one organisation is, the other half is free for the rest. */
+export function organisationShare(concurrency: number): number {
+  return Math.max(1, Math.floor(concurrency / 2));
+}
+
+/**
+ * One claim, in one short transaction: walk the endpoints with pending deliveries after `after`
+ * and hold those that may be attempted now (walkClaimableEndpoints), then lease their due
+ * deliveries within the caps and shares (claimDueDeliveries).
+ */
+export async function claimFairly(
+  db: Kysely<Database>,
+  claim: LeaseTerms & { after: EndpointPlace; walkLimit: number; endpointCap: number },
+): Promise<{ walk: EndpointWalk; claimed: ClaimedDelivery[] }> {
+  return db.transaction().execute(async (trx) => {
+    await commitWithoutWaiting(trx);
+    const walk = await walkClaimableEndpoints(trx, {
+      after: claim.after,
+      limit: claim.walkLimit,
+      now: claim.now,
+      plans: WEBHOOK_PLANS,
+      cap: claim.endpointCap,
+    });
+    const claimed = await claimDueDeliveries(trx, { ...claim, endpoints: walk.claimable });
+    return { walk, claimed };
+  });
+}
+
 export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker {
-  const { db, settings, logger, pollIntervalMs, timeoutMs } = options;
+  const { db, settings, logger, pollIntervalMs, timeoutMs, observer } = options;
   const clock = options.clock ?? (() => new Date());
-  const concurrency = Math.max(1, options.concurrency ?? 16);
+  const concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY);
+  const endpointCap = Math.max(1, options.endpointConcurrency ?? DEFAULT_ENDPOINT_CONCURRENCY);
+  const share = organisationShare(concurrency);
+  /** Endpoints walked per claim: enough to fill every slot when most endpoints have nothing due. */
+  const walkLimit = Math.max(64, 4 * concurrency);
   const inFlight = new Set<Promise<void>>();
+  /** Attempts in flight per organisation: its share of the slots is counted against these. */
+  const busy = new Map<string, number>();
+  /** The walk of the next claim starts after the last endpoint served, so every endpoint gets its turn first. */
+  let place: EndpointPlace = FIRST_PLACE;
+  let trackedAt: number | undefined;
   let stopping = false;
-  /** Ends the loop's pause: on stop(), and when a slot frees while every slot was taken. */
+  /** Ends the loop's pause: on stop(), and when an attempt ends (its slot and its endpoint's room are free). */
   let wake: (() => void) | undefined;
-  let saturated = false;
 
   /** Fans out one batch; true when there may be more to fan out at once. */
   async function fanOut(): Promise<boolean> {
@@ -87,12 +184,21 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
       let more = endpoints.length === ENDPOINTS_PER_FAN_OUT;
       const now = clock();
       for (const endpoint of endpoints) {
-        const result = await fanOutEvents(trx, endpoint, horizon, now, EVENTS_PER_ENDPOINT);
+        const result = await fanOutEvents(trx, endpoint, horizon, now, EVENTS_PER_ENDPOINT, WEBHOOK_PLANS);
         if (result.last) await advanceEndpointFeed(trx, endpoint, result.last);
         if (result.scanned === EVENTS_PER_ENDPOINT) more = true;
       }
       return more;
     });
+  }
+
+  /** Every TRACK_INTERVAL_MS of the clock (at once when `force`): the plans' holds, and what is held back, for the metrics. */
+  async function track(force: boolean): Promise<void> {
+    const now = clock();
+    if (!force && trackedAt !== undefined && Math.abs(now.getTime() - trackedAt) < TRACK_INTERVAL_MS) return;
+    trackedAt = now.getTime();
+    await db.transaction().execute((trx) => trackPlanPauses(trx, WEBHOOK_PLANS, now));
+    if (observer) observer.heldBack(await countHeldBack(db, now));
   }
 
   /** The secrets that sign at `at`: the current one, and the previous one until it expires. */
@@ -104,7 +210,11 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     return secrets;
   }
 
-  async function attempt(delivery: ClaimedDelivery, leaseId: string): Promise<void> {
+  /** The next delivery to attempt at once, already leased (leaseNextOfEndpoint). */
+  type Chained = { delivery: ClaimedDelivery; leaseId: string } | undefined;
+
+  /** Sends one attempt and records it; after a success, the endpoint's next delivery while slots are free. */
+  async function attempt(delivery: ClaimedDelivery, leaseId: string): Promise<Chained> {
     const at = clock();
     let outcome: AttemptOutcome;
     try {
@@ -118,11 +228,12 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
       logger.error({ err: error, endpointId: delivery.endpointId, deliveryId: delivery.id }, 'webhook delivery could not be signed');
       outcome = { statusCode: null, error: 'signing failed', succeeded: false, durationMs: 0 };
     }
-    options.observeAttempt?.(outcome.succeeded, outcome.durationMs / 1000);
+    observer?.attempt(outcome.succeeded, outcome.durationMs / 1000);
     const number = delivery.attempts + 1;
     const retryAt = outcome.succeeded ? null : nextRetryAt(number, at);
     const endpoint = { orgId: delivery.orgId, endpointId: delivery.endpointId };
     const recorded = await db.transaction().execute(async (trx) => {
+      await commitWithoutWaiting(trx);
       const ours = await recordAttempt(trx, {
         orgId: delivery.orgId,
         deliveryId: delivery.id,
@@ -138,45 +249,125 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
         succeeded: outcome.succeeded,
         nextRetryAt: retryAt,
       });
-      if (!ours) return false;
-      if (outcome.succeeded) await markEndpointSucceeded(trx, endpoint);
-      else await markEndpointFailed(trx, endpoint, at, DISABLE_AFTER_FAILING_MS);
-      return true;
+      if (!ours) return { ours, opened: false, next: undefined };
+      if (outcome.succeeded) {
+        await markEndpointSucceeded(trx, endpoint);
+        return { ours, opened: false, next: await leaseNext(trx, endpoint) };
+      }
+      const opened = await markEndpointFailed(trx, endpoint, at, { disableAfterMs: DISABLE_AFTER_FAILING_MS, circuit: CIRCUIT });
+      return { ours, opened, next: undefined };
     });
-    if (!recorded)
+    if (recorded.opened) {
+      observer?.circuitOpened();
+      logger.info(endpoint, 'webhook endpoint failing: its circuit is open, its deliveries wait for a probe');
+    }
+    if (!recorded.ours)
       logger.warn(
         { deliveryId: delivery.id, endpointId: delivery.endpointId },
         'webhook attempt not recorded: the delivery is no longer leased to this worker (its lease ran out, or the endpoint was deleted)',
       );
+    return recorded.next;
   }
 
-  /** Claims up to `slots` due deliveries and starts their attempts; the number claimed. */
-  async function claimAndSend(slots: number): Promise<number> {
-    if (slots <= 0) return 0;
+  /**
+   * While other slots are free, nobody waits for this one: the endpoint that just succeeded keeps
+   * it for its next due delivery, without waiting for a claim. Once every slot is taken, a slot
+   * that frees goes back to the claim, which deals it round the organisations.
+   */
+  async function leaseNext(trx: Kysely<Database>, endpoint: { orgId: string; endpointId: string }): Promise<Chained> {
+    if (stopping || inFlight.size >= concurrency) return undefined;
     const now = clock();
     const leaseId = randomUUID();
-    const claimed = await claimDueDeliveries(db, { leaseId, now, leasedUntil: new Date(now.getTime() + leaseMs(timeoutMs)), limit: slots });
-    for (const delivery of claimed) {
-      const running: Promise<void> = attempt(delivery, leaseId)
-        .catch((error) => logger.error({ err: error, deliveryId: delivery.id }, 'webhook attempt failed to be recorded'))
-        .finally(() => {
-          inFlight.delete(running);
-          if (saturated) wake?.();
-        });
-      inFlight.add(running);
-    }
-    return claimed.length;
+    const leasedUntil = new Date(now.getTime() + leaseMs(timeoutMs));
+    const next = await leaseNextOfEndpoint(trx, { ...endpoint, plans: WEBHOOK_PLANS, now, leaseId, leasedUntil });
+    return next && { delivery: next, leaseId };
   }
+
+  /** Starts an attempt, counted in flight (for its organisation too) until it is recorded, and what it chains. */
+  function launch(delivery: ClaimedDelivery, leaseId: string): void {
+    let chained = false;
+    const running: Promise<void> = attempt(delivery, leaseId)
+      .then((next) => {
+        if (!next) return;
+        chained = true;
+        launch(next.delivery, next.leaseId);
+      })
+      .catch((error) => logger.error({ err: error, deliveryId: delivery.id }, 'webhook attempt failed to be recorded'))
+      .finally(() => {
+        inFlight.delete(running);
+        ended(delivery.orgId, !chained);
+      });
+    inFlight.add(running);
+    started(delivery.orgId);
+  }
+
+  /** Until no attempt is in flight, chained ones included. */
+  async function settled(): Promise<void> {
+    while (inFlight.size > 0) await Promise.all([...inFlight]);
+  }
+
+  function started(orgId: string): void {
+    busy.set(orgId, (busy.get(orgId) ?? 0) + 1);
+    observer?.inFlight(inFlight.size);
+  }
+
+  /** `freed`: the slot is free (not taken by a chained attempt), so the loop may claim at once. */
+  function ended(orgId: string, freed: boolean): void {
+    const left = (busy.get(orgId) ?? 1) - 1;
+    if (left > 0) busy.set(orgId, left);
+    else busy.delete(orgId);
+    observer?.inFlight(inFlight.size);
+    if (freed) wake?.();
+  }
+
+  /**
+   * Claims up to `slots` due deliveries, fairly, and starts their attempts. `more`: the walk
+   * stopped at its limit with slots left (other endpoints may have due work: look again at once).
+   */
+  async function claimAndSend(slots: number): Promise<{ claimed: number; more: boolean }> {
+    if (slots <= 0) return { claimed: 0, more: false };
+    const now = clock();
+    const leaseId = randomUUID();
+    const { walk, claimed } = await claimFairly(db, {
+      after: place,
+      walkLimit,
+      endpointCap,
+      busy,
+      share,
+      slots,
+      now,
+      leaseId,
+      leasedUntil: new Date(now.getTime() + leaseMs(timeoutMs)),
+    });
+    // Next time, start after the furthest endpoint served (or walked, when the walk stopped short).
+    const served = new Set(claimed.map((delivery) => delivery.endpointId));
+    const lastServed = walk.claimable.findLast((endpoint) => served.has(endpoint.endpointId));
+    if (lastServed) place = lastServed;
+    else if (walk.truncated && walk.last) place = walk.last;
+    for (const delivery of claimed) launch(delivery, leaseId);
+    return { claimed: claimed.length, more: walk.truncated && claimed.length < slots };
+  }
+
+  /** When the loop last read the feed (by the loop's own pace, not the clock tests move), and whether it left more. */
+  let fannedOutAt = Number.NEGATIVE_INFINITY;
+  let moreToFanOut = true;
 
   /** One pass of the loop; true when there is more to do at once. */
   async function pass(): Promise<boolean> {
-    const moreEvents = await fanOut();
+    // The feed is read when a poll interval has passed or the last read left more; a pass woken
+    // by an attempt's end only claims (that end freed a slot, and room on its endpoint).
+    let moreEvents = false;
+    if (moreToFanOut || performance.now() - fannedOutAt >= pollIntervalMs) {
+      fannedOutAt = performance.now();
+      await track(false);
+      moreEvents = moreToFanOut = await fanOut();
+    }
     const slots = concurrency - inFlight.size;
-    const claimed = await claimAndSend(slots);
-    return moreEvents || (slots > 0 && claimed === slots);
+    const { claimed, more } = await claimAndSend(slots);
+    return moreEvents || more || (slots > 0 && claimed === slots);
   }
 
-  /** Until the poll interval is over, a slot frees (when all were taken) or stop() is called. */
+  /** Until the poll interval is over, an attempt ends, or stop() is called. */
   function pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
@@ -191,17 +382,15 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
 
   async function run(): Promise<void> {
     while (!stopping) {
-      let busy = false;
+      let busyPass = false;
       try {
-        busy = await pass();
+        busyPass = await pass();
       } catch (error) {
         logger.error({ err: error }, 'webhook worker pass failed');
       }
       if (stopping) break;
-      saturated = inFlight.size >= concurrency;
-      if (busy && !saturated) continue;
+      if (busyPass && inFlight.size < concurrency) continue;
       await pause(pollIntervalMs);
-      saturated = false;
     }
   }
 
@@ -209,16 +398,17 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
 
   return {
     async tick() {
+      await track(true);
       await fanOut();
       await claimAndSend(concurrency - inFlight.size);
-      await Promise.all([...inFlight]);
+      await settled();
     },
     async stop() {
       stopping = true;
       wake?.();
       // The pass under way ends, then the attempts in flight, each by its own deadline; recording
       // them may wait on the database, so not forever: an unrecorded attempt's lease runs out.
-      const finished = loop.then(() => Promise.all([...inFlight]));
+      const finished = loop.then(settled);
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([finished, new Promise((resolve) => (timer = setTimeout(resolve, leaseMs(timeoutMs))))]);
       clearTimeout(timer);

@@ -1,6 +1,7 @@
 /**
  * The webhook endpoints' operations through the typed client: register, read, list, change,
- * delete, rotate the secret, list delivery attempts. The plan gate on every operation, the secret
+ * delete, rotate the secret, list delivery attempts. The plan gate on every write (reads answer on
+ * every plan, saying why deliveries wait), the secret
  * shown once and stored only sealed, tenancy (another organisation, the other environment), the
  * cap of 16 per organisation and environment. The address policy has its own file
  * (webhook-url-policy.test.ts); this server allows private networks, so nothing is resolved here.
@@ -20,6 +21,7 @@ const UNKNOWN_ID = '497f6eca-6276-4993-bfeb-53cbbbba6f08';
 const DAY_MS = 24 * 60 * 60 * 1000;
 const ENDPOINT_FIELDS = [
   'createdAt',
+  'deliveryPause',
   'description',
   'disabled',
   'disabledReason',
@@ -94,6 +96,7 @@ describe('POST /webhook-endpoints, GET, PATCH, DELETE: the round trip', () => {
       disabled: false,
       disabledReason: null,
       failingSince: null,
+      deliveryPause: null,
       previousSecretExpiresAt: null,
     });
     expect(response.headers.get('Location')).toBe(`/webhook-endpoints/${endpoint.id}`);
@@ -251,45 +254,65 @@ describe('PATCH /webhook-endpoints/{id}', () => {
 });
 
 describe('the plan: webhooks need pro or above', () => {
-  it('every one of the seven operations is 402 plan_required on the free plan, naming pro and webhooks', async () => {
+  it('every write (create, change, delete, rotate) is 402 plan_required on the free plan, naming pro and webhooks', async () => {
     const { api: free, token } = await server.tenant({ plan: 'free' });
-    // One endpoint that exists, so a 404 cannot hide behind the 402.
-    const { id } = await server.database.db
-      .insertInto('webhook_endpoints')
-      .values({
-        org_id: token.orgId,
-        env: 'test',
-        id: randomUUID(),
-        url: 'https://crm.example.com/in',
-        description: null,
-        enabled_events: ['*'],
-        disabled_reason: null,
-        failing_since: null,
-        secret: 'sealed',
-        previous_secret: null,
-        previous_secret_expires_at: null,
-        feed_txid: '1',
-        created_at: new Date(),
-        updated_at: new Date(),
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow();
+    // One endpoint that exists (a downgrade keeps them), so a 404 cannot hide behind the 402.
+    const id = await endpointOnFree(token.orgId);
     const answers = {
-      list: await free.GET('/webhook-endpoints'),
       create: await free.POST('/webhook-endpoints', { body: { url: 'https://crm.example.com/in', enabledEvents: ['*'] } }),
-      get: await get(id, free),
       update: await patch(id, { description: 'x' }, free),
+      enable: await patch(id, { disabled: false }, free),
       delete: await remove(id, free),
       rotate: await rotate(id, free),
-      deliveries: await deliveries(id, {}, free),
     };
     for (const [name, { error, response }] of Object.entries(answers)) {
       expect(response.status, name).toBe(402);
       expect(error!.error, name).toMatchObject({ code: 'plan_required', requiredPlan: 'pro', feature: 'webhooks' });
     }
-    expect(await row(id)).toMatchObject({ secret: 'sealed', description: null });
+    expect(await row(id)).toMatchObject({ secret: 'sealed', description: null, disabled: true });
+  });
+
+  it('reads answer on every plan: on free, each endpoint says its deliveries wait for the plan', async () => {
+    const { api: free, token } = await server.tenant({ plan: 'free' });
+    const id = await endpointOnFree(token.orgId);
+    const pause = { reason: 'plan', probeAt: null };
+    const read = await get(id, free);
+    expect(read.response.status).toBe(200);
+    expect(read.data!.data).toMatchObject({ id, deliveryPause: pause, disabled: true });
+    expect((await free.GET('/webhook-endpoints')).data!.data.map((e) => [e.id, e.deliveryPause])).toEqual([[id, pause]]);
+    expect((await deliveries(id, {}, free)).data).toEqual({ data: [], nextCursor: null });
+    // A new organisation on free simply has none.
+    const { api: fresh } = await server.tenant({ plan: 'free' });
+    expect((await fresh.GET('/webhook-endpoints')).data).toEqual({ data: [] });
+    expect((await get(id, fresh)).response.status).toBe(404);
   });
 });
+
+/** An endpoint of an organisation now on free, as a downgrade leaves it (here, disabled by hand before). */
+async function endpointOnFree(orgId: string): Promise<string> {
+  const { id } = await server.database.db
+    .insertInto('webhook_endpoints')
+    .values({
+      org_id: orgId,
+      env: 'test',
+      id: randomUUID(),
+      url: 'https://crm.example.com/in',
+      description: null,
+      enabled_events: ['*'],
+      disabled: true,
+      disabled_reason: 'manual',
+      failing_since: null,
+      secret: 'sealed',
+      previous_secret: null,
+      previous_secret_expires_at: null,
+      feed_txid: '1',
+      created_at: new Date(),
+      updated_at: new Date(),
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return id;
+}
 
 describe('the signing secret', () => {
   it('is shown once: a replay of the create has no secret; only the sealed secret is stored, bound to its endpoint', async () => {

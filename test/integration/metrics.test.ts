@@ -29,6 +29,18 @@ let tokenText: string;
 
 const webhookSettings = ephemeralWebhookSettings({ allowPrivateNetworks: true });
 
+/** A webhook worker stepped by the test (`tick()`), reporting to `observer`. */
+const steppedWorker = (observer: Metrics['webhooks']) =>
+  startWebhookWorker({
+    db: server.database.db,
+    settings: webhookSettings,
+    logger: pino({ level: 'silent' }),
+    pollIntervalMs: 10,
+    timeoutMs: 5000,
+    loop: false,
+    observer,
+  });
+
 beforeAll(async () => {
   metrics = createMetrics();
   server = await startTestServer({
@@ -63,15 +75,7 @@ beforeAll(async () => {
     await insertEndpoint(server.database.db, webhookSettings, { orgId, url: receiver.url });
     await insertEvent(server.database.db, { orgId });
     await insertEvent(server.database.db, { orgId });
-    const worker = startWebhookWorker({
-      db: server.database.db,
-      settings: webhookSettings,
-      logger: pino({ level: 'silent' }),
-      pollIntervalMs: 10,
-      timeoutMs: 5000,
-      loop: false,
-      observeAttempt: metrics.observeWebhookAttempt,
-    });
+    const worker = steppedWorker(metrics.webhooks);
     await waitFor(async () => {
       await worker.tick();
       return receiver.requests.length >= 2;
@@ -158,4 +162,43 @@ it('never carries an id or a token in a label', () => {
 it.runIf(existsSync(PROMTOOL))('passes promtool check metrics', () => {
   const result = spawnSync(PROMTOOL, ['check', 'metrics'], { input: scrape, encoding: 'utf8' });
   expect({ status: result.status, problems: `${result.stdout}${result.stderr}`.trim() }).toEqual({ status: 0, problems: '' });
+});
+
+it('webhook fairness: circuits opened, attempts in flight, endpoints and deliveries held by the plan or a circuit', async () => {
+  const own = createMetrics();
+  const receiver = await startReceiver();
+  try {
+    receiver.answer = () => ({ status: 500 });
+    const failing = await server.mint({ orgName: `metrics-circuit-${randomUUID()}`, plan: 'pro' });
+    const held = await server.mint({ orgName: `metrics-plan-${randomUUID()}`, plan: 'pro' });
+    await insertEndpoint(server.database.db, webhookSettings, { orgId: failing.orgId, url: `${receiver.url}/failing` });
+    await insertEndpoint(server.database.db, webhookSettings, { orgId: held.orgId, url: `${receiver.url}/held` });
+    for (let i = 0; i < 10; i++) await insertEvent(server.database.db, { orgId: failing.orgId });
+    await insertEvent(server.database.db, { orgId: held.orgId });
+    const worker = steppedWorker(own.webhooks);
+    // Five failures in a row open the first endpoint's circuit; the second's one delivery has failed once.
+    await waitFor(async () => {
+      await worker.tick();
+      return (
+        receiver.requests.filter((r) => r.path === '/hooks/failing').length >= 5 && receiver.requests.some((r) => r.path === '/hooks/held')
+      );
+    }, 'the attempts');
+    await server.database.db.updateTable('organisations').set({ plan: 'free' }).where('id', '=', held.orgId).execute();
+    await worker.tick();
+    await worker.stop();
+    const text = await own.registry.metrics();
+    const value = (line: string) => Number(new RegExp(`^${line.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+    expect(value('webhook_circuits_opened_total')).toBe(1);
+    expect(value('webhook_attempts_in_flight')).toBe(0);
+    expect(value('webhook_endpoints_paused{reason="circuit_open"}')).toBeGreaterThanOrEqual(1);
+    expect(value('webhook_deliveries_held{reason="circuit_open"}')).toBeGreaterThanOrEqual(1);
+    expect(value('webhook_endpoints_paused{reason="plan"}')).toBeGreaterThanOrEqual(1);
+    expect(value('webhook_deliveries_held{reason="plan"}')).toBeGreaterThanOrEqual(1);
+    if (existsSync(PROMTOOL)) {
+      const result = spawnSync(PROMTOOL, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+      expect({ status: result.status, problems: `${result.stdout}${result.stderr}`.trim() }).toEqual({ status: 0, problems: '' });
+    }
+  } finally {
+    await receiver.close();
+  }
 });

@@ -9,44 +9,14 @@
  * These need the events (written with each client change, GET /events) and the endpoint
  * operations, built beside the worker: they pass once all three are merged.
  */
-import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ClientsApi } from '../../client/index.js';
 import { RETRY_DELAYS_MS } from '../../server/webhooks/schedule.js';
-import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
-import { startWebhookWorker, type WebhookWorker, type WebhookWorkerOptions } from '../../server/webhooks/worker.js';
-import { startTestServer, type TestServer } from '../support/server.js';
-import { movableClock, type Receiver, startReceiver, verifyAtItsTime, waitFor } from '../support/webhook-worker-fixtures.js';
+import { webhookHarness } from '../support/webhook-harness.js';
+import { movableClock, verifyAtItsTime, waitFor } from '../support/webhook-worker-fixtures.js';
 
 const DAY = 24 * 60 * 60 * 1000;
-const settings = ephemeralWebhookSettings({ allowPrivateNetworks: true });
-let server: TestServer;
-let receiver: Receiver;
-const workers: WebhookWorker[] = [];
-
-beforeAll(async () => {
-  server = await startTestServer({ webhooks: settings });
-});
-afterAll(async () => {
-  await server?.close();
-});
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.stop()));
-  await receiver?.close();
-});
-
-function worker(options: Partial<WebhookWorkerOptions> = {}): WebhookWorker {
-  const started = startWebhookWorker({
-    db: server.database.db,
-    settings,
-    logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
-    pollIntervalMs: 20,
-    timeoutMs: 5000,
-    ...options,
-  });
-  workers.push(started);
-  return started;
-}
+const { server, receiver: startReceiver, worker } = webhookHarness();
 
 async function register(api: ClientsApi, url: string) {
   const { data, error } = await api.POST('/webhook-endpoints', { body: { url, enabledEvents: ['*'] } });
@@ -56,8 +26,8 @@ async function register(api: ClientsApi, url: string) {
 
 describe('webhooks through the API', () => {
   it('every change (created, updated, deleted, restored) is delivered, verified, its body the feed’s Event', async () => {
-    receiver = await startReceiver();
-    const { api } = await server.tenant({ plan: 'pro' });
+    const receiver = await startReceiver();
+    const { api } = await server().tenant({ plan: 'pro' });
     const endpoint = await register(api, receiver.url);
     worker();
 
@@ -80,9 +50,9 @@ describe('webhooks through the API', () => {
   });
 
   it('a receiver that fails twice then succeeds: three deliveries with one webhook-id, the attempts listed', async () => {
-    receiver = await startReceiver();
+    const receiver = await startReceiver();
     receiver.answer = (_, index) => ({ status: index < 2 ? 500 : 200 });
-    const { api } = await server.tenant({ plan: 'pro' });
+    const { api } = await server().tenant({ plan: 'pro' });
     const endpoint = await register(api, receiver.url);
     const clock = movableClock();
     const w = worker({ clock: clock.now, loop: false });
@@ -117,8 +87,8 @@ describe('webhooks through the API', () => {
   });
 
   it('after rotate-secret both secrets sign for 24 hours (each verifies alone), then only the new one', async () => {
-    receiver = await startReceiver();
-    const { api } = await server.tenant({ plan: 'pro' });
+    const receiver = await startReceiver();
+    const { api } = await server().tenant({ plan: 'pro' });
     const endpoint = await register(api, receiver.url);
     const rotated = await api.POST('/webhook-endpoints/{id}/rotate-secret', { params: { path: { id: endpoint.id } } });
     const newSecret = rotated.data!.secret!;

@@ -465,7 +465,20 @@ describe('the worker loop', () => {
 
 describe('leases', () => {
   it('an attempt whose lease ran out is not recorded; the worker holding the delivery now records its own', async () => {
-    const { claimDueDeliveries, recordAttempt } = await import('../../server/webhooks/deliveries.queries.js');
+    const { recordAttempt, FIRST_PLACE } = await import('../../server/webhooks/deliveries.queries.js');
+    const { claimFairly } = await import('../../server/webhooks/worker.js');
+    const claimDueDeliveries = async (_db: unknown, claim: { leaseId: string; now: Date; leasedUntil: Date; limit: number }) =>
+      (
+        await claimFairly(database.db, {
+          ...claim,
+          after: FIRST_PLACE,
+          walkLimit: 1000,
+          endpointCap: 4,
+          busy: new Map(),
+          share: claim.limit,
+          slots: claim.limit,
+        })
+      ).claimed;
     receiver = await startReceiver();
     const { orgId } = await tenant();
     const endpoint = await insertEndpoint(database.db, settings, { orgId, url: receiver.url });

@@ -21,8 +21,8 @@ export interface ReceivedRequest {
   body: string;
 }
 
-/** What the receiver answers a request with; `hang` never answers. */
-export type Answer = { status: number; headers?: Record<string, string> } | 'hang';
+/** What the receiver answers a request with (after `delayMs`, if given); `hang` never answers. */
+export type Answer = { status: number; headers?: Record<string, string>; delayMs?: number } | 'hang';
 
 export interface Receiver {
   url: string;
@@ -32,6 +32,11 @@ export interface Receiver {
   answer: (request: ReceivedRequest, index: number) => Answer;
   /** Called as each request arrives, before it is answered. */
   onRequest?: (request: ReceivedRequest) => void;
+  /**
+   * Requests open at once (arrived, their connection not yet closed: answered, or given up by the
+   * worker), now and at most, in all and per path.
+   */
+  open: { now: number; max: number; byPath: Map<string, { now: number; max: number }> };
   close(): Promise<void>;
 }
 
@@ -41,12 +46,22 @@ export async function startReceiver(): Promise<Receiver> {
     port: 0,
     requests: [],
     answer: () => ({ status: 200 }),
+    open: { now: 0, max: 0, byPath: new Map() },
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
   const server = http.createServer((req, res) => {
+    const { open } = receiver;
+    const path = open.byPath.get(req.url ?? '') ?? { now: 0, max: 0 };
+    open.byPath.set(req.url ?? '', path);
+    open.max = Math.max(open.max, ++open.now);
+    path.max = Math.max(path.max, ++path.now);
+    res.on('close', () => {
+      open.now--;
+      path.now--;
+    });
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
@@ -60,7 +75,9 @@ export async function startReceiver(): Promise<Receiver> {
       receiver.onRequest?.(request);
       const answer = receiver.answer(request, index);
       if (answer === 'hang') return;
-      res.writeHead(answer.status, answer.headers).end('ok');
+      const send = () => res.writeHead(answer.status, answer.headers).end('ok');
+      if (answer.delayMs) setTimeout(send, answer.delayMs);
+      else send();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

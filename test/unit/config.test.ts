@@ -62,3 +62,17 @@ it('delivers webhooks inside the server, every second, 10 s per attempt, to publ
   expect(() => loadConfig({ WEBHOOK_WORKER: 'no' })).toThrow(/WEBHOOK_WORKER must be true or false/);
   expect(() => loadConfig({ WEBHOOK_ALLOW_PRIVATE_NETWORKS: '1' })).toThrow(/WEBHOOK_ALLOW_PRIVATE_NETWORKS/);
 });
+
+it('sends 16 webhook attempts at once per worker and 4 per endpoint, unless told otherwise', () => {
+  expect(loadConfig({})).toMatchObject({ webhookConcurrency: 16, webhookEndpointConcurrency: 4 });
+  expect(loadConfig({ WEBHOOK_CONCURRENCY: '32', WEBHOOK_ENDPOINT_CONCURRENCY: '1' })).toMatchObject({
+    webhookConcurrency: 32,
+    webhookEndpointConcurrency: 1,
+  });
+  expect(loadConfig({ WEBHOOK_CONCURRENCY: '0', WEBHOOK_ENDPOINT_CONCURRENCY: '0' })).toMatchObject({
+    webhookConcurrency: 1,
+    webhookEndpointConcurrency: 1,
+  });
+  expect(() => loadConfig({ WEBHOOK_CONCURRENCY: 'many' })).toThrow(/WEBHOOK_CONCURRENCY/);
+  expect(() => loadConfig({ WEBHOOK_ENDPOINT_CONCURRENCY: '-1' })).toThrow(/WEBHOOK_ENDPOINT_CONCURRENCY/);
+});
