@@ -215,7 +215,10 @@ describe.skipIf(!usingPostgres)('the database going away under load (PostgreSQL)
       const unavailableAtCut = load.statuses.get(503) ?? 0;
       const createdAtCut = load.created.size;
       await until(() => (load.statuses.get(503) ?? 0) >= unavailableAtCut + 50, '503s while the database is unreachable');
-      const ready = await readiness();
+      // Readiness answers from a check at most a second old: a check begun after the cut sees it
+      // (once its connection attempt fails), within seconds.
+      let ready = await readiness();
+      await until(async () => (ready = await readiness()).status === 503, 'readiness to see the database away', 15_000);
       expect(ready).toMatchObject({ status: 503, body: { error: { code: 'service_unavailable' } } });
       expect(Number(ready.retryAfter)).toBeGreaterThan(0);
       // Nothing is acknowledged while the database is away (a create in flight at the cut may be).
