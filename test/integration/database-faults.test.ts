@@ -218,7 +218,14 @@ describe.skipIf(!usingPostgres)('the database going away under load (PostgreSQL)
       // Readiness answers from a check at most a second old: a check begun after the cut sees it
       // (once its connection attempt fails), within seconds.
       let ready = await readiness();
-      await until(async () => (ready = await readiness()).status === 503, 'readiness to see the database away', 15_000);
+      await until(
+        async () => {
+          ready = await readiness();
+          return ready.status === 503;
+        },
+        'readiness to see the database away',
+        15_000,
+      );
       expect(ready).toMatchObject({ status: 503, body: { error: { code: 'service_unavailable' } } });
       expect(Number(ready.retryAfter)).toBeGreaterThan(0);
       // Nothing is acknowledged while the database is away (a create in flight at the cut may be).
