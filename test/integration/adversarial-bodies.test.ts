@@ -241,6 +241,8 @@ it('the other connection was answered promptly all along', async () => {
   // It did run beside the attacks, many times.
   expect(bystanderAnswers.length).toBeGreaterThan(10);
   expect(bystanderAnswers.filter((a) => a.status !== 200).map((a) => `${a.what} ${a.status}`)).toEqual([]);
+  // One thread serves both connections: a bystander's request may wait for the refusal under way
+  // (each under PROMPT_MS, above) before its own turn, never for more.
   const slowest = bystanderAnswers.reduce((a, b) => (b.ms > a.ms ? b : a));
-  expect(slowest.ms, `${slowest.what} took ${Math.round(slowest.ms)} ms`).toBeLessThan(PROMPT_MS);
+  expect(slowest.ms, `${slowest.what} took ${Math.round(slowest.ms)} ms`).toBeLessThan(2 * PROMPT_MS);
 });
