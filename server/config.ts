@@ -22,6 +22,11 @@ export interface Config {
   shutdownDelayMs: number;
   /** SHUTDOWN_TIMEOUT: how long the drain may take before what still runs is cut (exit 1). */
   shutdownTimeoutMs: number;
+  /**
+   * KEEP_ALIVE_TIMEOUT: how long an idle keep-alive connection is kept, told to clients as
+   * `Keep-Alive: timeout=N`; the drain waits that long for idle connections (server/lifecycle/drain.ts).
+   */
+  keepAliveTimeoutMs: number;
   /** METRICS_PORT: where `GET /metrics` is served, on its own listener; undefined: nowhere. */
   metricsPort: number | undefined;
   /** METRICS_HOST: the metrics listener's address (HOST when unset). */
@@ -111,6 +116,13 @@ function rateLimits(env: NodeJS.ProcessEnv): RateLimitBudgets | false {
   return { perTenant, perAddress, windowSeconds };
 }
 
+function keepAliveTimeoutMs(env: NodeJS.ProcessEnv): number {
+  const seconds = integer('KEEP_ALIVE_TIMEOUT', 5, env);
+  // 0 would be Node's "no timeout": idle connections kept for ever, announced to nobody.
+  if (seconds === 0) throw new Error('KEEP_ALIVE_TIMEOUT must be at least 1 (seconds)');
+  return seconds * 1000;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     port: integer('PORT', 3000, env),
@@ -124,6 +136,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     trustProxy: trustProxy(env.TRUST_PROXY),
     shutdownDelayMs: integer('SHUTDOWN_DELAY', 0, env) * 1000,
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT', 10, env) * 1000,
+    keepAliveTimeoutMs: keepAliveTimeoutMs(env),
     metricsPort: env.METRICS_PORT === undefined || env.METRICS_PORT === '' ? undefined : integer('METRICS_PORT', 0, env),
     metricsHost: env.METRICS_HOST || env.HOST || '127.0.0.1',
     databasePooling: databasePooling(env.DATABASE_POOLING),

@@ -109,7 +109,7 @@ let webhookWorkerStopped: Promise<void> | undefined;
 const stopWebhookWorker = () => (webhookWorkerStopped ??= webhookWorker?.stop() ?? Promise.resolve());
 const metricsServer =
   metrics && config.metricsPort !== undefined ? await startMetricsServer(metrics, config.metricsPort, config.metricsHost) : undefined;
-const server = createServer().listen(config.port, config.host, () => {
+const server = createServer({ keepAliveTimeout: config.keepAliveTimeoutMs }).listen(config.port, config.host, () => {
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   const metricsAddress = metricsServer?.address() as AddressInfo | undefined;

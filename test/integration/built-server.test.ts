@@ -4,64 +4,79 @@
  * files or class names. This bundles it and drives it over HTTP through the typed client: on
  * PostgreSQL when TEST_DATABASE_URL is set (prepared statements, rate limits counted in the
  * database), on the embedded database otherwise, without NODE_ENV as `npm start` runs it (so in
- * production mode). Last, it drains it with SIGTERM under keep-alive load
- * (server/lifecycle/shutdown.ts).
+ * production mode). Last, it drains it under keep-alive load (server/lifecycle/drain.ts), signalled
+ * as an operator does: SIGTERM to the node process alone, then to the process group of
+ * `npm start` (npm and node) as systemd does; between and after them, the next server on the same
+ * database finds every acknowledged client once.
  */
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createClientsApi } from '../../client/index.js';
+import { openDatabase } from '../../server/db/database.js';
+import type { DatabaseHandle } from '../../server/db/handle.js';
+import { migrateOrThrow } from '../../server/db/migrate.js';
 import { mintTokenForOrganisation } from '../../server/tokens/tokens.service.js';
 import { createTestDatabase, usingPostgres, type TestDatabase } from '../support/database.js';
-import { root, runCli, startServerProcess, type RunningServer } from '../support/processes.js';
+import { root, startServerProcess, type RunningServer } from '../support/processes.js';
 
+const BUNDLE = ['node', 'dist/server/main.js'];
 let server: RunningServer | undefined;
 let database: TestDatabase | undefined;
 let dataDir: string | undefined;
+let env: Record<string, string | undefined>;
 let token: string;
+/** An organisation per drain, so that each finds its own clients and nothing else. */
+const drainTokens = { node: '', group: '' };
+const cleanups: (() => void)[] = [];
 
 beforeAll(async () => {
   // The bundle alone (the rest of `npm run build` is tsc, which the tests do not need).
   await promisify(execFile)(join(root, 'node_modules/.bin/tsx'), ['scripts/bundle-server.ts'], { cwd: root });
   mkdirSync(join(root, 'dist/generated'), { recursive: true });
   copyFileSync(join(root, 'generated/docs.html'), join(root, 'dist/generated/docs.html'));
-  let env: Record<string, string>;
+  // The tokens first, then the server: an embedded database has one process at a time.
+  let handle: DatabaseHandle;
   if (usingPostgres) {
-    database = await createTestDatabase();
-    token = (await mintTokenForOrganisation(database.db, { orgName: 'Built', plan: 'studio' })).token;
+    handle = database = await createTestDatabase();
     env = { DATABASE_URL: database.url! };
   } else {
     // The webhook key is made beside the data directory: both in one folder, removed after.
     dataDir = mkdtempSync(join(tmpdir(), 'clients-api-built-'));
     env = { DATA_DIR: join(dataDir, 'data'), DATABASE_URL: '' };
-    const minted = await runCli(['token', 'create', '--org', 'Built', '--plan', 'studio', '--json'], env);
-    token = JSON.parse(minted.stdout.trim().split('\n').at(-1)!).token;
+    handle = await openDatabase({ dataDir: env.DATA_DIR });
+    await migrateOrThrow(handle.db);
   }
-  // A second of SHUTDOWN_DELAY, as a load balancer needs: see the last test. Its 16 writers are one
-  // organisation: no concurrency limit. Without NODE_ENV (the tests' own is `test`), as `npm start` runs it.
-  server = await startServerProcess(
-    {
-      ...env,
-      NODE_ENV: undefined,
-      RATE_LIMIT: '100000',
-      CONCURRENCY_LIMIT: '0',
-      SHUTDOWN_DELAY: '2',
-      SHUTDOWN_TIMEOUT: '30',
-      METRICS_PORT: '0',
-    },
-    ['node', 'dist/server/main.js'],
-  );
+  const mint = async (orgName: string) => (await mintTokenForOrganisation(handle.db, { orgName, plan: 'studio' })).token;
+  token = await mint('Built');
+  drainTokens.node = await mint('Drained node');
+  drainTokens.group = await mint('Drained group');
+  if (!usingPostgres) await handle.close();
+  // Two seconds of SHUTDOWN_DELAY, as a load balancer needs: see the drains. Their 16 writers are
+  // one organisation: no concurrency limit. Without NODE_ENV (the tests' own is `test`), as
+  // `npm start` runs it; npm's own update check stays off.
+  env = {
+    ...env,
+    NODE_ENV: undefined,
+    RATE_LIMIT: '100000',
+    CONCURRENCY_LIMIT: '0',
+    SHUTDOWN_DELAY: '2',
+    SHUTDOWN_TIMEOUT: '30',
+    METRICS_PORT: '0',
+    npm_config_update_notifier: 'false',
+  };
+  server = await startServerProcess(env, BUNDLE);
 }, 180_000);
 
 afterAll(async () => {
   await server?.stop();
   await database?.close();
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  for (const cleanup of cleanups) cleanup();
 });
 
 it('creates, replays, reads and lists, with rate-limit fields, as the sources do', { timeout: 60_000 }, async () => {
@@ -143,95 +158,162 @@ it('serves metrics on METRICS_PORT only, with the histogram per operation and th
   expect(await api.text()).not.toContain('http_server_request_duration_seconds');
 });
 
-interface Sent {
-  /** performance.now() when the request was handed to Node. */
-  at: number;
+interface Creation {
+  key: string;
+  name: string;
   status?: number;
-  connection?: string;
-  complete?: boolean;
+  id?: string;
+  /** The answer's Connection header. */
+  connection?: string | null;
+  /** What made the request fail, when it failed: the cause's code (ECONNREFUSED, UND_ERR_SOCKET, ECONNRESET...). */
   error?: string;
 }
 
-/** One POST /clients over `agent`; resolves once it is answered in full, or failed. */
-function create(agent: http.Agent, url: URL, body: string): Promise<Sent> {
-  const sent: Sent = { at: performance.now() };
-  return new Promise((done) => {
-    const request = http.request(
-      {
-        agent,
-        host: url.hostname,
-        port: url.port,
-        path: '/clients',
-        method: 'POST',
-        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', 'Idempotency-Key': randomUUID() },
-      },
-      (response) => {
-        let text = '';
-        response.setEncoding('utf8');
-        response.on('data', (chunk) => (text += chunk));
-        response.on('end', () => {
-          let complete = false;
-          try {
-            complete = typeof JSON.parse(text).data.id === 'string';
-          } catch {
-            complete = false;
-          }
-          done({ ...sent, status: response.statusCode, connection: response.headers.connection, complete });
-        });
-        response.on('error', (error) =>
-          done({ ...sent, status: response.statusCode, error: (error as NodeJS.ErrnoException).code ?? error.message }),
-        );
-      },
-    );
-    request.on('error', (error) => done({ ...sent, error: (error as NodeJS.ErrnoException).code ?? error.message }));
-    request.end(body);
+const createClient = (url: string, token: string, creation: Creation) =>
+  fetch(`${url}/clients`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', 'Idempotency-Key': creation.key },
+    body: JSON.stringify({ name: creation.name }),
   });
+
+/** The id of the client an answer carries, when it carries one. */
+const idIn = async (response: Response) => ((await response.json()) as { data?: { id?: string } }).data?.id;
+
+/**
+ * 16 clients creating continuously, as real clients do: fetch (undici), whose pool keeps each
+ * connection alive, honours `Keep-Alive: timeout` and `Connection: close`, and reuses a
+ * connection as soon as its last answer is read. Each request has its own Idempotency-Key; each
+ * client sends its next request as soon as the last is answered, until one fails.
+ */
+function keepCreating(url: string, token: string, label: string) {
+  const creations: Creation[] = [];
+  const clients = Array.from({ length: 16 }, async (_, n) => {
+    for (let i = 0; ; i++) {
+      const creation: Creation = { key: randomUUID(), name: `${label}-${n}-${i}` };
+      creations.push(creation);
+      try {
+        const response = await createClient(url, token, creation);
+        creation.status = response.status;
+        creation.connection = response.headers.get('Connection');
+        creation.id = await idIn(response);
+      } catch (error) {
+        const { code, cause } = error as { code?: string; cause?: { code?: string } };
+        creation.error = cause?.code ?? code ?? String(error);
+        return;
+      }
+    }
+  });
+  return {
+    creations,
+    acknowledged: () => creations.filter((creation) => creation.status === 201).length,
+    done: Promise.all(clients),
+  };
 }
 
-it('drains on SIGTERM under keep-alive load: every request sent before it is answered in full; exit 0', { timeout: 120_000 }, async () => {
-  const url = new URL(server!.url);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
-  const results: Sent[] = [];
-  let answered = 0;
-  // 16 clients, each sending its next request as soon as the last is answered, on its kept-alive
-  // connection, until the server refuses a new connection.
-  const worker = async (n: number) => {
-    for (let i = 0; ; i++) {
-      const result = await create(agent, url, JSON.stringify({ name: `drain-${n}-${i}` }));
-      results.push(result);
-      if (result.complete) answered++;
-      if (result.error) return;
-    }
-  };
-  const workers = Array.from({ length: 16 }, (_, n) => worker(n));
-  while (answered < 100) await new Promise((resolve) => setTimeout(resolve, 20));
+/**
+ * What a drain under that load must show: every request was answered in full, 201 with its
+ * client, whenever it was sent (before the signal, during SHUTDOWN_DELAY, or on a connection
+ * still open after the listener closed), except those refused as new connections once the
+ * listener had closed, which sent nothing. The answers after the listener closed, on connections
+ * still open, said `Connection: close`.
+ */
+function expectNothingFailed(creations: Creation[]) {
+  const failed = creations.filter((creation) => !(creation.status === 201 && creation.id) && creation.error !== 'ECONNREFUSED');
+  expect(failed).toEqual([]);
+  expect(creations.some((creation) => creation.status === 201 && creation.connection === 'close')).toBe(true);
+}
 
-  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
-    server!.child.once('exit', (code, signal) => resolve({ code, signal })),
-  );
-  const signalledAt = performance.now();
-  server!.child.kill('SIGTERM');
-  // Readiness turns 503 as soon as the process has the signal, while everything else is still
-  // served during SHUTDOWN_DELAY.
-  let ready = await fetch(`${server!.url}/readyz`);
-  while (ready.status === 200) ready = await fetch(`${server!.url}/readyz`);
+/** Readiness turns 503 as soon as the process has the signal, while everything else is still served during SHUTDOWN_DELAY. */
+async function expectReadinessDraining(url: string) {
+  let ready = await fetch(`${url}/readyz`);
+  while (ready.status === 200) ready = await fetch(`${url}/readyz`);
   expect(ready.status).toBe(503);
   expect(await ready.json()).toMatchObject({ error: { code: 'service_unavailable' } });
-  expect((await fetch(`${server!.url}/healthz`)).status).toBe(200);
+  expect((await fetch(`${url}/healthz`)).status).toBe(200);
+}
 
-  await Promise.all(workers);
-  agent.destroy();
+/**
+ * On the next server (the new version, on the same database): each refused creation sent again
+ * with its key is created, once (a second retry is a replay of it); then the organisation holds
+ * exactly the clients acknowledged or retried, each once, with the id its client was given.
+ */
+async function expectEachClientOnce(url: string, token: string, creations: Creation[]) {
+  for (const creation of creations.filter((c) => c.error)) {
+    const retried = await createClient(url, token, creation);
+    expect(retried.status).toBe(201);
+    expect(retried.headers.get('Idempotent-Replayed')).toBeNull();
+    creation.id = await idIn(retried);
+    const again = await createClient(url, token, creation);
+    expect(again.headers.get('Idempotent-Replayed')).toBe('true');
+    expect(await idIn(again)).toBe(creation.id);
+  }
+  const api = createClientsApi({ baseUrl: url, token, retry: false });
+  const stored = new Map<string, string[]>();
+  for (let cursor: string | undefined, page = 0; page === 0 || cursor; page++) {
+    const { data } = await api.GET('/clients', { params: { query: { limit: 100, ...(cursor && { cursor }) } } });
+    for (const client of data!.data) stored.set(client.name, [...(stored.get(client.name) ?? []), client.id]);
+    cursor = data!.nextCursor ?? undefined;
+  }
+  expect(stored).toEqual(new Map(creations.map((creation) => [creation.name, [creation.id]])));
+}
+
+const exitOf = (child: ChildProcess) =>
+  new Promise<{ code: number | null; signal: string | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+
+const until = async (condition: () => boolean) => {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 20));
+};
+
+it('drains on SIGTERM to the node process alone, under keep-alive load: no request fails but new connections refused once the listener closed; exit 0', {
+  timeout: 120_000,
+}, async () => {
+  const load = keepCreating(server!.url, drainTokens.node, 'node');
+  await until(() => load.acknowledged() >= 100);
+  const exited = exitOf(server!.child);
+  server!.child.kill('SIGTERM');
+  await expectReadinessDraining(server!.url);
+  await load.done;
   expect(await exited).toEqual({ code: 0, signal: null });
-
-  const before = results.filter((r) => r.at < signalledAt);
-  expect(before.length).toBeGreaterThanOrEqual(100);
-  expect(before.filter((r) => !(r.status === 201 && r.complete))).toEqual([]);
-  // After the signal: answered in full (the last ones on each connection with Connection: close),
-  // or refused as new connections once the server stopped accepting. A request cut after the
-  // server read it would be an answer begun and not finished: none.
-  const after = results.filter((r) => r.at >= signalledAt);
-  expect(after.filter((r) => r.status !== undefined && !(r.status === 201 && r.complete))).toEqual([]);
-  expect(after.some((r) => r.complete && r.connection === 'close')).toBe(true);
-  expect(after.filter((r) => r.error).every((r) => r.error === 'ECONNREFUSED' || r.error === 'ECONNRESET')).toBe(true);
   expect(server!.stdout()).toMatch(/"msg":"stopped"/);
+  expectNothingFailed(load.creations);
+
+  server = await startServerProcess(env, BUNDLE);
+  await expectEachClientOnce(server.url, drainTokens.node, load.creations);
 });
+
+it('drains on SIGTERM to the `npm start` process group (npm, node), as systemd stops a service: no request fails but new connections refused; node and npm exit 0', {
+  timeout: 120_000,
+}, async () => {
+  await server?.stop();
+  // The real start script, run by npm and sh as `npm start` runs it, in a package whose `build` is
+  // already done (beforeAll bundled the server; the rest of the build is tsc, slow and not needed).
+  const start = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+  const npmStart = await startServerProcess(env, ['npm', 'start', '--silent'], { cwd: npmPackage(start), detached: true });
+  server = npmStart; // stopped after the tests should they fail before it exits
+  const nodePid = Number(/"pid":(\d+)[^\n]*"msg":"listening"/.exec(npmStart.stdout())![1]);
+  expect(nodePid).not.toBe(npmStart.child.pid);
+
+  const load = keepCreating(npmStart.url, drainTokens.group, 'group');
+  await until(() => load.acknowledged() >= 100);
+  const exited = exitOf(npmStart.child);
+  process.kill(-npmStart.child.pid!, 'SIGTERM');
+  await expectReadinessDraining(npmStart.url);
+  await load.done;
+  // npm waited for node, and says what node said; node is gone, not left behind still draining.
+  expect(await exited).toEqual({ code: 0, signal: null });
+  expect(() => process.kill(nodePid, 0)).toThrow(expect.objectContaining({ code: 'ESRCH' }));
+  expect(npmStart.stdout()).toMatch(/"msg":"stopped"/);
+  expectNothingFailed(load.creations);
+
+  server = await startServerProcess(env, BUNDLE);
+  await expectEachClientOnce(server.url, drainTokens.group, load.creations);
+});
+
+/** A package whose `start` is `start` and whose `build` does nothing, with the built dist/ of the repository. */
+function npmPackage(start: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'clients-api-npm-start-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'npm-start', private: true, scripts: { build: 'true', start } }));
+  symlinkSync(join(root, 'dist'), join(dir, 'dist'));
+  return dir;
+}

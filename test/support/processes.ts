@@ -60,15 +60,19 @@ export interface RunningServer {
 
 /**
  * Starts server/main.ts on a free port and waits until it listens; `command` runs another entry
- * point instead (the built bundle: ['node', 'dist/server/main.js']).
+ * point instead (the built bundle: ['node', 'dist/server/main.js']). `options.cwd`: where it runs
+ * (the repository by default); `options.detached`: in a process group of its own, as a service
+ * manager starts it (signal the group with `process.kill(-child.pid, signal)`).
  */
 export function startServerProcess(
   env: Record<string, string | undefined>,
   command: string[] = [tsx, 'server/main.ts'],
+  options: { cwd?: string; detached?: boolean } = {},
 ): Promise<RunningServer> {
   return new Promise((done, fail) => {
     const child = spawn(command[0]!, command.slice(1), {
-      cwd: root,
+      cwd: options.cwd ?? root,
+      detached: options.detached ?? false,
       env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...processEnv(env) },
     });
     let out = '';

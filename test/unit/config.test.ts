@@ -20,6 +20,12 @@ it('drains with no delay and a 10 s timeout, and serves no metrics, unless told 
   expect(() => loadConfig({ SHUTDOWN_TIMEOUT: 'soon' })).toThrow(/SHUTDOWN_TIMEOUT/);
 });
 
+it('keeps idle connections for 5 s, as Node does, unless KEEP_ALIVE_TIMEOUT says otherwise; never for ever', () => {
+  expect(loadConfig({}).keepAliveTimeoutMs).toBe(5_000);
+  expect(loadConfig({ KEEP_ALIVE_TIMEOUT: '65' }).keepAliveTimeoutMs).toBe(65_000);
+  expect(() => loadConfig({ KEEP_ALIVE_TIMEOUT: '0' })).toThrow(/KEEP_ALIVE_TIMEOUT must be at least 1/);
+});
+
 it('expects a direct connection unless DATABASE_POOLING=transaction, and keeps counters in Redis only with REDIS_URL', () => {
   expect(loadConfig({})).toMatchObject({ databasePooling: 'session', redisUrl: undefined });
   expect(loadConfig({ DATABASE_POOLING: 'transaction', REDIS_URL: 'redis://127.0.0.1:6379' })).toMatchObject({
