@@ -53,6 +53,11 @@ export function scratchDirectory(prefix = 'clients-api-pg-'): string {
   return dir;
 }
 
+export function removeScratchDirectory(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  directories.delete(dir);
+}
+
 /** Lines every node gets before the caller's own (later lines of postgresql.conf win). */
 const BASE_CONF = [
   "listen_addresses = '127.0.0.1'",
@@ -183,8 +188,7 @@ export async function scratchNode(): Promise<ScratchPostgres & { configure(conf:
     },
     async remove() {
       await node.stop('immediate').catch(() => {});
-      rmSync(dir, { recursive: true, force: true });
-      directories.delete(dir);
+      removeScratchDirectory(dir);
     },
   };
   return node;
