@@ -7,6 +7,10 @@
  * and the service started on that node has every client acknowledged before T, as it was then,
  * with its events and its stored Idempotency-Key, and nothing acknowledged after T.
  *
+ * And what a restore to the past does to the feed: the restored node hands out again the
+ * transaction ids that the lost time after T had used, so a consumer holding a cursor from past T
+ * would miss new events; a new epoch of transaction ids (`pg_resetwal -e`) puts them after it.
+ *
  * T is unambiguous: it is read from the database's own clock after the last create before it was
  * acknowledged, and the creates after it start only once it has been read. Every commit before T
  * has an earlier commit timestamp, every commit after it a later one.
@@ -30,6 +34,7 @@ import { root, startServerProcess, type RunningServer } from '../support/process
 import {
   createScratchPostgres,
   havePostgresBinaries,
+  PG_BIN,
   runAsOwner,
   removeScratchDirectory,
   type ScratchPostgres,
@@ -50,6 +55,10 @@ describe.runIf(configured)('a pgBackRest backup restored to a point in time', { 
   let configFile: string;
   let primary: ScratchPostgres;
   let restored: ScratchPostgres | undefined;
+  /** Left by the first test for the second: the service on the restored node, what it kept, a cursor from past T. */
+  let restoredApi: ClientsApi;
+  let kept: string[];
+  let lostCursor: string;
   const servers: RunningServer[] = [];
 
   /** `pgbackrest --stanza=clients <args>` with this test's configuration, as the nodes' owner. */
@@ -60,6 +69,15 @@ describe.runIf(configured)('a pgBackRest backup restored to a point in time', { 
     track(server.child);
     servers.push(server);
     return server;
+  };
+  /** The nextCursor at the end of the feed, as a consumer that has read it all holds it. */
+  const feedEnd = async (api: ClientsApi) => {
+    let after: string | undefined;
+    for (;;) {
+      const { data } = await api.GET('/events', { params: { query: { limit: 100, ...(after && { after }) } } });
+      after = data!.nextCursor;
+      if (!data!.hasMore) return after;
+    }
   };
   const apiFor = (server: RunningServer, token: MintedToken): ClientsApi =>
     createClientsApi({ baseUrl: server.url, token: token.token, retry: false, fetch: specCheckingFetch() });
@@ -142,10 +160,14 @@ describe.runIf(configured)('a pgBackRest backup restored to a point in time', { 
     const keyAfter = randomUUID();
     const after = [await create('After 0', keyAfter)];
     for (let i = 1; i < 10; i++) after.push(await create(`After ${i}`));
+    // Transaction ids the restored node will hand out again (below, the feed's cursor from here).
+    for (let i = 0; i < 30; i++) await primary.query('select pg_current_xact_id()', [], DATABASE);
     expect(
       (await api.PATCH('/clients/{id}', { params: { path: { id: before[0]!.id } }, body: { notes: 'after T' } })).response.status,
     ).toBe(200);
     expect((await api.DELETE('/clients/{id}', { params: { path: { id: before[1]!.id } } })).response.status).toBe(200);
+    // A consumer that read the feed to its end now holds a cursor past T.
+    lostCursor = await feedEnd(api);
     // More WAL on top of the full backup: a differential backup, and the last segment archived.
     await pgbackrest('--type=diff', 'backup');
     await pgbackrest('check');
@@ -171,8 +193,7 @@ describe.runIf(configured)('a pgBackRest backup restored to a point in time', { 
       return row?.recovering === false;
     });
 
-    const again = await startService(node);
-    const restoredApi = apiFor(again, token);
+    restoredApi = apiFor(await startService(node), token);
     for (const client of before) {
       const { data, response } = await restoredApi.GET('/clients/{id}', { params: { path: { id: client.id } } });
       expect(response.status, client.name).toBe(200);
@@ -201,5 +222,33 @@ describe.runIf(configured)('a pgBackRest backup restored to a point in time', { 
     expect(fresh.response.status).toBe(201);
     expect(fresh.response.headers.get('Idempotent-Replayed')).toBeNull();
     expect(fresh.data!.data.id).not.toBe(after[0]!.id);
+    kept = [...before.slice(0, 10).map((client) => client.id), before[3]!.id, fresh.data!.data.id];
+  });
+
+  it('hands out transaction ids of past T again, so a feed cursor from past T misses new events until a new epoch of them', async () => {
+    const node = restored!;
+    const create = async (name: string) => {
+      const { data, response } = await restoredApi.POST('/clients', { body: { name } });
+      expect(response.status).toBe(201);
+      return data!.data;
+    };
+    // A cursor given out after T points past the restored node's new events: its consumer misses
+    // them. A new epoch of transaction ids (pg_resetwal -e, the node stopped cleanly) puts every
+    // new event after every cursor of before the restore.
+    const hidden = await create('Written After The Restore');
+    expect((await restoredApi.GET('/events', { params: { query: { after: lostCursor } } })).data!.data).toEqual([]);
+    const [{ epoch }] = (await node.query<{ epoch: string }>(
+      'select (pg_current_xact_id()::text::numeric / 4294967296)::bigint::text as epoch',
+    )) as [{ epoch: string }];
+    await node.stop('fast');
+    await runAsOwner(join(PG_BIN, 'pg_resetwal'), ['-e', String(BigInt(epoch) + 1n), node.dataDir]);
+    await node.start();
+    await waitFor('the service to reach the database again', async () => (await restoredApi.GET('/clients')).response.status === 200);
+    const seen = await create('Written In The New Epoch');
+    const afterLost = await restoredApi.GET('/events', { params: { query: { after: lostCursor } } });
+    expect(afterLost.data!.data.map((event) => event.data.object.id)).toEqual([seen.id]);
+    // And the whole feed is still in order: what was kept, then what came after the restore.
+    const whole = await restoredApi.GET('/events', { params: { query: { limit: 100 } } });
+    expect(whole.data!.data.map((event) => event.data.object.id)).toEqual([...kept, hidden.id, seen.id]);
   });
 });
