@@ -237,9 +237,9 @@ describe.runIf(configured)('a pgBackRest backup restored to a point in time', { 
     // new event after every cursor of before the restore.
     const hidden = await create('Written After The Restore');
     expect((await restoredApi.GET('/events', { params: { query: { after: lostCursor } } })).data!.data).toEqual([]);
-    const [{ epoch }] = (await node.query<{ epoch: string }>(
-      'select (pg_current_xact_id()::text::numeric / 4294967296)::bigint::text as epoch',
-    )) as [{ epoch: string }];
+    const [{ epoch }] = (await node.query<{ epoch: string }>('select (pg_current_xact_id()::text::bigint >> 32)::text as epoch')) as [
+      { epoch: string },
+    ];
     await node.stop('fast');
     await runAsOwner(join(PG_BIN, 'pg_resetwal'), ['-e', String(BigInt(epoch) + 1n), node.dataDir]);
     await node.start();
