@@ -1763,7 +1763,7 @@ export type components = {
          *     primary: to see your own change at once, read it by id or omit this header. Anything other
          *     than `strong` or `eventual` is 400 `validation_failed` naming the header.
          */
-        ReadConsistency: components["schemas"]["ReadConsistency"];
+        ReadConsistencyHeader: components["schemas"]["ReadConsistency"];
         /** @description The event's id; the same on every retry of it, so a receiver can drop duplicates by it. */
         WebhookId: string;
         /** @description When this attempt was signed, in seconds since the Unix epoch. Refuse one more than 5 minutes off. */
@@ -1920,7 +1920,7 @@ export type ParameterIdempotencyKey = components['parameters']['IdempotencyKey']
 export type ParameterClientId = components['parameters']['ClientId'];
 export type ParameterIfMatch = components['parameters']['IfMatch'];
 export type ParameterIfNoneMatch = components['parameters']['IfNoneMatch'];
-export type ParameterReadConsistency = components['parameters']['ReadConsistency'];
+export type ParameterReadConsistencyHeader = components['parameters']['ReadConsistencyHeader'];
 export type ParameterWebhookId = components['parameters']['WebhookId'];
 export type ParameterWebhookTimestamp = components['parameters']['WebhookTimestamp'];
 export type ParameterWebhookSignature = components['parameters']['WebhookSignature'];
@@ -2003,7 +2003,7 @@ export interface operations {
                  *     primary: to see your own change at once, read it by id or omit this header. Anything other
                  *     than `strong` or `eventual` is 400 `validation_failed` naming the header.
                  */
-                "Read-Consistency"?: components["parameters"]["ReadConsistency"];
+                "Read-Consistency"?: components["parameters"]["ReadConsistencyHeader"];
             };
             path?: never;
             cookie?: never;
@@ -2642,7 +2642,7 @@ export interface operations {
                  *     primary: to see your own change at once, read it by id or omit this header. Anything other
                  *     than `strong` or `eventual` is 400 `validation_failed` naming the header.
                  */
-                "Read-Consistency"?: components["parameters"]["ReadConsistency"];
+                "Read-Consistency"?: components["parameters"]["ReadConsistencyHeader"];
             };
             path?: never;
             cookie?: never;
