@@ -9,9 +9,16 @@
  * creates a database on BENCH_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres) and
  * drops it after. BENCH_CLIENTS (default 100000) and BENCH_RUNS (default 300) change the sizes;
  * `--explain` also prints the plan PostgreSQL chooses for each query.
+ *
+ * `--replica`: on a scratch PostgreSQL 15 primary with a streaming replica of it on this machine
+ * (test/support/scratch-postgres.ts, both with the same settings), every scenario is measured with
+ * `Read-Consistency: strong` (the primary) and `eventual` (the replica), and then the throughput
+ * of the first page and of a search, BENCH_CONNECTIONS (16) at once for BENCH_SECONDS (5) each
+ * (autocannon), with where each eventual read was served.
  */
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import autocannon from 'autocannon';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { pino } from 'pino';
@@ -27,14 +34,44 @@ import {
 } from '../server/clients/clients.queries.js';
 import { SHORT_SEARCH_EXAMINED } from '../server/clients/clients.service.js';
 import { openDatabase } from '../server/db/database.js';
+import type { ReadConsistency } from '../server/db/reads.js';
 import { migrateOrThrow } from '../server/db/migrate.js';
+import { caughtUp, createScratchPostgres } from '../test/support/scratch-postgres.js';
 
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 100_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 300);
 const EXPLAIN = process.argv.includes('--explain');
+const REPLICA = process.argv.includes('--replica');
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 
-async function withDatabase<T>(run: (url: string) => Promise<T>): Promise<T> {
-  if (process.env.DATABASE_URL) return run(process.env.DATABASE_URL);
+/** Where to seed and list: a database, and with --replica a streaming replica of it and a way to wait for it. */
+interface Target {
+  url: string;
+  replicaUrl?: string;
+  caughtUp?: () => Promise<void>;
+}
+
+/** The same memory for both nodes, enough to keep the clients table and its indexes cached. */
+const NODE_CONF = ["shared_buffers = '256MB'", "effective_cache_size = '1GB'", 'max_connections = 100'];
+
+async function withReplica<T>(run: (target: Target) => Promise<T>): Promise<T> {
+  const primary = await createScratchPostgres({ conf: NODE_CONF });
+  try {
+    const standby = await primary.replica({ conf: NODE_CONF });
+    try {
+      return await run({ url: primary.url(), replicaUrl: standby.url(), caughtUp: () => caughtUp(primary, standby) });
+    } finally {
+      await standby.remove();
+    }
+  } finally {
+    await primary.remove();
+  }
+}
+
+async function withDatabase<T>(run: (target: Target) => Promise<T>): Promise<T> {
+  if (REPLICA) return withReplica(run);
+  if (process.env.DATABASE_URL) return run({ url: process.env.DATABASE_URL });
   const adminUrl = process.env.BENCH_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
   const name = `clients_bench_${randomBytes(4).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl });
@@ -43,7 +80,7 @@ async function withDatabase<T>(run: (url: string) => Promise<T>): Promise<T> {
   try {
     const url = new URL(adminUrl);
     url.pathname = `/${name}`;
-    return await run(url.toString());
+    return await run({ url: url.toString() });
   } finally {
     await admin.query(`drop database if exists ${name} with (force)`);
     await admin.end();
@@ -54,8 +91,15 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-await withDatabase(async (url) => {
-  const database = await openDatabase({ databaseUrl: url, poolSize: 10 });
+await withDatabase(async ({ url, replicaUrl, caughtUp }) => {
+  /** Where eventual reads were served since the last reset. */
+  const served = { eventual: 0, strong: 0 };
+  const database = await openDatabase({
+    databaseUrl: url,
+    poolSize: 10,
+    replicaUrl,
+    onEventualRead: (where) => served[where]++,
+  });
   const { db } = database;
   try {
     await migrateOrThrow(db);
@@ -82,6 +126,8 @@ await withDatabase(async (url) => {
     await seed(noise.orgId, Math.round(CLIENTS / 10));
     // The steady state autovacuum keeps: statistics, and the GIN pending lists merged.
     await sql`vacuum analyze clients`.execute(db);
+    // The replica replays the rows and the statistics before anything is measured on it.
+    await caughtUp?.();
     console.log(
       `seeded ${CLIENTS} clients (+${Math.round(CLIENTS / 10)} in another organisation) in ${Math.round(performance.now() - started)} ms`,
     );
@@ -111,11 +157,23 @@ await withDatabase(async (url) => {
     ).name.slice(-8);
 
     // Rate limiting and the concurrency limit off, as product.md has it for benchmarks (2,240 requests of one token).
-    const { createServer, warmUp } = createApp({ db, logger: pino({ level: 'silent' }), rateLimits: false, concurrencyLimit: false });
+    const { createServer, warmUp } = createApp({
+      db,
+      reads: database.replica,
+      logger: pino({ level: 'silent' }),
+      rateLimits: false,
+      concurrencyLimit: false,
+    });
     await warmUp();
     const server = createServer().listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
-    const api = createClientsApi({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: token.token });
+    const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const api = createClientsApi({ baseUrl, token: token.token });
+    const consistencies: ReadConsistency[] = REPLICA ? ['strong', 'eventual'] : ['strong'];
+    if (database.replica) {
+      const replica = database.replica;
+      while (replica.state() !== 'usable') await new Promise((resolve) => setTimeout(resolve, 100));
+    }
 
     const deep = { createdAt: deepRow.position, id: deepRow.id };
     // Each scenario as a request, and as the filter the service makes of it (for --explain).
@@ -134,25 +192,97 @@ await withDatabase(async (url) => {
     ];
 
     console.log(`\n${RUNS} requests each, one at a time, after 20 to warm up (times in ms)\n`);
-    console.log(`${'scenario'.padEnd(36)} ${'median'.padStart(8)} ${'p99'.padStart(8)} ${'rows'.padStart(6)}`);
+    console.log(`${'scenario'.padEnd(36)} ${'read'.padEnd(9)} ${'median'.padStart(8)} ${'p99'.padStart(8)} ${'rows'.padStart(6)}`);
     for (const { label, query } of scenarios) {
-      let rows = 0;
-      const once = async () => {
-        const { data, error } = await api.GET('/clients', { params: { query: query as never } });
-        if (error) throw new Error(`${label}: ${JSON.stringify(error)}`);
-        rows = data.data.length;
-      };
-      for (let i = 0; i < 20; i++) await once();
-      const times: number[] = [];
-      for (let i = 0; i < RUNS; i++) {
-        started = performance.now();
-        await once();
-        times.push(performance.now() - started);
+      for (const consistency of consistencies) {
+        let rows = 0;
+        const once = async () => {
+          const { data, error, response } = await api.GET('/clients', {
+            params: { query: query as never, header: { 'Read-Consistency': consistency } },
+          });
+          if (error) throw new Error(`${label}: ${JSON.stringify(error)}`);
+          if (response.headers.get('Read-Consistency') !== consistency) throw new Error(`${label}: not served ${consistency}`);
+          rows = data.data.length;
+        };
+        for (let i = 0; i < 20; i++) await once();
+        const times: number[] = [];
+        for (let i = 0; i < RUNS; i++) {
+          started = performance.now();
+          await once();
+          times.push(performance.now() - started);
+        }
+        times.sort((a, b) => a - b);
+        console.log(
+          `${label.padEnd(36)} ${consistency.padEnd(9)} ${percentile(times, 50).toFixed(2).padStart(8)} ${percentile(times, 99).toFixed(2).padStart(8)} ${String(rows).padStart(6)}`,
+        );
       }
-      times.sort((a, b) => a - b);
+    }
+
+    if (REPLICA) {
+      const auth = { authorization: `Bearer ${token.token}` };
+      /** `connections` lists of `path` for SECONDS, and beside them, when `writers` > 0, that many creating clients. */
+      const load = async (path: string, consistency: ReadConsistency, writers: number) => {
+        // Requests of the run before that the server was still answering are not this run's.
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        served.eventual = 0;
+        served.strong = 0;
+        const [reads, writes] = await Promise.all([
+          autocannon({
+            url: `${baseUrl}${path}`,
+            connections: CONNECTIONS,
+            duration: SECONDS,
+            headers: { ...auth, 'read-consistency': consistency },
+          }),
+          writers > 0
+            ? autocannon({
+                url: `${baseUrl}/clients`,
+                connections: writers,
+                duration: SECONDS,
+                method: 'POST',
+                headers: { ...auth, 'content-type': 'application/json' },
+                body: JSON.stringify({ name: 'Written During The Run' }),
+              })
+            : undefined,
+        ]);
+        return {
+          rps: reads.requests.average,
+          p50: reads.latency.p50,
+          p99: reads.latency.p99,
+          failed: reads.errors + reads.non2xx + reads.timeouts + (writes ? writes.errors + writes.non2xx + writes.timeouts : 0),
+          writeRps: writes?.requests.average,
+          onReplica: consistency === 'eventual' ? served.eventual / Math.max(1, served.eventual + served.strong) : undefined,
+        };
+      };
+      const writers = Math.max(1, Math.round(CONNECTIONS / 2));
       console.log(
-        `${label.padEnd(36)} ${percentile(times, 50).toFixed(2).padStart(8)} ${percentile(times, 99).toFixed(2).padStart(8)} ${String(rows).padStart(6)}`,
+        `\nthroughput: ${CONNECTIONS} connections listing, ${SECONDS} s a run, each run twice (strong, eventual, eventual, strong); ` +
+          `the mean of both (autocannon; latency in ms)\n`,
       );
+      console.log(
+        `${'scenario'.padEnd(44)} ${'read'.padEnd(9)} ${'lists/s'.padStart(8)} ${'p50'.padStart(6)} ${'p99'.padStart(6)} ${'creates/s'.padStart(10)} ${'failed'.padStart(7)} ${'on replica'.padStart(11)}`,
+      );
+      for (const [label, path, writing] of [
+        ['first page (limit 25)', '/clients', 0],
+        ['q "globex" (1 in 8)', '/clients?q=globex', 0],
+        [`first page, ${writers} connections creating beside`, '/clients', writers],
+      ] as const) {
+        const runs: Record<ReadConsistency, Awaited<ReturnType<typeof load>>[]> = { strong: [], eventual: [] };
+        for (const consistency of ['strong', 'eventual', 'eventual', 'strong'] as const)
+          runs[consistency].push(await load(path, consistency, writing));
+        for (const consistency of consistencies) {
+          const [a, b] = runs[consistency] as [Awaited<ReturnType<typeof load>>, Awaited<ReturnType<typeof load>>];
+          const mean = (pick: (run: typeof a) => number | undefined) => ((pick(a) ?? 0) + (pick(b) ?? 0)) / 2;
+          const creates = writing > 0 ? String(Math.round(mean((run) => run.writeRps))) : '-';
+          const onReplica = consistency === 'eventual' ? `${Math.round(100 * mean((run) => run.onReplica))}%` : '-';
+          console.log(
+            `${label.padEnd(44)} ${consistency.padEnd(9)} ${String(Math.round(mean((run) => run.rps))).padStart(8)} ${mean((run) => run.p50)
+              .toFixed(1)
+              .padStart(6)} ${mean((run) => run.p99)
+              .toFixed(1)
+              .padStart(6)} ${creates.padStart(10)} ${String(a.failed + b.failed).padStart(7)} ${onReplica.padStart(11)}`,
+          );
+        }
+      }
     }
 
     // A client's whole walk of the worst short search, following nextCursor until it is null.

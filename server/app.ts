@@ -11,6 +11,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { createLastUsedRecorder } from './auth/last-used.js';
 import { createTokenLookup, type TokenLookup } from './auth/token-lookup.js';
+import { primaryReads, type Reads } from './db/reads.js';
 import type { Database } from './db/schema.js';
 import { handlers as defaultHandlers } from './handlers.js';
 import { createReadiness, type Readiness } from './health/readiness.js';
@@ -34,6 +35,8 @@ import { ephemeralWebhookSettings, type WebhookSettings } from './webhooks/setti
 
 export interface AppDeps {
   db: Kysely<Database>;
+  /** Where reads that accept staleness may go (DatabaseHandle.replica); the primary `db` when absent. */
+  reads?: Reads | undefined;
   logger: Logger;
   /** Validate every response against the spec: on in tests, off in production. */
   validateResponses?: boolean;
@@ -127,6 +130,7 @@ export function createApp(deps: AppDeps): App {
 
   const dispatch = createRouter({
     db: deps.db,
+    reads: deps.reads ?? primaryReads(deps.db),
     handlers,
     operations: spec.operations,
     clock: deps.clock ?? (() => new Date()),

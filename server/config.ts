@@ -1,5 +1,7 @@
 /** Configuration from the environment, read once at start-up. */
+import { DEFAULT_REPLICA_MAX_LAG_MS } from './db/database.js';
 import type { DatabasePooling } from './db/handle.js';
+import { REPLICA_CHECK_INTERVAL_MS } from './db/replica.js';
 import { DEFAULT_CONCURRENCY_LIMIT } from './rate-limit/concurrency.js';
 import { DEFAULT_RATE_LIMITS, type RateLimitBudgets } from './rate-limit/rate-limits.js';
 
@@ -42,6 +44,16 @@ export interface Config {
    * cancelled (the request is answered 503); 0: no limit. Migrations run without it.
    */
   databaseStatementTimeoutMs: number;
+  /**
+   * DATABASE_REPLICA_URL: a streaming replica of DATABASE_URL (or a balancer in front of several)
+   * that lists, searches and the feed may read when the caller sends `Read-Consistency: eventual`.
+   */
+  databaseReplicaUrl: string | undefined;
+  /**
+   * DATABASE_REPLICA_MAX_LAG_MS: the staleness bound of an eventual read. A replica is read only
+   * while it is proven to hold every write acknowledged longer ago than this; else the primary is.
+   */
+  databaseReplicaMaxLagMs: number;
   /** REDIS_URL: where rate-limit counters are kept when set (else PostgreSQL, or memory when embedded). */
   redisUrl: string | undefined;
   /** REDIS_KEY_PREFIX: before every counter's key in Redis (`clients-api:`), for deployments sharing one. */
@@ -82,6 +94,19 @@ function databasePooling(raw: string | undefined): DatabasePooling {
   if (raw === undefined || raw === '' || raw === 'session') return 'session';
   if (raw === 'transaction') return 'transaction';
   throw new Error(`DATABASE_POOLING must be "session" or "transaction", not "${raw}"`);
+}
+
+/**
+ * The lag is measured once a second: a bound below that would put the replica in and out of use
+ * within every second, whatever its real lag.
+ */
+function replicaMaxLag(env: NodeJS.ProcessEnv): number {
+  const value = integer('DATABASE_REPLICA_MAX_LAG_MS', DEFAULT_REPLICA_MAX_LAG_MS, env);
+  if (value < REPLICA_CHECK_INTERVAL_MS)
+    throw new Error(
+      `DATABASE_REPLICA_MAX_LAG_MS must be at least ${REPLICA_CHECK_INTERVAL_MS} (the replica's lag is measured once a second), not "${value}"`,
+    );
+  return value;
 }
 
 function integer(name: string, fallback: number, env: NodeJS.ProcessEnv): number {
@@ -141,6 +166,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsHost: env.METRICS_HOST || env.HOST || '127.0.0.1',
     databasePooling: databasePooling(env.DATABASE_POOLING),
     databaseStatementTimeoutMs: integer('DATABASE_STATEMENT_TIMEOUT_MS', DEFAULT_STATEMENT_TIMEOUT_MS, env),
+    databaseReplicaUrl: env.DATABASE_REPLICA_URL || undefined,
+    databaseReplicaMaxLagMs: replicaMaxLag(env),
     redisUrl: env.REDIS_URL || undefined,
     redisKeyPrefix: env.REDIS_KEY_PREFIX ?? 'clients-api:',
     webhookSecretKey: env.WEBHOOK_SECRET_KEY || undefined,

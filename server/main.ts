@@ -33,6 +33,7 @@ try {
   process.exit(1);
 }
 
+const metrics = config.metricsPort === undefined ? undefined : createMetrics();
 const database = await openDatabase({
   databaseUrl: config.databaseUrl,
   dataDir: config.dataDir,
@@ -40,13 +41,26 @@ const database = await openDatabase({
   statementTimeoutMs: config.databaseStatementTimeoutMs,
   // A connection lost while idle or between statements: the pool drops it; the process goes on.
   onConnectionError: (error) => logger.warn({ err: error }, 'database connection lost'),
+  replicaUrl: config.databaseReplicaUrl,
+  replicaMaxLagMs: config.databaseReplicaMaxLagMs,
+  // Eventual reads go to the primary meanwhile: a warning, not an error.
+  onReplicaChange: ({ state, lagMs, error }) =>
+    state === 'usable'
+      ? logger.info({ lagMs }, 'read replica in use for eventual reads')
+      : logger.warn({ state, lagMs, err: error }, 'read replica out of use: eventual reads go to the primary'),
+  onEventualRead: metrics?.countEventualRead,
 }).catch((error: Error) => {
   console.error(error.message);
   process.exit(1);
 });
-const metrics = config.metricsPort === undefined ? undefined : createMetrics();
 if (metrics && database.pool) metrics.watchPool('main', database.pool);
 if (metrics && database.counterPool) metrics.watchPool('counters', database.counterPool);
+if (metrics && database.replica) {
+  metrics.watchPool('replica', database.replica.pool);
+  metrics.watchReplica(database.replica);
+}
+if (config.databaseReplicaUrl && !database.replica)
+  logger.info('DATABASE_REPLICA_URL is ignored on the embedded database: every read is from it');
 // Counters in Redis when REDIS_URL is set, for a database server; the embedded database is one
 // process, which counts in memory.
 const redis =
@@ -60,6 +74,7 @@ if (config.redisUrl && !redis) logger.info('REDIS_URL is ignored on the embedded
 const readiness = createReadiness();
 const { createServer, warmUp } = createApp({
   db: database.db,
+  reads: database.replica,
   pool: database.counterPool,
   redis,
   logger,

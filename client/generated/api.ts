@@ -21,6 +21,10 @@ export type paths = {
          *     Filters combine with AND: `q` searches, `updatedSince` keeps clients changed since a moment
          *     (for sync; pass `deleted=include` to see deletions too), and `deleted` chooses between active
          *     and deleted clients.
+         *
+         *     `Read-Consistency: eventual` lets a replica answer (a list or a search that may be a couple of
+         *     seconds behind): see the header. Cursors work across copies: one given by either is good on
+         *     the other.
          */
         get: operations["listClients"];
         put?: never;
@@ -221,6 +225,12 @@ export type paths = {
          *     holds back the events after it until it ends, rather than appearing behind them.
          *
          *     `type` keeps one type of event; the cursor still moves over the others.
+         *
+         *     With `Read-Consistency: eventual` a page may come from a read replica. The order and the rule
+         *     above hold there too, and a `nextCursor` given by either copy is good on the other: a copy that
+         *     has not yet reached that place answers an empty page with the same `nextCursor` (and `hasMore`
+         *     false), so a consumer whose calls go to different copies still never misses an event nor sees
+         *     one twice. It may only see a new event a little later.
          */
         get: operations["listEvents"];
         put?: never;
@@ -639,6 +649,12 @@ export type components = {
         RateLimitPolicyField: string;
         /** @description A `RateLimit` field: `"<policy>";r=<requests left>;t=<seconds until the window ends>`. */
         RateLimitField: string;
+        /**
+         * @description How fresh a read is: `strong`, from the primary database; `eventual`, possibly from a read
+         *     replica, behind the primary by at most the deployment's staleness bound.
+         * @enum {string}
+         */
+        ReadConsistency: "strong" | "eventual";
         /**
          * @description An environment, like Stripe's modes; a token sees only rows of its own.
          * @enum {string}
@@ -1730,6 +1746,24 @@ export type components = {
          * @example "Qm8x2YkV9pL4nT7rW1sZ0a-br"
          */
         IfNoneMatch: string;
+        /**
+         * @description How fresh the answer must be. `strong` (the default) reads the primary database: the answer
+         *     holds every change acknowledged before the request arrived. `eventual` accepts an answer
+         *     from a read replica, where the deployment has one: it holds every change acknowledged more
+         *     than the deployment's staleness bound before the request arrived (`DATABASE_REPLICA_MAX_LAG_MS`,
+         *     2 seconds unless its operator changed it), and may miss the more recent ones. Send
+         *     `eventual` where that is fine (a dashboard, a search box, a sync that polls again anyway):
+         *     those reads then leave the primary to the writes.
+         *
+         *     `eventual` is a permission, not a demand: the answer's `Read-Consistency` header says which
+         *     it got, and it is `strong` whenever there is no replica (or the embedded database), when the
+         *     replica is further behind than the bound, or when it cannot be reached (a replica that is
+         *     down never fails a request). Two `eventual` answers in a row may come from different copies,
+         *     so a later one may be older than an earlier one. Reads by id and every write always use the
+         *     primary: to see your own change at once, read it by id or omit this header. Anything other
+         *     than `strong` or `eventual` is 400 `validation_failed` naming the header.
+         */
+        ReadConsistencyHeader: components["schemas"]["ReadConsistency"];
         /** @description The event's id; the same on every retry of it, so a receiver can drop duplicates by it. */
         WebhookId: string;
         /** @description When this attempt was signed, in seconds since the Unix epoch. Refuse one more than 5 minutes off. */
@@ -1784,6 +1818,13 @@ export type components = {
          * @example 42
          */
         "Retry-After": number;
+        /**
+         * @description Which copy answered: `strong`, the primary database (the answer holds every change
+         *     acknowledged before the request arrived); `eventual`, a read replica within the staleness
+         *     bound (see the `Read-Consistency` request header). Always `strong` unless the request sent
+         *     `Read-Consistency: eventual`.
+         */
+        "Read-Consistency": components["schemas"]["ReadConsistency"];
         /** @description Identifies this request; the server's log lines for it carry the same id. */
         "X-Request-Id": string;
         /**
@@ -1817,6 +1858,7 @@ export type SchemaHealth = components['schemas']['Health'];
 export type SchemaReadiness = components['schemas']['Readiness'];
 export type SchemaRateLimitPolicyField = components['schemas']['RateLimitPolicyField'];
 export type SchemaRateLimitField = components['schemas']['RateLimitField'];
+export type SchemaReadConsistency = components['schemas']['ReadConsistency'];
 export type SchemaEnv = components['schemas']['Env'];
 export type SchemaScope = components['schemas']['Scope'];
 export type SchemaToken = components['schemas']['Token'];
@@ -1878,6 +1920,7 @@ export type ParameterIdempotencyKey = components['parameters']['IdempotencyKey']
 export type ParameterClientId = components['parameters']['ClientId'];
 export type ParameterIfMatch = components['parameters']['IfMatch'];
 export type ParameterIfNoneMatch = components['parameters']['IfNoneMatch'];
+export type ParameterReadConsistencyHeader = components['parameters']['ReadConsistencyHeader'];
 export type ParameterWebhookId = components['parameters']['WebhookId'];
 export type ParameterWebhookTimestamp = components['parameters']['WebhookTimestamp'];
 export type ParameterWebhookSignature = components['parameters']['WebhookSignature'];
@@ -1888,6 +1931,7 @@ export type HeaderContentEncoding = components['headers']['ContentEncoding'];
 export type HeaderRateLimitPolicy = components['headers']['RateLimit-Policy'];
 export type HeaderRateLimit = components['headers']['RateLimit'];
 export type HeaderRetryAfter = components['headers']['Retry-After'];
+export type HeaderReadConsistency = components['headers']['Read-Consistency'];
 export type HeaderXRequestId = components['headers']['X-Request-Id'];
 export type HeaderCacheControl = components['headers']['Cache-Control'];
 export type HeaderIdempotentReplayed = components['headers']['Idempotent-Replayed'];
@@ -1941,7 +1985,26 @@ export interface operations {
                  */
                 deleted?: "exclude" | "include" | "only";
             };
-            header?: never;
+            header?: {
+                /**
+                 * @description How fresh the answer must be. `strong` (the default) reads the primary database: the answer
+                 *     holds every change acknowledged before the request arrived. `eventual` accepts an answer
+                 *     from a read replica, where the deployment has one: it holds every change acknowledged more
+                 *     than the deployment's staleness bound before the request arrived (`DATABASE_REPLICA_MAX_LAG_MS`,
+                 *     2 seconds unless its operator changed it), and may miss the more recent ones. Send
+                 *     `eventual` where that is fine (a dashboard, a search box, a sync that polls again anyway):
+                 *     those reads then leave the primary to the writes.
+                 *
+                 *     `eventual` is a permission, not a demand: the answer's `Read-Consistency` header says which
+                 *     it got, and it is `strong` whenever there is no replica (or the embedded database), when the
+                 *     replica is further behind than the bound, or when it cannot be reached (a replica that is
+                 *     down never fails a request). Two `eventual` answers in a row may come from different copies,
+                 *     so a later one may be older than an earlier one. Reads by id and every write always use the
+                 *     primary: to see your own change at once, read it by id or omit this header. Anything other
+                 *     than `strong` or `eventual` is 400 `validation_failed` naming the header.
+                 */
+                "Read-Consistency"?: components["parameters"]["ReadConsistencyHeader"];
+            };
             path?: never;
             cookie?: never;
         };
@@ -1953,6 +2016,7 @@ export interface operations {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     RateLimit: components["headers"]["RateLimit"];
+                    "Read-Consistency": components["headers"]["Read-Consistency"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2560,7 +2624,26 @@ export interface operations {
                 /** @description How many events a page holds at most, from 1 to 100. */
                 limit?: number;
             };
-            header?: never;
+            header?: {
+                /**
+                 * @description How fresh the answer must be. `strong` (the default) reads the primary database: the answer
+                 *     holds every change acknowledged before the request arrived. `eventual` accepts an answer
+                 *     from a read replica, where the deployment has one: it holds every change acknowledged more
+                 *     than the deployment's staleness bound before the request arrived (`DATABASE_REPLICA_MAX_LAG_MS`,
+                 *     2 seconds unless its operator changed it), and may miss the more recent ones. Send
+                 *     `eventual` where that is fine (a dashboard, a search box, a sync that polls again anyway):
+                 *     those reads then leave the primary to the writes.
+                 *
+                 *     `eventual` is a permission, not a demand: the answer's `Read-Consistency` header says which
+                 *     it got, and it is `strong` whenever there is no replica (or the embedded database), when the
+                 *     replica is further behind than the bound, or when it cannot be reached (a replica that is
+                 *     down never fails a request). Two `eventual` answers in a row may come from different copies,
+                 *     so a later one may be older than an earlier one. Reads by id and every write always use the
+                 *     primary: to see your own change at once, read it by id or omit this header. Anything other
+                 *     than `strong` or `eventual` is 400 `validation_failed` naming the header.
+                 */
+                "Read-Consistency"?: components["parameters"]["ReadConsistencyHeader"];
+            };
             path?: never;
             cookie?: never;
         };
@@ -2572,6 +2655,7 @@ export interface operations {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     RateLimit: components["headers"]["RateLimit"];
+                    "Read-Consistency": components["headers"]["Read-Consistency"];
                     [name: string]: unknown;
                 };
                 content: {

@@ -17,7 +17,10 @@ export const clientHandlers = {
     await clients.insertNewClient(db, auth, created, response, key);
     return response;
   },
-  listClients: async ({ db, auth, query }) => ({ status: 200, body: await clients.listClients(db, auth, query) }),
+  listClients: async ({ reads, readConsistency, auth, query }) => {
+    const { value, consistency } = await clients.listClients(reads, auth, query, readConsistency);
+    return { status: 200, body: value, headers: { 'Read-Consistency': consistency } };
+  },
   getClient: async ({ db, auth, params }) => answer(await clients.getClient(db, auth, params.id)),
   updateClient: async ({ db, key, auth, params, body, req, respond }) =>
     keyedTransaction(db, key, async (trx) => respond(answer(await clients.updateClient(trx, auth, params.id, body, req.get('If-Match'))))),

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
+import type { ReadConsistency, Reads, Served } from '../db/reads.js';
 import type { ClientRow, Database } from '../db/schema.js';
 import {
   type KeyedRequest,
@@ -203,13 +204,18 @@ const UPDATED_SINCE_ERROR = parameterMessage('listClients', 'updatedSince');
  */
 export const SHORT_SEARCH_EXAMINED = 2_000;
 
-/** `examineAtMost`: SHORT_SEARCH_EXAMINED but in tests, which walk with smaller bounds. */
+/**
+ * A page of the list, read on a replica when the caller accepts `eventual` (a list may be a
+ * little behind: server/db/replica.ts says how little). `examineAtMost`: SHORT_SEARCH_EXAMINED
+ * but in tests, which walk with smaller bounds.
+ */
 export async function listClients(
-  db: Kysely<Database>,
+  reads: Reads,
   tenant: Tenant,
   query: ClientListQuery,
+  consistency: ReadConsistency,
   examineAtMost = SHORT_SEARCH_EXAMINED,
-): Promise<ClientList> {
+): Promise<Served<ClientList>> {
   // The validator fills in the spec's defaults; the fallbacks only satisfy the optional types.
   const limit = query.limit ?? LIST_DEFAULTS.limit;
   if (query.updatedSince !== undefined && !isCalendarDate(query.updatedSince))
@@ -223,10 +229,12 @@ export async function listClients(
     updatedSince: query.updatedSince,
     deleted: query.deleted ?? LIST_DEFAULTS.deleted,
   };
-  if (search === undefined || searchUsesIndex(search)) return keysetPage(await listClientRows(db, tenant, filter), limit, toClient);
-  const { rows, lastExamined } = await listClientRowsExamining(db, tenant, filter, examineAtMost);
-  const page = keysetPage(rows, limit, toClient);
-  // Past the page's last match when another match follows it; else, if the walk stopped at its
-  // bound, past the last client it examined (a page that may hold fewer than `limit`, even none).
-  return page.nextCursor === null && lastExamined ? { ...page, nextCursor: encodeCursor(lastExamined) } : page;
+  return reads.read(consistency, async (db) => {
+    if (search === undefined || searchUsesIndex(search)) return keysetPage(await listClientRows(db, tenant, filter), limit, toClient);
+    const { rows, lastExamined } = await listClientRowsExamining(db, tenant, filter, examineAtMost);
+    const page = keysetPage(rows, limit, toClient);
+    // Past the page's last match when another match follows it; else, if the walk stopped at its
+    // bound, past the last client it examined (a page that may hold fewer than `limit`, even none).
+    return page.nextCursor === null && lastExamined ? { ...page, nextCursor: encodeCursor(lastExamined) } : page;
+  });
 }

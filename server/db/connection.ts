@@ -40,19 +40,9 @@ export interface PostgresOptions {
 }
 
 export function openPostgres(connectionString: string, options: PostgresOptions): DatabaseHandle {
-  const { max, onConnectionError = () => {}, pooling = 'session', statementTimeoutMs = 0 } = options;
+  const { max, onConnectionError = () => {}, pooling = 'session' } = options;
   const direct = pooling === 'session';
-  // pg sends `statement_timeout` as a startup parameter; 0 is PostgreSQL's own "no limit".
-  const startupLimit = direct && statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {};
-  const pool = guardConnections(
-    new pg.Pool({ connectionString, max, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, ...startupLimit }),
-    onConnectionError,
-  );
-  // Unnamed statements (parsed on each run) are what a transaction-mode pooler can carry.
-  if (direct) pool.on('connect', prepareHotStatements);
-  const dialect =
-    !direct && statementTimeoutMs > 0 ? new TimedTransactionsDialect(pool, statementTimeoutMs) : new PostgresDialect({ pool });
-  const db = new Kysely<Database>({ dialect });
+  const { pool, db } = openRequestPool(connectionString, options);
   const counterPool = guardConnections(
     new pg.Pool({
       connectionString,
@@ -62,7 +52,7 @@ export function openPostgres(connectionString: string, options: PostgresOptions)
       // (or ignored, when told to), and rate-limiter-flexible runs each count as a single statement,
       // outside any transaction a `SET LOCAL` could go in. Such deployments keep counters in Redis.
       ...(direct && { options: '-c synchronous_commit=off' }),
-      ...startupLimit,
+      ...startupStatementLimit(options),
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     }),
     onConnectionError,
@@ -77,6 +67,39 @@ export function openPostgres(connectionString: string, options: PostgresOptions)
       await counterPool.end();
     },
   };
+}
+
+/** pg sends `statement_timeout` as a startup parameter on a direct connection; 0 is PostgreSQL's own "no limit". */
+function startupStatementLimit({ pooling = 'session', statementTimeoutMs = 0 }: PostgresOptions) {
+  return pooling === 'session' && statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {};
+}
+
+/**
+ * The pool requests use and its Kysely, on the primary (openPostgres) or on a replica
+ * (server/db/replica.ts): hot statements prepared per connection on a direct connection, the
+ * statement limit either way. `connectTimeoutMs`: how long a query waits for a connection
+ * (CONNECT_TIMEOUT_MS unless given).
+ */
+export function openRequestPool(
+  connectionString: string,
+  options: PostgresOptions & { connectTimeoutMs?: number },
+): { pool: pg.Pool; db: Kysely<Database> } {
+  const { max, onConnectionError = () => {}, pooling = 'session', statementTimeoutMs = 0 } = options;
+  const direct = pooling === 'session';
+  const pool = guardConnections(
+    new pg.Pool({
+      connectionString,
+      max,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+      ...startupStatementLimit(options),
+    }),
+    onConnectionError,
+  );
+  // Unnamed statements (parsed on each run) are what a transaction-mode pooler can carry.
+  if (direct) pool.on('connect', prepareHotStatements);
+  const dialect =
+    !direct && statementTimeoutMs > 0 ? new TimedTransactionsDialect(pool, statementTimeoutMs) : new PostgresDialect({ pool });
+  return { pool, db: new Kysely<Database>({ dialect }) };
 }
 
 /**

@@ -1,6 +1,7 @@
 /** What opening a database gives (server/db/database.ts). */
 import type { Kysely } from 'kysely';
 import type pg from 'pg';
+import type { Replica } from './reads.js';
 import type { Database } from './schema.js';
 
 export interface DatabaseHandle {
@@ -17,6 +18,11 @@ export interface DatabaseHandle {
    * client, a token or an Idempotency-Key, which go through `pool`.
    */
   counterPool?: pg.Pool;
+  /**
+   * A streaming replica (DATABASE_REPLICA_URL, PostgreSQL only) for the reads whose caller accepts
+   * `Read-Consistency: eventual` (server/db/replica.ts); absent: every read is the primary's.
+   */
+  replica?: Replica;
   close(): Promise<void>;
 }
 

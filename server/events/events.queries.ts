@@ -78,7 +78,8 @@ export async function readFeed(db: Kysely<Database>, tenant: { orgId: string; en
     .where(sql<boolean>`(txid, seq) > (${query.after.txid}::xid8, ${query.after.seq}::bigint)`)
     .where(sql<boolean>`txid < pg_snapshot_xmin(pg_current_snapshot())`);
   if (query.type !== undefined) select = select.where('type', '=', query.type);
-  return select.orderBy('txid').orderBy('seq').limit(query.limit).execute();
+  // Qualified: a bare `txid` in ORDER BY names the output column above, the text, which sorts "10" before "9".
+  return select.orderBy('events.txid').orderBy('events.seq').limit(query.limit).execute();
 }
 
 export async function findEvent(

@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { operations } from '../../generated/api.js';
+import type { ReadConsistency, Reads, Served } from '../db/reads.js';
 import type { Database, Env } from '../db/schema.js';
 import { type BatchOptions, removeInBatches } from '../shared/batches.js';
 import { notFound, validationFailed } from '../shared/errors.js';
@@ -76,18 +77,33 @@ export function decodeFeedPosition(cursor: string): FeedPosition {
   return { txid, seq };
 }
 
-export async function listEvents(db: Kysely<Database>, tenant: Tenant, query: EventListQuery, defaultLimit: number): Promise<EventList> {
+/**
+ * A page of the feed, read on a replica when the caller accepts `eventual`. The horizon holds
+ * there too: a hot standby's snapshot counts as running every transaction of the primary whose
+ * end it has not replayed (and every smaller id it has not seen end), so its `pg_snapshot_xmin`
+ * is never past a transaction that could still commit an event; and since every event below a
+ * page's horizon is already final, a cursor given out by one copy is good on any other.
+ */
+export async function listEvents(
+  reads: Reads,
+  tenant: Tenant,
+  query: EventListQuery,
+  consistency: ReadConsistency,
+  defaultLimit: number,
+): Promise<Served<EventList>> {
   const limit = query.limit ?? defaultLimit;
   const after = query.after === undefined ? START : decodeFeedPosition(query.after);
-  // One row more than the page tells whether more are there already.
-  const rows = await readFeed(db, tenant, { after, type: query.type, limit: limit + 1 });
-  const page = rows.slice(0, limit);
-  const last = page[page.length - 1];
-  return {
-    data: page.map(toEvent),
-    nextCursor: encodeFeedPosition(last ? { txid: last.txid, seq: last.seq } : after),
-    hasMore: rows.length > limit,
-  };
+  return reads.read(consistency, async (db) => {
+    // One row more than the page tells whether more are there already.
+    const rows = await readFeed(db, tenant, { after, type: query.type, limit: limit + 1 });
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return {
+      data: page.map(toEvent),
+      nextCursor: encodeFeedPosition(last ? { txid: last.txid, seq: last.seq } : after),
+      hasMore: rows.length > limit,
+    };
+  });
 }
 
 export async function getEvent(db: Kysely<Database>, tenant: Tenant, id: string): Promise<Event> {

@@ -9,6 +9,7 @@ import type { Request } from 'express';
 import type { operations } from '../../generated/api.js';
 import type { OperationEntry, OperationId } from '../../generated/operations.js';
 import type { AuthContext } from '../auth/auth.js';
+import type { ReadConsistency, Reads } from '../db/reads.js';
 import type { Database } from '../db/schema.js';
 import type { KeyedRequest, WriteResponse } from '../idempotency/idempotency.js';
 import type { StaticRepresentation } from '../shared/static-representation.js';
@@ -63,6 +64,13 @@ export interface HandlerContext<K extends OperationId> {
   /** The token's organisation and environment; absent only on operations that need no token. */
   auth: IsAuthenticated<K> extends true ? AuthContext : undefined;
   db: Kysely<Database>;
+  /**
+   * The databases a read may use: a service passes `readConsistency` on for the reads that may be
+   * stale (lists, searches, the feed), and `reads` runs them on a replica when it can.
+   */
+  reads: Reads;
+  /** The `Read-Consistency` the caller accepts: `strong` unless it sent `eventual`. */
+  readConsistency: ReadConsistency;
   /**
    * Writes: the request's Idempotency-Key, when it has one (plain values). A write passes it to
    * server/idempotency/idempotency.ts (keyedTransaction) or to its resource's keyed statement.

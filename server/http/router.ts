@@ -9,6 +9,7 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { operationList } from '../../generated/operations.js';
 import type { AuthContext } from '../auth/auth.js';
+import type { ReadConsistency, Reads } from '../db/reads.js';
 import type { Database } from '../db/schema.js';
 import {
   answerAfterFailure,
@@ -29,6 +30,8 @@ import type { OperationInfo, SpecIndex } from './spec.js';
 
 export interface RouterDeps {
   db: Kysely<Database>;
+  /** The databases a read may use (a replica for eventual reads, when there is one). */
+  reads: Reads;
   handlers: Handlers;
   /** What the spec says of each operation: the headers it fixes on an answer are set here. */
   operations: SpecIndex['operations'];
@@ -51,6 +54,7 @@ class Context {
   constructor(
     readonly req: Request,
     readonly db: Kysely<Database>,
+    readonly reads: Reads,
     readonly key: KeyedRequest | undefined,
     readonly now: Date,
     readonly forgetToken: (prefix: string) => void,
@@ -65,6 +69,10 @@ class Context {
   }
   get query(): unknown {
     return this.req.query;
+  }
+  /** What the caller accepts (`Read-Consistency`, which the validator checked where the operation declares it). */
+  get readConsistency(): ReadConsistency {
+    return this.req.headers['read-consistency'] === 'eventual' ? 'eventual' : 'strong';
   }
   get auth(): AuthContext | undefined {
     return this.req.auth;
@@ -84,7 +92,7 @@ class Context {
 }
 
 export function createRouter(deps: RouterDeps): RequestHandler {
-  const { db, clock } = deps;
+  const { db, reads, clock } = deps;
   const countKeyed = deps.countKeyed ?? (() => {});
 
   /** Sets the headers the spec fixes on this operation's answer of this status (Cache-Control: no-store...). */
@@ -126,7 +134,7 @@ export function createRouter(deps: RouterDeps): RequestHandler {
             : undefined;
         let response: SentResponse;
         try {
-          response = (await handler(new Context(req, db, key, now, deps.forgetToken, deps.webhooks) as never)) as SentResponse;
+          response = (await handler(new Context(req, db, reads, key, now, deps.forgetToken, deps.webhooks) as never)) as SentResponse;
           if (key) countKeyed('stored');
         } catch (error) {
           if (!key) throw error;
@@ -144,7 +152,7 @@ export function createRouter(deps: RouterDeps): RequestHandler {
       continue;
     }
     routes.set(op.operationId, async (req, res) => {
-      const result = await handler(new Context(req, db, undefined, clock(), deps.forgetToken, deps.webhooks) as never);
+      const result = await handler(new Context(req, db, reads, undefined, clock(), deps.forgetToken, deps.webhooks) as never);
       if (result.representation) return sendRepresentation(req, res, result.status, result.representation, result.headers);
       for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
       setFixedHeaders(res, info, result.status);

@@ -13,6 +13,7 @@ import http from 'node:http';
 import type { Request, Response } from 'express';
 import type pg from 'pg';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ReadConsistency, Replica } from '../db/reads.js';
 import type { KeyedOutcome } from '../idempotency/idempotency.js';
 import type { Limiter } from '../rate-limit/rate-limits.js';
 import type { WebhookWorkerObserver } from '../webhooks/worker.js';
@@ -34,6 +35,10 @@ export interface Metrics {
   countCounterStoreFailure(): void;
   /** Gauges of a pg pool's connections, read at each scrape. */
   watchPool(name: string, pool: pg.Pool): void;
+  /** The replica's staleness bound now, read at each scrape (DATABASE_REPLICA_URL). */
+  watchReplica(replica: Pick<Replica, 'stalenessSeconds'>): void;
+  /** Counts a read that accepted `eventual`, by where it was served (told by server/db/replica.ts). */
+  countEventualRead(served: ReadConsistency): void;
   /** What the webhook worker tells: attempts, circuits opened, attempts in flight, what is held back. */
   webhooks: WebhookWorkerObserver;
 }
@@ -126,6 +131,14 @@ export function createMetrics(): Metrics {
   poolGauge('db_pool_idle_connections', 'Connections a database pool holds unused.', (pool) => pool.idleCount);
   poolGauge('db_pool_waiting_requests', 'Queries waiting for a connection of a database pool.', (pool) => pool.waitingCount);
 
+  const eventualReads = new Counter({
+    name: 'db_eventual_reads_total',
+    help: 'Reads that accepted Read-Consistency: eventual, by where they were served: replica, or primary (no replica, or it was behind or unreachable).',
+    labelNames: ['served'],
+    registers: [registry],
+  });
+  for (const served of ['replica', 'primary']) eventualReads.inc({ served }, 0);
+
   const methods = new Set(http.METHODS);
   return {
     registry,
@@ -145,6 +158,22 @@ export function createMetrics(): Metrics {
     },
     watchPool(name, pool) {
       pools.set(name, pool);
+    },
+    watchReplica(replica) {
+      // Only with a replica: a gauge of 0 would say a replica is there and current.
+      new Gauge({
+        name: 'db_replica_staleness_seconds',
+        help:
+          'At most how far behind the primary an eventual read served now would be: the time since a check last proved the replica ' +
+          'held every write acknowledged before it (+Inf while it is out of use). Over DATABASE_REPLICA_MAX_LAG_MS, eventual reads go to the primary.',
+        registers: [registry],
+        collect() {
+          this.set(replica.stalenessSeconds());
+        },
+      });
+    },
+    countEventualRead(served) {
+      eventualReads.inc({ served: served === 'eventual' ? 'replica' : 'primary' });
     },
     webhooks: {
       attempt(succeeded, seconds) {

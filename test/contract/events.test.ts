@@ -261,6 +261,26 @@ describe('GET /events', () => {
     expect(deletions.data).toEqual([all[5]]);
   });
 
+  it('orders by transaction id as a number: 9, 10, 99, 100, never "10" before "9"', async () => {
+    const { api: on, token } = await server.tenant({ plan: 'studio' });
+    const names = ['Nine', 'Ten', 'Ninety-nine', 'Hundred'];
+    for (const name of names) await on.POST('/clients', { body: { name } });
+    // Ids that cross powers of ten, as a database's transaction ids do (and a new epoch of them).
+    for (const [i, txid] of ['9', '10', '99', '100'].entries()) {
+      await sql`update events set txid = ${txid}::xid8 where org_id = ${token.orgId} and data->'object'->>'name' = ${names[i]}`.execute(
+        server.database.db,
+      );
+    }
+    const seen: string[] = [];
+    let after: string | undefined;
+    for (let i = 0; i < 5; i++) {
+      const got = await page({ limit: 1, ...(after && { after }) }, on);
+      seen.push(...got.data.map((e) => e.data.object.name as string));
+      after = got.nextCursor;
+    }
+    expect(seen).toEqual(names);
+  });
+
   it('refuses a cursor it did not give out, naming after', async () => {
     for (const after of [
       'nonsense',

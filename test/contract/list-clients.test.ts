@@ -324,7 +324,7 @@ describe('query parameters reach the handler as the spec types them', () => {
       handlers: {
         listClients: async ({ query }) => {
           seen.push(query);
-          return { status: 200, body: { data: [], nextCursor: null } };
+          return { status: 200, body: { data: [], nextCursor: null }, headers: { 'Read-Consistency': 'strong' } };
         },
       },
     });

@@ -85,6 +85,11 @@ beforeAll(async () => {
     await receiver.close();
   }
 
+  // What server/db/replica.ts tells (test/integration/read-replica.test.ts scrapes a real one).
+  metrics.watchReplica({ stalenessSeconds: () => 0.25 });
+  metrics.countEventualRead('eventual');
+  for (let i = 0; i < 2; i++) metrics.countEventualRead('strong');
+
   const { port } = metricsServer.address() as AddressInfo;
   const response = await fetch(`http://127.0.0.1:${port}/metrics`);
   expect(response.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
@@ -151,6 +156,12 @@ it('has the event loop, the process, and (on PostgreSQL) the pools', () => {
   } else {
     expect(scrape).not.toMatch(/^db_pool_connections\{/m);
   }
+});
+
+it('says how stale an eventual read could be now, and where eventual reads were served', () => {
+  expect(scrape).toMatch(/^db_replica_staleness_seconds 0\.25$/m);
+  expect(sample('db_eventual_reads_total', { served: 'replica' })).toBe(1);
+  expect(sample('db_eventual_reads_total', { served: 'primary' })).toBe(2);
 });
 
 it('never carries an id or a token in a label', () => {

@@ -16,6 +16,7 @@ import {
   searchUsesIndex,
 } from '../../server/clients/clients.queries.js';
 import { listClients, SHORT_SEARCH_EXAMINED } from '../../server/clients/clients.service.js';
+import { primaryReads } from '../../server/db/reads.js';
 import type { MintedToken } from '../../server/tokens/tokens.service.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
@@ -208,7 +209,13 @@ describe('the walk of a short q, at every bound and page size', () => {
         let cursor: string | undefined;
         let requests = 0;
         do {
-          const page = await listClients(server.database.db, small.token, { q: 'hp', limit, ...(cursor && { cursor }) }, bound);
+          const { value: page } = await listClients(
+            primaryReads(server.database.db),
+            small.token,
+            { q: 'hp', limit, ...(cursor && { cursor }) },
+            'strong',
+            bound,
+          );
           expect(page.data.length).toBeLessThanOrEqual(limit);
           ids.push(...page.data.map((client) => client.id));
           cursor = page.nextCursor ?? undefined;

@@ -42,6 +42,17 @@ it('cuts any statement after 10 s unless DATABASE_STATEMENT_TIMEOUT_MS says othe
   expect(() => loadConfig({ DATABASE_STATEMENT_TIMEOUT_MS: '10s' })).toThrow(/DATABASE_STATEMENT_TIMEOUT_MS must be a whole number/);
 });
 
+it('reads everything from the primary unless DATABASE_REPLICA_URL is set; an eventual read tolerates 2 s of staleness unless told otherwise', () => {
+  expect(loadConfig({})).toMatchObject({ databaseReplicaUrl: undefined, databaseReplicaMaxLagMs: 2000 });
+  expect(loadConfig({ DATABASE_REPLICA_URL: 'postgres://app@replica:5432/clients', DATABASE_REPLICA_MAX_LAG_MS: '5000' })).toMatchObject({
+    databaseReplicaUrl: 'postgres://app@replica:5432/clients',
+    databaseReplicaMaxLagMs: 5000,
+  });
+  // The lag is measured once a second: a smaller bound would flap, and is refused with the reason.
+  expect(() => loadConfig({ DATABASE_REPLICA_MAX_LAG_MS: '500' })).toThrow(/at least 1000 .*measured once a second/);
+  expect(() => loadConfig({ DATABASE_REPLICA_MAX_LAG_MS: '2s' })).toThrow(/DATABASE_REPLICA_MAX_LAG_MS must be a whole number/);
+});
+
 it('delivers webhooks inside the server, every second, 10 s per attempt, to public addresses only, unless told otherwise', () => {
   expect(loadConfig({})).toMatchObject({
     webhookWorker: true,
