@@ -292,14 +292,22 @@ export async function markEndpointFailed(
   const opens = sql<boolean>`((circuit_open_until is null and consecutive_failures + 1 >= ${circuit.opensAfter}) or circuit_open_until <= ${at})`;
   const coolDown = sql`(case when circuit_open_until is null then ${milliseconds(circuit.firstCoolDownMs)}
     else least(${milliseconds(circuit.maxCoolDownMs)}, 2 * (circuit_open_until - circuit_opened_at)) end)`;
+  // `opened` is this failure's own verdict, read with the row locked: two failures recorded at the
+  // same instant (attempts of one claim) must not both count as opening it.
   const { rows } = await sql<{ failing_since: Date; plan_paused_at: Date | null; disabled: boolean; opened: boolean }>`
-    update webhook_endpoints
-    set failing_since = coalesce(failing_since, ${at}),
-        consecutive_failures = consecutive_failures + 1,
-        circuit_opened_at = case when ${opens} then ${at} else circuit_opened_at end,
-        circuit_open_until = case when ${opens} then ${at}::timestamptz + ${coolDown} else circuit_open_until end
-    where org_id = ${endpoint.orgId} and id = ${endpoint.endpointId}
-    returning failing_since, plan_paused_at, disabled, circuit_opened_at is not distinct from ${at}::timestamptz as opened
+    update webhook_endpoints w
+    set failing_since = coalesce(w.failing_since, ${at}),
+        consecutive_failures = w.consecutive_failures + 1,
+        circuit_opened_at = case when before.opens then ${at} else w.circuit_opened_at end,
+        circuit_open_until = case when before.opens then ${at}::timestamptz + before.cool_down else w.circuit_open_until end
+    from (
+      select org_id, id, ${opens} as opens, ${coolDown} as cool_down
+      from webhook_endpoints
+      where org_id = ${endpoint.orgId} and id = ${endpoint.endpointId}
+      for update
+    ) before
+    where w.org_id = before.org_id and w.id = before.id
+    returning w.failing_since, w.plan_paused_at, w.disabled, before.opens as opened
   `.execute(trx);
   const failing = rows[0];
   if (!failing || failing.disabled) return false;

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { ClientsApi } from '../../client/index.js';
 import { loadConfig } from '../../server/config.js';
 import { CIRCUIT_FIRST_COOL_DOWN_MS, CIRCUIT_OPENS_AFTER, RETRY_DELAYS_MS } from '../../server/webhooks/schedule.js';
+import { markEndpointFailed } from '../../server/webhooks/endpoints.queries.js';
 import { DEFAULT_ENDPOINT_CONCURRENCY, organisationShare } from '../../server/webhooks/worker.js';
 import { webhookHarness } from '../support/webhook-harness.js';
 import { insertEndpoint, insertEvent, movableClock, waitFor } from '../support/webhook-worker-fixtures.js';
@@ -243,6 +244,25 @@ describe('the circuit', () => {
     expect(tries).toEqual([...untried.slice(1).map(() => 1), 2]);
     const row = await db().selectFrom('webhook_endpoints').selectAll().where('id', '=', endpoint.id).executeTakeFirstOrThrow();
     expect([row.consecutive_failures, row.circuit_open_until, row.failing_since]).toEqual([0, null, null]);
+  });
+
+  it('opens once when several failures are recorded at the same instant (attempts of one claim)', async () => {
+    const org = await organisation();
+    const endpoint = await insertEndpoint(db(), settings, { orgId: org.orgId, url: 'http://127.0.0.1:9/' });
+    const at = new Date();
+    const rules = {
+      disableAfterMs: 5 * 24 * 3600 * 1000,
+      circuit: { opensAfter: CIRCUIT_OPENS_AFTER, firstCoolDownMs: CIRCUIT_FIRST_COOL_DOWN_MS, maxCoolDownMs: 3600 * 1000 },
+    };
+    const fail = () =>
+      db()
+        .transaction()
+        .execute((trx) => markEndpointFailed(trx, { orgId: org.orgId, endpointId: endpoint.id }, at, rules));
+    const verdicts: boolean[] = [];
+    for (let i = 0; i < CIRCUIT_OPENS_AFTER + 3; i++) verdicts.push(await fail());
+    // The failure that reaches the count opens it; those of the same instant after it do not again.
+    expect(verdicts.indexOf(true)).toBe(CIRCUIT_OPENS_AFTER - 1);
+    expect(verdicts.filter(Boolean)).toHaveLength(1);
   });
 
   it('PATCH disabled: false closes an open circuit: its deliveries go out at once', async () => {
