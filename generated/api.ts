@@ -1720,9 +1720,13 @@ export type components = {
          *     acknowledged before the request arrived); `eventual`, a read replica within the staleness
          *     bound (see the `Read-Consistency` request header). Always `strong` unless the request sent
          *     `Read-Consistency: eventual`.
+         * @example strong
          */
         "Read-Consistency": components["schemas"]["ReadConsistency"];
-        /** @description Identifies this request; the server's log lines for it carry the same id. */
+        /**
+         * @description Identifies this request; the server's log lines for it carry the same id.
+         * @example 967428c3-15ed-46aa-bfdd-1f1e14c07f9a
+         */
         "X-Request-Id": string;
         /**
          * @description `no-store`: this answer shows a secret (a token, a webhook signing secret), so no cache
@@ -2940,7 +2944,10 @@ export interface operations {
                     Vary: components["headers"]["VaryAcceptEncoding"];
                     "Cache-Control": components["headers"]["CacheControlRevalidate"];
                     "Content-Encoding": components["headers"]["ContentEncoding"];
-                    /** @description Lets the page load scripts, styles, images and fonts from this server (or inline) only. */
+                    /**
+                     * @description Lets the page load scripts, styles, images and fonts from this server (or inline) only.
+                     * @example default-src 'self'; script-src 'self' 'unsafe-inline' blob:; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self' blob:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'
+                     */
                     "Content-Security-Policy": string;
                     [name: string]: unknown;
                 };
@@ -2983,8 +2990,12 @@ export interface operations {
                 content: {
                     "application/json": {
                         openapi: string;
-                        info: Record<string, never>;
-                        paths: Record<string, never>;
+                        info: {
+                            [key: string]: unknown;
+                        };
+                        paths: {
+                            [key: string]: unknown;
+                        };
                     } & {
                         [key: string]: unknown;
                     };

@@ -97,7 +97,10 @@ describe('the spec’s examples', () => {
     }
     expect(missing).toEqual([]);
     // Only these answer without a body: 304, and the receiver's acknowledgement of a webhook.
-    expect(bodiless.every((pair) => / 304$/.test(pair) || /Webhook 200$/.test(pair)), bodiless.join(', ')).toBe(true);
+    expect(
+      bodiless.every((pair) => / 304$/.test(pair) || /Webhook 200$/.test(pair)),
+      bodiless.join(', '),
+    ).toBe(true);
   });
 
   it('names every example: no bare `example` beside a media type', () => {
