@@ -1369,17 +1369,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "validation_failed",
-                 *         "message": "The field x is invalid: Unknown query parameter 'x'.",
-                 *         "fields": {
-                 *           "x": "Unknown query parameter 'x'"
-                 *         }
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1396,18 +1385,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "validation_failed",
-                 *         "message": "The request has 2 invalid fields.",
-                 *         "fields": {
-                 *           "defaultRate": "must be a decimal number from 0 to below 10^12 with at most 4 decimal places, such as 120.50",
-                 *           "nmae": "is not a known field"
-                 *         }
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1420,14 +1397,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "unauthenticated",
-                 *         "message": "The Authorization header must be \"Bearer <token>\"."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1463,14 +1432,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "idempotency_request_in_progress",
-                 *         "message": "A request with this Idempotency-Key is still being processed; retry shortly."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1486,14 +1447,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "idempotency_key_reused",
-                 *         "message": "This Idempotency-Key was used with a different request (method, path or body); use a new key for a new request."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1530,14 +1483,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "precondition_failed",
-                 *         "message": "The client has changed since the ETag in If-Match; read it again and retry."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1553,14 +1498,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "forbidden",
-                 *         "message": "This token lacks the scope clients:write, which this operation needs."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1578,14 +1515,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "not_found",
-                 *         "message": "No such token."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1617,14 +1546,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "payload_too_large",
-                 *         "message": "The request body must not be larger than 262144 bytes."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1637,14 +1558,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "unsupported_media_type",
-                 *         "message": "The request body must be application/json."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1662,14 +1575,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "internal_error",
-                 *         "message": "Something went wrong on our side. Quote the request id when you contact support."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1692,14 +1597,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "service_unavailable",
-                 *         "message": "The service is unavailable for a moment (its database cannot be reached); retry in 2 seconds."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1823,9 +1720,13 @@ export type components = {
          *     acknowledged before the request arrived); `eventual`, a read replica within the staleness
          *     bound (see the `Read-Consistency` request header). Always `strong` unless the request sent
          *     `Read-Consistency: eventual`.
+         * @example strong
          */
         "Read-Consistency": components["schemas"]["ReadConsistency"];
-        /** @description Identifies this request; the server's log lines for it carry the same id. */
+        /**
+         * @description Identifies this request; the server's log lines for it carry the same id.
+         * @example 967428c3-15ed-46aa-bfdd-1f1e14c07f9a
+         */
         "X-Request-Id": string;
         /**
          * @description `no-store`: this answer shows a secret (a token, a webhook signing secret), so no cache
@@ -2020,40 +1921,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "data": [
-                     *         {
-                     *           "id": "497f6eca-6276-4993-bfeb-53cbbbba6f08",
-                     *           "orgId": "25b2c2d5-a7fc-47d0-89e4-8709a1560bfa",
-                     *           "name": "Globex Corporation",
-                     *           "contactName": "Hank Scorpio",
-                     *           "email": "hank@globex.test",
-                     *           "phone": null,
-                     *           "website": "https://globex.test",
-                     *           "currency": "USD",
-                     *           "notes": null,
-                     *           "billingAddress": null,
-                     *           "billingLine1": null,
-                     *           "billingLine2": null,
-                     *           "billingCity": null,
-                     *           "billingRegion": null,
-                     *           "billingPostalCode": null,
-                     *           "billingCountry": "US",
-                     *           "taxNumber": null,
-                     *           "defaultRate": "120.50",
-                     *           "defaultPaymentTerms": "Net 30",
-                     *           "defaultTaxRate": "8.875",
-                     *           "requirePoNumber": false,
-                     *           "billingEmail": null,
-                     *           "createdAt": "2019-08-24T14:15:22Z",
-                     *           "updatedAt": "2019-08-24T14:15:22Z",
-                     *           "deletedAt": null
-                     *         }
-                     *       ],
-                     *       "nextCursor": "WyIyMDE5LTA4LTI0VDE0OjE1OjIyLjAwMDAwMFoiLCI0OTdmNmVjYSJd"
-                     *     }
-                     */
                     "application/json": components["schemas"]["ClientList"];
                 };
             };
@@ -2090,11 +1957,6 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "name": "Globex Corporation"
-                 *     }
-                 */
                 "application/json": components["schemas"]["ClientCreate"];
             };
         };
@@ -2268,13 +2130,6 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "contactName": "Hank Scorpio",
-                 *       "defaultRate": "135.00",
-                 *       "notes": null
-                 *     }
-                 */
                 "application/json": components["schemas"]["ClientUpdate"];
             };
         };
@@ -2406,26 +2261,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "data": [
-                     *         {
-                     *           "id": "0b7d5a1e-2c4f-4e8a-9b6d-3f1a2c5e7d90",
-                     *           "name": "Nightly invoice sync",
-                     *           "prefix": "Xq3LmZ8pRt2K",
-                     *           "env": "live",
-                     *           "scopes": [
-                     *             "clients:read"
-                     *           ],
-                     *           "createdAt": "2026-11-27T09:00:00Z",
-                     *           "lastUsedAt": "2026-11-28T02:00:00Z",
-                     *           "expiresAt": null,
-                     *           "revokedAt": null
-                     *         }
-                     *       ],
-                     *       "nextCursor": null
-                     *     }
-                     */
                     "application/json": {
                         data: components["schemas"]["Token"][];
                         /** @description Pass it as `cursor` to get the next page; null on the last page. Opaque. */
@@ -2466,14 +2301,6 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "name": "Nightly invoice sync",
-                 *       "scopes": [
-                 *         "clients:read"
-                 *       ]
-                 *     }
-                 */
                 "application/json": components["schemas"]["TokenCreate"];
             };
         };
@@ -2493,24 +2320,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "id": "0b7d5a1e-2c4f-4e8a-9b6d-3f1a2c5e7d90",
-                     *         "name": "Nightly invoice sync",
-                     *         "prefix": "Xq3LmZ8pRt2K",
-                     *         "env": "live",
-                     *         "scopes": [
-                     *           "clients:read"
-                     *         ],
-                     *         "createdAt": "2026-11-27T09:00:00Z",
-                     *         "lastUsedAt": null,
-                     *         "expiresAt": null,
-                     *         "revokedAt": null
-                     *       },
-                     *       "token": "hsk_live_Xq3LmZ8pRt2K_9fJ2kLm4Np6Qr8St0Uv2Wx4Yz6Ab8Cd0"
-                     *     }
-                     */
                     "application/json": {
                         data: components["schemas"]["Token"];
                         /**
@@ -2579,23 +2388,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "id": "0b7d5a1e-2c4f-4e8a-9b6d-3f1a2c5e7d90",
-                     *         "name": "Nightly invoice sync",
-                     *         "prefix": "Xq3LmZ8pRt2K",
-                     *         "env": "live",
-                     *         "scopes": [
-                     *           "clients:read"
-                     *         ],
-                     *         "createdAt": "2026-11-27T09:00:00Z",
-                     *         "lastUsedAt": "2026-11-28T02:00:00Z",
-                     *         "expiresAt": null,
-                     *         "revokedAt": "2026-11-28T10:30:00Z"
-                     *       }
-                     *     }
-                     */
                     "application/json": {
                         data: components["schemas"]["Token"];
                     };
@@ -2765,15 +2557,6 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "description": "CRM sync",
-                 *       "url": "https://crm.example.com/webhooks/clients",
-                 *       "enabledEvents": [
-                 *         "*"
-                 *       ]
-                 *     }
-                 */
                 "application/json": components["schemas"]["WebhookEndpointCreate"];
             };
         };
@@ -2943,15 +2726,6 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "description": "CRM sync, new and changed clients only",
-                 *       "enabledEvents": [
-                 *         "client.created",
-                 *         "client.updated"
-                 *       ]
-                 *     }
-                 */
                 "application/json": components["schemas"]["WebhookEndpointUpdate"];
             };
         };
@@ -3114,11 +2888,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "status": "ok"
-                     *     }
-                     */
                     "application/json": components["schemas"]["Health"];
                 };
             };
@@ -3142,11 +2911,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "status": "ready"
-                     *     }
-                     */
                     "application/json": components["schemas"]["Readiness"];
                 };
             };
@@ -3180,7 +2944,10 @@ export interface operations {
                     Vary: components["headers"]["VaryAcceptEncoding"];
                     "Cache-Control": components["headers"]["CacheControlRevalidate"];
                     "Content-Encoding": components["headers"]["ContentEncoding"];
-                    /** @description Lets the page load scripts, styles, images and fonts from this server (or inline) only. */
+                    /**
+                     * @description Lets the page load scripts, styles, images and fonts from this server (or inline) only.
+                     * @example default-src 'self'; script-src 'self' 'unsafe-inline' blob:; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self' blob:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'
+                     */
                     "Content-Security-Policy": string;
                     [name: string]: unknown;
                 };
@@ -3223,8 +2990,12 @@ export interface operations {
                 content: {
                     "application/json": {
                         openapi: string;
-                        info: Record<string, never>;
-                        paths: Record<string, never>;
+                        info: {
+                            [key: string]: unknown;
+                        };
+                        paths: {
+                            [key: string]: unknown;
+                        };
                     } & {
                         [key: string]: unknown;
                     };
