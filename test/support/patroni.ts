@@ -76,8 +76,9 @@ export interface PatroniNode {
    * The node lost outright: its Patroni, its postmaster and every PostgreSQL process under it
    * stopped at once (SIGSTOP, so that none can notice the others going), then SIGKILLed.
    * PostgreSQL's backends are sessions of their own: killing the postmaster alone leaves them.
+   * Resolves with the moment the SIGKILLs were sent (ms since the epoch).
    */
-  kill(): Promise<void>;
+  kill(): Promise<number>;
 }
 
 export interface PatroniCluster {
@@ -338,17 +339,21 @@ export async function startPatroniCluster(options: { nodes?: number; timing?: Pa
             pids.push(...children.stdout.split('\n').filter(Boolean).map(Number));
           }
           const alive = pids.filter((pid): pid is number => typeof pid === 'number' && pid > 0);
-          for (const signal of ['SIGSTOP', 'SIGKILL'] as const) {
+          const signal = (name: NodeJS.Signals) => {
             for (const pid of alive) {
               try {
-                process.kill(pid, signal);
+                process.kill(pid, name);
               } catch {
                 // Already gone.
               }
             }
-          }
+          };
+          signal('SIGSTOP');
+          const killedAt = Date.now();
+          signal('SIGKILL');
           const child = process_?.child;
           if (child && child.exitCode === null && child.signalCode === null) await new Promise((exited) => child.once('exit', exited));
+          return killedAt;
         },
         async stop() {
           // Patroni stops its PostgreSQL (fast) on SIGTERM.
