@@ -438,9 +438,10 @@ export type paths = {
         /**
          * Check that this instance can serve requests
          * @description Readiness check, for a load balancer or an orchestrator deciding whether to send this instance
-         *     traffic: 200 when it can serve (its database answers and has run every migration this version
-         *     needs, and the instance is not shutting down), 503 `service_unavailable` with `Retry-After`
-         *     otherwise. The answer comes from a check of the database at most a second old: calls within a
+         *     traffic: 200 when it can serve (its database answers, can take writes, and has run every
+         *     migration this version needs, and the instance is not shutting down), 503 `service_unavailable`
+         *     with `Retry-After` otherwise: a database that is read only, as a standby or a node about to be
+         *     promoted in a failover is, makes the instance unready. The answer comes from a check of the database at most a second old: calls within a
          *     second share one check, and calls made while a check runs wait for it, so however often this
          *     is called the database is asked about once a second; a database that goes away is seen within
          *     a second. Shutting down is answered at once. `GET /healthz` stays the liveness check (the
@@ -1580,7 +1581,8 @@ export type components = {
         };
         /**
          * @description `service_unavailable`: the service cannot serve this request for a moment, because its
-         *     database is unreachable, restarting or shutting down, or because the request's work in the
+         *     database is unreachable, restarting, shutting down or failing over (read only until a
+         *     replica is promoted), or because the request's work in the
          *     database ran past the server's time limit for one statement (the message then says the
          *     request took too long), or, for `GET /readyz`, the instance is draining before it stops.
          *     Nothing was written: retry after `Retry-After` seconds, with the same `Idempotency-Key`;
