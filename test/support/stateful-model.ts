@@ -77,7 +77,7 @@ interface ListWalk {
   last: Client | undefined;
 }
 
-export interface Model {
+interface Model {
   plan: Plan;
   /**
    * Clients in the order this run created them. A create gives its client a label (A, B...) by
@@ -94,7 +94,7 @@ export interface Model {
   walk: ListWalk | undefined;
 }
 
-export interface Real {
+interface Real {
   /** The organisation's token of every scope; adds no Idempotency-Key by itself. */
   api: ClientsApi;
   /** A client for another token of the organisation. */
@@ -214,7 +214,15 @@ function expectUnchanged(r: Real, c: ModelClient, answer: Client | undefined, et
  * Checks an answer about client `c` that changed it into `expected` (whose `updatedAt`, and
  * `deletedAt` when set, the answer decides), and takes the change into the model.
  */
-function expectChanged(m: Model, r: Real, c: ModelClient, answer: Client | undefined, etag: string | null, expected: Client, event: ExpectedEvent['type']) {
+function expectChanged(
+  m: Model,
+  r: Real,
+  c: ModelClient,
+  answer: Client | undefined,
+  etag: string | null,
+  expected: Client,
+  event: ExpectedEvent['type'],
+) {
   expectSame(
     answer,
     { ...expected, updatedAt: answer?.updatedAt, deletedAt: expected.deletedAt === null ? null : answer?.updatedAt },
@@ -223,7 +231,9 @@ function expectChanged(m: Model, r: Real, c: ModelClient, answer: Client | undef
   // On the wire to the millisecond: two changes of one client are two round trips apart, so it moves there too.
   expect(answer!.updatedAt > c.client.updatedAt, 'a change moves updatedAt forward').toBe(true);
   if (etag === null || c.etags.includes(etag)) {
-    throw new Error(`the ETag changes when the client changes: ${c.label} changed, and its answer's ETag is ${etag === c.etag ? 'the one it had' : json(etag)}`);
+    throw new Error(
+      `the ETag changes when the client changes: ${c.label} changed, and its answer's ETag is ${etag === c.etag ? 'the one it had' : json(etag)}`,
+    );
   }
   let previousAttributes: Record<string, unknown> | undefined;
   if (event === 'client.updated') {
@@ -406,7 +416,9 @@ class DeleteClient implements StatefulCommand {
   async run(m: Model, r: Real) {
     const c = labelled(m.clients, this.c);
     const ifMatch = ifMatchValue(c, this.ifMatch);
-    const result = await r.api.DELETE('/clients/{id}', { params: { path: { id: c.client.id }, header: ifMatch ? { 'If-Match': ifMatch } : {} } });
+    const result = await r.api.DELETE('/clients/{id}', {
+      params: { path: { id: c.client.id }, header: ifMatch ? { 'If-Match': ifMatch } : {} },
+    });
     if (this.ifMatch === 'stale') return expectRefused(result, 412, 'precondition_failed');
     expect(result.response.status).toBe(200);
     const etag = result.response.headers.get('ETag');
@@ -596,10 +608,17 @@ async function readFeed(m: Model, r: Real) {
     if (events.length >= m.pending.length || Date.now() > deadline) break;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  const seen = events.map((e) => ({ type: e.type, object: e.data.object, ...(e.data.previousAttributes && { previousAttributes: e.data.previousAttributes }) }));
+  const seen = events.map((e) => ({
+    type: e.type,
+    object: e.data.object,
+    ...(e.data.previousAttributes && { previousAttributes: e.data.previousAttributes }),
+  }));
   const rule = 'each change writes exactly one event, in order, with the client as answered';
-  expect(seen.map((e) => e.type), rule).toEqual(m.pending.map((e) => e.type));
-  seen.forEach((event, i) => expectSame(event, m.pending[i], `${rule} (event ${i + 1} of ${seen.length})`));
+  expect(
+    seen.map((e) => e.type),
+    rule,
+  ).toEqual(m.pending.map((e) => e.type));
+  for (const [i, event] of seen.entries()) expectSame(event, m.pending[i], `${rule} (event ${i + 1} of ${seen.length})`);
   for (const e of events) expect(e.createdAt, "an event's time is its change's updatedAt").toBe(e.data.object.updatedAt);
   m.pending = [];
 }
@@ -627,20 +646,59 @@ const pageSize = fc.integer({ min: 1, max: 3 });
 const weighted = (weight: number, command: fc.Arbitrary<StatefulCommand>) => Array.from({ length: weight }, () => command);
 
 /** Every command, weighted so that a run builds clients, changes them and walks the chains between. */
-export const statefulCommands: fc.Arbitrary<StatefulCommand>[] = [
-  ...weighted(4, fc.tuple(client, createBody, fc.option(fc.uuid({ version: 4 }), { nil: undefined })).map(([c, b, k]) => new CreateClient(c, b, k))),
-  ...weighted(1, client.map((k) => new ReplayCreate(k))),
-  ...weighted(1, client.map((k) => new ReuseKey(k))),
-  ...weighted(2, client.map((c) => new GetClient(c))),
-  ...weighted(4, fc.tuple(client, patchBody, ifMatch).map(([c, p, i]) => new UpdateClient(c, p, i))),
-  ...weighted(1, fc.tuple(client, patchBody, patchBody).map(([c, a, b]) => new RacingUpdates(c, [a, b]))),
-  ...weighted(3, fc.tuple(client, ifMatch).map(([c, i]) => new DeleteClient(c, i))),
-  ...weighted(3, fc.tuple(client, ifMatch).map(([c, i]) => new RestoreClient(c, i))),
-  ...weighted(1, fc.tuple(pageSize, fc.constantFrom('exclude' as const, 'include' as const)).map(([l, d]) => new StartList(l, d))),
-  ...weighted(3, pageSize.map((l) => new NextPage(l))),
-  ...weighted(1, fc.tuple(token, fc.subarray(TOKEN_SCOPES, { minLength: 1 })).map(([t, s]) => new MintToken(t, s))),
-  ...weighted(1, token.map((t) => new UseToken(t))),
-  ...weighted(1, token.map((t) => new RevokeToken(t))),
+const statefulCommands: fc.Arbitrary<StatefulCommand>[] = [
+  ...weighted(
+    4,
+    fc.tuple(client, createBody, fc.option(fc.uuid({ version: 4 }), { nil: undefined })).map(([c, b, k]) => new CreateClient(c, b, k)),
+  ),
+  ...weighted(
+    1,
+    client.map((k) => new ReplayCreate(k)),
+  ),
+  ...weighted(
+    1,
+    client.map((k) => new ReuseKey(k)),
+  ),
+  ...weighted(
+    2,
+    client.map((c) => new GetClient(c)),
+  ),
+  ...weighted(
+    4,
+    fc.tuple(client, patchBody, ifMatch).map(([c, p, i]) => new UpdateClient(c, p, i)),
+  ),
+  ...weighted(
+    1,
+    fc.tuple(client, patchBody, patchBody).map(([c, a, b]) => new RacingUpdates(c, [a, b])),
+  ),
+  ...weighted(
+    3,
+    fc.tuple(client, ifMatch).map(([c, i]) => new DeleteClient(c, i)),
+  ),
+  ...weighted(
+    3,
+    fc.tuple(client, ifMatch).map(([c, i]) => new RestoreClient(c, i)),
+  ),
+  ...weighted(
+    1,
+    fc.tuple(pageSize, fc.constantFrom('exclude' as const, 'include' as const)).map(([l, d]) => new StartList(l, d)),
+  ),
+  ...weighted(
+    3,
+    pageSize.map((l) => new NextPage(l)),
+  ),
+  ...weighted(
+    1,
+    fc.tuple(token, fc.subarray(TOKEN_SCOPES, { minLength: 1 })).map(([t, s]) => new MintToken(t, s)),
+  ),
+  ...weighted(
+    1,
+    token.map((t) => new UseToken(t)),
+  ),
+  ...weighted(
+    1,
+    token.map((t) => new RevokeToken(t)),
+  ),
   ...weighted(1, fc.constant(new ReadFeed())),
 ];
 
@@ -652,7 +710,13 @@ async function finalChecks(m: Model, r: Real) {
     expectSame(read.data?.data, c.client, 'a read after the changes shows them');
     expect(read.response.headers.get('ETag')).toBe(c.etag);
   }
-  const walk: ListWalk = { deleted: 'include', cursor: '', seen: new Set(), mustSee: new Set(m.clients.map((c) => c.client.id)), last: undefined };
+  const walk: ListWalk = {
+    deleted: 'include',
+    cursor: '',
+    seen: new Set(),
+    mustSee: new Set(m.clients.map((c) => c.client.id)),
+    last: undefined,
+  };
   let cursor: string | undefined;
   do {
     const page = await r.api.GET('/clients', { params: { query: { limit: 100, deleted: 'include', ...(cursor && { cursor }) } } });
@@ -662,7 +726,7 @@ async function finalChecks(m: Model, r: Real) {
   finishWalk(walk);
 }
 
-export interface StatefulTarget {
+interface StatefulTarget {
   server: TestServer;
   /** Record what is observed for the contract-coverage gate (off when a test injects a regression). */
   record?: boolean;
@@ -704,8 +768,7 @@ export async function fuzzStateful(target: StatefulTarget, options: StatefulOpti
     stats.requests[name] = (stats.requests[name] ?? 0) + 1;
     return response;
   };
-  const as = (token: string) =>
-    createClientsApi({ baseUrl: target.server.baseUrl, token, retry: false, idempotencyKeys: false, fetch });
+  const as = (token: string) => createClientsApi({ baseUrl: target.server.baseUrl, token, retry: false, idempotencyKeys: false, fetch });
   const property = fc.asyncProperty(
     fc.constantFrom<Plan>('studio', 'free'),
     fc.commands(statefulCommands, { maxCommands: options.maxCommands, size: 'max', replayPath: options.replayPath }),
