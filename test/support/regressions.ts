@@ -5,6 +5,7 @@
  * test/judges/mismatches.test.ts injects its mismatches); every answer stays valid against the
  * spec, so no judge of single calls can see them.
  */
+import { clientHandlers } from '../../server/clients/clients.http.js';
 import { toClient } from '../../server/clients/clients.mapper.js';
 import { updateClientRow } from '../../server/clients/clients.queries.js';
 import * as clients from '../../server/clients/clients.service.js';
@@ -37,6 +38,14 @@ export const regressions = {
         const state = await clients.updateClient(trx, auth, params.id, body, req.get('If-Match'));
         return respond({ status: 200, body: { data: state.client }, headers: { ETag: before.etag } });
       }),
+  },
+  /** A cursor that skips a row: every page after the first leaves out the row it should start with. */
+  listSkipsRow: {
+    listClients: async (ctx) => {
+      const page = await clientHandlers.listClients(ctx);
+      if (ctx.query.cursor === undefined) return page;
+      return { ...page, body: { ...page.body, data: page.body.data.slice(1) } };
+    },
   },
 } satisfies Record<string, Partial<Handlers>>;
 
