@@ -5,7 +5,8 @@
  *   generated/operations.ts  one entry per operation: method, paths, scopes, idempotency, statuses
  *   generated/errors.ts      the status of every error code (scripts/error-statuses.ts)
  *   generated/docs.html      the API reference (Redoc, its scripts inlined: it loads nothing from a CDN)
- * and, for the client package, the types it ships and its version (scripts/client-package.ts).
+ * and, for the client package, the types it ships and its version (scripts/client-package.ts), and
+ * the examples its MSW handlers answer with (client/generated/examples.ts, scripts/mock-examples.ts).
  *
  * `--check` writes nothing and exits 1 when a committed file differs from what the spec gives,
  * which is how CI catches hand edits and forgotten regeneration.
@@ -17,6 +18,7 @@ import { dirname, join, resolve } from 'node:path';
 import openapiTS, { astToString } from 'openapi-typescript';
 import { clientPackageFiles } from './client-package.js';
 import { errorStatusModule } from './error-statuses.js';
+import { mockExamplesModule } from './mock-examples.js';
 
 const root = resolve(import.meta.dirname, '..');
 const check = process.argv.includes('--check');
@@ -139,6 +141,7 @@ async function render(): Promise<Map<string, string>> {
   return new Map([
     ...[...files].map(([name, text]) => [`generated/${name}`, text] as const),
     ...clientPackageFiles(root, files.get('api.ts')!, version),
+    ['client/generated/examples.ts', mockExamplesModule(doc, banner("spec/'s examples"))],
   ]);
 }
 

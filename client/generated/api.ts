@@ -438,9 +438,10 @@ export type paths = {
         /**
          * Check that this instance can serve requests
          * @description Readiness check, for a load balancer or an orchestrator deciding whether to send this instance
-         *     traffic: 200 when it can serve (its database answers and has run every migration this version
-         *     needs, and the instance is not shutting down), 503 `service_unavailable` with `Retry-After`
-         *     otherwise. The answer comes from a check of the database at most a second old: calls within a
+         *     traffic: 200 when it can serve (its database answers, can take writes, and has run every
+         *     migration this version needs, and the instance is not shutting down), 503 `service_unavailable`
+         *     with `Retry-After` otherwise: a database that is read only, as a standby or a node about to be
+         *     promoted in a failover is, makes the instance unready. The answer comes from a check of the database at most a second old: calls within a
          *     second share one check, and calls made while a check runs wait for it, so however often this
          *     is called the database is asked about once a second; a database that goes away is seen within
          *     a second. Shutting down is answered at once. `GET /healthz` stays the liveness check (the
@@ -1369,17 +1370,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "validation_failed",
-                 *         "message": "The field x is invalid: Unknown query parameter 'x'.",
-                 *         "fields": {
-                 *           "x": "Unknown query parameter 'x'"
-                 *         }
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1396,18 +1386,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "validation_failed",
-                 *         "message": "The request has 2 invalid fields.",
-                 *         "fields": {
-                 *           "defaultRate": "must be a decimal number from 0 to below 10^12 with at most 4 decimal places, such as 120.50",
-                 *           "nmae": "is not a known field"
-                 *         }
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1420,14 +1398,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "unauthenticated",
-                 *         "message": "The Authorization header must be \"Bearer <token>\"."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1463,14 +1433,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "idempotency_request_in_progress",
-                 *         "message": "A request with this Idempotency-Key is still being processed; retry shortly."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1486,14 +1448,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "idempotency_key_reused",
-                 *         "message": "This Idempotency-Key was used with a different request (method, path or body); use a new key for a new request."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1530,14 +1484,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "precondition_failed",
-                 *         "message": "The client has changed since the ETag in If-Match; read it again and retry."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1553,14 +1499,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "forbidden",
-                 *         "message": "This token lacks the scope clients:write, which this operation needs."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1578,14 +1516,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "not_found",
-                 *         "message": "No such token."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1617,14 +1547,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "payload_too_large",
-                 *         "message": "The request body must not be larger than 262144 bytes."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1637,14 +1559,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "unsupported_media_type",
-                 *         "message": "The request body must be application/json."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1662,20 +1576,13 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "internal_error",
-                 *         "message": "Something went wrong on our side. Quote the request id when you contact support."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
         /**
          * @description `service_unavailable`: the service cannot serve this request for a moment, because its
-         *     database is unreachable, restarting or shutting down, or because the request's work in the
+         *     database is unreachable, restarting, shutting down or failing over (read only until a
+         *     replica is promoted), or because the request's work in the
          *     database ran past the server's time limit for one statement (the message then says the
          *     request took too long), or, for `GET /readyz`, the instance is draining before it stops.
          *     Nothing was written: retry after `Retry-After` seconds, with the same `Idempotency-Key`;
@@ -1692,14 +1599,6 @@ export type components = {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "error": {
-                 *         "code": "service_unavailable",
-                 *         "message": "The service is unavailable for a moment (its database cannot be reached); retry in 2 seconds."
-                 *       }
-                 *     }
-                 */
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
@@ -1823,9 +1722,13 @@ export type components = {
          *     acknowledged before the request arrived); `eventual`, a read replica within the staleness
          *     bound (see the `Read-Consistency` request header). Always `strong` unless the request sent
          *     `Read-Consistency: eventual`.
+         * @example strong
          */
         "Read-Consistency": components["schemas"]["ReadConsistency"];
-        /** @description Identifies this request; the server's log lines for it carry the same id. */
+        /**
+         * @description Identifies this request; the server's log lines for it carry the same id.
+         * @example 967428c3-15ed-46aa-bfdd-1f1e14c07f9a
+         */
         "X-Request-Id": string;
         /**
          * @description `no-store`: this answer shows a secret (a token, a webhook signing secret), so no cache
@@ -2020,40 +1923,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "data": [
-                     *         {
-                     *           "id": "497f6eca-6276-4993-bfeb-53cbbbba6f08",
-                     *           "orgId": "25b2c2d5-a7fc-47d0-89e4-8709a1560bfa",
-                     *           "name": "Globex Corporation",
-                     *           "contactName": "Hank Scorpio",
-                     *           "email": "hank@globex.test",
-                     *           "phone": null,
-                     *           "website": "https://globex.test",
-                     *           "currency": "USD",
-                     *           "notes": null,
-                     *           "billingAddress": null,
-                     *           "billingLine1": null,
-                     *           "billingLine2": null,
-                     *           "billingCity": null,
-                     *           "billingRegion": null,
-                     *           "billingPostalCode": null,
-                     *           "billingCountry": "US",
-                     *           "taxNumber": null,
-                     *           "defaultRate": "120.50",
-                     *           "defaultPaymentTerms": "Net 30",
-                     *           "defaultTaxRate": "8.875",
-                     *           "requirePoNumber": false,
-                     *           "billingEmail": null,
-                     *           "createdAt": "2019-08-24T14:15:22Z",
-                     *           "updatedAt": "2019-08-24T14:15:22Z",
-                     *           "deletedAt": null
-                     *         }
-                     *       ],
-                     *       "nextCursor": "WyIyMDE5LTA4LTI0VDE0OjE1OjIyLjAwMDAwMFoiLCI0OTdmNmVjYSJd"
-                     *     }
-                     */
                     "application/json": components["schemas"]["ClientList"];
                 };
             };
@@ -2090,11 +1959,6 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "name": "Globex Corporation"
-                 *     }
-                 */
                 "application/json": components["schemas"]["ClientCreate"];
             };
         };
@@ -2268,13 +2132,6 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "contactName": "Hank Scorpio",
-                 *       "defaultRate": "135.00",
-                 *       "notes": null
-                 *     }
-                 */
                 "application/json": components["schemas"]["ClientUpdate"];
             };
         };
@@ -2406,26 +2263,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "data": [
-                     *         {
-                     *           "id": "0b7d5a1e-2c4f-4e8a-9b6d-3f1a2c5e7d90",
-                     *           "name": "Nightly invoice sync",
-                     *           "prefix": "Xq3LmZ8pRt2K",
-                     *           "env": "live",
-                     *           "scopes": [
-                     *             "clients:read"
-                     *           ],
-                     *           "createdAt": "2026-11-27T09:00:00Z",
-                     *           "lastUsedAt": "2026-11-28T02:00:00Z",
-                     *           "expiresAt": null,
-                     *           "revokedAt": null
-                     *         }
-                     *       ],
-                     *       "nextCursor": null
-                     *     }
-                     */
                     "application/json": {
                         data: components["schemas"]["Token"][];
                         /** @description Pass it as `cursor` to get the next page; null on the last page. Opaque. */
@@ -2466,14 +2303,6 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "name": "Nightly invoice sync",
-                 *       "scopes": [
-                 *         "clients:read"
-                 *       ]
-                 *     }
-                 */
                 "application/json": components["schemas"]["TokenCreate"];
             };
         };
@@ -2493,24 +2322,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "id": "0b7d5a1e-2c4f-4e8a-9b6d-3f1a2c5e7d90",
-                     *         "name": "Nightly invoice sync",
-                     *         "prefix": "Xq3LmZ8pRt2K",
-                     *         "env": "live",
-                     *         "scopes": [
-                     *           "clients:read"
-                     *         ],
-                     *         "createdAt": "2026-11-27T09:00:00Z",
-                     *         "lastUsedAt": null,
-                     *         "expiresAt": null,
-                     *         "revokedAt": null
-                     *       },
-                     *       "token": "hsk_live_Xq3LmZ8pRt2K_9fJ2kLm4Np6Qr8St0Uv2Wx4Yz6Ab8Cd0"
-                     *     }
-                     */
                     "application/json": {
                         data: components["schemas"]["Token"];
                         /**
@@ -2579,23 +2390,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "id": "0b7d5a1e-2c4f-4e8a-9b6d-3f1a2c5e7d90",
-                     *         "name": "Nightly invoice sync",
-                     *         "prefix": "Xq3LmZ8pRt2K",
-                     *         "env": "live",
-                     *         "scopes": [
-                     *           "clients:read"
-                     *         ],
-                     *         "createdAt": "2026-11-27T09:00:00Z",
-                     *         "lastUsedAt": "2026-11-28T02:00:00Z",
-                     *         "expiresAt": null,
-                     *         "revokedAt": "2026-11-28T10:30:00Z"
-                     *       }
-                     *     }
-                     */
                     "application/json": {
                         data: components["schemas"]["Token"];
                     };
@@ -2765,15 +2559,6 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "description": "CRM sync",
-                 *       "url": "https://crm.example.com/webhooks/clients",
-                 *       "enabledEvents": [
-                 *         "*"
-                 *       ]
-                 *     }
-                 */
                 "application/json": components["schemas"]["WebhookEndpointCreate"];
             };
         };
@@ -2943,15 +2728,6 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "description": "CRM sync, new and changed clients only",
-                 *       "enabledEvents": [
-                 *         "client.created",
-                 *         "client.updated"
-                 *       ]
-                 *     }
-                 */
                 "application/json": components["schemas"]["WebhookEndpointUpdate"];
             };
         };
@@ -3114,11 +2890,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "status": "ok"
-                     *     }
-                     */
                     "application/json": components["schemas"]["Health"];
                 };
             };
@@ -3142,11 +2913,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "status": "ready"
-                     *     }
-                     */
                     "application/json": components["schemas"]["Readiness"];
                 };
             };
@@ -3180,7 +2946,10 @@ export interface operations {
                     Vary: components["headers"]["VaryAcceptEncoding"];
                     "Cache-Control": components["headers"]["CacheControlRevalidate"];
                     "Content-Encoding": components["headers"]["ContentEncoding"];
-                    /** @description Lets the page load scripts, styles, images and fonts from this server (or inline) only. */
+                    /**
+                     * @description Lets the page load scripts, styles, images and fonts from this server (or inline) only.
+                     * @example default-src 'self'; script-src 'self' 'unsafe-inline' blob:; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self' blob:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'
+                     */
                     "Content-Security-Policy": string;
                     [name: string]: unknown;
                 };
@@ -3223,8 +2992,12 @@ export interface operations {
                 content: {
                     "application/json": {
                         openapi: string;
-                        info: Record<string, never>;
-                        paths: Record<string, never>;
+                        info: {
+                            [key: string]: unknown;
+                        };
+                        paths: {
+                            [key: string]: unknown;
+                        };
                     } & {
                         [key: string]: unknown;
                     };

@@ -24,8 +24,17 @@
  * runs on in PostgreSQL. Migrations lift the limit inside their own transaction
  * (server/db/migrate.ts).
  */
-import { CompiledQuery, type DatabaseConnection, Kysely, PostgresDialect, PostgresDriver, type TransactionSettings } from 'kysely';
+import {
+  CompiledQuery,
+  type DatabaseConnection,
+  Kysely,
+  PostgresDialect,
+  PostgresDriver,
+  type PostgresPool,
+  type TransactionSettings,
+} from 'kysely';
 import pg from 'pg';
+import { isReadOnlyDatabase } from './faults.js';
 import type { DatabaseHandle, DatabasePooling } from './handle.js';
 import { preparedStatementNames } from './prepared.js';
 import type { Database } from './schema.js';
@@ -42,7 +51,7 @@ export interface PostgresOptions {
 export function openPostgres(connectionString: string, options: PostgresOptions): DatabaseHandle {
   const { max, onConnectionError = () => {}, pooling = 'session' } = options;
   const direct = pooling === 'session';
-  const { pool, db } = openRequestPool(connectionString, options);
+  const { pool, db } = openRequestPool(connectionString, { ...options, dropReadOnlyConnections: true });
   const counterPool = guardConnections(
     new pg.Pool({
       connectionString,
@@ -78,11 +87,12 @@ function startupStatementLimit({ pooling = 'session', statementTimeoutMs = 0 }: 
  * The pool requests use and its Kysely, on the primary (openPostgres) or on a replica
  * (server/db/replica.ts): hot statements prepared per connection on a direct connection, the
  * statement limit either way. `connectTimeoutMs`: how long a query waits for a connection
- * (CONNECT_TIMEOUT_MS unless given).
+ * (CONNECT_TIMEOUT_MS unless given). `dropReadOnlyConnections` (the primary's): see
+ * dropReadOnlyConnections below.
  */
 export function openRequestPool(
   connectionString: string,
-  options: PostgresOptions & { connectTimeoutMs?: number },
+  options: PostgresOptions & { connectTimeoutMs?: number; dropReadOnlyConnections?: boolean },
 ): { pool: pg.Pool; db: Kysely<Database> } {
   const { max, onConnectionError = () => {}, pooling = 'session', statementTimeoutMs = 0 } = options;
   const direct = pooling === 'session';
@@ -97,9 +107,59 @@ export function openRequestPool(
   );
   // Unnamed statements (parsed on each run) are what a transaction-mode pooler can carry.
   if (direct) pool.on('connect', prepareHotStatements);
+  const connections = options.dropReadOnlyConnections ? dropReadOnlyConnections(pool) : pool;
   const dialect =
-    !direct && statementTimeoutMs > 0 ? new TimedTransactionsDialect(pool, statementTimeoutMs) : new PostgresDialect({ pool });
+    !direct && statementTimeoutMs > 0
+      ? new TimedTransactionsDialect(connections, statementTimeoutMs)
+      : new PostgresDialect({ pool: connections });
   return { pool, db: new Kysely<Database>({ dialect }) };
+}
+
+/**
+ * The primary's connections as Kysely gets them, dropped once the server behind them proved
+ * unable to write (SQLSTATE 25006, server/db/faults.ts): a standby, a node in the tens of
+ * milliseconds between Patroni's leader lock and PostgreSQL's promotion, a demoted primary, a
+ * database set `default_transaction_read_only`. A session keeps the read-only default it began
+ * with, so a connection returned to the pool would fail its next write too, after the cluster
+ * has a writable primary again. Not only the connection that failed: every connection opened
+ * before the failure went to where that one went (the same DATABASE_URL, the same HAProxy), so
+ * each is closed when it is next released, and new ones go wherever DATABASE_URL leads now. The
+ * statement that failed is answered 503 (its request stored nothing), and no more than the
+ * statements already running on those connections fail the same way.
+ *
+ * Kysely releases a connection with `release(false)` unless a rollback failed; pg-pool closes a
+ * connection released with a truthy argument (pg-pool's own `pool.query`, used by the counters,
+ * already releases with the error). Through a transaction-mode pooler this closes the connection
+ * to PgBouncer, not PgBouncer's own to PostgreSQL: docs/high-availability.md. Not for a replica's
+ * pool: a replica is read only by design, and reads never fail so.
+ */
+function dropReadOnlyConnections(pool: pg.Pool): PostgresPool {
+  /** Each connection's number, in the order they were opened. */
+  const serials = new WeakMap<pg.PoolClient, number>();
+  let opened = 0;
+  /** Connections numbered up to this one close on release. */
+  let dropUpTo = 0;
+  pool.on('connect', (client) => {
+    serials.set(client, ++opened);
+    const query = client.query;
+    client.query = function (this: pg.PoolClient, ...args: unknown[]) {
+      const result = (query as (...args: unknown[]) => unknown).apply(this, args);
+      if (!(result instanceof Promise)) return result;
+      return result.catch((error: unknown) => {
+        if (isReadOnlyDatabase(error)) dropUpTo = opened;
+        throw error;
+      });
+    } as typeof client.query;
+  });
+  return {
+    connect: async () => {
+      const client = await pool.connect();
+      const release = client.release;
+      client.release = (destroy?: Error | boolean) => release(destroy || (serials.get(client) ?? Number.POSITIVE_INFINITY) <= dropUpTo);
+      return client;
+    },
+    end: () => pool.end(),
+  };
 }
 
 /**
@@ -109,7 +169,7 @@ export function openRequestPool(
  */
 class TimedTransactionsDialect extends PostgresDialect {
   constructor(
-    private readonly pool: pg.Pool,
+    private readonly pool: PostgresPool,
     private readonly statementTimeoutMs: number,
   ) {
     super({ pool });

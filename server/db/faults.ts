@@ -6,16 +6,36 @@
  */
 import { ApiError } from '../shared/errors.js';
 
+/**
+ * 25006 read_only_sql_transaction: the server we reached cannot write. The service never opens a
+ * read-only transaction on the primary, so this is a node that is not (or not yet, or no longer)
+ * the primary: a standby refusing a write ("cannot execute INSERT in a read-only transaction",
+ * "cannot execute … during recovery"), a replica Patroni's REST API already calls primary in the
+ * tens of milliseconds before PostgreSQL accepts writes, a demoted primary, or a database set
+ * `default_transaction_read_only`. The database is away for writes, as in a failover: 503, and the
+ * connection is dropped (server/db/connection.ts), since a session keeps the read-only default it
+ * started with.
+ */
+const READ_ONLY_SQLSTATE = '25006';
+
+/**
+ * A standby asked for a transaction id (`pg_current_xact_id()`, an event's `txid` default) says
+ * so as an internal error (XX000), before any statement could say 25006.
+ */
+const STANDBY_MESSAGES = [/^cannot assign TransactionIds during recovery/];
+
 /** Seconds a client is asked to wait: PostgreSQL restarts, fail-overs and pool refills take a few. */
 export const UNAVAILABLE_RETRY_AFTER_SECONDS = 2;
 
 /**
  * SQLSTATE classes and codes (PostgreSQL, appendix A): 08 connection exceptions; 57P01 to 57P05
- * (terminated by an administrator, crash, "the database system is starting up" / "shutting down",
- * idle-session timeout); 53300 too many connections; 40001/40P01 never come here (no serializable
- * transactions), and nothing of class 22 or 23, which are the request's own fault or a bug.
+ * (terminated by an administrator, crash, "the database system is starting up" / "shutting down" /
+ * "is not yet accepting connections" / "is in recovery mode", idle-session timeout); 53300 too
+ * many connections; 25006 (READ_ONLY_SQL_TRANSACTION, below); 40001/40P01 never come here (no
+ * serializable transactions), and nothing of class 22 or 23, which are the request's own fault or
+ * a bug.
  */
-const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '57P04', '57P05', '53300']);
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '57P04', '57P05', '53300', READ_ONLY_SQLSTATE]);
 
 /** Node's errors for a connection that could not be made or was lost. */
 const NETWORK_CODES = new Set([
@@ -48,6 +68,15 @@ interface ErrorLike {
   errors?: unknown;
 }
 
+/** The server reached cannot write now (a standby, a node being promoted, a read-only database). */
+export function isReadOnlyDatabase(error: unknown, depth = 0): boolean {
+  if (!error || typeof error !== 'object' || depth > 3) return false;
+  const e = error as ErrorLike;
+  if (e.code === READ_ONLY_SQLSTATE) return true;
+  if (typeof e.message === 'string' && STANDBY_MESSAGES.some((pattern) => pattern.test(e.message as string))) return true;
+  return isReadOnlyDatabase(e.cause, depth + 1);
+}
+
 export function isDatabaseUnavailable(error: unknown, depth = 0): boolean {
   if (!error || typeof error !== 'object' || depth > 3) return false;
   const e = error as ErrorLike;
@@ -55,6 +84,7 @@ export function isDatabaseUnavailable(error: unknown, depth = 0): boolean {
     if (UNAVAILABLE_SQLSTATES.has(e.code) || e.code.startsWith('08') || NETWORK_CODES.has(e.code)) return true;
   }
   if (typeof e.message === 'string' && LOST_CONNECTION.some((pattern) => pattern.test(e.message as string))) return true;
+  if (isReadOnlyDatabase(e, depth)) return true;
   // A refused connection to "localhost" is an AggregateError of one refusal per address.
   if (Array.isArray(e.errors) && e.errors.length > 0 && e.errors.every((inner) => isDatabaseUnavailable(inner, depth + 1))) return true;
   return isDatabaseUnavailable(e.cause, depth + 1);

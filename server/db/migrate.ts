@@ -75,15 +75,19 @@ export async function migrateOrThrow(db: Kysely<any>, list: Record<string, Migra
 }
 
 /**
- * The migrations this version needs that the database has not run, for readiness
- * (server/health/readiness.ts). Migrations a newer version ran are no reason to stop serving:
- * during a rolling deploy they are applied before the old instances are gone, and a migration
- * keeps what the version before it needs. Throws when the database cannot be asked (or has no
- * migration table yet).
+ * What readiness (server/health/readiness.ts) asks of the database, in one round trip:
+ * - the migrations this version needs that the database has not run. Migrations a newer version
+ *   ran are no reason to stop serving: during a rolling deploy they are applied before the old
+ *   instances are gone, and a migration keeps what the version before it needs;
+ * - whether it is read only: a standby, a node not yet promoted, a demoted primary, a database set
+ *   `default_transaction_read_only` (`transaction_read_only` is on in each), where every write
+ *   would be answered 503.
+ * Throws when the database cannot be asked (or has no migration table yet).
  */
 // biome-ignore lint/suspicious/noExplicitAny: any database's schema
-export async function pendingMigrations(db: Kysely<any>): Promise<string[]> {
-  const { rows } = await sql<{ name: string }>`select name from kysely_migration`.execute(db);
-  const applied = new Set(rows.map((row) => row.name));
-  return Object.keys(migrations).filter((name) => !applied.has(name));
+export async function databaseReadiness(db: Kysely<any>): Promise<{ pendingMigrations: string[]; readOnly: boolean }> {
+  const { rows } = await sql<{ applied: string[]; read_only: string }>`
+    select array(select name from kysely_migration) as applied, current_setting('transaction_read_only') as read_only`.execute(db);
+  const applied = new Set(rows[0]!.applied);
+  return { pendingMigrations: Object.keys(migrations).filter((name) => !applied.has(name)), readOnly: rows[0]!.read_only === 'on' };
 }

@@ -2,7 +2,9 @@
  * Readiness (`GET /readyz`): whether this instance should get traffic. It should not while it
  * drains before stopping (server/lifecycle/shutdown.ts), while its database does not answer, or
  * while the database lacks a migration this version needs (migrations run as their own deploy
- * step: see docs/operations.md); migrations of a newer version do not make it unready. Liveness (`GET /healthz`) asks none of this: a process whose
+ * step: see docs/operations.md), or while the database it reaches is read only (a standby, a node
+ * not yet promoted in a failover: docs/high-availability.md); migrations of a newer version do not
+ * make it unready. Liveness (`GET /healthz`) asks none of this: a process whose
  * database is away is alive and will serve again without a restart.
  *
  * The probe needs no token, so anyone can send it: its answer comes from one check of the
@@ -14,7 +16,7 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { databaseFault, serviceUnavailable } from '../db/faults.js';
-import { pendingMigrations } from '../db/migrate.js';
+import { databaseReadiness } from '../db/migrate.js';
 import type { Database } from '../db/schema.js';
 
 export interface Readiness {
@@ -52,8 +54,9 @@ export function createReadiness(options: ReadinessOptions = {}): Readiness {
 
   async function check(context: ReadinessContext): Promise<void> {
     let pending: string[];
+    let readOnly = false;
     try {
-      pending = await pendingMigrations(context.db!);
+      ({ pendingMigrations: pending, readOnly } = await databaseReadiness(context.db!));
     } catch (error) {
       const fault = databaseFault(error);
       if (fault) {
@@ -65,6 +68,10 @@ export function createReadiness(options: ReadinessOptions = {}): Readiness {
       pending = ['all'];
     }
     if (pending.length > 0) throw serviceUnavailable('The database has not run the migrations this version needs (run `npm run migrate`).');
+    if (readOnly) {
+      context.log?.warn('readiness: the database is read only (a standby, or a primary not yet promoted)');
+      throw serviceUnavailable('The database cannot take writes for a moment (it is read only, as during a failover).');
+    }
   }
 
   return {

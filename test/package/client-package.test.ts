@@ -1,10 +1,11 @@
 /**
  * The client package as a project elsewhere gets it: `npm pack` makes the tarball, a scratch
  * project outside the repository installs it (with its dependencies from the registry, openapi-fetch
- * and standardwebhooks, nothing else),
+ * and standardwebhooks, and msw, the optional peer of `@clients-api/client/msw`),
  * compiles its own TypeScript against it under `strict` (test/package/scratch: a program, the
  * README's examples, and calls that must not compile), then runs the program against the real
- * server and verifies a webhook delivery signed here. publint judges the tarball, and esbuild
+ * server and verifies a webhook delivery signed here, and runs a program that calls every
+ * operation through the package's MSW handlers, each answer judged against the spec. publint judges the tarball, and esbuild
  * bundles its runtime code for a neutral platform, which then runs with the web platform's globals
  * only (no process, Buffer or require).
  */
@@ -19,14 +20,21 @@ import { publint } from 'publint';
 import { Webhook } from 'standardwebhooks';
 import { formatMessage } from 'publint/utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import clientManifest from '../../client/package.json' with { type: 'json' };
+import { operationExamples } from '../../client/generated/examples.js';
 import spec from '../../generated/openapi.json' with { type: 'json' };
 import { root } from '../support/processes.js';
+import { checkResponse } from '../support/spec-check.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 const FIXTURES = join(import.meta.dirname, 'scratch');
 const PACKAGE_NAME = '@clients-api/client';
 /** What the shipped code may import besides its own files: its dependencies. */
 const DEPENDENCIES = ['openapi-fetch', 'standardwebhooks'];
+/** ...and, in the files of the `./msw` entry only, its optional peer. */
+const MSW_FILES = /^dist\/msw\.(js|d\.ts)$/;
+/** The msw the repository tests with (the client's devDependency). */
+const MSW = `msw@${clientManifest.devDependencies.msw}`;
 
 interface Ran {
   code: number;
@@ -106,7 +114,7 @@ beforeAll(async () => {
 
   mkdirSync(project);
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'scratch-project', private: true, type: 'module' }));
-  await mustRun('npm', ['install', '--no-audit', '--no-fund', '--no-package-lock', '--ignore-scripts', tarball], project);
+  await mustRun('npm', ['install', '--no-audit', '--no-fund', '--no-package-lock', '--ignore-scripts', tarball, MSW], project);
   cpSync(FIXTURES, project, { recursive: true });
 
   server = await started;
@@ -140,6 +148,11 @@ describe('the client package, installed in a project elsewhere', () => {
     expect(manifest.version).toBe(spec.info.version);
     expect(manifest.private).toBeUndefined();
     expect(Object.keys(manifest.dependencies as object)).toEqual(DEPENDENCIES);
+    // msw: a peer, optional, of the ./msw entry alone.
+    expect(manifest.peerDependencies).toEqual({ msw: expect.stringMatching(/^\^2\.\d+\.\d+ \|\| \^3\.\d+\.\d+$/) });
+    expect(manifest.peerDependenciesMeta).toEqual({ msw: { optional: true } });
+    expect(Object.keys(manifest.exports as object)).toEqual(['.', './msw', './package.json']);
+    expect(files).toEqual(expect.arrayContaining(['dist/msw.js', 'dist/msw.d.ts', 'dist/generated/examples.js']));
     expect((manifest.dependencies as Record<string, string>).standardwebhooks).toBe('1.1.1');
     expect(
       filesUnder(join(project, 'node_modules')).map((file) =>
@@ -162,7 +175,7 @@ describe('the client package, installed in a project elsewhere', () => {
       );
       for (const [, specifier] of specifiers) {
         if (!specifier!.startsWith('.')) {
-          expect(DEPENDENCIES, `${file} imports ${specifier}`).toContain(specifier);
+          expect(MSW_FILES.test(file) ? [...DEPENDENCIES, 'msw'] : DEPENDENCIES, `${file} imports ${specifier}`).toContain(specifier);
           continue;
         }
         const target = resolve(dirname(join(installed, file)), specifier!);
@@ -249,6 +262,43 @@ describe('the client package, installed in a project elsewhere', () => {
       [seen.retried.id, 'Initech', null, null],
       [id, 'Globex Corporation', 'Hank Scorpio', null],
     ]);
+  }, 60_000);
+
+  it("answers every operation through clientsApiHandlers() with the spec's first success example, valid against the spec; overrides answer instead", async () => {
+    const ran = await mustRun(process.execPath, ['dist/mocks.js'], project);
+    const seen = JSON.parse(ran.stdout) as {
+      answers: Record<string, { method: string; path: string; status: number; headers: Record<string, string>; body: unknown }>;
+      overridden: Record<string, unknown>;
+    };
+    const operationIds = Object.keys(operationExamples).sort();
+    expect(Object.keys(seen.answers).sort()).toEqual(operationIds);
+    expect(operationIds).toEqual(
+      Object.values(spec.paths)
+        .flatMap((item) => Object.values(item).map((op) => (op as { operationId?: string }).operationId))
+        .filter((id) => id !== undefined)
+        .sort(),
+    );
+    for (const [operationId, answer] of Object.entries(seen.answers)) {
+      const operation = operationExamples[operationId as keyof typeof operationExamples];
+      expect(answer.status, operationId).toBe(operation.success);
+      expect(answer.method.toLowerCase(), operationId).toBe(operation.method);
+      expect(answer.body, operationId).toEqual(Object.values(operation.responses[operation.success]!.examples)[0]);
+      // Status, headers and body as the spec documents them (Ajv over the tests' closed copy of the
+      // spec); nosniff is the real server's, sent on every answer, and no mock's business.
+      const problems = checkResponse(answer.method, answer.path, answer.status, new Headers(answer.headers), answer.body);
+      expect(
+        problems.filter((problem) => !problem.includes('X-Content-Type-Options')),
+        operationId,
+      ).toEqual([]);
+    }
+    expect(seen.answers.createClient!.headers.location).toBe(
+      `/clients/${(seen.answers.createClient!.body as { data: { id: string } }).data.id}`,
+    );
+    expect(seen.overridden).toEqual({
+      renamed: { status: 200, name: 'Initech' },
+      missing: { status: 404, code: 'not_found' },
+      empty: { status: 200, body: { data: [], nextCursor: null } },
+    });
   }, 60_000);
 
   it("bundles for a neutral platform with no Node built-in left, and runs with the web platform's globals only", async () => {

@@ -66,7 +66,7 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-async function startDaemon(
+export async function startDaemon(
   command: string,
   args: (dir: string) => string[],
   files: (dir: string, port: number) => Record<string, string>,

@@ -22,7 +22,7 @@ export interface BodyModel {
   /** The JSON schema of the application/json body, dereferenced one level (its own $ref). */
   schema: Node;
   schemaPath: string[];
-  /** The spec's own example of a valid body, when it gives one. */
+  /** The spec's own example of a valid body (its first named one), when it gives one. */
   example: unknown;
 }
 
@@ -47,6 +47,12 @@ export interface ModelRequest {
 }
 
 const METHODS = ['get', 'put', 'post', 'delete', 'patch'];
+
+/** A media type's first named example (`examples`), or its bare `example`. */
+function firstExample(media: Node | undefined): unknown {
+  const first = Object.values((media?.examples ?? {}) as Node)[0];
+  return first === undefined ? media?.example : deref(first).node.value;
+}
 
 function modelOperations(): OperationModel[] {
   const models: OperationModel[] = [];
@@ -79,7 +85,7 @@ function modelOperations(): OperationModel[] {
           mediaTypes: Object.keys(rb.content ?? {}),
           schema,
           schemaPath,
-          example: json?.example ?? schema.examples?.[0],
+          example: firstExample(json) ?? schema.examples?.[0],
         };
       }
       const security = (op.security ?? doc.security ?? []) as unknown[];

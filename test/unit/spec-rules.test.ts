@@ -48,3 +48,9 @@ it("declares each of an update event's previous attributes exactly as the client
   const writable = Object.keys((doc.components.schemas.ClientUpdate as Node).properties);
   expect(fields).toEqual(expect.arrayContaining([...writable, 'updatedAt']));
 });
+
+it("has no placeholder in info: every URL the reference page shows leads somewhere of this API's own", () => {
+  const urls = JSON.stringify(doc.info).match(/https?:\/\/[^"\s)]+/g) ?? [];
+  expect(urls.filter((url) => /\bexample\.(?:com|org|net)\b|\.example\b|\.test\b/.test(url))).toEqual([]);
+  expect(doc.info.termsOfService).toBeUndefined();
+});
