@@ -150,7 +150,9 @@ describe('connections', () => {
           got.push(answer);
           if (--open === 0) done(got);
         });
-        socket.on('connect', () => socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n'));
+        // Written now, not on 'connect': writes before it are queued in order, so the first
+        // trickled header line can never overtake the request line on a slow machine.
+        socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n');
       }
       // A header line every 100 ms, never the blank line that ends them.
       const trickle = setInterval(() => {
