@@ -7,12 +7,17 @@
  * gives its slot back; its lease runs out and the delivery is sent again (the same `webhook-id`),
  * and every event written afterwards is delivered. Without the deadline the record's BEGIN waited
  * forever, holding the organisation's share of the slots, and the worker's loop waited with it.
- * Needs PostgreSQL (TEST_DATABASE_URL): a TCP path to freeze.
+ * And the deadline itself: a query on a frozen connection fails within it (the request pool and
+ * the counters' `pool.query` alike) and the next one gets a new connection; a migration, which
+ * lifts the statement limit, runs past it. Needs PostgreSQL (TEST_DATABASE_URL): a TCP path to
+ * freeze.
  */
 import { Writable } from 'node:stream';
+import { type Migration, sql } from 'kysely';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DatabaseAnswerTimeout, openPostgres } from '../../server/db/connection.js';
+import { migrateOrThrow } from '../../server/db/migrate.js';
 import type { DatabaseHandle } from '../../server/db/handle.js';
 import { mintTokenForOrganisation } from '../../server/tokens/tokens.service.js';
 import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
@@ -116,5 +121,50 @@ describe.runIf(usingPostgres)('webhook worker, database connections frozen mid-a
     await waitFor(async () => (await status()) === 'succeeded', 'the interrupted delivery recorded as succeeded');
     // Every slot came back.
     await waitFor(() => inFlight.at(-1) === 0, 'no attempt in flight');
+  });
+});
+
+describe.runIf(usingPostgres)('the deadline on every answer', { timeout: 60_000 }, () => {
+  let database: TestDatabase;
+  let proxy: TcpProxy;
+  let handle: DatabaseHandle;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const url = new URL(database.url!);
+    proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
+    url.host = `127.0.0.1:${proxy.port}`;
+    handle = openPostgres(url.toString(), { max: 2, statementTimeoutMs: 200, answerTimeoutMs: 400, onConnectionError: () => {} });
+  });
+
+  afterAll(async () => {
+    await proxy?.close();
+    await handle?.close();
+    await database?.close();
+  });
+
+  it("cuts a query whose answer does not come, on the request pool and the counters' pool alike", async () => {
+    await sql`select 1`.execute(handle.db);
+    await handle.counterPool!.query('select 1');
+    proxy.freeze();
+    const started = Date.now();
+    await expect(sql`select 1`.execute(handle.db)).rejects.toMatchObject({ code: 'ETIMEDOUT' });
+    await expect(handle.counterPool!.query('select 1')).rejects.toBeInstanceOf(DatabaseAnswerTimeout);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    // The frozen connections were closed; new ones answer.
+    expect((await sql<{ one: number }>`select 1 as one`.execute(handle.db)).rows).toEqual([{ one: 1 }]);
+  });
+
+  it('lets a migration run past it, and holds again afterwards', async () => {
+    const applied = await sql<{ name: string }>`select name from kysely_migration`.execute(handle.db);
+    const list: Record<string, Migration> = Object.fromEntries(applied.rows.map((row) => [row.name, { up: async () => {} }]));
+    list['2999_01_01_0001_slow'] = {
+      up: async (db) => {
+        await sql`select pg_sleep(0.8)`.execute(db);
+      },
+    };
+    expect(await migrateOrThrow(handle.db, list)).toEqual(['2999_01_01_0001_slow']);
+    proxy.freeze();
+    await expect(sql`select 1`.execute(handle.db)).rejects.toBeInstanceOf(DatabaseAnswerTimeout);
   });
 });
