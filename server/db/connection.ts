@@ -23,6 +23,15 @@
  * '10s'`). pg's client-side `query_timeout` is no substitute: it stops waiting, but the statement
  * runs on in PostgreSQL. Migrations lift the limit inside their own transaction
  * (server/db/migrate.ts).
+ *
+ * The statement limit is the server's; it cannot bound what the server never sees or never ends:
+ * an answer lost on the way (a connection whose far end is gone without closing it: a node lost
+ * behind a balancer or a virtual IP, a frozen process, a network partition), or a COMMIT waiting
+ * for a synchronous standby, which `statement_timeout` does not cut. So every query also has a
+ * deadline on this side (boundAnswers below): the statement limit and ANSWER_MARGIN_MS more, after
+ * which the connection is closed and the query fails as the database being away (a request gets
+ * 503; the webhook worker logs it and goes on). TCP keepalive on every connection finds a silent
+ * peer that is idle, for the pool's sake.
  */
 import {
   CompiledQuery,
@@ -46,6 +55,30 @@ export interface PostgresOptions {
   pooling?: DatabasePooling;
   /** Milliseconds any one statement may run; 0 or absent: no limit. */
   statementTimeoutMs?: number | undefined;
+  /**
+   * Milliseconds this side waits for any one query's answer before it closes the connection
+   * (boundAnswers); absent: answerTimeoutMs(statementTimeoutMs); 0: no deadline. Tests shorten it.
+   */
+  answerTimeoutMs?: number | undefined;
+}
+
+/** How much longer than the statement limit an answer may take (the network, a loaded server) before it is given up. */
+const ANSWER_MARGIN_MS = 5_000;
+
+/** The deadline of every query: the statement limit and a margin; none when statements have no limit. */
+function answerTimeoutMs(statementTimeoutMs = 0): number {
+  return statementTimeoutMs > 0 ? statementTimeoutMs + ANSWER_MARGIN_MS : 0;
+}
+
+/**
+ * TCP keepalive on every connection, first probe after this much idleness: a peer that vanished
+ * while a connection sat idle in the pool is found by the kernel, not by the next query.
+ */
+const KEEPALIVE_DELAY_MS = 10_000;
+
+/** What every pg pool of the server shares: the connect deadline and keepalive. */
+function poolBasics(connectTimeoutMs: number) {
+  return { connectionTimeoutMillis: connectTimeoutMs, keepAlive: true, keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS };
 }
 
 export function openPostgres(connectionString: string, options: PostgresOptions): DatabaseHandle {
@@ -62,10 +95,11 @@ export function openPostgres(connectionString: string, options: PostgresOptions)
       // outside any transaction a `SET LOCAL` could go in. Such deployments keep counters in Redis.
       ...(direct && { options: '-c synchronous_commit=off' }),
       ...startupStatementLimit(options),
-      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      ...poolBasics(CONNECT_TIMEOUT_MS),
     }),
     onConnectionError,
   );
+  boundAnswers(counterPool, options.answerTimeoutMs ?? answerTimeoutMs(options.statementTimeoutMs));
   return {
     db,
     kind: 'postgres',
@@ -100,11 +134,12 @@ export function openRequestPool(
     new pg.Pool({
       connectionString,
       max,
-      connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+      ...poolBasics(options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS),
       ...startupStatementLimit(options),
     }),
     onConnectionError,
   );
+  boundAnswers(pool, options.answerTimeoutMs ?? answerTimeoutMs(statementTimeoutMs));
   // Unnamed statements (parsed on each run) are what a transaction-mode pooler can carry.
   if (direct) pool.on('connect', prepareHotStatements);
   const connections = options.dropReadOnlyConnections ? dropReadOnlyConnections(pool) : pool;
@@ -160,6 +195,81 @@ function dropReadOnlyConnections(pool: pg.Pool): PostgresPool {
     },
     end: () => pool.end(),
   };
+}
+
+/** The statement a migration's transaction begins with (server/db/migrate.ts): no limit until it ends. */
+export const LIFT_STATEMENT_LIMIT = 'set local statement_timeout = 0';
+
+/** Why a query failed when its answer did not come in time; ETIMEDOUT, so server/db/faults.ts counts it as the database away. */
+export class DatabaseAnswerTimeout extends Error {
+  readonly code = 'ETIMEDOUT';
+  constructor(ms: number) {
+    super(`The database did not answer within ${ms} ms: the connection was closed.`);
+  }
+}
+
+/**
+ * Every query on this pool's connections is answered within `deadlineMs`, or fails with
+ * DatabaseAnswerTimeout and its connection is closed (destroyed, not ended: ending politely waits
+ * for a peer that may never answer). Closing is the only way on: PostgreSQL's protocol answers in
+ * order, so a later query (Kysely's ROLLBACK of the failed transaction, the next request's BEGIN)
+ * would wait behind the lost answer. pg's own `query_timeout` stops waiting but leaves the
+ * connection in use, for exactly that reason. Whatever the server was doing goes on or ends
+ * there: a statement runs to its limit; a COMMIT waiting for a synchronous standby commits once
+ * the standby (or Patroni's change of it) comes, or is lost with its node, and its request,
+ * answered 503, is retried with its Idempotency-Key, which finds the outcome.
+ *
+ * A connection whose transaction lifted the statement limit (LIFT_STATEMENT_LIMIT, a migration)
+ * has no deadline until it is released. Promise and callback calls (pg-pool's `pool.query`, which
+ * the counters use) alike.
+ */
+function boundAnswers(pool: pg.Pool, deadlineMs: number): void {
+  if (deadlineMs <= 0) return;
+  const unlimited = new WeakSet<pg.PoolClient>();
+  pool.on('release', (_error: Error | undefined, client: pg.PoolClient) => unlimited.delete(client));
+  pool.on('connect', (client) => {
+    const query = client.query as (...args: unknown[]) => unknown;
+    const giveUp = () => (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+    client.query = function (this: pg.PoolClient, ...args: unknown[]) {
+      const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: unknown } | undefined)?.text;
+      if (text === LIFT_STATEMENT_LIMIT) unlimited.add(client);
+      if (unlimited.has(client)) return query.apply(this, args);
+      const last = args.length - 1;
+      const callback = typeof args[last] === 'function' ? (args[last] as (error: Error | null, result?: unknown) => void) : undefined;
+      if (callback) {
+        let answered = false;
+        const timer = setTimeout(() => {
+          answered = true;
+          callback(new DatabaseAnswerTimeout(deadlineMs));
+          giveUp();
+        }, deadlineMs);
+        args[last] = (error: Error | null, result?: unknown) => {
+          clearTimeout(timer);
+          if (!answered) callback(error, result);
+          answered = true;
+        };
+        return query.apply(this, args);
+      }
+      const result = query.apply(this, args);
+      if (!(result instanceof Promise)) return result;
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          reject(new DatabaseAnswerTimeout(deadlineMs));
+          giveUp();
+        }, deadlineMs);
+        result.then(
+          (value) => {
+            clearTimeout(timer);
+            resolve(value);
+          },
+          (error: unknown) => {
+            clearTimeout(timer);
+            reject(error);
+          },
+        );
+      });
+    } as typeof client.query;
+  });
 }
 
 /**

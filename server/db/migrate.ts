@@ -1,4 +1,5 @@
 import { Migrator, sql, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
+import { LIFT_STATEMENT_LIMIT } from './connection.js';
 import * as initial from './migrations/2026_11_27_0001_initial.js';
 import * as idempotencyExactResponse from './migrations/2026_11_27_0002_idempotency_exact_response.js';
 import * as rateLimits from './migrations/2026_11_28_0001_rate_limits.js';
@@ -23,12 +24,13 @@ const migrations: Record<string, Migration> = {
  * index built on a large table may take minutes, and cutting it would fail the deploy. `SET LOCAL`
  * lasts until the migrator's transaction ends (one transaction for every pending migration, on
  * PostgreSQL), so the limit holds again on the connection afterwards, through a transaction-mode
- * pooler too, and it also lifts a limit set on the database role.
+ * pooler too, and it also lifts a limit set on the database role. The server's own deadline on
+ * answers is lifted with it, until the connection is released (server/db/connection.ts).
  */
 function withoutStatementTimeout(migration: Migration): Migration {
   // biome-ignore lint/suspicious/noExplicitAny: any database's schema
   const unlimited = (step: (db: Kysely<any>) => Promise<void>) => async (db: Kysely<any>) => {
-    await sql`set local statement_timeout = 0`.execute(db);
+    await sql.raw(LIFT_STATEMENT_LIMIT).execute(db);
     await step(db);
   };
   return { up: unlimited(migration.up), ...(migration.down && { down: unlimited(migration.down) }) };

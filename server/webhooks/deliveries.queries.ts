@@ -334,10 +334,14 @@ async function lease(trx: Db, chosen: RawBuilder<unknown>, terms: { leaseId: str
 // ---------------------------------------------------------------------------------------------
 
 /**
- * The worker's transactions (a claim, an attempt's record) commit without waiting for the disk.
- * A crash of the database server can lose the last fraction of a second of them, which costs at
- * worst an attempt sent again (its lease or its success lost): at least once, as promised. Waiting
- * for the disk made every attempt's slot wait too, and a busy endpoint's few slots with it.
+ * Every transaction of the worker (a fan-out, a claim, an attempt's record, the plans' holds)
+ * commits without waiting for the disk, nor for a synchronous standby. A crash of the database
+ * server, or a failover to a standby that had not yet received them, can lose the last moments of
+ * them, which costs at worst work done again: a fan-out lost with the endpoint's place in the feed
+ * is made again from the same place (`on conflict do nothing`), a lost lease or success means an
+ * attempt sent again with the same `webhook-id`: at least once, as promised. Waiting for the disk
+ * made every attempt's slot wait too, and a busy endpoint's few slots with it; waiting for a
+ * standby, which `statement_timeout` does not cut, held them for as long as the cluster had none.
  */
 export async function commitWithoutWaiting(trx: Db): Promise<void> {
   await sql`set local synchronous_commit = off`.execute(trx);

@@ -179,7 +179,9 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
   /** Fans out one batch; true when there may be more to fan out at once. */
   async function fanOut(): Promise<boolean> {
     return db.transaction().execute(async (trx) => {
+      // The horizon first: the transaction must have no id of its own yet (`set local` gives it none).
       const horizon = await readFeedHorizon(trx);
+      await commitWithoutWaiting(trx);
       const endpoints = await lockEndpointsBehindFeed(trx, horizon, ENDPOINTS_PER_FAN_OUT);
       let more = endpoints.length === ENDPOINTS_PER_FAN_OUT;
       const now = clock();
@@ -197,7 +199,10 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     const now = clock();
     if (!force && trackedAt !== undefined && Math.abs(now.getTime() - trackedAt) < TRACK_INTERVAL_MS) return;
     trackedAt = now.getTime();
-    await db.transaction().execute((trx) => trackPlanPauses(trx, WEBHOOK_PLANS, now));
+    await db.transaction().execute(async (trx) => {
+      await commitWithoutWaiting(trx);
+      await trackPlanPauses(trx, WEBHOOK_PLANS, now);
+    });
     if (observer) observer.heldBack(await countHeldBack(db, now));
   }
 
@@ -283,20 +288,48 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     return next && { delivery: next, leaseId };
   }
 
-  /** Starts an attempt, counted in flight (for its organisation too) until it is recorded, and what it chains. */
+  /**
+   * Starts an attempt, counted in flight (for its organisation too) until it is recorded, and what
+   * it chains. Its slot comes back whatever happens: an attempt not over when its lease has run out
+   * (leaseMs: the send's own deadline and as long again to record it; every database call is
+   * bounded too, server/db/connection.ts, so this is the last resort) is abandoned, logged, and its
+   * slot freed. The delivery is due again, for a claim of this worker or another; should the
+   * abandoned attempt end after all, what it chained is not started (that lease runs out too).
+   */
   function launch(delivery: ClaimedDelivery, leaseId: string): void {
-    let chained = false;
-    const running: Promise<void> = attempt(delivery, leaseId)
-      .then((next) => {
-        if (!next) return;
-        chained = true;
-        launch(next.delivery, next.leaseId);
-      })
-      .catch((error) => logger.error({ err: error, deliveryId: delivery.id }, 'webhook attempt failed to be recorded'))
-      .finally(() => {
-        inFlight.delete(running);
-        ended(delivery.orgId, !chained);
-      });
+    let released = false;
+    let deadline: NodeJS.Timeout | undefined;
+    const release = (chained: boolean) => {
+      if (released) return;
+      released = true;
+      clearTimeout(deadline);
+      inFlight.delete(running);
+      ended(delivery.orgId, !chained);
+    };
+    const running = new Promise<void>((settle) => {
+      deadline = setTimeout(() => {
+        logger.error(
+          { deliveryId: delivery.id, endpointId: delivery.endpointId, afterMs: leaseMs(timeoutMs) },
+          'webhook attempt abandoned: not sent and recorded within its lease; its slot is freed and the delivery is due again',
+        );
+        release(false);
+        settle();
+      }, leaseMs(timeoutMs));
+      attempt(delivery, leaseId)
+        .then((next) => {
+          if (!next || released) return false;
+          launch(next.delivery, next.leaseId);
+          return true;
+        })
+        .catch((error) => {
+          logger.error({ err: error, deliveryId: delivery.id }, 'webhook attempt failed to be recorded');
+          return false;
+        })
+        .then((chained) => {
+          release(chained);
+          settle();
+        });
+    });
     inFlight.add(running);
     started(delivery.orgId);
   }
