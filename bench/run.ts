@@ -10,8 +10,16 @@
  * `--rate-limited` keeps it on with a budget no run exhausts, so its cost is in the figures. The
  * concurrency limit is off (CONCURRENCY_LIMIT=0) either way: the load is one organisation's, many
  * connections at once.
+ *
+ * Tracing: the real server runs with tracing off (no OTEL_* variable), as by default. One more
+ * row, the create with a fresh key, is measured on a second real server with tracing on
+ * (OTEL_TRACES_EXPORTER=otlp, every request sampled, the SDK's batch processor, OTLP over HTTP
+ * with protobuf) exporting to a stub collector in this process that reads and drops what it gets
+ * (docs/tracing.md); `--no-tracing` leaves that row out.
  */
 import { spawn, spawnSync, execFile, execFileSync, type ChildProcess } from 'node:child_process';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -38,6 +46,7 @@ const rounds = quick ? 1 : 3;
 const adminUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const rateLimit = args.includes('--rate-limited') ? '1000000000' : '0';
 const profile = args.includes('--profile');
+const tracing = !args.includes('--no-tracing') && !profile;
 /** wrk where installed (it leaves more of the machine to the servers), autocannon otherwise. */
 const wrk = !args.includes('--autocannon') && spawnSync('wrk', ['--version']).error === undefined;
 
@@ -166,6 +175,26 @@ interface Scenario {
   name: string;
   real: (url: string) => Load;
   bare?: (url: string) => Load;
+  /** Measured on the server with tracing on, rather than the one without. */
+  traced?: boolean;
+}
+
+/** What the stub collector was sent. */
+interface Collected {
+  requests: number;
+  bytes: number;
+}
+
+/** An OTLP/HTTP receiver that reads each export, answers 200 and keeps nothing: a collector that costs the server nothing more than a real one. */
+async function startStubCollector(): Promise<{ url: string; collected: Collected; server: Server }> {
+  const collected: Collected = { requests: 0, bytes: 0 };
+  const server = createHttpServer((req, res) => {
+    collected.requests++;
+    req.on('data', (chunk: Buffer) => (collected.bytes += chunk.length));
+    req.on('end', () => res.writeHead(200, { 'Content-Type': 'application/x-protobuf' }).end());
+  });
+  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, collected, server };
 }
 
 async function main() {
@@ -212,6 +241,23 @@ async function main() {
       ORG_ID: minted.orgId,
     });
     servers.push(real, bare);
+    // Tracing on, exporting to the stub collector: the same build, the same database.
+    const wantTraced = tracing && (!only || only.some((o) => 'create, fresh Idempotency-Key, tracing on'.includes(o)));
+    const collector = wantTraced ? await startStubCollector() : undefined;
+    const traced = collector
+      ? await start('node', ['dist/server/main.js'], {
+          DATABASE_URL: databaseUrl,
+          WEBHOOK_SECRET_KEY: randomBytes(32).toString('base64'),
+          PORT: '0',
+          LOG_LEVEL: 'info',
+          RATE_LIMIT: rateLimit,
+          CONCURRENCY_LIMIT: '0',
+          OTEL_TRACES_EXPORTER: 'otlp',
+          OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
+          OTEL_TRACES_SAMPLER: 'parentbased_always_on',
+        })
+      : undefined;
+    if (traced) servers.push(traced);
 
     const body = JSON.stringify({ name: 'Bench client', email: 'bench@example.com', defaultRate: '120.50' });
     const replayKey = randomUUID();
@@ -220,6 +266,12 @@ async function main() {
         name: 'create, fresh Idempotency-Key',
         real: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: auth, freshKey: true }),
         bare: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: json }),
+      },
+      {
+        name: 'create, fresh Idempotency-Key, tracing on',
+        real: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: auth, freshKey: true }),
+        bare: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: json }),
+        traced: true,
       },
       {
         name: 'create, replayed Idempotency-Key',
@@ -243,6 +295,8 @@ async function main() {
     const rows: { name: string; real: Figures; bare?: Figures }[] = [];
     for (const scenario of scenarios) {
       if (only && !only.some((o) => scenario.name.includes(o))) continue;
+      if (scenario.traced && !traced) continue;
+      const server = scenario.traced ? traced! : real;
       // The create runs add tens of thousands of rows in a minute, faster than autovacuum analyses
       // them: with stale statistics the planner can pick the list index over the primary key for a
       // read by id. Analyse as a running system would have by then.
@@ -250,16 +304,19 @@ async function main() {
       await handle.db.executeQuery(sql`analyze clients`.compile(handle.db));
       const realRuns: Figures[] = [];
       const bareRuns: Figures[] = [];
-      await load(scenario.real(real.url), 1); // warm-up
+      await load(scenario.real(server.url), 1); // warm-up
       for (let round = 0; round < rounds; round++) {
         if (scenario.bare && !profile) bareRuns.push(await load(scenario.bare(bare.url)));
-        realRuns.push(await load(scenario.real(real.url)));
+        realRuns.push(await load(scenario.real(server.url)));
       }
       rows.push({ name: scenario.name, real: summarise(realRuns), ...(bareRuns.length > 0 && { bare: summarise(bareRuns) }) });
       process.stderr.write(`measured: ${scenario.name}\n`);
     }
     const peakRss = peakRssMb(real.child.pid!);
+    const tracedPeakRss = traced && peakRssMb(traced.child.pid!);
+    // Stopping exports what is still pending (server/main.ts): the collector's count is complete after.
     await Promise.all(servers.splice(0).map((s) => s.stop()));
+    if (collector) await new Promise((closed) => collector.server.close(closed));
 
     // The embedded database: a figure only (PGlite runs inside the server's one thread).
     let pglite: Figures | undefined;
@@ -321,6 +378,10 @@ async function main() {
     if (pgliteStartupMs !== undefined)
       console.log(`startup to listening (embedded PGlite, existing data): ${pgliteStartupMs.toFixed(0)} ms`);
     console.log(`peak RSS of the real server under load: ${peakRss.toFixed(0)} MiB`);
+    if (collector && tracedPeakRss !== undefined)
+      console.log(
+        `tracing on: OTLP/HTTP protobuf to a local stub collector, every request sampled; ${collector.collected.requests} exports, ${(collector.collected.bytes / 1024 / 1024).toFixed(1)} MiB received; peak RSS ${tracedPeakRss.toFixed(0)} MiB`,
+      );
     if (!only || only.includes('webhooks')) console.log(webhookThroughput());
     if (profile) console.log(`\n${summariseProfiles(profileDir)}`);
     const failures =

@@ -70,11 +70,16 @@ export type ClientPreviousAttributes = Schemas['ClientPreviousAttributes'];
 /** The answer of `GET /events/{id}`: `{ data: Event }`. */
 export type EventData = Json<'getEvent', 200>;
 /**
- * The body of a webhook delivery, as `verifyWebhook` returns it once the signature is good: one of
- * the four client events (narrow it by `type`). The spec's top-level `webhooks` section declares
- * each; they are the feed's events, delivered.
+ * `webhook.test`: a test delivery, sent when `POST /webhook-endpoints/{id}/test` asks for one, to
+ * that endpoint only; `data.object` is the endpoint (`id`, `url`). Never in the change feed.
  */
-export type WebhookEvent = ClientCreatedEvent | ClientUpdatedEvent | ClientDeletedEvent | ClientRestoredEvent;
+export type WebhookTestEvent = Schemas['WebhookTestEvent'];
+/**
+ * The body of a webhook delivery, as `verifyWebhook` returns it once the signature is good: one of
+ * the four client events, or a test delivery (narrow it by `type`). The spec's top-level
+ * `webhooks` section declares each; the client events are the feed's events, delivered.
+ */
+export type WebhookEvent = ClientCreatedEvent | ClientUpdatedEvent | ClientDeletedEvent | ClientRestoredEvent | WebhookTestEvent;
 
 /** A webhook endpoint as the API returns it (never its secret). */
 export type WebhookEndpoint = Schemas['WebhookEndpoint'];
@@ -90,6 +95,16 @@ export type WebhookEventSelector = Schemas['WebhookEventSelector'];
 export type WebhookSecret = Schemas['WebhookSecret'];
 /** One delivery attempt as `GET /webhook-endpoints/{id}/deliveries` lists it. */
 export type WebhookDeliveryAttempt = Schemas['WebhookDeliveryAttempt'];
+/** The event type of an attempt: a feed's `EventType`, or `webhook.test` for a test delivery. */
+export type WebhookDeliveryEventType = Schemas['WebhookDeliveryEventType'];
+/** The body of `POST /webhook-endpoints/{id}/recover`: `since` (at most 30 days ago) and optionally `until`. */
+export type WebhookRecoveryRequest = Schemas['WebhookRecoveryRequest'];
+/** What a recovery queued: `{ endpointId, since, until, queued }`, in `data` of its 202. */
+export type WebhookRecovery = Schemas['WebhookRecovery'];
+/** The body of `POST /events/{id}/redeliver`: `endpointId` for one endpoint, or nothing for all that take the event. */
+export type EventRedeliveryRequest = Schemas['EventRedeliveryRequest'];
+/** What a redelivery queued: `{ eventId, queued, endpointIds }`, in `data` of its 202. */
+export type EventRedelivery = Schemas['EventRedelivery'];
 /** The answer of `POST /webhook-endpoints`: the endpoint and, this once, its `secret` (absent on a replay). */
 export type WebhookEndpointCreated = Json<'createWebhookEndpoint', 201>;
 /** The answer of `GET /webhook-endpoints`. */

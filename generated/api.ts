@@ -263,6 +263,44 @@ export type paths = {
         patch?: never;
         trace?: never;
     };
+    "/events/{id}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The event's id, written exactly as `id` shows it (a lower-case UUID). An event of another
+                 *     organisation or environment, one already purged (events are kept 30 days), a test event and
+                 *     an id that is not a UUID are all 404 `not_found`.
+                 */
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send an event again
+         * @description Queues the event again, to one endpoint (`endpointId`) or to every enabled endpoint that takes
+         *     its type (without a body, or without `endpointId`; endpoints registered after the event was
+         *     made are left out), whether it was acknowledged before or not. It goes out on the usual
+         *     schedule, with the same `webhook-id` (the event's id): a receiver that drops duplicates by it
+         *     drops this one too. An endpoint whose delivery of the event is already waiting for an attempt
+         *     is not queued twice.
+         *
+         *     The endpoint named must take the event's type (else 409 `webhook_endpoint_not_subscribed`)
+         *     and be enabled (else 409 `webhook_endpoint_disabled`); an endpoint of another organisation or
+         *     environment is 404 `not_found`, like an unknown one.
+         *     Needs the scope `webhooks:manage` and the pro plan or above (else 402 `plan_required`, feature
+         *     `webhooks`).
+         */
+        post: operations["redeliverEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/webhook-endpoints": {
         parameters: {
             query?: never;
@@ -336,8 +374,10 @@ export type paths = {
         /**
          * Change a webhook endpoint
          * @description Changes the fields sent. A new `url` is checked as on registration. `disabled: true` stops
-         *     deliveries (events meanwhile are not delivered later); `disabled: false` resumes them and
-         *     forgets past failures (an open circuit included: see `deliveryPause`).
+         *     deliveries; `disabled: false` resumes them with the events made from then on, and forgets past
+         *     failures (an open circuit included: see `deliveryPause`). The events of the time it was
+         *     disabled are not sent by themselves: ask for them with `POST /webhook-endpoints/{id}/recover`
+         *     once it is enabled again.
          *     Needs the scope `webhooks:manage` and the pro plan or above (else 402 `plan_required`, feature
          *     `webhooks`).
          */
@@ -400,6 +440,89 @@ export type paths = {
         get: operations["listWebhookDeliveries"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhook-endpoints/{id}/recover": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The endpoint's id, written exactly as `id` shows it (a lower-case UUID). An endpoint of
+                 *     another organisation or environment, an id that is not a UUID, or the same UUID in another
+                 *     spelling (upper case, braces, `urn:uuid:`) is 404 `not_found`.
+                 */
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Recover a webhook endpoint's missed deliveries
+         * @description Queues again, for this endpoint, every event made in the window (`since` to `until`, by the
+         *     event's `createdAt`, at most the 30 days events are kept) that the endpoint takes (its
+         *     `enabledEvents` now) and has not acknowledged: events whose every attempt failed (the ten of
+         *     the schedule spent), and events it never got, those of a time it was disabled included. Each
+         *     is queued once, in the feed's order, and delivered on the usual schedule (ten attempts, the
+         *     endpoint's circuit and caps): arrival order is not promised, as for any delivery. Events it
+         *     acknowledged (a 2xx) are not sent again, nor are events already waiting for an attempt (they
+         *     keep their place in the schedule); events made before the endpoint was registered are not
+         *     its to recover (read them from `GET /events`).
+         *
+         *     The endpoint must be enabled: on a disabled one this is 409 `webhook_endpoint_disabled`
+         *     (re-enable it with `PATCH` `{"disabled": false}` first; the window may then cover the time it
+         *     was disabled). `since` more than 30 days ago, or `until` before `since`, is 400
+         *     `validation_failed` naming the field.
+         *     Needs the scope `webhooks:manage` and the pro plan or above (else 402 `plan_required`, feature
+         *     `webhooks`).
+         */
+        post: operations["recoverWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhook-endpoints/{id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The endpoint's id, written exactly as `id` shows it (a lower-case UUID). An endpoint of
+                 *     another organisation or environment, an id that is not a UUID, or the same UUID in another
+                 *     spelling (upper case, braces, `urn:uuid:`) is 404 `not_found`.
+                 */
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a test delivery to a webhook endpoint
+         * @description Sends one `webhook.test` event (see `webhooks`) to this endpoint now, whatever its
+         *     `enabledEvents`, signed and sent exactly as every delivery is (the same headers, the address
+         *     policy, the same time limit, 10 seconds unless the server's `WEBHOOK_TIMEOUT_MS` says
+         *     otherwise), and answers once it is over with the attempt: the receiver's status, or the error,
+         *     and how long it took. Whatever the receiver answers, this answer is 200: read `succeeded`.
+         *     The attempt is listed under `GET /webhook-endpoints/{id}/deliveries` (its `eventType`
+         *     `webhook.test`). It is the one attempt: a test that fails is not retried, and changes nothing of
+         *     the endpoint (`failingSince`, its circuit). The test event is not part of the change feed:
+         *     `GET /events` and `GET /events/{id}` never show it.
+         *
+         *     With an `Idempotency-Key`, a repeat answers the first attempt and sends nothing. The endpoint
+         *     must be enabled: on a disabled one this is 409 `webhook_endpoint_disabled`. Takes no request
+         *     body.
+         *     Needs the scope `webhooks:manage` and the pro plan or above (else 402 `plan_required`, feature
+         *     `webhooks`).
+         */
+        post: operations["testWebhookEndpoint"];
         delete?: never;
         options?: never;
         head?: never;
@@ -603,6 +726,29 @@ export type webhooks = {
         patch?: never;
         trace?: never;
     };
+    "webhook.test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A test delivery
+         * @description POSTed to one endpoint when `POST /webhook-endpoints/{id}/test` asks for it, whatever the
+         *     endpoint's `enabledEvents`; never because of a change, and never in the change feed. Signed
+         *     like every delivery: verify it the same way, and answer 2xx within 10 seconds. It is not
+         *     retried.
+         */
+        post: operations["webhookTestWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 };
 export type components = {
     schemas: {
@@ -632,7 +778,7 @@ export type components = {
          * @description A stable, machine-readable error code.
          * @enum {string}
          */
-        ErrorCode: "validation_failed" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "plan_required" | "plan_limit_reached" | "forbidden" | "not_found" | "method_not_allowed" | "precondition_failed" | "client_deleted" | "webhook_endpoint_limit_reached" | "token_limit_reached" | "idempotency_request_in_progress" | "idempotency_key_reused" | "rate_limited" | "internal_error" | "service_unavailable";
+        ErrorCode: "validation_failed" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "plan_required" | "plan_limit_reached" | "forbidden" | "not_found" | "method_not_allowed" | "precondition_failed" | "client_deleted" | "webhook_endpoint_limit_reached" | "webhook_endpoint_disabled" | "webhook_endpoint_not_subscribed" | "token_limit_reached" | "idempotency_request_in_progress" | "idempotency_key_reused" | "rate_limited" | "internal_error" | "service_unavailable";
         /**
          * @description An organisation's plan.
          * @enum {string}
@@ -665,7 +811,8 @@ export type components = {
          * @description What a token may do. `clients:read`: read clients. `clients:write`: create and change
          *     clients. `tokens:manage`: list, mint and revoke the organisation's tokens. `events:read`:
          *     read the change feed. `webhooks:manage`: register, change and delete webhook endpoints,
-         *     rotate their secrets and read their deliveries. New scopes come with new operations: a
+         *     rotate their secrets, read their deliveries, send test deliveries, and send events again
+         *     (`recover`, `redeliver`). New scopes come with new operations: a
          *     client should not fail on one it does not know.
          * @enum {string}
          */
@@ -1118,7 +1265,7 @@ export type components = {
             description: string | null;
             /** @description The event types delivered here; `*` for all. */
             enabledEvents: components["schemas"]["WebhookEventSelector"][];
-            /** @description True while nothing is delivered here; events that happen meanwhile are not delivered later. */
+            /** @description True while nothing is delivered here. Events that happen meanwhile are sent later only if asked for (`POST /webhook-endpoints/{id}/recover`, once enabled again). */
             disabled: boolean;
             /**
              * @description Why it is disabled: `manual` (by `PATCH` with `disabled: true`), or `failing` (every delivery
@@ -1228,8 +1375,11 @@ export type components = {
              * @description The event delivered (the request's `webhook-id`).
              */
             eventId: string;
-            eventType: components["schemas"]["EventType"];
-            /** @description 1 for the first attempt of this event to this endpoint, 2 for its first retry, and so on. */
+            eventType: components["schemas"]["WebhookDeliveryEventType"];
+            /**
+             * @description 1 for the first attempt of this event to this endpoint, 2 for its first retry, and so on. A
+             *     recovery or a redelivery queues the event again, and its attempts count from 1 again.
+             */
             attempt: number;
             /** Format: date-time */
             attemptedAt: string;
@@ -1251,6 +1401,115 @@ export type components = {
              *     the retry waits for the pause to end.
              */
             nextRetryAt: string | null;
+        };
+        /**
+         * WebhookDeliveryEventType
+         * @description The type of the event an attempt delivered: one of the change feed's (`EventType`), or
+         *     `webhook.test` for a test delivery (`POST /webhook-endpoints/{id}/test`). Types may be added
+         *     later: a client should not fail on one it does not know.
+         */
+        WebhookDeliveryEventType: components["schemas"]["EventType"] | "webhook.test";
+        /**
+         * WebhookTestEvent
+         * @description A test delivery, sent by `POST /webhook-endpoints/{id}/test` to that endpoint only, whatever its
+         *     `enabledEvents`. It is about no client: it is not in the change feed (`GET /events`), and no
+         *     change ever sends one. Acknowledge it with a 2xx like any other.
+         */
+        WebhookTestEvent: {
+            /**
+             * Format: uuid
+             * @description The test event's id, also the delivery's `webhook-id`.
+             */
+            id: string;
+            /** @constant */
+            type: "webhook.test";
+            env: components["schemas"]["Env"];
+            /**
+             * Format: date-time
+             * @description When the test was asked for.
+             */
+            createdAt: string;
+            data: {
+                /** @description The endpoint the test was sent to. */
+                object: {
+                    /** Format: uuid */
+                    id: string;
+                    /** @description The endpoint's `url` when the test was sent. */
+                    url: string;
+                };
+            };
+        };
+        /**
+         * WebhookRecoveryRequest
+         * @description The window of a recovery: the events made from `since` up to `until` (now when absent), by
+         *     their `createdAt`. Events are kept 30 days, so `since` may be at most 30 days ago. RFC 3339
+         *     date-times with a time zone. Unknown fields are refused, naming them.
+         */
+        WebhookRecoveryRequest: {
+            /**
+             * Format: date-time
+             * @description The start of the window (included); at most 30 days ago.
+             */
+            since: string;
+            /**
+             * Format: date-time
+             * @description The end of the window (included); not before `since`. Now when absent.
+             */
+            until?: string;
+        };
+        /**
+         * WebhookRecovery
+         * @description What a recovery queued.
+         */
+        WebhookRecovery: {
+            /**
+             * Format: uuid
+             * @description The endpoint the events are queued for.
+             */
+            endpointId: string;
+            /**
+             * Format: date-time
+             * @description The window's start, as sent (in UTC).
+             */
+            since: string;
+            /**
+             * Format: date-time
+             * @description The window's end, as sent, or the time of the request when none was.
+             */
+            until: string;
+            /**
+             * @description Events queued for the endpoint by this request, each once. Events it has acknowledged (a
+             *     2xx), events already waiting for an attempt, and events of types it does not take are not
+             *     counted.
+             */
+            queued: number;
+        };
+        /**
+         * EventRedeliveryRequest
+         * @description Whom to send the event again: one endpoint, or (without `endpointId`, or without a body) every
+         *     enabled endpoint that takes the event's type. Unknown fields are refused, naming them.
+         */
+        EventRedeliveryRequest: {
+            /**
+             * @description The one endpoint to send the event to, written exactly as its `id` shows it. An endpoint of
+             *     another organisation or environment, or an id that names none, is 404 `not_found`.
+             */
+            endpointId?: string;
+        };
+        /**
+         * EventRedelivery
+         * @description What a redelivery queued.
+         */
+        EventRedelivery: {
+            /** Format: uuid */
+            eventId: string;
+            /** @description Endpoints the event was queued for by this request (the length of `endpointIds`). */
+            queued: number;
+            /**
+             * @description The endpoints the event was queued for. An endpoint whose delivery of the event is already
+             *     waiting for an attempt is not queued twice, and is not listed.
+             */
+            endpointIds: string[];
         };
         /**
          * @description A signing secret in the Standard Webhooks form: `whsec_` and the base64 of 32 random bytes.
@@ -1458,6 +1717,29 @@ export type components = {
          *     `Retry-After` comes with the second only.
          */
         ClientDeletedOrInProgress: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
+                "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                /** @description With `idempotency_request_in_progress` only; seconds to wait before retrying. */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorEnvelope"];
+            };
+        };
+        /**
+         * @description `webhook_endpoint_disabled`: the endpoint is disabled, so nothing is sent to it; re-enable
+         *     it first (`PATCH /webhook-endpoints/{id}` with `{"disabled": false}`).
+         *     `webhook_endpoint_not_subscribed` (`POST /events/{id}/redeliver` only): the endpoint named
+         *     does not take the event's type (its `enabledEvents`). Stored with the `Idempotency-Key` and
+         *     replayed like a success. Or `idempotency_request_in_progress`: another request with this
+         *     `Idempotency-Key` is still running; retry after `Retry-After` seconds with the same key.
+         *     `Retry-After` comes with the last only.
+         */
+        WebhookDeliveryConflict: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
                 "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
@@ -1791,6 +2073,12 @@ export type SchemaWebhookEnabledEvents = components['schemas']['WebhookEnabledEv
 export type SchemaWebhookDescription = components['schemas']['WebhookDescription'];
 export type SchemaWebhookUrl = components['schemas']['WebhookUrl'];
 export type SchemaWebhookDeliveryAttempt = components['schemas']['WebhookDeliveryAttempt'];
+export type SchemaWebhookDeliveryEventType = components['schemas']['WebhookDeliveryEventType'];
+export type SchemaWebhookTestEvent = components['schemas']['WebhookTestEvent'];
+export type SchemaWebhookRecoveryRequest = components['schemas']['WebhookRecoveryRequest'];
+export type SchemaWebhookRecovery = components['schemas']['WebhookRecovery'];
+export type SchemaEventRedeliveryRequest = components['schemas']['EventRedeliveryRequest'];
+export type SchemaEventRedelivery = components['schemas']['EventRedelivery'];
 export type SchemaWebhookSecret = components['schemas']['WebhookSecret'];
 export type SchemaNameInput = components['schemas']['NameInput'];
 export type SchemaOptionalText = components['schemas']['OptionalText'];
@@ -1811,6 +2099,7 @@ export type ResponsePaymentRequired = components['responses']['PaymentRequired']
 export type ResponseIdempotencyRequestInProgress = components['responses']['IdempotencyRequestInProgress'];
 export type ResponseIdempotencyKeyReused = components['responses']['IdempotencyKeyReused'];
 export type ResponseClientDeletedOrInProgress = components['responses']['ClientDeletedOrInProgress'];
+export type ResponseWebhookDeliveryConflict = components['responses']['WebhookDeliveryConflict'];
 export type ResponsePreconditionFailed = components['responses']['PreconditionFailed'];
 export type ResponseForbidden = components['responses']['Forbidden'];
 export type ResponseNotFound = components['responses']['NotFound'];
@@ -2503,6 +2792,71 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
+    redeliverEvent: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Caller-generated UUID/ULID; replay returns the cached response within 24h.
+                 *     A UUID (any version, either case) or a ULID; the structured-field string form with double
+                 *     quotes (`"…"`) is accepted too. Keys are compared case-insensitively, and are kept per
+                 *     organisation and environment. Anything else is 400 `validation_failed` naming the header.
+                 *
+                 *     A repeat within 24 hours with the same method, path and body (parsed: key order and white
+                 *     space do not matter) gets the first response (its status, body and headers) with
+                 *     `Idempotent-Replayed: true`, and nothing is done again. The same key with a different
+                 *     request is 422 `idempotency_key_reused`; while the first request is still running, 409
+                 *     `idempotency_request_in_progress` with `Retry-After`. What the operation answered (a 2xx,
+                 *     or its own 4xx such as 402) is stored; a request refused before it ran (401, 403, 429,
+                 *     400) or a 500 stores nothing, so the key can be retried. After 24 hours a key is forgotten.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                /**
+                 * @description The event's id, written exactly as `id` shows it (a lower-case UUID). An event of another
+                 *     organisation or environment, one already purged (events are kept 30 days), a test event and
+                 *     an id that is not a UUID are all 404 `not_found`.
+                 */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["EventRedeliveryRequest"];
+            };
+        };
+        responses: {
+            /** @description The endpoints the event was queued for. */
+            202: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["EventRedelivery"];
+                    };
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            402: components["responses"]["PaymentRequired"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["WebhookDeliveryConflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
     listWebhookEndpoints: {
         parameters: {
             query?: never;
@@ -2874,6 +3228,133 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
+    recoverWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Caller-generated UUID/ULID; replay returns the cached response within 24h.
+                 *     A UUID (any version, either case) or a ULID; the structured-field string form with double
+                 *     quotes (`"…"`) is accepted too. Keys are compared case-insensitively, and are kept per
+                 *     organisation and environment. Anything else is 400 `validation_failed` naming the header.
+                 *
+                 *     A repeat within 24 hours with the same method, path and body (parsed: key order and white
+                 *     space do not matter) gets the first response (its status, body and headers) with
+                 *     `Idempotent-Replayed: true`, and nothing is done again. The same key with a different
+                 *     request is 422 `idempotency_key_reused`; while the first request is still running, 409
+                 *     `idempotency_request_in_progress` with `Retry-After`. What the operation answered (a 2xx,
+                 *     or its own 4xx such as 402) is stored; a request refused before it ran (401, 403, 429,
+                 *     400) or a 500 stores nothing, so the key can be retried. After 24 hours a key is forgotten.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                /**
+                 * @description The endpoint's id, written exactly as `id` shows it (a lower-case UUID). An endpoint of
+                 *     another organisation or environment, an id that is not a UUID, or the same UUID in another
+                 *     spelling (upper case, braces, `urn:uuid:`) is 404 `not_found`.
+                 */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookRecoveryRequest"];
+            };
+        };
+        responses: {
+            /**
+             * @description How many events were queued. They go out on the schedule; their attempts are listed under
+             *     `GET /webhook-endpoints/{id}/deliveries`.
+             */
+            202: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["WebhookRecovery"];
+                    };
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            402: components["responses"]["PaymentRequired"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["WebhookDeliveryConflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    testWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Caller-generated UUID/ULID; replay returns the cached response within 24h.
+                 *     A UUID (any version, either case) or a ULID; the structured-field string form with double
+                 *     quotes (`"…"`) is accepted too. Keys are compared case-insensitively, and are kept per
+                 *     organisation and environment. Anything else is 400 `validation_failed` naming the header.
+                 *
+                 *     A repeat within 24 hours with the same method, path and body (parsed: key order and white
+                 *     space do not matter) gets the first response (its status, body and headers) with
+                 *     `Idempotent-Replayed: true`, and nothing is done again. The same key with a different
+                 *     request is 422 `idempotency_key_reused`; while the first request is still running, 409
+                 *     `idempotency_request_in_progress` with `Retry-After`. What the operation answered (a 2xx,
+                 *     or its own 4xx such as 402) is stored; a request refused before it ran (401, 403, 429,
+                 *     400) or a 500 stores nothing, so the key can be retried. After 24 hours a key is forgotten.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                /**
+                 * @description The endpoint's id, written exactly as `id` shows it (a lower-case UUID). An endpoint of
+                 *     another organisation or environment, an id that is not a UUID, or the same UUID in another
+                 *     spelling (upper case, braces, `urn:uuid:`) is 404 `not_found`.
+                 */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The attempt, as the endpoint's deliveries list it. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["WebhookDeliveryAttempt"];
+                    };
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            402: components["responses"]["PaymentRequired"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["WebhookDeliveryConflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
     getHealth: {
         parameters: {
             query?: never;
@@ -3132,6 +3613,39 @@ export interface operations {
         };
         responses: {
             /** @description Any 2xx status acknowledges the event; its body is ignored. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhookTestWebhook: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event's id; the same on every retry of it, so a receiver can drop duplicates by it. */
+                "webhook-id": components["parameters"]["WebhookId"];
+                /** @description When this attempt was signed, in seconds since the Unix epoch. Refuse one more than 5 minutes off. */
+                "webhook-timestamp": components["parameters"]["WebhookTimestamp"];
+                /**
+                 * @description `v1,<base64 HMAC-SHA256>` of `<webhook-id>.<webhook-timestamp>.<body>` with the endpoint's
+                 *     secret, as the Standard Webhooks specification says; during a rotation, two such
+                 *     signatures separated by a space (the new secret's and the previous one's).
+                 */
+                "webhook-signature": components["parameters"]["WebhookSignature"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookTestEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx status acknowledges the test; its body is ignored. */
             200: {
                 headers: {
                     [name: string]: unknown;

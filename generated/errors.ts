@@ -14,6 +14,8 @@ export const errorStatus = {
   "precondition_failed": 412,
   "client_deleted": 409,
   "webhook_endpoint_limit_reached": 409,
+  "webhook_endpoint_disabled": 409,
+  "webhook_endpoint_not_subscribed": 409,
   "token_limit_reached": 409,
   "idempotency_request_in_progress": 409,
   "idempotency_key_reused": 422,

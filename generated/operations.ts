@@ -13,6 +13,7 @@ export const operationList = [
     ],
     "idempotencyKey": true,
     "hasBody": true,
+    "bodyRequired": true,
     "statuses": [
       201,
       400,
@@ -39,6 +40,7 @@ export const operationList = [
     ],
     "idempotencyKey": true,
     "hasBody": true,
+    "bodyRequired": true,
     "statuses": [
       201,
       400,
@@ -64,6 +66,7 @@ export const operationList = [
     ],
     "idempotencyKey": true,
     "hasBody": true,
+    "bodyRequired": true,
     "statuses": [
       201,
       400,
@@ -90,6 +93,7 @@ export const operationList = [
     ],
     "idempotencyKey": false,
     "hasBody": false,
+    "bodyRequired": false,
     "statuses": [
       200,
       400,
@@ -113,6 +117,7 @@ export const operationList = [
     ],
     "idempotencyKey": false,
     "hasBody": false,
+    "bodyRequired": false,
     "statuses": [
       200,
       400,
@@ -136,6 +141,7 @@ export const operationList = [
     ],
     "idempotencyKey": false,
     "hasBody": false,
+    "bodyRequired": false,
     "statuses": [
       200,
       400,
@@ -156,6 +162,7 @@ export const operationList = [
     "scopes": [],
     "idempotencyKey": false,
     "hasBody": false,
+    "bodyRequired": false,
     "statuses": [
       200,
       304,
@@ -174,6 +181,7 @@ export const operationList = [
     ],
     "idempotencyKey": false,
     "hasBody": false,
+    "bodyRequired": false,
     "statuses": [
       200,
       400,
@@ -194,6 +202,7 @@ export const operationList = [
     "scopes": [],
     "idempotencyKey": false,
     "hasBody": false,
+    "bodyRequired": false,
     "statuses": [
       200,
       400,
@@ -209,6 +218,7 @@ export const operationList = [
     "scopes": [],
     "idempotencyKey": false,
     "hasBody": false,
+    "bodyRequired": false,
     "statuses": [
       200,
       304,
@@ -225,6 +235,7 @@ export const operationList = [
     "scopes": [],
     "idempotencyKey": false,
     "hasBody": false,
+    "bodyRequired": false,
     "statuses": [
       200,
       400,
@@ -243,6 +254,7 @@ export const operationList = [
     ],
     "idempotencyKey": false,
     "hasBody": false,
+    "bodyRequired": false,
     "statuses": [
       200,
       400,
@@ -265,6 +277,7 @@ export const operationList = [
     ],
     "idempotencyKey": false,
     "hasBody": false,
+    "bodyRequired": false,
     "statuses": [
       200,
       400,
@@ -286,6 +299,7 @@ export const operationList = [
     ],
     "idempotencyKey": false,
     "hasBody": false,
+    "bodyRequired": false,
     "statuses": [
       200,
       400,
@@ -307,6 +321,7 @@ export const operationList = [
     ],
     "idempotencyKey": false,
     "hasBody": false,
+    "bodyRequired": false,
     "statuses": [
       200,
       400,
@@ -328,6 +343,7 @@ export const operationList = [
     ],
     "idempotencyKey": false,
     "hasBody": false,
+    "bodyRequired": false,
     "statuses": [
       200,
       400,
@@ -350,11 +366,68 @@ export const operationList = [
     ],
     "idempotencyKey": false,
     "hasBody": false,
+    "bodyRequired": false,
     "statuses": [
       200,
       400,
       401,
       403,
+      429,
+      500,
+      503
+    ]
+  },
+  {
+    "operationId": "recoverWebhookEndpoint",
+    "method": "post",
+    "path": "/webhook-endpoints/{id}/recover",
+    "expressPath": "/webhook-endpoints/:id/recover",
+    "authenticated": true,
+    "scopes": [
+      "webhooks:manage"
+    ],
+    "idempotencyKey": true,
+    "hasBody": true,
+    "bodyRequired": true,
+    "statuses": [
+      202,
+      400,
+      401,
+      402,
+      403,
+      404,
+      409,
+      413,
+      415,
+      422,
+      429,
+      500,
+      503
+    ]
+  },
+  {
+    "operationId": "redeliverEvent",
+    "method": "post",
+    "path": "/events/{id}/redeliver",
+    "expressPath": "/events/:id/redeliver",
+    "authenticated": true,
+    "scopes": [
+      "webhooks:manage"
+    ],
+    "idempotencyKey": true,
+    "hasBody": true,
+    "bodyRequired": false,
+    "statuses": [
+      202,
+      400,
+      401,
+      402,
+      403,
+      404,
+      409,
+      413,
+      415,
+      422,
       429,
       500,
       503
@@ -371,6 +444,7 @@ export const operationList = [
     ],
     "idempotencyKey": true,
     "hasBody": false,
+    "bodyRequired": false,
     "statuses": [
       200,
       400,
@@ -397,6 +471,7 @@ export const operationList = [
     ],
     "idempotencyKey": false,
     "hasBody": false,
+    "bodyRequired": false,
     "statuses": [
       200,
       400,
@@ -419,6 +494,33 @@ export const operationList = [
     ],
     "idempotencyKey": true,
     "hasBody": false,
+    "bodyRequired": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      402,
+      403,
+      404,
+      409,
+      422,
+      429,
+      500,
+      503
+    ]
+  },
+  {
+    "operationId": "testWebhookEndpoint",
+    "method": "post",
+    "path": "/webhook-endpoints/{id}/test",
+    "expressPath": "/webhook-endpoints/:id/test",
+    "authenticated": true,
+    "scopes": [
+      "webhooks:manage"
+    ],
+    "idempotencyKey": true,
+    "hasBody": false,
+    "bodyRequired": false,
     "statuses": [
       200,
       400,
@@ -444,6 +546,7 @@ export const operationList = [
     ],
     "idempotencyKey": true,
     "hasBody": true,
+    "bodyRequired": true,
     "statuses": [
       200,
       400,
@@ -472,6 +575,7 @@ export const operationList = [
     ],
     "idempotencyKey": true,
     "hasBody": true,
+    "bodyRequired": true,
     "statuses": [
       200,
       400,

@@ -4,8 +4,8 @@
  * of a second on this machine; see README, Performance). tsc still compiles everything else to
  * dist/, and checks all of it.
  *
- * PGlite stays outside the bundle (it finds its WebAssembly next to its own files), as does
- * pg-native (pg's optional native driver). Packages inside the bundle that `require` Node's
+ * PGlite stays outside the bundle (it finds its WebAssembly next to its own files), as do
+ * pg-native (pg's optional native driver) and the tracing SDK (below). Packages inside the bundle that `require` Node's
  * built-ins get a real `require`.
  *
  * The webhook worker's entry (`npm run worker`) is bundled the same way, beside it:
@@ -16,6 +16,21 @@
  */
 import { dirname, join } from 'node:path';
 import { build } from 'esbuild';
+
+/**
+ * The OpenTelemetry SDK, loaded (a dynamic import) only when tracing is on (server/telemetry.ts):
+ * outside the bundle, from node_modules, so that a server without tracing does not even parse it.
+ * `@opentelemetry/api` is inside: the hot path calls it, and its copies share one global state by
+ * design, so the SDK's copy and the bundle's see the same provider and context.
+ */
+const TRACING_SDK = [
+  '@opentelemetry/sdk-trace-node',
+  '@opentelemetry/sdk-trace-base',
+  '@opentelemetry/resources',
+  '@opentelemetry/core',
+  '@opentelemetry/exporter-trace-otlp-proto',
+  '@opentelemetry/exporter-trace-otlp-http',
+];
 
 const mainFile = process.argv[2] ?? 'dist/server/main.js';
 const bundles = [
@@ -39,7 +54,7 @@ async function bundle({ entry, outfile }: { entry: string; outfile: string }) {
     minifySyntax: true,
     // Some packages look at their classes' names (rate-limiter-flexible tells a pg Pool by it).
     keepNames: true,
-    external: ['@electric-sql/pglite', 'pg-native'],
+    external: ['@electric-sql/pglite', 'pg-native', ...TRACING_SDK],
     banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
     logLevel: 'warning',
   });

@@ -6,7 +6,8 @@
  *   generated/errors.ts      the status of every error code (scripts/error-statuses.ts)
  *   generated/docs.html      the API reference (Redoc, its scripts inlined: it loads nothing from a CDN)
  * and, for the client package, the types it ships and its version (scripts/client-package.ts), and
- * the examples its MSW handlers answer with (client/generated/examples.ts, scripts/mock-examples.ts).
+ * the examples its MSW handlers answer with (client/generated/examples.ts, scripts/mock-examples.ts),
+ * and the lists that page by cursor (client/generated/pagination.ts, scripts/client-pagination.ts).
  *
  * `--check` writes nothing and exits 1 when a committed file differs from what the spec gives,
  * which is how CI catches hand edits and forgotten regeneration.
@@ -19,6 +20,7 @@ import openapiTS, { astToString } from 'openapi-typescript';
 import { clientPackageFiles } from './client-package.js';
 import { errorStatusModule } from './error-statuses.js';
 import { mockExamplesModule } from './mock-examples.js';
+import { paginationModule } from './client-pagination.js';
 
 const root = resolve(import.meta.dirname, '..');
 const check = process.argv.includes('--check');
@@ -76,6 +78,8 @@ interface OperationEntry {
   scopes: string[];
   idempotencyKey: boolean;
   hasBody: boolean;
+  /** False when the request body may be left out (`requestBody.required` is not true). */
+  bodyRequired: boolean;
   statuses: number[];
 }
 
@@ -103,6 +107,7 @@ function listOperations(doc: Json): OperationEntry[] {
         scopes: security.flatMap((requirement) => Object.values(requirement).flat()),
         idempotencyKey: params.some((p) => refName(p) === 'IdempotencyKey'),
         hasBody: op.requestBody !== undefined,
+        bodyRequired: (op.requestBody as Json | undefined)?.required === true,
         statuses: Object.keys(op.responses as Json)
           .map(Number)
           .sort((a, b) => a - b),
@@ -142,6 +147,7 @@ async function render(): Promise<Map<string, string>> {
     ...[...files].map(([name, text]) => [`generated/${name}`, text] as const),
     ...clientPackageFiles(root, files.get('api.ts')!, version),
     ['client/generated/examples.ts', mockExamplesModule(doc, banner("spec/'s examples"))],
+    ['client/generated/pagination.ts', paginationModule(doc, banner("spec/'s links"))],
   ]);
 }
 

@@ -23,6 +23,7 @@ import { createHttpServer } from './http/http-server.js';
 import { requestLog } from './http/request-log.js';
 import { createRouter } from './http/router.js';
 import { series } from './http/series.js';
+import { traceRequests } from './http/trace-requests.js';
 import { indexSpec, loadSpec, type OpenApiDocument, type SpecIndex } from './http/spec.js';
 import { warmUp } from './http/warm-up.js';
 import { defaultStore, type IdempotencyStore } from './idempotency/idempotency.js';
@@ -141,8 +142,20 @@ export function createApp(deps: AppDeps): App {
     countKeyed: deps.metrics?.countKeyed,
   });
 
-  // The whole pipeline of every request, in product.md's order, as one layer (see series.ts).
-  app.use(series([requestLogging, locate, authorize, bodyRules(spec), ...(validator as RequestHandler[]), dispatch]));
+  // The whole pipeline of every request, in product.md's order, as one layer (see series.ts); the
+  // request's server span first, when tracing is on (server/telemetry.ts).
+  const tracing = traceRequests();
+  app.use(
+    series([
+      ...(tracing ? [tracing] : []),
+      requestLogging,
+      locate,
+      authorize,
+      bodyRules(spec),
+      ...(validator as RequestHandler[]),
+      dispatch,
+    ]),
+  );
 
   // Whatever no route answered (the validator lets a few shapes through, such as a trailing slash).
   app.use((_req, _res, next) => next(notFound()));

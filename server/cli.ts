@@ -8,6 +8,7 @@
  *   npm run cli -- token revoke --id <tokenId>
  *   npm run cli -- org set-plan --org <name> --plan free|pro|studio
  *   npm run cli -- migrate
+ *   npm run cli -- --help (or -h, or nothing): the usage, exit 0
  * Uses DATABASE_URL, or the embedded database under DATA_DIR like the server.
  */
 // First: production mode before any package loads (see the file).
@@ -19,6 +20,7 @@ import { mintTokenForOrganisation } from './tokens/tokens.service.js';
 import { SCOPES, type Scope } from './shared/spec-values.js';
 import { loadConfig } from './config.js';
 import { openDatabase, type DatabaseHandle } from './db/database.js';
+import { DatabaseInUseError } from './db/embedded.js';
 import { migrateOrThrow } from './db/migrate.js';
 import { purgeExpiredKeys } from './idempotency/idempotency.js';
 import type { Env } from './db/schema.js';
@@ -34,11 +36,35 @@ class UsageError extends Error {}
 const usage = `Usage:
   npm run cli -- token create --org <name> [--plan free|pro|studio] [--env test|live]
                               [--scopes clients:read,clients:write,tokens:manage,events:read,webhooks:manage] [--name <label>] [--json]
-  npm run cli -- idempotency purge
+      mint a token (creating the organisation if there is none of that name; a new one is on free)
   npm run cli -- token list --org <name> [--json]
   npm run cli -- token revoke --id <tokenId>
   npm run cli -- org set-plan --org <name> --plan free|pro|studio
-  npm run cli -- migrate`;
+  npm run cli -- idempotency purge
+  npm run cli -- migrate
+  npm run cli -- --help
+
+Uses DATABASE_URL, or the embedded database under DATA_DIR (./data), which only one process can
+open: while the server runs on it, mint, list and revoke tokens through the API instead
+(POST /tokens, GET /tokens, DELETE /tokens/{id}, with a token that has tokens:manage).`;
+
+/**
+ * The embedded database is held by a running server: tokens can be managed through the API
+ * instead (the first start's Demo token has tokens:manage). Anything else needs the server
+ * stopped, as the error itself says.
+ */
+function inUseHint(group: string | undefined): string {
+  if (group !== 'token') return '';
+  const { host, port } = loadConfig();
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  return `While the server runs, manage tokens through the API with a token that has the tokens:manage scope
+(the first start's Demo token has it): POST /tokens mints one, GET /tokens lists them, DELETE /tokens/{id} revokes one.
+
+  curl -X POST "${url}/tokens" \\
+    -H "Authorization: Bearer <token with tokens:manage>" \\
+    -H "Content-Type: application/json" \\
+    -d '{ "name": "my script", "scopes": ["clients:read", "clients:write"] }'`;
+}
 
 function oneOf<T extends string>(name: string, value: string | undefined, allowed: readonly T[]): T | undefined {
   if (value === undefined) return undefined;
@@ -178,6 +204,10 @@ async function idempotencyPurge(): Promise<void> {
 }
 
 async function main(argv: string[]): Promise<void> {
+  if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
+    console.log(usage);
+    return;
+  }
   const [group, command, ...rest] = argv;
   const run = commands[`${group} ${command}`];
   if (run) return run(rest);
@@ -186,13 +216,18 @@ async function main(argv: string[]): Promise<void> {
     console.log(applied.length ? `Applied ${applied.join(', ')}.` : 'The database is up to date.');
     return;
   }
-  throw new UsageError(group ? `Unknown command: ${[group, command].filter(Boolean).join(' ')}` : 'No command given');
+  throw new UsageError(`Unknown command: ${[group, command].filter(Boolean).join(' ')}`);
 }
 
-main(process.argv.slice(2)).catch((error: unknown) => {
+const argv = process.argv.slice(2);
+main(argv).catch((error: unknown) => {
   if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     console.error(`${(error as Error).message}\n\n${usage}`);
     process.exit(2);
+  }
+  if (error instanceof DatabaseInUseError) {
+    console.error([error.message, inUseHint(argv[0])].filter(Boolean).join('\n\n'));
+    process.exit(1);
   }
   console.error((error as Error).message ?? error);
   process.exit(1);

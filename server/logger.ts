@@ -1,11 +1,13 @@
 import { pino, type Logger } from 'pino';
+import { traceLogFields } from './shared/tracing.js';
 
 /**
  * JSON logs to stdout. The Authorization header is redacted wherever it might appear. Writes are
  * asynchronous (one write for many lines when requests pile up, rather than a write per line on
- * the request path); `flush` writes out what is pending, for a clean exit.
+ * the request path); `flush` writes out what is pending, for a clean exit. `traceIds`: tracing is
+ * on (server/telemetry.ts), so lines logged inside a span carry its ids.
  */
-export function createLogger(level: string): Logger & { flushNow(): void } {
+export function createLogger(level: string, options: { traceIds?: boolean } = {}): Logger & { flushNow(): void } {
   const destination = pino.destination({ dest: 1, sync: false });
   const logger = pino(
     {
@@ -14,6 +16,8 @@ export function createLogger(level: string): Logger & { flushNow(): void } {
         paths: ['req.headers.authorization', 'headers.authorization', 'request.headers.authorization', 'authorization'],
         censor: '[redacted]',
       },
+      // With tracing on, a line logged inside a span carries its trace_id and span_id; off, no mixin runs at all.
+      ...(options.traceIds && { mixin: traceLogFields }),
     },
     destination,
   );

@@ -15,14 +15,25 @@ import { createReadiness } from './health/readiness.js';
 import { scheduleHousekeeping } from './lifecycle/housekeeping.js';
 import { createShutdown } from './lifecycle/shutdown.js';
 import { createLogger } from './logger.js';
+import { startTracing, type TracingSettings, tracingSettingsFromEnv } from './telemetry.js';
 import { openRedisCounters } from './rate-limit/redis.js';
 import { createMetrics, startMetricsServer } from './metrics/metrics.js';
 import { countOrganisations } from './orgs/orgs.queries.js';
+import { PLAN_ORDER, PLANS } from './plans/plans.js';
 import { type WebhookSettings, webhookSettingsFromConfig } from './webhooks/settings.js';
 import { startWebhookWorker } from './webhooks/worker.js';
 
 const config = loadConfig();
-const logger = createLogger(config.logLevel);
+// Tracing, when the OTEL_* variables ask for it (server/telemetry.ts), before anything that makes spans.
+let tracingSettings: TracingSettings | undefined;
+try {
+  tracingSettings = tracingSettingsFromEnv(process.env);
+} catch (error) {
+  console.error((error as Error).message);
+  process.exit(1);
+}
+const logger = createLogger(config.logLevel, { traceIds: tracingSettings !== undefined });
+const tracing = tracingSettings ? await startTracing({ settings: tracingSettings, logger }) : undefined;
 // The key that seals webhook secrets, before anything else: without one on PostgreSQL, or with one
 // inside the data directory, the process says what to do and stops (server/webhooks/secret-key.ts).
 let webhooks: WebhookSettings;
@@ -86,12 +97,23 @@ const { createServer, warmUp } = createApp({
   metrics,
   webhooks,
 });
+/**
+ * The demo organisation is on the top plan, like a test mode: a newcomer can try every feature
+ * (more than a few clients, webhooks) before any plan matters.
+ */
+const demoPlan = PLAN_ORDER[PLAN_ORDER.length - 1]!;
 /** Migrations, and on a brand-new embedded database a demo organisation with a token. */
 async function prepareDatabase() {
   const applied = await migrateOrThrow(database.db);
   if (applied.length > 0) logger.info({ migrations: applied }, 'migrated');
   const freshEmbedded = database.kind === 'pglite' && (await countOrganisations(database.db)) === 0;
-  return freshEmbedded ? mintTokenForOrganisation(database.db, { orgName: 'Demo', tokenName: 'demo' }) : undefined;
+  return freshEmbedded ? mintTokenForOrganisation(database.db, { orgName: 'Demo', tokenName: 'demo', plan: demoPlan }) : undefined;
+}
+/** What the demo's plan allows, in the banner's words, from the plans table. */
+function demoPlanAllows(): string {
+  const { maxActiveClients, features } = PLANS[demoPlan];
+  const clients = maxActiveClients === null ? 'unlimited active clients' : `up to ${maxActiveClients} active clients`;
+  return [clients, ...[...features].sort()].join(', ');
 }
 // The validator compiles the spec while the database is being readied: neither waits for the other.
 const [demo] = await Promise.all([prepareDatabase(), warmUp()]);
@@ -133,6 +155,7 @@ const server = createServer({ keepAliveTimeout: config.keepAliveTimeoutMs }).lis
       url,
       database: database.kind,
       nodeEnv: process.env.NODE_ENV,
+      ...(tracingSettings && { tracing: tracingSettings.exporters }),
       ...(metricsAddress && { metricsPort: metricsAddress.port }),
       startupMs: Math.round(performance.now()) /* since the process started, module loading included */,
     },
@@ -140,8 +163,9 @@ const server = createServer({ keepAliveTimeout: config.keepAliveTimeoutMs }).lis
   );
   if (demo) {
     console.log(`
-A new embedded database was created in ${config.dataDir}, with organisation "Demo" and this test-mode token
-(shown once; mint more with: npm run cli -- token create --org <name>):
+A new embedded database was created in ${config.dataDir}.
+Organisation "Demo" is on the ${demo.plan} plan, to try every feature: ${demoPlanAllows()}.
+Its test-mode token, with every scope (shown once):
 
   ${demo.token}
 
@@ -152,6 +176,17 @@ Create a client:
     -H "Idempotency-Key: ${randomUUID()}" \\
     -H "Content-Type: application/json" \\
     -d '{ "name": "string" }'
+
+Mint more tokens through the API (this token has tokens:manage; a new one gets only scopes it holds):
+
+  curl -X POST "${url}/tokens" \\
+    -H "Authorization: Bearer ${demo.token}" \\
+    -H "Idempotency-Key: ${randomUUID()}" \\
+    -H "Content-Type: application/json" \\
+    -d '{ "name": "my script", "scopes": ["clients:read", "clients:write"] }'
+
+Webhooks: POST /webhook-endpoints with a url and enabledEvents (docs/webhooks.md); a receiver on this
+machine needs the server started with WEBHOOK_ALLOW_PRIVATE_NETWORKS=true. The API reference: ${url}/docs
 `);
   }
 });
@@ -171,6 +206,8 @@ const stop = createShutdown({
     }
     await redis?.close();
     await database.close();
+    // The spans of the last requests and deliveries, exported before the exit.
+    await tracing?.shutdown();
   },
   exit: (code) => {
     logger.flushNow();

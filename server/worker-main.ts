@@ -11,6 +11,7 @@ import { loadConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { migrateOrThrow } from './db/migrate.js';
 import { createLogger } from './logger.js';
+import { startTracing, type TracingSettings, tracingSettingsFromEnv } from './telemetry.js';
 import { createMetrics, startMetricsServer } from './metrics/metrics.js';
 import { type WebhookSettings, webhookSettingsFromConfig } from './webhooks/settings.js';
 import { startWebhookWorker } from './webhooks/worker.js';
@@ -22,7 +23,16 @@ if (!config.databaseUrl) {
   );
   process.exit(1);
 }
-const logger = createLogger(config.logLevel);
+// Tracing, when the OTEL_* variables ask for it (server/telemetry.ts): each attempt's delivery span.
+let tracingSettings: TracingSettings | undefined;
+try {
+  tracingSettings = tracingSettingsFromEnv(process.env);
+} catch (error) {
+  console.error((error as Error).message);
+  process.exit(1);
+}
+const logger = createLogger(config.logLevel, { traceIds: tracingSettings !== undefined });
+const tracing = tracingSettings ? await startTracing({ settings: tracingSettings, logger, serviceName: 'clients-api-worker' }) : undefined;
 // The same key as every server's (server/webhooks/secret-key.ts): without one, say so and stop.
 let settings: WebhookSettings;
 try {
@@ -84,6 +94,7 @@ async function shutdown(signal: string): Promise<void> {
     await closed;
   }
   await database.close();
+  await tracing?.shutdown();
   logger.info('stopped');
   logger.flushNow();
   process.exit(0);

@@ -24,7 +24,7 @@ export interface MockOperation {
   responses: Record<number, MockAnswer>;
 }
 
-export type MockOperationId = "createClient" | "createToken" | "createWebhookEndpoint" | "deleteClient" | "deleteWebhookEndpoint" | "getClient" | "getDocs" | "getEvent" | "getHealth" | "getOpenApiDocument" | "getReadiness" | "getWebhookEndpoint" | "listClients" | "listEvents" | "listTokens" | "listWebhookDeliveries" | "listWebhookEndpoints" | "restoreClient" | "revokeToken" | "rotateWebhookEndpointSecret" | "updateClient" | "updateWebhookEndpoint";
+export type MockOperationId = "createClient" | "createToken" | "createWebhookEndpoint" | "deleteClient" | "deleteWebhookEndpoint" | "getClient" | "getDocs" | "getEvent" | "getHealth" | "getOpenApiDocument" | "getReadiness" | "getWebhookEndpoint" | "listClients" | "listEvents" | "listTokens" | "listWebhookDeliveries" | "listWebhookEndpoints" | "recoverWebhookEndpoint" | "redeliverEvent" | "restoreClient" | "revokeToken" | "rotateWebhookEndpointSecret" | "testWebhookEndpoint" | "updateClient" | "updateWebhookEndpoint";
 
 /** Every operation of the spec's paths, by operationId. */
 export const operationExamples: Record<MockOperationId, MockOperation> = {
@@ -2815,6 +2815,549 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
       },
     },
   },
+  "recoverWebhookEndpoint": {
+    method: "post",
+    path: "/webhook-endpoints/:id/recover",
+    success: 202,
+    responses: {
+      202: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "queued": {
+            "data": {
+              "endpointId": "abcbca23-edcc-47b0-8737-ea4101b948c8",
+              "since": "2026-12-01T09:00:00.000Z",
+              "until": "2026-12-01T12:30:00.000Z",
+              "queued": 7
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][202], "application/json">,
+        },
+      },
+      400: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "validationFailed": {
+            "error": {
+              "code": "validation_failed",
+              "message": "The request has 2 invalid fields.",
+              "fields": {
+                "defaultRate": "must be a decimal number from 0 to below 10^12 with at most 4 decimal places, such as 120.50",
+                "nmae": "is not a known field"
+              }
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][400], "application/json">,
+        },
+      },
+      401: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "unauthenticated": {
+            "error": {
+              "code": "unauthenticated",
+              "message": "The Authorization header must be \"Bearer <token>\"."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][401], "application/json">,
+        },
+      },
+      402: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "planLimitReached": {
+            "error": {
+              "code": "plan_limit_reached",
+              "message": "The free plan allows 3 active clients; upgrade to pro for more, or delete one.",
+              "requiredPlan": "pro",
+              "feature": "clients.max"
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][402], "application/json">,
+          "planRequired": {
+            "error": {
+              "code": "plan_required",
+              "message": "This needs the studio plan (feature clients.requirePoNumber); the organisation is on pro.",
+              "requiredPlan": "studio",
+              "feature": "clients.requirePoNumber"
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][402], "application/json">,
+        },
+      },
+      403: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "forbidden": {
+            "error": {
+              "code": "forbidden",
+              "message": "This token lacks the scope clients:write, which this operation needs."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][403], "application/json">,
+        },
+      },
+      404: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "notFound": {
+            "error": {
+              "code": "not_found",
+              "message": "No such resource."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][404], "application/json">,
+          "client": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no client with this id."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][404], "application/json">,
+          "webhookEndpoint": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no webhook endpoint with this id."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][404], "application/json">,
+          "event": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no event with this id."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][404], "application/json">,
+          "token": {
+            "error": {
+              "code": "not_found",
+              "message": "No such token."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][404], "application/json">,
+        },
+      },
+      409: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "endpointDisabled": {
+            "error": {
+              "code": "webhook_endpoint_disabled",
+              "message": "The webhook endpoint is disabled; re-enable it (PATCH with {\"disabled\":false}) first."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][409], "application/json">,
+          "notSubscribed": {
+            "error": {
+              "code": "webhook_endpoint_not_subscribed",
+              "message": "The webhook endpoint does not take client.deleted events (its enabledEvents)."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][409], "application/json">,
+          "inProgress": {
+            "error": {
+              "code": "idempotency_request_in_progress",
+              "message": "A request with this Idempotency-Key is still being processed; retry shortly."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][409], "application/json">,
+        },
+      },
+      413: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "payloadTooLarge": {
+            "error": {
+              "code": "payload_too_large",
+              "message": "The request body must not be larger than 262144 bytes."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][413], "application/json">,
+        },
+      },
+      415: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "unsupportedMediaType": {
+            "error": {
+              "code": "unsupported_media_type",
+              "message": "The request body must be application/json."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][415], "application/json">,
+        },
+      },
+      422: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "idempotencyKeyReused": {
+            "error": {
+              "code": "idempotency_key_reused",
+              "message": "This Idempotency-Key was used with a different request (method, path or body); use a new key for a new request."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][422], "application/json">,
+        },
+      },
+      429: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60",
+          "Retry-After": "42"
+        },
+        examples: {
+          "budget": {
+            "error": {
+              "code": "rate_limited",
+              "message": "This organisation has made more than 600 requests in 60 seconds in this environment, the limit for all of its tokens together; retry in 42 seconds."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][429], "application/json">,
+          "concurrency": {
+            "error": {
+              "code": "rate_limited",
+              "message": "This organisation has 5 requests in flight at once, its limit; wait for one to be answered, or retry in 1 second."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][429], "application/json">,
+        },
+      },
+      500: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a"
+        },
+        examples: {
+          "internalError": {
+            "error": {
+              "code": "internal_error",
+              "message": "Something went wrong on our side. Quote the request id when you contact support."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][500], "application/json">,
+        },
+      },
+      503: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "Retry-After": "42"
+        },
+        examples: {
+          "serviceUnavailable": {
+            "error": {
+              "code": "service_unavailable",
+              "message": "The service is unavailable for a moment (its database cannot be reached); retry in 2 seconds."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][503], "application/json">,
+        },
+      },
+    },
+  },
+  "redeliverEvent": {
+    method: "post",
+    path: "/events/:id/redeliver",
+    success: 202,
+    responses: {
+      202: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "queued": {
+            "data": {
+              "eventId": "91cafbcf-e154-4939-95fa-bb1c8e6ac911",
+              "queued": 1,
+              "endpointIds": [
+                "abcbca23-edcc-47b0-8737-ea4101b948c8"
+              ]
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][202], "application/json">,
+        },
+      },
+      400: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "validationFailed": {
+            "error": {
+              "code": "validation_failed",
+              "message": "The request has 2 invalid fields.",
+              "fields": {
+                "defaultRate": "must be a decimal number from 0 to below 10^12 with at most 4 decimal places, such as 120.50",
+                "nmae": "is not a known field"
+              }
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][400], "application/json">,
+        },
+      },
+      401: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "unauthenticated": {
+            "error": {
+              "code": "unauthenticated",
+              "message": "The Authorization header must be \"Bearer <token>\"."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][401], "application/json">,
+        },
+      },
+      402: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "planLimitReached": {
+            "error": {
+              "code": "plan_limit_reached",
+              "message": "The free plan allows 3 active clients; upgrade to pro for more, or delete one.",
+              "requiredPlan": "pro",
+              "feature": "clients.max"
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][402], "application/json">,
+          "planRequired": {
+            "error": {
+              "code": "plan_required",
+              "message": "This needs the studio plan (feature clients.requirePoNumber); the organisation is on pro.",
+              "requiredPlan": "studio",
+              "feature": "clients.requirePoNumber"
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][402], "application/json">,
+        },
+      },
+      403: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "forbidden": {
+            "error": {
+              "code": "forbidden",
+              "message": "This token lacks the scope clients:write, which this operation needs."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][403], "application/json">,
+        },
+      },
+      404: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "notFound": {
+            "error": {
+              "code": "not_found",
+              "message": "No such resource."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][404], "application/json">,
+          "client": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no client with this id."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][404], "application/json">,
+          "webhookEndpoint": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no webhook endpoint with this id."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][404], "application/json">,
+          "event": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no event with this id."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][404], "application/json">,
+          "token": {
+            "error": {
+              "code": "not_found",
+              "message": "No such token."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][404], "application/json">,
+        },
+      },
+      409: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "endpointDisabled": {
+            "error": {
+              "code": "webhook_endpoint_disabled",
+              "message": "The webhook endpoint is disabled; re-enable it (PATCH with {\"disabled\":false}) first."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][409], "application/json">,
+          "notSubscribed": {
+            "error": {
+              "code": "webhook_endpoint_not_subscribed",
+              "message": "The webhook endpoint does not take client.deleted events (its enabledEvents)."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][409], "application/json">,
+          "inProgress": {
+            "error": {
+              "code": "idempotency_request_in_progress",
+              "message": "A request with this Idempotency-Key is still being processed; retry shortly."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][409], "application/json">,
+        },
+      },
+      413: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "payloadTooLarge": {
+            "error": {
+              "code": "payload_too_large",
+              "message": "The request body must not be larger than 262144 bytes."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][413], "application/json">,
+        },
+      },
+      415: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "unsupportedMediaType": {
+            "error": {
+              "code": "unsupported_media_type",
+              "message": "The request body must be application/json."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][415], "application/json">,
+        },
+      },
+      422: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "idempotencyKeyReused": {
+            "error": {
+              "code": "idempotency_key_reused",
+              "message": "This Idempotency-Key was used with a different request (method, path or body); use a new key for a new request."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][422], "application/json">,
+        },
+      },
+      429: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60",
+          "Retry-After": "42"
+        },
+        examples: {
+          "budget": {
+            "error": {
+              "code": "rate_limited",
+              "message": "This organisation has made more than 600 requests in 60 seconds in this environment, the limit for all of its tokens together; retry in 42 seconds."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][429], "application/json">,
+          "concurrency": {
+            "error": {
+              "code": "rate_limited",
+              "message": "This organisation has 5 requests in flight at once, its limit; wait for one to be answered, or retry in 1 second."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][429], "application/json">,
+        },
+      },
+      500: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a"
+        },
+        examples: {
+          "internalError": {
+            "error": {
+              "code": "internal_error",
+              "message": "Something went wrong on our side. Quote the request id when you contact support."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][500], "application/json">,
+        },
+      },
+      503: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "Retry-After": "42"
+        },
+        examples: {
+          "serviceUnavailable": {
+            "error": {
+              "code": "service_unavailable",
+              "message": "The service is unavailable for a moment (its database cannot be reached); retry in 2 seconds."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][503], "application/json">,
+        },
+      },
+    },
+  },
   "restoreClient": {
     method: "post",
     path: "/clients/:id/restore",
@@ -3493,6 +4036,265 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "message": "The service is unavailable for a moment (its database cannot be reached); retry in 2 seconds."
             }
           } satisfies Body<operations["rotateWebhookEndpointSecret"]['responses'][503], "application/json">,
+        },
+      },
+    },
+  },
+  "testWebhookEndpoint": {
+    method: "post",
+    path: "/webhook-endpoints/:id/test",
+    success: 200,
+    responses: {
+      200: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "succeeded": {
+            "data": {
+              "id": "2d8f0c52-3c1e-4a4b-9a3f-6f1f2a7c9e10",
+              "eventId": "0b7a4a43-93a1-4c43-8c5e-0f9e1a2b3c4d",
+              "eventType": "webhook.test",
+              "attempt": 1,
+              "attemptedAt": "2026-12-01T09:00:00.000Z",
+              "durationMs": 87,
+              "statusCode": 200,
+              "error": null,
+              "succeeded": true,
+              "nextRetryAt": null
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][200], "application/json">,
+          "refused": {
+            "data": {
+              "id": "6c3b5a8e-1f2d-4e7a-9b0c-3d4e5f6a7b8c",
+              "eventId": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+              "eventType": "webhook.test",
+              "attempt": 1,
+              "attemptedAt": "2026-12-01T09:00:00.000Z",
+              "durationMs": 3,
+              "statusCode": null,
+              "error": "connection refused",
+              "succeeded": false,
+              "nextRetryAt": null
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][200], "application/json">,
+        },
+      },
+      400: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "validationFailed": {
+            "error": {
+              "code": "validation_failed",
+              "message": "The request has 2 invalid fields.",
+              "fields": {
+                "defaultRate": "must be a decimal number from 0 to below 10^12 with at most 4 decimal places, such as 120.50",
+                "nmae": "is not a known field"
+              }
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][400], "application/json">,
+        },
+      },
+      401: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "unauthenticated": {
+            "error": {
+              "code": "unauthenticated",
+              "message": "The Authorization header must be \"Bearer <token>\"."
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][401], "application/json">,
+        },
+      },
+      402: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "planLimitReached": {
+            "error": {
+              "code": "plan_limit_reached",
+              "message": "The free plan allows 3 active clients; upgrade to pro for more, or delete one.",
+              "requiredPlan": "pro",
+              "feature": "clients.max"
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][402], "application/json">,
+          "planRequired": {
+            "error": {
+              "code": "plan_required",
+              "message": "This needs the studio plan (feature clients.requirePoNumber); the organisation is on pro.",
+              "requiredPlan": "studio",
+              "feature": "clients.requirePoNumber"
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][402], "application/json">,
+        },
+      },
+      403: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "forbidden": {
+            "error": {
+              "code": "forbidden",
+              "message": "This token lacks the scope clients:write, which this operation needs."
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][403], "application/json">,
+        },
+      },
+      404: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "notFound": {
+            "error": {
+              "code": "not_found",
+              "message": "No such resource."
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][404], "application/json">,
+          "client": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no client with this id."
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][404], "application/json">,
+          "webhookEndpoint": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no webhook endpoint with this id."
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][404], "application/json">,
+          "event": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no event with this id."
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][404], "application/json">,
+          "token": {
+            "error": {
+              "code": "not_found",
+              "message": "No such token."
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][404], "application/json">,
+        },
+      },
+      409: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "endpointDisabled": {
+            "error": {
+              "code": "webhook_endpoint_disabled",
+              "message": "The webhook endpoint is disabled; re-enable it (PATCH with {\"disabled\":false}) first."
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][409], "application/json">,
+          "notSubscribed": {
+            "error": {
+              "code": "webhook_endpoint_not_subscribed",
+              "message": "The webhook endpoint does not take client.deleted events (its enabledEvents)."
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][409], "application/json">,
+          "inProgress": {
+            "error": {
+              "code": "idempotency_request_in_progress",
+              "message": "A request with this Idempotency-Key is still being processed; retry shortly."
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][409], "application/json">,
+        },
+      },
+      422: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "idempotencyKeyReused": {
+            "error": {
+              "code": "idempotency_key_reused",
+              "message": "This Idempotency-Key was used with a different request (method, path or body); use a new key for a new request."
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][422], "application/json">,
+        },
+      },
+      429: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60",
+          "Retry-After": "42"
+        },
+        examples: {
+          "budget": {
+            "error": {
+              "code": "rate_limited",
+              "message": "This organisation has made more than 600 requests in 60 seconds in this environment, the limit for all of its tokens together; retry in 42 seconds."
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][429], "application/json">,
+          "concurrency": {
+            "error": {
+              "code": "rate_limited",
+              "message": "This organisation has 5 requests in flight at once, its limit; wait for one to be answered, or retry in 1 second."
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][429], "application/json">,
+        },
+      },
+      500: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a"
+        },
+        examples: {
+          "internalError": {
+            "error": {
+              "code": "internal_error",
+              "message": "Something went wrong on our side. Quote the request id when you contact support."
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][500], "application/json">,
+        },
+      },
+      503: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "Retry-After": "42"
+        },
+        examples: {
+          "serviceUnavailable": {
+            "error": {
+              "code": "service_unavailable",
+              "message": "The service is unavailable for a moment (its database cannot be reached); retry in 2 seconds."
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][503], "application/json">,
         },
       },
     },

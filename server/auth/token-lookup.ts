@@ -6,7 +6,10 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
+import { inSpan } from '../shared/tracing.js';
 import { findTokenByPrefix, type TokenForAuth } from '../tokens/tokens.queries.js';
+
+const NO_ATTRIBUTES = {};
 
 export interface TokenLookup {
   find(prefix: string): Promise<TokenForAuth | undefined>;
@@ -37,7 +40,8 @@ export function createTokenLookup(db: Kysely<Database>, options: TokenLookupOpti
 
   async function fetch(prefix: string): Promise<TokenForAuth | undefined> {
     const startedAt = clock();
-    const token = await findTokenByPrefix(db, prefix);
+    // A miss of the cache goes to the database: with tracing on, an `auth.token_lookup` span.
+    const token = await inSpan('auth.token_lookup', NO_ATTRIBUTES, () => findTokenByPrefix(db, prefix));
     const until = distrusted.get(prefix);
     if (until !== undefined && until > startedAt) return token;
     if (until !== undefined) distrusted.delete(prefix);

@@ -46,6 +46,7 @@ import pg from 'pg';
 import { isReadOnlyDatabase } from './faults.js';
 import type { DatabaseHandle, DatabasePooling } from './handle.js';
 import { preparedStatementNames } from './prepared.js';
+import { withStatementSpans } from './traced.js';
 import type { Database } from './schema.js';
 
 export interface PostgresOptions {
@@ -147,7 +148,7 @@ export function openRequestPool(
     !direct && statementTimeoutMs > 0
       ? new TimedTransactionsDialect(connections, statementTimeoutMs)
       : new PostgresDialect({ pool: connections });
-  return { pool, db: new Kysely<Database>({ dialect }) };
+  return { pool, db: new Kysely<Database>({ dialect: withStatementSpans(dialect) }) };
 }
 
 /**

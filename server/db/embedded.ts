@@ -6,6 +6,7 @@ import { PGliteDialect } from 'kysely-pglite-dialect';
 import lockfile from 'proper-lockfile';
 import type { DatabaseHandle } from './handle.js';
 import type { Database } from './schema.js';
+import { withStatementSpans } from './traced.js';
 
 type PGliteClient = ConstructorParameters<typeof PGliteDialect>[0];
 
@@ -43,7 +44,7 @@ export async function openPglite(dataDir: string): Promise<DatabaseHandle> {
   const options = { extensions: { pg_trgm } };
   if (dataDir.startsWith('memory://')) {
     const client = await PGlite.create(options);
-    const db = new Kysely<Database>({ dialect: new PGliteDialect(yieldingToIo(client)) });
+    const db = new Kysely<Database>({ dialect: withStatementSpans(new PGliteDialect(yieldingToIo(client))) });
     return { db, kind: 'pglite', close: () => db.destroy() };
   }
   const dir = resolve(dataDir);
@@ -58,7 +59,7 @@ export async function openPglite(dataDir: string): Promise<DatabaseHandle> {
   }
   try {
     const client = await PGlite.create(dir, options);
-    const db = new Kysely<Database>({ dialect: new PGliteDialect(yieldingToIo(client)) });
+    const db = new Kysely<Database>({ dialect: withStatementSpans(new PGliteDialect(yieldingToIo(client))) });
     return {
       db,
       kind: 'pglite',

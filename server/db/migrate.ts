@@ -7,6 +7,7 @@ import * as clientsListAndSearch from './migrations/2026_11_28_0005_clients_list
 import * as clientsSearchSteadyInserts from './migrations/2026_11_29_0001_clients_search_steady_inserts.js';
 import * as eventsAndWebhooks from './migrations/2026_12_01_0001_events_and_webhooks.js';
 import * as webhookFairDelivery from './migrations/2026_12_02_0001_webhook_fair_delivery.js';
+import * as eventTraceContext from './migrations/2026_12_02_0102_event_trace_context.js';
 
 /** Every migration, by name; names sort in the order they run. */
 const migrations: Record<string, Migration> = {
@@ -17,6 +18,7 @@ const migrations: Record<string, Migration> = {
   '2026_11_29_0001_clients_search_steady_inserts': clientsSearchSteadyInserts,
   '2026_12_01_0001_events_and_webhooks': eventsAndWebhooks,
   '2026_12_02_0001_webhook_fair_delivery': webhookFairDelivery,
+  '2026_12_02_0102_event_trace_context': eventTraceContext,
 };
 
 /**

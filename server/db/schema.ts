@@ -91,6 +91,8 @@ export interface EventsTable {
   created_at: Timestamp;
   /** json: `{ object, previousAttributes? }`, read parsed, written as JSON text. */
   data: ColumnType<unknown, string, string>;
+  /** The W3C `traceparent` of the request that wrote it (tracing on), else null: server/shared/tracing.ts. */
+  trace_context: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface WebhookEndpointsTable {

@@ -22,11 +22,13 @@ export interface EventParams {
   eventCreatedAt: Date;
   /** `{ object, previousAttributes? }` as JSON text. */
   eventData: string;
+  /** The W3C `traceparent` of the span that made the change, when tracing is on; else null. */
+  eventTraceContext: string | null;
 }
 
 /** The columns of `events` a statement writes; `txid` and `seq` are the database's own. */
 function eventValues(p: EventParams) {
-  return sql`${p.eventOrgId}::uuid, ${p.eventEnv}::text, ${p.eventId}::uuid, ${p.eventType}::text, ${p.eventCreatedAt}::timestamptz, ${p.eventData}::json`;
+  return sql`${p.eventOrgId}::uuid, ${p.eventEnv}::text, ${p.eventId}::uuid, ${p.eventType}::text, ${p.eventCreatedAt}::timestamptz, ${p.eventData}::json, ${p.eventTraceContext}::text`;
 }
 
 /**
@@ -34,19 +36,34 @@ function eventValues(p: EventParams) {
  * statement's `written` step returns (so none when it wrote nothing).
  */
 export function insertEventForWritten(p: EventParams) {
-  return sql`insert into events (org_id, env, id, type, created_at, data) select ${eventValues(p)} from written`;
+  return sql`insert into events (org_id, env, id, type, created_at, data, trace_context) select ${eventValues(p)} from written`;
 }
 
 const insertOne = prepare('insert_event', (p: EventParams) =>
   compiler
     .insertInto('events')
-    .columns(['org_id', 'env', 'id', 'type', 'created_at', 'data'])
+    .columns(['org_id', 'env', 'id', 'type', 'created_at', 'data', 'trace_context'])
     .expression(sql`select ${eventValues(p)}`),
 );
 
 /** Inside the transaction that makes the change. */
 export async function insertEvent(trx: Kysely<Database>, event: EventParams): Promise<void> {
   await insertOne(trx, event);
+}
+
+/**
+ * The type of a test delivery's event (POST /webhook-endpoints/{id}/test). It is kept here with the
+ * events so that its delivery and attempt are listed like any other, and purged with them; but it
+ * is about no client: the feed, a read by id, the fan-out and a recovery never show it.
+ */
+export const TEST_EVENT_TYPE = 'webhook.test';
+
+/** A test delivery's event, once: false (nothing written) when an event with its id is already there. */
+export async function insertEventIfAbsent(trx: Kysely<Database>, event: EventParams): Promise<boolean> {
+  const { rows } = await sql`
+    insert into events (org_id, env, id, type, created_at, data, trace_context) select ${eventValues(event)}
+    on conflict do nothing returning 1`.execute(trx);
+  return rows.length > 0;
 }
 
 /** A place in the feed: a transaction id and a sequence number, both as decimal text. */
@@ -76,7 +93,8 @@ export async function readFeed(db: Kysely<Database>, tenant: { orgId: string; en
     .where('org_id', '=', tenant.orgId)
     .where('env', '=', tenant.env)
     .where(sql<boolean>`(txid, seq) > (${query.after.txid}::xid8, ${query.after.seq}::bigint)`)
-    .where(sql<boolean>`txid < pg_snapshot_xmin(pg_current_snapshot())`);
+    .where(sql<boolean>`txid < pg_snapshot_xmin(pg_current_snapshot())`)
+    .where('type', '<>', TEST_EVENT_TYPE);
   if (query.type !== undefined) select = select.where('type', '=', query.type);
   // Qualified: a bare `txid` in ORDER BY names the output column above, the text, which sorts "10" before "9".
   return select.orderBy('events.txid').orderBy('events.seq').limit(query.limit).execute();
@@ -93,6 +111,7 @@ export async function findEvent(
     .where('org_id', '=', tenant.orgId)
     .where('env', '=', tenant.env)
     .where('id', '=', id)
+    .where('type', '<>', TEST_EVENT_TYPE)
     .executeTakeFirst();
 }
 

@@ -13,6 +13,7 @@ import { parameterMessage } from '../shared/spec-values.js';
 import { type Event, type EventType, toEvent } from './events.mapper.js';
 import { type EventParams, type FeedPosition, findEvent, purgeEventsBefore, readFeed } from './events.queries.js';
 import { isUuid } from '../shared/ids.js';
+import { activeTraceparent } from '../shared/tracing.js';
 
 export type { EventParams } from './events.queries.js';
 export { insertEvent } from './events.queries.js';
@@ -37,6 +38,8 @@ export function clientEvent(
     eventType: type,
     eventCreatedAt: new Date(object.updatedAt),
     eventData: JSON.stringify(previousAttributes ? { object, previousAttributes } : { object }),
+    // The request's trace, kept with the event: its deliveries continue it (docs/tracing.md).
+    eventTraceContext: activeTraceparent(),
   };
 }
 

@@ -50,7 +50,8 @@ function parseJson(text: string, decimalFields: ReadonlySet<string>): unknown {
 /** `bodyRequired`: the operation has a required request body, so its absence is a 400 naming `body`. */
 export function jsonBody(decimalFields: ReadonlySet<string>, bodyRequired: boolean): RequestHandler {
   return (req, res, next) => {
-    if (!typeis.hasBody(req)) {
+    // An empty body (`Content-Length: 0`, as fetch sends a POST without one) is no body.
+    if (!typeis.hasBody(req) || (!bodyRequired && req.headers['content-length'] === '0')) {
       req.body = undefined;
       return next(bodyRequired ? validationFailed({ body: 'is required: send a JSON object' }) : undefined);
     }

@@ -30,7 +30,7 @@ export function bodyRules(spec: SpecIndex): RequestHandler {
   const parsers = new Map(
     [...spec.operations.values()].map((info) => [
       info.entry.operationId,
-      info.entry.hasBody ? jsonBody(info.decimalFields, true) : refuseBody,
+      info.entry.hasBody ? jsonBody(info.decimalFields, info.entry.bodyRequired) : refuseBody,
     ]),
   );
   return (req, res, next) => (req.operation ? parsers.get(req.operation.operationId)! : dropBody)(req, res, next);

@@ -16,6 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Express, Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
+import { bindActiveContext } from '../shared/tracing.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,200}$/;
 /** A parameter name logged as it is; any other (it could be anything the caller typed) is `?`. */
@@ -82,17 +83,21 @@ export function requestLog(app: Express, logger: Logger, onDone?: (req: Request,
     res.setHeader('X-Request-Id', id);
     res.setHeader('X-Content-Type-Options', 'nosniff');
     const startedAt = performance.now();
-    // 'close' comes once the answer is done, or when the connection went before it was.
-    res.once('close', () => {
-      const elapsed = performance.now() - startedAt;
-      onDone?.(req, res, elapsed / 1000);
-      const line = { req: requestFields(req), res: { statusCode: res.statusCode }, responseTime: Math.round(elapsed) };
-      if (!res.writableFinished) logger.warn(line, 'request aborted');
-      // A probe's 503 (draining, database away) is its answer, not a failure: debug as well.
-      else if (PROBES.has(req.operation?.operationId as string) && res.statusCode !== 500) logger.debug(line, 'request completed');
-      else if (res.statusCode >= 500) logger.error(line, 'request errored');
-      else logger.info(line, 'request completed');
-    });
+    // 'close' comes once the answer is done, or when the connection went before it was. Bound to
+    // the request's context when tracing is on, so that the line carries its trace id.
+    res.once(
+      'close',
+      bindActiveContext(() => {
+        const elapsed = performance.now() - startedAt;
+        onDone?.(req, res, elapsed / 1000);
+        const line = { req: requestFields(req), res: { statusCode: res.statusCode }, responseTime: Math.round(elapsed) };
+        if (!res.writableFinished) logger.warn(line, 'request aborted');
+        // A probe's 503 (draining, database away) is its answer, not a failure: debug as well.
+        else if (PROBES.has(req.operation?.operationId as string) && res.statusCode !== 500) logger.debug(line, 'request completed');
+        else if (res.statusCode >= 500) logger.error(line, 'request errored');
+        else logger.info(line, 'request completed');
+      }),
+    );
     next();
   };
 }

@@ -15,10 +15,19 @@ import { stringify } from 'safe-stable-stringify';
 import type { Database } from '../db/schema.js';
 import { type BatchOptions, removeInBatches } from '../shared/batches.js';
 import { ApiError } from '../shared/errors.js';
+import { inSpan } from '../shared/tracing.js';
 import * as queries from './idempotency.queries.js';
 import type { KeyedStatementOutcome, KeyedStatementParams, KeyScope, StoredResponse } from './idempotency.queries.js';
 
 export const KEY_LIFETIME_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * With tracing on, each step that touches the key's storage is a span (server/shared/tracing.ts):
+ * `idempotency.claim` and `idempotency.store` in a keyed transaction, `idempotency.keyed_statement`
+ * around a one-statement write (with its `idempotency.outcome`: written, busy, stored, conflict),
+ * `idempotency.find_stored` and `idempotency.store` after a failure.
+ */
+const NO_ATTRIBUTES = {};
 
 /** A response as it goes out: its body already serialised, once. */
 export interface SentResponse {
@@ -127,11 +136,53 @@ export async function keyedTransaction(
   write: (trx: Kysely<Database>) => Promise<WriteResponse>,
 ): Promise<WriteResponse> {
   return db.transaction().execute(async (trx) => {
-    if (keyed) await claimKey(trx, keyed);
+    if (keyed) await inSpan('idempotency.claim', NO_ATTRIBUTES, () => claimKey(trx, keyed));
     const response = await write(trx);
-    if (keyed) await saveResponse(trx, keyed, response);
+    if (keyed) await inSpan('idempotency.store', NO_ATTRIBUTES, () => saveResponse(trx, keyed, response));
     return response;
   });
+}
+
+/**
+ * A keyed write whose answer comes from a call outside the database (a test delivery: a receiver
+ * may take seconds, and no transaction stays open while it is called). Three steps: `prepare`, in
+ * a transaction that claims the key first (a stored answer replays, a held key is 409); `call`,
+ * outside any transaction; `finish`, in a second keyed transaction that stores the answer with the
+ * key. Between the two the key's lock is not held, so `prepare` must write a row that only the
+ * key's first request can write (its id from `keyedId`) and throw `keyInProgress()` when it finds it
+ * already written. Without a key: the same steps, unkeyed.
+ */
+export async function keyedCall<Prepared, Outcome>(
+  db: Kysely<Database>,
+  keyed: KeyedRequest | undefined,
+  steps: {
+    prepare: (trx: Kysely<Database>) => Promise<Prepared>;
+    call: (prepared: Prepared) => Promise<Outcome>;
+    finish: (trx: Kysely<Database>, outcome: Outcome) => Promise<WriteResponse>;
+  },
+): Promise<WriteResponse> {
+  const prepared = await db.transaction().execute(async (trx) => {
+    if (keyed) await claimKey(trx, keyed);
+    return steps.prepare(trx);
+  });
+  const outcome = await steps.call(prepared);
+  return keyedTransaction(db, keyed, (trx) => steps.finish(trx, outcome));
+}
+
+/** What a step of `keyedCall` throws when the key's first request is still running: 409, never stored. */
+export function keyInProgress(): Error {
+  return new KeyBusy();
+}
+
+/**
+ * A UUID that only this key gives (per organisation and environment), in the API's spelling: the
+ * id of the row that marks a `keyedCall` as begun.
+ */
+export function keyedId(keyed: KeyedRequest): string {
+  const hex = createHash('sha256').update(`keyed-id:${keyed.scope.orgId}:${keyed.scope.env}:${keyed.scope.key}`).digest('hex');
+  // RFC 9562's version 8 (custom) and variant bits: a valid UUID, not mistaken for a random one.
+  const variant = ((Number.parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
 /**
@@ -145,7 +196,11 @@ export async function settleKeyedStatement(
   run: () => Promise<KeyedStatementOutcome>,
 ): Promise<void> {
   for (let attempt = 0; attempt < 2; attempt++) {
-    const outcome = await run();
+    const outcome = await inSpan('idempotency.keyed_statement', NO_ATTRIBUTES, async (span) => {
+      const ran = await run();
+      span?.setAttribute('idempotency.outcome', ran.kind);
+      return ran;
+    });
     if (outcome.kind === 'written') return;
     if (outcome.kind === 'busy') throw new KeyBusy();
     if (outcome.kind === 'stored') throw new KeyStored(outcome.stored);
@@ -163,7 +218,7 @@ export async function answerAfterFailure(db: Kysely<Database>, keyed: KeyedReque
   if (error instanceof KeyBusy) throw inProgress();
   if (error instanceof KeyStored) return replay(error.stored, keyed.fingerprint);
   if (error instanceof KeyLostRace) {
-    const stored = await queries.findStoredResponse(db, keyed.scope, keyed.now);
+    const stored = await inSpan('idempotency.find_stored', NO_ATTRIBUTES, () => queries.findStoredResponse(db, keyed.scope, keyed.now));
     if (stored) return replay(stored, keyed.fingerprint);
     throw inProgress();
   }
@@ -171,7 +226,10 @@ export async function answerAfterFailure(db: Kysely<Database>, keyed: KeyedReque
   // not resolve): like the validator's, it is not stored, so the caller can fix it and retry.
   if (error instanceof ApiError && error.status < 500 && error.status !== 400) {
     const refusal = { status: error.status, text: JSON.stringify(error.toBody()), headers: error.details.headers ?? {} };
-    if (!(await keyed.store.saveResponse(db, keyed.scope, toStore(keyed, refusal), keyed.now, keyed.expiresAt))) {
+    const saved = await inSpan('idempotency.store', NO_ATTRIBUTES, () =>
+      keyed.store.saveResponse(db, keyed.scope, toStore(keyed, refusal), keyed.now, keyed.expiresAt),
+    );
+    if (!saved) {
       const stored = await queries.findStoredResponse(db, keyed.scope, keyed.now);
       if (stored) return replay(stored, keyed.fingerprint);
     }

@@ -10,11 +10,13 @@
  * until its window ends: were a valid token let through, a right guess would show itself among
  * the refusals.
  */
+import type { Attributes } from '@opentelemetry/api';
 import ipaddr from 'ipaddr.js';
 import type pg from 'pg';
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { AuthContext } from '../auth/auth.js';
 import { ApiError } from '../shared/errors.js';
+import { inSpan } from '../shared/tracing.js';
 import type { RedisCounters } from './redis.js';
 
 export interface RateLimitBudgets {
@@ -56,6 +58,8 @@ interface Policy {
   /** Counts in this process's memory when `limiter`'s store fails (Redis), after telling `onStoreFailure`. */
   fallback?: RateLimiterAbstract;
   onStoreFailure?: (error: unknown) => void;
+  /** Its count's span's attributes, built once; none when it counts in memory (no storage, no span). */
+  spanAttributes?: Attributes;
   /** The `RateLimit-Policy` field: the same on every answer, so built once. */
   field: string;
   refusalMessage(retryAfter: number): string;
@@ -76,11 +80,12 @@ function createLimiter(
   points: number,
   duration: number,
   store: CounterStore,
-): Pick<Policy, 'limiter' | 'fallback' | 'onStoreFailure'> {
+): Pick<Policy, 'limiter' | 'fallback' | 'onStoreFailure' | 'spanAttributes'> {
   const options = { keyPrefix, points, duration };
   if (!store) return { limiter: new RateLimiterMemory(options) };
   if (isRedis(store)) {
     return {
+      spanAttributes: { 'rate_limit.policy': keyPrefix, 'rate_limit.store': 'redis' },
       // Not ready (reconnecting): fail at once rather than wait.
       limiter: new RateLimiterRedis({
         ...options,
@@ -92,7 +97,10 @@ function createLimiter(
       onStoreFailure: store.onFailure,
     };
   }
-  return { limiter: createPostgresLimiter(options, store) };
+  return {
+    limiter: createPostgresLimiter(options, store),
+    spanAttributes: { 'rate_limit.policy': keyPrefix, 'rate_limit.store': 'postgresql' },
+  };
 }
 
 function createPostgresLimiter(options: { keyPrefix: string; points: number; duration: number }, pool: pg.Pool): RateLimiterAbstract {
@@ -118,7 +126,22 @@ function verdictOf(policy: Policy, outcome: RateLimiterRes, refused: boolean): R
   };
 }
 
-async function consume(policy: Policy, key: string): Promise<{ verdict: RateLimitVerdict; msBeforeNext: number }> {
+/**
+ * Counts one request of `key`. Where the counters are in a store (PostgreSQL, Redis) the count is
+ * a `rate_limit.count` span when tracing is on (server/shared/tracing.ts), with
+ * `rate_limit.policy`, `rate_limit.store` and whether it was refused; in memory it touches no
+ * storage and is no span.
+ */
+function consume(policy: Policy, key: string): Promise<{ verdict: RateLimitVerdict; msBeforeNext: number }> {
+  if (!policy.spanAttributes) return count(policy, key);
+  return inSpan('rate_limit.count', policy.spanAttributes, async (span) => {
+    const counted = await count(policy, key);
+    span?.setAttribute('rate_limit.refused', counted.verdict.refusal !== undefined);
+    return counted;
+  });
+}
+
+async function count(policy: Policy, key: string): Promise<{ verdict: RateLimitVerdict; msBeforeNext: number }> {
   try {
     const outcome = await policy.limiter.consume(key).catch((error: unknown) => {
       // The store failed (Redis away): fail open, counting in this process's memory.

@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Database, Env } from '../db/schema.js';
+import { TEST_EVENT_TYPE } from '../events/events.queries.js';
 import { organisationOnPlan } from './endpoints.queries.js';
 
 type Db = Kysely<Database>;
@@ -73,7 +74,8 @@ export async function fanOutEvents(
       insert into webhook_deliveries (org_id, id, endpoint_id, event_id, status, attempts, next_attempt_at, created_at)
       select ${position.orgId}, gen_random_uuid(), ${position.endpointId}, s.id, 'pending', 0, ${now}, ${now}
       from scanned s
-      where s.type = any(${position.enabledEvents}::text[]) or '*' = any(${position.enabledEvents}::text[])
+      where (s.type = any(${position.enabledEvents}::text[]) or '*' = any(${position.enabledEvents}::text[]))
+        and s.type <> ${TEST_EVENT_TYPE}
       order by s.txid, s.seq
       on conflict do nothing
       returning 1
@@ -106,6 +108,8 @@ export interface ClaimedDelivery {
   previousSecret: string | null;
   previousSecretExpiresAt: Date | null;
   event: { id: string; type: string; env: Env; created_at: Date; data: unknown };
+  /** The `traceparent` of the request that wrote the event (events.trace_context), or null. */
+  eventTraceContext: string | null;
 }
 
 /** A place among the endpoints that have pending deliveries, in the claim's walk order. */
@@ -306,6 +310,7 @@ async function lease(trx: Db, chosen: RawBuilder<unknown>, terms: { leaseId: str
     event_env: Env;
     event_created_at: Date;
     event_data: unknown;
+    event_trace_context: string | null;
   }>`
     update webhook_deliveries d
     set lease_id = ${terms.leaseId}, leased_until = ${terms.leasedUntil}
@@ -314,7 +319,8 @@ async function lease(trx: Db, chosen: RawBuilder<unknown>, terms: { leaseId: str
       and w.org_id = d.org_id and w.id = d.endpoint_id
       and e.org_id = d.org_id and e.id = d.event_id
     returning d.org_id, d.id, d.endpoint_id, d.attempts, w.url, w.secret, w.previous_secret, w.previous_secret_expires_at,
-              e.id as event_id, e.type as event_type, e.env as event_env, e.created_at as event_created_at, e.data as event_data
+              e.id as event_id, e.type as event_type, e.env as event_env, e.created_at as event_created_at, e.data as event_data,
+              e.trace_context as event_trace_context
   `.execute(trx);
   return rows.map((row) => ({
     orgId: row.org_id,
@@ -326,6 +332,7 @@ async function lease(trx: Db, chosen: RawBuilder<unknown>, terms: { leaseId: str
     previousSecret: row.previous_secret,
     previousSecretExpiresAt: row.previous_secret_expires_at,
     event: { id: row.event_id, type: row.event_type, env: row.event_env, created_at: row.event_created_at, data: row.event_data },
+    eventTraceContext: row.event_trace_context,
   }));
 }
 
@@ -363,6 +370,8 @@ export interface AttemptRecord {
   succeeded: boolean;
   /** When the next attempt is due; null after a success or the last attempt. */
   nextRetryAt: Date | null;
+  /** The attempt's id, when the caller answers with it (a test delivery); a new one otherwise. */
+  attemptId?: string;
 }
 
 /**
@@ -383,7 +392,7 @@ export async function recordAttempt(trx: Db, record: AttemptRecord): Promise<boo
     )
     insert into webhook_attempts (org_id, id, delivery_id, endpoint_id, event_id, event_type, attempt, attempted_at, duration_ms,
                                   status_code, error, succeeded, next_retry_at)
-    select org_id, ${randomUUID()}, id, ${record.endpointId}, ${record.eventId}, ${record.eventType}, ${record.attempt},
+    select org_id, ${record.attemptId ?? randomUUID()}, id, ${record.endpointId}, ${record.eventId}, ${record.eventType}, ${record.attempt},
            ${record.attemptedAt}, ${record.durationMs}, ${record.statusCode}, ${record.error}, ${record.succeeded}, ${record.nextRetryAt}
     from settled
     returning id
@@ -430,4 +439,111 @@ export async function countHeldBack(db: Db, now: Date): Promise<HeldBack> {
     circuitEndpoints: row.circuit_endpoints,
     circuitDeliveries: row.circuit_deliveries,
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sent again on request: a recovery, a redelivery, a test (server/webhooks/recovery.service.ts).
+// ---------------------------------------------------------------------------------------------
+
+/** An endpoint, as a recovery reads it. */
+export interface RecoveringEndpoint {
+  orgId: string;
+  env: Env;
+  endpointId: string;
+  enabledEvents: string[];
+  /** Events made before it was registered are not its to recover. */
+  createdAt: Date;
+}
+
+/**
+ * Queues for the endpoint, in one statement, every event of its tenant made in `[since, until]`
+ * (and not before the endpoint) of a type it takes, that it has not acknowledged and that is not
+ * already waiting: a new pending delivery for an event it never got (a time it was disabled), and
+ * a failed one made pending again with its attempts counted from 0. Due from `now`, a microsecond
+ * apart in the feed's order, so that the claim (oldest due first) takes them in that order. A
+ * delivery that another statement makes meanwhile (the fan-out) wins, and is not counted. How many
+ * were queued.
+ */
+export async function queueRecovery(
+  trx: Db,
+  endpoint: RecoveringEndpoint,
+  window: { since: Date; until: Date },
+  now: Date,
+): Promise<number> {
+  const from = new Date(Math.max(window.since.getTime(), endpoint.createdAt.getTime()));
+  const { rows } = await sql<{ queued: number }>`
+    with wanted as (
+      select e.id, row_number() over (order by e.txid, e.seq) as n
+      from events e
+      where e.org_id = ${endpoint.orgId} and e.env = ${endpoint.env}
+        and e.created_at >= ${from} and e.created_at <= ${window.until}
+        and e.type <> ${TEST_EVENT_TYPE}
+        and (e.type = any(${endpoint.enabledEvents}::text[]) or '*' = any(${endpoint.enabledEvents}::text[]))
+        and not exists (
+          select 1 from webhook_deliveries d
+          where d.org_id = e.org_id and d.endpoint_id = ${endpoint.endpointId} and d.event_id = e.id and d.status <> 'failed'
+        )
+    ), queued as (
+      insert into webhook_deliveries (org_id, id, endpoint_id, event_id, status, attempts, next_attempt_at, created_at)
+      select ${endpoint.orgId}, gen_random_uuid(), ${endpoint.endpointId}, w.id, 'pending', 0,
+             ${now}::timestamptz + (w.n - 1) * interval '1 microsecond', ${now}
+      from wanted w
+      order by w.n
+      on conflict (org_id, endpoint_id, event_id) do update
+        set status = 'pending', attempts = 0, next_attempt_at = excluded.next_attempt_at, lease_id = null, leased_until = null
+        where webhook_deliveries.status = 'failed'
+      returning 1
+    )
+    select count(*)::int as queued from queued
+  `.execute(trx);
+  return rows[0]!.queued;
+}
+
+/**
+ * Queues one event again for each of `endpointIds`, due at `now`, acknowledged or not: a new
+ * delivery, or the existing one made pending again with its attempts counted from 0. One already
+ * pending (waiting, or in flight) is left as it is. The endpoints queued.
+ */
+export async function queueRedelivery(trx: Db, redelivery: { orgId: string; eventId: string; endpointIds: string[] }, now: Date) {
+  if (redelivery.endpointIds.length === 0) return [];
+  const { rows } = await sql<{ endpoint_id: string }>`
+    insert into webhook_deliveries (org_id, id, endpoint_id, event_id, status, attempts, next_attempt_at, created_at)
+    select ${redelivery.orgId}, gen_random_uuid(), target.id, ${redelivery.eventId}, 'pending', 0, ${now}, ${now}
+    from unnest(${redelivery.endpointIds}::uuid[]) as target (id)
+    on conflict (org_id, endpoint_id, event_id) do update
+      set status = 'pending', attempts = 0, next_attempt_at = excluded.next_attempt_at, lease_id = null, leased_until = null
+      where webhook_deliveries.status <> 'pending'
+    returning endpoint_id
+  `.execute(trx);
+  const queued = new Set(rows.map((row) => row.endpoint_id));
+  return redelivery.endpointIds.filter((id) => queued.has(id));
+}
+
+/**
+ * A test delivery, leased to the request that sends it until `leasedUntil`, and not due before:
+ * no worker touches it meanwhile. Should that request's process die before recording its attempt,
+ * the lease runs out and a worker sends it, with the same `webhook-id` (at least once).
+ */
+export async function insertTestDelivery(
+  trx: Db,
+  delivery: { orgId: string; id: string; endpointId: string; eventId: string; leaseId: string; leasedUntil: Date; now: Date },
+): Promise<void> {
+  await sql`
+    insert into webhook_deliveries (org_id, id, endpoint_id, event_id, status, attempts, next_attempt_at, lease_id, leased_until, created_at)
+    values (${delivery.orgId}, ${delivery.id}, ${delivery.endpointId}, ${delivery.eventId}, 'pending', 0, ${delivery.leasedUntil},
+            ${delivery.leaseId}, ${delivery.leasedUntil}, ${delivery.now})
+  `.execute(trx);
+}
+
+/** The newest attempt at the endpoint's delivery of the event, if any (a test whose request died, sent by a worker since). */
+export async function findLatestAttempt(db: Db, attempt: { orgId: string; endpointId: string; eventId: string }) {
+  return db
+    .selectFrom('webhook_attempts')
+    .selectAll()
+    .where('org_id', '=', attempt.orgId)
+    .where('endpoint_id', '=', attempt.endpointId)
+    .where('event_id', '=', attempt.eventId)
+    .orderBy('attempted_at', 'desc')
+    .limit(1)
+    .executeTakeFirst();
 }

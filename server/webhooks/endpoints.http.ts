@@ -1,7 +1,8 @@
 /** The webhook endpoints' operations: HTTP in, plain values to the service, the answer out. */
 import type { Handlers } from '../http/handler-types.js';
-import { keyedTransaction } from '../idempotency/idempotency.js';
+import { keyedCall, keyedId, keyedTransaction } from '../idempotency/idempotency.js';
 import * as endpoints from './endpoints.service.js';
+import * as recovery from './recovery.service.js';
 
 export const webhookEndpointHandlers = {
   listWebhookEndpoints: async ({ db, auth, now }) => ({ status: 200, body: { data: await endpoints.listEndpoints(db, auth, now) } }),
@@ -37,6 +38,19 @@ export const webhookEndpointHandlers = {
     keyedTransaction(db, key, async (trx) => {
       const rotated = await endpoints.rotateSecret(trx, auth, params.id, now, webhooks.secrets);
       return respond({ status: 200, body: rotated, storedBody: { data: rotated.data } });
+    }),
+  recoverWebhookEndpoint: async ({ db, key, auth, params, body, now, respond }) => {
+    const window = recovery.checkRecovery(auth, body, now);
+    return keyedTransaction(db, key, async (trx) =>
+      respond({ status: 202, body: { data: await recovery.recoverEndpoint(trx, auth, params.id, window, now) } }),
+    );
+  },
+  // The receiver is called between two transactions, never inside one.
+  testWebhookEndpoint: async ({ db, key, auth, params, now, webhooks, respond }) =>
+    keyedCall(db, key, {
+      prepare: (trx) => recovery.prepareTest(trx, auth, params.id, now, webhooks, key && keyedId(key)),
+      call: (prepared) => recovery.sendTest(prepared, webhooks),
+      finish: async (trx, sent) => respond({ status: 200, body: { data: await recovery.recordTest(trx, sent) } }),
     }),
   listWebhookDeliveries: async ({ db, auth, params, query }) => ({
     status: 200,

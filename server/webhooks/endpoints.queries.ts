@@ -107,7 +107,7 @@ export type EndpointValues = Pick<
 
 /**
  * Writes `values` and `updatedAt`. `resumeFeed` moves the endpoint's place in the feed to this
- * transaction, so that events of the time it was disabled are never delivered.
+ * transaction: events of the time it was disabled are not fanned out to it (a recovery asks for them).
  */
 export async function updateEndpointRow(
   trx: EndpointsDb,
@@ -125,6 +125,22 @@ export async function updateEndpointRow(
     .where('id', '=', id)
     .returningAll()
     .executeTakeFirstOrThrow();
+}
+
+/**
+ * The enabled endpoints of the tenant that take events of `type` and were registered by `madeAt`
+ * (an endpoint gets the events made after it): whom a redelivery sends an event to.
+ */
+export async function listSubscribedEndpointIds(db: EndpointsDb, tenant: EndpointTenant, type: string, madeAt: Date): Promise<string[]> {
+  const rows = await endpointsOf(db, tenant)
+    .select('id')
+    .where('disabled', '=', false)
+    .where('created_at', '<=', madeAt)
+    .where(sql<boolean>`(${type} = any(enabled_events) or '*' = any(enabled_events))`)
+    .orderBy('created_at')
+    .orderBy('id')
+    .execute();
+  return rows.map((row) => row.id);
 }
 
 /** Deletes for good (its deliveries and attempts go with it, by cascade); the row as it was, or undefined. */

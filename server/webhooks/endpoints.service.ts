@@ -57,7 +57,7 @@ export interface EndpointWithSecret {
  * operation that changes something asks first. Reading does not: an organisation whose plan no
  * longer includes webhooks still sees its endpoints, their attempts, and why nothing is sent.
  */
-function assertWebhooksPlan(tenant: PlanTenant): void {
+export function assertWebhooksPlan(tenant: PlanTenant): void {
   assertFeature(tenant.plan, 'webhooks');
 }
 
@@ -117,7 +117,12 @@ export async function listEndpoints(db: Kysely<Database>, tenant: PlanTenant, no
  * The one answer for every id that names no endpoint of this organisation and environment, a
  * malformed one included: nothing tells which ids exist elsewhere.
  */
-async function findOrNotFound(db: Kysely<Database>, tenant: EndpointTenant, id: string, forUpdate = false): Promise<WebhookEndpointRow> {
+export async function findEndpointOrNotFound(
+  db: Kysely<Database>,
+  tenant: EndpointTenant,
+  id: string,
+  forUpdate = false,
+): Promise<WebhookEndpointRow> {
   // Not a UUID: no endpoint has it, and the database would refuse the comparison.
   const row = isUuid(id) ? await findEndpointRow(db, tenant, id, { forUpdate }) : undefined;
   if (!row) throw notFound('There is no webhook endpoint with this id.');
@@ -125,7 +130,7 @@ async function findOrNotFound(db: Kysely<Database>, tenant: EndpointTenant, id: 
 }
 
 export async function getEndpoint(db: Kysely<Database>, tenant: PlanTenant, id: string, now: Date): Promise<WebhookEndpoint> {
-  return toWebhookEndpoint(await findOrNotFound(db, tenant, id), now, planHasWebhooks(tenant));
+  return toWebhookEndpoint(await findEndpointOrNotFound(db, tenant, id), now, planHasWebhooks(tenant));
 }
 
 const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((item, i) => item === b[i]);
@@ -143,9 +148,9 @@ function changesTo(row: WebhookEndpointRow, input: WebhookEndpointUpdate): { val
     values.disabled_reason = 'manual';
   }
   // Enabling forgets past failures, an open circuit's included (its deliveries go out at once);
-  // and an endpoint that was disabled starts again from now, so that events of the time it was off
-  // are never delivered (the spec says so). One that was enabled keeps its place: its events are
-  // on their way.
+  // and an endpoint that was disabled starts again from now: events of the time it was off are not
+  // sent by themselves (POST /webhook-endpoints/{id}/recover asks for them). One that was enabled
+  // keeps its place: its events are on their way.
   const failed = row.failing_since !== null || row.consecutive_failures > 0 || row.circuit_open_until !== null;
   if (input.disabled === false && (row.disabled || failed || row.disabled_reason !== null)) {
     values.disabled = false;
@@ -166,7 +171,7 @@ export async function updateEndpoint(
   input: WebhookEndpointUpdate,
   now: Date,
 ): Promise<WebhookEndpoint> {
-  const row = await findOrNotFound(trx, tenant, id, true);
+  const row = await findEndpointOrNotFound(trx, tenant, id, true);
   const { values, resumeFeed } = changesTo(row, input);
   if (Object.keys(values).length === 0) return toWebhookEndpoint(row, now, AFTER_THE_GATE);
   return toWebhookEndpoint(await updateEndpointRow(trx, tenant, id, { ...values, updated_at: now }, { resumeFeed }), now, AFTER_THE_GATE);
@@ -192,7 +197,7 @@ export async function rotateSecret(
   secrets: SecretBox,
 ): Promise<EndpointWithSecret> {
   assertWebhooksPlan(tenant);
-  const row = await findOrNotFound(trx, tenant, id, true);
+  const row = await findEndpointOrNotFound(trx, tenant, id, true);
   const secret = newSigningSecret();
   const updated = await updateEndpointRow(trx, tenant, id, {
     secret: secrets.seal(secret, id),
@@ -230,7 +235,7 @@ export async function listDeliveries(
   query: { limit?: number | undefined; cursor?: string | undefined },
 ): Promise<DeliveryPage> {
   const after = query.cursor === undefined ? undefined : decodeAttemptCursor(query.cursor);
-  await findOrNotFound(db, tenant, id);
+  await findEndpointOrNotFound(db, tenant, id);
   // The validator fills in the spec's default; the fallback only satisfies the optional type.
   const limit = query.limit ?? LIST_DEFAULTS.limit;
   // One row more than the page tells whether another page follows, without counting.

@@ -52,3 +52,23 @@ export function secretBox(key: Buffer): SecretBox {
     },
   };
 }
+
+/** An endpoint's sealed secrets, as its row (or a claimed delivery) carries them. */
+export interface SealedSecrets {
+  endpointId: string;
+  secret: string;
+  previousSecret: string | null;
+  previousSecretExpiresAt: Date | null;
+}
+
+/**
+ * The secrets that sign at `at`, opened: the current one, and the previous one until it expires.
+ * The worker's attempts and a test delivery sign alike. Throws when a secret does not open (the key changed).
+ */
+export function signingSecrets(box: SecretBox, sealed: SealedSecrets, at: Date): string[] {
+  const secrets = [box.open(sealed.secret, sealed.endpointId)];
+  if (sealed.previousSecret && sealed.previousSecretExpiresAt && new Date(sealed.previousSecretExpiresAt) > at) {
+    secrets.push(box.open(sealed.previousSecret, sealed.endpointId));
+  }
+  return secrets;
+}

@@ -14,6 +14,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
 import { Webhook } from 'standardwebhooks';
+import { injectTraceHeaders } from '../shared/tracing.js';
 import { isPublicAddress } from './addresses.js';
 import type { WebhookSettings } from './settings.js';
 
@@ -134,16 +135,20 @@ export function sendDelivery(
     }
 
     const body = Buffer.from(delivery.body);
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      'content-length': String(body.length),
+      'user-agent': USER_AGENT,
+      ...signatureHeaders(delivery, at),
+    };
+    // With tracing on, the delivery span's `traceparent` (the worker sends inside it): not signed,
+    // like any header but the three of Standard Webhooks.
+    injectTraceHeaders(headers);
     const request = (url.protocol === 'https:' ? https : http).request(url, {
       method: 'POST',
       agent: false,
       lookup: checkedLookup(options.settings),
-      headers: {
-        'content-type': 'application/json',
-        'content-length': String(body.length),
-        'user-agent': USER_AGENT,
-        ...signatureHeaders(delivery, at),
-      },
+      headers,
     });
     // The deadline also ends an answer whose body trickles on after its headers.
     const timer = setTimeout(() => {

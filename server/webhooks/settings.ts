@@ -11,7 +11,15 @@ export interface WebhookSettings {
   allowPrivateNetworks: boolean;
   /** A host name's addresses, as the system resolves them (tests stage DNS answers here). */
   resolve: (host: string) => Promise<string[]>;
+  /**
+   * WEBHOOK_TIMEOUT_MS: how long one attempt may take. The worker's attempts and a test sent by the
+   * API process (POST /webhook-endpoints/{id}/test) keep the same limit.
+   */
+  timeoutMs: number;
 }
+
+/** WEBHOOK_TIMEOUT_MS's default. */
+export const DEFAULT_WEBHOOK_TIMEOUT_MS = 10_000;
 
 /** Every address the system resolver gives for `host`, IPv4 and IPv6. */
 export async function systemResolve(host: string): Promise<string[]> {
@@ -20,7 +28,13 @@ export async function systemResolve(host: string): Promise<string[]> {
 
 /** Settings for a process that keeps no secret across restarts (a key of its own): tests. */
 export function ephemeralWebhookSettings(overrides: Partial<WebhookSettings> = {}): WebhookSettings {
-  return { secrets: secretBox(randomBytes(32)), allowPrivateNetworks: false, resolve: systemResolve, ...overrides };
+  return {
+    secrets: secretBox(randomBytes(32)),
+    allowPrivateNetworks: false,
+    resolve: systemResolve,
+    timeoutMs: DEFAULT_WEBHOOK_TIMEOUT_MS,
+    ...overrides,
+  };
 }
 
 /**
@@ -30,12 +44,13 @@ export function ephemeralWebhookSettings(overrides: Partial<WebhookSettings> = {
  * opens in the other.
  */
 export function webhookSettingsFromConfig(
-  config: KeySettings & { webhookAllowPrivateNetworks: boolean },
+  config: KeySettings & { webhookAllowPrivateNetworks: boolean; webhookTimeoutMs: number },
   notices: KeyNotices,
 ): WebhookSettings {
   return {
     secrets: secretBox(loadWebhookKey(config, notices)),
     allowPrivateNetworks: config.webhookAllowPrivateNetworks,
     resolve: systemResolve,
+    timeoutMs: config.webhookTimeoutMs,
   };
 }

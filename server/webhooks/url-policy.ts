@@ -17,7 +17,9 @@ export const URL_REFUSALS = {
   notHttp: 'must be an absolute http or https URL such as https://example.com/webhooks',
   httpInLive: 'must be https in the live environment',
   credentials: 'must not contain a user name or password',
-  notPublic: 'has a host with a private, loopback, link-local or otherwise non-public address; webhooks go to public addresses only',
+  notPublic:
+    'has a host with a private, loopback, link-local or otherwise non-public address; webhooks go to public addresses only ' +
+    '(for a receiver on this machine in development, start the server with WEBHOOK_ALLOW_PRIVATE_NETWORKS=true)',
   unresolved: 'has a host name that does not resolve to any address (within 5 seconds)',
 } as const;
 

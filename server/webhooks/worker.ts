@@ -31,6 +31,7 @@
  * five-day disable. A pass that fails (the database away) is logged and the loop goes on.
  */
 import { randomUUID } from 'node:crypto';
+import type { Span } from '@opentelemetry/api';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Database } from '../db/schema.js';
@@ -66,7 +67,9 @@ import {
   DISABLE_AFTER_FAILING_MS,
   nextRetryAt,
 } from './schedule.js';
+import { describeAttempt, inDeliverySpan } from './delivery-span.js';
 import { type AttemptOutcome, sendDelivery } from './sender.js';
+import { signingSecrets } from './secrets.js';
 import type { WebhookSettings } from './settings.js';
 
 /** What the worker tells the metrics (server/metrics/metrics.ts). */
@@ -206,33 +209,36 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     if (observer) observer.heldBack(await countHeldBack(db, now));
   }
 
-  /** The secrets that sign at `at`: the current one, and the previous one until it expires. */
-  function signingSecrets(delivery: ClaimedDelivery, at: Date): string[] {
-    const secrets = [settings.secrets.open(delivery.secret, delivery.endpointId)];
-    if (delivery.previousSecret && delivery.previousSecretExpiresAt && new Date(delivery.previousSecretExpiresAt) > at) {
-      secrets.push(settings.secrets.open(delivery.previousSecret, delivery.endpointId));
-    }
-    return secrets;
-  }
-
   /** The next delivery to attempt at once, already leased (leaseNextOfEndpoint). */
   type Chained = { delivery: ClaimedDelivery; leaseId: string } | undefined;
 
-  /** Sends one attempt and records it; after a success, the endpoint's next delivery while slots are free. */
-  async function attempt(delivery: ClaimedDelivery, leaseId: string): Promise<Chained> {
+  /**
+   * Sends one attempt and records it; after a success, the endpoint's next delivery while slots are
+   * free. With tracing on, in the attempt's span (./delivery-span.ts).
+   */
+  function attempt(delivery: ClaimedDelivery, leaseId: string): Promise<Chained> {
+    return inDeliverySpan(delivery, (span) => sendAndRecord(delivery, leaseId, span));
+  }
+
+  async function sendAndRecord(delivery: ClaimedDelivery, leaseId: string, span: Span | undefined): Promise<Chained> {
     const at = clock();
     let outcome: AttemptOutcome;
     try {
       const body = JSON.stringify(toEvent(delivery.event));
-      outcome = await sendDelivery({ eventId: delivery.event.id, body, url: delivery.url, secrets: signingSecrets(delivery, at) }, at, {
-        settings,
-        timeoutMs,
-      });
+      outcome = await sendDelivery(
+        { eventId: delivery.event.id, body, url: delivery.url, secrets: signingSecrets(settings.secrets, delivery, at) },
+        at,
+        {
+          settings,
+          timeoutMs,
+        },
+      );
     } catch (error) {
       // A secret that does not open (WEBHOOK_SECRET_KEY changed): the operator's to fix; retried meanwhile.
       logger.error({ err: error, endpointId: delivery.endpointId, deliveryId: delivery.id }, 'webhook delivery could not be signed');
       outcome = { statusCode: null, error: 'signing failed', succeeded: false, durationMs: 0 };
     }
+    if (span) describeAttempt(span, outcome);
     observer?.attempt(outcome.succeeded, outcome.durationMs / 1000);
     const number = delivery.attempts + 1;
     const retryAt = outcome.succeeded ? null : nextRetryAt(number, at);

@@ -23,7 +23,7 @@ import { usingPostgres } from '../support/database.js';
 import { holdingHandler } from '../support/held-requests.js';
 import { sender } from '../support/fuzz.js';
 import { specCheckingFetch } from '../support/spec-check.js';
-import { exampleRequest, parameterValues, planRefusals } from '../support/operation-fixtures.js';
+import { bodyFixtures, exampleRequest, parameterValues, planRefusals } from '../support/operation-fixtures.js';
 import { operationModels, type ModelRequest, type OperationModel } from '../support/request-check.js';
 import { startTestServer, type TestServer, unreadableError } from '../support/server.js';
 import { unreachableDatabase } from '../support/unreachable-database.js';
@@ -67,24 +67,42 @@ const withHeaders = (request: ModelRequest, headers: Record<string, string>): Mo
 });
 
 let server: TestServer;
+/** A token of a tenant of no operation's own (the answers that come before any operation). */
 let token: string;
-let orgId: string;
 beforeAll(async () => {
   server = await startTestServer();
   ({
-    token: { token, orgId },
+    token: { token },
   } = await server.tenant({ plan: 'studio' }));
 });
 afterAll(() => server?.close());
 
-/** Sends as the tenant, as another token, or (null) with none. */
-const send = (request: ModelRequest, as: string | null = token) => sender({ baseUrl: server.baseUrl, token: as ?? undefined })(request);
+/**
+ * Each operation's own tenant, as the fuzzer gives: what one operation made (up to a limit, such
+ * as 16 webhook endpoints per organisation) never decides how another is answered.
+ */
+const tenants = new Map<string, Promise<{ token: string; orgId: string }>>();
+function tenantOf(operationId: string): Promise<{ token: string; orgId: string }> {
+  if (!tenants.has(operationId)) {
+    tenants.set(
+      operationId,
+      server.tenant({ plan: 'studio' }).then(({ token: minted }) => ({ token: minted.token, orgId: minted.orgId })),
+    );
+  }
+  return tenants.get(operationId)!;
+}
+
+/** Sends as the operation's own tenant, as another token, or (null) with none. */
+const send = async (request: ModelRequest, as?: string | null) =>
+  sender({ baseUrl: server.baseUrl, token: as === null ? undefined : (as ?? (await tenantOf(request.operationId)).token) })(request);
 
 /** Per operation, ids of real resources for its path parameters (made once, by the fixtures). */
 const realIds = new Map<string, Promise<Record<string, string[]>>>();
 function idsFor(model: OperationModel): Promise<Record<string, string[]>> {
   if (!realIds.has(model.operationId)) {
-    const values = model.parameters.some((p) => p.in === 'path') ? parameterValues(model, { send: (r) => send(r) }) : Promise.resolve({});
+    // Made by the operation's own tenant (a fixture's requests are other operations').
+    const own = async (r: ModelRequest) => send(r, (await tenantOf(model.operationId)).token);
+    const values = model.parameters.some((p) => p.in === 'path') ? parameterValues(model, { send: own }) : Promise.resolve({});
     realIds.set(
       model.operationId,
       values.then((found) => Object.fromEntries(Object.entries(found).map(([name, f]) => [name, (f as { values: string[] }).values]))),
@@ -103,6 +121,9 @@ async function validRequest(model: OperationModel, variant = 0): Promise<ModelRe
 /** A request to the same operation that differs from validRequest's: another body, or another resource. */
 async function anotherRequest(model: OperationModel): Promise<ModelRequest> {
   if (!model.body) return validRequest(model, 1);
+  const another = bodyFixtures[model.operationId]?.another();
+  if (another !== undefined)
+    return { ...(await validRequest(model)), body: { contentType: 'application/json', text: JSON.stringify(another) } };
   const example = model.body.example as Record<string, unknown>;
   const field = Object.keys(example).find((name) => typeof example[name] === 'string')!;
   return {
@@ -345,6 +366,7 @@ describe('409 for an Idempotency-Key whose first request still runs', () => {
     const pool = new pg.Pool({ connectionString: server.database.url, max: 1 });
     const holder = await pool.connect();
     try {
+      const { orgId } = await tenantOf(model.operationId);
       await holder.query('select pg_advisory_lock(hashtextextended($1, 0))', [`idempotency:${orgId}:test:${key}`]);
       const response = await send(withHeaders(await validRequest(model), { 'Idempotency-Key': key }));
       expect(response.headers.get('Retry-After')).toBe('1');

@@ -136,6 +136,8 @@ describe('addresses: only public ones', () => {
       'http://0.0.0.0:9/x',
     ];
     for (const url of literals) await expectRefused(await register(api.strict.test, url), /non-public address/, url);
+    // A newcomer whose receiver listens on this machine learns which setting allows it.
+    await expectRefused(await register(api.strict.test, 'http://127.0.0.1:4000/x'), /WEBHOOK_ALLOW_PRIVATE_NETWORKS=true/, 'loopback');
     // Percent-encoded, it is not a host name the spec's pattern allows: refused before any policy.
     await expectRefused(await register(api.strict.test, 'http://%31%32%37.0.0.1/x'), /absolute http or https URL/, 'percent-encoded');
     expect(asked).toEqual([]);

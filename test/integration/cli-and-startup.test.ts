@@ -52,37 +52,86 @@ const lastJsonLine = (stdout: string) => JSON.parse(stdout.trim().split('\n').at
 
 // Each test starts processes (tsx, the CLI, the server): seconds each, more on a busy machine.
 describe('on the embedded database', { timeout: 180_000 }, () => {
-  it('npm start prints a token and a curl that creates a client', async () => {
+  it('npm start prints a token and curls that create a client and mint a token, for a Demo on the top plan', async () => {
     const dataDir = tempDir();
     const server = await startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: '' });
     servers.push(server);
     // NODE_ENV as the tests set it: production mode only when nothing says otherwise.
     expect(server.stdout()).toMatch(/"nodeEnv":"test".*"msg":"listening"/);
-    await expect.poll(() => server.stdout(), { timeout: 10_000 }).toMatch(/curl -X POST/);
-    const fromCurl = server.stdout().slice(server.stdout().indexOf('curl -X POST'));
-    const curl = fromCurl.slice(0, fromCurl.indexOf('\n', fromCurl.indexOf(" -d '")));
-    expect(curl).toContain('"Idempotency-Key: ');
-    const { stdout } = await promisify(execFile)('bash', ['-c', `${curl} -s -w '\\n%{http_code}'`]);
-    const [body, status] = stdout.trim().split('\n');
-    expect(status).toBe('201');
-    expect(JSON.parse(body!).data.name).toBe('string');
+    await expect.poll(() => server.stdout(), { timeout: 10_000 }).toMatch(/The API reference/);
+    const banner = server.stdout();
+    expect(banner).toMatch(
+      /Organisation "Demo" is on the studio plan, to try every feature: unlimited active clients, clients\.requirePoNumber, webhooks\./,
+    );
+    expect(banner).toMatch(/WEBHOOK_ALLOW_PRIVATE_NETWORKS=true/);
+    /** The banner's curl that posts to `path`, as printed (to its `-d '...'` line). */
+    const curlTo = (path: string) => {
+      const from = banner.slice(banner.indexOf(`curl -X POST "${server.url}${path}"`));
+      return from.slice(0, from.indexOf('\n', from.indexOf(" -d '")));
+    };
+    const runCurl = async (curl: string) => {
+      expect(curl).toContain('"Idempotency-Key: ');
+      const { stdout } = await promisify(execFile)('bash', ['-c', `${curl} -s -w '\\n%{http_code}'`]);
+      const lines = stdout.trim().split('\n');
+      return { status: lines.at(-1), body: JSON.parse(lines.slice(0, -1).join('\n')) };
+    };
+    const created = await runCurl(curlTo('/clients'));
+    expect(created.status).toBe('201');
+    expect(created.body.data.name).toBe('string');
+    const minted = await runCurl(curlTo('/tokens'));
+    expect(minted.status).toBe('201');
+    expect(minted.body.data.scopes).toEqual(['clients:read', 'clients:write']);
+    const demoToken = /Bearer (hsk_test_\w+)/.exec(banner)![1]!;
+
+    // Every feature: more clients than the free plan's 3 (with the token the API minted), a
+    // client that requires a PO number (studio), a webhook endpoint (pro and above).
+    const post = (path: string, token: string, body: unknown) =>
+      fetch(`${server.url}${path}`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    for (let i = 0; i < 3; i++) expect((await post('/clients', minted.body.token, { name: `client ${i}` })).status).toBe(201);
+    expect((await post('/clients', demoToken, { name: 'needs a PO', requirePoNumber: true })).status).toBe(201);
+    // A public address written as an IP (nothing to resolve), for an event nothing here causes.
+    const endpoint = await post('/webhook-endpoints', demoToken, { url: 'https://93.184.215.14/hooks', enabledEvents: ['client.deleted'] });
+    expect(endpoint.status, await endpoint.clone().text()).toBe(201);
+
     // The webhook secrets' key was made beside the data, never in it: a copy of the data holds no key.
     const keyFile = join(dirname(dataDir), '.secrets', 'webhook-secret.key');
     expect(statSync(keyFile).mode & 0o777).toBe(0o600);
     expect(Buffer.from(readFileSync(keyFile, 'utf8').trim(), 'base64')).toHaveLength(32);
     expect(existsSync(join(dataDir, 'webhook-secret.key'))).toBe(false);
 
-    // While the server holds the embedded database, the CLI says so instead of opening it.
+    // While the server holds the embedded database, the CLI says so instead of opening it, and
+    // points token commands to the API.
     const busy = await runCli(['token', 'create', '--org', 'Acme', '--json'], { DATA_DIR: dataDir, DATABASE_URL: '' });
     expect(busy.code).toBe(1);
     expect(busy.stderr).toMatch(/in use by another process/);
+    expect(busy.stderr).toMatch(/POST \/tokens mints one/);
+    expect(busy.stderr).toMatch(/curl -X POST "http:\/\/[^"]+\/tokens"/);
+    const busyPlan = await runCli(['org', 'set-plan', '--org', 'Demo', '--plan', 'pro'], { DATA_DIR: dataDir, DATABASE_URL: '' });
+    expect(busyPlan.code).toBe(1);
+    expect(busyPlan.stderr).toMatch(/in use by another process/);
+    expect(busyPlan.stderr).not.toMatch(/POST \/tokens/);
 
-    // A second start finds the organisation and prints no new demo token.
+    // A second start finds the organisation, on its plan, with both tokens, and prints no new demo token.
     await server.stop();
     const again = await startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: '' });
     servers.push(again);
     expect(again.stdout()).not.toMatch(/hsk_test_/);
+    const tokens = await fetch(`${again.url}/tokens`, { headers: { Authorization: `Bearer ${demoToken}` } });
+    expect(tokens.status).toBe(200);
+    expect(((await tokens.json()) as { data: { name: string }[] }).data.map((t) => t.name).sort()).toEqual(['demo', 'my script']);
     await again.stop();
+  });
+
+  it.each([[['--help']], [['-h']], [[]], [['token', 'create', '--help']]])('prints the usage for %j with exit 0', async (args) => {
+    const result = await runCli(args, { DATA_DIR: tempDir(), DATABASE_URL: '' });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^Usage:\n {2}npm run cli -- token create --org <name>/);
+    expect(result.stdout).toMatch(/POST \/tokens/);
+    expect(result.stderr).not.toMatch(/Unknown/);
   });
 
   it('token create --json mints a token whose last stdout line is the documented JSON', async () => {

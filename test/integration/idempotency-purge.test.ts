@@ -70,6 +70,7 @@ it('one cycle of the schedule empties 100,000 expired keys and 100,000 events pa
     eventType: 'client.created',
     eventCreatedAt: kept,
     eventData: '{"object":{}}',
+    eventTraceContext: null,
   });
 
   const cycles: Purged[] = [];

@@ -25,7 +25,7 @@ import { type RunningServer, startServerProcess } from '../support/processes.js'
 import { insertEndpoint, type Receiver, startReceiver, waitFor } from '../support/webhook-worker-fixtures.js';
 
 const key = randomBytes(32);
-const settings: WebhookSettings = { secrets: secretBox(key), allowPrivateNetworks: true, resolve: systemResolve };
+const settings: WebhookSettings = { secrets: secretBox(key), allowPrivateNetworks: true, resolve: systemResolve, timeoutMs: 10_000 };
 
 describe.skipIf(!usingPostgres)('a database that cannot write (PostgreSQL)', () => {
   let database: TestDatabase;

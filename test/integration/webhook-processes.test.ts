@@ -17,7 +17,7 @@ import { root, startServerProcess, stopProcess } from '../support/processes.js';
 import { insertEndpoint, insertEvent, type Receiver, startReceiver, waitFor } from '../support/webhook-worker-fixtures.js';
 
 const key = randomBytes(32);
-const settings: WebhookSettings = { secrets: secretBox(key), allowPrivateNetworks: true, resolve: systemResolve };
+const settings: WebhookSettings = { secrets: secretBox(key), allowPrivateNetworks: true, resolve: systemResolve, timeoutMs: 10_000 };
 
 let database: TestDatabase | undefined;
 let receiver: Receiver | undefined;

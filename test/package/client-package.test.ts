@@ -2,15 +2,19 @@
  * The client package as a project elsewhere gets it: `npm pack` makes the tarball, a scratch
  * project outside the repository installs it (with its dependencies from the registry, openapi-fetch
  * and standardwebhooks, and msw, the optional peer of `@clients-api/client/msw`),
- * compiles its own TypeScript against it under `strict` (test/package/scratch: a program, the
- * README's examples, and calls that must not compile), then runs the program against the real
- * server and verifies a webhook delivery signed here, and runs a program that calls every
+ * compiles its own TypeScript against it under `strict` and exactOptionalPropertyTypes
+ * (test/package/scratch: a program and calls that must not compile), compiles every example of
+ * both READMEs' client sections under the tsconfig `tsc --init` writes, then runs the program
+ * against the real server (paginate over 250 clients, throwOnError) and a server of the test's that
+ * holds requests (timeoutMs, signal) and verifies a webhook delivery signed here, and runs a program that calls every
  * operation through the package's MSW handlers, each answer judged against the spec. publint judges the tarball, and esbuild
  * bundles its runtime code for a neutral platform, which then runs with the web platform's globals
  * only (no process, Buffer or require).
  */
 import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -67,6 +71,37 @@ function filesUnder(dir: string): string[] {
 }
 
 const tsc = join(root, 'node_modules/.bin/tsc');
+/** The Node types the client README tells its readers to add (the repository's own version). */
+const NODE_TYPES = `@types/node@${JSON.parse(readFileSync(join(root, 'node_modules/@types/node/package.json'), 'utf8')).version}`;
+
+/** Every ```ts block of a markdown text, in order. */
+function tsBlocks(markdown: string): string[] {
+  return [...markdown.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((match) => match[1]!);
+}
+
+/**
+ * A server that answers as a struggling one does, by the first segment of the path (each client of
+ * the program puts it in its baseUrl), and counts the attempts: `hold` and `cancel` never answer;
+ * `flaky` answers 503 with Retry-After: 1 once, then never; `busy` always answers 503 with
+ * Retry-After: 5.
+ */
+const attempts = { hold: 0, flaky: 0, busy: 0, cancel: 0 };
+function holdingServer(): Promise<Server> {
+  const holding = createServer((request, response) => {
+    const kind = (request.url ?? '').split('/')[1] as keyof typeof attempts;
+    attempts[kind]++;
+    if (kind === 'busy' || (kind === 'flaky' && attempts.flaky === 1)) {
+      response.writeHead(503, {
+        'Content-Type': 'application/json',
+        'Retry-After': kind === 'busy' ? '5' : '1',
+        'X-Request-Id': `req-${kind}-${attempts[kind]}`,
+      });
+      response.end(JSON.stringify({ error: { code: 'service_unavailable', message: 'Busy: try again later.' } }));
+    }
+    // Otherwise held: never answered (its connection is closed when the suite ends).
+  });
+  return new Promise((done) => holding.listen(0, '127.0.0.1', () => done(holding)));
+}
 
 const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 const deliveredEvent = {
@@ -100,6 +135,9 @@ let project: string;
 let installed: string;
 let server: TestServer;
 let token: string;
+let holding: Server;
+/** The 250 clients of the organisation on the top plan, for paginate. */
+let walkIds: string[];
 
 beforeAll(async () => {
   scratch = mkdtempSync(join(tmpdir(), 'clients-api-package-'));
@@ -118,19 +156,32 @@ beforeAll(async () => {
   cpSync(FIXTURES, project, { recursive: true });
 
   server = await started;
+  holding = await holdingServer();
   token = (await server.tenant()).token.token;
+  // 250 active clients need the top plan (studio: no limit); made 5 at a time (the concurrency limit).
+  const studio = await server.tenant({ plan: 'studio' });
+  walkIds = [];
+  for (let batch = 0; batch < 50; batch++) {
+    const made = await Promise.all(
+      Array.from({ length: 5 }, (_, index) => studio.api.POST('/clients', { body: { name: `Walked ${batch * 5 + index}` } })),
+    );
+    for (const answer of made) walkIds.push(answer.data!.data.id);
+  }
   writeFileSync(
     join(project, 'config.ts'),
-    `export const baseUrl = ${JSON.stringify(server.serverUrl)};\nexport const token = ${JSON.stringify(token)};\n`,
+    [
+      `export const baseUrl = ${JSON.stringify(server.serverUrl)};`,
+      `export const token = ${JSON.stringify(token)};`,
+      `export const studioToken = ${JSON.stringify(studio.token.token)};`,
+      `export const holdingUrl = ${JSON.stringify(`http://127.0.0.1:${(holding.address() as AddressInfo).port}`)};`,
+      '',
+    ].join('\n'),
   );
-  // The README's examples, in order, as one module: they must compile against the package too.
-  const readme = readFileSync(join(installed, 'README.md'), 'utf8');
-  const examples = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((match) => match[1]);
-  expect(examples.length).toBeGreaterThan(3);
-  writeFileSync(join(project, 'readme.ts'), examples.join('\n'));
-}, 240_000);
+}, 300_000);
 
 afterAll(async () => {
+  holding?.closeAllConnections();
+  holding?.close();
   await server?.close();
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
@@ -199,7 +250,7 @@ describe('the client package, installed in a project elsewhere', () => {
     expect(result.messages.map((message) => `${message.type}: ${formatMessage(message, result.pkg)}`)).toEqual([]);
   });
 
-  it("compiles under strict (its README's examples too), and a wrong field or type does not compile", async () => {
+  it('compiles under strict and exactOptionalPropertyTypes, and a wrong field, type, list or error field does not compile', async () => {
     const [right, wrong] = await Promise.all([
       run(tsc, ['-p', 'tsconfig.json', '--pretty', 'false'], project),
       run(tsc, ['-p', 'tsconfig.wrong.json', '--pretty', 'false'], project),
@@ -227,9 +278,57 @@ describe('the client package, installed in a project elsewhere', () => {
       code: 'TS2353',
       message: expect.stringContaining("'nmae' does not exist in type"),
     });
+    const lineOf = (text: string) => source.findIndex((line) => line.includes(text)) + 1;
+    expect(diagnostics.find((d) => d.line === lineOf("api.paginate('/clients/{id}'"))?.message).toContain(
+      "not assignable to parameter of type 'PaginatedPath'",
+    );
+    expect(diagnostics.find((d) => d.line === lineOf('limt: 100'))?.message).toContain("'limt' does not exist");
+    expect(diagnostics.find((d) => d.line === lineOf('error.statusCode'))?.message).toContain(
+      "Property 'statusCode' does not exist on type 'ClientsApiError'",
+    );
   }, 120_000);
 
-  it('runs against the real server (create, replay, read, list, update with an ETag, a 400 with fields, a retry with the same key), and verifies a webhook', async () => {
+  it("compiles every example of the client README and of the README's client section under the tsconfig `tsc --init` writes, with Node's types as the client README says", async () => {
+    // Its own project (its own package.json and node_modules), so that Node's types reach nothing else.
+    const dir = join(project, 'readme');
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'readme-examples', private: true, type: 'module' }));
+    await mustRun('npm', ['install', '--no-audit', '--no-fund', '--no-package-lock', '--ignore-scripts', NODE_TYPES], dir);
+    // TypeScript's own defaults, as a newcomer gets them; only `types` changed, as the README says.
+    await mustRun(tsc, ['--init'], dir);
+    const defaults = readFileSync(join(dir, 'tsconfig.json'), 'utf8');
+    for (const option of [
+      '"strict": true',
+      '"exactOptionalPropertyTypes": true',
+      '"noUncheckedIndexedAccess": true',
+      '"verbatimModuleSyntax": true',
+      '"module": "nodenext"',
+    ]) {
+      expect(defaults).toContain(option);
+    }
+    expect(defaults).toContain('"types": [],');
+    writeFileSync(join(dir, 'tsconfig.json'), defaults.replace('"types": [],', '"types": ["node"],'));
+
+    // Each README's examples, in order, as one module (later blocks use what earlier ones made).
+    const clientExamples = tsBlocks(readFileSync(join(installed, 'README.md'), 'utf8'));
+    expect(clientExamples.length).toBeGreaterThan(8);
+    expect(clientExamples.some((block) => block.includes('.paginate('))).toBe(true);
+    expect(clientExamples.some((block) => block.includes('throwOnError: true'))).toBe(true);
+    expect(clientExamples.some((block) => block.includes('timeoutMs'))).toBe(true);
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const start = readme.indexOf('\n## Using the typed client');
+    const section = readme.slice(start, readme.indexOf('\n## ', start + 1));
+    const rootExamples = tsBlocks(section);
+    expect(start).toBeGreaterThan(0);
+    expect(rootExamples.length).toBeGreaterThan(1);
+    writeFileSync(join(dir, 'client-readme.ts'), clientExamples.join('\n'));
+    writeFileSync(join(dir, 'readme.ts'), rootExamples.join('\n'));
+
+    const compiled = await run(tsc, ['-p', '.', '--pretty', 'false'], dir);
+    expect(compiled.stdout + compiled.stderr).toBe('');
+    expect(compiled.code).toBe(0);
+  }, 180_000);
+
+  it('runs against the real server (create, replay, read, list, update with an ETag, a 400 with fields, a retry with the same key, paginate, throwOnError) and a holding one (timeoutMs, signal), and verifies a webhook', async () => {
     const ran = await mustRun(process.execPath, ['dist/main.js'], project, { WEBHOOK_DELIVERY: JSON.stringify(signedDelivery()) });
     const seen = JSON.parse(ran.stdout);
     const id = seen.created.id as string;
@@ -255,6 +354,57 @@ describe('the client package, installed in a project elsewhere', () => {
       deletedAt: deliveredEvent.data.object.deletedAt,
       tampered: 'WebhookVerificationError: No matching signature found',
     });
+
+    // paginate: the 250 clients once each, newest first, in three GETs of 100 following nextCursor.
+    expect(seen.paginated.ids).toHaveLength(250);
+    expect(new Set(seen.paginated.ids).size).toBe(250);
+    expect([...seen.paginated.ids].sort()).toEqual([...walkIds].sort());
+    expect(seen.paginated.pagesAsked).toHaveLength(3);
+    expect(seen.paginated.pagesAsked[0]).toBe('?limit=100');
+    for (const asked of seen.paginated.pagesAsked.slice(1)) expect(asked).toMatch(/^\?limit=100&cursor=[^&]+$/);
+
+    // timeoutMs bounds the whole call, retries and their waits included; signal stops at once.
+    const { held, flaky, busy, cancelled } = seen.timeouts;
+    expect(held).toMatchObject({ outcome: 'TimeoutError' });
+    expect(held.elapsedMs).toBeGreaterThanOrEqual(790);
+    expect(held.elapsedMs).toBeLessThan(2_500);
+    expect(attempts.hold).toBe(1);
+    // 503 + Retry-After: 1, the wait, a second attempt held: cut at the client's 1.8 s.
+    expect(flaky).toMatchObject({ outcome: 'TimeoutError' });
+    expect(flaky.elapsedMs).toBeGreaterThanOrEqual(1_790);
+    expect(flaky.elapsedMs).toBeLessThan(3_500);
+    expect(attempts.flaky).toBe(2);
+    // Retry-After: 5 would outlast the 2 s: no retry, the 503 thrown at once (throwOnError).
+    expect(busy).toMatchObject({
+      outcome: 'ClientsApiError',
+      status: 503,
+      code: 'service_unavailable',
+      retryAfter: 5,
+      requestId: 'req-busy-1',
+      message: 'Busy: try again later.',
+    });
+    expect(busy.elapsedMs).toBeLessThan(1_500);
+    expect(attempts.busy).toBe(1);
+    expect(cancelled).toMatchObject({ outcome: 'AbortError' });
+    expect(cancelled.elapsedMs).toBeGreaterThanOrEqual(290);
+    expect(cancelled.elapsedMs).toBeLessThan(2_000);
+    expect(attempts.cancel).toBe(1);
+
+    // throwOnError: the data alone; a 400 and a 404 thrown as ClientsApiError with the envelope's fields.
+    expect(seen.throwOnError.read).toBe('Globex Corporation');
+    expect(seen.throwOnError.etag).toMatch(/^"[^"]+"$/);
+    expect(seen.throwOnError.thrown).toEqual({
+      isError: true,
+      name: 'ClientsApiError',
+      status: 400,
+      code: 'validation_failed',
+      message: expect.any(String),
+      fields: { email: expect.any(String), defaultRate: expect.any(String) },
+      requestId: expect.stringMatching(/.+/),
+      retryAfter: null,
+      sameAsBody: true,
+    });
+    expect(seen.throwOnError.missing).toEqual({ status: 404, code: 'not_found' });
 
     // The server holds what the program was told: two clients, the replays and the refusals wrote nothing.
     const page = await server.client(token).GET('/clients', { params: { query: { limit: 10 } } });

@@ -59,6 +59,7 @@ export const parameterFixtures: Record<string, ParameterFixture> = {
   'listEvents.after': { values: async (context) => (await walkTheFeed(context)).cursors, onlyThese: true },
   // Events have no create of their own: a client's changes make them.
   'getEvent.id': { values: async (context) => (await walkTheFeed(context)).ids },
+  'redeliverEvent.id': { values: async (context) => (await walkTheFeed(context)).ids },
   // No delivery is ever attempted where the judges run (no worker): cursors made by the server's own
   // encoder, naming places in the (empty) list.
   'listWebhookDeliveries.cursor': {
@@ -117,7 +118,16 @@ const webhookUrls = () => [
   'HTTPS://EXAMPLE.COM.',
 ];
 
+/** A time this long before (or, negative, after) the request, as a date-time. */
+const ago = (ms: number) => new Date(Date.now() - ms).toISOString();
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+
 export const fieldFixtures: Record<string, FieldFixture> = {
+  // A recovery's window must lie within the 30 days events are kept, and `until` not before
+  // `since`: every `since` here is before every `until`.
+  'recoverWebhookEndpoint.since': { values: () => [ago(HOUR_MS), ago(5 * DAY_MS), ago(29 * DAY_MS)] },
+  'recoverWebhookEndpoint.until': { values: () => [ago(0), ago(-HOUR_MS), '2999-12-31T23:59:59Z'] },
   'createWebhookEndpoint.url': { values: webhookUrls },
   'updateWebhookEndpoint.url': { values: webhookUrls },
   // "In the future" is relative to the request; the schema can only say `date-time`.
@@ -128,6 +138,21 @@ export const fieldFixtures: Record<string, FieldFixture> = {
     },
   },
 };
+
+/**
+ * Request bodies the spec's example cannot be: `example`, one valid at the time of the request (a
+ * recovery's window is within the last 30 days; a redelivery to every endpoint, none named); and
+ * `another`, a different one the spec allows too (for a key reused with another request).
+ */
+export const bodyFixtures: Record<string, { example(): unknown; another(): unknown }> = {
+  recoverWebhookEndpoint: { example: () => ({ since: ago(HOUR_MS) }), another: () => ({ since: ago(2 * HOUR_MS) }) },
+  redeliverEvent: { example: () => ({}), another: () => ({ endpointId: randomUUID() }) },
+};
+
+/** The body a valid request to `model` sends: its fixture's, or the spec's own example. */
+export function exampleBody(model: OperationModel): unknown {
+  return bodyFixtures[model.operationId]?.example() ?? model.body?.example;
+}
 
 /** Fixture values for each body field of `model` that has a fixture. */
 export function fieldValues(model: OperationModel): Record<string, unknown[]> {
@@ -183,7 +208,7 @@ const collectionCreate = (model: OperationModel, parameter: string) =>
 export function exampleRequest(
   model: OperationModel,
   pathParams: Record<string, string> = {},
-  body: unknown = model.body?.example,
+  body: unknown = exampleBody(model),
 ): ModelRequest {
   return {
     operationId: model.operationId,
@@ -231,10 +256,15 @@ export const planRefusals: Record<string, (context: FixtureContext) => Promise<M
   // Webhooks are a feature of pro and above: the free plan's writes are refused before anything is
   // looked up (its reads answer, so that a downgraded organisation sees why nothing is sent).
   ...Object.fromEntries(
-    ['createWebhookEndpoint', 'updateWebhookEndpoint', 'deleteWebhookEndpoint', 'rotateWebhookEndpointSecret'].map((id) => [
-      id,
-      async () => exampleRequest(operation(id), { id: randomUUID() }),
-    ]),
+    [
+      'createWebhookEndpoint',
+      'updateWebhookEndpoint',
+      'deleteWebhookEndpoint',
+      'rotateWebhookEndpointSecret',
+      'recoverWebhookEndpoint',
+      'testWebhookEndpoint',
+      'redeliverEvent',
+    ].map((id) => [id, async () => exampleRequest(operation(id), { id: randomUUID() })]),
   ),
 };
 

@@ -1,17 +1,26 @@
 /**
  * Checked by `npm run typecheck`: the client package's `WebhookEvent` is exactly the union of the
- * spec's `webhooks` payloads and of its `Event` schema (a new event type in the spec fails here
+ * spec's `webhooks` payloads, and of its `Event` schema with the test delivery (a new event type in the spec fails here
  * until the package names it), and `verifyWebhook`'s answer narrows by `type`.
  */
-import type { ClientResource, ClientUpdatedEvent, components, UnknownEvent, WebhookEvent, verifyWebhook } from '../../client/index.js';
+import type {
+  ClientResource,
+  ClientUpdatedEvent,
+  components,
+  UnknownEvent,
+  WebhookEvent,
+  WebhookTestEvent,
+  verifyWebhook,
+} from '../../client/index.js';
 import type { webhooks } from '../../generated/api.js';
 
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 type Delivered = { [Type in keyof webhooks]: webhooks[Type]['post']['requestBody']['content']['application/json'] }[keyof webhooks];
 
 export const sameAsWebhooks: Same<WebhookEvent, Delivered> = true;
-export const sameAsEvent: Same<WebhookEvent, components['schemas']['Event']> = true;
-export const sameTypes: Same<WebhookEvent['type'], components['schemas']['EventType']> = true;
+// The feed's events are every delivery but the test one.
+export const sameAsEvent: Same<Exclude<WebhookEvent, WebhookTestEvent>, components['schemas']['Event']> = true;
+export const sameTypes: Same<WebhookEvent['type'], components['schemas']['EventType'] | 'webhook.test'> = true;
 
 export function narrows(event: ReturnType<typeof verifyWebhook>): void {
   switch (event.type) {
@@ -25,6 +34,11 @@ export function narrows(event: ReturnType<typeof verifyWebhook>): void {
     case 'client.restored': {
       const client: ClientResource = event.data.object;
       void client;
+      break;
+    }
+    case 'webhook.test': {
+      const endpointId: string = event.data.object.id;
+      void endpointId;
       break;
     }
     default: {

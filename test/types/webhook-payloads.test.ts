@@ -1,7 +1,8 @@
 /**
  * The generated types of the spec's `webhooks` section hold the payloads the server really sends:
  * real changes to a client (create, update, delete, restore) through the typed client, their real
- * events read back from `GET /events` (a delivery's body is its event), each written into a
+ * events read back from `GET /events` (a delivery's body is its event), and a real test delivery
+ * (`webhook.test`) as a receiver got it, each written into a
  * scratch module as a literal assigned to
  * `webhooks['<type>']['post']['requestBody']['content']['application/json']` of generated/api.ts,
  * and the module compiled under `strict` by the TypeScript compiler: no error. Object literals get
@@ -18,6 +19,7 @@ import type { ClientsApi, Event, EventType } from '../../client/index.js';
 import spec from '../../generated/openapi.json' with { type: 'json' };
 import { root } from '../support/processes.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { startReceiver } from '../support/webhook-worker-fixtures.js';
 
 let server: TestServer;
 let api: ClientsApi;
@@ -104,18 +106,32 @@ function compile(file: string, source: string): string[] {
   });
 }
 
+/** The body of a real test delivery (POST /webhook-endpoints/{id}/test), as a receiver gets it. */
+async function aTestDelivery(): Promise<string> {
+  const receiver = await startReceiver();
+  try {
+    const { data } = await api.POST('/webhook-endpoints', { body: { url: receiver.url, enabledEvents: ['client.deleted'] } });
+    await api.POST('/webhook-endpoints/{id}/test', { params: { path: { id: data!.data.id } } });
+    return receiver.requests[0]!.body;
+  } finally {
+    await receiver.close();
+  }
+}
+
 describe("the webhooks section's generated types", () => {
   let payloads: { type: EventType; json: string; event: Event }[];
+  let testDelivery: { type: 'webhook.test'; json: string };
 
   beforeAll(async () => {
     const id = await changeAClient();
     const events = (await readTheFeed()).filter((event) => event.data.object.id === id);
     payloads = events.map((event) => ({ type: event.type, json: JSON.stringify(event, null, 2), event }));
+    testDelivery = { type: 'webhook.test', json: JSON.stringify(JSON.parse(await aTestDelivery()), null, 2) };
   }, 60_000);
 
   it('has one webhook per event type, and the feed has one event of each for the client changed', () => {
     const types = ['client.created', 'client.updated', 'client.deleted', 'client.restored'];
-    expect(Object.keys(spec.webhooks).sort()).toEqual([...types].sort());
+    expect(Object.keys(spec.webhooks).sort()).toEqual([...types, 'webhook.test'].sort());
     expect(payloads.map((payload) => payload.type)).toEqual(types);
     const updated = payloads[1]!.event;
     expect(updated.type === 'client.updated' && updated.data.previousAttributes).toMatchObject({
@@ -127,7 +143,7 @@ describe("the webhooks section's generated types", () => {
   });
 
   it('compile against the real payloads with no error', () => {
-    expect(compile('payloads.ts', payloadModule(payloads))).toEqual([]);
+    expect(compile('payloads.ts', payloadModule([...payloads, testDelivery]))).toEqual([]);
   }, 120_000);
 
   it('refuse a payload with a field of the wrong type, or under another type (the negative control)', () => {

@@ -223,7 +223,8 @@ describe('verifyWebhook', () => {
         event.type === 'client.created' ||
         event.type === 'client.updated' ||
         event.type === 'client.deleted' ||
-        event.type === 'client.restored'
+        event.type === 'client.restored' ||
+        event.type === 'webhook.test'
       ) {
         throw new Error('an unknown type was taken for a known one');
       }

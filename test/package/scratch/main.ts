@@ -1,8 +1,10 @@
 // A program of a project elsewhere, using the installed package against a real server. It prints
 // what it saw as one JSON line; the test checks it (and the server's state).
 import {
+  ClientsApiError,
   createClientsApi,
   type ApiErrorBody,
+  type ErrorCode,
   type ClientCreate,
   type ClientList,
   type ClientResource,
@@ -11,7 +13,7 @@ import {
   verifyWebhook,
   WebhookVerificationError,
 } from '@clients-api/client';
-import { baseUrl, token } from './config.js';
+import { baseUrl, holdingUrl, studioToken, token } from './config.js';
 
 const api = createClientsApi({ baseUrl, token, retry: false });
 
@@ -71,6 +73,96 @@ try {
   if (error instanceof WebhookVerificationError) tampered = `${error.name}: ${error.message}`;
 }
 
+// paginate: every client of an organisation that has 250 (made by the test), in pages of 100.
+const pagesAsked: string[] = [];
+const walking = createClientsApi({
+  baseUrl,
+  token: studioToken,
+  retry: false,
+  fetch: (request) => {
+    pagesAsked.push(new URL(request.url).search);
+    return fetch(request);
+  },
+});
+const walked: string[] = [];
+for await (const item of walking.paginate('/clients', { params: { query: { limit: 100 } } })) {
+  const typed: ClientResource = item;
+  walked.push(typed.id);
+}
+
+// timeoutMs and signal against a server that holds requests (the test's; it counts the attempts).
+async function timed(call: () => Promise<unknown>) {
+  const started = Date.now();
+  try {
+    const answer = await call();
+    return { elapsedMs: Date.now() - started, outcome: 'answered', answer };
+  } catch (error) {
+    const elapsedMs = Date.now() - started;
+    if (error instanceof ClientsApiError) {
+      const code: ErrorCode | 'unexpected_response' = error.code;
+      const retryAfter: number | null = error.retryAfter;
+      const requestId: string | null = error.requestId;
+      return { elapsedMs, outcome: error.name, status: error.status, code, retryAfter, requestId, message: error.message };
+    }
+    return { elapsedMs, outcome: error instanceof Error ? error.name : String(error) };
+  }
+}
+const fastRetries = { baseDelayMs: 10, maxDelayMs: 10 };
+// Never answered: aborted at the timeout, one attempt.
+const held = await timed(() =>
+  createClientsApi({ baseUrl: `${holdingUrl}/hold`, token, retry: fastRetries }).GET('/clients', { timeoutMs: 800 }),
+);
+// 503 with Retry-After: 1, then never answered: the client's own timeoutMs bounds both attempts and the wait.
+const flaky = await timed(() =>
+  createClientsApi({ baseUrl: `${holdingUrl}/flaky`, token, retry: fastRetries, timeoutMs: 1_800 }).GET('/clients'),
+);
+// Always 503 with Retry-After: 5: waiting would outlast the timeout, so no retry; thrown as a ClientsApiError.
+const busy = await timed(() =>
+  createClientsApi({ baseUrl: `${holdingUrl}/busy`, token, retry: fastRetries, throwOnError: true }).GET('/clients', { timeoutMs: 2_000 }),
+);
+// Cancelled by its signal: at once, and not retried.
+const controller = new AbortController();
+setTimeout(() => controller.abort(), 300);
+const cancelled = await timed(() =>
+  createClientsApi({ baseUrl: `${holdingUrl}/cancel`, token, retry: fastRetries }).GET('/clients', {
+    signal: controller.signal,
+    timeoutMs: 5_000,
+  }),
+);
+
+// throwOnError against the real server: the data alone, or a ClientsApiError with typed fields.
+const strict = createClientsApi({ baseUrl, token, retry: false, throwOnError: true });
+const readStrictly: ClientResource = (await strict.GET('/clients/{id}', { params: { path: { id: client.id } } })).data;
+const etagStrictly = (await strict.GET('/clients/{id}', { params: { path: { id: client.id } }, throwOnError: false })).response.headers.get(
+  'ETag',
+);
+let thrown: Record<string, unknown> = { thrown: false };
+try {
+  await strict.POST('/clients', { body: { name: 'Initech', email: 'not an e-mail', defaultRate: '1e3' } });
+} catch (error) {
+  if (error instanceof ClientsApiError) {
+    const fields: Readonly<Record<string, string>> | undefined = error.fields;
+    const body: ApiErrorBody | undefined = error.body;
+    thrown = {
+      isError: error instanceof Error,
+      name: error.name,
+      status: error.status,
+      code: error.code,
+      message: error.message,
+      fields,
+      requestId: error.requestId,
+      retryAfter: error.retryAfter,
+      sameAsBody: body?.error.message === error.message,
+    };
+  }
+}
+let missing: Record<string, unknown> = { thrown: false };
+try {
+  await strict.GET('/clients/{id}', { params: { path: { id: crypto.randomUUID() } } });
+} catch (error) {
+  if (error instanceof ClientsApiError) missing = { status: error.status, code: error.code };
+}
+
 console.log(
   JSON.stringify({
     created: { status: created.response.status, id: client.id, currency: client.currency, defaultRate: client.defaultRate },
@@ -96,5 +188,8 @@ console.log(
       keysSent,
     },
     webhook: { type: String(event.type), id: event.id, deletedAt, tampered },
+    paginated: { ids: walked, pagesAsked },
+    timeouts: { held, flaky, busy, cancelled },
+    throwOnError: { read: readStrictly.name, etag: etagStrictly, thrown, missing },
   }),
 );
