@@ -52,6 +52,13 @@ const calls: Record<string, () => Promise<Answer>> = {
   deleteWebhookEndpoint: () => api.DELETE('/webhook-endpoints/{id}', { params: endpoint }),
   rotateWebhookEndpointSecret: () => api.POST('/webhook-endpoints/{id}/rotate-secret', { params: endpoint }),
   listWebhookDeliveries: () => api.GET('/webhook-endpoints/{id}/deliveries', { params: endpoint }),
+  testWebhookEndpoint: () => api.POST('/webhook-endpoints/{id}/test', { params: endpoint }),
+  recoverWebhookEndpoint: () =>
+    api.POST('/webhook-endpoints/{id}/recover', {
+      params: endpoint,
+      body: { since: '2026-12-01T09:00:00.000Z', until: '2026-12-01T12:30:00.000Z' },
+    }),
+  redeliverEvent: () => api.POST('/events/{id}/redeliver', { params: { path: { id: eventId } } }),
   getHealth: () => api.GET('/healthz'),
   getReadiness: () => api.GET('/readyz'),
   getDocs: () => api.GET('/docs', { parseAs: 'text' }),
