@@ -111,6 +111,11 @@ export function createMetrics(): Metrics {
     labelNames: ['reason'],
     registers: [registry],
   });
+  const oldestDue = new Gauge({
+    name: 'webhook_deliveries_oldest_due_seconds',
+    help: 'How long the oldest due webhook delivery has waited, among endpoints that may be sent to (enabled, plan allows, circuit closed); 0 when none is due. Measured every 10 s by the worker, across all workers.',
+    registers: [registry],
+  });
   for (const reason of ['plan', 'circuit_open']) {
     heldEndpoints.set({ reason }, 0);
     heldDeliveries.set({ reason }, 0);
@@ -191,6 +196,7 @@ export function createMetrics(): Metrics {
         heldEndpoints.set({ reason: 'circuit_open' }, held.circuitEndpoints);
         heldDeliveries.set({ reason: 'plan' }, held.planDeliveries);
         heldDeliveries.set({ reason: 'circuit_open' }, held.circuitDeliveries);
+        oldestDue.set(held.oldestDueSeconds);
       },
     },
   };

@@ -410,27 +410,49 @@ export interface HeldBack {
   /** Enabled endpoints with an open circuit (its cool-down not over), and their due deliveries. */
   circuitEndpoints: number;
   circuitDeliveries: number;
+  /**
+   * How long the oldest due delivery has waited (seconds) among the endpoints the worker may send
+   * to (enabled, the plan allows webhooks, the circuit closed); 0 when none is due. What grows when
+   * the workers fall behind, whatever the reason.
+   */
+  oldestDueSeconds: number;
 }
 
 /**
  * Counts what is held back, through the partial indexes on the endpoints (held by the plan; an
  * open circuit) and the pending deliveries of those endpoints only. `plan_paused_at` is as the
- * worker last set it (trackPlanPauses).
+ * worker last set it (trackPlanPauses). The oldest due delivery is one index probe per deliverable
+ * endpoint (webhook_deliveries_endpoint_due_idx).
  */
 export async function countHeldBack(db: Db, now: Date): Promise<HeldBack> {
-  const { rows } = await sql<{ plan_endpoints: number; plan_deliveries: number; circuit_endpoints: number; circuit_deliveries: number }>`
+  const { rows } = await sql<{
+    plan_endpoints: number;
+    plan_deliveries: number;
+    circuit_endpoints: number;
+    circuit_deliveries: number;
+    oldest_due_seconds: number;
+  }>`
     with plan as (
       select org_id, id from webhook_endpoints where plan_paused_at is not null
     ), circuit as (
       select org_id, id from webhook_endpoints
       where circuit_open_until > ${now} and not disabled and plan_paused_at is null
+    ), deliverable as (
+      select org_id, id from webhook_endpoints
+      where not disabled and plan_paused_at is null and (circuit_open_until is null or circuit_open_until <= ${now})
     )
     select (select count(*) from plan)::int as plan_endpoints,
            (select count(*) from plan p join webhook_deliveries d
               on d.org_id = p.org_id and d.endpoint_id = p.id and d.status = 'pending')::int as plan_deliveries,
            (select count(*) from circuit)::int as circuit_endpoints,
            (select count(*) from circuit c join webhook_deliveries d
-              on d.org_id = c.org_id and d.endpoint_id = c.id and d.status = 'pending' and d.next_attempt_at <= ${now})::int as circuit_deliveries
+              on d.org_id = c.org_id and d.endpoint_id = c.id and d.status = 'pending' and d.next_attempt_at <= ${now})::int as circuit_deliveries,
+           coalesce((select extract(epoch from ${now}::timestamptz - min(due.next_attempt_at))
+              from deliverable e cross join lateral (
+                select d.next_attempt_at from webhook_deliveries d
+                where d.org_id = e.org_id and d.endpoint_id = e.id and d.status = 'pending' and d.next_attempt_at <= ${now}
+                order by d.next_attempt_at limit 1
+              ) due), 0)::float8 as oldest_due_seconds
   `.execute(db);
   const row = rows[0]!;
   return {
@@ -438,6 +460,7 @@ export async function countHeldBack(db: Db, now: Date): Promise<HeldBack> {
     planDeliveries: row.plan_deliveries,
     circuitEndpoints: row.circuit_endpoints,
     circuitDeliveries: row.circuit_deliveries,
+    oldestDueSeconds: row.oldest_due_seconds,
   };
 }
 
