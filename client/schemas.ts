@@ -99,7 +99,7 @@ export type WebhookDeliveryAttempt = Schemas['WebhookDeliveryAttempt'];
 export type WebhookDeliveryEventType = Schemas['WebhookDeliveryEventType'];
 /** The body of `POST /webhook-endpoints/{id}/recover`: `since` (at most 30 days ago) and optionally `until`. */
 export type WebhookRecoveryRequest = Schemas['WebhookRecoveryRequest'];
-/** What a recovery queued: `{ endpointId, since, until, queued }`, in `data` of its 202. */
+/** What a recovery queued: `{ endpointId, since, until, queued, hasMore }`, in `data` of its 202. */
 export type WebhookRecovery = Schemas['WebhookRecovery'];
 /** The body of `POST /events/{id}/redeliver`: `endpointId` for one endpoint, or nothing for all that take the event. */
 export type EventRedeliveryRequest = Schemas['EventRedeliveryRequest'];

@@ -474,6 +474,11 @@ export type paths = {
          *     keep their place in the schedule); events made before the endpoint was registered are not
          *     its to recover (read them from `GET /events`).
          *
+         *     One request queues at most 1,000 events, the oldest first, so that no recovery holds the
+         *     database or the workers for long: when the answer's `hasMore` is true, send the same window
+         *     again (a new `Idempotency-Key`) until it is false. Events already queued are not queued again,
+         *     so the requests add up to every missed event once, in the feed's order.
+         *
          *     The endpoint must be enabled: on a disabled one this is 409 `webhook_endpoint_disabled`
          *     (re-enable it with `PATCH` `{"disabled": false}` first; the window may then cover the time it
          *     was disabled). `since` more than 30 days ago, or `until` before `since`, is 400
@@ -1483,6 +1488,13 @@ export type components = {
              *     counted.
              */
             queued: number;
+            /**
+             * @description Whether the window holds more events to queue than one request queues (at most 1,000, the
+             *     oldest first in the feed's order). When true, send the same window again, with a new
+             *     `Idempotency-Key`, until it is false: each request queues the next ones, none twice, and the
+             *     order holds across requests.
+             */
+            hasMore: boolean;
         };
         /**
          * EventRedeliveryRequest

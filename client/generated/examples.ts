@@ -2833,7 +2833,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "endpointId": "abcbca23-edcc-47b0-8737-ea4101b948c8",
               "since": "2026-12-01T09:00:00.000Z",
               "until": "2026-12-01T12:30:00.000Z",
-              "queued": 7
+              "queued": 7,
+              "hasMore": false
             }
           } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][202], "application/json">,
         },

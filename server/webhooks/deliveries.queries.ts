@@ -478,25 +478,29 @@ export interface RecoveringEndpoint {
   createdAt: Date;
 }
 
+/** The most events one recovery request queues (a statement and a lock of bounded length). */
+export const RECOVERY_BATCH = 1000;
+
 /**
- * Queues for the endpoint, in one statement, every event of its tenant made in `[since, until]`
- * (and not before the endpoint) of a type it takes, that it has not acknowledged and that is not
- * already waiting: a new pending delivery for an event it never got (a time it was disabled), and
- * a failed one made pending again with its attempts counted from 0. Due from `now`, a microsecond
- * apart in the feed's order, so that the claim (oldest due first) takes them in that order. A
+ * Queues for the endpoint, in one statement, the first `RECOVERY_BATCH` events in the feed's order
+ * of its tenant made in `[since, until]` (and not before the endpoint) of a type it takes, that it
+ * has not acknowledged and that are not already waiting: a new pending delivery for an event it
+ * never got (a time it was disabled), and a failed one made pending again with its attempts
+ * counted from 0. Due from `now`, a microsecond apart in the feed's order, so that the claim
+ * (oldest due first) takes them in that order; a later batch is due after an earlier one. A
  * delivery that another statement makes meanwhile (the fan-out) wins, and is not counted. How many
- * were queued.
+ * were queued, and whether the window holds more.
  */
 export async function queueRecovery(
   trx: Db,
   endpoint: RecoveringEndpoint,
   window: { since: Date; until: Date },
   now: Date,
-): Promise<number> {
+): Promise<{ queued: number; hasMore: boolean }> {
   const from = new Date(Math.max(window.since.getTime(), endpoint.createdAt.getTime()));
-  const { rows } = await sql<{ queued: number }>`
-    with wanted as (
-      select e.id, row_number() over (order by e.txid, e.seq) as n
+  const { rows } = await sql<{ queued: number; found: number }>`
+    with found as (
+      select e.id, e.txid, e.seq
       from events e
       where e.org_id = ${endpoint.orgId} and e.env = ${endpoint.env}
         and e.created_at >= ${from} and e.created_at <= ${window.until}
@@ -506,20 +510,26 @@ export async function queueRecovery(
           select 1 from webhook_deliveries d
           where d.org_id = e.org_id and d.endpoint_id = ${endpoint.endpointId} and d.event_id = e.id and d.status <> 'failed'
         )
+      order by e.txid, e.seq
+      limit ${RECOVERY_BATCH + 1}
+    ), wanted as (
+      select f.id, row_number() over (order by f.txid, f.seq) as n from found f
     ), queued as (
       insert into webhook_deliveries (org_id, id, endpoint_id, event_id, status, attempts, next_attempt_at, created_at)
       select ${endpoint.orgId}, gen_random_uuid(), ${endpoint.endpointId}, w.id, 'pending', 0,
              ${now}::timestamptz + (w.n - 1) * interval '1 microsecond', ${now}
       from wanted w
+      where w.n <= ${RECOVERY_BATCH}
       order by w.n
       on conflict (org_id, endpoint_id, event_id) do update
         set status = 'pending', attempts = 0, next_attempt_at = excluded.next_attempt_at, lease_id = null, leased_until = null
         where webhook_deliveries.status = 'failed'
       returning 1
     )
-    select count(*)::int as queued from queued
+    select (select count(*) from queued)::int as queued, (select count(*) from found)::int as found
   `.execute(trx);
-  return rows[0]!.queued;
+  const row = rows[0]!;
+  return { queued: row.queued, hasMore: row.found > RECOVERY_BATCH };
 }
 
 /**

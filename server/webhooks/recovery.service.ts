@@ -74,13 +74,13 @@ export async function recoverEndpoint(
   // Locked: a PATCH that disables it meanwhile waits for this recovery, or this one sees it disabled.
   const row = await findEndpointOrNotFound(trx, tenant, id, true);
   if (row.disabled) throw disabled();
-  const queued = await queueRecovery(
+  const { queued, hasMore } = await queueRecovery(
     trx,
     { orgId: row.org_id, env: row.env, endpointId: row.id, enabledEvents: row.enabled_events, createdAt: row.created_at },
     window,
     now,
   );
-  return { endpointId: row.id, since: window.since.toISOString(), until: window.until.toISOString(), queued };
+  return { endpointId: row.id, since: window.since.toISOString(), until: window.until.toISOString(), queued, hasMore };
 }
 
 /**

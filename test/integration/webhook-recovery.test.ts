@@ -13,10 +13,11 @@ import { randomUUID } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { type ClientsApi, verifyWebhook } from '../../client/index.js';
+import { RECOVERY_BATCH } from '../../server/webhooks/deliveries.queries.js';
 import { RETRY_DELAYS_MS } from '../../server/webhooks/schedule.js';
 import { startTestServer } from '../support/server.js';
 import { webhookHarness } from '../support/webhook-harness.js';
-import { movableClock, type ReceivedRequest, verifyAtItsTime, waitFor } from '../support/webhook-worker-fixtures.js';
+import { insertEvent, movableClock, type ReceivedRequest, verifyAtItsTime, waitFor } from '../support/webhook-worker-fixtures.js';
 
 const harness = webhookHarness();
 const { server, receiver: startReceiver, worker } = harness;
@@ -121,7 +122,13 @@ describe('POST /webhook-endpoints/{id}/recover', () => {
     // A window that ends before the disabled time: the exhausted update only.
     const first = await recover(api, endpoint.id, { since: start, until: afterExhausted });
     expect(first.response.status).toBe(202);
-    expect(first.data!.data).toEqual({ endpointId: endpoint.id, since: new Date(start).toISOString(), until: afterExhausted, queued: 1 });
+    expect(first.data!.data).toEqual({
+      endpointId: endpoint.id,
+      since: new Date(start).toISOString(),
+      until: afterExhausted,
+      queued: 1,
+      hasMore: false,
+    });
     // The whole outage: the update already queued is not queued twice; the deletion is not a type it takes.
     const whole = await recover(api, endpoint.id, { since: start });
     expect(whole.response.status).toBe(202);
@@ -172,6 +179,48 @@ describe('POST /webhook-endpoints/{id}/recover', () => {
     expect(Object.keys(backwards.error!.error.fields!)).toEqual(['until']);
     const impossible = await recover(api, endpoint.id, { since: '2026-02-30T00:00:00Z' });
     expect(impossible.response.status).toBe(400);
+  });
+
+  it('queues a long window 1,000 events a request, the oldest first: the requests add up to every event once, in the feed’s order', async () => {
+    const receiver = await startReceiver();
+    const { api, token } = await server().tenant({ plan: 'pro' });
+    const endpoint = await register(api, receiver.url, ['client.created']);
+    await setDisabled(api, endpoint.id, true);
+    const since = new Date(Date.now() - 1_000).toISOString();
+    // Each a change of its own while the endpoint was disabled (written as the clients' writes write them).
+    const total = RECOVERY_BATCH + 2;
+    for (let i = 0; i < total; i++) await insertEvent(server().database.db, { orgId: token.orgId, env: 'test' });
+    await setDisabled(api, endpoint.id, false);
+    const until = new Date().toISOString();
+    const first = await recover(api, endpoint.id, { since, until });
+    expect(first.data!.data).toMatchObject({ queued: RECOVERY_BATCH, hasMore: true });
+    const second = await recover(api, endpoint.id, { since, until });
+    expect(second.data!.data).toMatchObject({ queued: 2, hasMore: false });
+    expect((await recover(api, endpoint.id, { since, until })).data!.data).toMatchObject({ queued: 0, hasMore: false });
+
+    // One delivery per event, due in the feed's order across the two requests.
+    const db = server().database.db;
+    const queued = await db
+      .selectFrom('webhook_deliveries')
+      .select('event_id')
+      .where('endpoint_id', '=', endpoint.id)
+      .orderBy('next_attempt_at')
+      .execute();
+    const { orgId } = await db
+      .selectFrom('webhook_endpoints')
+      .select('org_id as orgId')
+      .where('id', '=', endpoint.id)
+      .executeTakeFirstOrThrow();
+    const feed = await db
+      .selectFrom('events')
+      .select('id')
+      .where('org_id', '=', token.orgId)
+      .where('type', '=', 'client.created')
+      .orderBy('txid')
+      .orderBy('seq')
+      .execute();
+    expect(feed).toHaveLength(total);
+    expect(queued.map((row) => row.event_id)).toEqual(feed.map((row) => row.id));
   });
 
   it('tenancy: another organisation’s endpoint is 404, and its events are never queued', async () => {
