@@ -288,7 +288,7 @@ describe('the client package, installed in a project elsewhere', () => {
     );
   }, 120_000);
 
-  it("compiles every example of the client README and of the README's client section under the tsconfig `tsc --init` writes, with Node's types as the client README says", async () => {
+  it("compiles every example of the client README and each of the README's client section on its own under the tsconfig `tsc --init` writes, with Node's types as the client README says", async () => {
     // Its own project (its own package.json and node_modules), so that Node's types reach nothing else.
     const dir = join(project, 'readme');
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'readme-examples', private: true, type: 'module' }));
@@ -308,7 +308,8 @@ describe('the client package, installed in a project elsewhere', () => {
     expect(defaults).toContain('"types": [],');
     writeFileSync(join(dir, 'tsconfig.json'), defaults.replace('"types": [],', '"types": ["node"],'));
 
-    // Each README's examples, in order, as one module (later blocks use what earlier ones made).
+    // The client README's examples, in order, as one module (later blocks use what earlier ones
+    // made); the README's, each a module of its own (each stands on its own).
     const clientExamples = tsBlocks(readFileSync(join(installed, 'README.md'), 'utf8'));
     expect(clientExamples.length).toBeGreaterThan(8);
     expect(clientExamples.some((block) => block.includes('.paginate('))).toBe(true);
@@ -321,7 +322,10 @@ describe('the client package, installed in a project elsewhere', () => {
     expect(start).toBeGreaterThan(0);
     expect(rootExamples.length).toBeGreaterThan(1);
     writeFileSync(join(dir, 'client-readme.ts'), clientExamples.join('\n'));
-    writeFileSync(join(dir, 'readme.ts'), rootExamples.join('\n'));
+    rootExamples.forEach((block, i) => {
+      expect(block, `README example ${i + 1} imports what it uses`).toMatch(/^import /m);
+      writeFileSync(join(dir, `readme-${i + 1}.ts`), block);
+    });
 
     const compiled = await run(tsc, ['-p', '.', '--pretty', 'false'], dir);
     expect(compiled.stdout + compiled.stderr).toBe('');
