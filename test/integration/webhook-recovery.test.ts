@@ -206,11 +206,6 @@ describe('POST /webhook-endpoints/{id}/recover', () => {
       .where('endpoint_id', '=', endpoint.id)
       .orderBy('next_attempt_at')
       .execute();
-    const { orgId } = await db
-      .selectFrom('webhook_endpoints')
-      .select('org_id as orgId')
-      .where('id', '=', endpoint.id)
-      .executeTakeFirstOrThrow();
     const feed = await db
       .selectFrom('events')
       .select('id')
