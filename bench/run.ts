@@ -1,9 +1,24 @@
 /**
  * `npm run bench [-- --quick] [-- --only create,replay]`: the real server (compiled JavaScript, on
- * PostgreSQL) against a bare node:http + pg baseline doing the same SQL, driven by autocannon on
- * loopback, runs alternating so both see the same machine. Prints requests/s, p50 and p99 of each,
- * and the ratio real/bare; also startup time to listening, peak RSS under load, and webhook
- * deliveries per second (bench/webhook-delivery.ts; `--only=webhooks` for that alone).
+ * PostgreSQL) against a bare node:http + pg baseline doing the same SQL ("same-SQL",
+ * bench/bare-server.ts), driven by wrk (or autocannon) on loopback, runs alternating so both see
+ * the same machine. Prints requests/s, p50 and p99 of each, and the ratio real/bare; also startup
+ * time to listening, peak RSS under load, and webhook deliveries per second
+ * (bench/webhook-delivery.ts; `--only=webhooks` for that alone).
+ *
+ * Create with a fresh key is measured against a second baseline too, "plain" (bench/plain-server.ts:
+ * the seed's whole client into a table of its own with only its primary key and the tenant's list
+ * index; no search index, no idempotency, no event), in the same alternating rounds; the summary
+ * prints both ratios beside issue 25's goals (≥ 0.55× plain, ≥ 0.7× same-SQL). No pass/fail on them:
+ * a benchmark prints figures.
+ *
+ * `--seed-clients N` (or BENCH_SEED_CLIENTS=N) first fills N clients of the benchmark's
+ * organisation into `clients` (which the real server and the same-SQL baseline share) and into
+ * the plain baseline's table, one `insert … select generate_series` each (bench/seed-clients.ts),
+ * so that the create's ratio can be measured with a large table (`-- --seed-clients 1000000`). The
+ * tables' secondary indexes (the trigram ones included) are dropped for the insert and built again
+ * in bulk after, from their own definitions; `--seed-incremental` inserts through them instead
+ * (slower by far: minutes per 100,000 rows here).
  *
  * BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) is where a scratch database
  * is created and dropped. Rate limiting is off (RATE_LIMIT=0, as product.md has it for benchmarks);
@@ -31,6 +46,8 @@ import pg from 'pg';
 import { mintTokenForOrganisation } from '../server/tokens/tokens.service.js';
 import { openDatabase } from '../server/db/database.js';
 import { migrateOrThrow } from '../server/db/migrate.js';
+import { PLAIN_TABLE } from './plain-server.js';
+import { seedClients, seedWithIndexesRebuilt } from './seed-clients.js';
 
 const root = resolve(import.meta.dirname, '..');
 const args = process.argv.slice(2);
@@ -47,6 +64,19 @@ const adminUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.
 const rateLimit = args.includes('--rate-limited') ? '1000000000' : '0';
 const profile = args.includes('--profile');
 const tracing = !args.includes('--no-tracing') && !profile;
+/** `--seed-clients N`, `--seed-clients=N` or BENCH_SEED_CLIENTS: clients already in each table before measuring. */
+const seedCount = (() => {
+  const at = args.findIndex((a) => a === '--seed-clients' || a.startsWith('--seed-clients='));
+  const raw = at < 0 ? process.env.BENCH_SEED_CLIENTS : args[at]!.includes('=') ? args[at]!.split('=')[1] : args[at + 1];
+  if (raw === undefined || raw === '') return 0;
+  const count = Number(raw.replaceAll('_', ''));
+  if (!Number.isInteger(count) || count < 0) throw new Error(`--seed-clients must be a whole number, not "${raw}"`);
+  return count;
+})();
+/** `--seed-incremental`: insert the seeded clients through every index rather than rebuilding the secondary ones after. */
+const seedIncremental = args.includes('--seed-incremental');
+/** Issue 25's goals for create with a fresh key, against each baseline. */
+const GOALS = { plain: 0.55, sameSql: 0.7 };
 /** wrk where installed (it leaves more of the machine to the servers), autocannon otherwise. */
 const wrk = !args.includes('--autocannon') && spawnSync('wrk', ['--version']).error === undefined;
 
@@ -175,6 +205,8 @@ interface Scenario {
   name: string;
   real: (url: string) => Load;
   bare?: (url: string) => Load;
+  /** The plain baseline (bench/plain-server.ts), measured in the same rounds: create with a fresh key only. */
+  plain?: (url: string) => Load;
   /** Measured on the server with tracing on, rather than the one without. */
   traced?: boolean;
 }
@@ -225,6 +257,28 @@ async function main() {
       .values(Array.from({ length: 100 }, (_, i) => ({ org_id: minted.orgId, env: 'test' as const, name: `Seed ${i}` })))
       .execute();
 
+    // The plain baseline's table (made here so that it can be filled before its server starts).
+    await handle.db.executeQuery(sql.raw(PLAIN_TABLE).compile(handle.db));
+    let seeded: string | undefined;
+    if (seedCount > 0) {
+      process.stderr.write(`seeding ${seedCount} clients into clients and plain_clients...\n`);
+      const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+      const seedInto = async (table: string) => {
+        const fill = () => seedClients(handle.db, table, minted.orgId, seedCount);
+        if (seedIncremental) {
+          const at = performance.now();
+          await fill();
+          return `${table} ${s(performance.now() - at)} (through its indexes)`;
+        }
+        const t = await seedWithIndexesRebuilt(handle.db, table, fill);
+        return `${table} ${s(t.dropMs + t.insertMs + t.indexMs)} (insert ${s(t.insertMs)}, ${t.indexes.length} secondary indexes rebuilt ${s(t.indexMs)})`;
+      };
+      seeded = `${await seedInto('clients')}, ${await seedInto('plain_clients')}`;
+      // The steady state autovacuum keeps: statistics, the visibility map.
+      await handle.db.executeQuery(sql`vacuum analyze clients`.compile(handle.db));
+      await handle.db.executeQuery(sql`vacuum analyze plain_clients`.compile(handle.db));
+    }
+
     const profileDir = mkdtempSync(join(tmpdir(), 'clients-profile-'));
     const real = await start('node', [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), 'dist/server/main.js'], {
       DATABASE_URL: databaseUrl,
@@ -240,7 +294,12 @@ async function main() {
       PORT: '0',
       ORG_ID: minted.orgId,
     });
-    servers.push(real, bare);
+    const plain = await start(join(root, 'node_modules/.bin/tsx'), ['bench/plain-server.ts'], {
+      DATABASE_URL: databaseUrl,
+      PORT: '0',
+      ORG_ID: minted.orgId,
+    });
+    servers.push(real, bare, plain);
     // Tracing on, exporting to the stub collector: the same build, the same database.
     const wantTraced = tracing && (!only || only.some((o) => 'create, fresh Idempotency-Key, tracing on'.includes(o)));
     const collector = wantTraced ? await startStubCollector() : undefined;
@@ -266,6 +325,7 @@ async function main() {
         name: 'create, fresh Idempotency-Key',
         real: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: auth, freshKey: true }),
         bare: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: json }),
+        plain: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: json }),
       },
       {
         name: 'create, fresh Idempotency-Key, tracing on',
@@ -292,7 +352,7 @@ async function main() {
     // The replayed key must exist before its scenario is measured.
     await fetch(`${real.url}/clients`, { method: 'POST', body, headers: { ...auth, 'Idempotency-Key': replayKey } });
 
-    const rows: { name: string; real: Figures; bare?: Figures }[] = [];
+    const rows: { name: string; real: Figures; bare?: Figures; plain?: Figures; ratios?: { sameSql: number[]; plain: number[] } }[] = [];
     for (const scenario of scenarios) {
       if (only && !only.some((o) => scenario.name.includes(o))) continue;
       if (scenario.traced && !traced) continue;
@@ -304,12 +364,27 @@ async function main() {
       await handle.db.executeQuery(sql`analyze clients`.compile(handle.db));
       const realRuns: Figures[] = [];
       const bareRuns: Figures[] = [];
+      const plainRuns: Figures[] = [];
       await load(scenario.real(server.url), 1); // warm-up
+      if (scenario.plain && !profile) await load(scenario.plain(plain.url), 1);
       for (let round = 0; round < rounds; round++) {
         if (scenario.bare && !profile) bareRuns.push(await load(scenario.bare(bare.url)));
+        if (scenario.plain && !profile) plainRuns.push(await load(scenario.plain(plain.url)));
         realRuns.push(await load(scenario.real(server.url)));
       }
-      rows.push({ name: scenario.name, real: summarise(realRuns), ...(bareRuns.length > 0 && { bare: summarise(bareRuns) }) });
+      rows.push({
+        name: scenario.name,
+        real: summarise(realRuns),
+        ...(bareRuns.length > 0 && { bare: summarise(bareRuns) }),
+        ...(plainRuns.length > 0 && {
+          plain: summarise(plainRuns),
+          // Each round's own ratios: how much of the spread is the machine's.
+          ratios: {
+            sameSql: realRuns.map((r, i) => r.rps / bareRuns[i]!.rps),
+            plain: realRuns.map((r, i) => r.rps / plainRuns[i]!.rps),
+          },
+        }),
+      });
       process.stderr.write(`measured: ${scenario.name}\n`);
     }
     const peakRss = peakRssMb(real.child.pid!);
@@ -374,6 +449,30 @@ async function main() {
         `| create on PGlite (figure only) | ${fmt(pglite.rps)} | ${fmt(pglite.p50, 1)} | ${fmt(pglite.p99, 1)} | - | - | - | - | ${pglite.errors}, ${pglite.non2xx} |`,
       );
     }
+    const create = rows.find((r) => r.plain);
+    if (create?.plain && create.bare && create.ratios) {
+      const c = { ...create, plain: create.plain, bare: create.bare, ratios: create.ratios };
+      const plainRatio = c.real.rps / c.plain.rps;
+      const sameSqlRatio = c.real.rps / c.bare.rps;
+      const perRound = (ratios: number[]) => ratios.map((r) => r.toFixed(2)).join(', ');
+      const verdict = (ratio: number, goal: number) => (ratio >= goal ? 'meets it' : 'below it');
+      console.log(
+        `\nCreate with a fresh key against both baselines, the same ${rounds} alternating round(s)${seedCount > 0 ? `, with ${seedCount} clients already in each table` : ''}:\n`,
+      );
+      console.log('| baseline | baseline req/s | p50 ms | p99 ms | real req/s | real/baseline | per round | goal (issue 25) |');
+      console.log('|---|---:|---:|---:|---:|---:|---|---:|');
+      console.log(
+        `| plain (bench/plain-server.ts: whole client, own table, primary key + list index only) | ${fmt(c.plain.rps)} | ${fmt(c.plain.p50, 1)} | ${fmt(c.plain.p99, 1)} | ${fmt(c.real.rps)} | **${plainRatio.toFixed(2)}** | ${perRound(c.ratios.plain)} | ≥ ${GOALS.plain.toFixed(2)} |`,
+      );
+      console.log(
+        `| same-SQL (bench/bare-server.ts: the server's clients table and its indexes) | ${fmt(c.bare.rps)} | ${fmt(c.bare.p50, 1)} | ${fmt(c.bare.p99, 1)} | ${fmt(c.real.rps)} | **${sameSqlRatio.toFixed(2)}** | ${perRound(c.ratios.sameSql)} | ≥ ${GOALS.sameSql.toFixed(2)} |`,
+      );
+      console.log(
+        `\ngoals (issue 25), create with a fresh key: ≥ ${GOALS.plain}× plain, measured ${plainRatio.toFixed(2)} (${verdict(plainRatio, GOALS.plain)}); ` +
+          `≥ ${GOALS.sameSql}× same-SQL, measured ${sameSqlRatio.toFixed(2)} (${verdict(sameSqlRatio, GOALS.sameSql)}); plain errors, non-2xx: ${c.plain.errors}, ${c.plain.non2xx}`,
+      );
+    }
+    if (seeded) console.log(`\nseeded ${seedCount} clients of the benchmark's organisation before measuring: ${seeded}`);
     console.log(`\nstartup to listening (node dist/server/main.js, PostgreSQL): ${real.startupMs.toFixed(0)} ms`);
     if (pgliteStartupMs !== undefined)
       console.log(`startup to listening (embedded PGlite, existing data): ${pgliteStartupMs.toFixed(0)} ms`);
@@ -385,8 +484,17 @@ async function main() {
     if (!only || only.includes('webhooks')) console.log(webhookThroughput());
     if (profile) console.log(`\n${summariseProfiles(profileDir)}`);
     const failures =
-      rows.reduce((n, r) => n + r.real.errors + r.real.non2xx + (r.bare?.errors ?? 0) + (r.bare?.non2xx ?? 0), 0) +
-      (pglite ? pglite.errors + pglite.non2xx : 0);
+      rows.reduce(
+        (n, r) =>
+          n +
+          r.real.errors +
+          r.real.non2xx +
+          (r.bare?.errors ?? 0) +
+          (r.bare?.non2xx ?? 0) +
+          (r.plain?.errors ?? 0) +
+          (r.plain?.non2xx ?? 0),
+        0,
+      ) + (pglite ? pglite.errors + pglite.non2xx : 0);
     if (failures > 0) {
       console.log(`\n${failures} errors or non-2xx answers: the figures above are not valid.`);
       process.exitCode = 1;
