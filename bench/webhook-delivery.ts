@@ -22,8 +22,8 @@
 import { pino } from 'pino';
 import { sql } from 'kysely';
 import { mintTokenForOrganisation } from '../server/tokens/tokens.service.js';
-import { ephemeralWebhookSettings } from '../server/webhooks/settings.js';
-import { DEFAULT_CONCURRENCY, startWebhookWorker } from '../server/webhooks/worker.js';
+import { ephemeralWebhookSettings } from '../server/webhook-delivery/settings.js';
+import { DEFAULT_CONCURRENCY, startWebhookWorker } from '../server/webhook-delivery/worker.js';
 import { createTestDatabase } from '../test/support/database.js';
 import { insertEndpoint, insertEvent, type Receiver, startReceiver, waitFor } from '../test/support/webhook-worker-fixtures.js';
 

@@ -20,8 +20,8 @@ import { openRedisCounters } from './rate-limit/redis.js';
 import { createMetrics, startMetricsServer } from './metrics/metrics.js';
 import { countOrganisations } from './orgs/orgs.queries.js';
 import { PLAN_ORDER, PLANS } from './plans/plans.js';
-import { type WebhookSettings, webhookSettingsFromConfig } from './webhooks/settings.js';
-import { startWebhookWorker } from './webhooks/worker.js';
+import { type WebhookSettings, webhookSettingsFromConfig } from './webhook-delivery/settings.js';
+import { startWebhookWorker } from './webhook-delivery/worker.js';
 
 const config = loadConfig();
 // Tracing, when the OTEL_* variables ask for it (server/telemetry.ts), before anything that makes spans.

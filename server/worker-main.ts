@@ -13,8 +13,8 @@ import { migrateOrThrow } from './db/migrate.js';
 import { createLogger } from './logger.js';
 import { startTracing, type TracingSettings, tracingSettingsFromEnv } from './telemetry.js';
 import { createMetrics, startMetricsServer } from './metrics/metrics.js';
-import { type WebhookSettings, webhookSettingsFromConfig } from './webhooks/settings.js';
-import { startWebhookWorker } from './webhooks/worker.js';
+import { type WebhookSettings, webhookSettingsFromConfig } from './webhook-delivery/settings.js';
+import { startWebhookWorker } from './webhook-delivery/worker.js';
 
 const config = loadConfig();
 if (!config.databaseUrl) {

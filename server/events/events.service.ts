@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { operations } from '../../generated/api.js';
 import type { ReadConsistency, Reads, Served } from '../db/reads.js';
-import type { Database, Env } from '../db/schema.js';
+import type { Database } from '../db/schema.js';
 import { type BatchOptions, removeInBatches } from '../shared/batches.js';
 import { notFound, validationFailed } from '../shared/errors.js';
 import { parameterMessage } from '../shared/spec-values.js';
@@ -14,11 +14,11 @@ import { type Event, type EventType, toEvent } from './events.mapper.js';
 import { type EventParams, type FeedPosition, findEvent, purgeEventsBefore, readFeed } from './events.queries.js';
 import { isUuid } from '../shared/ids.js';
 import { activeTraceparent } from '../shared/tracing.js';
+import type { Tenant } from '../shared/tenant.js';
 
 export type { EventParams } from './events.queries.js';
 export { insertEvent } from './events.queries.js';
 
-type Tenant = { orgId: string; env: Env };
 type EventList = operations['listEvents']['responses'][200]['content']['application/json'];
 type EventListQuery = NonNullable<operations['listEvents']['parameters']['query']>;
 

@@ -6,7 +6,8 @@
  * answer; only the operations that need no token (GET /healthz) are neither checked nor counted.
  */
 import type { RequestHandler, Response } from 'express';
-import { authenticate, requireScopes, type AuthContext } from '../auth/auth.js';
+import { authenticate, requireScopes } from '../auth/auth.js';
+import type { Caller } from '../shared/tenant.js';
 import type { LastUsedRecorder } from '../auth/last-used.js';
 import type { TokenLookup } from '../auth/token-lookup.js';
 import type { ConcurrencyLimit } from '../rate-limit/concurrency.js';
@@ -67,7 +68,7 @@ export function authorizeAndLimit({ tokens, limits, concurrency, recordLastUsed,
       return next();
     }
 
-    let auth: AuthContext;
+    let auth: Caller;
     try {
       auth = await authenticate(tokens, req.headers.authorization);
     } catch (error) {

@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ClientsApi } from '../../client/index.js';
-import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
+import { ephemeralWebhookSettings } from '../../server/webhook-delivery/settings.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 /** What the staged name server answers; a name not here does not resolve. */

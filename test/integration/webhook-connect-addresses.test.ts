@@ -5,8 +5,8 @@
  * registered (DNS rebinding). DNS is staged, as in test/contract/webhook-url-policy.test.ts.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { type OutgoingDelivery, sendDelivery } from '../../server/webhooks/sender.js';
-import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
+import { type OutgoingDelivery, sendDelivery } from '../../server/webhook-delivery/sender.js';
+import { ephemeralWebhookSettings } from '../../server/webhook-delivery/settings.js';
 import { type Receiver, startReceiver } from '../support/webhook-worker-fixtures.js';
 
 let receiver: Receiver;

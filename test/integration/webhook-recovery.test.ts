@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { type ClientsApi, verifyWebhook } from '../../client/index.js';
-import { RETRY_DELAYS_MS } from '../../server/webhooks/schedule.js';
+import { RETRY_DELAYS_MS } from '../../server/webhook-delivery/schedule.js';
 import { startTestServer } from '../support/server.js';
 import { webhookHarness } from '../support/webhook-harness.js';
 import { movableClock, type ReceivedRequest, verifyAtItsTime, waitFor } from '../support/webhook-worker-fixtures.js';

@@ -4,7 +4,7 @@
  * address by a standard translation is judged by that address.
  */
 import { describe, expect, it } from 'vitest';
-import { isPublicAddress } from '../../server/webhooks/addresses.js';
+import { isPublicAddress } from '../../server/webhook-delivery/addresses.js';
 
 const PUBLIC: [string, string][] = [
   ['93.184.216.34', 'public IPv4'],

@@ -10,8 +10,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, sym
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { defaultKeyFile, type KeySettings, loadWebhookKey } from '../../server/webhooks/secret-key.js';
-import { secretBox } from '../../server/webhooks/secrets.js';
+import { defaultKeyFile, type KeySettings, loadWebhookKey } from '../../server/webhook-delivery/secret-key.js';
+import { secretBox } from '../../server/webhook-delivery/secrets.js';
 
 const root = mkdtempSync(join(tmpdir(), 'webhook-secret-key-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -59,7 +59,7 @@ import {
   markEndpointFailed,
   markEndpointSucceeded,
   trackPlanPauses,
-} from './endpoints.queries.js';
+} from './endpoint-state.queries.js';
 import {
   CIRCUIT_FIRST_COOL_DOWN_MS,
   CIRCUIT_MAX_COOL_DOWN_MS,

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Database, Env } from '../db/schema.js';
 import { TEST_EVENT_TYPE } from '../events/events.queries.js';
-import { organisationOnPlan } from './endpoints.queries.js';
+import { organisationOnPlan } from './endpoint-state.queries.js';
 
 type Db = Kysely<Database>;
 
