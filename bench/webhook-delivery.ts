@@ -1,7 +1,7 @@
 /**
  * `npm run bench:webhooks`: delivery throughput and latency, with and without a noisy tenant.
  *
- * One worker (server/webhooks/worker.ts) with its defaults (16 attempts at once, 4 per endpoint,
+ * One worker (server/webhook-delivery/worker.ts) with its defaults (16 attempts at once, 4 per endpoint,
  * half the slots per organisation, 10 s per attempt), delivering to local receivers. Two rounds,
  * each on a fresh database:
  *

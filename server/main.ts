@@ -35,7 +35,7 @@ try {
 const logger = createLogger(config.logLevel, { traceIds: tracingSettings !== undefined });
 const tracing = tracingSettings ? await startTracing({ settings: tracingSettings, logger }) : undefined;
 // The key that seals webhook secrets, before anything else: without one on PostgreSQL, or with one
-// inside the data directory, the process says what to do and stops (server/webhooks/secret-key.ts).
+// inside the data directory, the process says what to do and stops (server/webhook-delivery/secret-key.ts).
 let webhooks: WebhookSettings;
 try {
   webhooks = webhookSettingsFromConfig(config, logger);

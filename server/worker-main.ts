@@ -33,7 +33,7 @@ try {
 }
 const logger = createLogger(config.logLevel, { traceIds: tracingSettings !== undefined });
 const tracing = tracingSettings ? await startTracing({ settings: tracingSettings, logger, serviceName: 'clients-api-worker' }) : undefined;
-// The same key as every server's (server/webhooks/secret-key.ts): without one, say so and stop.
+// The same key as every server's (server/webhook-delivery/secret-key.ts): without one, say so and stop.
 let settings: WebhookSettings;
 try {
   settings = webhookSettingsFromConfig(config, logger);

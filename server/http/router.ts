@@ -44,7 +44,7 @@ export interface RouterDeps {
 }
 
 /**
- * What a handler is given (HandlerContext in server/http/handler-types.ts). A class, so that each
+ * What a handler is given (HandlerContext in server/operations/handler-types.ts). A class, so that each
  * request costs one small object of a stable shape; the logger is made only if a handler logs.
  */
 class Context {

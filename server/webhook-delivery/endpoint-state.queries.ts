@@ -95,7 +95,7 @@ export async function markEndpointSucceeded(trx: EndpointsDb, endpoint: WorkerEn
     .execute();
 }
 
-/** What the circuit does after failures (server/webhooks/schedule.ts). */
+/** What the circuit does after failures (server/webhook-delivery/schedule.ts). */
 export interface CircuitRule {
   opensAfter: number;
   firstCoolDownMs: number;

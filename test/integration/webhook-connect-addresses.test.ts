@@ -1,5 +1,5 @@
 /**
- * The address rule at connect time (server/webhooks/sender.ts): a delivery to a name that now
+ * The address rule at connect time (server/webhook-delivery/sender.ts): a delivery to a name that now
  * resolves to an IPv4-compatible IPv6 address (::/96, outside global unicast), or to such a
  * literal, is refused before any connection, whatever the name resolved to when the endpoint was
  * registered (DNS rebinding). DNS is staged, as in test/contract/webhook-url-policy.test.ts.

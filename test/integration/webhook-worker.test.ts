@@ -1,5 +1,5 @@
 /**
- * The delivery worker (server/webhooks/worker.ts) against a real receiver, on the test database
+ * The delivery worker (server/webhook-delivery/worker.ts) against a real receiver, on the test database
  * (PGlite, or PostgreSQL with TEST_DATABASE_URL). Events and endpoints are put straight into the
  * database here, as the events and endpoint modules write them; the same promises through the API
  * are in webhook-delivery-api.test.ts. Time is a clock the tests move, never a wait.

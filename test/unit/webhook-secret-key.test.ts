@@ -1,5 +1,5 @@
 /**
- * Where the key that seals webhook secrets comes from (server/webhooks/secret-key.ts): never from
+ * Where the key that seals webhook secrets comes from (server/webhook-delivery/secret-key.ts): never from
  * inside DATA_DIR; on PostgreSQL only from WEBHOOK_SECRET_KEY (or an existing key file), refused
  * otherwise with a message that says how to make one; on the embedded database from
  * `.secrets/webhook-secret.key` beside DATA_DIR, made on first start, owner-only; and a key an
