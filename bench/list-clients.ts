@@ -156,7 +156,7 @@ await withDatabase(async ({ url, replicaUrl, caughtUp }) => {
         .executeTakeFirstOrThrow()
     ).name.slice(-8);
 
-    // Rate limiting and the concurrency limit off, as product.md has it for benchmarks (2,240 requests of one token).
+    // Rate limiting and the concurrency limit off, as benchmarks have it (2,240 requests of one token).
     const { createServer, warmUp } = createApp({
       db,
       reads: database.replica,

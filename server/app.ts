@@ -1,5 +1,5 @@
 /**
- * createApp(deps) wires the whole HTTP stack once. Order of checks, per product.md:
+ * createApp(deps) wires the whole HTTP stack once. Order of checks:
  * request id → operation → auth (401/403) → rate limit (429) → concurrency limit (429) → body → validation against the spec
  * (400/413/415) → the router (server/http/router.ts) → handler.
  */
@@ -141,7 +141,7 @@ export function createApp(deps: AppDeps): App {
     countKeyed: deps.metrics?.countKeyed,
   });
 
-  // The whole pipeline of every request, in product.md's order, as one layer (see series.ts); the
+  // The whole pipeline of every request, in that order, as one layer (see series.ts); the
   // request's server span first, when tracing is on (server/telemetry.ts).
   const tracing = traceRequests();
   app.use(

@@ -138,7 +138,7 @@ async function findOrNotFound(db: Kysely<Database>, tenant: Tenant, id: string, 
 }
 
 /**
- * The checks every change starts with, in the order product.md sets: 404, then 412. The row stays
+ * The checks every change starts with, in this order: 404, then 412. The row stays
  * locked until the transaction ends, so nobody changes it between the check and the write.
  */
 async function lockForChange(trx: Kysely<Database>, tenant: Tenant, id: string, ifMatch: string | undefined) {

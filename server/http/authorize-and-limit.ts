@@ -1,5 +1,5 @@
 /**
- * The first checks of every request, in product.md's order: the token (401, then 403 for a
+ * The first checks of every request, in the order docs/architecture.md gives: the token (401, then 403 for a
  * missing scope), then the rate limit (429), then the concurrency limit (429); validation and the
  * handler come after. They are one middleware because which budget a request spends depends on
  * the token check: its tenant's, or its client address's. Every request counts, whatever its

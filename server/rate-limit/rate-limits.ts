@@ -1,5 +1,5 @@
 /**
- * Rate limits (product.md, "Rate limits"), counted by rate-limiter-flexible: in memory on the
+ * Rate limits (docs/behaviour.md, "Rate limits"), counted by rate-limiter-flexible: in memory on the
  * embedded database (one process); in Redis when REDIS_URL is set (server/rate-limit/redis.ts);
  * otherwise in PostgreSQL, so that every server process on that database spends the same budgets.
  *

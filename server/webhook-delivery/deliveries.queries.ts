@@ -27,7 +27,7 @@ export async function readFeedHorizon(trx: Db): Promise<string> {
 }
 
 /** An endpoint's tenant, events and place in the feed, as the fan-out needs them. */
-export interface FeedPosition {
+export interface EndpointInFeed {
   orgId: string;
   env: Env;
   endpointId: string;
@@ -54,7 +54,7 @@ export interface FanOutResult {
  */
 export async function fanOutEvents(
   trx: Db,
-  position: FeedPosition,
+  position: EndpointInFeed,
   horizon: string,
   now: Date,
   limit: number,
