@@ -175,7 +175,7 @@ await withDatabase(async ({ url, replicaUrl, caughtUp }) => {
       while (replica.state() !== 'usable') await new Promise((resolve) => setTimeout(resolve, 100));
     }
 
-    const deep = { createdAt: deepRow.position, id: deepRow.id };
+    const deep = { at: deepRow.position, id: deepRow.id };
     // Each scenario as a request, and as the filter the service makes of it (for --explain).
     const scenarios: { label: string; query: Record<string, string>; filter: Partial<ClientListFilter> }[] = [
       { label: 'first page (limit 25)', query: {}, filter: {} },

@@ -12,6 +12,7 @@ import {
   readKeyedStatement,
 } from '../idempotency/idempotency.queries.js';
 import type { DeletedFilter } from '../shared/spec-values.js';
+import type { KeysetPosition } from '../shared/keyset-cursor.js';
 import type { Tenant } from '../shared/tenant.js';
 import { type EventParams, insertEventForWritten } from '../events/events.queries.js';
 
@@ -201,17 +202,11 @@ export async function setClientDeleted(trx: Kysely<Database>, tenant: Tenant, id
     .executeTakeFirstOrThrow();
 }
 
-/** A place in the newest-first order: `createdAt` to the microsecond, as PostgreSQL keeps it. */
-export interface ListPosition {
-  createdAt: string;
-  id: string;
-}
-
 export interface ClientListFilter {
   /** Rows to return at most. */
   limit: number;
   /** Start after this row (exclusive). */
-  after?: ListPosition | undefined;
+  after?: KeysetPosition | undefined;
   /** Case-insensitive substring of name, contact name, e-mail or billing e-mail. */
   search?: string | undefined;
   /** RFC 3339 text, compared by PostgreSQL (a JS Date would drop the microseconds). */
@@ -244,8 +239,8 @@ function listedInOrder(db: Kysely<Database>, tenant: Tenant, filter: Pick<Client
   if (filter.deleted === 'exclude') query = query.where('deleted_at', 'is', null);
   if (filter.deleted === 'only') query = query.where('deleted_at', 'is not', null);
   if (filter.after) {
-    const { createdAt, id } = filter.after;
-    query = query.where(sql<boolean>`(created_at, id) < (${createdAt}::timestamptz, ${id}::uuid)`);
+    const { at, id } = filter.after;
+    query = query.where(sql<boolean>`(created_at, id) < (${at}::timestamptz, ${id}::uuid)`);
   }
   return query;
 }
@@ -296,7 +291,7 @@ export interface ExaminedRows {
   /** The matches among the rows examined, in the list's order: at most `filter.limit`. */
   rows: ListedClientRow[];
   /** The last row examined, when the bound stopped the walk (more rows may follow it). */
-  lastExamined: ListPosition | undefined;
+  lastExamined: KeysetPosition | undefined;
 }
 
 /**
@@ -314,10 +309,10 @@ export async function listClientRowsExamining(
 ): Promise<ExaminedRows> {
   const found = await listClientRowsExaminingQuery(db, tenant, filter, examineAtMost).execute();
   const rows: ListedClientRow[] = [];
-  let lastExamined: ListPosition | undefined;
+  let lastExamined: KeysetPosition | undefined;
   for (const { matched, last_examined, ...row } of found) {
     if (matched) rows.push(row);
-    if (last_examined) lastExamined = { createdAt: row.position, id: row.id };
+    if (last_examined) lastExamined = { at: row.position, id: row.id };
   }
   return { rows, lastExamined };
 }

@@ -1,13 +1,8 @@
 /** The delivery log as the API reads it (GET /webhook-endpoints/{id}/deliveries); the worker writes it. */
 import { type Kysely, sql } from 'kysely';
 import type { Database, WebhookAttemptRow } from '../db/schema.js';
+import type { KeysetPosition } from '../shared/keyset-cursor.js';
 import type { Tenant } from '../shared/tenant.js';
-
-/** A place in the newest-first order of attempts: `attemptedAt` to the microsecond, as PostgreSQL keeps it. */
-export interface AttemptPosition {
-  attemptedAt: string;
-  id: string;
-}
 
 export type ListedAttemptRow = WebhookAttemptRow & { position: string };
 
@@ -19,7 +14,7 @@ export async function listAttemptRows(
   db: Kysely<Database>,
   tenant: Tenant,
   endpointId: string,
-  page: { limit: number; after?: AttemptPosition | undefined },
+  page: { limit: number; after?: KeysetPosition | undefined },
 ): Promise<ListedAttemptRow[]> {
   let query = db
     .selectFrom('webhook_attempts as a')
@@ -30,7 +25,7 @@ export async function listAttemptRows(
     .where('a.endpoint_id', '=', endpointId)
     .where('e.env', '=', tenant.env);
   if (page.after) {
-    query = query.where(sql<boolean>`(a.attempted_at, a.id) < (${page.after.attemptedAt}::timestamptz, ${page.after.id}::uuid)`);
+    query = query.where(sql<boolean>`(a.attempted_at, a.id) < (${page.after.at}::timestamptz, ${page.after.id}::uuid)`);
   }
   return query.orderBy('a.attempted_at', 'desc').orderBy('a.id', 'desc').limit(page.limit).execute();
 }

@@ -12,7 +12,7 @@ import type { Database, WebhookEndpointRow } from '../db/schema.js';
 import { assertFeature, PLANS } from '../plans/plans.js';
 import type { Tenant } from '../shared/tenant.js';
 import { ApiError, notFound, validationFailed } from '../shared/errors.js';
-import { decodeKeyset, encodeKeyset } from '../shared/keyset-cursor.js';
+import { decodeKeyset, type KeysetPage, keysetPage } from '../shared/keyset-cursor.js';
 import { LIST_DEFAULTS, parameterMessage } from '../shared/spec-values.js';
 import {
   toDeliveryAttempt,
@@ -24,7 +24,7 @@ import {
   type WebhookEndpointCreate,
   type WebhookEndpointUpdate,
 } from './endpoints.mapper.js';
-import { type AttemptPosition, listAttemptRows } from './attempts.queries.js';
+import { listAttemptRows } from './attempts.queries.js';
 import {
   countEndpointsLocked,
   deleteEndpointRow,
@@ -270,39 +270,17 @@ async function applyRotation(
 /** The spec's own words for a cursor this API did not give out. */
 const CURSOR_ERROR = parameterMessage('listWebhookDeliveries', 'cursor');
 
-/** The opaque cursor: the last attempt's position (its time to the microsecond, and its id). */
-function encodeAttemptCursor(position: AttemptPosition): string {
-  return encodeKeyset({ at: position.attemptedAt, id: position.id });
-}
-
-/** A cursor that this API did not give out is a 400 naming `cursor`, never a database error. */
-function decodeAttemptCursor(cursor: string): AttemptPosition {
-  const { at, id } = decodeKeyset(cursor, () => validationFailed({ cursor: CURSOR_ERROR }));
-  return { attemptedAt: at, id };
-}
-
-export interface DeliveryPage {
-  data: WebhookDeliveryAttempt[];
-  nextCursor: string | null;
-}
-
 /** GET /webhook-endpoints/{id}/deliveries: 404 for an endpoint the tenant does not have, else a page of its attempts. */
 export async function listDeliveries(
   db: Kysely<Database>,
   tenant: Tenant,
   id: string,
   query: { limit?: number | undefined; cursor?: string | undefined },
-): Promise<DeliveryPage> {
-  const after = query.cursor === undefined ? undefined : decodeAttemptCursor(query.cursor);
+): Promise<KeysetPage<WebhookDeliveryAttempt>> {
+  // A cursor that this API did not give out is a 400 naming `cursor`, never a database error.
+  const after = query.cursor === undefined ? undefined : decodeKeyset(query.cursor, () => validationFailed({ cursor: CURSOR_ERROR }));
   await findEndpointOrNotFound(db, tenant, id);
   // The validator fills in the spec's default; the fallback only satisfies the optional type.
   const limit = query.limit ?? LIST_DEFAULTS.limit;
-  // One row more than the page tells whether another page follows, without counting.
-  const rows = await listAttemptRows(db, tenant, id, { limit: limit + 1, after });
-  const page = rows.slice(0, limit);
-  const last = page[page.length - 1];
-  return {
-    data: page.map(toDeliveryAttempt),
-    nextCursor: rows.length > limit && last ? encodeAttemptCursor({ attemptedAt: last.position, id: last.id }) : null,
-  };
+  return keysetPage(await listAttemptRows(db, tenant, id, { limit: limit + 1, after }), limit, toDeliveryAttempt);
 }
