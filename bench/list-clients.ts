@@ -174,7 +174,7 @@ await withDatabase(async ({ url, replicaUrl, caughtUp }) => {
         .executeTakeFirstOrThrow()
     ).name.slice(-8);
 
-    // Rate limiting and the concurrency limit off, as product.md has it for benchmarks (2,240 requests of one token).
+    // Rate limiting and the concurrency limit off, as benchmarks have it (2,240 requests of one token).
     const { createServer, warmUp } = createApp({
       db,
       reads: database.replica,
@@ -193,7 +193,7 @@ await withDatabase(async ({ url, replicaUrl, caughtUp }) => {
       while (replica.state() !== 'usable') await new Promise((resolve) => setTimeout(resolve, 100));
     }
 
-    const deep = { createdAt: deepRow.position, id: deepRow.id };
+    const deep = { at: deepRow.position, id: deepRow.id };
     // The seed's updated_at is 2025-01-01 plus i seconds: the newest 1% of the organisation's clients.
     const recent = new Date(Date.UTC(2025, 0, 1) + Math.floor(CLIENTS * 0.99) * 1000).toISOString();
     // Each scenario as a request, and as the filter the service makes of it (for --explain).

@@ -21,7 +21,7 @@
  * (slower by far: minutes per 100,000 rows here).
  *
  * BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) is where a scratch database
- * is created and dropped. Rate limiting is off (RATE_LIMIT=0, as product.md has it for benchmarks);
+ * is created and dropped. Rate limiting is off (RATE_LIMIT=0, as for every benchmark);
  * `--rate-limited` keeps it on with a budget no run exhausts, so its cost is in the figures. The
  * concurrency limit is off (CONCURRENCY_LIMIT=0) either way: the load is one organisation's, many
  * connections at once.

@@ -45,7 +45,7 @@ import pg from 'pg';
 import { openDatabase } from '../server/db/database.js';
 import { migrateOrThrow } from '../server/db/migrate.js';
 import { mintTokenForOrganisation } from '../server/tokens/tokens.service.js';
-import { newSigningSecret, secretBox } from '../server/webhooks/secrets.js';
+import { newSigningSecret, secretBox } from '../server/webhook-delivery/secrets.js';
 
 const root = resolve(import.meta.dirname, '..');
 const args = process.argv.slice(2);

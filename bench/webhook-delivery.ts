@@ -1,7 +1,7 @@
 /**
  * `npm run bench:webhooks`: delivery throughput and latency, with and without a noisy tenant.
  *
- * One worker (server/webhooks/worker.ts) with its defaults (16 attempts at once, 4 per endpoint,
+ * One worker (server/webhook-delivery/worker.ts) with its defaults (16 attempts at once, 4 per endpoint,
  * half the slots per organisation, 10 s per attempt), delivering to local receivers. Two rounds,
  * each on a fresh database:
  *
@@ -22,8 +22,8 @@
 import { pino } from 'pino';
 import { sql } from 'kysely';
 import { mintTokenForOrganisation } from '../server/tokens/tokens.service.js';
-import { ephemeralWebhookSettings } from '../server/webhooks/settings.js';
-import { DEFAULT_CONCURRENCY, startWebhookWorker } from '../server/webhooks/worker.js';
+import { ephemeralWebhookSettings } from '../server/webhook-delivery/settings.js';
+import { DEFAULT_CONCURRENCY, startWebhookWorker } from '../server/webhook-delivery/worker.js';
 import { createTestDatabase } from '../test/support/database.js';
 import { insertEndpoint, insertEvent, type Receiver, startReceiver, waitFor } from '../test/support/webhook-worker-fixtures.js';
 

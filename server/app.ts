@@ -1,5 +1,5 @@
 /**
- * createApp(deps) wires the whole HTTP stack once. Order of checks, per product.md:
+ * createApp(deps) wires the whole HTTP stack once. Order of checks:
  * request id → operation → auth (401/403) → rate limit (429) → concurrency limit (429) → body → validation against the spec
  * (400/413/415) → the router (server/http/router.ts) → handler.
  */
@@ -13,12 +13,12 @@ import { createLastUsedRecorder } from './auth/last-used.js';
 import { createTokenLookup, type TokenLookup } from './auth/token-lookup.js';
 import { primaryReads, type Reads } from './db/reads.js';
 import type { Database } from './db/schema.js';
-import { handlers as defaultHandlers } from './handlers.js';
+import { createHandlers } from './handlers.js';
 import { createReadiness, type Readiness } from './health/readiness.js';
 import { authorizeAndLimit } from './http/authorize-and-limit.js';
 import { bodyRules } from './http/body-rules.js';
 import { errorHandler, lastResort } from './http/error-handler.js';
-import type { Handlers } from './http/handler-types.js';
+import type { Handlers } from './operations/handler-types.js';
 import { createHttpServer } from './http/http-server.js';
 import { requestLog } from './http/request-log.js';
 import { createRouter } from './http/router.js';
@@ -32,7 +32,7 @@ import { createConcurrencyLimit, DEFAULT_CONCURRENCY_LIMIT } from './rate-limit/
 import { createRateLimits, DEFAULT_RATE_LIMITS, type RateLimitBudgets } from './rate-limit/rate-limits.js';
 import type { RedisCounters } from './rate-limit/redis.js';
 import { notFound } from './shared/errors.js';
-import { ephemeralWebhookSettings, type WebhookSettings } from './webhooks/settings.js';
+import { ephemeralWebhookSettings, type WebhookSettings } from './webhook-delivery/settings.js';
 
 export interface AppDeps {
   db: Kysely<Database>;
@@ -85,7 +85,6 @@ export interface App {
 export function createApp(deps: AppDeps): App {
   const spec = indexSpec(deps.apiSpec ? structuredClone(deps.apiSpec) : loadSpec());
   const readiness = deps.readiness ?? createReadiness();
-  const handlers = { ...defaultHandlers, getReadiness: readiness.getReadiness, ...deps.handlers } as Handlers;
   const app = express();
   // Express's own final handler renders an HTML page with the stack in any other mode (NODE_ENV is
   // `test` under the tests, and whatever the operator left it): never, whatever the environment.
@@ -106,6 +105,8 @@ export function createApp(deps: AppDeps): App {
   };
   const rateLimits = deps.rateLimits ?? DEFAULT_RATE_LIMITS;
   const tokens = deps.tokenLookup ?? createTokenLookup(deps.db);
+  const modules = createHandlers({ forgetToken: tokens.forget, webhooks: deps.webhooks ?? ephemeralWebhookSettings() });
+  const handlers = { ...modules, getReadiness: readiness.getReadiness, ...deps.handlers } as Handlers;
   const concurrencyLimit = deps.concurrencyLimit ?? DEFAULT_CONCURRENCY_LIMIT;
   const authorize = authorizeAndLimit({
     tokens,
@@ -136,13 +137,11 @@ export function createApp(deps: AppDeps): App {
     operations: spec.operations,
     clock: deps.clock ?? (() => new Date()),
     store: { ...defaultStore, ...deps.idempotencyStore },
-    forgetToken: tokens.forget,
-    webhooks: deps.webhooks ?? ephemeralWebhookSettings(),
     validateResponses: deps.validateResponses ?? false,
     countKeyed: deps.metrics?.countKeyed,
   });
 
-  // The whole pipeline of every request, in product.md's order, as one layer (see series.ts); the
+  // The whole pipeline of every request, in that order, as one layer (see series.ts); the
   // request's server span first, when tracing is on (server/telemetry.ts).
   const tracing = traceRequests();
   app.use(

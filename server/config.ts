@@ -60,7 +60,7 @@ export interface Config {
   redisKeyPrefix: string;
   /**
    * WEBHOOK_SECRET_KEY: base64 of the 32-byte key that encrypts webhook signing secrets. Needed
-   * on PostgreSQL (or WEBHOOK_SECRET_KEY_FILE): server/webhooks/secret-key.ts.
+   * on PostgreSQL (or WEBHOOK_SECRET_KEY_FILE): server/webhook-delivery/secret-key.ts.
    */
   webhookSecretKey: string | undefined;
   /**

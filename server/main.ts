@@ -20,8 +20,8 @@ import { openRedisCounters } from './rate-limit/redis.js';
 import { createMetrics, startMetricsServer } from './metrics/metrics.js';
 import { countOrganisations } from './orgs/orgs.queries.js';
 import { PLAN_ORDER, PLANS } from './plans/plans.js';
-import { type WebhookSettings, webhookSettingsFromConfig } from './webhooks/settings.js';
-import { startWebhookWorker } from './webhooks/worker.js';
+import { type WebhookSettings, webhookSettingsFromConfig } from './webhook-delivery/settings.js';
+import { startWebhookWorker } from './webhook-delivery/worker.js';
 
 const config = loadConfig();
 // Tracing, when the OTEL_* variables ask for it (server/telemetry.ts), before anything that makes spans.
@@ -35,7 +35,7 @@ try {
 const logger = createLogger(config.logLevel, { traceIds: tracingSettings !== undefined });
 const tracing = tracingSettings ? await startTracing({ settings: tracingSettings, logger }) : undefined;
 // The key that seals webhook secrets, before anything else: without one on PostgreSQL, or with one
-// inside the data directory, the process says what to do and stops (server/webhooks/secret-key.ts).
+// inside the data directory, the process says what to do and stops (server/webhook-delivery/secret-key.ts).
 let webhooks: WebhookSettings;
 try {
   webhooks = webhookSettingsFromConfig(config, logger);

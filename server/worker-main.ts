@@ -13,8 +13,8 @@ import { migrateOrThrow } from './db/migrate.js';
 import { createLogger } from './logger.js';
 import { startTracing, type TracingSettings, tracingSettingsFromEnv } from './telemetry.js';
 import { createMetrics, startMetricsServer } from './metrics/metrics.js';
-import { type WebhookSettings, webhookSettingsFromConfig } from './webhooks/settings.js';
-import { startWebhookWorker } from './webhooks/worker.js';
+import { type WebhookSettings, webhookSettingsFromConfig } from './webhook-delivery/settings.js';
+import { startWebhookWorker } from './webhook-delivery/worker.js';
 
 const config = loadConfig();
 if (!config.databaseUrl) {
@@ -33,7 +33,7 @@ try {
 }
 const logger = createLogger(config.logLevel, { traceIds: tracingSettings !== undefined });
 const tracing = tracingSettings ? await startTracing({ settings: tracingSettings, logger, serviceName: 'clients-api-worker' }) : undefined;
-// The same key as every server's (server/webhooks/secret-key.ts): without one, say so and stop.
+// The same key as every server's (server/webhook-delivery/secret-key.ts): without one, say so and stop.
 let settings: WebhookSettings;
 try {
   settings = webhookSettingsFromConfig(config, logger);

@@ -1,25 +1,13 @@
-import type { Env, PlanName } from '../db/schema.js';
 import { forbidden, unauthenticated } from '../shared/errors.js';
 import { parseToken, secretMatches } from '../tokens/token-format.js';
 import type { TokenLookup } from './token-lookup.js';
-
-/** Who a request acts for: every query is scoped to `orgId` and `env`. */
-export interface AuthContext {
-  tokenId: string;
-  orgId: string;
-  env: Env;
-  /** The organisation's plan when the token was checked. */
-  plan: PlanName;
-  scopes: readonly string[];
-  /** When the token stops working; a token it mints cannot outlive it. */
-  expiresAt: Date | null;
-}
+import type { Caller } from '../shared/tenant.js';
 
 /**
  * Resolves an Authorization header to its token, or throws 401 saying which check failed. An
  * unknown prefix and a wrong secret get the same answer, so nobody learns which prefixes exist.
  */
-export async function authenticate(tokens: TokenLookup, header: string | undefined, now: Date = new Date()): Promise<AuthContext> {
+export async function authenticate(tokens: TokenLookup, header: string | undefined, now: Date = new Date()): Promise<Caller> {
   if (!header) throw unauthenticated('No token: send the header "Authorization: Bearer <token>".');
   const match = /^Bearer +(\S+) *$/i.exec(header);
   if (!match) throw unauthenticated('The Authorization header must be "Bearer <token>".');
@@ -33,7 +21,7 @@ export async function authenticate(tokens: TokenLookup, header: string | undefin
   return { tokenId: token.id, orgId: token.orgId, env: token.env, plan: token.plan, scopes: token.scopes, expiresAt: token.expiresAt };
 }
 
-export function requireScopes(auth: AuthContext, needed: readonly string[]): void {
+export function requireScopes(auth: Caller, needed: readonly string[]): void {
   const missing = needed.find((scope) => !auth.scopes.includes(scope));
   if (missing) throw forbidden(missing);
 }

@@ -12,12 +12,9 @@ import {
   readKeyedStatement,
 } from '../idempotency/idempotency.queries.js';
 import type { DeletedFilter } from '../shared/spec-values.js';
+import type { KeysetPosition } from '../shared/keyset-cursor.js';
+import type { Tenant } from '../shared/tenant.js';
 import { type EventParams, insertEventForWritten } from '../events/events.queries.js';
-
-export interface Tenant {
-  orgId: string;
-  env: Env;
-}
 
 function clientsOf(db: Kysely<Database>, tenant: Tenant) {
   return db.selectFrom('clients').where('org_id', '=', tenant.orgId).where('env', '=', tenant.env);
@@ -56,8 +53,10 @@ const CLIENT_COLUMNS = [
 const everyColumn: Exclude<keyof ClientsTable, (typeof CLIENT_COLUMNS)[number]> extends never ? true : never = true;
 void everyColumn;
 
-interface ById extends Tenant {
+interface ById {
   id: string;
+  orgId: string;
+  env: Env;
 }
 
 const findById = prepare('client_by_id', (p: ById) =>
@@ -135,22 +134,35 @@ const insertOneWithKey = prepare('insert_client_with_key', (row: NewClientRow, e
   claimAndStore(key, (claimed) => insertWhen(row, claimed), insertEventForWritten(event)),
 );
 
-/** Inserts a client computed in full by the service (its response needs nothing back), and its event. */
-export async function insertClient(db: Kysely<Database>, row: NewClientRow, event: EventParams): Promise<void> {
-  await insertOne(db, row, event);
-}
-
 /**
- * The client, its event, its Idempotency-Key and the stored response, as one statement (one round
- * trip, no explicit transaction); see claimAndStore.
+ * Inserts a client computed in full by the service (its response needs nothing back), and its
+ * event; with `claim`, its Idempotency-Key and the stored answer too, all as one statement (one
+ * round trip, no explicit transaction; see claimAndStore).
  */
-export function insertClientWithKey(
+export async function insertClient(
   db: Kysely<Database>,
   row: NewClientRow,
   event: EventParams,
-  key: KeyedStatementParams,
+  claim?: KeyedStatementParams,
 ): Promise<KeyedStatementOutcome> {
-  return readKeyedStatement(insertOneWithKey(db, row, event, key));
+  if (claim) return readKeyedStatement(insertOneWithKey(db, row, event, claim));
+  await insertOne(db, row, event);
+  return WRITTEN;
+}
+
+const WRITTEN: KeyedStatementOutcome = { kind: 'written' };
+
+/**
+ * The tenant's active clients, counted under a lock that the transaction holds to its end: two
+ * writes for the plan's last place queue here, and the second counts the first's client.
+ */
+export async function countActiveClientsLocked(trx: Kysely<Database>, tenant: Tenant): Promise<number> {
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`clients:${tenant.orgId}:${tenant.env}`}, 0))`.execute(trx);
+  const { n } = await clientsOf(trx, tenant)
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('deleted_at', 'is', null)
+    .executeTakeFirstOrThrow();
+  return Number(n);
 }
 
 /**
@@ -190,17 +202,11 @@ export async function setClientDeleted(trx: Kysely<Database>, tenant: Tenant, id
     .executeTakeFirstOrThrow();
 }
 
-/** A place in the newest-first order: `createdAt` to the microsecond, as PostgreSQL keeps it. */
-export interface ListPosition {
-  createdAt: string;
-  id: string;
-}
-
 export interface ClientListFilter {
   /** Rows to return at most. */
   limit: number;
   /** Start after this row (exclusive). */
-  after?: ListPosition | undefined;
+  after?: KeysetPosition | undefined;
   /** Case-insensitive substring of name, contact name, e-mail or billing e-mail. */
   search?: string | undefined;
   /** RFC 3339 text, compared by PostgreSQL (a JS Date would drop the microseconds). */
@@ -233,8 +239,8 @@ function listedInOrder(db: Kysely<Database>, tenant: Tenant, filter: Pick<Client
   if (filter.deleted === 'exclude') query = query.where('deleted_at', 'is', null);
   if (filter.deleted === 'only') query = query.where('deleted_at', 'is not', null);
   if (filter.after) {
-    const { createdAt, id } = filter.after;
-    query = query.where(sql<boolean>`(created_at, id) < (${createdAt}::timestamptz, ${id}::uuid)`);
+    const { at, id } = filter.after;
+    query = query.where(sql<boolean>`(created_at, id) < (${at}::timestamptz, ${id}::uuid)`);
   }
   return query;
 }
@@ -285,7 +291,7 @@ export interface ExaminedRows {
   /** The matches among the rows examined, in the list's order: at most `filter.limit`. */
   rows: ListedClientRow[];
   /** The last row examined, when the bound stopped the walk (more rows may follow it). */
-  lastExamined: ListPosition | undefined;
+  lastExamined: KeysetPosition | undefined;
 }
 
 /**
@@ -303,10 +309,10 @@ export async function listClientRowsExamining(
 ): Promise<ExaminedRows> {
   const found = await listClientRowsExaminingQuery(db, tenant, filter, examineAtMost).execute();
   const rows: ListedClientRow[] = [];
-  let lastExamined: ListPosition | undefined;
+  let lastExamined: KeysetPosition | undefined;
   for (const { matched, last_examined, ...row } of found) {
     if (matched) rows.push(row);
-    if (last_examined) lastExamined = { createdAt: row.position, id: row.id };
+    if (last_examined) lastExamined = { at: row.position, id: row.id };
   }
   return { rows, lastExamined };
 }

@@ -1,20 +1,20 @@
+/**
+ * The clients' rules, and each write's unit of work: a write runs in runKeyedWrite
+ * (server/idempotency/idempotency.ts), with the request's Idempotency-Key, and answers what the
+ * handler's `answer` makes of its result (the answer is stored with the key).
+ */
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { ReadConsistency, Reads, Served } from '../db/reads.js';
 import type { ClientRow, Database } from '../db/schema.js';
-import {
-  type KeyedRequest,
-  keyedStatementParams,
-  keyedTransaction,
-  settleKeyedStatement,
-  type WriteResponse,
-} from '../idempotency/idempotency.js';
+import { inOneStatement, inTransaction, type KeyedRequest, runKeyedWrite, type WriteResponse } from '../idempotency/idempotency.js';
 import { isCalendarDate } from '../shared/date-time.js';
 import { ApiError, notFound, preconditionFailed, validationFailed } from '../shared/errors.js';
 import { ifMatchPasses, strongEtag } from '../shared/etag.js';
 import { keysetPage } from '../shared/keyset-cursor.js';
 import { LIST_DEFAULTS, parameterMessage } from '../shared/spec-values.js';
-import { assertFeature, assertRoomForActiveClient, PLANS, type PlanTenant } from '../plans/plans.js';
+import { assertFeature, assertRoomForActiveClient, PLANS } from '../plans/plans.js';
+import type { Tenant } from '../shared/tenant.js';
 import { changedAttributes, clientEvent, insertEvent } from '../events/events.service.js';
 import { decodeCursor, encodeCursor } from './clients.cursor.js';
 import {
@@ -27,16 +27,15 @@ import {
   type ClientPatch,
 } from './clients.mapper.js';
 import {
+  countActiveClientsLocked,
   findClientById,
   insertClient,
-  insertClientWithKey,
   type ClientListFilter,
   listClientRows,
   listClientRowsExamining,
   type NewClientRow,
   searchUsesIndex,
   setClientDeleted,
-  type Tenant,
   updateClientRow,
 } from './clients.queries.js';
 import { isUuid } from '../shared/ids.js';
@@ -53,12 +52,12 @@ function present(row: ClientRow): ClientState {
 }
 
 /** A new client, computed in full (id and times included): its response needs nothing back from the database. */
-export interface NewClient extends ClientState {
+interface NewClient extends ClientState {
   row: NewClientRow;
 }
 
 /** Checks the plan's features and computes the new client; nothing is written yet. */
-export function newClient(tenant: PlanTenant, input: ClientInput, now: Date): NewClient {
+function newClient(tenant: Tenant, input: ClientInput, now: Date): NewClient {
   const values = toColumnValues(input);
   if (values.require_po_number) assertFeature(tenant.plan, 'clients.requirePoNumber');
   const row: NewClientRow = {
@@ -92,29 +91,38 @@ export function newClient(tenant: PlanTenant, input: ClientInput, now: Date): Ne
   return { ...present({ ...row, deleted_at: null }), row };
 }
 
+/** The plan's room for one more active client, in the caller's transaction (which the count's lock holds to its end). */
+async function assertRoom(trx: Kysely<Database>, tenant: Tenant): Promise<void> {
+  if (PLANS[tenant.plan].maxActiveClients === null) return;
+  assertRoomForActiveClient(tenant, await countActiveClientsLocked(trx, tenant));
+}
+
 /**
- * Writes the new client and its `client.created` event, with its Idempotency-Key and `response`
- * when there is a key. A plan
- * without a limit needs no reads: one statement, the key's claim included. A plan with a limit
- * needs one transaction, to lock the organisation's count and check it before the insert.
+ * POST /clients: the new client and its `client.created` event, with the request's key. A plan
+ * without a limit needs no reads: one statement, the key's claim and the stored answer included
+ * (one round trip). A plan with a limit needs one transaction, to lock the organisation's count
+ * and check it before the insert.
  */
-export async function insertNewClient(
+export function createClient<A extends WriteResponse>(
   db: Kysely<Database>,
-  tenant: PlanTenant,
-  created: NewClient,
-  response: WriteResponse,
-  keyed: KeyedRequest | undefined,
-): Promise<void> {
-  const event = clientEvent('client.created', tenant, created.client);
-  if (PLANS[tenant.plan].maxActiveClients === null) {
-    if (!keyed) return insertClient(db, created.row, event);
-    const params = keyedStatementParams(keyed, response);
-    return settleKeyedStatement(db, keyed, () => insertClientWithKey(db, created.row, event, params));
-  }
-  await keyedTransaction(db, keyed, async (trx) => {
-    await assertRoomForActiveClient(trx, tenant);
-    await insertClient(trx, created.row, event);
-    return response;
+  tenant: Tenant,
+  input: ClientInput,
+  now: Date,
+  key: KeyedRequest | undefined,
+  answer: (created: ClientState) => A,
+): Promise<A> {
+  return runKeyedWrite(db, key, () => {
+    const created = newClient(tenant, input, now);
+    const event = clientEvent('client.created', tenant, created.client);
+    const response = answer(created);
+    if (PLANS[tenant.plan].maxActiveClients === null) {
+      return inOneStatement(response, (claim) => insertClient(db, created.row, event, claim));
+    }
+    return inTransaction(async (trx) => {
+      await assertRoom(trx, tenant);
+      await insertClient(trx, created.row, event);
+      return response;
+    });
   });
 }
 
@@ -130,7 +138,7 @@ async function findOrNotFound(db: Kysely<Database>, tenant: Tenant, id: string, 
 }
 
 /**
- * The checks every change starts with, in the order product.md sets: 404, then 412. The row stays
+ * The checks every change starts with, in this order: 404, then 412. The row stays
  * locked until the transaction ends, so nobody changes it between the check and the write.
  */
 async function lockForChange(trx: Kysely<Database>, tenant: Tenant, id: string, ifMatch: string | undefined) {
@@ -146,9 +154,10 @@ export async function getClient(db: Kysely<Database>, tenant: Tenant, id: string
   return present(await findOrNotFound(db, tenant, id));
 }
 
-export async function updateClient(
+/** PATCH /clients/{id}, inside the caller's transaction (updateClient's unit of work; tests hold the transaction). */
+export async function applyUpdate(
   trx: Kysely<Database>,
-  tenant: PlanTenant,
+  tenant: Tenant,
   id: string,
   input: ClientPatch,
   ifMatch: string | undefined,
@@ -175,23 +184,62 @@ async function setDeleted(trx: Kysely<Database>, tenant: Tenant, id: string, del
 }
 
 /** Soft: the row stays, with deleted_at set. Deleting a deleted client keeps its first deleted_at. */
-export async function deleteClient(trx: Kysely<Database>, tenant: Tenant, id: string, ifMatch: string | undefined): Promise<ClientState> {
+async function applyDelete(trx: Kysely<Database>, tenant: Tenant, id: string, ifMatch: string | undefined): Promise<ClientState> {
   const { row, current } = await lockForChange(trx, tenant, id, ifMatch);
   if (row.deleted_at !== null) return current;
   return setDeleted(trx, tenant, id, true);
 }
 
 /** Counts against the plan again, so it passes the same gate as create. */
-export async function restoreClient(
-  trx: Kysely<Database>,
-  tenant: PlanTenant,
-  id: string,
-  ifMatch: string | undefined,
-): Promise<ClientState> {
+export async function applyRestore(trx: Kysely<Database>, tenant: Tenant, id: string, ifMatch: string | undefined): Promise<ClientState> {
   const { row, current } = await lockForChange(trx, tenant, id, ifMatch);
   if (row.deleted_at === null) return current;
-  await assertRoomForActiveClient(trx, tenant);
+  await assertRoom(trx, tenant);
   return setDeleted(trx, tenant, id, false);
+}
+
+/** A change of one client, in one transaction with the request's key: `apply`, then the handler's `answer`. */
+function changeClient<A extends WriteResponse>(
+  db: Kysely<Database>,
+  key: KeyedRequest | undefined,
+  apply: (trx: Kysely<Database>) => Promise<ClientState>,
+  answer: (changed: ClientState) => A,
+): Promise<A> {
+  return runKeyedWrite(db, key, () => inTransaction(async (trx) => answer(await apply(trx))));
+}
+
+export function updateClient<A extends WriteResponse>(
+  db: Kysely<Database>,
+  tenant: Tenant,
+  id: string,
+  input: ClientPatch,
+  ifMatch: string | undefined,
+  key: KeyedRequest | undefined,
+  answer: (updated: ClientState) => A,
+): Promise<A> {
+  return changeClient(db, key, (trx) => applyUpdate(trx, tenant, id, input, ifMatch), answer);
+}
+
+export function deleteClient<A extends WriteResponse>(
+  db: Kysely<Database>,
+  tenant: Tenant,
+  id: string,
+  ifMatch: string | undefined,
+  key: KeyedRequest | undefined,
+  answer: (deleted: ClientState) => A,
+): Promise<A> {
+  return changeClient(db, key, (trx) => applyDelete(trx, tenant, id, ifMatch), answer);
+}
+
+export function restoreClient<A extends WriteResponse>(
+  db: Kysely<Database>,
+  tenant: Tenant,
+  id: string,
+  ifMatch: string | undefined,
+  key: KeyedRequest | undefined,
+  answer: (restored: ClientState) => A,
+): Promise<A> {
+  return changeClient(db, key, (trx) => applyRestore(trx, tenant, id, ifMatch), answer);
 }
 
 /** The spec's own words for `updatedSince`, for the dates its pattern cannot refuse. */

@@ -23,8 +23,8 @@ export class DatabaseInUseError extends Error {
 /**
  * PGlite runs in this thread, and the dialect hands its one connection from query to query in
  * promise callbacks: with requests queued for it, query after query ran without the event loop
- * ever reaching its I/O phase, so requests that had arrived waited unread, for over a second at
- * the tail with 32 connections (measured with `npm run bench`). Each query first lets the loop
+ * ever reaching its I/O phase, so requests that had arrived waited unread at the tail under load
+ * (`npm run bench` shows it). Each query first lets the loop
  * take in what has arrived.
  */
 function yieldingToIo(client: PGliteClient): PGliteClient {

@@ -51,8 +51,8 @@ class Parameter {
 /**
  * A hot statement, run with its parameters' values in one or more parts (objects). Parts are
  * passed as they are, never merged: spreading a row, an event and a key into one object of forty
- * properties cost some 25 µs per create on this machine (V8 leaves such an object in dictionary
- * mode), more than all the rest of the statement's preparation.
+ * properties cost more per create than all the rest of the statement's preparation (V8 leaves
+ * such an object in dictionary mode).
  */
 export type Prepared<Parts extends object[], Row> = (db: Kysely<Database>, ...parts: Parts) => Promise<QueryResult<Row>>;
 

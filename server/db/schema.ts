@@ -105,7 +105,7 @@ export interface WebhookEndpointsTable {
   disabled: Generated<boolean>;
   disabled_reason: 'manual' | 'failing' | null;
   failing_since: NullableTimestamp;
-  /** Encrypted (server/webhooks/secrets.ts): the database alone does not reveal it. */
+  /** Encrypted (server/webhook-delivery/secrets.ts): the database alone does not reveal it. */
   secret: string;
   previous_secret: string | null;
   previous_secret_expires_at: NullableTimestamp;

@@ -12,6 +12,7 @@
 import { type Kysely, sql } from 'kysely';
 import { compiler, prepare } from '../db/prepared.js';
 import type { Database, Env, EventRow } from '../db/schema.js';
+import type { Tenant } from '../shared/tenant.js';
 
 /** One event, as the statement that writes the change also writes it. */
 export interface EventParams {
@@ -86,7 +87,7 @@ export type FeedRow = EventColumns & FeedPosition;
 const EVENT_COLUMNS = ['id', 'type', 'env', 'created_at', 'data'] as const;
 
 /** Events after `after`, in feed order, only those no running transaction can still precede. */
-export async function readFeed(db: Kysely<Database>, tenant: { orgId: string; env: Env }, query: FeedQuery): Promise<FeedRow[]> {
+export async function readFeed(db: Kysely<Database>, tenant: Tenant, query: FeedQuery): Promise<FeedRow[]> {
   let select = db
     .selectFrom('events')
     .select([...EVENT_COLUMNS, sql<string>`txid::text`.as('txid'), sql<string>`seq::text`.as('seq')])
@@ -102,7 +103,7 @@ export async function readFeed(db: Kysely<Database>, tenant: { orgId: string; en
 
 export async function findEvent(
   db: Kysely<Database>,
-  tenant: { orgId: string; env: Env },
+  tenant: Tenant,
   id: string,
 ): Promise<Pick<EventRow, (typeof EVENT_COLUMNS)[number]> | undefined> {
   return db

@@ -6,19 +6,20 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { operations } from '../../generated/api.js';
 import type { ReadConsistency, Reads, Served } from '../db/reads.js';
-import type { Database, Env } from '../db/schema.js';
+import type { Database } from '../db/schema.js';
 import { type BatchOptions, removeInBatches } from '../shared/batches.js';
 import { notFound, validationFailed } from '../shared/errors.js';
+import { pageOf } from '../shared/keyset-cursor.js';
 import { parameterMessage } from '../shared/spec-values.js';
 import { type Event, type EventType, toEvent } from './events.mapper.js';
 import { type EventParams, type FeedPosition, findEvent, purgeEventsBefore, readFeed } from './events.queries.js';
 import { isUuid } from '../shared/ids.js';
 import { activeTraceparent } from '../shared/tracing.js';
+import type { Tenant } from '../shared/tenant.js';
 
 export type { EventParams } from './events.queries.js';
 export { insertEvent } from './events.queries.js';
 
-type Tenant = { orgId: string; env: Env };
 type EventList = operations['listEvents']['responses'][200]['content']['application/json'];
 type EventListQuery = NonNullable<operations['listEvents']['parameters']['query']>;
 
@@ -98,13 +99,12 @@ export async function listEvents(
   const after = query.after === undefined ? START : decodeFeedPosition(query.after);
   return reads.read(consistency, async (db) => {
     // One row more than the page tells whether more are there already.
-    const rows = await readFeed(db, tenant, { after, type: query.type, limit: limit + 1 });
-    const page = rows.slice(0, limit);
+    const { page, more } = pageOf(await readFeed(db, tenant, { after, type: query.type, limit: limit + 1 }), limit);
     const last = page[page.length - 1];
     return {
       data: page.map(toEvent),
       nextCursor: encodeFeedPosition(last ? { txid: last.txid, seq: last.seq } : after),
-      hasMore: rows.length > limit,
+      hasMore: more,
     };
   });
 }

@@ -1,12 +1,13 @@
 /**
- * The first checks of every request, in product.md's order: the token (401, then 403 for a
+ * The first checks of every request, in the order docs/architecture.md gives: the token (401, then 403 for a
  * missing scope), then the rate limit (429), then the concurrency limit (429); validation and the
  * handler come after. They are one middleware because which budget a request spends depends on
  * the token check: its tenant's, or its client address's. Every request counts, whatever its
  * answer; only the operations that need no token (GET /healthz) are neither checked nor counted.
  */
 import type { RequestHandler, Response } from 'express';
-import { authenticate, requireScopes, type AuthContext } from '../auth/auth.js';
+import { authenticate, requireScopes } from '../auth/auth.js';
+import type { Caller } from '../shared/tenant.js';
 import type { LastUsedRecorder } from '../auth/last-used.js';
 import type { TokenLookup } from '../auth/token-lookup.js';
 import type { ConcurrencyLimit } from '../rate-limit/concurrency.js';
@@ -67,7 +68,7 @@ export function authorizeAndLimit({ tokens, limits, concurrency, recordLastUsed,
       return next();
     }
 
-    let auth: AuthContext;
+    let auth: Caller;
     try {
       auth = await authenticate(tokens, req.headers.authorization);
     } catch (error) {

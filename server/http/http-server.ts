@@ -5,8 +5,7 @@
  * (`Object.setPrototypeOf(req, app.request)`, in express/lib/middleware/init.js). Changing an
  * object's prototype gives it a new hidden class in V8, so every request used to leave Node's HTTP
  * code, Express and every middleware looking at objects of unstable shape, and all of it ran slower
- * (about half of a minimal Express app's time per request, measured on this machine with
- * `npm run bench`). Node's `http.createServer` takes the classes it constructs requests and
+ * (docs/performance.md has the figures). Node's `http.createServer` takes the classes it constructs requests and
  * responses with. Here they are subclasses of Node's own, built with `new` and `super` as any
  * subclass is, whose prototypes sit in front of the app's and then become the app's
  * (`app.request`, `app.response`), so Express's `setPrototypeOf` finds the prototype already in

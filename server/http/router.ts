@@ -1,18 +1,17 @@
 /**
  * The router: what every request meets after the shared checks (server/app.ts wires them). It
- * finds the operation's handler, gives it a `Context`, and writes its answer. A write's
- * Idempotency-Key becomes plain values here (server/idempotency/idempotency.ts); whatever a keyed
- * write throws is turned into its replay, a 409, or a stored refusal there too.
+ * finds the operation's handler, gives it a `Context`, and writes its answer. It knows no resource:
+ * the handlers are given to it (server/handlers.ts). A write's Idempotency-Key becomes plain
+ * values here (server/idempotency/idempotency.ts, keyedRequest), which the handler passes to its
+ * service; what the key did (stored, replayed, refused) is counted here for the metrics.
  */
 import type { Request, RequestHandler, Response } from 'express';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { operationList } from '../../generated/operations.js';
-import type { AuthContext } from '../auth/auth.js';
 import type { ReadConsistency, Reads } from '../db/reads.js';
 import type { Database } from '../db/schema.js';
 import {
-  answerAfterFailure,
   fingerprintRequest,
   type IdempotencyStore,
   type KeyedOutcome,
@@ -23,8 +22,8 @@ import {
   type SentResponse,
   type WriteResponse,
 } from '../idempotency/idempotency.js';
-import type { WebhookSettings } from '../webhooks/settings.js';
-import type { AnyHandler, Handlers } from './handler-types.js';
+import type { AnyHandler, Handlers } from '../operations/handler-types.js';
+import type { Caller } from '../shared/tenant.js';
 import { sendRepresentation } from './send-representation.js';
 import type { OperationInfo, SpecIndex } from './spec.js';
 
@@ -38,8 +37,6 @@ export interface RouterDeps {
   /** The time: what a write's timestamps and its key's lifetime are. */
   clock: () => Date;
   store: IdempotencyStore;
-  forgetToken: (prefix: string) => void;
-  webhooks: WebhookSettings;
   /** Send writes' answers through res.json, where the validator checks responses (tests). */
   validateResponses: boolean;
   /** Told what happened to each request that carried an Idempotency-Key (metrics). */
@@ -47,7 +44,7 @@ export interface RouterDeps {
 }
 
 /**
- * What a handler is given (HandlerContext in server/http/handler-types.ts). A class, so that each
+ * What a handler is given (HandlerContext in server/operations/handler-types.ts). A class, so that each
  * request costs one small object of a stable shape; the logger is made only if a handler logs.
  */
 class Context {
@@ -57,8 +54,6 @@ class Context {
     readonly reads: Reads,
     readonly key: KeyedRequest | undefined,
     readonly now: Date,
-    readonly forgetToken: (prefix: string) => void,
-    readonly webhooks: WebhookSettings,
   ) {}
   get body(): unknown {
     return this.req.body;
@@ -74,7 +69,7 @@ class Context {
   get readConsistency(): ReadConsistency {
     return this.req.headers['read-consistency'] === 'eventual' ? 'eventual' : 'strong';
   }
-  get auth(): AuthContext | undefined {
+  get auth(): Caller | undefined {
     return this.req.auth;
   }
   get log(): Logger {
@@ -125,34 +120,23 @@ export function createRouter(deps: RouterDeps): RequestHandler {
         const header = op.idempotencyKey && req.auth ? req.headers['idempotency-key'] : undefined;
         const key =
           typeof header === 'string'
-            ? keyedRequest(
-                { orgId: req.auth!.orgId, env: req.auth!.env, key: normalizeKey(header) },
-                fingerprintRequest(req.method, req.path, req.body),
-                now,
-                deps.store,
-              )
+            ? keyedRequest(req.auth!, normalizeKey(header), fingerprintRequest(req.method, req.path, req.body), now, deps.store)
             : undefined;
         let response: SentResponse;
         try {
-          response = (await handler(new Context(req, db, reads, key, now, deps.forgetToken, deps.webhooks) as never)) as SentResponse;
-          if (key) countKeyed('stored');
-        } catch (error) {
-          if (!key) throw error;
-          try {
-            response = await answerAfterFailure(db, key, error);
-            countKeyed('replayed');
-          } catch (refusal) {
-            const outcome = keyedOutcomeOfRefusal(refusal);
-            if (outcome) countKeyed(outcome);
-            throw refusal;
-          }
+          response = (await handler(new Context(req, db, reads, key, now) as never)) as SentResponse;
+        } catch (refusal) {
+          const outcome = key && keyedOutcomeOfRefusal(refusal);
+          if (outcome) countKeyed(outcome);
+          throw refusal;
         }
+        if (key) countKeyed(response.headers['Idempotent-Replayed'] === 'true' ? 'replayed' : 'stored');
         send(res, response, info);
       });
       continue;
     }
     routes.set(op.operationId, async (req, res) => {
-      const result = await handler(new Context(req, db, reads, undefined, clock(), deps.forgetToken, deps.webhooks) as never);
+      const result = await handler(new Context(req, db, reads, undefined, clock()) as never);
       if (result.representation) return sendRepresentation(req, res, result.status, result.representation, result.headers);
       for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
       setFixedHeaders(res, info, result.status);

@@ -1,16 +1,12 @@
 /**
- * The one module that writes `idempotency_keys`. It offers the pieces a resource's write includes:
- * claim the key (in a transaction, `claimKey`; or inside the resource's one statement,
- * `claimAndStore`), and store the response (`saveResponse`).
+ * The one module that writes `idempotency_keys`; only server/idempotency/idempotency.ts calls it,
+ * but for `claimAndStore` and `readKeyedStatement`, the piece a resource's one-statement write
+ * includes (its queries file puts it in its statement). A key is its tenant's: the same text sent
+ * by two organisations or environments is two keys.
  */
 import { type Compilable, type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Database, Env } from '../db/schema.js';
-
-export interface KeyScope {
-  orgId: string;
-  env: Env;
-  key: string;
-}
+import type { Tenant } from '../shared/tenant.js';
 
 export interface StoredResponse {
   fingerprint: string;
@@ -27,7 +23,26 @@ export interface Claim {
   stored: StoredResponse | undefined;
 }
 
-const lockName = (scope: KeyScope) => `idempotency:${scope.orgId}:${scope.env}:${scope.key}`;
+/** A key's row as the statements here read it (its body as JSON text, byte for byte). */
+interface StoredRow {
+  fingerprint: string | null;
+  response_status: number | null;
+  response_body: string | null;
+  response_headers: Record<string, string> | null;
+}
+
+/** The one mapping of a key's row to its stored answer; undefined when the row has none. */
+function toStoredResponse(row: StoredRow | undefined): StoredResponse | undefined {
+  if (!row || row.fingerprint === null) return undefined;
+  return {
+    fingerprint: row.fingerprint,
+    status: row.response_status!,
+    bodyText: row.response_body ?? 'null',
+    headers: row.response_headers ?? {},
+  };
+}
+
+const lockName = (tenant: Tenant, key: string) => `idempotency:${tenant.orgId}:${tenant.env}:${key}`;
 
 /**
  * One round trip: read what is stored for the key and, only when nothing is, try the key's
@@ -35,51 +50,34 @@ const lockName = (scope: KeyScope) => `idempotency:${scope.orgId}:${scope.env}:$
  * the same key meanwhile gets `locked: false` at once instead of waiting; replays of a stored key
  * take no lock, so any number of them can run at once.
  */
-export async function claimKey(trx: Kysely<Database>, scope: KeyScope, now: Date): Promise<Claim> {
-  const { rows } = await sql<{
-    locked: boolean;
-    fingerprint: string | null;
-    response_status: number | null;
-    response_body: string | null;
-    response_headers: Record<string, string> | null;
-  }>`
-    select case when k.fingerprint is null then pg_try_advisory_xact_lock(hashtextextended(${lockName(scope)}, 0)) else true end as locked,
+export async function claimKey(trx: Kysely<Database>, tenant: Tenant, key: string, now: Date): Promise<Claim> {
+  const { rows } = await sql<StoredRow & { locked: boolean }>`
+    select case when k.fingerprint is null then pg_try_advisory_xact_lock(hashtextextended(${lockName(tenant, key)}, 0)) else true end as locked,
            k.fingerprint, k.response_status, k.response_body::text as response_body, k.response_headers
     from (select 1) as one
     left join idempotency_keys k
-      on k.org_id = ${scope.orgId} and k.env = ${scope.env} and k.key = ${scope.key} and k.expires_at > ${now}
+      on k.org_id = ${tenant.orgId} and k.env = ${tenant.env} and k.key = ${key} and k.expires_at > ${now}
   `.execute(trx);
   const row = rows[0]!;
-  const stored =
-    row.fingerprint === null
-      ? undefined
-      : {
-          fingerprint: row.fingerprint,
-          status: row.response_status!,
-          bodyText: row.response_body ?? 'null',
-          headers: row.response_headers ?? {},
-        };
-  return { locked: row.locked, stored };
+  return { locked: row.locked, stored: toStoredResponse(row) };
 }
 
 /** Reads a live key's stored response outside any lock (after losing a race to store it). */
-export async function findStoredResponse(db: Kysely<Database>, scope: KeyScope, now: Date): Promise<StoredResponse | undefined> {
+export async function findStoredResponse(
+  db: Kysely<Database>,
+  tenant: Tenant,
+  key: string,
+  now: Date,
+): Promise<StoredResponse | undefined> {
   const row = await db
     .selectFrom('idempotency_keys')
     .select(['fingerprint', 'response_status', sql<string | null>`response_body::text`.as('response_body'), 'response_headers'])
-    .where('org_id', '=', scope.orgId)
-    .where('env', '=', scope.env)
-    .where('key', '=', scope.key)
+    .where('org_id', '=', tenant.orgId)
+    .where('env', '=', tenant.env)
+    .where('key', '=', key)
     .where('expires_at', '>', now)
     .executeTakeFirst();
-  return row
-    ? {
-        fingerprint: row.fingerprint,
-        status: row.response_status!,
-        bodyText: row.response_body ?? 'null',
-        headers: row.response_headers ?? {},
-      }
-    : undefined;
+  return toStoredResponse(row);
 }
 
 /**
@@ -89,7 +87,8 @@ export async function findStoredResponse(db: Kysely<Database>, scope: KeyScope, 
  */
 export async function saveResponse(
   trx: Kysely<Database>,
-  scope: KeyScope,
+  tenant: Tenant,
+  key: string,
   response: StoredResponse,
   now: Date,
   expiresAt: Date,
@@ -104,7 +103,7 @@ export async function saveResponse(
   };
   const row = await trx
     .insertInto('idempotency_keys')
-    .values({ org_id: scope.orgId, env: scope.env, key: scope.key, ...values })
+    .values({ org_id: tenant.orgId, env: tenant.env, key, ...values })
     .onConflict((oc) => oc.columns(['org_id', 'env', 'key']).doUpdateSet(values).where('idempotency_keys.expires_at', '<=', now))
     .returning(sql<number>`1`.as('saved'))
     .executeTakeFirst();
@@ -116,7 +115,7 @@ export async function saveResponse(
  * (a purge in another process, a request re-claiming an expired key) are skipped, not waited for:
  * purges running at once take disjoint rows and never deadlock.
  */
-export async function purgeExpiredKeys(db: Kysely<Database>, now: Date, batchSize: number): Promise<number> {
+export async function deleteExpiredKeyBatch(db: Kysely<Database>, now: Date, batchSize: number): Promise<number> {
   const result = await sql`
     delete from idempotency_keys
     where ctid in (select ctid from idempotency_keys where expires_at <= ${now} limit ${batchSize} for update skip locked)
@@ -139,12 +138,18 @@ export interface KeyedStatementParams {
 }
 
 /** A key and the response to store with it, as the parameters of a keyed statement. */
-export function keyedStatementParams(scope: KeyScope, response: StoredResponse, now: Date, expiresAt: Date): KeyedStatementParams {
+export function keyedStatementParams(
+  tenant: Tenant,
+  key: string,
+  response: StoredResponse,
+  now: Date,
+  expiresAt: Date,
+): KeyedStatementParams {
   return {
-    keyOrgId: scope.orgId,
-    keyEnv: scope.env,
-    key: scope.key,
-    keyLock: lockName(scope),
+    keyOrgId: tenant.orgId,
+    keyEnv: tenant.env,
+    key,
+    keyLock: lockName(tenant, key),
     keyNow: now,
     keyExpiresAt: expiresAt,
     fingerprint: response.fingerprint,
@@ -154,13 +159,9 @@ export function keyedStatementParams(scope: KeyScope, response: StoredResponse, 
   };
 }
 
-export interface KeyedStatementRow {
+interface KeyedStatementRow extends StoredRow {
   locked: boolean | null;
   written: number;
-  fingerprint: string | null;
-  response_status: number | null;
-  response_body: string | null;
-  response_headers: Record<string, string> | null;
 }
 
 /**
@@ -215,17 +216,8 @@ export type KeyedStatementOutcome =
 export async function readKeyedStatement(run: Promise<{ rows: KeyedStatementRow[] }>): Promise<KeyedStatementOutcome> {
   try {
     const row = (await run).rows[0]!;
-    if (row.fingerprint !== null) {
-      return {
-        kind: 'stored',
-        stored: {
-          fingerprint: row.fingerprint,
-          status: row.response_status!,
-          bodyText: row.response_body ?? 'null',
-          headers: row.response_headers ?? {},
-        },
-      };
-    }
+    const stored = toStoredResponse(row);
+    if (stored) return { kind: 'stored', stored };
     if (row.locked === false) return { kind: 'busy' };
     return { kind: 'written' };
   } catch (error) {
@@ -236,12 +228,12 @@ export async function readKeyedStatement(run: Promise<{ rows: KeyedStatementRow[
 }
 
 /** Removes the key's row if it has expired (so a new request may take the key). */
-export async function deleteExpiredKey(db: Kysely<Database>, scope: KeyScope, now: Date): Promise<void> {
+export async function deleteExpiredKey(db: Kysely<Database>, tenant: Tenant, key: string, now: Date): Promise<void> {
   await db
     .deleteFrom('idempotency_keys')
-    .where('org_id', '=', scope.orgId)
-    .where('env', '=', scope.env)
-    .where('key', '=', scope.key)
+    .where('org_id', '=', tenant.orgId)
+    .where('env', '=', tenant.env)
+    .where('key', '=', key)
     .where('expires_at', '<=', now)
     .execute();
 }

@@ -1,13 +1,14 @@
 /**
- * Idempotency-Key, as product.md describes it (anchors: Stripe's idempotent requests, the IETF
- * draft, and the Postgres "Stripe-like idempotency keys" design).
+ * Idempotency-Key, as docs/contract.md describes it (anchors: Stripe's idempotent requests, the
+ * IETF draft, and the Postgres "Stripe-like idempotency keys" design).
  *
- * It composes around a resource's write and never calls back up: the router turns the header into
- * a `KeyedRequest` (plain values); a write either runs in `keyedTransaction` (the key claimed
- * first, the response stored last, one transaction), or, for a create that needs no reads, its
- * resource's one statement includes the key (server/idempotency/idempotency.queries.ts,
- * claimAndStore) and `settleKeyedStatement` reads what it did. Whatever a write throws, the router
- * hands to `answerAfterFailure`: a replay, a 409, or the refusal stored for the next replay.
+ * One entry: a resource's service hands its write to `runKeyedWrite`, which is the write's unit
+ * of work. The service says only what the write is: several statements (`inTransaction`), one
+ * statement that takes the key's claim as a piece of itself (`inOneStatement`: a create that needs
+ * no reads, one round trip, no BEGIN), or a call outside the database between two transactions
+ * (`aroundCall`). `runKeyedWrite` claims the key, stores the answer with it, and turns whatever
+ * the write throws into a replay, a 409, or the refusal stored for the next replay. The router
+ * only turns the header into a `KeyedRequest` (plain values) and counts what happened.
  */
 import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
@@ -15,9 +16,12 @@ import { stringify } from 'safe-stable-stringify';
 import type { Database } from '../db/schema.js';
 import { type BatchOptions, removeInBatches } from '../shared/batches.js';
 import { ApiError } from '../shared/errors.js';
+import type { Tenant } from '../shared/tenant.js';
 import { inSpan } from '../shared/tracing.js';
 import * as queries from './idempotency.queries.js';
-import type { KeyedStatementOutcome, KeyedStatementParams, KeyScope, StoredResponse } from './idempotency.queries.js';
+import type { KeyedStatementOutcome, KeyedStatementParams, StoredResponse } from './idempotency.queries.js';
+
+export type { KeyedStatementOutcome, KeyedStatementParams } from './idempotency.queries.js';
 
 export const KEY_LIFETIME_MS = 24 * 60 * 60 * 1000;
 
@@ -51,7 +55,9 @@ export const defaultStore: IdempotencyStore = { claimKey: queries.claimKey, save
 
 /** A request with an Idempotency-Key: plain values, made by the router. */
 export interface KeyedRequest {
-  scope: KeyScope;
+  tenant: Tenant;
+  /** The header's value, normalised (normalizeKey). */
+  key: string;
   fingerprint: string;
   now: Date;
   expiresAt: Date;
@@ -70,8 +76,14 @@ export function fingerprintRequest(method: string, path: string, body: unknown):
     .digest('base64url');
 }
 
-export function keyedRequest(scope: KeyScope, fingerprint: string, now: Date, store: IdempotencyStore = defaultStore): KeyedRequest {
-  return { scope, fingerprint, now, expiresAt: new Date(now.getTime() + KEY_LIFETIME_MS), store };
+export function keyedRequest(
+  tenant: Tenant,
+  key: string,
+  fingerprint: string,
+  now: Date,
+  store: IdempotencyStore = defaultStore,
+): KeyedRequest {
+  return { tenant, key, fingerprint, now, expiresAt: new Date(now.getTime() + KEY_LIFETIME_MS), store };
 }
 
 /** Another request holds the key. */
@@ -102,111 +114,150 @@ function replay(stored: StoredResponse, fingerprint: string): SentResponse {
   return { status: stored.status, text: stored.bodyText, headers: { ...stored.headers, 'Idempotent-Replayed': 'true' } };
 }
 
-const toStore = (keyed: KeyedRequest, response: WriteResponse): StoredResponse => ({
+const toStore = (keyed: KeyedRequest, response: SentResponse & { storedText?: string | undefined }): StoredResponse => ({
   fingerprint: keyed.fingerprint,
   status: response.status,
   bodyText: response.storedText ?? response.text,
   headers: response.headers,
 });
 
-/** The parameters a resource's keyed statement takes (idempotency.queries.ts, claimAndStore). */
-export function keyedStatementParams(keyed: KeyedRequest, response: WriteResponse): KeyedStatementParams {
-  return queries.keyedStatementParams(keyed.scope, toStore(keyed, response), keyed.now, keyed.expiresAt);
-}
-
 /** Inside a transaction, first: takes the key, or throws (another request holds it, or it has an answer). */
-async function claimKey(trx: Kysely<Database>, keyed: KeyedRequest): Promise<void> {
-  const claim = await keyed.store.claimKey(trx, keyed.scope, keyed.now);
+async function takeKey(trx: Kysely<Database>, keyed: KeyedRequest): Promise<void> {
+  const claim = await keyed.store.claimKey(trx, keyed.tenant, keyed.key, keyed.now);
   if (!claim.locked) throw new KeyBusy();
   if (claim.stored) throw new KeyStored(claim.stored);
 }
 
-/** Inside the same transaction, last: stores the response with the key. */
-async function saveResponse(trx: Kysely<Database>, keyed: KeyedRequest, response: WriteResponse): Promise<void> {
-  if (!(await keyed.store.saveResponse(trx, keyed.scope, toStore(keyed, response), keyed.now, keyed.expiresAt))) throw new KeyLostRace();
+/** Inside the same transaction, last: keeps the answer with the key. */
+async function keepAnswer(trx: Kysely<Database>, keyed: KeyedRequest, response: WriteResponse): Promise<void> {
+  const saved = await keyed.store.saveResponse(trx, keyed.tenant, keyed.key, toStore(keyed, response), keyed.now, keyed.expiresAt);
+  if (!saved) throw new KeyLostRace();
 }
 
-/**
- * A write as one transaction: the key claimed first (when there is one), `write`'s work, its
- * response stored last, COMMIT. Without a key, just the transaction.
- */
-export async function keyedTransaction(
+/** A write as one transaction: the key claimed first (when there is one), the write, its answer kept last, COMMIT. */
+function transaction<A extends WriteResponse>(
   db: Kysely<Database>,
   keyed: KeyedRequest | undefined,
-  write: (trx: Kysely<Database>) => Promise<WriteResponse>,
-): Promise<WriteResponse> {
+  write: (trx: Kysely<Database>) => Promise<A>,
+) {
   return db.transaction().execute(async (trx) => {
-    if (keyed) await inSpan('idempotency.claim', NO_ATTRIBUTES, () => claimKey(trx, keyed));
+    if (keyed) await inSpan('idempotency.claim', NO_ATTRIBUTES, () => takeKey(trx, keyed));
     const response = await write(trx);
-    if (keyed) await inSpan('idempotency.store', NO_ATTRIBUTES, () => saveResponse(trx, keyed, response));
+    if (keyed) await inSpan('idempotency.store', NO_ATTRIBUTES, () => keepAnswer(trx, keyed, response));
     return response;
   });
 }
 
 /**
- * A keyed write whose answer comes from a call outside the database (a test delivery: a receiver
- * may take seconds, and no transaction stays open while it is called). Three steps: `prepare`, in
- * a transaction that claims the key first (a stored answer replays, a held key is 409); `call`,
- * outside any transaction; `finish`, in a second keyed transaction that stores the answer with the
- * key. Between the two the key's lock is not held, so `prepare` must write a row that only the
- * key's first request can write (its id from `keyedId`) and throw `keyInProgress()` when it finds it
- * already written. Without a key: the same steps, unkeyed.
+ * What a write is, as its service describes it to `runKeyedWrite`: made by `inTransaction`,
+ * `inOneStatement` or `aroundCall`.
  */
-export async function keyedCall<Prepared, Outcome>(
-  db: Kysely<Database>,
-  keyed: KeyedRequest | undefined,
-  steps: {
-    prepare: (trx: Kysely<Database>) => Promise<Prepared>;
-    call: (prepared: Prepared) => Promise<Outcome>;
-    finish: (trx: Kysely<Database>, outcome: Outcome) => Promise<WriteResponse>;
-  },
-): Promise<WriteResponse> {
-  const prepared = await db.transaction().execute(async (trx) => {
-    if (keyed) await claimKey(trx, keyed);
-    return steps.prepare(trx);
-  });
-  const outcome = await steps.call(prepared);
-  return keyedTransaction(db, keyed, (trx) => steps.finish(trx, outcome));
+export interface UnitOfWork<A extends WriteResponse> {
+  readonly run: (db: Kysely<Database>, keyed: KeyedRequest | undefined) => Promise<A>;
 }
 
-/** What a step of `keyedCall` throws when the key's first request is still running: 409, never stored. */
+/** Several statements, in one transaction that the key's claim opens and its stored answer closes. */
+export function inTransaction<A extends WriteResponse>(write: (trx: Kysely<Database>) => Promise<A>): UnitOfWork<A> {
+  return { run: (db, keyed) => transaction(db, keyed, write) };
+}
+
+/**
+ * One statement, no explicit transaction: `statement` runs the resource's write, and, when it is
+ * given a claim (the request has a key), includes it (server/idempotency/idempotency.queries.ts,
+ * claimAndStore: the key's claim, and `answer` stored with it). Its outcome says whether it wrote,
+ * or another request's answer stands (409, replay). A key row that blocked the insert is removed
+ * if it has expired, and the statement tried once more.
+ */
+export function inOneStatement<A extends WriteResponse>(
+  answer: A,
+  statement: (claim: KeyedStatementParams | undefined) => Promise<KeyedStatementOutcome>,
+): UnitOfWork<A> {
+  return {
+    async run(db, keyed) {
+      if (!keyed) {
+        await statement(undefined);
+        return answer;
+      }
+      const claim = queries.keyedStatementParams(keyed.tenant, keyed.key, toStore(keyed, answer), keyed.now, keyed.expiresAt);
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const outcome = await inSpan('idempotency.keyed_statement', NO_ATTRIBUTES, async (span) => {
+          const ran = await statement(claim);
+          span?.setAttribute('idempotency.outcome', ran.kind);
+          return ran;
+        });
+        if (outcome.kind === 'written') return answer;
+        if (outcome.kind === 'busy') throw new KeyBusy();
+        if (outcome.kind === 'stored') throw new KeyStored(outcome.stored);
+        await queries.deleteExpiredKey(db, keyed.tenant, keyed.key, keyed.now);
+      }
+      throw new KeyLostRace();
+    },
+  };
+}
+
+/**
+ * A write whose answer comes from a call outside the database (a test delivery: a receiver may
+ * take seconds, and no transaction stays open while it is called). Three steps: `prepare`, in a
+ * transaction that claims the key first (a stored answer replays, a held key is 409); `call`,
+ * outside any transaction; `finish`, in a second keyed transaction that stores the answer with the
+ * key. Between the two the key's lock is not held, so `prepare` must write a row that only the
+ * key's first request can write (its id is `firstRequestId`, derived from the key) and throw
+ * `keyInProgress()` when it finds it already written. Without a key: the same steps, unkeyed, and
+ * no `firstRequestId`.
+ */
+export function aroundCall<Prepared, Outcome, A extends WriteResponse>(steps: {
+  prepare: (trx: Kysely<Database>, firstRequestId: string | undefined) => Promise<Prepared>;
+  call: (prepared: Prepared) => Promise<Outcome>;
+  finish: (trx: Kysely<Database>, outcome: Outcome) => Promise<A>;
+}): UnitOfWork<A> {
+  return {
+    async run(db, keyed) {
+      const prepared = await db.transaction().execute(async (trx) => {
+        if (keyed) await takeKey(trx, keyed);
+        return steps.prepare(trx, keyed && keyedId(keyed));
+      });
+      const outcome = await steps.call(prepared);
+      return transaction(db, keyed, (trx) => steps.finish(trx, outcome));
+    },
+  };
+}
+
+/** What a step of `aroundCall` throws when the key's first request is still running: 409, never stored. */
 export function keyInProgress(): Error {
   return new KeyBusy();
 }
 
 /**
  * A UUID that only this key gives (per organisation and environment), in the API's spelling: the
- * id of the row that marks a `keyedCall` as begun.
+ * id of the row that marks an `aroundCall` as begun.
  */
-export function keyedId(keyed: KeyedRequest): string {
-  const hex = createHash('sha256').update(`keyed-id:${keyed.scope.orgId}:${keyed.scope.env}:${keyed.scope.key}`).digest('hex');
+function keyedId(keyed: KeyedRequest): string {
+  const hex = createHash('sha256').update(`keyed-id:${keyed.tenant.orgId}:${keyed.tenant.env}:${keyed.key}`).digest('hex');
   // RFC 9562's version 8 (custom) and variant bits: a valid UUID, not mistaken for a random one.
   const variant = ((Number.parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
 /**
- * Runs a resource's keyed one-statement write and reads its outcome: written, or another
- * request's (409, replay). A key row that blocked the insert is removed if it has expired, and
- * the statement tried once more.
+ * The one entry of every write: `write` checks what needs no transaction (a plan's feature, a
+ * URL's host) and says what the write is (a UnitOfWork); this runs it with the request's key,
+ * when there is one. Whatever `write` or its unit throws, with a key, becomes the stored answer's
+ * replay, 409 while another request holds the key, or the write's own refusal (402, 404, 409,
+ * 412...) stored for replays (answerAfterFailure). A replay is the stored form of an earlier
+ * answer of the same operation.
  */
-export async function settleKeyedStatement(
+export async function runKeyedWrite<A extends WriteResponse>(
   db: Kysely<Database>,
-  keyed: KeyedRequest,
-  run: () => Promise<KeyedStatementOutcome>,
-): Promise<void> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    const outcome = await inSpan('idempotency.keyed_statement', NO_ATTRIBUTES, async (span) => {
-      const ran = await run();
-      span?.setAttribute('idempotency.outcome', ran.kind);
-      return ran;
-    });
-    if (outcome.kind === 'written') return;
-    if (outcome.kind === 'busy') throw new KeyBusy();
-    if (outcome.kind === 'stored') throw new KeyStored(outcome.stored);
-    await queries.deleteExpiredKey(db, keyed.scope, keyed.now);
+  keyed: KeyedRequest | undefined,
+  write: () => UnitOfWork<A> | Promise<UnitOfWork<A>>,
+): Promise<A> {
+  try {
+    const unit = await write();
+    return await unit.run(db, keyed);
+  } catch (error) {
+    if (!keyed) throw error;
+    return (await answerAfterFailure(db, keyed, error)) as A;
   }
-  throw new KeyLostRace();
 }
 
 /**
@@ -214,11 +265,13 @@ export async function settleKeyedStatement(
  * holds the key, or the write's own refusal (402, 404, 409, 412...), stored for replays outside
  * the rolled-back transaction. A 400 or a 5xx stores nothing, so a retry runs afresh.
  */
-export async function answerAfterFailure(db: Kysely<Database>, keyed: KeyedRequest, error: unknown): Promise<SentResponse> {
+async function answerAfterFailure(db: Kysely<Database>, keyed: KeyedRequest, error: unknown): Promise<SentResponse> {
   if (error instanceof KeyBusy) throw inProgress();
   if (error instanceof KeyStored) return replay(error.stored, keyed.fingerprint);
   if (error instanceof KeyLostRace) {
-    const stored = await inSpan('idempotency.find_stored', NO_ATTRIBUTES, () => queries.findStoredResponse(db, keyed.scope, keyed.now));
+    const stored = await inSpan('idempotency.find_stored', NO_ATTRIBUTES, () =>
+      queries.findStoredResponse(db, keyed.tenant, keyed.key, keyed.now),
+    );
     if (stored) return replay(stored, keyed.fingerprint);
     throw inProgress();
   }
@@ -227,10 +280,10 @@ export async function answerAfterFailure(db: Kysely<Database>, keyed: KeyedReque
   if (error instanceof ApiError && error.status < 500 && error.status !== 400) {
     const refusal = { status: error.status, text: JSON.stringify(error.toBody()), headers: error.details.headers ?? {} };
     const saved = await inSpan('idempotency.store', NO_ATTRIBUTES, () =>
-      keyed.store.saveResponse(db, keyed.scope, toStore(keyed, refusal), keyed.now, keyed.expiresAt),
+      keyed.store.saveResponse(db, keyed.tenant, keyed.key, toStore(keyed, refusal), keyed.now, keyed.expiresAt),
     );
     if (!saved) {
-      const stored = await queries.findStoredResponse(db, keyed.scope, keyed.now);
+      const stored = await queries.findStoredResponse(db, keyed.tenant, keyed.key, keyed.now);
       if (stored) return replay(stored, keyed.fingerprint);
     }
   }
@@ -243,7 +296,7 @@ export async function answerAfterFailure(db: Kysely<Database>, keyed: KeyedReque
  */
 export type KeyedOutcome = 'stored' | 'replayed' | 'in_progress' | 'reused';
 
-/** The outcome of a keyed write that ended in `error` (thrown by the write or by answerAfterFailure); none for a 400 or a 5xx. */
+/** The outcome of a keyed write that ended in `error` (runKeyedWrite's refusal); none for a 400 or a 5xx. */
 export function keyedOutcomeOfRefusal(error: unknown): KeyedOutcome | undefined {
   if (!(error instanceof ApiError) || error.status >= 500 || error.status === 400) return undefined;
   if (error.code === 'idempotency_request_in_progress') return 'in_progress';
@@ -253,5 +306,5 @@ export function keyedOutcomeOfRefusal(error: unknown): KeyedOutcome | undefined 
 
 /** Removes every expired key, in bounded batches (server/shared/batches.ts); returns how many went. */
 export function purgeExpiredKeys(db: Kysely<Database>, now: Date, options?: BatchOptions): Promise<number> {
-  return removeInBatches((batchSize) => queries.purgeExpiredKeys(db, now, batchSize), options);
+  return removeInBatches((batchSize) => queries.deleteExpiredKeyBatch(db, now, batchSize), options);
 }

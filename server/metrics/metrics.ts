@@ -16,7 +16,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { ReadConsistency, Replica } from '../db/reads.js';
 import type { KeyedOutcome } from '../idempotency/idempotency.js';
 import type { Limiter } from '../rate-limit/rate-limits.js';
-import type { WebhookWorkerObserver } from '../webhooks/worker.js';
+import type { WebhookWorkerObserver } from '../webhook-delivery/worker.js';
 
 const MISNAMED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 

@@ -1,9 +1,9 @@
 /**
- * The one table of plans, and the one gate that reads it. Handlers and services ask the gate;
- * no limit is written anywhere else.
+ * The one table of plans, and the one gate that reads it. Services ask the gate; no limit is
+ * written anywhere else. No SQL here: a service counts what the gate needs with its own queries.
  */
-import { sql, type Kysely } from 'kysely';
-import type { Database, Env, PlanName } from '../db/schema.js';
+import type { PlanName } from '../db/schema.js';
+import type { Tenant } from '../shared/tenant.js';
 import { ApiError } from '../shared/errors.js';
 import { PLAN_NAMES } from '../shared/spec-values.js';
 
@@ -38,30 +38,14 @@ export function assertFeature(plan: PlanName, feature: Feature): void {
   });
 }
 
-export interface PlanTenant {
-  orgId: string;
-  env: Env;
-  plan: PlanName;
-}
-
 /**
- * Throws 402 plan_limit_reached unless one more active client fits the plan. Must run inside the
- * transaction that then inserts or restores the client: it takes a lock per organisation and
- * environment, so two requests racing for the last slot are serialised and the second sees the
- * first's row.
+ * Throws 402 plan_limit_reached unless one more active client fits the plan, given how many the
+ * tenant has (`active`, counted under a lock its caller's transaction holds to its end, so two
+ * requests racing for the last slot are serialised and the second counts the first's row).
  */
-export async function assertRoomForActiveClient(trx: Kysely<Database>, tenant: PlanTenant): Promise<void> {
+export function assertRoomForActiveClient(tenant: Tenant, active: number): void {
   const max = PLANS[tenant.plan].maxActiveClients;
-  if (max === null) return;
-  await sql`select pg_advisory_xact_lock(hashtextextended(${`clients:${tenant.orgId}:${tenant.env}`}, 0))`.execute(trx);
-  const { n } = await trx
-    .selectFrom('clients')
-    .select((eb) => eb.fn.countAll<string>().as('n'))
-    .where('org_id', '=', tenant.orgId)
-    .where('env', '=', tenant.env)
-    .where('deleted_at', 'is', null)
-    .executeTakeFirstOrThrow();
-  if (Number(n) < max) return;
+  if (max === null || active < max) return;
   const requiredPlan = cheapestPlan((limits) => limits.maxActiveClients === null || limits.maxActiveClients > max);
   throw new ApiError(
     'plan_limit_reached',

@@ -1,5 +1,5 @@
 /**
- * The concurrent-requests limit (product.md, "Rate limits"; Stripe's concurrent-requests limiter):
+ * The concurrent-requests limit (docs/behaviour.md, "Rate limits"; Stripe's concurrent-requests limiter):
  * an organisation may have at most `limit` requests in flight at once in this process, both
  * environments together. The budget bounds how many requests an organisation makes per window;
  * this bounds how many it holds at one time, so that slow requests of one organisation (a large

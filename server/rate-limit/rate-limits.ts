@@ -1,5 +1,5 @@
 /**
- * Rate limits (product.md, "Rate limits"), counted by rate-limiter-flexible: in memory on the
+ * Rate limits (docs/behaviour.md, "Rate limits"), counted by rate-limiter-flexible: in memory on the
  * embedded database (one process); in Redis when REDIS_URL is set (server/rate-limit/redis.ts);
  * otherwise in PostgreSQL, so that every server process on that database spends the same budgets.
  *
@@ -14,7 +14,7 @@ import type { Attributes } from '@opentelemetry/api';
 import ipaddr from 'ipaddr.js';
 import type pg from 'pg';
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { AuthContext } from '../auth/auth.js';
+import type { Caller } from '../shared/tenant.js';
 import { ApiError } from '../shared/errors.js';
 import { inSpan } from '../shared/tracing.js';
 import type { RedisCounters } from './redis.js';
@@ -42,7 +42,7 @@ export interface RateLimitVerdict {
 
 export interface RateLimits {
   /** Counts a request made with a valid token against its tenant's budget: its organisation and environment's. */
-  countTenant(tenant: Pick<AuthContext, 'orgId' | 'env'>): Promise<RateLimitVerdict>;
+  countTenant(tenant: Pick<Caller, 'orgId' | 'env'>): Promise<RateLimitVerdict>;
   /** Counts a request without a valid token against its client address's budget. */
   countAddress(ip: string | undefined): Promise<RateLimitVerdict>;
   /**

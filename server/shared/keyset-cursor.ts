@@ -52,14 +52,19 @@ export interface KeysetPage<Item> {
 }
 
 /**
- * A page of `limit` items from rows read with `limit + 1`: the one row more tells whether another
- * page follows, without counting; the next page starts after this page's last row.
+ * The one "limit + 1" paging: a list reads one row more than its page, which tells whether another
+ * page follows without counting. The page's rows, and whether more follow.
  */
+export function pageOf<Row>(rows: Row[], limit: number): { page: Row[]; more: boolean } {
+  return { page: rows.slice(0, limit), more: rows.length > limit };
+}
+
+/** A page of `limit` items from rows read with `limit + 1` (pageOf); the next page starts after this page's last row. */
 export function keysetPage<Row extends KeysetRow, Item>(rows: Row[], limit: number, toItem: (row: Row) => Item): KeysetPage<Item> {
-  const page = rows.slice(0, limit);
+  const { page, more } = pageOf(rows, limit);
   const last = page[page.length - 1];
   return {
     data: page.map(toItem),
-    nextCursor: rows.length > limit && last ? encodeKeyset({ at: last.position, id: last.id }) : null,
+    nextCursor: more && last ? encodeKeyset({ at: last.position, id: last.id }) : null,
   };
 }

@@ -1,22 +1,19 @@
-/** The tokens' operations ("Settings → API"). */
-import type { Handlers } from '../http/handler-types.js';
-import { keyedTransaction } from '../idempotency/idempotency.js';
+/** The tokens' operations ("Settings → API"): parameters to the service, its result to a status. */
+import type { Handlers } from '../operations/handler-types.js';
 import * as tokens from './tokens.service.js';
 
-export const tokenHandlers = {
-  listTokens: async ({ db, auth, query }) => ({ status: 200, body: await tokens.listTokens(db, auth, query) }),
-  createToken: async ({ db, key, auth, body, now, respond }) =>
-    keyedTransaction(db, key, async (trx) => {
-      const minted = await tokens.createToken(trx, auth, body, now);
+export interface TokensDeps {
+  /** Drops what this process has cached of a token (server/auth/token-lookup.ts), so a revoked one is refused at once. */
+  forgetToken: (prefix: string) => void;
+}
+
+export function tokenHandlers(deps: TokensDeps) {
+  return {
+    listTokens: async ({ db, auth, query }) => ({ status: 200, body: await tokens.listTokens(db, auth, query) }),
+    createToken: ({ db, key, auth, body, now, respond }) =>
       // The secret is shown once: a replay of this request answers the token without it.
-      return respond({ status: 201, body: minted, storedBody: { data: minted.data } });
-    }),
-  revokeToken: async ({ db, key, auth, params, forgetToken, respond }) => {
-    const response = await keyedTransaction(db, key, async (trx) => {
-      const revoked = await tokens.revokeToken(trx, auth, params.id);
-      forgetToken(revoked.prefix);
-      return respond({ status: 200, body: { data: revoked } });
-    });
-    return response;
-  },
-} satisfies Partial<Handlers>;
+      tokens.createToken(db, auth, body, now, key, (minted) => respond({ status: 201, body: minted, storedBody: { data: minted.data } })),
+    revokeToken: ({ db, key, auth, params, respond }) =>
+      tokens.revokeToken(db, auth, params.id, key, deps.forgetToken, (revoked) => respond({ status: 200, body: { data: revoked } })),
+  } satisfies Partial<Handlers>;
+}

@@ -1,12 +1,7 @@
 import { type Kysely, sql } from 'kysely';
 import type { ApiTokenRow, Database, Env, PlanName } from '../db/schema.js';
 import type { KeysetPosition } from '../shared/keyset-cursor.js';
-
-/** An organisation and environment: every query of the tokens API is scoped to both. */
-export interface TokenTenant {
-  orgId: string;
-  env: Env;
-}
+import type { Tenant } from '../shared/tenant.js';
 
 /** Every column but the secret's hash, which never leaves findTokenByPrefix. */
 const LISTED_COLUMNS = [
@@ -85,7 +80,7 @@ export async function insertToken(db: Kysely<Database>, token: NewToken): Promis
  * the transaction holds to its end: two mints for the last place queue here, and the second
  * counts the first's token.
  */
-export async function countActiveTokensLocked(trx: Kysely<Database>, tenant: TokenTenant, now: Date): Promise<number> {
+export async function countActiveTokensLocked(trx: Kysely<Database>, tenant: Pick<Tenant, 'orgId' | 'env'>, now: Date): Promise<number> {
   await sql`select pg_advisory_xact_lock(hashtextextended(${`api_tokens:${tenant.orgId}:${tenant.env}`}, 0))`.execute(trx);
   const { n } = await trx
     .selectFrom('api_tokens')
@@ -107,7 +102,7 @@ export type TokenPageRow = ListedTokenRow & { position: string };
  */
 export async function listTokenPage(
   db: Kysely<Database>,
-  tenant: TokenTenant,
+  tenant: Tenant,
   page: { limit: number; after?: KeysetPosition | undefined },
 ): Promise<TokenPageRow[]> {
   let query = db
@@ -135,7 +130,7 @@ export async function listTokensOfOrganisation(db: Kysely<Database>, orgId: stri
  * Revokes a token of the tenant, or of any organisation when `tenant` is 'any' (the CLI); a token
  * revoked before keeps its first revokedAt. Undefined when there is no such token.
  */
-export async function revokeToken(db: Kysely<Database>, id: string, tenant: TokenTenant | 'any'): Promise<ListedTokenRow | undefined> {
+export async function revokeToken(db: Kysely<Database>, id: string, tenant: Tenant | 'any'): Promise<ListedTokenRow | undefined> {
   let query = db
     .updateTable('api_tokens')
     .set((eb) => ({ revoked_at: eb.fn.coalesce('revoked_at', eb.fn<Date>('now', [])) }))

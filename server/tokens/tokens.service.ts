@@ -6,7 +6,7 @@ import { isUuid } from '../shared/ids.js';
 import { ApiError, notFound, validationFailed } from '../shared/errors.js';
 import { decodeKeyset, keysetPage, type KeysetPage } from '../shared/keyset-cursor.js';
 import { upsertOrganisation } from '../orgs/orgs.queries.js';
-import type { AuthContext } from '../auth/auth.js';
+import type { Caller, Tenant } from '../shared/tenant.js';
 import { parameterDefault, parameterMessage, SCOPES, type Scope } from '../shared/spec-values.js';
 import { generateToken, hashSecret } from './token-format.js';
 import { toToken, type Token } from './tokens.mapper.js';
@@ -16,8 +16,8 @@ import {
   listTokenPage,
   revokeToken as revokeTenantToken,
   type ListedTokenRow,
-  type TokenTenant,
 } from './tokens.queries.js';
+import { inTransaction, type KeyedRequest, runKeyedWrite, type WriteResponse } from '../idempotency/idempotency.js';
 
 /**
  * Active tokens (neither revoked nor expired) a tenant may have at once. Tokens share their
@@ -92,12 +92,18 @@ export type TokenInput = components['schemas']['TokenCreate'];
  * POST /tokens: a token can grant only scopes it holds, in its own organisation and environment,
  * and cannot outlive itself (without an expiry of its own asked for, the new one gets the caller's).
  */
-export async function createToken(
-  trx: Kysely<Database>,
-  caller: AuthContext,
+export function createToken<A extends WriteResponse>(
+  db: Kysely<Database>,
+  caller: Caller,
   input: TokenInput,
-  now = new Date(),
-): Promise<{ data: Token; token: string }> {
+  now: Date,
+  key: KeyedRequest | undefined,
+  answer: (minted: { data: Token; token: string }) => A,
+): Promise<A> {
+  return runKeyedWrite(db, key, () => inTransaction(async (trx) => answer(await mintForCaller(trx, caller, input, now))));
+}
+
+async function mintForCaller(trx: Kysely<Database>, caller: Caller, input: TokenInput, now: Date): Promise<{ data: Token; token: string }> {
   const lacking = input.scopes.find((scope) => !caller.scopes.includes(scope));
   if (lacking) {
     throw new ApiError('forbidden', `This token cannot grant the scope ${lacking}: a token can grant only scopes it holds itself.`);
@@ -124,7 +130,7 @@ const DEFAULT_LIMIT = parameterDefault('listTokens', 'limit') as number;
 /** GET /tokens: a page of the tenant's tokens, newest first. */
 export async function listTokens(
   db: Kysely<Database>,
-  tenant: TokenTenant,
+  tenant: Tenant,
   query: { limit?: number | undefined; cursor?: string | undefined },
 ): Promise<KeysetPage<Token>> {
   // The validator fills in the spec's default; the fallback only satisfies the optional type.
@@ -134,9 +140,26 @@ export async function listTokens(
   return keysetPage(await listTokenPage(db, tenant, { limit: limit + 1, after }), limit, toToken);
 }
 
-export async function revokeToken(db: Kysely<Database>, caller: AuthContext, id: string): Promise<Token> {
-  // Not a UUID as the API writes it: no token has it, and the database would refuse the comparison.
-  const row = isUuid(id) ? await revokeTenantToken(db, id, caller) : undefined;
-  if (!row) throw notFound('No such token.');
-  return toToken(row);
+/**
+ * DELETE /tokens/{id}: revokes the token, and `forget`s it in this process's cache (before the
+ * commit: the cache does not trust the prefix again until well after it), so that it is refused
+ * here at once.
+ */
+export function revokeToken<A extends WriteResponse>(
+  db: Kysely<Database>,
+  caller: Caller,
+  id: string,
+  key: KeyedRequest | undefined,
+  forget: (prefix: string) => void,
+  answer: (revoked: Token) => A,
+): Promise<A> {
+  return runKeyedWrite(db, key, () =>
+    inTransaction(async (trx) => {
+      // Not a UUID as the API writes it: no token has it, and the database would refuse the comparison.
+      const row = isUuid(id) ? await revokeTenantToken(trx, id, caller) : undefined;
+      if (!row) throw notFound('No such token.');
+      forget(row.prefix);
+      return answer(toToken(row));
+    }),
+  );
 }

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientsApi } from '../../client/index.js';
-import { updateClient } from '../../server/clients/clients.service.js';
+import { applyUpdate } from '../../server/clients/clients.service.js';
 import { purgeExpiredEvents } from '../../server/events/events.service.js';
 import { usingPostgres } from '../support/database.js';
 import { FUZZ_RATE_LIMITS } from '../support/operation-fixtures.js';
@@ -351,7 +351,7 @@ describe('concurrent writers', () => {
     const inside = new Promise<void>((resolve) => (entered = resolve));
     const held = new Promise<void>((resolve) => (release = resolve));
     const a = server.database.db.transaction().execute(async (trx) => {
-      await updateClient(trx, tenant, early, { notes: 'from A' }, undefined);
+      await applyUpdate(trx, tenant, early, { notes: 'from A' }, undefined);
       entered();
       await held;
     });

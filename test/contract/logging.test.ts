@@ -2,8 +2,8 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
-import { startWebhookWorker } from '../../server/webhooks/worker.js';
+import { ephemeralWebhookSettings } from '../../server/webhook-delivery/settings.js';
+import { startWebhookWorker } from '../../server/webhook-delivery/worker.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { startReceiver, waitFor } from '../support/webhook-worker-fixtures.js';
 

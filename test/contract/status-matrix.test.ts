@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { operationList, type OperationEntry } from '../../generated/operations.js';
 import { SCOPES } from '../../server/shared/spec-values.js';
 import { BODY_LIMIT_BYTES } from '../../server/http/body-parser.js';
-import type { Handlers } from '../../server/http/handler-types.js';
+import type { Handlers } from '../../server/operations/handler-types.js';
 import { usingPostgres } from '../support/database.js';
 import { holdingHandler } from '../support/held-requests.js';
 import { sender } from '../support/fuzz.js';

@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ClientsApi, components } from '../../client/index.js';
-import { ephemeralWebhookSettings, type WebhookSettings } from '../../server/webhooks/settings.js';
+import { ephemeralWebhookSettings, type WebhookSettings } from '../../server/webhook-delivery/settings.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 type Endpoint = components['schemas']['WebhookEndpoint'];

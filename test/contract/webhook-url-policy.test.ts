@@ -1,5 +1,5 @@
 /**
- * The webhook URL policy at registration and on change (server/webhooks/url-policy.ts): https in
+ * The webhook URL policy at registration and on change (server/webhook-endpoints/url-policy.ts): https in
  * live, no user name or password, and a host whose every address is public. DNS is staged: the
  * server resolves names through a resolver this file controls, so no test depends on the
  * network. A second server on the same database allows private networks, as
@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ClientsApi } from '../../client/index.js';
-import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
+import { ephemeralWebhookSettings } from '../../server/webhook-delivery/settings.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 /** What the staged name server answers; a name not here does not resolve. */

@@ -28,8 +28,8 @@ it('runs no migration on a database that has them all, and the next one on a dat
 });
 
 it.runIf(usingPostgres)('prepares the read by id once per connection, and it survives a new column', async () => {
-  const { orgId } = await mintTokenForOrganisation(database.db, { orgName: 'Prepared' });
-  const tenant = { orgId, env: 'test' as const };
+  const { orgId, plan } = await mintTokenForOrganisation(database.db, { orgName: 'Prepared' });
+  const tenant = { orgId, env: 'test' as const, plan };
   const { id } = await database.db
     .insertInto('clients')
     .values({ org_id: orgId, env: 'test', name: 'Ready' })

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientsApi } from '../../client/index.js';
-import { updateClient } from '../../server/clients/clients.service.js';
+import { applyUpdate } from '../../server/clients/clients.service.js';
 import { openDatabase, type DatabaseHandle } from '../../server/db/database.js';
 import type { DatabasePooling } from '../../server/db/handle.js';
 import { migrateOrThrow } from '../../server/db/migrate.js';
@@ -202,7 +202,7 @@ describe.runIf(configured)('eventual reads on a streaming replica', { timeout: 1
       const held = new Promise<void>((resolve) => (release = resolve));
       // A takes its place in the feed first and commits last.
       const a = app.handle.db.transaction().execute(async (trx) => {
-        await updateClient(trx, token, early, { notes: 'from A' }, undefined);
+        await applyUpdate(trx, token, early, { notes: 'from A' }, undefined);
         entered();
         await held;
       });
@@ -272,7 +272,7 @@ describe.runIf(configured)('eventual reads on a streaming replica', { timeout: 1
         for (let i = 0; i < 6; i++) {
           const id = (await api.POST('/clients', { body: { name: `Held ${i}` } })).data!.data.id;
           await app.handle.db.transaction().execute(async (trx) => {
-            await updateClient(trx, token, id, { notes: `held ${i}` }, undefined);
+            await applyUpdate(trx, token, id, { notes: `held ${i}` }, undefined);
             await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 150));
           });
         }

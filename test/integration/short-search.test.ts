@@ -123,7 +123,7 @@ describe('a short q on a large organisation', () => {
 
   it('examines at most the bound of rows per request, where the same term without the bound read every client', async () => {
     const filter: ClientListFilter = { limit: 26, deleted: 'exclude', search: 'qq' };
-    const deeper = { ...filter, after: { createdAt: '2025-01-01T03:00:00.000000Z', id: 'ffffffff-ffff-4fff-bfff-ffffffffffff' } };
+    const deeper = { ...filter, after: { at: '2025-01-01T03:00:00.000000Z', id: 'ffffffff-ffff-4fff-bfff-ffffffffffff' } };
     for (const page of [filter, deeper]) {
       const examined = rowsExamined(
         await executedPlan(listClientRowsExaminingQuery(server.database.db, tenant, page, SHORT_SEARCH_EXAMINED)),
@@ -174,7 +174,7 @@ describe('a short q on a large organisation', () => {
       .offset(SHORT_SEARCH_EXAMINED - 1)
       .limit(1)
       .executeTakeFirstOrThrow();
-    expect(first.data).toEqual({ data: [], nextCursor: encodeCursor({ createdAt: newest.position, id: newest.id }) });
+    expect(first.data).toEqual({ data: [], nextCursor: encodeCursor({ at: newest.position, id: newest.id }) });
   });
 
   it('leaves a term the indexes can look up as it was: full pages', async () => {

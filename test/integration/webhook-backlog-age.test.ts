@@ -8,9 +8,9 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createMetrics } from '../../server/metrics/metrics.js';
 import { mintTokenForOrganisation } from '../../server/tokens/tokens.service.js';
-import { countHeldBack } from '../../server/webhooks/deliveries.queries.js';
-import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
-import { startWebhookWorker } from '../../server/webhooks/worker.js';
+import { countHeldBack } from '../../server/webhook-delivery/deliveries.queries.js';
+import { ephemeralWebhookSettings } from '../../server/webhook-delivery/settings.js';
+import { startWebhookWorker } from '../../server/webhook-delivery/worker.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { insertEndpoint, insertEvent, movableClock, type Receiver, startReceiver, waitFor } from '../support/webhook-worker-fixtures.js';
 

@@ -1,12 +1,12 @@
 /**
- * The address rule at connect time (server/webhooks/sender.ts): a delivery to a name that now
+ * The address rule at connect time (server/webhook-delivery/sender.ts): a delivery to a name that now
  * resolves to an IPv4-compatible IPv6 address (::/96, outside global unicast), or to such a
  * literal, is refused before any connection, whatever the name resolved to when the endpoint was
  * registered (DNS rebinding). DNS is staged, as in test/contract/webhook-url-policy.test.ts.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { type OutgoingDelivery, sendDelivery } from '../../server/webhooks/sender.js';
-import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
+import { type OutgoingDelivery, sendDelivery } from '../../server/webhook-delivery/sender.js';
+import { ephemeralWebhookSettings } from '../../server/webhook-delivery/settings.js';
 import { type Receiver, startReceiver } from '../support/webhook-worker-fixtures.js';
 
 let receiver: Receiver;

@@ -11,7 +11,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { ClientsApi } from '../../client/index.js';
-import { RETRY_DELAYS_MS } from '../../server/webhooks/schedule.js';
+import { RETRY_DELAYS_MS } from '../../server/webhook-delivery/schedule.js';
 import { webhookHarness } from '../support/webhook-harness.js';
 import { movableClock, verifyAtItsTime, waitFor } from '../support/webhook-worker-fixtures.js';
 

@@ -7,9 +7,9 @@
 import { describe, expect, it } from 'vitest';
 import type { ClientsApi } from '../../client/index.js';
 import { loadConfig } from '../../server/config.js';
-import { CIRCUIT_FIRST_COOL_DOWN_MS, CIRCUIT_OPENS_AFTER, RETRY_DELAYS_MS } from '../../server/webhooks/schedule.js';
-import { markEndpointFailed } from '../../server/webhooks/endpoints.queries.js';
-import { DEFAULT_ENDPOINT_CONCURRENCY, organisationShare } from '../../server/webhooks/worker.js';
+import { CIRCUIT_FIRST_COOL_DOWN_MS, CIRCUIT_OPENS_AFTER, RETRY_DELAYS_MS } from '../../server/webhook-delivery/schedule.js';
+import { markEndpointFailed } from '../../server/webhook-delivery/endpoint-state.queries.js';
+import { DEFAULT_ENDPOINT_CONCURRENCY, organisationShare } from '../../server/webhook-delivery/worker.js';
 import { webhookHarness } from '../support/webhook-harness.js';
 import { insertEndpoint, insertEvent, movableClock, waitFor } from '../support/webhook-worker-fixtures.js';
 

@@ -9,8 +9,8 @@
 import { describe, expect, it } from 'vitest';
 import type { PlanName } from '../../server/db/schema.js';
 import { setOrganisationPlan } from '../../server/orgs/orgs.queries.js';
-import { DISABLE_AFTER_FAILING_MS } from '../../server/webhooks/schedule.js';
-import type { WebhookWorker } from '../../server/webhooks/worker.js';
+import { DISABLE_AFTER_FAILING_MS } from '../../server/webhook-delivery/schedule.js';
+import type { WebhookWorker } from '../../server/webhook-delivery/worker.js';
 import { usingPostgres } from '../support/database.js';
 import { runCli } from '../support/processes.js';
 import { webhookHarness } from '../support/webhook-harness.js';

@@ -20,8 +20,8 @@ import { DatabaseAnswerTimeout, openPostgres } from '../../server/db/connection.
 import { migrateOrThrow } from '../../server/db/migrate.js';
 import type { DatabaseHandle } from '../../server/db/handle.js';
 import { mintTokenForOrganisation } from '../../server/tokens/tokens.service.js';
-import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
-import { startWebhookWorker, type WebhookWorker } from '../../server/webhooks/worker.js';
+import { ephemeralWebhookSettings } from '../../server/webhook-delivery/settings.js';
+import { startWebhookWorker, type WebhookWorker } from '../../server/webhook-delivery/worker.js';
 import { createTestDatabase, type TestDatabase, usingPostgres } from '../support/database.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { insertEndpoint, insertEvent, type Receiver, startReceiver, waitFor } from '../support/webhook-worker-fixtures.js';

@@ -1,5 +1,5 @@
 /**
- * The delivery worker (server/webhooks/worker.ts) against a real receiver, on the test database
+ * The delivery worker (server/webhook-delivery/worker.ts) against a real receiver, on the test database
  * (PGlite, or PostgreSQL with TEST_DATABASE_URL). Events and endpoints are put straight into the
  * database here, as the events and endpoint modules write them; the same promises through the API
  * are in webhook-delivery-api.test.ts. Time is a clock the tests move, never a wait.
@@ -8,9 +8,9 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { toEvent } from '../../server/events/events.mapper.js';
 import { mintTokenForOrganisation } from '../../server/tokens/tokens.service.js';
-import { MAX_ATTEMPTS, RETRY_DELAYS_MS } from '../../server/webhooks/schedule.js';
-import { ephemeralWebhookSettings, type WebhookSettings } from '../../server/webhooks/settings.js';
-import { startWebhookWorker, type WebhookWorker, type WebhookWorkerOptions } from '../../server/webhooks/worker.js';
+import { MAX_ATTEMPTS, RETRY_DELAYS_MS } from '../../server/webhook-delivery/schedule.js';
+import { ephemeralWebhookSettings, type WebhookSettings } from '../../server/webhook-delivery/settings.js';
+import { startWebhookWorker, type WebhookWorker, type WebhookWorkerOptions } from '../../server/webhook-delivery/worker.js';
 import { createTestDatabase, type TestDatabase, usingPostgres } from '../support/database.js';
 import {
   insertEndpoint,
@@ -465,8 +465,8 @@ describe('the worker loop', () => {
 
 describe('leases', () => {
   it('an attempt whose lease ran out is not recorded; the worker holding the delivery now records its own', async () => {
-    const { recordAttempt, FIRST_PLACE } = await import('../../server/webhooks/deliveries.queries.js');
-    const { claimFairly } = await import('../../server/webhooks/worker.js');
+    const { recordAttempt, FIRST_PLACE } = await import('../../server/webhook-delivery/deliveries.queries.js');
+    const { claimFairly } = await import('../../server/webhook-delivery/worker.js');
     const claimDueDeliveries = async (_db: unknown, claim: { leaseId: string; now: Date; leasedUntil: Date; limit: number }) =>
       (
         await claimFairly(database.db, {

@@ -22,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import bundledSpec from '../../generated/openapi.json' with { type: 'json' };
 import { clientHandlers } from '../../server/clients/clients.http.js';
 import { validationFailed } from '../../server/shared/errors.js';
-import type { Handlers } from '../../server/http/handler-types.js';
+import type { Handlers } from '../../server/operations/handler-types.js';
 import { compareCoverage, coverageFails, documentedPairs, formatCoverage } from '../../scripts/contract-coverage.js';
 import { fuzzOperation, type FuzzTarget } from '../support/fuzz.js';
 import {

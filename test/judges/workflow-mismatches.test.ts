@@ -15,7 +15,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientHandlers } from '../../server/clients/clients.http.js';
-import type { Handlers } from '../../server/http/handler-types.js';
+import type { Handlers } from '../../server/operations/handler-types.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { runWorkflowFile, workflowInputs } from '../support/workflows.js';
 

@@ -3,8 +3,8 @@
  * each request carrying `X-Test-Hold` wait until the test lets it go (with `X-Test-Hold: fail`,
  * it then throws: a 500), and answers every other request as the real handler does.
  */
-import { handlers } from '../../server/handlers.js';
-import type { Handlers } from '../../server/http/handler-types.js';
+import type { Handlers } from '../../server/operations/handler-types.js';
+import { tokenHandlers } from '../../server/tokens/tokens.http.js';
 
 export interface HoldingHandler {
   /** For `startTestServer({ handlers: { listTokens } })`. */
@@ -15,6 +15,9 @@ export interface HoldingHandler {
   letGo(): void;
 }
 
+/** The real handler: listing tokens needs none of the tokens module's dependencies. */
+const realListTokens = tokenHandlers({ forgetToken: () => {} }).listTokens;
+
 export function holdingHandler(): HoldingHandler {
   const waiting: (() => void)[] = [];
   return {
@@ -24,7 +27,7 @@ export function holdingHandler(): HoldingHandler {
         await new Promise<void>((resolve) => waiting.push(resolve));
         if (hold === 'fail') throw new Error('injected failure');
       }
-      return handlers.listTokens(ctx);
+      return realListTokens(ctx);
     },
     held: () => waiting.length,
     letGo: () => {

@@ -9,8 +9,8 @@ import { clientHandlers } from '../../server/clients/clients.http.js';
 import { toClient } from '../../server/clients/clients.mapper.js';
 import { updateClientRow } from '../../server/clients/clients.queries.js';
 import * as clients from '../../server/clients/clients.service.js';
-import type { Handlers } from '../../server/http/handler-types.js';
-import { keyedTransaction } from '../../server/idempotency/idempotency.js';
+import { inTransaction, runKeyedWrite } from '../../server/idempotency/idempotency.js';
+import type { Handlers } from '../../server/operations/handler-types.js';
 import { strongEtag } from '../../server/shared/etag.js';
 
 export const regressions = {
@@ -20,24 +20,28 @@ export const regressions = {
    */
   restoreDropsField: {
     restoreClient: async ({ db, key, auth, params, req, respond }) =>
-      keyedTransaction(db, key, async (trx) => {
-        const before = await clients.getClient(trx, auth, params.id);
-        const state = await clients.restoreClient(trx, auth, params.id, req.get('If-Match'));
-        if (before.client.deletedAt === null || state.client.notes === null) {
-          return respond({ status: 200, body: { data: state.client }, headers: { ETag: state.etag } });
-        }
-        const client = toClient(await updateClientRow(trx, auth, params.id, { notes: null }));
-        return respond({ status: 200, body: { data: client }, headers: { ETag: strongEtag(client) } });
-      }),
+      runKeyedWrite(db, key, () =>
+        inTransaction(async (trx) => {
+          const before = await clients.getClient(trx, auth, params.id);
+          const state = await clients.applyRestore(trx, auth, params.id, req.get('If-Match'));
+          if (before.client.deletedAt === null || state.client.notes === null) {
+            return respond({ status: 200, body: { data: state.client }, headers: { ETag: state.etag } });
+          }
+          const client = toClient(await updateClientRow(trx, auth, params.id, { notes: null }));
+          return respond({ status: 200, body: { data: client }, headers: { ETag: strongEtag(client) } });
+        }),
+      ),
   },
   /** An update that answers the ETag the client had before it: the change is made, the ETag stays. */
   updateKeepsEtag: {
     updateClient: async ({ db, key, auth, params, body, req, respond }) =>
-      keyedTransaction(db, key, async (trx) => {
-        const before = await clients.getClient(trx, auth, params.id);
-        const state = await clients.updateClient(trx, auth, params.id, body, req.get('If-Match'));
-        return respond({ status: 200, body: { data: state.client }, headers: { ETag: before.etag } });
-      }),
+      runKeyedWrite(db, key, () =>
+        inTransaction(async (trx) => {
+          const before = await clients.getClient(trx, auth, params.id);
+          const state = await clients.applyUpdate(trx, auth, params.id, body, req.get('If-Match'));
+          return respond({ status: 200, body: { data: state.client }, headers: { ETag: before.etag } });
+        }),
+      ),
   },
   /** A cursor that skips a row: every page after the first leaves out the row it should start with. */
   listSkipsRow: {

@@ -14,7 +14,7 @@ import { createClientsApi, type ClientsApi, type ClientsApiOptions } from '../..
 import type { OpenApiDocument } from '../../server/http/spec.js';
 import type { IdempotencyStore } from '../../server/idempotency/idempotency.js';
 import * as idempotencyQueries from '../../server/idempotency/idempotency.queries.js';
-import { ephemeralWebhookSettings } from '../../server/webhooks/settings.js';
+import { ephemeralWebhookSettings } from '../../server/webhook-delivery/settings.js';
 import { closedSpec } from './closed-spec.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { PRISM_URL_VARIABLE, startPrismFront } from './prism.js';

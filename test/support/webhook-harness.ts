@@ -6,8 +6,8 @@
  */
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll } from 'vitest';
-import { ephemeralWebhookSettings, type WebhookSettings } from '../../server/webhooks/settings.js';
-import { startWebhookWorker, type WebhookWorker, type WebhookWorkerOptions } from '../../server/webhooks/worker.js';
+import { ephemeralWebhookSettings, type WebhookSettings } from '../../server/webhook-delivery/settings.js';
+import { startWebhookWorker, type WebhookWorker, type WebhookWorkerOptions } from '../../server/webhook-delivery/worker.js';
 import { startTestServer, type TestServer } from './server.js';
 import { type Receiver, startReceiver } from './webhook-worker-fixtures.js';
 

@@ -11,8 +11,8 @@ import { type Kysely, sql } from 'kysely';
 import { Webhook } from 'standardwebhooks';
 import { vi } from 'vitest';
 import type { Database, Env } from '../../server/db/schema.js';
-import { newSigningSecret } from '../../server/webhooks/secrets.js';
-import type { WebhookSettings } from '../../server/webhooks/settings.js';
+import { newSigningSecret } from '../../server/webhook-delivery/secrets.js';
+import type { WebhookSettings } from '../../server/webhook-delivery/settings.js';
 
 export interface ReceivedRequest {
   method: string;

@@ -3,8 +3,8 @@
  * the spec, typed from it. Were `Handlers` ever loosened, the @ts-expect-error lines below would
  * stop erroring and the typecheck would fail on them.
  */
-import type { Handlers } from '../../server/http/handler-types.js';
-import { systemHandlers } from '../../server/system.http.js';
+import type { Handlers } from '../../server/operations/handler-types.js';
+import { systemHandlers } from '../../server/system/system.http.js';
 
 // An operation of the spec with no handler (here: createClient) does not compile.
 // @ts-expect-error Property 'createClient' is missing

@@ -60,7 +60,7 @@ it('delivers webhooks inside the server, every second, 10 s per attempt, to publ
     webhookTimeoutMs: 10_000,
     webhookAllowPrivateNetworks: false,
     webhookSecretKey: undefined,
-    // Unset: server/webhooks/secret-key.ts decides (test/unit/webhook-secret-key.test.ts).
+    // Unset: server/webhook-delivery/secret-key.ts decides (test/unit/webhook-secret-key.test.ts).
     webhookSecretKeyFile: undefined,
   });
   expect(

@@ -11,17 +11,21 @@ import { describe, expect, it } from 'vitest';
 
 const root = resolve(import.meta.dirname, '../..');
 
-/** Every table of server/db/schema.ts, and the one file that may write it (rate_limits: the library's own store). */
-const OWNERS: Record<string, string | null> = {
-  clients: 'server/clients/clients.queries.ts',
-  api_tokens: 'server/tokens/tokens.queries.ts',
-  organisations: 'server/orgs/orgs.queries.ts',
-  idempotency_keys: 'server/idempotency/idempotency.queries.ts',
+/**
+ * Every table of server/db/schema.ts, and the files that may write it (rate_limits: the library's
+ * own store). One file each, but for webhook_endpoints: the API writes an endpoint's configuration,
+ * the delivery worker its delivery state (its place in the feed, failures, the circuit).
+ */
+const OWNERS: Record<string, readonly string[] | null> = {
+  clients: ['server/clients/clients.queries.ts'],
+  api_tokens: ['server/tokens/tokens.queries.ts'],
+  organisations: ['server/orgs/orgs.queries.ts'],
+  idempotency_keys: ['server/idempotency/idempotency.queries.ts'],
   rate_limits: null,
-  events: 'server/events/events.queries.ts',
-  webhook_endpoints: 'server/webhooks/endpoints.queries.ts',
-  webhook_deliveries: 'server/webhooks/deliveries.queries.ts',
-  webhook_attempts: 'server/webhooks/deliveries.queries.ts',
+  events: ['server/events/events.queries.ts'],
+  webhook_endpoints: ['server/webhook-endpoints/endpoints.queries.ts', 'server/webhook-delivery/endpoint-state.queries.ts'],
+  webhook_deliveries: ['server/webhook-delivery/deliveries.queries.ts'],
+  webhook_attempts: ['server/webhook-delivery/deliveries.queries.ts'],
 };
 
 const WRITES = [
@@ -73,7 +77,8 @@ it('every write to a table is in its owner’s queries file, and names its table
       const line = text.slice(0, at).split('\n').length;
       if (table === undefined) strays.push(`${path}:${line} writes a table it does not name`);
       else if (!(table in OWNERS)) strays.push(`${path}:${line} writes ${table}, which server/db/schema.ts does not have`);
-      else if (OWNERS[table] !== path) strays.push(`${path}:${line} writes ${table}, owned by ${OWNERS[table] ?? 'rate-limiter-flexible'}`);
+      else if (!OWNERS[table]?.includes(path))
+        strays.push(`${path}:${line} writes ${table}, owned by ${OWNERS[table]?.join(' and ') ?? 'rate-limiter-flexible'}`);
     }
   }
   expect(strays).toEqual([]);

@@ -1,10 +1,10 @@
 /**
- * Which addresses a webhook may go to (server/webhooks/addresses.ts): public unicast IPv4, and of
+ * Which addresses a webhook may go to (server/webhook-delivery/addresses.ts): public unicast IPv4, and of
  * IPv6 only global unicast (2000::/3) outside its special ranges; an IPv6 address carrying an IPv4
  * address by a standard translation is judged by that address.
  */
 import { describe, expect, it } from 'vitest';
-import { isPublicAddress } from '../../server/webhooks/addresses.js';
+import { isPublicAddress } from '../../server/webhook-delivery/addresses.js';
 
 const PUBLIC: [string, string][] = [
   ['93.184.216.34', 'public IPv4'],

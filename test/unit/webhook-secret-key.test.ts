@@ -1,5 +1,5 @@
 /**
- * Where the key that seals webhook secrets comes from (server/webhooks/secret-key.ts): never from
+ * Where the key that seals webhook secrets comes from (server/webhook-delivery/secret-key.ts): never from
  * inside DATA_DIR; on PostgreSQL only from WEBHOOK_SECRET_KEY (or an existing key file), refused
  * otherwise with a message that says how to make one; on the embedded database from
  * `.secrets/webhook-secret.key` beside DATA_DIR, made on first start, owner-only; and a key an
@@ -10,8 +10,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, sym
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { defaultKeyFile, type KeySettings, loadWebhookKey } from '../../server/webhooks/secret-key.js';
-import { secretBox } from '../../server/webhooks/secrets.js';
+import { defaultKeyFile, type KeySettings, loadWebhookKey } from '../../server/webhook-delivery/secret-key.js';
+import { secretBox } from '../../server/webhook-delivery/secrets.js';
 
 const root = mkdtempSync(join(tmpdir(), 'webhook-secret-key-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

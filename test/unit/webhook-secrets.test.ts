@@ -7,8 +7,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { keyFromBase64, keyFromFile } from '../../server/webhooks/secret-key.js';
-import { newSigningSecret, secretBox } from '../../server/webhooks/secrets.js';
+import { keyFromBase64, keyFromFile } from '../../server/webhook-delivery/secret-key.js';
+import { newSigningSecret, secretBox } from '../../server/webhook-delivery/secrets.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'webhook-secrets-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,19 +1,22 @@
 /**
- * Handler types derived from the generated spec types: a handler's body, parameters and answers
- * come from `operations['<operationId>']`, never from hand-written DTOs. `Handlers` has one key per
- * operation of the spec, so an operation without a handler fails the typecheck.
+ * What a handler is, between the router (server/http/router.ts, which calls handlers) and the
+ * resources' handlers (server/<resource>/<resource>.http.ts, which implement them): types derived
+ * from the generated spec types, so a handler's body, parameters and answers come from
+ * `operations['<operationId>']`, never from hand-written DTOs. `Handlers` has one key per operation
+ * of the spec, so an operation without a handler fails the typecheck. Nothing here is a feature's:
+ * what a resource needs beyond the request (webhook settings, the token cache) it gets from its
+ * own module's dependencies (server/handlers.ts).
  */
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Request } from 'express';
 import type { operations } from '../../generated/api.js';
 import type { OperationEntry, OperationId } from '../../generated/operations.js';
-import type { AuthContext } from '../auth/auth.js';
 import type { ReadConsistency, Reads } from '../db/reads.js';
 import type { Database } from '../db/schema.js';
 import type { KeyedRequest, WriteResponse } from '../idempotency/idempotency.js';
 import type { StaticRepresentation } from '../shared/static-representation.js';
-import type { WebhookSettings } from '../webhooks/settings.js';
+import type { Caller } from '../shared/tenant.js';
 
 type Op<K extends OperationId> = operations[K];
 type Json<T> = T extends { content: { 'application/json': infer B } } ? B : undefined;
@@ -62,7 +65,7 @@ export interface HandlerContext<K extends OperationId> {
   params: PathParams<K>;
   query: QueryParams<K>;
   /** The token's organisation and environment; absent only on operations that need no token. */
-  auth: IsAuthenticated<K> extends true ? AuthContext : undefined;
+  auth: IsAuthenticated<K> extends true ? Caller : undefined;
   db: Kysely<Database>;
   /**
    * The databases a read may use: a service passes `readConsistency` on for the reads that may be
@@ -72,18 +75,14 @@ export interface HandlerContext<K extends OperationId> {
   /** The `Read-Consistency` the caller accepts: `strong` unless it sent `eventual`. */
   readConsistency: ReadConsistency;
   /**
-   * Writes: the request's Idempotency-Key, when it has one (plain values). A write passes it to
-   * server/idempotency/idempotency.ts (keyedTransaction) or to its resource's keyed statement.
+   * Writes: the request's Idempotency-Key, when it has one (plain values). The handler passes it
+   * to its service, whose write runs in server/idempotency/idempotency.ts's `runKeyedWrite`.
    */
   key: IsWrite<K> extends true ? KeyedRequest | undefined : undefined;
-  /** Writes: the answer serialised once. */
+  /** Writes: the answer serialised once (the service calls it when its write is done, to store it with the key). */
   respond: (answer: Answer<K>) => Serialised<K>;
   /** The request's time: what timestamps it writes are. */
   now: Date;
-  /** Drops what this process has cached of a token (after revoking it, so that it is refused at once). */
-  forgetToken: (prefix: string) => void;
-  /** Secrets' encryption and the address policy of webhook endpoints. */
-  webhooks: WebhookSettings;
   log: Logger;
   req: Request;
 }

@@ -9,8 +9,8 @@
 import { isIP } from 'node:net';
 import type { Env } from '../db/schema.js';
 import { validationFailed } from '../shared/errors.js';
-import { isPublicAddress } from './addresses.js';
-import type { WebhookSettings } from './settings.js';
+import { isPublicAddress } from '../webhook-delivery/addresses.js';
+import type { WebhookSettings } from '../webhook-delivery/settings.js';
 
 /** The texts a refusal names `url` with; the worker may record the same words for an attempt. */
 export const URL_REFUSALS = {

@@ -1,6 +1,6 @@
 /**
  * When a failed delivery is tried again. docs/webhooks.md quotes this table; the worker
- * (server/webhooks/worker.ts) follows it.
+ * (server/webhook-delivery/worker.ts) follows it.
  *
  * Attempt 1 goes out as soon as the event is fanned out; after the n-th failure the next attempt
  * waits RETRY_DELAYS_MS[n - 1]. Ten attempts in all, over about 3 days and 3.5 hours
@@ -36,7 +36,7 @@ export function nextRetryAt(attempt: number, at: Date): Date | null {
 }
 
 /**
- * The circuit of an endpoint that keeps failing (server/webhooks/worker.ts, docs/webhooks.md
+ * The circuit of an endpoint that keeps failing (server/webhook-delivery/worker.ts, docs/webhooks.md
  * "Fairness"). After CIRCUIT_OPENS_AFTER failed attempts in a row, whatever their deliveries, the
  * endpoint gets no attempt for a cool-down; then one delivery is tried as a probe. A success closes
  * the circuit (and ends `failingSince`); a failed probe opens it again for twice as long, up to

@@ -1,6 +1,6 @@
 /**
  * The one module that writes `webhook_deliveries` and `webhook_attempts`: the delivery worker's
- * statements (server/webhooks/worker.ts). A delivery is one event owed to one endpoint, and is
+ * statements (server/webhook-delivery/worker.ts). A delivery is one event owed to one endpoint, and is
  * also the worker's job: it is claimed with a lease (FOR UPDATE SKIP LOCKED, no queue library,
  * so it runs on the embedded database too) and every attempt at it is recorded beside it.
  */
@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Database, Env } from '../db/schema.js';
 import { TEST_EVENT_TYPE } from '../events/events.queries.js';
-import { organisationOnPlan } from './endpoints.queries.js';
+import { organisationOnPlan } from './endpoint-state.queries.js';
 
 type Db = Kysely<Database>;
 
@@ -27,7 +27,7 @@ export async function readFeedHorizon(trx: Db): Promise<string> {
 }
 
 /** An endpoint's tenant, events and place in the feed, as the fan-out needs them. */
-export interface FeedPosition {
+export interface EndpointInFeed {
   orgId: string;
   env: Env;
   endpointId: string;
@@ -54,7 +54,7 @@ export interface FanOutResult {
  */
 export async function fanOutEvents(
   trx: Db,
-  position: FeedPosition,
+  position: EndpointInFeed,
   horizon: string,
   now: Date,
   limit: number,
@@ -103,7 +103,7 @@ export interface ClaimedDelivery {
   /** Attempts recorded so far (this one is `attempts + 1`). */
   attempts: number;
   url: string;
-  /** Sealed (server/webhooks/secrets.ts). */
+  /** Sealed (server/webhook-delivery/secrets.ts). */
   secret: string;
   previousSecret: string | null;
   previousSecretExpiresAt: Date | null;
@@ -465,7 +465,7 @@ export async function countHeldBack(db: Db, now: Date): Promise<HeldBack> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sent again on request: a recovery, a redelivery, a test (server/webhooks/recovery.service.ts).
+// Sent again on request: a recovery, a redelivery, a test (server/webhook-endpoints/recovery.service.ts).
 // ---------------------------------------------------------------------------------------------
 
 /** An endpoint, as a recovery reads it. */

@@ -4,7 +4,7 @@
  * A secret is `whsec_` and the base64 of 32 random bytes (the Standard Webhooks form, which the
  * `standardwebhooks` package signs with). It is stored as AES-256-GCM ciphertext under a key the
  * database does not hold (WEBHOOK_SECRET_KEY, or a key file outside the data: see
- * server/webhooks/secret-key.ts), with the endpoint's id as associated data, so a ciphertext copied onto
+ * server/webhook-delivery/secret-key.ts), with the endpoint's id as associated data, so a ciphertext copied onto
  * another endpoint's row does not decrypt. The database alone reveals no secret; the key alone
  * reveals none either.
  */

@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
-import bundledSpec from '../generated/openapi.json' with { type: 'json' };
-import type { Handlers } from './http/handler-types.js';
-import { StaticRepresentation } from './shared/static-representation.js';
+import bundledSpec from '../../generated/openapi.json' with { type: 'json' };
+import type { Handlers } from '../operations/handler-types.js';
+import { StaticRepresentation } from '../shared/static-representation.js';
 
 // Both made once; `npm run generate` derives them from spec/ (and `npm run build` copies the page).
 // Each is read or serialised, and compressed, on its first request rather than on every start-up.
-const docsPage = new StaticRepresentation('text/html', () => readFileSync(new URL('../generated/docs.html', import.meta.url)));
+const docsPage = new StaticRepresentation('text/html', () => readFileSync(new URL('../../generated/docs.html', import.meta.url)));
 const openApiDocument = new StaticRepresentation('application/json', () => JSON.stringify(bundledSpec));
 
 // The page carries its scripts and styles inline; the browser may fetch nothing from another site

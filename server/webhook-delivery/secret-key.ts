@@ -1,5 +1,5 @@
 /**
- * Where the key that seals webhook signing secrets (server/webhooks/secrets.ts) comes from. It is
+ * Where the key that seals webhook signing secrets (server/webhook-delivery/secrets.ts) comes from. It is
  * never kept inside DATA_DIR, the embedded database's own folder, so that a copy of the data (a
  * backup, a tarball of the folder) is never a copy of the key.
  *

@@ -9,9 +9,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Database, WebhookEndpointRow } from '../db/schema.js';
-import { assertFeature, PLANS, type PlanTenant } from '../plans/plans.js';
+import { assertFeature, PLANS } from '../plans/plans.js';
+import type { Tenant } from '../shared/tenant.js';
 import { ApiError, notFound, validationFailed } from '../shared/errors.js';
-import { decodeKeyset, encodeKeyset } from '../shared/keyset-cursor.js';
+import { decodeKeyset, type KeysetPage, keysetPage } from '../shared/keyset-cursor.js';
 import { LIST_DEFAULTS, parameterMessage } from '../shared/spec-values.js';
 import {
   toDeliveryAttempt,
@@ -23,20 +24,19 @@ import {
   type WebhookEndpointCreate,
   type WebhookEndpointUpdate,
 } from './endpoints.mapper.js';
+import { listAttemptRows } from './attempts.queries.js';
 import {
-  type AttemptPosition,
   countEndpointsLocked,
   deleteEndpointRow,
-  type EndpointTenant,
   type EndpointValues,
   findEndpointRow,
   insertEndpointRow,
-  listAttemptRows,
   listEndpointRows,
   updateEndpointRow,
 } from './endpoints.queries.js';
-import { newSigningSecret, type SecretBox } from './secrets.js';
-import type { WebhookSettings } from './settings.js';
+import { inTransaction, type KeyedRequest, runKeyedWrite, type WriteResponse } from '../idempotency/idempotency.js';
+import { newSigningSecret, type SecretBox } from '../webhook-delivery/secrets.js';
+import type { WebhookSettings } from '../webhook-delivery/settings.js';
 import { assertWebhookUrl } from './url-policy.js';
 import { isUuid } from '../shared/ids.js';
 
@@ -57,33 +57,52 @@ export interface EndpointWithSecret {
  * operation that changes something asks first. Reading does not: an organisation whose plan no
  * longer includes webhooks still sees its endpoints, their attempts, and why nothing is sent.
  */
-export function assertWebhooksPlan(tenant: PlanTenant): void {
+export function assertWebhooksPlan(tenant: Tenant): void {
   assertFeature(tenant.plan, 'webhooks');
 }
 
 /** Whether deliveries go out on the tenant's plan; the writes' answers come after the gate, so always. */
-const planHasWebhooks = (tenant: PlanTenant) => PLANS[tenant.plan].features.has('webhooks');
+const planHasWebhooks = (tenant: Tenant) => PLANS[tenant.plan].features.has('webhooks');
 const AFTER_THE_GATE = true;
 
 /** The plan, then the URL: what a create needs before its transaction. */
-export async function checkNewEndpoint(tenant: PlanTenant, input: WebhookEndpointCreate, settings: WebhookSettings): Promise<void> {
+async function checkNewEndpoint(tenant: Tenant, input: WebhookEndpointCreate, settings: WebhookSettings): Promise<void> {
   assertWebhooksPlan(tenant);
   await assertWebhookUrl(input.url, tenant.env, settings);
 }
 
 /** The plan, then the URL when one is sent: what a change needs before its transaction. */
-export async function checkEndpointChange(tenant: PlanTenant, input: WebhookEndpointUpdate, settings: WebhookSettings): Promise<void> {
+async function checkEndpointChange(tenant: Tenant, input: WebhookEndpointUpdate, settings: WebhookSettings): Promise<void> {
   assertWebhooksPlan(tenant);
   if (input.url !== undefined) await assertWebhookUrl(input.url, tenant.env, settings);
+}
+
+/**
+ * POST /webhook-endpoints: the plan and the URL (its host resolved) before the transaction, which
+ * waits on nothing; then the endpoint registered in it.
+ */
+export function createEndpoint<A extends WriteResponse>(
+  db: Kysely<Database>,
+  tenant: Tenant,
+  input: WebhookEndpointCreate,
+  now: Date,
+  settings: WebhookSettings,
+  key: KeyedRequest | undefined,
+  answer: (created: EndpointWithSecret) => A,
+): Promise<A> {
+  return runKeyedWrite(db, key, async () => {
+    await checkNewEndpoint(tenant, input, settings);
+    return inTransaction(async (trx) => answer(await registerEndpoint(trx, tenant, input, now, settings.secrets)));
+  });
 }
 
 /**
  * Registers the endpoint (after checkNewEndpoint), inside the caller's transaction. Only the
  * sealed secret is stored, bound to the endpoint's id; the secret itself is returned, once.
  */
-export async function createEndpoint(
+async function registerEndpoint(
   trx: Kysely<Database>,
-  tenant: EndpointTenant,
+  tenant: Tenant,
   input: WebhookEndpointCreate,
   now: Date,
   secrets: SecretBox,
@@ -109,7 +128,7 @@ export async function createEndpoint(
   return { data: toWebhookEndpoint(row, now, AFTER_THE_GATE), secret };
 }
 
-export async function listEndpoints(db: Kysely<Database>, tenant: PlanTenant, now: Date): Promise<WebhookEndpoint[]> {
+export async function listEndpoints(db: Kysely<Database>, tenant: Tenant, now: Date): Promise<WebhookEndpoint[]> {
   return (await listEndpointRows(db, tenant)).map((row) => toWebhookEndpoint(row, now, planHasWebhooks(tenant)));
 }
 
@@ -119,7 +138,7 @@ export async function listEndpoints(db: Kysely<Database>, tenant: PlanTenant, no
  */
 export async function findEndpointOrNotFound(
   db: Kysely<Database>,
-  tenant: EndpointTenant,
+  tenant: Tenant,
   id: string,
   forUpdate = false,
 ): Promise<WebhookEndpointRow> {
@@ -129,7 +148,7 @@ export async function findEndpointOrNotFound(
   return row;
 }
 
-export async function getEndpoint(db: Kysely<Database>, tenant: PlanTenant, id: string, now: Date): Promise<WebhookEndpoint> {
+export async function getEndpoint(db: Kysely<Database>, tenant: Tenant, id: string, now: Date): Promise<WebhookEndpoint> {
   return toWebhookEndpoint(await findEndpointOrNotFound(db, tenant, id), now, planHasWebhooks(tenant));
 }
 
@@ -163,10 +182,27 @@ function changesTo(row: WebhookEndpointRow, input: WebhookEndpointUpdate): { val
   return { values, resumeFeed: input.disabled === false && row.disabled };
 }
 
-/** PATCH (after checkEndpointChange): the fields sent; a request that changes nothing writes nothing. */
-export async function updateEndpoint(
+/** PATCH /webhook-endpoints/{id}: the plan and the URL when one is sent, then the change, in a transaction. */
+export function updateEndpoint<A extends WriteResponse>(
+  db: Kysely<Database>,
+  tenant: Tenant,
+  id: string,
+  input: WebhookEndpointUpdate,
+  now: Date,
+  settings: WebhookSettings,
+  key: KeyedRequest | undefined,
+  answer: (updated: WebhookEndpoint) => A,
+): Promise<A> {
+  return runKeyedWrite(db, key, async () => {
+    await checkEndpointChange(tenant, input, settings);
+    return inTransaction(async (trx) => answer(await applyUpdate(trx, tenant, id, input, now)));
+  });
+}
+
+/** The change (after checkEndpointChange): the fields sent; a request that changes nothing writes nothing. */
+async function applyUpdate(
   trx: Kysely<Database>,
-  tenant: EndpointTenant,
+  tenant: Tenant,
   id: string,
   input: WebhookEndpointUpdate,
   now: Date,
@@ -178,20 +214,43 @@ export async function updateEndpoint(
 }
 
 /** Hard delete: the endpoint as it was. Its deliveries and their attempts go with it. */
-export async function deleteEndpoint(trx: Kysely<Database>, tenant: PlanTenant, id: string, now: Date): Promise<WebhookEndpoint> {
-  assertWebhooksPlan(tenant);
-  const row = isUuid(id) ? await deleteEndpointRow(trx, tenant, id) : undefined;
-  if (!row) throw notFound('There is no webhook endpoint with this id.');
-  return toWebhookEndpoint(row, now, AFTER_THE_GATE);
+export function deleteEndpoint<A extends WriteResponse>(
+  db: Kysely<Database>,
+  tenant: Tenant,
+  id: string,
+  now: Date,
+  key: KeyedRequest | undefined,
+  answer: (deleted: WebhookEndpoint) => A,
+): Promise<A> {
+  return runKeyedWrite(db, key, () =>
+    inTransaction(async (trx) => {
+      assertWebhooksPlan(tenant);
+      const row = isUuid(id) ? await deleteEndpointRow(trx, tenant, id) : undefined;
+      if (!row) throw notFound('There is no webhook endpoint with this id.');
+      return answer(toWebhookEndpoint(row, now, AFTER_THE_GATE));
+    }),
+  );
 }
 
 /**
  * A new secret; the current one becomes the previous, which still signs for 24 hours. A previous
  * one still signing is dropped: at most two secrets sign at any time.
  */
-export async function rotateSecret(
+export function rotateSecret<A extends WriteResponse>(
+  db: Kysely<Database>,
+  tenant: Tenant,
+  id: string,
+  now: Date,
+  secrets: SecretBox,
+  key: KeyedRequest | undefined,
+  answer: (rotated: EndpointWithSecret) => A,
+): Promise<A> {
+  return runKeyedWrite(db, key, () => inTransaction(async (trx) => answer(await applyRotation(trx, tenant, id, now, secrets))));
+}
+
+async function applyRotation(
   trx: Kysely<Database>,
-  tenant: PlanTenant,
+  tenant: Tenant,
   id: string,
   now: Date,
   secrets: SecretBox,
@@ -211,39 +270,17 @@ export async function rotateSecret(
 /** The spec's own words for a cursor this API did not give out. */
 const CURSOR_ERROR = parameterMessage('listWebhookDeliveries', 'cursor');
 
-/** The opaque cursor: the last attempt's position (its time to the microsecond, and its id). */
-function encodeAttemptCursor(position: AttemptPosition): string {
-  return encodeKeyset({ at: position.attemptedAt, id: position.id });
-}
-
-/** A cursor that this API did not give out is a 400 naming `cursor`, never a database error. */
-function decodeAttemptCursor(cursor: string): AttemptPosition {
-  const { at, id } = decodeKeyset(cursor, () => validationFailed({ cursor: CURSOR_ERROR }));
-  return { attemptedAt: at, id };
-}
-
-export interface DeliveryPage {
-  data: WebhookDeliveryAttempt[];
-  nextCursor: string | null;
-}
-
 /** GET /webhook-endpoints/{id}/deliveries: 404 for an endpoint the tenant does not have, else a page of its attempts. */
 export async function listDeliveries(
   db: Kysely<Database>,
-  tenant: PlanTenant,
+  tenant: Tenant,
   id: string,
   query: { limit?: number | undefined; cursor?: string | undefined },
-): Promise<DeliveryPage> {
-  const after = query.cursor === undefined ? undefined : decodeAttemptCursor(query.cursor);
+): Promise<KeysetPage<WebhookDeliveryAttempt>> {
+  // A cursor that this API did not give out is a 400 naming `cursor`, never a database error.
+  const after = query.cursor === undefined ? undefined : decodeKeyset(query.cursor, () => validationFailed({ cursor: CURSOR_ERROR }));
   await findEndpointOrNotFound(db, tenant, id);
   // The validator fills in the spec's default; the fallback only satisfies the optional type.
   const limit = query.limit ?? LIST_DEFAULTS.limit;
-  // One row more than the page tells whether another page follows, without counting.
-  const rows = await listAttemptRows(db, tenant, id, { limit: limit + 1, after });
-  const page = rows.slice(0, limit);
-  const last = page[page.length - 1];
-  return {
-    data: page.map(toDeliveryAttempt),
-    nextCursor: rows.length > limit && last ? encodeAttemptCursor({ attemptedAt: last.position, id: last.id }) : null,
-  };
+  return keysetPage(await listAttemptRows(db, tenant, id, { limit: limit + 1, after }), limit, toDeliveryAttempt);
 }

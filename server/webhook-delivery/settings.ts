@@ -5,7 +5,7 @@ import { type KeyNotices, type KeySettings, loadWebhookKey } from './secret-key.
 import { type SecretBox, secretBox } from './secrets.js';
 
 export interface WebhookSettings {
-  /** Seals and opens signing secrets (server/webhooks/secrets.ts). */
+  /** Seals and opens signing secrets (server/webhook-delivery/secrets.ts). */
   secrets: SecretBox;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: deliver to any address (development and tests only). */
   allowPrivateNetworks: boolean;
@@ -38,7 +38,7 @@ export function ephemeralWebhookSettings(overrides: Partial<WebhookSettings> = {
 }
 
 /**
- * The settings of a server or worker process: the key as server/webhooks/secret-key.ts finds it
+ * The settings of a server or worker process: the key as server/webhook-delivery/secret-key.ts finds it
  * (throws, saying what to do, when there is none to be had: the caller exits 1); the system's
  * resolver. `npm start` and `npm run worker` make them the same way, so a secret sealed by one
  * opens in the other.

@@ -1,196 +1,14 @@
 /**
- * The one module that writes `webhook_endpoints`.
+ * The delivery worker's writes to `webhook_endpoints` (server/webhook-delivery/worker.ts): the
+ * endpoint's place in the feed, what its deliveries' outcomes do to it (failingSince, the
+ * circuit, disabled after five days), and the time an organisation's plan holds its endpoints.
+ * The endpoint's configuration (URL, events, secret) is the API's
+ * (server/webhook-endpoints/endpoints.queries.ts); these columns are the worker's alone.
  */
-import { type Kysely, type RawBuilder, sql, type Updateable } from 'kysely';
-import type { Database, Env, WebhookAttemptRow, WebhookEndpointRow, WebhookEndpointsTable } from '../db/schema.js';
+import { type Kysely, type RawBuilder, sql } from 'kysely';
+import type { Database } from '../db/schema.js';
 
-// ---------------------------------------------------------------------------------------------
-// The operations' statements (POST/GET/PATCH/DELETE /webhook-endpoints, rotate-secret).
-// ---------------------------------------------------------------------------------------------
-
-export type EndpointsDb = Kysely<Database>;
-
-/** An organisation and environment: every statement here is scoped to both. */
-export interface EndpointTenant {
-  orgId: string;
-  env: Env;
-}
-
-function endpointsOf(db: EndpointsDb, tenant: EndpointTenant) {
-  return db.selectFrom('webhook_endpoints').where('org_id', '=', tenant.orgId).where('env', '=', tenant.env);
-}
-
-/** Newest first; `id` breaks ties between endpoints made in the same millisecond. */
-export async function listEndpointRows(db: EndpointsDb, tenant: EndpointTenant): Promise<WebhookEndpointRow[]> {
-  return endpointsOf(db, tenant).selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').execute();
-}
-
-/** `id` must be a UUID (the column's type). `forUpdate` locks the row until the transaction ends. */
-export async function findEndpointRow(
-  db: EndpointsDb,
-  tenant: EndpointTenant,
-  id: string,
-  options: { forUpdate?: boolean } = {},
-): Promise<WebhookEndpointRow | undefined> {
-  const query = endpointsOf(db, tenant).selectAll().where('id', '=', id);
-  return (options.forUpdate ? query.forUpdate() : query).executeTakeFirst();
-}
-
-/**
- * The tenant's endpoints, counted under a lock per organisation and environment that the
- * transaction holds until it ends: two creates racing for the last place are serialised, and the
- * second counts the first's row.
- */
-export async function countEndpointsLocked(trx: EndpointsDb, tenant: EndpointTenant): Promise<number> {
-  await sql`select pg_advisory_xact_lock(hashtextextended(${`webhook_endpoints:${tenant.orgId}:${tenant.env}`}, 0))`.execute(trx);
-  const { n } = await endpointsOf(trx, tenant)
-    .select((eb) => eb.fn.countAll<string>().as('n'))
-    .executeTakeFirstOrThrow();
-  return Number(n);
-}
-
-/** Every column but the place in the feed, which the insert takes from its own transaction. */
-export type NewEndpointRow = Omit<
-  WebhookEndpointRow,
-  | 'feed_txid'
-  | 'feed_seq'
-  | 'previous_secret'
-  | 'previous_secret_expires_at'
-  | 'consecutive_failures'
-  | 'circuit_opened_at'
-  | 'circuit_open_until'
-  | 'plan_paused_at'
->;
-
-/** The id of the writing transaction: an endpoint gets the events of transactions after it. */
-const currentTransaction = sql<string>`pg_current_xact_id()`;
-
-export async function insertEndpointRow(trx: EndpointsDb, row: NewEndpointRow): Promise<WebhookEndpointRow> {
-  return trx
-    .insertInto('webhook_endpoints')
-    .values({
-      org_id: row.org_id,
-      env: row.env,
-      id: row.id,
-      url: row.url,
-      description: row.description,
-      enabled_events: row.enabled_events,
-      disabled: row.disabled,
-      disabled_reason: row.disabled_reason,
-      failing_since: row.failing_since,
-      secret: row.secret,
-      feed_txid: currentTransaction,
-      feed_seq: '0',
-      created_at: row.created_at,
-      updated_at: row.updated_at,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
-}
-
-/** Columns an operation may set (the feed's place only through `resumeFeed`). */
-export type EndpointValues = Pick<
-  Updateable<WebhookEndpointsTable>,
-  | 'url'
-  | 'description'
-  | 'enabled_events'
-  | 'disabled'
-  | 'disabled_reason'
-  | 'failing_since'
-  | 'secret'
-  | 'previous_secret'
-  | 'previous_secret_expires_at'
-  | 'consecutive_failures'
-  | 'circuit_opened_at'
-  | 'circuit_open_until'
->;
-
-/**
- * Writes `values` and `updatedAt`. `resumeFeed` moves the endpoint's place in the feed to this
- * transaction: events of the time it was disabled are not fanned out to it (a recovery asks for them).
- */
-export async function updateEndpointRow(
-  trx: EndpointsDb,
-  tenant: EndpointTenant,
-  id: string,
-  values: EndpointValues & { updated_at: Date },
-  options: { resumeFeed?: boolean } = {},
-): Promise<WebhookEndpointRow> {
-  return trx
-    .updateTable('webhook_endpoints')
-    .set(values)
-    .$if(options.resumeFeed === true, (query) => query.set({ feed_txid: currentTransaction, feed_seq: '0' }))
-    .where('org_id', '=', tenant.orgId)
-    .where('env', '=', tenant.env)
-    .where('id', '=', id)
-    .returningAll()
-    .executeTakeFirstOrThrow();
-}
-
-/**
- * The enabled endpoints of the tenant that take events of `type` and were registered by `madeAt`
- * (an endpoint gets the events made after it): whom a redelivery sends an event to.
- */
-export async function listSubscribedEndpointIds(db: EndpointsDb, tenant: EndpointTenant, type: string, madeAt: Date): Promise<string[]> {
-  const rows = await endpointsOf(db, tenant)
-    .select('id')
-    .where('disabled', '=', false)
-    .where('created_at', '<=', madeAt)
-    .where(sql<boolean>`(${type} = any(enabled_events) or '*' = any(enabled_events))`)
-    .orderBy('created_at')
-    .orderBy('id')
-    .execute();
-  return rows.map((row) => row.id);
-}
-
-/** Deletes for good (its deliveries and attempts go with it, by cascade); the row as it was, or undefined. */
-export async function deleteEndpointRow(trx: EndpointsDb, tenant: EndpointTenant, id: string): Promise<WebhookEndpointRow | undefined> {
-  return trx
-    .deleteFrom('webhook_endpoints')
-    .where('org_id', '=', tenant.orgId)
-    .where('env', '=', tenant.env)
-    .where('id', '=', id)
-    .returningAll()
-    .executeTakeFirst();
-}
-
-/** A place in the newest-first order of attempts: `attemptedAt` to the microsecond, as PostgreSQL keeps it. */
-export interface AttemptPosition {
-  attemptedAt: string;
-  id: string;
-}
-
-export type ListedAttemptRow = WebhookAttemptRow & { position: string };
-
-/**
- * The endpoint's delivery attempts, newest first, by keyset: `(attempted_at, id)` below `after`.
- * Read only (the worker writes them); the join keeps them to the tenant's own endpoint.
- */
-export async function listAttemptRows(
-  db: EndpointsDb,
-  tenant: EndpointTenant,
-  endpointId: string,
-  page: { limit: number; after?: AttemptPosition | undefined },
-): Promise<ListedAttemptRow[]> {
-  let query = db
-    .selectFrom('webhook_attempts as a')
-    .innerJoin('webhook_endpoints as e', (join) => join.onRef('e.org_id', '=', 'a.org_id').onRef('e.id', '=', 'a.endpoint_id'))
-    .selectAll('a')
-    .select(sql<string>`to_char(a.attempted_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('position'))
-    .where('a.org_id', '=', tenant.orgId)
-    .where('a.endpoint_id', '=', endpointId)
-    .where('e.env', '=', tenant.env);
-  if (page.after) {
-    query = query.where(sql<boolean>`(a.attempted_at, a.id) < (${page.after.attemptedAt}::timestamptz, ${page.after.id}::uuid)`);
-  }
-  return query.orderBy('a.attempted_at', 'desc').orderBy('a.id', 'desc').limit(page.limit).execute();
-}
-
-// ---------------------------------------------------------------------------------------------
-// The delivery worker's statements (server/webhooks/worker.ts): its place in the feed, what its
-// deliveries' outcomes do to the endpoint (failingSince, the circuit, disabled after five days),
-// and the time an organisation's plan holds its endpoints.
-// ---------------------------------------------------------------------------------------------
+type EndpointsDb = Kysely<Database>;
 
 /** An endpoint as the worker's statements name it. */
 export interface WorkerEndpoint {
@@ -277,7 +95,7 @@ export async function markEndpointSucceeded(trx: EndpointsDb, endpoint: WorkerEn
     .execute();
 }
 
-/** What the circuit does after failures (server/webhooks/schedule.ts). */
+/** What the circuit does after failures (server/webhook-delivery/schedule.ts). */
 export interface CircuitRule {
   opensAfter: number;
   firstCoolDownMs: number;

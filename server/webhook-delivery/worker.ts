@@ -19,9 +19,9 @@
  *     dealt round the organisations and their endpoints. No transaction is open while a receiver
  *     is being called (the embedded database has one connection; a transaction-mode pooler hands
  *     connections out per transaction).
- *  3. Send each (server/webhooks/sender.ts) and record its outcome in one transaction, only if the
+ *  3. Send each (server/webhook-delivery/sender.ts) and record its outcome in one transaction, only if the
  *     lease is still ours, with what it does to the endpoint: a success closes its circuit; a run
- *     of failures opens it (server/webhooks/schedule.ts). A worker that dies mid-attempt records
+ *     of failures opens it (server/webhook-delivery/schedule.ts). A worker that dies mid-attempt records
  *     nothing; its lease runs out and another worker sends the same event again, with the same
  *     `webhook-id`: at least once.
  * Every few seconds it also notes which endpoints their organisation's plan holds (that time does
@@ -59,7 +59,7 @@ import {
   markEndpointFailed,
   markEndpointSucceeded,
   trackPlanPauses,
-} from './endpoints.queries.js';
+} from './endpoint-state.queries.js';
 import {
   CIRCUIT_FIRST_COOL_DOWN_MS,
   CIRCUIT_MAX_COOL_DOWN_MS,

@@ -12,20 +12,33 @@ import type { Database, WebhookAttemptRow, WebhookEndpointRow } from '../db/sche
 import { toEvent } from '../events/events.mapper.js';
 import { findEvent, insertEventIfAbsent, TEST_EVENT_TYPE } from '../events/events.queries.js';
 import { EVENT_RETENTION_MS } from '../events/events.service.js';
-import { keyInProgress } from '../idempotency/idempotency.js';
-import type { PlanTenant } from '../plans/plans.js';
+import {
+  aroundCall,
+  inTransaction,
+  type KeyedRequest,
+  keyInProgress,
+  runKeyedWrite,
+  type WriteResponse,
+} from '../idempotency/idempotency.js';
+import type { Tenant } from '../shared/tenant.js';
 import { isCalendarDate } from '../shared/date-time.js';
 import { ApiError, notFound, validationFailed } from '../shared/errors.js';
 import { isUuid } from '../shared/ids.js';
 import { activeTraceparent } from '../shared/tracing.js';
-import { findLatestAttempt, insertTestDelivery, queueRecovery, queueRedelivery, recordAttempt } from './deliveries.queries.js';
+import {
+  findLatestAttempt,
+  insertTestDelivery,
+  queueRecovery,
+  queueRedelivery,
+  recordAttempt,
+} from '../webhook-delivery/deliveries.queries.js';
 import { toDeliveryAttempt, type WebhookDeliveryAttempt } from './endpoints.mapper.js';
 import { listSubscribedEndpointIds } from './endpoints.queries.js';
 import { assertWebhooksPlan, findEndpointOrNotFound } from './endpoints.service.js';
-import { signingSecrets } from './secrets.js';
-import { type AttemptOutcome, sendDelivery } from './sender.js';
-import type { WebhookSettings } from './settings.js';
-import { leaseMs } from './worker.js';
+import { signingSecrets } from '../webhook-delivery/secrets.js';
+import { type AttemptOutcome, sendDelivery } from '../webhook-delivery/sender.js';
+import type { WebhookSettings } from '../webhook-delivery/settings.js';
+import { leaseMs } from '../webhook-delivery/worker.js';
 
 type WebhookRecoveryRequest = components['schemas']['WebhookRecoveryRequest'];
 type WebhookRecovery = components['schemas']['WebhookRecovery'];
@@ -39,7 +52,7 @@ const disabled = () =>
 const takes = (row: WebhookEndpointRow, type: string) => row.enabled_events.includes(type) || row.enabled_events.includes('*');
 
 /** A recovery's window, checked (400 naming the field) before any transaction. */
-export interface RecoveryWindow {
+interface RecoveryWindow {
   since: Date;
   until: Date;
 }
@@ -48,7 +61,7 @@ export interface RecoveryWindow {
  * The plan, then the window: `since` at most the 30 days events are kept, `until` (now when absent)
  * not before it. Both days must exist (the pattern cannot tell 2026-02-30 from a real day).
  */
-export function checkRecovery(tenant: PlanTenant, input: WebhookRecoveryRequest, now: Date): RecoveryWindow {
+function checkRecovery(tenant: Tenant, input: WebhookRecoveryRequest, now: Date): RecoveryWindow {
   assertWebhooksPlan(tenant);
   if (!isCalendarDate(input.since)) throw validationFailed({ since: 'must be a date-time of a day that exists' });
   if (input.until !== undefined && !isCalendarDate(input.until))
@@ -63,14 +76,23 @@ export function checkRecovery(tenant: PlanTenant, input: WebhookRecoveryRequest,
   return { since, until };
 }
 
-/** POST /webhook-endpoints/{id}/recover (after checkRecovery): queues the window's missed events. */
-export async function recoverEndpoint(
-  trx: Kysely<Database>,
-  tenant: PlanTenant,
+/** POST /webhook-endpoints/{id}/recover: the window checked before the transaction, then its missed events queued. */
+export function recoverEndpoint<A extends WriteResponse>(
+  db: Kysely<Database>,
+  tenant: Tenant,
   id: string,
-  window: RecoveryWindow,
+  input: WebhookRecoveryRequest,
   now: Date,
-): Promise<WebhookRecovery> {
+  key: KeyedRequest | undefined,
+  answer: (recovery: WebhookRecovery) => A,
+): Promise<A> {
+  return runKeyedWrite(db, key, () => {
+    const window = checkRecovery(tenant, input, now);
+    return inTransaction(async (trx) => answer(await queueMissed(trx, tenant, id, window, now)));
+  });
+}
+
+async function queueMissed(trx: Kysely<Database>, tenant: Tenant, id: string, window: RecoveryWindow, now: Date): Promise<WebhookRecovery> {
   // Locked: a PATCH that disables it meanwhile waits for this recovery, or this one sees it disabled.
   const row = await findEndpointOrNotFound(trx, tenant, id, true);
   if (row.disabled) throw disabled();
@@ -87,9 +109,21 @@ export async function recoverEndpoint(
  * POST /events/{id}/redeliver: the event queued again for the endpoint named (which must take its
  * type and be enabled), or for every enabled endpoint that takes it and was registered by then.
  */
-export async function redeliverEvent(
+export function redeliverEvent<A extends WriteResponse>(
+  db: Kysely<Database>,
+  tenant: Tenant,
+  eventId: string,
+  input: EventRedeliveryRequest,
+  now: Date,
+  key: KeyedRequest | undefined,
+  answer: (redelivery: EventRedelivery) => A,
+): Promise<A> {
+  return runKeyedWrite(db, key, () => inTransaction(async (trx) => answer(await queueAgain(trx, tenant, eventId, input, now))));
+}
+
+async function queueAgain(
   trx: Kysely<Database>,
-  tenant: PlanTenant,
+  tenant: Tenant,
   eventId: string,
   input: EventRedeliveryRequest,
   now: Date,
@@ -115,8 +149,30 @@ export async function redeliverEvent(
   return { eventId: event.id, queued: endpointIds.length, endpointIds };
 }
 
+/**
+ * POST /webhook-endpoints/{id}/test: the receiver is called between two transactions, never
+ * inside one (prepareTest, sendTest, recordTest).
+ */
+export function testEndpoint<A extends WriteResponse>(
+  db: Kysely<Database>,
+  tenant: Tenant,
+  id: string,
+  now: Date,
+  settings: WebhookSettings,
+  key: KeyedRequest | undefined,
+  answer: (attempt: WebhookDeliveryAttempt) => A,
+): Promise<A> {
+  return runKeyedWrite(db, key, () =>
+    aroundCall({
+      prepare: (trx, firstRequestId) => prepareTest(trx, tenant, id, now, settings, firstRequestId),
+      call: (prepared) => sendTest(prepared, settings),
+      finish: async (trx, sent) => answer(await recordTest(trx, sent)),
+    }),
+  );
+}
+
 /** A test delivery, ready to send: what it is, where it goes, and the lease its record needs. */
-export type PreparedTest =
+type PreparedTest =
   | {
       kind: 'send';
       orgId: string;
@@ -138,9 +194,9 @@ export type PreparedTest =
  * `eventId` comes from the request's Idempotency-Key when it has one: a second request with the
  * key finds the event written, and is 409 until the first has answered (then it replays).
  */
-export async function prepareTest(
+async function prepareTest(
   trx: Kysely<Database>,
-  tenant: PlanTenant,
+  tenant: Tenant,
   id: string,
   now: Date,
   settings: WebhookSettings,
@@ -189,12 +245,12 @@ export async function prepareTest(
   };
 }
 
-export type SentTest =
+type SentTest =
   | { kind: 'sent'; attempt: WebhookAttemptRow }
   | { kind: 'attempted'; test: Extract<PreparedTest, { kind: 'send' }>; outcome: AttemptOutcome };
 
 /** The second step, outside any transaction: one attempt, as the worker makes it (its sender, its time limit). */
-export async function sendTest(prepared: PreparedTest, settings: WebhookSettings): Promise<SentTest> {
+async function sendTest(prepared: PreparedTest, settings: WebhookSettings): Promise<SentTest> {
   if (prepared.kind === 'sent') return prepared;
   const outcome = await sendDelivery(
     { eventId: prepared.eventId, body: prepared.body, url: prepared.url, secrets: prepared.secrets },
@@ -209,7 +265,7 @@ export async function sendTest(prepared: PreparedTest, settings: WebhookSettings
  * the delivery's one and only (succeeded, or failed with no retry), and returned. 404 when the
  * endpoint was deleted while the test was being sent (its deliveries went with it).
  */
-export async function recordTest(trx: Kysely<Database>, sent: SentTest): Promise<WebhookDeliveryAttempt> {
+async function recordTest(trx: Kysely<Database>, sent: SentTest): Promise<WebhookDeliveryAttempt> {
   if (sent.kind === 'sent') return toDeliveryAttempt(sent.attempt);
   const { test, outcome } = sent;
   const attemptId = randomUUID();
