@@ -2,8 +2,10 @@
  * patches/express-openapi-validator+5.6.2.patch (applied by patch-package on install): the
  * validator no longer compiles the OpenAPI meta-schema unless the document is to be checked
  * against it (a third of a second of every start-up), and still checks it when asked; and it
- * compiles each route's path pattern once instead of on every request. The patch is checked to be
- * in place, and still needed by the version installed (patches/README.md says what retires it).
+ * compiles each route's path pattern once instead of on every request; and it reads the raw query
+ * string without `url.parse`, which Node 24 and later deprecate at run time (DEP0169: a warning on
+ * the bundled server's stderr, which built-server.test.ts checks). The patch is checked to be in
+ * place, and still needed by the version installed (patches/README.md says what retires it).
  */
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -71,13 +73,17 @@ describe('the patch itself', () => {
     expect(() => execFileSync('git', ['apply', '--reverse', '--check', patch], { cwd: root, stdio: 'pipe' })).not.toThrow();
   });
 
-  it('is still needed: the version it was made for is installed, and without it that version compiles a route pattern per request and the meta-schema at start-up', () => {
+  it('is still needed: the version it was made for is installed, and without it that version compiles a route pattern per request and the meta-schema at start-up, and calls url.parse', () => {
     const installed = (require('express-openapi-validator/package.json') as { version: string }).version;
     expect(patch).toContain(`+${installed}.patch`);
     // The package as published: the installed files with the patch taken back out, in a copy.
     const copy = mkdtempSync(join(tmpdir(), 'validator-unpatched-'));
     try {
-      const files = ['dist/middlewares/openapi.metadata.js', 'dist/framework/openapi.schema.validator.js'];
+      const files = [
+        'dist/middlewares/openapi.metadata.js',
+        'dist/framework/openapi.schema.validator.js',
+        'dist/middlewares/parsers/req.parameter.mutator.js',
+      ];
       for (const file of files) {
         mkdirSync(dirname(join(copy, 'node_modules/express-openapi-validator', file)), { recursive: true });
         copyFileSync(
@@ -96,6 +102,8 @@ describe('the patch itself', () => {
         schemaValidator.indexOf('validate(openapiDoc)'),
       );
       expect(constructorText).toContain('this.validator = ajvInstance.compile(schema)');
+      const mutator = readFileSync(join(copy, 'node_modules/express-openapi-validator', files[2]!), 'utf8');
+      expect(mutator).toContain('url.parse(req.originalUrl).query');
     } finally {
       rmSync(copy, { recursive: true, force: true });
     }

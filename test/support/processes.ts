@@ -55,6 +55,7 @@ export interface RunningServer {
   child: ChildProcess;
   url: string;
   stdout: () => string;
+  stderr: () => string;
   stop(): Promise<void>;
 }
 
@@ -91,6 +92,7 @@ export function startServerProcess(
           child,
           url: listening[1]!,
           stdout: () => out,
+          stderr: () => err,
           stop: () => stopProcess(child),
         });
       }
