@@ -59,6 +59,23 @@ export interface ClientsTable {
   deleted_at: NullableTimestamp;
 }
 
+export interface ContactsTable {
+  id: string;
+  org_id: string;
+  env: Env;
+  client_id: string;
+  name: string;
+  email: string | null;
+  phone: string | null;
+  role: string | null;
+  is_primary: boolean;
+  receives_invoices: boolean;
+  /** jsonb: read parsed, written as JSON text. */
+  metadata: ColumnType<Record<string, string>, string, string>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
 export interface IdempotencyKeysTable {
   org_id: string;
   env: Env;
@@ -156,6 +173,7 @@ export interface Database {
   organisations: OrganisationsTable;
   api_tokens: ApiTokensTable;
   clients: ClientsTable;
+  contacts: ContactsTable;
   idempotency_keys: IdempotencyKeysTable;
   rate_limits: RateLimitsTable;
   events: EventsTable;
@@ -165,6 +183,7 @@ export interface Database {
 }
 
 export type ClientRow = Selectable<ClientsTable>;
+export type ContactRow = Selectable<ContactsTable>;
 export type ApiTokenRow = Selectable<ApiTokensTable>;
 export type OrganisationRow = Selectable<OrganisationsTable>;
 export type EventRow = Selectable<EventsTable>;

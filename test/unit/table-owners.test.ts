@@ -14,6 +14,7 @@ const root = resolve(import.meta.dirname, '../..');
 /** Every table of server/db/schema.ts, and the one file that may write it (rate_limits: the library's own store). */
 const OWNERS: Record<string, string | null> = {
   clients: 'server/clients/clients.queries.ts',
+  contacts: 'server/contacts/contacts.queries.ts',
   api_tokens: 'server/tokens/tokens.queries.ts',
   organisations: 'server/orgs/orgs.queries.ts',
   idempotency_keys: 'server/idempotency/idempotency.queries.ts',
