@@ -14,6 +14,7 @@ export const errorStatus = {
   "precondition_failed": 412,
   "client_deleted": 409,
   "contact_limit_reached": 409,
+  "external_id_taken": 409,
   "webhook_endpoint_limit_reached": 409,
   "webhook_endpoint_disabled": 409,
   "webhook_endpoint_not_subscribed": 409,

@@ -19,8 +19,9 @@ export type paths = {
          *     and still have a next one (see `q`).
          *
          *     Filters combine with AND: `q` searches, `updatedSince` keeps clients changed since a moment
-         *     (for sync; pass `deleted=include` to see deletions too), and `deleted` chooses between active
-         *     and deleted clients.
+         *     (for sync; pass `deleted=include` to see deletions too), `deleted` chooses between active
+         *     and deleted clients, and `externalId`, `email`, `taxNumber` and `metadata[key]` keep exact
+         *     matches (`GET /clients?externalId=crm-48213` finds the client you imported as crm-48213).
          *
          *     `Read-Consistency: eventual` lets a replica answer (a list or a search that may be a couple of
          *     seconds behind): see the header. Cursors work across copies: one given by either is good on
@@ -97,7 +98,9 @@ export type paths = {
          *     other: when someone changed the client since you read it, the answer is 412
          *     `precondition_failed` and nothing changes. Checks run in this order: 404 (no such client),
          *     412 (stale `If-Match`), 409 `client_deleted` (a deleted client cannot be changed until
-         *     restored), 402 (plan).
+         *     restored), 402 (plan), 409 `external_id_taken` (another active client has the `externalId`
+         *     sent; `error.existingId` names it). `metadata` is merged into the stored keys: a key with a
+         *     value is set, a key set to `""` or null is removed, the others are kept.
          *
          *     Send an `Idempotency-Key` to make retries safe: a replay within 24 hours returns the first
          *     response instead of applying the change again.
@@ -131,7 +134,9 @@ export type paths = {
          *     `plan_limit_reached`. Restoring a client that is not deleted changes nothing and answers it as
          *     it is. Takes no request body.
          *
-         *     Checks run in this order: 404 (no such client), 412 (stale `If-Match`), 402 (plan).
+         *     Checks run in this order: 404 (no such client), 412 (stale `If-Match`), 402 (plan), 409
+         *     `external_id_taken` (another active client took its `externalId` while it was deleted: change
+         *     that client's, or clear this one's, first; `error.existingId` names the other).
          *
          *     Send an `Idempotency-Key` to make retries safe: a replay within 24 hours returns the first
          *     response.
@@ -955,13 +960,19 @@ export type components = {
                 requiredPlan?: components["schemas"]["Plan"];
                 /** @description The feature or limit that needs a higher plan, such as `clients.max`. */
                 feature?: string;
+                /**
+                 * Format: uuid
+                 * @description With `external_id_taken`: the id of the client that already has the `externalId`,
+                 *     so that an import can read or update it instead of creating a duplicate.
+                 */
+                existingId?: string;
             };
         };
         /**
          * @description A stable, machine-readable error code.
          * @enum {string}
          */
-        ErrorCode: "validation_failed" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "plan_required" | "plan_limit_reached" | "forbidden" | "not_found" | "method_not_allowed" | "precondition_failed" | "client_deleted" | "contact_limit_reached" | "webhook_endpoint_limit_reached" | "webhook_endpoint_disabled" | "webhook_endpoint_not_subscribed" | "token_limit_reached" | "idempotency_request_in_progress" | "idempotency_key_reused" | "rate_limited" | "internal_error" | "service_unavailable";
+        ErrorCode: "validation_failed" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "plan_required" | "plan_limit_reached" | "forbidden" | "not_found" | "method_not_allowed" | "precondition_failed" | "client_deleted" | "contact_limit_reached" | "external_id_taken" | "webhook_endpoint_limit_reached" | "webhook_endpoint_disabled" | "webhook_endpoint_not_subscribed" | "token_limit_reached" | "idempotency_request_in_progress" | "idempotency_key_reused" | "rate_limited" | "internal_error" | "service_unavailable";
         /**
          * @description An organisation's plan.
          * @enum {string}
@@ -1131,6 +1142,13 @@ export type components = {
             requirePoNumber?: components["schemas"]["FlagInput"];
             /** @description Where invoices are sent, if not to `email`. */
             billingEmail?: components["schemas"]["EmailInput"];
+            /**
+             * @description Your own id for the client, unique per organisation and environment among active clients
+             *     (409 `external_id_taken` naming the client that has it). Find a client by it with
+             *     `GET /clients?externalId=…`.
+             */
+            externalId?: components["schemas"]["ExternalIdInput"];
+            metadata?: components["schemas"]["MetadataInput"];
         };
         /**
          * ClientUpdate
@@ -1190,6 +1208,13 @@ export type components = {
             requirePoNumber?: components["schemas"]["FlagInput"];
             /** @description Where invoices are sent, if not to `email`. */
             billingEmail?: components["schemas"]["EmailInput"];
+            /**
+             * @description Your own id for the client, unique per organisation and environment among active clients
+             *     (409 `external_id_taken` naming the client that has it). Find a client by it with
+             *     `GET /clients?externalId=…`.
+             */
+            externalId?: components["schemas"]["ExternalIdInput"];
+            metadata?: components["schemas"]["MetadataInput"];
         };
         /**
          * Client
@@ -1228,6 +1253,9 @@ export type components = {
             defaultTaxRate: string | null;
             requirePoNumber: boolean;
             billingEmail: string | null;
+            /** @description Your own id for the client; unique among the organisation's active clients of this environment. */
+            externalId: string | null;
+            metadata: components["schemas"]["Metadata"];
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
@@ -1396,6 +1424,15 @@ export type components = {
             [key: string]: string | null;
         };
         /**
+         * ExternalIdInput
+         * @description Your own id for the client (its id in your CRM or ledger), text of at most 200 characters once
+         *     trimmed; an empty or blank string is null. Unique per organisation and environment among the
+         *     clients that are not deleted: a duplicate is 409 `external_id_taken`, with the id of the client
+         *     that has it in `error.existingId`. A deleted client keeps its `externalId` without holding it.
+         * @example crm-48213
+         */
+        ExternalIdInput: string | null;
+        /**
          * CurrencyCode
          * @description An ISO 4217 currency code, upper case, as stored and returned.
          * @enum {string}
@@ -1554,6 +1591,8 @@ export type components = {
             defaultTaxRate?: string | null;
             requirePoNumber?: boolean;
             billingEmail?: string | null;
+            externalId?: string | null;
+            metadata?: components["schemas"]["Metadata"];
             /** Format: date-time */
             updatedAt?: string;
         };
@@ -2116,6 +2155,49 @@ export type components = {
             };
         };
         /**
+         * @description `external_id_taken`: another client of the organisation and environment that is not
+         *     deleted has this `externalId`; `error.existingId` is its id (and `fields.externalId` says
+         *     so), so an import can read or update that client instead of creating a duplicate. Stored
+         *     with the `Idempotency-Key` and replayed like a success. Or `idempotency_request_in_progress`:
+         *     another request with this `Idempotency-Key` is still running; retry after `Retry-After`
+         *     seconds with the same key. `Retry-After` comes with the second only.
+         */
+        ExternalIdTakenOrInProgress: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
+                "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                /** @description With `idempotency_request_in_progress` only; seconds to wait before retrying. */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorEnvelope"];
+            };
+        };
+        /**
+         * @description `client_deleted`: the client is deleted, so it cannot be changed; restore it first
+         *     (`POST /clients/{id}/restore`). `external_id_taken`: another client that is not deleted
+         *     has the `externalId` sent; `error.existingId` is its id. Or `idempotency_request_in_progress`:
+         *     another request with this `Idempotency-Key` is still running; retry after `Retry-After`
+         *     seconds with the same key. `Retry-After` comes with the last only.
+         */
+        ClientConflict: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
+                "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                /** @description With `idempotency_request_in_progress` only; seconds to wait before retrying. */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorEnvelope"];
+            };
+        };
+        /**
          * @description `client_deleted`: the client is deleted, so it cannot be changed; restore it first
          *     (`POST /clients/{id}/restore`). Or `idempotency_request_in_progress`: another request with
          *     this `Idempotency-Key` is still running; retry after `Retry-After` seconds with the same key.
@@ -2509,6 +2591,7 @@ export type SchemaContactData = components['schemas']['ContactData'];
 export type SchemaContactList = components['schemas']['ContactList'];
 export type SchemaMetadata = components['schemas']['Metadata'];
 export type SchemaMetadataInput = components['schemas']['MetadataInput'];
+export type SchemaExternalIdInput = components['schemas']['ExternalIdInput'];
 export type SchemaCurrencyCode = components['schemas']['CurrencyCode'];
 export type SchemaCurrencyCodeLowerCase = components['schemas']['CurrencyCodeLowerCase'];
 export type SchemaCountryCode = components['schemas']['CountryCode'];
@@ -2558,6 +2641,8 @@ export type ResponseUnauthenticated = components['responses']['Unauthenticated']
 export type ResponsePaymentRequired = components['responses']['PaymentRequired'];
 export type ResponseIdempotencyRequestInProgress = components['responses']['IdempotencyRequestInProgress'];
 export type ResponseIdempotencyKeyReused = components['responses']['IdempotencyKeyReused'];
+export type ResponseExternalIdTakenOrInProgress = components['responses']['ExternalIdTakenOrInProgress'];
+export type ResponseClientConflict = components['responses']['ClientConflict'];
 export type ResponseClientDeletedOrInProgress = components['responses']['ClientDeletedOrInProgress'];
 export type ResponseContactConflict = components['responses']['ContactConflict'];
 export type ResponseClientDeleted = components['responses']['ClientDeleted'];
@@ -2639,6 +2724,32 @@ export interface operations {
                  *     `only` (deleted clients only).
                  */
                 deleted?: "exclude" | "include" | "only";
+                /**
+                 * @description Keeps the clients with exactly this `externalId` (compared as stored, trimmed; case matters).
+                 * @example crm-48213
+                 */
+                externalId?: string;
+                /**
+                 * @description Keeps the clients whose `email` is exactly this (case matters; `q` searches without it).
+                 * @example hank@globex.test
+                 */
+                email?: string;
+                /**
+                 * @description Keeps the clients whose `taxNumber` is exactly this.
+                 * @example GB123456789
+                 */
+                taxNumber?: string;
+                /**
+                 * @description Keeps the clients whose `metadata` has each key given with exactly that value:
+                 *     `metadata[crmId]=48213&metadata[segment]=enterprise` (the brackets may be percent-encoded).
+                 *     At most 50 keys of at most 40 characters, values of at most 500.
+                 * @example {
+                 *       "crmId": "48213"
+                 *     }
+                 */
+                metadata?: {
+                    [key: string]: string;
+                };
             };
             header?: {
                 /**
@@ -2734,7 +2845,7 @@ export interface operations {
             401: components["responses"]["Unauthenticated"];
             402: components["responses"]["PaymentRequired"];
             403: components["responses"]["Forbidden"];
-            409: components["responses"]["IdempotencyRequestInProgress"];
+            409: components["responses"]["ExternalIdTakenOrInProgress"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["IdempotencyKeyReused"];
@@ -2907,7 +3018,7 @@ export interface operations {
             402: components["responses"]["PaymentRequired"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
-            409: components["responses"]["ClientDeletedOrInProgress"];
+            409: components["responses"]["ClientConflict"];
             412: components["responses"]["PreconditionFailed"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
@@ -2981,7 +3092,7 @@ export interface operations {
             402: components["responses"]["PaymentRequired"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
-            409: components["responses"]["IdempotencyRequestInProgress"];
+            409: components["responses"]["ExternalIdTakenOrInProgress"];
             412: components["responses"]["PreconditionFailed"];
             422: components["responses"]["IdempotencyKeyReused"];
             429: components["responses"]["TooManyRequests"];

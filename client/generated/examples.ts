@@ -66,6 +66,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "defaultTaxRate": "8.875",
               "requirePoNumber": false,
               "billingEmail": "ap@globex.test",
+              "externalId": null,
+              "metadata": {},
               "createdAt": "2026-11-27T09:15:22.418Z",
               "updatedAt": "2026-11-27T09:15:22.418Z",
               "deletedAt": null
@@ -156,11 +158,20 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
         headers: {
           "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
           "RateLimit-Policy": "\"tenant\";q=600;w=60",
-          "RateLimit": "\"tenant\";r=599;t=60",
-          "Retry-After": "42"
+          "RateLimit": "\"tenant\";r=599;t=60"
         },
         examples: {
-          "idempotencyRequestInProgress": {
+          "externalIdTaken": {
+            "error": {
+              "code": "external_id_taken",
+              "message": "Another client of this organisation and environment has this externalId.",
+              "fields": {
+                "externalId": "is the externalId of client 497f6eca-6276-4993-bfeb-53cbbbba6f08"
+              },
+              "existingId": "497f6eca-6276-4993-bfeb-53cbbbba6f08"
+            }
+          } satisfies Body<operations["createClient"]['responses'][409], "application/json">,
+          "inProgress": {
             "error": {
               "code": "idempotency_request_in_progress",
               "message": "A request with this Idempotency-Key is still being processed; retry shortly."
@@ -1014,6 +1025,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "defaultTaxRate": "8.875",
               "requirePoNumber": false,
               "billingEmail": "ap@globex.test",
+              "externalId": null,
+              "metadata": {},
               "createdAt": "2026-11-27T09:15:22.418Z",
               "updatedAt": "2026-11-30T08:41:09.733Z",
               "deletedAt": "2026-11-30T08:41:09.733Z"
@@ -1654,6 +1667,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "defaultTaxRate": "8.875",
               "requirePoNumber": false,
               "billingEmail": "ap@globex.test",
+              "externalId": null,
+              "metadata": {},
               "createdAt": "2026-11-27T09:15:22.418Z",
               "updatedAt": "2026-11-27T09:15:22.418Z",
               "deletedAt": null
@@ -2102,6 +2117,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
                   "defaultTaxRate": "8.875",
                   "requirePoNumber": false,
                   "billingEmail": "ap@globex.test",
+                  "externalId": null,
+                  "metadata": {},
                   "createdAt": "2026-11-27T09:15:22.418Z",
                   "updatedAt": "2026-11-30T08:41:09.733Z",
                   "deletedAt": "2026-11-30T08:41:09.733Z"
@@ -2667,6 +2684,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
                 "defaultTaxRate": "19",
                 "requirePoNumber": false,
                 "billingEmail": null,
+                "externalId": null,
+                "metadata": {},
                 "createdAt": "2026-11-29T11:20:03.512Z",
                 "updatedAt": "2026-11-29T11:20:03.512Z",
                 "deletedAt": null
@@ -2694,6 +2713,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
                 "defaultTaxRate": "8.875",
                 "requirePoNumber": false,
                 "billingEmail": "ap@globex.test",
+                "externalId": null,
+                "metadata": {},
                 "createdAt": "2026-11-27T09:15:22.418Z",
                 "updatedAt": "2026-11-28T16:02:47.105Z",
                 "deletedAt": null
@@ -3045,6 +3066,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
                     "defaultTaxRate": "8.875",
                     "requirePoNumber": false,
                     "billingEmail": "ap@globex.test",
+                    "externalId": null,
+                    "metadata": {},
                     "createdAt": "2026-11-27T09:15:22.418Z",
                     "updatedAt": "2026-11-27T09:15:22.418Z",
                     "deletedAt": null
@@ -3080,6 +3103,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
                     "defaultTaxRate": "8.875",
                     "requirePoNumber": false,
                     "billingEmail": "ap@globex.test",
+                    "externalId": null,
+                    "metadata": {},
                     "createdAt": "2026-11-27T09:15:22.418Z",
                     "updatedAt": "2026-11-28T16:02:47.105Z",
                     "deletedAt": null
@@ -4293,6 +4318,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "defaultTaxRate": "8.875",
               "requirePoNumber": false,
               "billingEmail": "ap@globex.test",
+              "externalId": null,
+              "metadata": {},
               "createdAt": "2026-11-27T09:15:22.418Z",
               "updatedAt": "2026-11-30T08:45:51.260Z",
               "deletedAt": null
@@ -4429,11 +4456,20 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
         headers: {
           "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
           "RateLimit-Policy": "\"tenant\";q=600;w=60",
-          "RateLimit": "\"tenant\";r=599;t=60",
-          "Retry-After": "42"
+          "RateLimit": "\"tenant\";r=599;t=60"
         },
         examples: {
-          "idempotencyRequestInProgress": {
+          "externalIdTaken": {
+            "error": {
+              "code": "external_id_taken",
+              "message": "Another client of this organisation and environment has this externalId.",
+              "fields": {
+                "externalId": "is the externalId of client 497f6eca-6276-4993-bfeb-53cbbbba6f08"
+              },
+              "existingId": "497f6eca-6276-4993-bfeb-53cbbbba6f08"
+            }
+          } satisfies Body<operations["restoreClient"]['responses'][409], "application/json">,
+          "inProgress": {
             "error": {
               "code": "idempotency_request_in_progress",
               "message": "A request with this Idempotency-Key is still being processed; retry shortly."
@@ -5258,6 +5294,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "defaultTaxRate": "8.875",
               "requirePoNumber": false,
               "billingEmail": "ap@globex.test",
+              "externalId": null,
+              "metadata": {},
               "createdAt": "2026-11-27T09:15:22.418Z",
               "updatedAt": "2026-11-28T16:02:47.105Z",
               "deletedAt": null
@@ -5401,6 +5439,16 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
             "error": {
               "code": "client_deleted",
               "message": "The client is deleted; restore it before changing it."
+            }
+          } satisfies Body<operations["updateClient"]['responses'][409], "application/json">,
+          "externalIdTaken": {
+            "error": {
+              "code": "external_id_taken",
+              "message": "Another client of this organisation and environment has this externalId.",
+              "fields": {
+                "externalId": "is the externalId of client 497f6eca-6276-4993-bfeb-53cbbbba6f08"
+              },
+              "existingId": "497f6eca-6276-4993-bfeb-53cbbbba6f08"
             }
           } satisfies Body<operations["updateClient"]['responses'][409], "application/json">,
           "inProgress": {

@@ -38,7 +38,11 @@ import {
   setClientDeleted,
   type Tenant,
   updateClientRow,
+  findActiveClientIdByExternalId,
+  guardingExternalId,
+  isExternalIdTaken,
 } from './clients.queries.js';
+import { METADATA_TOO_MANY, mergeMetadata } from '../shared/metadata.js';
 import { isUuid } from '../shared/ids.js';
 
 /** A client as answered, with the strong ETag of exactly that answer. */
@@ -61,6 +65,8 @@ export interface NewClient extends ClientState {
 export function newClient(tenant: PlanTenant, input: ClientInput, now: Date): NewClient {
   const values = toColumnValues(input);
   if (values.require_po_number) assertFeature(tenant.plan, 'clients.requirePoNumber');
+  // Fewer keys than the spec's maxProperties can never merge into too many.
+  const metadata = mergeMetadata({}, input.metadata ?? {})!;
   const row: NewClientRow = {
     id: randomUUID(),
     org_id: tenant.orgId,
@@ -83,13 +89,15 @@ export function newClient(tenant: PlanTenant, input: ClientInput, now: Date): Ne
     default_payment_terms: null,
     default_tax_rate: null,
     billing_email: null,
+    external_id: null,
     ...values,
     name: values.name as string,
     require_po_number: values.require_po_number ?? false,
+    metadata: JSON.stringify(metadata),
     created_at: now,
     updated_at: now,
   };
-  return { ...present({ ...row, deleted_at: null }), row };
+  return { ...present({ ...row, metadata, deleted_at: null }), row };
 }
 
 /**
@@ -106,15 +114,34 @@ export async function insertNewClient(
   keyed: KeyedRequest | undefined,
 ): Promise<void> {
   const event = clientEvent('client.created', tenant, created.client);
-  if (PLANS[tenant.plan].maxActiveClients === null) {
-    if (!keyed) return insertClient(db, created.row, event);
-    const params = keyedStatementParams(keyed, response);
-    return settleKeyedStatement(db, keyed, () => insertClientWithKey(db, created.row, event, params));
+  try {
+    if (PLANS[tenant.plan].maxActiveClients === null) {
+      if (!keyed) return await insertClient(db, created.row, event);
+      const params = keyedStatementParams(keyed, response);
+      return await settleKeyedStatement(db, keyed, () => insertClientWithKey(db, created.row, event, params));
+    }
+    await keyedTransaction(db, keyed, async (trx) => {
+      await assertRoomForActiveClient(trx, tenant);
+      await insertClient(trx, created.row, event);
+      return response;
+    });
+  } catch (error) {
+    // The unique index refused the externalId: nothing was written (the key neither), and the
+    // hot path paid no lookup for it. Only now is the client that has it looked up.
+    if (!isExternalIdTaken(error) || created.row.external_id === null) throw error;
+    throw await externalIdTaken(db, tenant, created.row.external_id);
   }
-  await keyedTransaction(db, keyed, async (trx) => {
-    await assertRoomForActiveClient(trx, tenant);
-    await insertClient(trx, created.row, event);
-    return response;
+}
+
+/**
+ * 409 naming the client not deleted that has `externalId` (other than `exceptId`), as
+ * `existingId` and in `fields`. Should it have been deleted since the refusal, the error names none.
+ */
+async function externalIdTaken(db: Kysely<Database>, tenant: Tenant, externalId: string, exceptId?: string): Promise<ApiError> {
+  const existingId = await findActiveClientIdByExternalId(db, tenant, externalId, exceptId);
+  return new ApiError('external_id_taken', 'Another client of this organisation and environment has this externalId.', {
+    fields: { externalId: existingId ? `is the externalId of client ${existingId}` : 'is the externalId of another client' },
+    ...(existingId && { existingId }),
   });
 }
 
@@ -159,8 +186,18 @@ export async function updateClient(
   }
   const values = toColumnValues(input);
   if (values.require_po_number) assertFeature(tenant.plan, 'clients.requirePoNumber');
+  if (input.metadata !== undefined) {
+    const merged = mergeMetadata(row.metadata, input.metadata);
+    if (!merged) throw validationFailed({ metadata: METADATA_TOO_MANY });
+    values.metadata = JSON.stringify(merged);
+  }
   if (Object.keys(values).length === 0) return current;
-  const updated = present(await updateClientRow(trx, tenant, id, values));
+  const externalId = values.external_id;
+  const write = () => updateClientRow(trx, tenant, id, values);
+  // Only a change of externalId can meet the unique index: it alone pays for the savepoint.
+  const outcome = externalId && externalId !== row.external_id ? await guardingExternalId(trx, write) : { written: await write() };
+  if ('taken' in outcome) throw await externalIdTaken(trx, tenant, externalId!, id);
+  const updated = present(outcome.written);
   // Values sent as they already were change nothing, `updatedAt` included: no event.
   const previous = changedAttributes(current.client, updated.client);
   if (previous) await insertEvent(trx, clientEvent('client.updated', tenant, updated.client, previous));
@@ -170,6 +207,11 @@ export async function updateClient(
 /** A deletion or a restoration, and its event, in the caller's transaction. */
 async function setDeleted(trx: Kysely<Database>, tenant: Tenant, id: string, deleted: boolean): Promise<ClientState> {
   const changed = present(await setClientDeleted(trx, tenant, id, deleted));
+  return changedWithEvent(trx, tenant, changed, deleted);
+}
+
+/** The event of a deletion or a restoration just written, in the same transaction. */
+async function changedWithEvent(trx: Kysely<Database>, tenant: Tenant, changed: ClientState, deleted: boolean): Promise<ClientState> {
   await insertEvent(trx, clientEvent(deleted ? 'client.deleted' : 'client.restored', tenant, changed.client));
   return changed;
 }
@@ -191,7 +233,11 @@ export async function restoreClient(
   const { row, current } = await lockForChange(trx, tenant, id, ifMatch);
   if (row.deleted_at === null) return current;
   await assertRoomForActiveClient(trx, tenant);
-  return setDeleted(trx, tenant, id, false);
+  if (row.external_id === null) return setDeleted(trx, tenant, id, false);
+  // Another client may have taken its externalId while it was deleted.
+  const outcome = await guardingExternalId(trx, () => setClientDeleted(trx, tenant, id, false));
+  if ('taken' in outcome) throw await externalIdTaken(trx, tenant, row.external_id, id);
+  return changedWithEvent(trx, tenant, present(outcome.written), false);
 }
 
 /** The spec's own words for `updatedSince`, for the dates its pattern cannot refuse. */
@@ -228,6 +274,10 @@ export async function listClients(
     search,
     updatedSince: query.updatedSince,
     deleted: query.deleted ?? LIST_DEFAULTS.deleted,
+    externalId: query.externalId,
+    email: query.email,
+    taxNumber: query.taxNumber,
+    metadata: query.metadata && Object.keys(query.metadata).length > 0 ? query.metadata : undefined,
   };
   return reads.read(consistency, async (db) => {
     if (search === undefined || searchUsesIndex(search)) return keysetPage(await listClientRows(db, tenant, filter), limit, toClient);

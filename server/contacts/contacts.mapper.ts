@@ -8,8 +8,6 @@ export type ContactInput = components['schemas']['ContactCreate'];
 export type ContactPatch = components['schemas']['ContactUpdate'];
 export type ContactList = components['schemas']['ContactList'];
 export type ContactListQuery = NonNullable<operations['listContacts']['parameters']['query']>;
-type MetadataInput = components['schemas']['MetadataInput'];
-type Metadata = components['schemas']['Metadata'];
 
 /** Wire field → column, for every field a caller may write but `metadata`, which merges. */
 const writableColumns = {
@@ -39,24 +37,6 @@ export function toContactValues(input: ContactPatch): ContactValues {
     values[column] = value;
   }
   return values as ContactValues;
-}
-
-/** The most keys a metadata object holds, after a merge too. */
-export const MAX_METADATA_KEYS = 50;
-
-/**
- * Stripe's rules: `current` with `patch` merged into it; a value is trimmed, and a key whose value
- * is null or blank is removed (on create, simply left out). Undefined when the result has more
- * keys than allowed.
- */
-export function mergeMetadata(current: Metadata, patch: MetadataInput): Metadata | undefined {
-  const merged: Metadata = { ...current };
-  for (const [key, raw] of Object.entries(patch)) {
-    const value = typeof raw === 'string' ? raw.trim() : null;
-    if (value === null || value === '') delete merged[key];
-    else merged[key] = value;
-  }
-  return Object.keys(merged).length > MAX_METADATA_KEYS ? undefined : merged;
 }
 
 const iso = (value: Date | string): string => (value instanceof Date ? value : new Date(value)).toISOString();

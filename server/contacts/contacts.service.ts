@@ -14,14 +14,13 @@ import { ifMatchPasses, strongEtag } from '../shared/etag.js';
 import { isUuid } from '../shared/ids.js';
 import { decodeKeyset, keysetPage } from '../shared/keyset-cursor.js';
 import { LIST_DEFAULTS, parameterMessage } from '../shared/spec-values.js';
+import { METADATA_TOO_MANY, mergeMetadata } from '../shared/metadata.js';
 import {
   type Contact,
   type ContactInput,
   type ContactList,
   type ContactListQuery,
   type ContactPatch,
-  MAX_METADATA_KEYS,
-  mergeMetadata,
   toContact,
   toContactValues,
 } from './contacts.mapper.js';
@@ -53,7 +52,6 @@ function present(row: ContactRow): ContactState {
   return { contact, etag: strongEtag(contact) };
 }
 
-const METADATA_ERROR = `must leave at most ${MAX_METADATA_KEYS} keys once merged with the ones stored; remove some (set them to null) first`;
 const CURSOR_ERROR = parameterMessage('listContacts', 'cursor');
 
 const clientDeleted = () => new ApiError('client_deleted', 'The client is deleted; restore it before changing its contacts.');
@@ -170,7 +168,7 @@ export async function updateContact(
   const values: ContactValues = toContactValues(input);
   if (input.metadata !== undefined) {
     const merged = mergeMetadata(row.metadata, input.metadata);
-    if (!merged) throw validationFailed({ metadata: METADATA_ERROR });
+    if (!merged) throw validationFailed({ metadata: METADATA_TOO_MANY });
     values.metadata = JSON.stringify(merged);
   }
   if (Object.keys(values).length === 0) return current;

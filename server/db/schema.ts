@@ -54,6 +54,10 @@ export interface ClientsTable {
   default_tax_rate: NullableNumeric;
   require_po_number: Generated<boolean>;
   billing_email: string | null;
+  /** jsonb: read parsed, written as JSON text. */
+  metadata: ColumnType<Record<string, string>, string | undefined, string>;
+  /** The integrator's own id: unique per organisation and environment among clients not deleted. */
+  external_id: string | null;
   created_at: Timestamp;
   updated_at: Timestamp;
   deleted_at: NullableTimestamp;
