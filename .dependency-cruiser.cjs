@@ -24,6 +24,7 @@ const LAYERS = [
   // Who a request acts for (reads tokens).
   ['auth', '^server/auth/'],
   // The resources, each a folder: handlers, services, queries.
+  ['contacts', '^server/contacts/'],
   ['clients', '^server/clients/'],
   ['system', '^server/system/'],
   ['webhook-endpoints', '^server/webhook-endpoints/'],

@@ -87,15 +87,16 @@ function exampleOf(operationId: ClientsApiOperationId, status: number, name: str
   return structuredClone(examples[chosen]);
 }
 
-function respond(operationId: ClientsApiOperationId, status: number, body: unknown): Response {
+function respond(operationId: ClientsApiOperationId, status: number, body: unknown, requestPath?: string): Response {
   const operation = operationExamples[operationId];
   const answer = answerOf(operationId, status);
   const headers = new Headers(answer.headers);
   if (answer.contentType === null || body === undefined) return new Response(null, { status, headers });
   headers.set('Content-Type', answer.contentType);
-  // The spec gives Location no example: it is the created resource's own path.
+  // The spec gives Location no example: it is the created resource's own path, under the
+  // collection the request named (`/clients/{id}/contacts` has the client's id in it).
   const id = (body as { data?: { id?: unknown } } | null)?.data?.id;
-  if (status === 201 && typeof id === 'string') headers.set('Location', `${operation.path}/${id}`);
+  if (status === 201 && typeof id === 'string') headers.set('Location', `${requestPath ?? operation.path}/${id}`);
   return new Response(typeof body === 'string' ? body : JSON.stringify(body), { status, headers });
 }
 
@@ -128,9 +129,11 @@ export function clientsApiHandlers(overrides: ClientsApiOverrides = {}, options:
     const operation = operationExamples[operationId];
     const override = overrides[operationId] as ClientsApiOverride<ClientsApiOperationId> | undefined;
     return http[operation.method](`${origin}${operation.path}`, async (info) => {
-      if (override === undefined) return exampleResponse(operationId);
-      if (typeof override !== 'function') return respond(operationId, operation.success, override);
-      return override({ ...info, reply: (body) => respond(operationId, operation.success, body) });
+      const path = new URL(info.request.url).pathname;
+      if (override === undefined)
+        return respond(operationId, operation.success, exampleOf(operationId, operation.success, undefined), path);
+      if (typeof override !== 'function') return respond(operationId, operation.success, override, path);
+      return override({ ...info, reply: (body) => respond(operationId, operation.success, body, path) });
     });
   });
 }

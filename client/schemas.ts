@@ -24,6 +24,18 @@ export type ClientUpdate = Schemas['ClientUpdate'];
 export type ClientData = Schemas['ClientData'];
 /** A page of `GET /clients`: `{ data, nextCursor }`; `nextCursor` is null on the last page. */
 export type ClientList = Schemas['ClientList'];
+/** A contact of a client: `id`, `clientId`, `name`, `email`, `phone`, `role`, `isPrimary`, `receivesInvoices`, `metadata`, `createdAt`, `updatedAt`. */
+export type ContactResource = Schemas['Contact'];
+/** The body of `POST /clients/{id}/contacts`: `name` is required, every other field optional. */
+export type ContactCreate = Schemas['ContactCreate'];
+/** The body of `PATCH /clients/{id}/contacts/{contactId}`: only the fields to change; `metadata` merges. */
+export type ContactUpdate = Schemas['ContactUpdate'];
+/** The answer of create, read, update and delete of one contact: `{ data: ContactResource }`. */
+export type ContactData = Schemas['ContactData'];
+/** A page of `GET /clients/{id}/contacts`: `{ data, nextCursor }`; `nextCursor` is null on the last page. */
+export type ContactList = Schemas['ContactList'];
+/** Your own key-value pairs on a client or a contact, as Stripe's `metadata`. */
+export type Metadata = Schemas['Metadata'];
 /** A Personal Access Token as `GET /tokens` lists it (never its secret). */
 export type TokenResource = Schemas['Token'];
 /** The body of `POST /tokens`. */
@@ -51,11 +63,11 @@ export type CurrencyCode = Schemas['CurrencyCode'];
 /** An ISO 3166-1 alpha-2 country code as the API returns it (upper case). */
 export type CountryCode = Schemas['CountryCode'];
 
-/** An event of the change feed: one of the four client events below, told apart by `type`. */
+/** An event of the change feed: one of the client and contact events below, told apart by `type`. */
 export type Event = Schemas['Event'];
 /** A page of `GET /events`, oldest first: `{ data, nextCursor, hasMore }`; keep `nextCursor` to poll on. */
 export type EventList = Schemas['EventList'];
-/** An event's `type`: `client.created`, `client.updated`, `client.deleted` or `client.restored`. */
+/** An event's `type`: `client.created`, `client.updated`, `client.deleted`, `client.restored`, `contact.created`, `contact.updated` or `contact.deleted`. */
 export type EventType = Schemas['EventType'];
 /** `client.created`: `data.object` is the new client. */
 export type ClientCreatedEvent = Schemas['ClientCreatedEvent'];
@@ -67,6 +79,14 @@ export type ClientDeletedEvent = Schemas['ClientDeletedEvent'];
 export type ClientRestoredEvent = Schemas['ClientRestoredEvent'];
 /** The fields a `client.updated` event changed, each with its value before (fields it did not change are absent). */
 export type ClientPreviousAttributes = Schemas['ClientPreviousAttributes'];
+/** `contact.created`: `data.object` is the new contact. */
+export type ContactCreatedEvent = Schemas['ContactCreatedEvent'];
+/** `contact.updated`: `data.object` is the contact after, `data.previousAttributes` the changed fields before. */
+export type ContactUpdatedEvent = Schemas['ContactUpdatedEvent'];
+/** `contact.deleted`: `data.object` is the contact as it was just before it was deleted. */
+export type ContactDeletedEvent = Schemas['ContactDeletedEvent'];
+/** The fields a `contact.updated` event changed, each with its value before. */
+export type ContactPreviousAttributes = Schemas['ContactPreviousAttributes'];
 /** The answer of `GET /events/{id}`: `{ data: Event }`. */
 export type EventData = Json<'getEvent', 200>;
 /**
@@ -76,10 +96,18 @@ export type EventData = Json<'getEvent', 200>;
 export type WebhookTestEvent = Schemas['WebhookTestEvent'];
 /**
  * The body of a webhook delivery, as `verifyWebhook` returns it once the signature is good: one of
- * the four client events, or a test delivery (narrow it by `type`). The spec's top-level
- * `webhooks` section declares each; the client events are the feed's events, delivered.
+ * the client and contact events, or a test delivery (narrow it by `type`). The spec's top-level
+ * `webhooks` section declares each; the client and contact events are the feed's events, delivered.
  */
-export type WebhookEvent = ClientCreatedEvent | ClientUpdatedEvent | ClientDeletedEvent | ClientRestoredEvent | WebhookTestEvent;
+export type WebhookEvent =
+  | ClientCreatedEvent
+  | ClientUpdatedEvent
+  | ClientDeletedEvent
+  | ClientRestoredEvent
+  | ContactCreatedEvent
+  | ContactUpdatedEvent
+  | ContactDeletedEvent
+  | WebhookTestEvent;
 
 /** A webhook endpoint as the API returns it (never its secret). */
 export type WebhookEndpoint = Schemas['WebhookEndpoint'];

@@ -13,6 +13,8 @@ export const errorStatus = {
   "method_not_allowed": 405,
   "precondition_failed": 412,
   "client_deleted": 409,
+  "contact_limit_reached": 409,
+  "external_id_taken": 409,
   "webhook_endpoint_limit_reached": 409,
   "webhook_endpoint_disabled": 409,
   "webhook_endpoint_not_subscribed": 409,

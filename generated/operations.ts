@@ -30,6 +30,33 @@ export const operationList = [
     ]
   },
   {
+    "operationId": "createContact",
+    "method": "post",
+    "path": "/clients/{id}/contacts",
+    "expressPath": "/clients/:id/contacts",
+    "authenticated": true,
+    "scopes": [
+      "clients:write"
+    ],
+    "idempotencyKey": true,
+    "hasBody": true,
+    "bodyRequired": true,
+    "statuses": [
+      201,
+      400,
+      401,
+      403,
+      404,
+      409,
+      413,
+      415,
+      422,
+      429,
+      500,
+      503
+    ]
+  },
+  {
     "operationId": "createToken",
     "method": "post",
     "path": "/tokens",
@@ -107,6 +134,31 @@ export const operationList = [
     ]
   },
   {
+    "operationId": "deleteContact",
+    "method": "delete",
+    "path": "/clients/{id}/contacts/{contactId}",
+    "expressPath": "/clients/:id/contacts/:contactId",
+    "authenticated": true,
+    "scopes": [
+      "clients:write"
+    ],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "bodyRequired": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      403,
+      404,
+      409,
+      412,
+      429,
+      500,
+      503
+    ]
+  },
+  {
     "operationId": "deleteWebhookEndpoint",
     "method": "delete",
     "path": "/webhook-endpoints/{id}",
@@ -135,6 +187,29 @@ export const operationList = [
     "method": "get",
     "path": "/clients/{id}",
     "expressPath": "/clients/:id",
+    "authenticated": true,
+    "scopes": [
+      "clients:read"
+    ],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "bodyRequired": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      403,
+      404,
+      429,
+      500,
+      503
+    ]
+  },
+  {
+    "operationId": "getContact",
+    "method": "get",
+    "path": "/clients/{id}/contacts/{contactId}",
+    "expressPath": "/clients/:id/contacts/:contactId",
     "authenticated": true,
     "scopes": [
       "clients:read"
@@ -283,6 +358,29 @@ export const operationList = [
       400,
       401,
       403,
+      429,
+      500,
+      503
+    ]
+  },
+  {
+    "operationId": "listContacts",
+    "method": "get",
+    "path": "/clients/{id}/contacts",
+    "expressPath": "/clients/:id/contacts",
+    "authenticated": true,
+    "scopes": [
+      "clients:read"
+    ],
+    "idempotencyKey": false,
+    "hasBody": false,
+    "bodyRequired": false,
+    "statuses": [
+      200,
+      400,
+      401,
+      403,
+      404,
       429,
       500,
       503
@@ -552,6 +650,34 @@ export const operationList = [
       400,
       401,
       402,
+      403,
+      404,
+      409,
+      412,
+      413,
+      415,
+      422,
+      429,
+      500,
+      503
+    ]
+  },
+  {
+    "operationId": "updateContact",
+    "method": "patch",
+    "path": "/clients/{id}/contacts/{contactId}",
+    "expressPath": "/clients/:id/contacts/:contactId",
+    "authenticated": true,
+    "scopes": [
+      "clients:write"
+    ],
+    "idempotencyKey": true,
+    "hasBody": true,
+    "bodyRequired": true,
+    "statuses": [
+      200,
+      400,
+      401,
       403,
       404,
       409,

@@ -3,6 +3,7 @@
  * start-up from each resource's module and what that module needs.
  */
 import { clientHandlers } from './clients/clients.http.js';
+import { contactHandlers } from './contacts/contacts.http.js';
 import { eventHandlers } from './events/events.http.js';
 import type { Handlers } from './operations/handler-types.js';
 import { systemHandlers } from './system/system.http.js';
@@ -16,6 +17,7 @@ export type ModuleDeps = TokensDeps & WebhookEndpointsDeps;
 export function createHandlers(deps: ModuleDeps): Omit<Handlers, 'getReadiness'> {
   return {
     ...clientHandlers,
+    ...contactHandlers,
     ...tokenHandlers(deps),
     ...systemHandlers,
     ...eventHandlers,

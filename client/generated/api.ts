@@ -19,8 +19,9 @@ export type paths = {
          *     and still have a next one (see `q`).
          *
          *     Filters combine with AND: `q` searches, `updatedSince` keeps clients changed since a moment
-         *     (for sync; pass `deleted=include` to see deletions too), and `deleted` chooses between active
-         *     and deleted clients.
+         *     (for sync; pass `deleted=include` to see deletions too), `deleted` chooses between active
+         *     and deleted clients, and `externalId`, `email`, `taxNumber` and `metadata[key]` keep exact
+         *     matches (`GET /clients?externalId=crm-48213` finds the client you imported as crm-48213).
          *
          *     `Read-Consistency: eventual` lets a replica answer (a list or a search that may be a couple of
          *     seconds behind): see the header. Cursors work across copies: one given by either is good on
@@ -97,7 +98,9 @@ export type paths = {
          *     other: when someone changed the client since you read it, the answer is 412
          *     `precondition_failed` and nothing changes. Checks run in this order: 404 (no such client),
          *     412 (stale `If-Match`), 409 `client_deleted` (a deleted client cannot be changed until
-         *     restored), 402 (plan).
+         *     restored), 402 (plan), 409 `external_id_taken` (another active client has the `externalId`
+         *     sent; `error.existingId` names it). `metadata` is merged into the stored keys: a key with a
+         *     value is set, a key set to `""` or null is removed, the others are kept.
          *
          *     Send an `Idempotency-Key` to make retries safe: a replay within 24 hours returns the first
          *     response instead of applying the change again.
@@ -131,7 +134,9 @@ export type paths = {
          *     `plan_limit_reached`. Restoring a client that is not deleted changes nothing and answers it as
          *     it is. Takes no request body.
          *
-         *     Checks run in this order: 404 (no such client), 412 (stale `If-Match`), 402 (plan).
+         *     Checks run in this order: 404 (no such client), 412 (stale `If-Match`), 402 (plan), 409
+         *     `external_id_taken` (another active client took its `externalId` while it was deleted: change
+         *     that client's, or clear this one's, first; `error.existingId` names the other).
          *
          *     Send an `Idempotency-Key` to make retries safe: a replay within 24 hours returns the first
          *     response.
@@ -141,6 +146,120 @@ export type paths = {
         options?: never;
         head?: never;
         patch?: never;
+        trace?: never;
+    };
+    "/clients/{id}/contacts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The client's id, as returned in `id`: a UUID written exactly as `id` shows it, in lower
+                 *     case. Any other value, an id of another organisation or environment, an id that is not a
+                 *     UUID at all, and the same UUID in any other spelling (upper case, braces, `urn:uuid:`,
+                 *     without dashes) are all answered the same way: 404 `not_found`. The id is never refused as
+                 *     malformed, so that an answer tells nothing about which ids exist.
+                 * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
+                 */
+                id: components["parameters"]["ClientId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * List a client's contacts
+         * @description Lists the contacts of one client of the token's organisation and environment, newest first
+         *     (by `createdAt`, then by `id`), one page at a time: pass the answer's `nextCursor` as
+         *     `cursor` for the next page; it is null on the last page. A client has at most 50 contacts.
+         *     A deleted client's contacts are listed too (they are kept as they were, and come back with the
+         *     client when it is restored). An unknown client, or one of another organisation or environment,
+         *     is 404 `not_found`.
+         */
+        get: operations["listContacts"];
+        put?: never;
+        /**
+         * Add a contact to a client
+         * @description Adds a contact to a client of the token's organisation and environment. Only `name` is
+         *     required. Strings are trimmed and an empty or blank one is null, as for clients.
+         *     `isPrimary: true` makes it the client's primary contact: the contact that was primary stops
+         *     being so, in the same transaction (its `contact.updated` event says so), so a client never has
+         *     two, however many requests race.
+         *
+         *     Checks run in this order: 404 (no such client), 409 `client_deleted` (a deleted client's
+         *     contacts cannot be changed until it is restored), 409 `contact_limit_reached` (a client has
+         *     at most 50 contacts). No plan limits contacts.
+         *
+         *     Send an `Idempotency-Key` to make retries safe: a replay within 24 hours returns the first
+         *     response instead of adding a second contact.
+         */
+        post: operations["createContact"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/clients/{id}/contacts/{contactId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The client's id, as returned in `id`: a UUID written exactly as `id` shows it, in lower
+                 *     case. Any other value, an id of another organisation or environment, an id that is not a
+                 *     UUID at all, and the same UUID in any other spelling (upper case, braces, `urn:uuid:`,
+                 *     without dashes) are all answered the same way: 404 `not_found`. The id is never refused as
+                 *     malformed, so that an answer tells nothing about which ids exist.
+                 * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
+                 */
+                id: components["parameters"]["ClientId"];
+                /**
+                 * @description The contact's id, as returned in `id`: a lower-case UUID. Any other value, and the id of
+                 *     another client's contact (another organisation's or environment's included), is 404
+                 *     `not_found`, like an unknown one.
+                 * @example 6a1c2f0e-3b7d-4e59-9f21-0c8d4b5a7e13
+                 */
+                contactId: components["parameters"]["ContactId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Retrieve a contact
+         * @description Returns one contact of a client of the token's organisation and environment, with its
+         *     `ETag`; a deleted client's contacts included. A contact of another client, organisation or
+         *     environment is 404 `not_found`, like an unknown one.
+         */
+        get: operations["getContact"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a contact
+         * @description Deletes the contact for good and answers it as it was just before; a second delete is 404.
+         *     Deleting the primary contact leaves the client without one. `If-Match` is honoured as on
+         *     update. Checks run in this order: 404, 412, 409 `client_deleted` (a deleted client's contacts
+         *     are kept as they were until it is restored). An `Idempotency-Key` is not needed, and is
+         *     ignored.
+         */
+        delete: operations["deleteContact"];
+        options?: never;
+        head?: never;
+        /**
+         * Update a contact
+         * @description Changes the fields sent and leaves the others as they are, with the same rules and coercions
+         *     as on create. `null` clears an optional field; `name` cannot be cleared. `metadata` is
+         *     merged: a key with a value is set, a key set to `""` or null is removed. `isPrimary: true`
+         *     makes the contact the client's primary one, and the contact that was stops being so (its own
+         *     `contact.updated` event says so). `updatedAt` and the `ETag` move when a value changes; a
+         *     request that changes nothing changes neither.
+         *
+         *     Send the contact's `ETag` in `If-Match` so that two editors cannot silently overwrite each
+         *     other (412 `precondition_failed`, nothing changed). Checks run in this order: 404 (no such
+         *     client or contact), 412 (stale `If-Match`), 409 `client_deleted` (the client is deleted:
+         *     restore it first).
+         *
+         *     Send an `Idempotency-Key` to make retries safe: a replay within 24 hours returns the first
+         *     response instead of applying the change again.
+         */
+        patch: operations["updateContact"];
         trace?: never;
     };
     "/tokens": {
@@ -731,6 +850,75 @@ export type webhooks = {
         patch?: never;
         trace?: never;
     };
+    "contact.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A contact was added to a client
+         * @description POSTed to every enabled endpoint whose `enabledEvents` has `contact.created` or `*`. Answer
+         *     2xx within 10 seconds to acknowledge it; anything else (a redirect included) or no answer
+         *     is retried on the schedule of docs/webhooks.md, with the same `webhook-id`. Verify the
+         *     signature on the raw body before trusting it (`verifyWebhook` of the client package).
+         */
+        post: operations["contactCreatedWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "contact.updated": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A contact changed
+         * @description POSTed to every enabled endpoint whose `enabledEvents` has `contact.updated` or `*`. Answer
+         *     2xx within 10 seconds to acknowledge it; anything else (a redirect included) or no answer
+         *     is retried on the schedule of docs/webhooks.md, with the same `webhook-id`. Verify the
+         *     signature on the raw body before trusting it (`verifyWebhook` of the client package).
+         */
+        post: operations["contactUpdatedWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "contact.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A contact was deleted
+         * @description POSTed to every enabled endpoint whose `enabledEvents` has `contact.deleted` or `*`. Answer
+         *     2xx within 10 seconds to acknowledge it; anything else (a redirect included) or no answer
+         *     is retried on the schedule of docs/webhooks.md, with the same `webhook-id`. Verify the
+         *     signature on the raw body before trusting it (`verifyWebhook` of the client package).
+         */
+        post: operations["contactDeletedWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "webhook.test": {
         parameters: {
             query?: never;
@@ -777,13 +965,19 @@ export type components = {
                 requiredPlan?: components["schemas"]["Plan"];
                 /** @description The feature or limit that needs a higher plan, such as `clients.max`. */
                 feature?: string;
+                /**
+                 * Format: uuid
+                 * @description With `external_id_taken`: the id of the client that already has the `externalId`,
+                 *     so that an import can read or update it instead of creating a duplicate.
+                 */
+                existingId?: string;
             };
         };
         /**
          * @description A stable, machine-readable error code.
          * @enum {string}
          */
-        ErrorCode: "validation_failed" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "plan_required" | "plan_limit_reached" | "forbidden" | "not_found" | "method_not_allowed" | "precondition_failed" | "client_deleted" | "webhook_endpoint_limit_reached" | "webhook_endpoint_disabled" | "webhook_endpoint_not_subscribed" | "token_limit_reached" | "idempotency_request_in_progress" | "idempotency_key_reused" | "rate_limited" | "internal_error" | "service_unavailable";
+        ErrorCode: "validation_failed" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "plan_required" | "plan_limit_reached" | "forbidden" | "not_found" | "method_not_allowed" | "precondition_failed" | "client_deleted" | "contact_limit_reached" | "external_id_taken" | "webhook_endpoint_limit_reached" | "webhook_endpoint_disabled" | "webhook_endpoint_not_subscribed" | "token_limit_reached" | "idempotency_request_in_progress" | "idempotency_key_reused" | "rate_limited" | "internal_error" | "service_unavailable";
         /**
          * @description An organisation's plan.
          * @enum {string}
@@ -953,6 +1147,13 @@ export type components = {
             requirePoNumber?: components["schemas"]["FlagInput"];
             /** @description Where invoices are sent, if not to `email`. */
             billingEmail?: components["schemas"]["EmailInput"];
+            /**
+             * @description Your own id for the client, unique per organisation and environment among active clients
+             *     (409 `external_id_taken` naming the client that has it). Find a client by it with
+             *     `GET /clients?externalId=…`.
+             */
+            externalId?: components["schemas"]["ExternalIdInput"];
+            metadata?: components["schemas"]["MetadataInput"];
         };
         /**
          * ClientUpdate
@@ -1012,6 +1213,13 @@ export type components = {
             requirePoNumber?: components["schemas"]["FlagInput"];
             /** @description Where invoices are sent, if not to `email`. */
             billingEmail?: components["schemas"]["EmailInput"];
+            /**
+             * @description Your own id for the client, unique per organisation and environment among active clients
+             *     (409 `external_id_taken` naming the client that has it). Find a client by it with
+             *     `GET /clients?externalId=…`.
+             */
+            externalId?: components["schemas"]["ExternalIdInput"];
+            metadata?: components["schemas"]["MetadataInput"];
         };
         /**
          * Client
@@ -1050,6 +1258,9 @@ export type components = {
             defaultTaxRate: string | null;
             requirePoNumber: boolean;
             billingEmail: string | null;
+            /** @description Your own id for the client; unique among the organisation's active clients of this environment. */
+            externalId: string | null;
+            metadata: components["schemas"]["Metadata"];
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
@@ -1082,6 +1293,151 @@ export type components = {
             nextCursor: string | null;
         };
         /**
+         * ContactCreate
+         * @description A new contact of a client. All fields except `name` are optional. Every string is trimmed at both
+         *     ends, and an empty or blank string is taken as null. Unknown fields are refused, naming them.
+         *     `isPrimary: true` makes this the client's primary contact, and the one that was primary stops
+         *     being so (its `contact.updated` event says so).
+         * @example {
+         *       "name": "Marge Simpson",
+         *       "email": "ap@globex.test",
+         *       "role": "Accounts payable",
+         *       "isPrimary": true,
+         *       "receivesInvoices": true
+         *     }
+         */
+        ContactCreate: {
+            /** @description The person's name, 1 to 200 characters once trimmed. */
+            name: components["schemas"]["NameInput"];
+            /** @description The person's e-mail address. */
+            email?: components["schemas"]["EmailInput"];
+            /** @description A phone number, as written. Text of at most 200 characters. */
+            phone?: components["schemas"]["OptionalText"];
+            /** @description What the person does for the client, such as "Accounts payable". Text of at most 200 characters. */
+            role?: components["schemas"]["OptionalText"];
+            /** @description Whether this is the client's primary contact. Absent, null or `""` means false. */
+            isPrimary?: components["schemas"]["FlagInput"];
+            /** @description Whether invoices to the client go to this contact too. Absent, null or `""` means false. */
+            receivesInvoices?: components["schemas"]["FlagInput"];
+            metadata?: components["schemas"]["MetadataInput"];
+        };
+        /**
+         * ContactUpdate
+         * @description A partial update of a contact: send only the fields to change; a field not sent keeps its value.
+         *     The same rules and coercions as on create (`ContactCreate`). `null` (or an empty string) clears
+         *     an optional field; `name` cannot be cleared. `isPrimary: true` makes this the client's primary
+         *     contact and the one that was stops being so; `isPrimary: false` on the primary contact leaves
+         *     the client without one. `metadata` is merged into the stored keys (a key set to `""` or null is
+         *     removed). Unknown fields are refused, naming them. An empty object changes nothing.
+         * @example {
+         *       "role": "Head of finance",
+         *       "isPrimary": true,
+         *       "metadata": {
+         *         "crmId": "48213"
+         *       }
+         *     }
+         */
+        ContactUpdate: {
+            /** @description The person's name, 1 to 200 characters once trimmed. It cannot be cleared. */
+            name?: components["schemas"]["NameInput"];
+            /** @description The person's e-mail address. */
+            email?: components["schemas"]["EmailInput"];
+            /** @description A phone number, as written. Text of at most 200 characters. */
+            phone?: components["schemas"]["OptionalText"];
+            /** @description What the person does for the client. Text of at most 200 characters. */
+            role?: components["schemas"]["OptionalText"];
+            /** @description Whether this is the client's primary contact; null or `""` means false. */
+            isPrimary?: components["schemas"]["FlagInput"];
+            /** @description Whether invoices to the client go to this contact too; null or `""` means false. */
+            receivesInvoices?: components["schemas"]["FlagInput"];
+            metadata?: components["schemas"]["MetadataInput"];
+        };
+        /**
+         * Contact
+         * @description A person at a client (billing, accounts payable, a project lead...), as stored.
+         */
+        Contact: {
+            /**
+             * Format: uuid
+             * @description The contact's id.
+             */
+            id: string;
+            /**
+             * Format: uuid
+             * @description The client the contact belongs to.
+             */
+            clientId: string;
+            name: string;
+            email: string | null;
+            phone: string | null;
+            /** @description What the person does for the client, such as "Accounts payable". */
+            role: string | null;
+            /** @description Whether this is the client's primary contact; at most one of a client's contacts is. */
+            isPrimary: boolean;
+            /** @description Whether invoices to the client are sent to this contact too. */
+            receivesInvoices: boolean;
+            metadata: components["schemas"]["Metadata"];
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+        };
+        /**
+         * ContactData
+         * @description One contact, in the `data` envelope.
+         */
+        ContactData: {
+            data: components["schemas"]["Contact"];
+        };
+        /**
+         * ContactList
+         * @description One page of a client's contacts, newest first (by `createdAt`, then `id`), and where the next
+         *     page starts.
+         */
+        ContactList: {
+            data: components["schemas"]["Contact"][];
+            /** @description Pass it as `cursor` to get the next page; null on the last page. Opaque. */
+            nextCursor: string | null;
+        };
+        /**
+         * Metadata
+         * @description Your own key-value pairs (see `MetadataInput`): at most 50 keys of at most 40 characters, each
+         *     value text of at most 500 characters; `{}` when there are none.
+         * @example {
+         *       "crmId": "48213",
+         *       "segment": "enterprise"
+         *     }
+         */
+        Metadata: {
+            [key: string]: string;
+        };
+        /**
+         * MetadataInput
+         * @description Your own key-value pairs, as Stripe's `metadata`: at most 50 keys, each of 1 to 40 characters
+         *     (no `[` or `]`, which `metadata[key]` filters use), each value text of at most 500 characters.
+         *     Values are trimmed at both ends. On create, a key whose value is `""` (or blank) or null is
+         *     left out. On update, the keys sent are merged into the ones stored: a key with a value is set,
+         *     a key set to `""` or null is removed, and keys not sent are kept; more than 50 keys after the
+         *     merge is 400 naming `metadata`. Never searched by `q`. No text may contain a NUL character or
+         *     an unpaired surrogate.
+         * @example {
+         *       "crmId": "48213",
+         *       "segment": "enterprise"
+         *     }
+         */
+        MetadataInput: {
+            [key: string]: string | null;
+        };
+        /**
+         * ExternalIdInput
+         * @description Your own id for the client (its id in your CRM or ledger), text of at most 200 characters once
+         *     trimmed; an empty or blank string is null. Unique per organisation and environment among the
+         *     clients that are not deleted: a duplicate is 409 `external_id_taken`, with the id of the client
+         *     that has it in `error.existingId`. A deleted client keeps its `externalId` without holding it.
+         * @example crm-48213
+         */
+        ExternalIdInput: string | null;
+        /**
          * CurrencyCode
          * @description An ISO 4217 currency code, upper case, as stored and returned.
          * @enum {string}
@@ -1109,17 +1465,19 @@ export type components = {
          * EventType
          * @description What happened. `client.created`: a client was created. `client.updated`: one or more of a
          *     client's fields changed (`previousAttributes` holds their values before). `client.deleted`: a
-         *     client was deleted. `client.restored`: a deleted client was restored.
+         *     client was deleted. `client.restored`: a deleted client was restored. `contact.created`,
+         *     `contact.updated` (`previousAttributes` as for a client) and `contact.deleted`: the same for a
+         *     client's contacts. Types may be added later: a consumer should not fail on one it does not know.
          * @enum {string}
          */
-        EventType: "client.created" | "client.updated" | "client.deleted" | "client.restored";
+        EventType: "client.created" | "client.updated" | "client.deleted" | "client.restored" | "contact.created" | "contact.updated" | "contact.deleted";
         /**
          * Event
          * @description Something that happened to a resource of the organisation and environment, written in the same
          *     transaction as the change itself: there is no change without its event, and no event without
          *     its change. `type` tells which; `data.object` is the resource after the change.
          */
-        Event: components["schemas"]["ClientCreatedEvent"] | components["schemas"]["ClientUpdatedEvent"] | components["schemas"]["ClientDeletedEvent"] | components["schemas"]["ClientRestoredEvent"];
+        Event: components["schemas"]["ClientCreatedEvent"] | components["schemas"]["ClientUpdatedEvent"] | components["schemas"]["ClientDeletedEvent"] | components["schemas"]["ClientRestoredEvent"] | components["schemas"]["ContactCreatedEvent"] | components["schemas"]["ContactUpdatedEvent"] | components["schemas"]["ContactDeletedEvent"];
         /**
          * ClientCreatedEvent
          * @description A client was created: `data.object` is the client as `POST /clients` answered it.
@@ -1238,6 +1596,92 @@ export type components = {
             defaultTaxRate?: string | null;
             requirePoNumber?: boolean;
             billingEmail?: string | null;
+            externalId?: string | null;
+            metadata?: components["schemas"]["Metadata"];
+            /** Format: date-time */
+            updatedAt?: string;
+        };
+        /**
+         * ContactCreatedEvent
+         * @description A contact was created: `data.object` is the contact as `POST /clients/{id}/contacts` answered it.
+         */
+        ContactCreatedEvent: {
+            /**
+             * Format: uuid
+             * @description The event's id; also the `webhook-id` of every delivery of it, the same on each retry.
+             */
+            id: string;
+            /** @constant */
+            type: "contact.created";
+            env: components["schemas"]["Env"];
+            /**
+             * Format: date-time
+             * @description When the change was made (the contact's `updatedAt` after it).
+             */
+            createdAt: string;
+            data: {
+                object: components["schemas"]["Contact"];
+            };
+        };
+        /**
+         * ContactUpdatedEvent
+         * @description A contact changed: `data.object` is the contact after the change, and `data.previousAttributes` the changed fields before it. A PATCH that changes nothing writes no event; a contact that stops being primary because another became so gets one (`previousAttributes.isPrimary` true).
+         */
+        ContactUpdatedEvent: {
+            /**
+             * Format: uuid
+             * @description The event's id; also the `webhook-id` of every delivery of it, the same on each retry.
+             */
+            id: string;
+            /** @constant */
+            type: "contact.updated";
+            env: components["schemas"]["Env"];
+            /**
+             * Format: date-time
+             * @description When the change was made (the contact's `updatedAt` after it).
+             */
+            createdAt: string;
+            data: {
+                object: components["schemas"]["Contact"];
+                previousAttributes: components["schemas"]["ContactPreviousAttributes"];
+            };
+        };
+        /**
+         * ContactDeletedEvent
+         * @description A contact was deleted: `data.object` is the contact as it was just before (a deleted contact is gone for good).
+         */
+        ContactDeletedEvent: {
+            /**
+             * Format: uuid
+             * @description The event's id; also the `webhook-id` of every delivery of it, the same on each retry.
+             */
+            id: string;
+            /** @constant */
+            type: "contact.deleted";
+            env: components["schemas"]["Env"];
+            /**
+             * Format: date-time
+             * @description When the contact was deleted.
+             */
+            createdAt: string;
+            data: {
+                object: components["schemas"]["Contact"];
+            };
+        };
+        /**
+         * ContactPreviousAttributes
+         * @description The fields of the contact that this change changed, each with its value before the change
+         *     (`updatedAt` among them). Fields it did not change are absent. Each field's schema is the same
+         *     as in `Contact`.
+         */
+        ContactPreviousAttributes: {
+            name?: string;
+            email?: string | null;
+            phone?: string | null;
+            role?: string | null;
+            isPrimary?: boolean;
+            receivesInvoices?: boolean;
+            metadata?: components["schemas"]["Metadata"];
             /** Format: date-time */
             updatedAt?: string;
         };
@@ -1723,6 +2167,49 @@ export type components = {
             };
         };
         /**
+         * @description `external_id_taken`: another client of the organisation and environment that is not
+         *     deleted has this `externalId`; `error.existingId` is its id (and `fields.externalId` says
+         *     so), so an import can read or update that client instead of creating a duplicate. Stored
+         *     with the `Idempotency-Key` and replayed like a success. Or `idempotency_request_in_progress`:
+         *     another request with this `Idempotency-Key` is still running; retry after `Retry-After`
+         *     seconds with the same key. `Retry-After` comes with the second only.
+         */
+        ExternalIdTakenOrInProgress: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
+                "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                /** @description With `idempotency_request_in_progress` only; seconds to wait before retrying. */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorEnvelope"];
+            };
+        };
+        /**
+         * @description `client_deleted`: the client is deleted, so it cannot be changed; restore it first
+         *     (`POST /clients/{id}/restore`). `external_id_taken`: another client that is not deleted
+         *     has the `externalId` sent; `error.existingId` is its id. Or `idempotency_request_in_progress`:
+         *     another request with this `Idempotency-Key` is still running; retry after `Retry-After`
+         *     seconds with the same key. `Retry-After` comes with the last only.
+         */
+        ClientConflict: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
+                "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                /** @description With `idempotency_request_in_progress` only; seconds to wait before retrying. */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorEnvelope"];
+            };
+        };
+        /**
          * @description `client_deleted`: the client is deleted, so it cannot be changed; restore it first
          *     (`POST /clients/{id}/restore`). Or `idempotency_request_in_progress`: another request with
          *     this `Idempotency-Key` is still running; retry after `Retry-After` seconds with the same key.
@@ -1736,6 +2223,43 @@ export type components = {
                 "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                 /** @description With `idempotency_request_in_progress` only; seconds to wait before retrying. */
                 "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorEnvelope"];
+            };
+        };
+        /**
+         * @description `client_deleted`: the client is deleted, so its contacts cannot be changed; restore it
+         *     first (`POST /clients/{id}/restore`). `contact_limit_reached`: the client has 50 contacts,
+         *     the most it can have; delete one first. Both are stored with the `Idempotency-Key` and
+         *     replayed like a success. Or `idempotency_request_in_progress`: another request with this
+         *     `Idempotency-Key` is still running; retry after `Retry-After` seconds with the same key.
+         *     `Retry-After` comes with the last only.
+         */
+        ContactConflict: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
+                "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                /** @description With `idempotency_request_in_progress` only; seconds to wait before retrying. */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorEnvelope"];
+            };
+        };
+        /**
+         * @description `client_deleted`: the client is deleted, so its contacts cannot be changed; restore it
+         *     first (`POST /clients/{id}/restore`).
+         */
+        ClientDeleted: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
                 [name: string]: unknown;
             };
             content: {
@@ -1923,6 +2447,13 @@ export type components = {
          */
         ClientId: string;
         /**
+         * @description The contact's id, as returned in `id`: a lower-case UUID. Any other value, and the id of
+         *     another client's contact (another organisation's or environment's included), is 404
+         *     `not_found`, like an unknown one.
+         * @example 6a1c2f0e-3b7d-4e59-9f21-0c8d4b5a7e13
+         */
+        ContactId: string;
+        /**
          * @description Change the client only if it is still as you last saw it: the `ETag` of a response that
          *     returned it (or several, comma-separated), or `*` for "whatever its current state". ETags
          *     are compared strongly (RFC 9110): a weak tag (`W/"…"`) never matches. When no tag matches,
@@ -2065,6 +2596,14 @@ export type SchemaClientUpdate = components['schemas']['ClientUpdate'];
 export type SchemaClient = components['schemas']['Client'];
 export type SchemaClientData = components['schemas']['ClientData'];
 export type SchemaClientList = components['schemas']['ClientList'];
+export type SchemaContactCreate = components['schemas']['ContactCreate'];
+export type SchemaContactUpdate = components['schemas']['ContactUpdate'];
+export type SchemaContact = components['schemas']['Contact'];
+export type SchemaContactData = components['schemas']['ContactData'];
+export type SchemaContactList = components['schemas']['ContactList'];
+export type SchemaMetadata = components['schemas']['Metadata'];
+export type SchemaMetadataInput = components['schemas']['MetadataInput'];
+export type SchemaExternalIdInput = components['schemas']['ExternalIdInput'];
 export type SchemaCurrencyCode = components['schemas']['CurrencyCode'];
 export type SchemaCurrencyCodeLowerCase = components['schemas']['CurrencyCodeLowerCase'];
 export type SchemaCountryCode = components['schemas']['CountryCode'];
@@ -2076,6 +2615,10 @@ export type SchemaClientUpdatedEvent = components['schemas']['ClientUpdatedEvent
 export type SchemaClientDeletedEvent = components['schemas']['ClientDeletedEvent'];
 export type SchemaClientRestoredEvent = components['schemas']['ClientRestoredEvent'];
 export type SchemaClientPreviousAttributes = components['schemas']['ClientPreviousAttributes'];
+export type SchemaContactCreatedEvent = components['schemas']['ContactCreatedEvent'];
+export type SchemaContactUpdatedEvent = components['schemas']['ContactUpdatedEvent'];
+export type SchemaContactDeletedEvent = components['schemas']['ContactDeletedEvent'];
+export type SchemaContactPreviousAttributes = components['schemas']['ContactPreviousAttributes'];
 export type SchemaEventList = components['schemas']['EventList'];
 export type SchemaWebhookEndpoint = components['schemas']['WebhookEndpoint'];
 export type SchemaWebhookEndpointCreate = components['schemas']['WebhookEndpointCreate'];
@@ -2110,7 +2653,11 @@ export type ResponseUnauthenticated = components['responses']['Unauthenticated']
 export type ResponsePaymentRequired = components['responses']['PaymentRequired'];
 export type ResponseIdempotencyRequestInProgress = components['responses']['IdempotencyRequestInProgress'];
 export type ResponseIdempotencyKeyReused = components['responses']['IdempotencyKeyReused'];
+export type ResponseExternalIdTakenOrInProgress = components['responses']['ExternalIdTakenOrInProgress'];
+export type ResponseClientConflict = components['responses']['ClientConflict'];
 export type ResponseClientDeletedOrInProgress = components['responses']['ClientDeletedOrInProgress'];
+export type ResponseContactConflict = components['responses']['ContactConflict'];
+export type ResponseClientDeleted = components['responses']['ClientDeleted'];
 export type ResponseWebhookDeliveryConflict = components['responses']['WebhookDeliveryConflict'];
 export type ResponsePreconditionFailed = components['responses']['PreconditionFailed'];
 export type ResponseForbidden = components['responses']['Forbidden'];
@@ -2122,6 +2669,7 @@ export type ResponseInternalError = components['responses']['InternalError'];
 export type ResponseServiceUnavailable = components['responses']['ServiceUnavailable'];
 export type ParameterIdempotencyKey = components['parameters']['IdempotencyKey'];
 export type ParameterClientId = components['parameters']['ClientId'];
+export type ParameterContactId = components['parameters']['ContactId'];
 export type ParameterIfMatch = components['parameters']['IfMatch'];
 export type ParameterIfNoneMatch = components['parameters']['IfNoneMatch'];
 export type ParameterReadConsistencyHeader = components['parameters']['ReadConsistencyHeader'];
@@ -2188,6 +2736,32 @@ export interface operations {
                  *     `only` (deleted clients only).
                  */
                 deleted?: "exclude" | "include" | "only";
+                /**
+                 * @description Keeps the clients with exactly this `externalId` (compared as stored, trimmed; case matters).
+                 * @example crm-48213
+                 */
+                externalId?: string;
+                /**
+                 * @description Keeps the clients whose `email` is exactly this (case matters; `q` searches without it).
+                 * @example hank@globex.test
+                 */
+                email?: string;
+                /**
+                 * @description Keeps the clients whose `taxNumber` is exactly this.
+                 * @example GB123456789
+                 */
+                taxNumber?: string;
+                /**
+                 * @description Keeps the clients whose `metadata` has each key given with exactly that value:
+                 *     `metadata[crmId]=48213&metadata[segment]=enterprise` (the brackets may be percent-encoded).
+                 *     At most 50 keys of at most 40 characters, values of at most 500.
+                 * @example {
+                 *       "crmId": "48213"
+                 *     }
+                 */
+                metadata?: {
+                    [key: string]: string;
+                };
             };
             header?: {
                 /**
@@ -2283,7 +2857,7 @@ export interface operations {
             401: components["responses"]["Unauthenticated"];
             402: components["responses"]["PaymentRequired"];
             403: components["responses"]["Forbidden"];
-            409: components["responses"]["IdempotencyRequestInProgress"];
+            409: components["responses"]["ExternalIdTakenOrInProgress"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["IdempotencyKeyReused"];
@@ -2456,7 +3030,7 @@ export interface operations {
             402: components["responses"]["PaymentRequired"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
-            409: components["responses"]["ClientDeletedOrInProgress"];
+            409: components["responses"]["ClientConflict"];
             412: components["responses"]["PreconditionFailed"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
@@ -2530,8 +3104,315 @@ export interface operations {
             402: components["responses"]["PaymentRequired"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
-            409: components["responses"]["IdempotencyRequestInProgress"];
+            409: components["responses"]["ExternalIdTakenOrInProgress"];
             412: components["responses"]["PreconditionFailed"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    listContacts: {
+        parameters: {
+            query?: {
+                /** @description How many contacts a page holds at most, from 1 to 100. */
+                limit?: number;
+                /**
+                 * @description Where the page starts: the `nextCursor` of the page before, exactly as given. Opaque; a
+                 *     value that this API did not give out is 400 `validation_failed` naming `cursor`.
+                 */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The client's id, as returned in `id`: a UUID written exactly as `id` shows it, in lower
+                 *     case. Any other value, an id of another organisation or environment, an id that is not a
+                 *     UUID at all, and the same UUID in any other spelling (upper case, braces, `urn:uuid:`,
+                 *     without dashes) are all answered the same way: 404 `not_found`. The id is never refused as
+                 *     malformed, so that an answer tells nothing about which ids exist.
+                 * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
+                 */
+                id: components["parameters"]["ClientId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the client's contacts, and the cursor of the next page. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContactList"];
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    createContact: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Caller-generated UUID/ULID; replay returns the cached response within 24h.
+                 *     A UUID (any version, either case) or a ULID; the structured-field string form with double
+                 *     quotes (`"…"`) is accepted too. Keys are compared case-insensitively, and are kept per
+                 *     organisation and environment. Anything else is 400 `validation_failed` naming the header.
+                 *
+                 *     A repeat within 24 hours with the same method, path and body (parsed: key order and white
+                 *     space do not matter) gets the first response (its status, body and headers) with
+                 *     `Idempotent-Replayed: true`, and nothing is done again. The same key with a different
+                 *     request is 422 `idempotency_key_reused`; while the first request is still running, 409
+                 *     `idempotency_request_in_progress` with `Retry-After`. What the operation answered (a 2xx,
+                 *     or its own 4xx such as 402) is stored; a request refused before it ran (401, 403, 429,
+                 *     400) or a 500 stores nothing, so the key can be retried. After 24 hours a key is forgotten.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                /**
+                 * @description The client's id, as returned in `id`: a UUID written exactly as `id` shows it, in lower
+                 *     case. Any other value, an id of another organisation or environment, an id that is not a
+                 *     UUID at all, and the same UUID in any other spelling (upper case, braces, `urn:uuid:`,
+                 *     without dashes) are all answered the same way: 404 `not_found`. The id is never refused as
+                 *     malformed, so that an answer tells nothing about which ids exist.
+                 * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
+                 */
+                id: components["parameters"]["ClientId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ContactCreate"];
+            };
+        };
+        responses: {
+            /** @description The contact was added. */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    Location: components["headers"]["Location"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    ETag: components["headers"]["ETag"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContactData"];
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["ContactConflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    getContact: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The client's id, as returned in `id`: a UUID written exactly as `id` shows it, in lower
+                 *     case. Any other value, an id of another organisation or environment, an id that is not a
+                 *     UUID at all, and the same UUID in any other spelling (upper case, braces, `urn:uuid:`,
+                 *     without dashes) are all answered the same way: 404 `not_found`. The id is never refused as
+                 *     malformed, so that an answer tells nothing about which ids exist.
+                 * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
+                 */
+                id: components["parameters"]["ClientId"];
+                /**
+                 * @description The contact's id, as returned in `id`: a lower-case UUID. Any other value, and the id of
+                 *     another client's contact (another organisation's or environment's included), is 404
+                 *     `not_found`, like an unknown one.
+                 * @example 6a1c2f0e-3b7d-4e59-9f21-0c8d4b5a7e13
+                 */
+                contactId: components["parameters"]["ContactId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The contact as it now is, with its ETag. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    ETag: components["headers"]["ETag"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContactData"];
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    deleteContact: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Change the client only if it is still as you last saw it: the `ETag` of a response that
+                 *     returned it (or several, comma-separated), or `*` for "whatever its current state". ETags
+                 *     are compared strongly (RFC 9110): a weak tag (`W/"…"`) never matches. When no tag matches,
+                 *     nothing changes and the answer is 412 `precondition_failed`; read the client again, merge,
+                 *     and retry with its new ETag. Without the header the change is unconditional. A value that
+                 *     is not `*` nor a list of entity tags is 400 `validation_failed` naming the header.
+                 * @example "k3vY0x8Q2mJ1pR7sT4uW9z"
+                 */
+                "If-Match"?: components["parameters"]["IfMatch"];
+            };
+            path: {
+                /**
+                 * @description The client's id, as returned in `id`: a UUID written exactly as `id` shows it, in lower
+                 *     case. Any other value, an id of another organisation or environment, an id that is not a
+                 *     UUID at all, and the same UUID in any other spelling (upper case, braces, `urn:uuid:`,
+                 *     without dashes) are all answered the same way: 404 `not_found`. The id is never refused as
+                 *     malformed, so that an answer tells nothing about which ids exist.
+                 * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
+                 */
+                id: components["parameters"]["ClientId"];
+                /**
+                 * @description The contact's id, as returned in `id`: a lower-case UUID. Any other value, and the id of
+                 *     another client's contact (another organisation's or environment's included), is 404
+                 *     `not_found`, like an unknown one.
+                 * @example 6a1c2f0e-3b7d-4e59-9f21-0c8d4b5a7e13
+                 */
+                contactId: components["parameters"]["ContactId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The contact as it was just before it was deleted. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContactData"];
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["ClientDeleted"];
+            412: components["responses"]["PreconditionFailed"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    updateContact: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Change the client only if it is still as you last saw it: the `ETag` of a response that
+                 *     returned it (or several, comma-separated), or `*` for "whatever its current state". ETags
+                 *     are compared strongly (RFC 9110): a weak tag (`W/"…"`) never matches. When no tag matches,
+                 *     nothing changes and the answer is 412 `precondition_failed`; read the client again, merge,
+                 *     and retry with its new ETag. Without the header the change is unconditional. A value that
+                 *     is not `*` nor a list of entity tags is 400 `validation_failed` naming the header.
+                 * @example "k3vY0x8Q2mJ1pR7sT4uW9z"
+                 */
+                "If-Match"?: components["parameters"]["IfMatch"];
+                /**
+                 * @description Caller-generated UUID/ULID; replay returns the cached response within 24h.
+                 *     A UUID (any version, either case) or a ULID; the structured-field string form with double
+                 *     quotes (`"…"`) is accepted too. Keys are compared case-insensitively, and are kept per
+                 *     organisation and environment. Anything else is 400 `validation_failed` naming the header.
+                 *
+                 *     A repeat within 24 hours with the same method, path and body (parsed: key order and white
+                 *     space do not matter) gets the first response (its status, body and headers) with
+                 *     `Idempotent-Replayed: true`, and nothing is done again. The same key with a different
+                 *     request is 422 `idempotency_key_reused`; while the first request is still running, 409
+                 *     `idempotency_request_in_progress` with `Retry-After`. What the operation answered (a 2xx,
+                 *     or its own 4xx such as 402) is stored; a request refused before it ran (401, 403, 429,
+                 *     400) or a 500 stores nothing, so the key can be retried. After 24 hours a key is forgotten.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                /**
+                 * @description The client's id, as returned in `id`: a UUID written exactly as `id` shows it, in lower
+                 *     case. Any other value, an id of another organisation or environment, an id that is not a
+                 *     UUID at all, and the same UUID in any other spelling (upper case, braces, `urn:uuid:`,
+                 *     without dashes) are all answered the same way: 404 `not_found`. The id is never refused as
+                 *     malformed, so that an answer tells nothing about which ids exist.
+                 * @example 497f6eca-6276-4993-bfeb-53cbbbba6f08
+                 */
+                id: components["parameters"]["ClientId"];
+                /**
+                 * @description The contact's id, as returned in `id`: a lower-case UUID. Any other value, and the id of
+                 *     another client's contact (another organisation's or environment's included), is 404
+                 *     `not_found`, like an unknown one.
+                 * @example 6a1c2f0e-3b7d-4e59-9f21-0c8d4b5a7e13
+                 */
+                contactId: components["parameters"]["ContactId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ContactUpdate"];
+            };
+        };
+        responses: {
+            /** @description The contact as it now is, with its ETag. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    ETag: components["headers"]["ETag"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContactData"];
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["ClientDeletedOrInProgress"];
+            412: components["responses"]["PreconditionFailed"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["IdempotencyKeyReused"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
@@ -3621,6 +4502,105 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["ClientRestoredEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx status acknowledges the event; its body is ignored. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    contactCreatedWebhook: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event's id; the same on every retry of it, so a receiver can drop duplicates by it. */
+                "webhook-id": components["parameters"]["WebhookId"];
+                /** @description When this attempt was signed, in seconds since the Unix epoch. Refuse one more than 5 minutes off. */
+                "webhook-timestamp": components["parameters"]["WebhookTimestamp"];
+                /**
+                 * @description `v1,<base64 HMAC-SHA256>` of `<webhook-id>.<webhook-timestamp>.<body>` with the endpoint's
+                 *     secret, as the Standard Webhooks specification says; during a rotation, two such
+                 *     signatures separated by a space (the new secret's and the previous one's).
+                 */
+                "webhook-signature": components["parameters"]["WebhookSignature"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ContactCreatedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx status acknowledges the event; its body is ignored. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    contactUpdatedWebhook: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event's id; the same on every retry of it, so a receiver can drop duplicates by it. */
+                "webhook-id": components["parameters"]["WebhookId"];
+                /** @description When this attempt was signed, in seconds since the Unix epoch. Refuse one more than 5 minutes off. */
+                "webhook-timestamp": components["parameters"]["WebhookTimestamp"];
+                /**
+                 * @description `v1,<base64 HMAC-SHA256>` of `<webhook-id>.<webhook-timestamp>.<body>` with the endpoint's
+                 *     secret, as the Standard Webhooks specification says; during a rotation, two such
+                 *     signatures separated by a space (the new secret's and the previous one's).
+                 */
+                "webhook-signature": components["parameters"]["WebhookSignature"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ContactUpdatedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx status acknowledges the event; its body is ignored. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    contactDeletedWebhook: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event's id; the same on every retry of it, so a receiver can drop duplicates by it. */
+                "webhook-id": components["parameters"]["WebhookId"];
+                /** @description When this attempt was signed, in seconds since the Unix epoch. Refuse one more than 5 minutes off. */
+                "webhook-timestamp": components["parameters"]["WebhookTimestamp"];
+                /**
+                 * @description `v1,<base64 HMAC-SHA256>` of `<webhook-id>.<webhook-timestamp>.<body>` with the endpoint's
+                 *     secret, as the Standard Webhooks specification says; during a rotation, two such
+                 *     signatures separated by a space (the new secret's and the previous one's).
+                 */
+                "webhook-signature": components["parameters"]["WebhookSignature"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ContactDeletedEvent"];
             };
         };
         responses: {

@@ -24,7 +24,7 @@ export interface MockOperation {
   responses: Record<number, MockAnswer>;
 }
 
-export type MockOperationId = "createClient" | "createToken" | "createWebhookEndpoint" | "deleteClient" | "deleteWebhookEndpoint" | "getClient" | "getDocs" | "getEvent" | "getHealth" | "getOpenApiDocument" | "getReadiness" | "getWebhookEndpoint" | "listClients" | "listEvents" | "listTokens" | "listWebhookDeliveries" | "listWebhookEndpoints" | "recoverWebhookEndpoint" | "redeliverEvent" | "restoreClient" | "revokeToken" | "rotateWebhookEndpointSecret" | "testWebhookEndpoint" | "updateClient" | "updateWebhookEndpoint";
+export type MockOperationId = "createClient" | "createContact" | "createToken" | "createWebhookEndpoint" | "deleteClient" | "deleteContact" | "deleteWebhookEndpoint" | "getClient" | "getContact" | "getDocs" | "getEvent" | "getHealth" | "getOpenApiDocument" | "getReadiness" | "getWebhookEndpoint" | "listClients" | "listContacts" | "listEvents" | "listTokens" | "listWebhookDeliveries" | "listWebhookEndpoints" | "recoverWebhookEndpoint" | "redeliverEvent" | "restoreClient" | "revokeToken" | "rotateWebhookEndpointSecret" | "testWebhookEndpoint" | "updateClient" | "updateContact" | "updateWebhookEndpoint";
 
 /** Every operation of the spec's paths, by operationId. */
 export const operationExamples: Record<MockOperationId, MockOperation> = {
@@ -66,6 +66,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "defaultTaxRate": "8.875",
               "requirePoNumber": false,
               "billingEmail": "ap@globex.test",
+              "externalId": null,
+              "metadata": {},
               "createdAt": "2026-11-27T09:15:22.418Z",
               "updatedAt": "2026-11-27T09:15:22.418Z",
               "deletedAt": null
@@ -156,11 +158,20 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
         headers: {
           "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
           "RateLimit-Policy": "\"tenant\";q=600;w=60",
-          "RateLimit": "\"tenant\";r=599;t=60",
-          "Retry-After": "42"
+          "RateLimit": "\"tenant\";r=599;t=60"
         },
         examples: {
-          "idempotencyRequestInProgress": {
+          "externalIdTaken": {
+            "error": {
+              "code": "external_id_taken",
+              "message": "Another client of this organisation and environment has this externalId.",
+              "fields": {
+                "externalId": "is the externalId of client 497f6eca-6276-4993-bfeb-53cbbbba6f08"
+              },
+              "existingId": "497f6eca-6276-4993-bfeb-53cbbbba6f08"
+            }
+          } satisfies Body<operations["createClient"]['responses'][409], "application/json">,
+          "inProgress": {
             "error": {
               "code": "idempotency_request_in_progress",
               "message": "A request with this Idempotency-Key is still being processed; retry shortly."
@@ -266,6 +277,267 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "message": "The service is unavailable for a moment (its database cannot be reached); retry in 2 seconds."
             }
           } satisfies Body<operations["createClient"]['responses'][503], "application/json">,
+        },
+      },
+    },
+  },
+  "createContact": {
+    method: "post",
+    path: "/clients/:id/contacts",
+    success: 201,
+    responses: {
+      201: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60",
+          "ETag": "\"k3vY0x8Q2mJ1pR7sT4uW9z\""
+        },
+        examples: {
+          "marge": {
+            "data": {
+              "id": "6a1c2f0e-3b7d-4e59-9f21-0c8d4b5a7e13",
+              "clientId": "497f6eca-6276-4993-bfeb-53cbbbba6f08",
+              "name": "Marge Simpson",
+              "email": "ap@globex.test",
+              "phone": null,
+              "role": "Accounts payable",
+              "isPrimary": true,
+              "receivesInvoices": true,
+              "metadata": {
+                "crmId": "48213"
+              },
+              "createdAt": "2026-11-27T09:20:41.207Z",
+              "updatedAt": "2026-11-27T09:20:41.207Z"
+            }
+          } satisfies Body<operations["createContact"]['responses'][201], "application/json">,
+        },
+      },
+      400: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "validationFailed": {
+            "error": {
+              "code": "validation_failed",
+              "message": "The request has 2 invalid fields.",
+              "fields": {
+                "defaultRate": "must be a decimal number from 0 to below 10^12 with at most 4 decimal places, such as 120.50",
+                "nmae": "is not a known field"
+              }
+            }
+          } satisfies Body<operations["createContact"]['responses'][400], "application/json">,
+        },
+      },
+      401: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "unauthenticated": {
+            "error": {
+              "code": "unauthenticated",
+              "message": "The Authorization header must be \"Bearer <token>\"."
+            }
+          } satisfies Body<operations["createContact"]['responses'][401], "application/json">,
+        },
+      },
+      403: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "forbidden": {
+            "error": {
+              "code": "forbidden",
+              "message": "This token lacks the scope clients:write, which this operation needs."
+            }
+          } satisfies Body<operations["createContact"]['responses'][403], "application/json">,
+        },
+      },
+      404: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "notFound": {
+            "error": {
+              "code": "not_found",
+              "message": "No such resource."
+            }
+          } satisfies Body<operations["createContact"]['responses'][404], "application/json">,
+          "client": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no client with this id."
+            }
+          } satisfies Body<operations["createContact"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
+            }
+          } satisfies Body<operations["createContact"]['responses'][404], "application/json">,
+          "webhookEndpoint": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no webhook endpoint with this id."
+            }
+          } satisfies Body<operations["createContact"]['responses'][404], "application/json">,
+          "event": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no event with this id."
+            }
+          } satisfies Body<operations["createContact"]['responses'][404], "application/json">,
+          "token": {
+            "error": {
+              "code": "not_found",
+              "message": "No such token."
+            }
+          } satisfies Body<operations["createContact"]['responses'][404], "application/json">,
+        },
+      },
+      409: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "clientDeleted": {
+            "error": {
+              "code": "client_deleted",
+              "message": "The client is deleted; restore it before changing its contacts."
+            }
+          } satisfies Body<operations["createContact"]['responses'][409], "application/json">,
+          "contactLimitReached": {
+            "error": {
+              "code": "contact_limit_reached",
+              "message": "A client has at most 50 contacts; delete one before adding another."
+            }
+          } satisfies Body<operations["createContact"]['responses'][409], "application/json">,
+          "inProgress": {
+            "error": {
+              "code": "idempotency_request_in_progress",
+              "message": "A request with this Idempotency-Key is still being processed; retry shortly."
+            }
+          } satisfies Body<operations["createContact"]['responses'][409], "application/json">,
+        },
+      },
+      413: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "payloadTooLarge": {
+            "error": {
+              "code": "payload_too_large",
+              "message": "The request body must not be larger than 262144 bytes."
+            }
+          } satisfies Body<operations["createContact"]['responses'][413], "application/json">,
+        },
+      },
+      415: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "unsupportedMediaType": {
+            "error": {
+              "code": "unsupported_media_type",
+              "message": "The request body must be application/json."
+            }
+          } satisfies Body<operations["createContact"]['responses'][415], "application/json">,
+        },
+      },
+      422: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "idempotencyKeyReused": {
+            "error": {
+              "code": "idempotency_key_reused",
+              "message": "This Idempotency-Key was used with a different request (method, path or body); use a new key for a new request."
+            }
+          } satisfies Body<operations["createContact"]['responses'][422], "application/json">,
+        },
+      },
+      429: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60",
+          "Retry-After": "42"
+        },
+        examples: {
+          "budget": {
+            "error": {
+              "code": "rate_limited",
+              "message": "This organisation has made more than 600 requests in 60 seconds in this environment, the limit for all of its tokens together; retry in 42 seconds."
+            }
+          } satisfies Body<operations["createContact"]['responses'][429], "application/json">,
+          "concurrency": {
+            "error": {
+              "code": "rate_limited",
+              "message": "This organisation has 5 requests in flight at once, its limit; wait for one to be answered, or retry in 1 second."
+            }
+          } satisfies Body<operations["createContact"]['responses'][429], "application/json">,
+        },
+      },
+      500: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a"
+        },
+        examples: {
+          "internalError": {
+            "error": {
+              "code": "internal_error",
+              "message": "Something went wrong on our side. Quote the request id when you contact support."
+            }
+          } satisfies Body<operations["createContact"]['responses'][500], "application/json">,
+        },
+      },
+      503: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "Retry-After": "42"
+        },
+        examples: {
+          "serviceUnavailable": {
+            "error": {
+              "code": "service_unavailable",
+              "message": "The service is unavailable for a moment (its database cannot be reached); retry in 2 seconds."
+            }
+          } satisfies Body<operations["createContact"]['responses'][503], "application/json">,
         },
       },
     },
@@ -753,6 +1025,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "defaultTaxRate": "8.875",
               "requirePoNumber": false,
               "billingEmail": "ap@globex.test",
+              "externalId": null,
+              "metadata": {},
               "createdAt": "2026-11-27T09:15:22.418Z",
               "updatedAt": "2026-11-30T08:41:09.733Z",
               "deletedAt": "2026-11-30T08:41:09.733Z"
@@ -830,6 +1104,12 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
             "error": {
               "code": "not_found",
               "message": "There is no client with this id."
+            }
+          } satisfies Body<operations["deleteClient"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
             }
           } satisfies Body<operations["deleteClient"]['responses'][404], "application/json">,
           "webhookEndpoint": {
@@ -918,6 +1198,222 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "message": "The service is unavailable for a moment (its database cannot be reached); retry in 2 seconds."
             }
           } satisfies Body<operations["deleteClient"]['responses'][503], "application/json">,
+        },
+      },
+    },
+  },
+  "deleteContact": {
+    method: "delete",
+    path: "/clients/:id/contacts/:contactId",
+    success: 200,
+    responses: {
+      200: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "deleted": {
+            "data": {
+              "id": "6a1c2f0e-3b7d-4e59-9f21-0c8d4b5a7e13",
+              "clientId": "497f6eca-6276-4993-bfeb-53cbbbba6f08",
+              "name": "Marge Simpson",
+              "email": "ap@globex.test",
+              "phone": null,
+              "role": "Head of finance",
+              "isPrimary": true,
+              "receivesInvoices": true,
+              "metadata": {
+                "crmId": "48213"
+              },
+              "createdAt": "2026-11-27T09:20:41.207Z",
+              "updatedAt": "2026-11-28T10:04:12.880Z"
+            }
+          } satisfies Body<operations["deleteContact"]['responses'][200], "application/json">,
+        },
+      },
+      400: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "validationFailed": {
+            "error": {
+              "code": "validation_failed",
+              "message": "The request has 2 invalid fields.",
+              "fields": {
+                "defaultRate": "must be a decimal number from 0 to below 10^12 with at most 4 decimal places, such as 120.50",
+                "nmae": "is not a known field"
+              }
+            }
+          } satisfies Body<operations["deleteContact"]['responses'][400], "application/json">,
+        },
+      },
+      401: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "unauthenticated": {
+            "error": {
+              "code": "unauthenticated",
+              "message": "The Authorization header must be \"Bearer <token>\"."
+            }
+          } satisfies Body<operations["deleteContact"]['responses'][401], "application/json">,
+        },
+      },
+      403: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "forbidden": {
+            "error": {
+              "code": "forbidden",
+              "message": "This token lacks the scope clients:write, which this operation needs."
+            }
+          } satisfies Body<operations["deleteContact"]['responses'][403], "application/json">,
+        },
+      },
+      404: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "notFound": {
+            "error": {
+              "code": "not_found",
+              "message": "No such resource."
+            }
+          } satisfies Body<operations["deleteContact"]['responses'][404], "application/json">,
+          "client": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no client with this id."
+            }
+          } satisfies Body<operations["deleteContact"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
+            }
+          } satisfies Body<operations["deleteContact"]['responses'][404], "application/json">,
+          "webhookEndpoint": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no webhook endpoint with this id."
+            }
+          } satisfies Body<operations["deleteContact"]['responses'][404], "application/json">,
+          "event": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no event with this id."
+            }
+          } satisfies Body<operations["deleteContact"]['responses'][404], "application/json">,
+          "token": {
+            "error": {
+              "code": "not_found",
+              "message": "No such token."
+            }
+          } satisfies Body<operations["deleteContact"]['responses'][404], "application/json">,
+        },
+      },
+      409: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "clientDeleted": {
+            "error": {
+              "code": "client_deleted",
+              "message": "The client is deleted; restore it before changing its contacts."
+            }
+          } satisfies Body<operations["deleteContact"]['responses'][409], "application/json">,
+        },
+      },
+      412: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "preconditionFailed": {
+            "error": {
+              "code": "precondition_failed",
+              "message": "The client has changed since the ETag in If-Match; read it again and retry."
+            }
+          } satisfies Body<operations["deleteContact"]['responses'][412], "application/json">,
+        },
+      },
+      429: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60",
+          "Retry-After": "42"
+        },
+        examples: {
+          "budget": {
+            "error": {
+              "code": "rate_limited",
+              "message": "This organisation has made more than 600 requests in 60 seconds in this environment, the limit for all of its tokens together; retry in 42 seconds."
+            }
+          } satisfies Body<operations["deleteContact"]['responses'][429], "application/json">,
+          "concurrency": {
+            "error": {
+              "code": "rate_limited",
+              "message": "This organisation has 5 requests in flight at once, its limit; wait for one to be answered, or retry in 1 second."
+            }
+          } satisfies Body<operations["deleteContact"]['responses'][429], "application/json">,
+        },
+      },
+      500: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a"
+        },
+        examples: {
+          "internalError": {
+            "error": {
+              "code": "internal_error",
+              "message": "Something went wrong on our side. Quote the request id when you contact support."
+            }
+          } satisfies Body<operations["deleteContact"]['responses'][500], "application/json">,
+        },
+      },
+      503: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "Retry-After": "42"
+        },
+        examples: {
+          "serviceUnavailable": {
+            "error": {
+              "code": "service_unavailable",
+              "message": "The service is unavailable for a moment (its database cannot be reached); retry in 2 seconds."
+            }
+          } satisfies Body<operations["deleteContact"]['responses'][503], "application/json">,
         },
       },
     },
@@ -1053,6 +1549,12 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "message": "There is no client with this id."
             }
           } satisfies Body<operations["deleteWebhookEndpoint"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
+            }
+          } satisfies Body<operations["deleteWebhookEndpoint"]['responses'][404], "application/json">,
           "webhookEndpoint": {
             "error": {
               "code": "not_found",
@@ -1165,6 +1667,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "defaultTaxRate": "8.875",
               "requirePoNumber": false,
               "billingEmail": "ap@globex.test",
+              "externalId": null,
+              "metadata": {},
               "createdAt": "2026-11-27T09:15:22.418Z",
               "updatedAt": "2026-11-27T09:15:22.418Z",
               "deletedAt": null
@@ -1244,6 +1748,12 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "message": "There is no client with this id."
             }
           } satisfies Body<operations["getClient"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
+            }
+          } satisfies Body<operations["getClient"]['responses'][404], "application/json">,
           "webhookEndpoint": {
             "error": {
               "code": "not_found",
@@ -1314,6 +1824,191 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "message": "The service is unavailable for a moment (its database cannot be reached); retry in 2 seconds."
             }
           } satisfies Body<operations["getClient"]['responses'][503], "application/json">,
+        },
+      },
+    },
+  },
+  "getContact": {
+    method: "get",
+    path: "/clients/:id/contacts/:contactId",
+    success: 200,
+    responses: {
+      200: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "ETag": "\"k3vY0x8Q2mJ1pR7sT4uW9z\"",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "marge": {
+            "data": {
+              "id": "6a1c2f0e-3b7d-4e59-9f21-0c8d4b5a7e13",
+              "clientId": "497f6eca-6276-4993-bfeb-53cbbbba6f08",
+              "name": "Marge Simpson",
+              "email": "ap@globex.test",
+              "phone": null,
+              "role": "Accounts payable",
+              "isPrimary": true,
+              "receivesInvoices": true,
+              "metadata": {
+                "crmId": "48213"
+              },
+              "createdAt": "2026-11-27T09:20:41.207Z",
+              "updatedAt": "2026-11-27T09:20:41.207Z"
+            }
+          } satisfies Body<operations["getContact"]['responses'][200], "application/json">,
+        },
+      },
+      400: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "validationFailed": {
+            "error": {
+              "code": "validation_failed",
+              "message": "The request has 2 invalid fields.",
+              "fields": {
+                "defaultRate": "must be a decimal number from 0 to below 10^12 with at most 4 decimal places, such as 120.50",
+                "nmae": "is not a known field"
+              }
+            }
+          } satisfies Body<operations["getContact"]['responses'][400], "application/json">,
+        },
+      },
+      401: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "unauthenticated": {
+            "error": {
+              "code": "unauthenticated",
+              "message": "The Authorization header must be \"Bearer <token>\"."
+            }
+          } satisfies Body<operations["getContact"]['responses'][401], "application/json">,
+        },
+      },
+      403: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "forbidden": {
+            "error": {
+              "code": "forbidden",
+              "message": "This token lacks the scope clients:write, which this operation needs."
+            }
+          } satisfies Body<operations["getContact"]['responses'][403], "application/json">,
+        },
+      },
+      404: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "notFound": {
+            "error": {
+              "code": "not_found",
+              "message": "No such resource."
+            }
+          } satisfies Body<operations["getContact"]['responses'][404], "application/json">,
+          "client": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no client with this id."
+            }
+          } satisfies Body<operations["getContact"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
+            }
+          } satisfies Body<operations["getContact"]['responses'][404], "application/json">,
+          "webhookEndpoint": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no webhook endpoint with this id."
+            }
+          } satisfies Body<operations["getContact"]['responses'][404], "application/json">,
+          "event": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no event with this id."
+            }
+          } satisfies Body<operations["getContact"]['responses'][404], "application/json">,
+          "token": {
+            "error": {
+              "code": "not_found",
+              "message": "No such token."
+            }
+          } satisfies Body<operations["getContact"]['responses'][404], "application/json">,
+        },
+      },
+      429: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60",
+          "Retry-After": "42"
+        },
+        examples: {
+          "budget": {
+            "error": {
+              "code": "rate_limited",
+              "message": "This organisation has made more than 600 requests in 60 seconds in this environment, the limit for all of its tokens together; retry in 42 seconds."
+            }
+          } satisfies Body<operations["getContact"]['responses'][429], "application/json">,
+          "concurrency": {
+            "error": {
+              "code": "rate_limited",
+              "message": "This organisation has 5 requests in flight at once, its limit; wait for one to be answered, or retry in 1 second."
+            }
+          } satisfies Body<operations["getContact"]['responses'][429], "application/json">,
+        },
+      },
+      500: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a"
+        },
+        examples: {
+          "internalError": {
+            "error": {
+              "code": "internal_error",
+              "message": "Something went wrong on our side. Quote the request id when you contact support."
+            }
+          } satisfies Body<operations["getContact"]['responses'][500], "application/json">,
+        },
+      },
+      503: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "Retry-After": "42"
+        },
+        examples: {
+          "serviceUnavailable": {
+            "error": {
+              "code": "service_unavailable",
+              "message": "The service is unavailable for a moment (its database cannot be reached); retry in 2 seconds."
+            }
+          } satisfies Body<operations["getContact"]['responses'][503], "application/json">,
         },
       },
     },
@@ -1422,6 +2117,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
                   "defaultTaxRate": "8.875",
                   "requirePoNumber": false,
                   "billingEmail": "ap@globex.test",
+                  "externalId": null,
+                  "metadata": {},
                   "createdAt": "2026-11-27T09:15:22.418Z",
                   "updatedAt": "2026-11-30T08:41:09.733Z",
                   "deletedAt": "2026-11-30T08:41:09.733Z"
@@ -1501,6 +2198,12 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
             "error": {
               "code": "not_found",
               "message": "There is no client with this id."
+            }
+          } satisfies Body<operations["getEvent"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
             }
           } satisfies Body<operations["getEvent"]['responses'][404], "application/json">,
           "webhookEndpoint": {
@@ -1862,6 +2565,12 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "message": "There is no client with this id."
             }
           } satisfies Body<operations["getWebhookEndpoint"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
+            }
+          } satisfies Body<operations["getWebhookEndpoint"]['responses'][404], "application/json">,
           "webhookEndpoint": {
             "error": {
               "code": "not_found",
@@ -1975,6 +2684,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
                 "defaultTaxRate": "19",
                 "requirePoNumber": false,
                 "billingEmail": null,
+                "externalId": null,
+                "metadata": {},
                 "createdAt": "2026-11-29T11:20:03.512Z",
                 "updatedAt": "2026-11-29T11:20:03.512Z",
                 "deletedAt": null
@@ -2002,6 +2713,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
                 "defaultTaxRate": "8.875",
                 "requirePoNumber": false,
                 "billingEmail": "ap@globex.test",
+                "externalId": null,
+                "metadata": {},
                 "createdAt": "2026-11-27T09:15:22.418Z",
                 "updatedAt": "2026-11-28T16:02:47.105Z",
                 "deletedAt": null
@@ -2121,6 +2834,193 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
       },
     },
   },
+  "listContacts": {
+    method: "get",
+    path: "/clients/:id/contacts",
+    success: 200,
+    responses: {
+      200: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "onePage": {
+            "data": [
+              {
+                "id": "6a1c2f0e-3b7d-4e59-9f21-0c8d4b5a7e13",
+                "clientId": "497f6eca-6276-4993-bfeb-53cbbbba6f08",
+                "name": "Marge Simpson",
+                "email": "ap@globex.test",
+                "phone": null,
+                "role": "Accounts payable",
+                "isPrimary": true,
+                "receivesInvoices": true,
+                "metadata": {
+                  "crmId": "48213"
+                },
+                "createdAt": "2026-11-27T09:20:41.207Z",
+                "updatedAt": "2026-11-27T09:20:41.207Z"
+              }
+            ],
+            "nextCursor": null
+          } satisfies Body<operations["listContacts"]['responses'][200], "application/json">,
+        },
+      },
+      400: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "validationFailed": {
+            "error": {
+              "code": "validation_failed",
+              "message": "The request has 2 invalid fields.",
+              "fields": {
+                "defaultRate": "must be a decimal number from 0 to below 10^12 with at most 4 decimal places, such as 120.50",
+                "nmae": "is not a known field"
+              }
+            }
+          } satisfies Body<operations["listContacts"]['responses'][400], "application/json">,
+        },
+      },
+      401: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "unauthenticated": {
+            "error": {
+              "code": "unauthenticated",
+              "message": "The Authorization header must be \"Bearer <token>\"."
+            }
+          } satisfies Body<operations["listContacts"]['responses'][401], "application/json">,
+        },
+      },
+      403: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "forbidden": {
+            "error": {
+              "code": "forbidden",
+              "message": "This token lacks the scope clients:write, which this operation needs."
+            }
+          } satisfies Body<operations["listContacts"]['responses'][403], "application/json">,
+        },
+      },
+      404: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "notFound": {
+            "error": {
+              "code": "not_found",
+              "message": "No such resource."
+            }
+          } satisfies Body<operations["listContacts"]['responses'][404], "application/json">,
+          "client": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no client with this id."
+            }
+          } satisfies Body<operations["listContacts"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
+            }
+          } satisfies Body<operations["listContacts"]['responses'][404], "application/json">,
+          "webhookEndpoint": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no webhook endpoint with this id."
+            }
+          } satisfies Body<operations["listContacts"]['responses'][404], "application/json">,
+          "event": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no event with this id."
+            }
+          } satisfies Body<operations["listContacts"]['responses'][404], "application/json">,
+          "token": {
+            "error": {
+              "code": "not_found",
+              "message": "No such token."
+            }
+          } satisfies Body<operations["listContacts"]['responses'][404], "application/json">,
+        },
+      },
+      429: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60",
+          "Retry-After": "42"
+        },
+        examples: {
+          "budget": {
+            "error": {
+              "code": "rate_limited",
+              "message": "This organisation has made more than 600 requests in 60 seconds in this environment, the limit for all of its tokens together; retry in 42 seconds."
+            }
+          } satisfies Body<operations["listContacts"]['responses'][429], "application/json">,
+          "concurrency": {
+            "error": {
+              "code": "rate_limited",
+              "message": "This organisation has 5 requests in flight at once, its limit; wait for one to be answered, or retry in 1 second."
+            }
+          } satisfies Body<operations["listContacts"]['responses'][429], "application/json">,
+        },
+      },
+      500: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a"
+        },
+        examples: {
+          "internalError": {
+            "error": {
+              "code": "internal_error",
+              "message": "Something went wrong on our side. Quote the request id when you contact support."
+            }
+          } satisfies Body<operations["listContacts"]['responses'][500], "application/json">,
+        },
+      },
+      503: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "Retry-After": "42"
+        },
+        examples: {
+          "serviceUnavailable": {
+            "error": {
+              "code": "service_unavailable",
+              "message": "The service is unavailable for a moment (its database cannot be reached); retry in 2 seconds."
+            }
+          } satisfies Body<operations["listContacts"]['responses'][503], "application/json">,
+        },
+      },
+    },
+  },
   "listEvents": {
     method: "get",
     path: "/events",
@@ -2166,6 +3066,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
                     "defaultTaxRate": "8.875",
                     "requirePoNumber": false,
                     "billingEmail": "ap@globex.test",
+                    "externalId": null,
+                    "metadata": {},
                     "createdAt": "2026-11-27T09:15:22.418Z",
                     "updatedAt": "2026-11-27T09:15:22.418Z",
                     "deletedAt": null
@@ -2201,6 +3103,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
                     "defaultTaxRate": "8.875",
                     "requirePoNumber": false,
                     "billingEmail": "ap@globex.test",
+                    "externalId": null,
+                    "metadata": {},
                     "createdAt": "2026-11-27T09:15:22.418Z",
                     "updatedAt": "2026-11-28T16:02:47.105Z",
                     "deletedAt": null
@@ -2584,6 +3488,12 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "message": "There is no client with this id."
             }
           } satisfies Body<operations["listWebhookDeliveries"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
+            }
+          } satisfies Body<operations["listWebhookDeliveries"]['responses'][404], "application/json">,
           "webhookEndpoint": {
             "error": {
               "code": "not_found",
@@ -2937,6 +3847,12 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "message": "There is no client with this id."
             }
           } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
+            }
+          } satisfies Body<operations["recoverWebhookEndpoint"]['responses'][404], "application/json">,
           "webhookEndpoint": {
             "error": {
               "code": "not_found",
@@ -3209,6 +4125,12 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "message": "There is no client with this id."
             }
           } satisfies Body<operations["redeliverEvent"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
+            }
+          } satisfies Body<operations["redeliverEvent"]['responses'][404], "application/json">,
           "webhookEndpoint": {
             "error": {
               "code": "not_found",
@@ -3397,6 +4319,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "defaultTaxRate": "8.875",
               "requirePoNumber": false,
               "billingEmail": "ap@globex.test",
+              "externalId": null,
+              "metadata": {},
               "createdAt": "2026-11-27T09:15:22.418Z",
               "updatedAt": "2026-11-30T08:45:51.260Z",
               "deletedAt": null
@@ -3502,6 +4426,12 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "message": "There is no client with this id."
             }
           } satisfies Body<operations["restoreClient"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
+            }
+          } satisfies Body<operations["restoreClient"]['responses'][404], "application/json">,
           "webhookEndpoint": {
             "error": {
               "code": "not_found",
@@ -3527,11 +4457,20 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
         headers: {
           "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
           "RateLimit-Policy": "\"tenant\";q=600;w=60",
-          "RateLimit": "\"tenant\";r=599;t=60",
-          "Retry-After": "42"
+          "RateLimit": "\"tenant\";r=599;t=60"
         },
         examples: {
-          "idempotencyRequestInProgress": {
+          "externalIdTaken": {
+            "error": {
+              "code": "external_id_taken",
+              "message": "Another client of this organisation and environment has this externalId.",
+              "fields": {
+                "externalId": "is the externalId of client 497f6eca-6276-4993-bfeb-53cbbbba6f08"
+              },
+              "existingId": "497f6eca-6276-4993-bfeb-53cbbbba6f08"
+            }
+          } satisfies Body<operations["restoreClient"]['responses'][409], "application/json">,
+          "inProgress": {
             "error": {
               "code": "idempotency_request_in_progress",
               "message": "A request with this Idempotency-Key is still being processed; retry shortly."
@@ -3725,6 +4664,12 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
             "error": {
               "code": "not_found",
               "message": "There is no client with this id."
+            }
+          } satisfies Body<operations["revokeToken"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
             }
           } satisfies Body<operations["revokeToken"]['responses'][404], "application/json">,
           "webhookEndpoint": {
@@ -3932,6 +4877,12 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
             "error": {
               "code": "not_found",
               "message": "There is no client with this id."
+            }
+          } satisfies Body<operations["rotateWebhookEndpointSecret"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
             }
           } satisfies Body<operations["rotateWebhookEndpointSecret"]['responses'][404], "application/json">,
           "webhookEndpoint": {
@@ -4182,6 +5133,12 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "message": "There is no client with this id."
             }
           } satisfies Body<operations["testWebhookEndpoint"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
+            }
+          } satisfies Body<operations["testWebhookEndpoint"]['responses'][404], "application/json">,
           "webhookEndpoint": {
             "error": {
               "code": "not_found",
@@ -4338,6 +5295,8 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "defaultTaxRate": "8.875",
               "requirePoNumber": false,
               "billingEmail": "ap@globex.test",
+              "externalId": null,
+              "metadata": {},
               "createdAt": "2026-11-27T09:15:22.418Z",
               "updatedAt": "2026-11-28T16:02:47.105Z",
               "deletedAt": null
@@ -4443,6 +5402,12 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "message": "There is no client with this id."
             }
           } satisfies Body<operations["updateClient"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
+            }
+          } satisfies Body<operations["updateClient"]['responses'][404], "application/json">,
           "webhookEndpoint": {
             "error": {
               "code": "not_found",
@@ -4475,6 +5440,16 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
             "error": {
               "code": "client_deleted",
               "message": "The client is deleted; restore it before changing it."
+            }
+          } satisfies Body<operations["updateClient"]['responses'][409], "application/json">,
+          "externalIdTaken": {
+            "error": {
+              "code": "external_id_taken",
+              "message": "Another client of this organisation and environment has this externalId.",
+              "fields": {
+                "externalId": "is the externalId of client 497f6eca-6276-4993-bfeb-53cbbbba6f08"
+              },
+              "existingId": "497f6eca-6276-4993-bfeb-53cbbbba6f08"
             }
           } satisfies Body<operations["updateClient"]['responses'][409], "application/json">,
           "inProgress": {
@@ -4599,6 +5574,277 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
               "message": "The service is unavailable for a moment (its database cannot be reached); retry in 2 seconds."
             }
           } satisfies Body<operations["updateClient"]['responses'][503], "application/json">,
+        },
+      },
+    },
+  },
+  "updateContact": {
+    method: "patch",
+    path: "/clients/:id/contacts/:contactId",
+    success: 200,
+    responses: {
+      200: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "ETag": "\"k3vY0x8Q2mJ1pR7sT4uW9z\"",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "updated": {
+            "data": {
+              "id": "6a1c2f0e-3b7d-4e59-9f21-0c8d4b5a7e13",
+              "clientId": "497f6eca-6276-4993-bfeb-53cbbbba6f08",
+              "name": "Marge Simpson",
+              "email": "ap@globex.test",
+              "phone": null,
+              "role": "Head of finance",
+              "isPrimary": true,
+              "receivesInvoices": true,
+              "metadata": {
+                "crmId": "48213"
+              },
+              "createdAt": "2026-11-27T09:20:41.207Z",
+              "updatedAt": "2026-11-28T10:04:12.880Z"
+            }
+          } satisfies Body<operations["updateContact"]['responses'][200], "application/json">,
+        },
+      },
+      400: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "validationFailed": {
+            "error": {
+              "code": "validation_failed",
+              "message": "The request has 2 invalid fields.",
+              "fields": {
+                "defaultRate": "must be a decimal number from 0 to below 10^12 with at most 4 decimal places, such as 120.50",
+                "nmae": "is not a known field"
+              }
+            }
+          } satisfies Body<operations["updateContact"]['responses'][400], "application/json">,
+        },
+      },
+      401: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "unauthenticated": {
+            "error": {
+              "code": "unauthenticated",
+              "message": "The Authorization header must be \"Bearer <token>\"."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][401], "application/json">,
+        },
+      },
+      403: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "forbidden": {
+            "error": {
+              "code": "forbidden",
+              "message": "This token lacks the scope clients:write, which this operation needs."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][403], "application/json">,
+        },
+      },
+      404: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "notFound": {
+            "error": {
+              "code": "not_found",
+              "message": "No such resource."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][404], "application/json">,
+          "client": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no client with this id."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][404], "application/json">,
+          "webhookEndpoint": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no webhook endpoint with this id."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][404], "application/json">,
+          "event": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no event with this id."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][404], "application/json">,
+          "token": {
+            "error": {
+              "code": "not_found",
+              "message": "No such token."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][404], "application/json">,
+        },
+      },
+      409: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "clientDeleted": {
+            "error": {
+              "code": "client_deleted",
+              "message": "The client is deleted; restore it before changing it."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][409], "application/json">,
+          "inProgress": {
+            "error": {
+              "code": "idempotency_request_in_progress",
+              "message": "A request with this Idempotency-Key is still being processed; retry shortly."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][409], "application/json">,
+        },
+      },
+      412: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "preconditionFailed": {
+            "error": {
+              "code": "precondition_failed",
+              "message": "The client has changed since the ETag in If-Match; read it again and retry."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][412], "application/json">,
+        },
+      },
+      413: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "payloadTooLarge": {
+            "error": {
+              "code": "payload_too_large",
+              "message": "The request body must not be larger than 262144 bytes."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][413], "application/json">,
+        },
+      },
+      415: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "unsupportedMediaType": {
+            "error": {
+              "code": "unsupported_media_type",
+              "message": "The request body must be application/json."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][415], "application/json">,
+        },
+      },
+      422: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60"
+        },
+        examples: {
+          "idempotencyKeyReused": {
+            "error": {
+              "code": "idempotency_key_reused",
+              "message": "This Idempotency-Key was used with a different request (method, path or body); use a new key for a new request."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][422], "application/json">,
+        },
+      },
+      429: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "RateLimit-Policy": "\"tenant\";q=600;w=60",
+          "RateLimit": "\"tenant\";r=599;t=60",
+          "Retry-After": "42"
+        },
+        examples: {
+          "budget": {
+            "error": {
+              "code": "rate_limited",
+              "message": "This organisation has made more than 600 requests in 60 seconds in this environment, the limit for all of its tokens together; retry in 42 seconds."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][429], "application/json">,
+          "concurrency": {
+            "error": {
+              "code": "rate_limited",
+              "message": "This organisation has 5 requests in flight at once, its limit; wait for one to be answered, or retry in 1 second."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][429], "application/json">,
+        },
+      },
+      500: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a"
+        },
+        examples: {
+          "internalError": {
+            "error": {
+              "code": "internal_error",
+              "message": "Something went wrong on our side. Quote the request id when you contact support."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][500], "application/json">,
+        },
+      },
+      503: {
+        contentType: "application/json",
+        headers: {
+          "X-Request-Id": "967428c3-15ed-46aa-bfdd-1f1e14c07f9a",
+          "Retry-After": "42"
+        },
+        examples: {
+          "serviceUnavailable": {
+            "error": {
+              "code": "service_unavailable",
+              "message": "The service is unavailable for a moment (its database cannot be reached); retry in 2 seconds."
+            }
+          } satisfies Body<operations["updateContact"]['responses'][503], "application/json">,
         },
       },
     },
@@ -4733,6 +5979,12 @@ export const operationExamples: Record<MockOperationId, MockOperation> = {
             "error": {
               "code": "not_found",
               "message": "There is no client with this id."
+            }
+          } satisfies Body<operations["updateWebhookEndpoint"]['responses'][404], "application/json">,
+          "contact": {
+            "error": {
+              "code": "not_found",
+              "message": "There is no contact with this id for this client."
             }
           } satisfies Body<operations["updateWebhookEndpoint"]['responses'][404], "application/json">,
           "webhookEndpoint": {

@@ -6,6 +6,7 @@
  */
 export const cursorParameters = {
   "/clients": "cursor",
+  "/clients/{id}/contacts": "cursor",
   "/events": "after",
   "/tokens": "cursor",
   "/webhook-endpoints/{id}/deliveries": "cursor"

@@ -32,11 +32,13 @@ const writableColumns = {
   defaultTaxRate: 'default_tax_rate',
   requirePoNumber: 'require_po_number',
   billingEmail: 'billing_email',
-} as const satisfies Record<keyof ClientInput, keyof ClientsTable>;
+  externalId: 'external_id',
+} as const satisfies Record<Exclude<keyof ClientInput, 'metadata'>, keyof ClientsTable>;
 
-// Every writable column, and only those, or this fails to compile.
+// Every writable column, and only those (`metadata` merges: the service writes it), or this fails to compile.
 type WritableColumn = (typeof writableColumns)[keyof typeof writableColumns];
-const sameColumns: [WritableColumn, keyof ClientValues] extends [keyof ClientValues, WritableColumn] ? true : never = true;
+type AssignedColumn = Exclude<keyof ClientValues, 'metadata'>;
+const sameColumns: [WritableColumn, AssignedColumn] extends [AssignedColumn, WritableColumn] ? true : never = true;
 void sameColumns;
 
 const UPPER_CASED = new Set<keyof ClientInput>(['currency', 'billingCountry']);
@@ -49,7 +51,7 @@ const UPPER_CASED = new Set<keyof ClientInput>(['currency', 'billingCountry']);
 export function toColumnValues(input: Partial<Record<keyof ClientInput, unknown>>): ClientValues {
   const values: Record<string, unknown> = {};
   for (const [field, raw] of Object.entries(input) as [keyof ClientInput, unknown][]) {
-    const column = writableColumns[field];
+    const column = writableColumns[field as Exclude<keyof ClientInput, 'metadata'>];
     if (column === undefined) continue;
     let value = typeof raw === 'string' ? raw.trim() : raw;
     if (value === '') value = null;
@@ -87,6 +89,8 @@ export function toClient(row: ClientRow): Client {
     defaultTaxRate: row.default_tax_rate === null ? null : formatPercentage(row.default_tax_rate),
     requirePoNumber: row.require_po_number,
     billingEmail: row.billing_email,
+    externalId: row.external_id,
+    metadata: row.metadata,
     createdAt: iso(row.created_at),
     updatedAt: iso(row.updated_at),
     deletedAt: row.deleted_at === null ? null : iso(row.deleted_at),

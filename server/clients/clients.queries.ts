@@ -48,6 +48,8 @@ const CLIENT_COLUMNS = [
   'created_at',
   'updated_at',
   'deleted_at',
+  'metadata',
+  'external_id',
 ] as const satisfies readonly (keyof ClientsTable)[];
 // Every column, or this fails to compile.
 const everyColumn: Exclude<keyof ClientsTable, (typeof CLIENT_COLUMNS)[number]> extends never ? true : never = true;
@@ -78,8 +80,8 @@ export async function findClientById(
 /** Columns a caller may write (server/clients/clients.mapper.ts maps the wire's fields to them). */
 export type ClientValues = Updateable<Omit<ClientsTable, 'id' | 'org_id' | 'env' | 'created_at' | 'updated_at' | 'deleted_at'>>;
 
-/** A new client row: every column but `deleted_at`, which a new client lacks. */
-export type NewClientRow = Omit<ClientRow, 'deleted_at'>;
+/** A new client row: every column but `deleted_at`, which a new client lacks; `metadata` as JSON text. */
+export type NewClientRow = Omit<ClientRow, 'deleted_at' | 'metadata'> & { metadata: string };
 
 /** The columns a create writes; any column not listed gets its default. */
 const INSERTED = CLIENT_COLUMNS.filter((column): column is keyof NewClientRow => column !== 'deleted_at');
@@ -111,6 +113,8 @@ const COLUMN_TYPE: Record<keyof NewClientRow, string> = {
   billing_email: 'text',
   created_at: 'timestamptz',
   updated_at: 'timestamptz',
+  metadata: 'jsonb',
+  external_id: 'text',
 };
 
 /** The client and its event, as one statement. */
@@ -165,6 +169,45 @@ export async function countActiveClientsLocked(trx: Kysely<Database>, tenant: Te
   return Number(n);
 }
 
+/** The unique index that keeps an `externalId` to one client not deleted (per organisation and environment). */
+const EXTERNAL_ID_INDEX = 'clients_external_id_idx';
+
+/** Whether `error` is the database refusing a second client not deleted with the same externalId. */
+export function isExternalIdTaken(error: unknown): boolean {
+  const e = error as { code?: unknown; constraint?: unknown; message?: unknown } | null;
+  return e?.code === '23505' && (e.constraint === EXTERNAL_ID_INDEX || String(e.message).includes(EXTERNAL_ID_INDEX));
+}
+
+/** The client not deleted that has `externalId`, other than `exceptId`. */
+export async function findActiveClientIdByExternalId(
+  db: Kysely<Database>,
+  tenant: Tenant,
+  externalId: string,
+  exceptId?: string,
+): Promise<string | undefined> {
+  let query = clientsOf(db, tenant).select('id').where('external_id', '=', externalId).where('deleted_at', 'is', null);
+  if (exceptId !== undefined) query = query.where('id', '<>', exceptId);
+  return (await query.executeTakeFirst())?.id;
+}
+
+/**
+ * Runs `write` (a change that may give a client an externalId another active client has) so that
+ * the unique index's refusal does not end the transaction: inside a savepoint, rolled back to on
+ * that refusal, which comes back as `taken`. Any other failure is thrown as it is.
+ */
+export async function guardingExternalId<T>(trx: Kysely<Database>, write: () => Promise<T>): Promise<{ written: T } | { taken: true }> {
+  await sql`savepoint external_id`.execute(trx);
+  try {
+    const written = await write();
+    await sql`release savepoint external_id`.execute(trx);
+    return { written };
+  } catch (error) {
+    if (!isExternalIdTaken(error)) throw error;
+    await sql`rollback to savepoint external_id`.execute(trx);
+    return { taken: true };
+  }
+}
+
 /**
  * The statement's own start time rather than now(): the row is locked before this statement
  * starts, so a change always gets a later time than the change it waited for (now() is when the
@@ -212,6 +255,12 @@ export interface ClientListFilter {
   /** RFC 3339 text, compared by PostgreSQL (a JS Date would drop the microseconds). */
   updatedSince?: string | undefined;
   deleted: DeletedFilter;
+  /** Exact matches, each served by an index (externalId's unique one, email's trigrams, metadata's GIN). */
+  externalId?: string | undefined;
+  email?: string | undefined;
+  taxNumber?: string | undefined;
+  /** Every key with exactly its value (jsonb containment). */
+  metadata?: Record<string, string> | undefined;
 }
 
 export type ListedClientRow = ClientRow & { position: string };
@@ -234,8 +283,16 @@ export function searchUsesIndex(text: string): boolean {
 const POSITION = sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 
 /** The list's rows in its order from `after`, before any filter that no index of the list can serve. */
-function listedInOrder(db: Kysely<Database>, tenant: Tenant, filter: Pick<ClientListFilter, 'deleted' | 'after'>) {
+function listedInOrder(
+  db: Kysely<Database>,
+  tenant: Tenant,
+  filter: Pick<ClientListFilter, 'deleted' | 'after' | 'externalId' | 'email' | 'taxNumber' | 'metadata'>,
+) {
   let query = clientsOf(db, tenant);
+  if (filter.externalId !== undefined) query = query.where('external_id', '=', filter.externalId);
+  if (filter.email !== undefined) query = query.where('email', '=', filter.email);
+  if (filter.taxNumber !== undefined) query = query.where('tax_number', '=', filter.taxNumber);
+  if (filter.metadata !== undefined) query = query.where(sql<boolean>`metadata @> ${JSON.stringify(filter.metadata)}::jsonb`);
   if (filter.deleted === 'exclude') query = query.where('deleted_at', 'is', null);
   if (filter.deleted === 'only') query = query.where('deleted_at', 'is not', null);
   if (filter.after) {

@@ -37,7 +37,11 @@ import {
   searchUsesIndex,
   setClientDeleted,
   updateClientRow,
+  findActiveClientIdByExternalId,
+  guardingExternalId,
+  isExternalIdTaken,
 } from './clients.queries.js';
+import { METADATA_TOO_MANY, mergeMetadata } from '../shared/metadata.js';
 import { isUuid } from '../shared/ids.js';
 
 /** A client as answered, with the strong ETag of exactly that answer. */
@@ -60,6 +64,8 @@ interface NewClient extends ClientState {
 function newClient(tenant: Tenant, input: ClientInput, now: Date): NewClient {
   const values = toColumnValues(input);
   if (values.require_po_number) assertFeature(tenant.plan, 'clients.requirePoNumber');
+  // Fewer keys than the spec's maxProperties can never merge into too many.
+  const metadata = mergeMetadata({}, input.metadata ?? {})!;
   const row: NewClientRow = {
     id: randomUUID(),
     org_id: tenant.orgId,
@@ -82,13 +88,15 @@ function newClient(tenant: Tenant, input: ClientInput, now: Date): NewClient {
     default_payment_terms: null,
     default_tax_rate: null,
     billing_email: null,
+    external_id: null,
     ...values,
     name: values.name as string,
     require_po_number: values.require_po_number ?? false,
+    metadata: JSON.stringify(metadata),
     created_at: now,
     updated_at: now,
   };
-  return { ...present({ ...row, deleted_at: null }), row };
+  return { ...present({ ...row, metadata, deleted_at: null }), row };
 }
 
 /** The plan's room for one more active client, in the caller's transaction (which the count's lock holds to its end). */
@@ -111,8 +119,10 @@ export function createClient<A extends WriteResponse>(
   key: KeyedRequest | undefined,
   answer: (created: ClientState) => A,
 ): Promise<A> {
+  const written: { externalId: string | null } = { externalId: null };
   return runKeyedWrite(db, key, () => {
     const created = newClient(tenant, input, now);
+    written.externalId = created.row.external_id;
     const event = clientEvent('client.created', tenant, created.client);
     const response = answer(created);
     if (PLANS[tenant.plan].maxActiveClients === null) {
@@ -123,6 +133,23 @@ export function createClient<A extends WriteResponse>(
       await insertClient(trx, created.row, event);
       return response;
     });
+  }).catch(async (error: unknown) => {
+    // The unique index refused the externalId: nothing was written (the key neither), and the
+    // hot path paid no lookup for it. Only now is the client that has it looked up.
+    if (!isExternalIdTaken(error) || written.externalId === null) throw error;
+    throw await externalIdTaken(db, tenant, written.externalId);
+  });
+}
+
+/**
+ * 409 naming the client not deleted that has `externalId` (other than `exceptId`), as
+ * `existingId` and in `fields`. Should it have been deleted since the refusal, the error names none.
+ */
+async function externalIdTaken(db: Kysely<Database>, tenant: Tenant, externalId: string, exceptId?: string): Promise<ApiError> {
+  const existingId = await findActiveClientIdByExternalId(db, tenant, externalId, exceptId);
+  return new ApiError('external_id_taken', 'Another client of this organisation and environment has this externalId.', {
+    fields: { externalId: existingId ? `is the externalId of client ${existingId}` : 'is the externalId of another client' },
+    ...(existingId && { existingId }),
   });
 }
 
@@ -168,8 +195,18 @@ export async function applyUpdate(
   }
   const values = toColumnValues(input);
   if (values.require_po_number) assertFeature(tenant.plan, 'clients.requirePoNumber');
+  if (input.metadata !== undefined) {
+    const merged = mergeMetadata(row.metadata, input.metadata);
+    if (!merged) throw validationFailed({ metadata: METADATA_TOO_MANY });
+    values.metadata = JSON.stringify(merged);
+  }
   if (Object.keys(values).length === 0) return current;
-  const updated = present(await updateClientRow(trx, tenant, id, values));
+  const externalId = values.external_id;
+  const write = () => updateClientRow(trx, tenant, id, values);
+  // Only a change of externalId can meet the unique index: it alone pays for the savepoint.
+  const outcome = externalId && externalId !== row.external_id ? await guardingExternalId(trx, write) : { written: await write() };
+  if ('taken' in outcome) throw await externalIdTaken(trx, tenant, externalId!, id);
+  const updated = present(outcome.written);
   // Values sent as they already were change nothing, `updatedAt` included: no event.
   const previous = changedAttributes(current.client, updated.client);
   if (previous) await insertEvent(trx, clientEvent('client.updated', tenant, updated.client, previous));
@@ -179,6 +216,11 @@ export async function applyUpdate(
 /** A deletion or a restoration, and its event, in the caller's transaction. */
 async function setDeleted(trx: Kysely<Database>, tenant: Tenant, id: string, deleted: boolean): Promise<ClientState> {
   const changed = present(await setClientDeleted(trx, tenant, id, deleted));
+  return changedWithEvent(trx, tenant, changed, deleted);
+}
+
+/** The event of a deletion or a restoration just written, in the same transaction. */
+async function changedWithEvent(trx: Kysely<Database>, tenant: Tenant, changed: ClientState, deleted: boolean): Promise<ClientState> {
   await insertEvent(trx, clientEvent(deleted ? 'client.deleted' : 'client.restored', tenant, changed.client));
   return changed;
 }
@@ -195,7 +237,11 @@ export async function applyRestore(trx: Kysely<Database>, tenant: Tenant, id: st
   const { row, current } = await lockForChange(trx, tenant, id, ifMatch);
   if (row.deleted_at === null) return current;
   await assertRoom(trx, tenant);
-  return setDeleted(trx, tenant, id, false);
+  if (row.external_id === null) return setDeleted(trx, tenant, id, false);
+  // Another client may have taken its externalId while it was deleted.
+  const outcome = await guardingExternalId(trx, () => setClientDeleted(trx, tenant, id, false));
+  if ('taken' in outcome) throw await externalIdTaken(trx, tenant, row.external_id, id);
+  return changedWithEvent(trx, tenant, present(outcome.written), false);
 }
 
 /** A change of one client, in one transaction with the request's key: `apply`, then the handler's `answer`. */
@@ -276,6 +322,10 @@ export async function listClients(
     search,
     updatedSince: query.updatedSince,
     deleted: query.deleted ?? LIST_DEFAULTS.deleted,
+    externalId: query.externalId,
+    email: query.email,
+    taxNumber: query.taxNumber,
+    metadata: query.metadata && Object.keys(query.metadata).length > 0 ? query.metadata : undefined,
   };
   return reads.read(consistency, async (db) => {
     if (search === undefined || searchUsesIndex(search)) return keysetPage(await listClientRows(db, tenant, filter), limit, toClient);

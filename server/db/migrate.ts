@@ -8,6 +8,8 @@ import * as clientsSearchSteadyInserts from './migrations/2026_11_29_0001_client
 import * as eventsAndWebhooks from './migrations/2026_12_01_0001_events_and_webhooks.js';
 import * as webhookFairDelivery from './migrations/2026_12_02_0001_webhook_fair_delivery.js';
 import * as eventTraceContext from './migrations/2026_12_02_0102_event_trace_context.js';
+import * as contacts from './migrations/2026_12_03_0001_contacts.js';
+import * as clientsMetadataExternalId from './migrations/2026_12_03_0002_clients_metadata_external_id.js';
 
 /** Every migration, by name; names sort in the order they run. */
 const migrations: Record<string, Migration> = {
@@ -19,6 +21,8 @@ const migrations: Record<string, Migration> = {
   '2026_12_01_0001_events_and_webhooks': eventsAndWebhooks,
   '2026_12_02_0001_webhook_fair_delivery': webhookFairDelivery,
   '2026_12_02_0102_event_trace_context': eventTraceContext,
+  '2026_12_03_0001_contacts': contacts,
+  '2026_12_03_0002_clients_metadata_external_id': clientsMetadataExternalId,
 };
 
 /**

@@ -54,9 +54,30 @@ export interface ClientsTable {
   default_tax_rate: NullableNumeric;
   require_po_number: Generated<boolean>;
   billing_email: string | null;
+  /** jsonb: read parsed, written as JSON text. */
+  metadata: ColumnType<Record<string, string>, string | undefined, string>;
+  /** The integrator's own id: unique per organisation and environment among clients not deleted. */
+  external_id: string | null;
   created_at: Timestamp;
   updated_at: Timestamp;
   deleted_at: NullableTimestamp;
+}
+
+export interface ContactsTable {
+  id: string;
+  org_id: string;
+  env: Env;
+  client_id: string;
+  name: string;
+  email: string | null;
+  phone: string | null;
+  role: string | null;
+  is_primary: boolean;
+  receives_invoices: boolean;
+  /** jsonb: read parsed, written as JSON text. */
+  metadata: ColumnType<Record<string, string>, string, string>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
 }
 
 export interface IdempotencyKeysTable {
@@ -156,6 +177,7 @@ export interface Database {
   organisations: OrganisationsTable;
   api_tokens: ApiTokensTable;
   clients: ClientsTable;
+  contacts: ContactsTable;
   idempotency_keys: IdempotencyKeysTable;
   rate_limits: RateLimitsTable;
   events: EventsTable;
@@ -165,6 +187,7 @@ export interface Database {
 }
 
 export type ClientRow = Selectable<ClientsTable>;
+export type ContactRow = Selectable<ContactsTable>;
 export type ApiTokenRow = Selectable<ApiTokensTable>;
 export type OrganisationRow = Selectable<OrganisationsTable>;
 export type EventRow = Selectable<EventsTable>;

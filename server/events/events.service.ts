@@ -3,6 +3,7 @@
  * `clientEvent`), the change feed (`GET /events`), one event, and the 30 days they are kept.
  */
 import { randomUUID } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import type { Kysely } from 'kysely';
 import type { operations } from '../../generated/api.js';
 import type { ReadConsistency, Reads, Served } from '../db/reads.js';
@@ -51,7 +52,8 @@ export function clientEvent(
 export function changedAttributes<T extends object>(before: T, after: T): Partial<T> | undefined {
   const changed: Partial<T> = {};
   for (const field of Object.keys(after) as (keyof T)[]) {
-    if (before[field] !== after[field]) changed[field] = before[field];
+    // Deep: metadata is an object, equal by its keys and values.
+    if (!isDeepStrictEqual(before[field], after[field])) changed[field] = before[field];
   }
   return Object.keys(changed).length > 0 ? changed : undefined;
 }

@@ -14,6 +14,8 @@ export interface ApiErrorDetails {
   fields?: Record<string, string>;
   requiredPlan?: PlanName;
   feature?: string;
+  /** With external_id_taken: the client that has the externalId. */
+  existingId?: string;
   /** Response headers that go with the error, such as Retry-After. */
   headers?: Record<string, string>;
 }
@@ -33,7 +35,7 @@ export class ApiError extends Error {
   }
 
   toBody(): ErrorBody {
-    const { fields, requiredPlan, feature } = this.details;
+    const { fields, requiredPlan, feature, existingId } = this.details;
     return {
       error: {
         code: this.code,
@@ -41,6 +43,7 @@ export class ApiError extends Error {
         ...(fields && { fields }),
         ...(requiredPlan && { requiredPlan }),
         ...(feature && { feature }),
+        ...(existingId && { existingId }),
       },
     };
   }

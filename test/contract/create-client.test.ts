@@ -46,7 +46,10 @@ const SEED_FIELDS = [
   'deletedAt',
 ];
 
-const OPTIONAL_FIELDS = SEED_FIELDS.filter(
+/** Beside the seed's: the integrator's own id and key-value pairs (product.md, "Contacts, metadata, external ids"). */
+const INTEGRATOR_FIELDS = ['externalId', 'metadata'];
+
+const OPTIONAL_FIELDS = [...SEED_FIELDS, 'externalId'].filter(
   (f) => !['id', 'orgId', 'name', 'createdAt', 'updatedAt', 'deletedAt', 'requirePoNumber'].includes(f),
 );
 
@@ -71,8 +74,8 @@ describe('the seed example', () => {
     const { data, error, response } = await create({ name: 'string' });
     expect(error).toBeUndefined();
     expect(response.status).toBe(201);
-    expect(Object.keys(data!.data).sort()).toEqual([...SEED_FIELDS].sort());
-    expect(data!.data).toMatchObject({ name: 'string', orgId, requirePoNumber: false, deletedAt: null, defaultRate: null });
+    expect(Object.keys(data!.data).sort()).toEqual([...SEED_FIELDS, ...INTEGRATOR_FIELDS].sort());
+    expect(data!.data).toMatchObject({ name: 'string', orgId, requirePoNumber: false, deletedAt: null, defaultRate: null, metadata: {} });
     expect(response.headers.get('Location')).toBe(`/clients/${data!.data.id}`);
     expect(response.headers.get('X-Request-Id')).toBeTruthy();
     expect(data!.data.createdAt).toBe(data!.data.updatedAt);

@@ -70,6 +70,69 @@ async function eventCount(): Promise<number> {
   return Number(n);
 }
 
+describe("a client's contacts' changes write their events", () => {
+  it('contact.created, contact.updated (with the changed fields before, the demoted primary too), contact.deleted: in order', async () => {
+    const start = (await walk()).cursor;
+    const clientId = (await api.POST('/clients', { body: { name: 'Contacts Inc' } })).data!.data.id;
+    const path = { id: clientId };
+    const marge = await api.POST('/clients/{id}/contacts', {
+      params: { path },
+      body: { name: 'Marge', isPrimary: true, metadata: { a: '1' } },
+    });
+    const homer = await api.POST('/clients/{id}/contacts', { params: { path }, body: { name: 'Homer', isPrimary: true } });
+    const margeNow = await api.GET('/clients/{id}/contacts/{contactId}', { params: { path: { ...path, contactId: marge.data!.data.id } } });
+    const renamed = await api.PATCH('/clients/{id}/contacts/{contactId}', {
+      params: { path: { ...path, contactId: homer.data!.data.id } },
+      body: { role: 'Owner', metadata: { b: '2' } },
+    });
+    // Changes of nothing and refusals write none.
+    await api.PATCH('/clients/{id}/contacts/{contactId}', {
+      params: { path: { ...path, contactId: homer.data!.data.id } },
+      body: { role: 'Owner', metadata: { b: '2', gone: null } },
+    });
+    const stale = await api.PATCH('/clients/{id}/contacts/{contactId}', {
+      params: { path: { ...path, contactId: homer.data!.data.id }, header: { 'If-Match': '"stale"' } },
+      body: { role: 'Never' },
+    });
+    expect(stale.response.status).toBe(412);
+    const deleted = await api.DELETE('/clients/{id}/contacts/{contactId}', {
+      params: { path: { ...path, contactId: marge.data!.data.id } },
+    });
+
+    const { events } = await walk(start, 6);
+    expect(events.map((e) => e.type)).toEqual([
+      'client.created',
+      'contact.created',
+      'contact.updated',
+      'contact.created',
+      'contact.updated',
+      'contact.deleted',
+    ]);
+    const [, created, demoted, second, updated, removed] = events;
+    expect(created!.data).toEqual({ object: marge.data!.data });
+    expect(demoted!.data).toEqual({
+      object: margeNow.data!.data,
+      previousAttributes: { isPrimary: true, updatedAt: marge.data!.data.updatedAt },
+    });
+    expect(second!.data).toEqual({ object: homer.data!.data });
+    expect(updated!.data).toEqual({
+      object: renamed.data!.data,
+      previousAttributes: { role: null, metadata: {}, updatedAt: homer.data!.data.updatedAt },
+    });
+    expect(removed!.data).toEqual({ object: deleted.data!.data });
+    for (const event of events.slice(1, 5)) expect(event.createdAt).toBe(event.data.object.updatedAt);
+    expect(removed!.createdAt >= deleted.data!.data.updatedAt).toBe(true);
+
+    // Filtered by type, and each readable by id.
+    const onlyDeleted = (await walk(start, 1)).events.filter((e) => e.type === 'contact.deleted');
+    expect(onlyDeleted).toHaveLength(1);
+    const typed = await page({ after: start, type: 'contact.deleted' });
+    expect(typed.data.map((e) => e.id)).toEqual([removed!.id]);
+    const one = await api.GET('/events/{id}', { params: { path: { id: removed!.id } } });
+    expect(one.data!.data).toEqual(removed);
+  });
+});
+
 describe('each change writes its event', () => {
   it('created, updated, deleted, restored: in order, with the client after each change', async () => {
     const start = (await walk()).cursor;

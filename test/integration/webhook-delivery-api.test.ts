@@ -49,6 +49,42 @@ describe('webhooks through the API', () => {
     expect(types.sort()).toEqual(['client.created', 'client.deleted', 'client.restored', 'client.updated']);
   });
 
+  it("a client's contacts' changes reach the endpoints that enabled their types, and only those, verified and typed as the feed's", async () => {
+    const everything = await startReceiver();
+    const someTypes = await startReceiver();
+    const { api } = await server().tenant({ plan: 'pro' });
+    const all = await register(api, everything.url);
+    const { data: picky } = await api.POST('/webhook-endpoints', {
+      body: { url: someTypes.url, enabledEvents: ['contact.created', 'contact.deleted'] },
+    });
+    worker();
+
+    const clientId = (await api.POST('/clients', { body: { name: 'Globex' } })).data!.data.id;
+    const path = { id: clientId };
+    const first = (await api.POST('/clients/{id}/contacts', { params: { path }, body: { name: 'Marge', isPrimary: true } })).data!.data;
+    await api.POST('/clients/{id}/contacts', { params: { path }, body: { name: 'Homer', isPrimary: true } });
+    await api.DELETE('/clients/{id}/contacts/{contactId}', { params: { path: { ...path, contactId: first.id } } });
+
+    // client.created; contact.created (Marge); contact.updated (Marge demoted) and contact.created (Homer); contact.deleted.
+    await waitFor(() => everything.requests.length >= 5 && someTypes.requests.length >= 3, 'the deliveries', 30_000);
+    const types = [];
+    for (const request of everything.requests) {
+      const payload = verifyAtItsTime(all.secret, request) as { id: string; type: string };
+      const { data: fromFeed } = await api.GET('/events/{id}', { params: { path: { id: payload.id } } });
+      expect(JSON.parse(request.body)).toEqual(fromFeed!.data);
+      types.push(payload.type);
+    }
+    expect(types.sort()).toEqual(['client.created', 'contact.created', 'contact.created', 'contact.deleted', 'contact.updated']);
+    const picked = someTypes.requests.map(
+      (r) => verifyAtItsTime(picky!.secret!, r) as { type: string; data: { object: { name: string } } },
+    );
+    expect(picked.map((e) => `${e.type} ${e.data.object.name}`).sort()).toEqual([
+      'contact.created Homer',
+      'contact.created Marge',
+      'contact.deleted Marge',
+    ]);
+  });
+
   it('a receiver that fails twice then succeeds: three deliveries with one webhook-id, the attempts listed', async () => {
     const receiver = await startReceiver();
     receiver.answer = (_, index) => ({ status: index < 2 ? 500 : 200 });

@@ -448,6 +448,8 @@ describe('the client package, installed in a project elsewhere', () => {
     expect(seen.answers.createClient!.headers.location).toBe(
       `/clients/${(seen.answers.createClient!.body as { data: { id: string } }).data.id}`,
     );
+    const contact = (seen.answers.createContact!.body as { data: { id: string; clientId: string } }).data;
+    expect(seen.answers.createContact!.headers.location).toBe(`/clients/${contact.clientId}/contacts/${contact.id}`);
     expect(seen.overridden).toEqual({
       renamed: { status: 200, name: 'Initech' },
       missing: { status: 404, code: 'not_found' },

@@ -60,6 +60,16 @@ export const parameterFixtures: Record<string, ParameterFixture> = {
   // Events have no create of their own: a client's changes make them.
   'getEvent.id': { values: async (context) => (await walkTheFeed(context)).ids },
   'redeliverEvent.id': { values: async (context) => (await walkTheFeed(context)).ids },
+  // A contact is named by its client's id and its own: both of one contact, made under one client
+  // (the i-th `id` with the i-th `contactId`).
+  ...Object.fromEntries(
+    ['getContact', 'updateContact', 'deleteContact'].flatMap((operationId) => [
+      [`${operationId}.id`, { values: async (context: FixtureContext) => (await contactsOf(context)).clientIds }],
+      [`${operationId}.contactId`, { values: async (context: FixtureContext) => (await contactsOf(context)).contactIds }],
+    ]),
+  ),
+  // A page of a client's contacts starts only where the server's own cursor says.
+  'listContacts.cursor': { values: async (context) => (await contactsOf(context)).cursors, onlyThese: true },
   // No delivery is ever attempted where the judges run (no worker): cursors made by the server's own
   // encoder, naming places in the (empty) list.
   'listWebhookDeliveries.cursor': {
@@ -70,6 +80,39 @@ export const parameterFixtures: Record<string, ParameterFixture> = {
     onlyThese: true,
   },
 };
+
+/** Contacts made once per fixture context: three under one client, and the cursors of a walk of them. */
+const contactsMade = new WeakMap<FixtureContext, Promise<{ clientIds: string[]; contactIds: string[]; cursors: string[] }>>();
+function contactsOf(context: FixtureContext) {
+  if (!contactsMade.has(context)) contactsMade.set(context, makeContacts(context));
+  return contactsMade.get(context)!;
+}
+
+async function makeContacts(context: FixtureContext) {
+  const [clientId] = await createFromExample(operation('createClient'), context, 1);
+  const create = operation('createContact');
+  const contactIds: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const body = await succeed(context, exampleRequest(create, { id: clientId! }, { name: `Contact ${i}` }));
+    contactIds.push((body as { data: { id: string } }).data.id);
+  }
+  const cursors: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const response = await context.send({
+      operationId: 'listContacts',
+      method: 'GET',
+      path: `/clients/${clientId}/contacts`,
+      pathParams: { id: clientId! },
+      query: cursor ? { limit: '1', cursor } : { limit: '1' },
+      headers: {},
+    });
+    if (!response.ok) throw new Error(`fixture: listContacts answered ${response.status}`);
+    cursor = ((await response.json()) as { nextCursor: string | null }).nextCursor ?? undefined;
+    if (cursor) cursors.push(cursor);
+  } while (cursor);
+  return { clientIds: contactIds.map(() => clientId!), contactIds, cursors };
+}
 
 /** The feed one event at a time, after changes that write events: its cursors and its events' ids. */
 async function walkTheFeed(context: FixtureContext): Promise<{ cursors: string[]; ids: string[] }> {

@@ -166,6 +166,7 @@ function createdFrom(body: ClientCreate, answer: Client): Client {
     ...blank,
     ...sent,
     requirePoNumber: false,
+    metadata: {},
     id: answer.id,
     orgId: answer.orgId,
     createdAt: answer.createdAt,

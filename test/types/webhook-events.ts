@@ -6,6 +6,8 @@
 import type {
   ClientResource,
   ClientUpdatedEvent,
+  ContactResource,
+  ContactUpdatedEvent,
   components,
   UnknownEvent,
   WebhookEvent,
@@ -34,6 +36,17 @@ export function narrows(event: ReturnType<typeof verifyWebhook>): void {
     case 'client.restored': {
       const client: ClientResource = event.data.object;
       void client;
+      break;
+    }
+    case 'contact.updated': {
+      const changed: ContactUpdatedEvent = event;
+      void changed.data.previousAttributes;
+      break;
+    }
+    case 'contact.created':
+    case 'contact.deleted': {
+      const contact: ContactResource = event.data.object;
+      void contact;
       break;
     }
     case 'webhook.test': {

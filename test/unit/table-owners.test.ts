@@ -18,6 +18,7 @@ const root = resolve(import.meta.dirname, '../..');
  */
 const OWNERS: Record<string, readonly string[] | null> = {
   clients: ['server/clients/clients.queries.ts'],
+  contacts: ['server/contacts/contacts.queries.ts'],
   api_tokens: ['server/tokens/tokens.queries.ts'],
   organisations: ['server/orgs/orgs.queries.ts'],
   idempotency_keys: ['server/idempotency/idempotency.queries.ts'],

@@ -224,6 +224,9 @@ describe('verifyWebhook', () => {
         event.type === 'client.updated' ||
         event.type === 'client.deleted' ||
         event.type === 'client.restored' ||
+        event.type === 'contact.created' ||
+        event.type === 'contact.updated' ||
+        event.type === 'contact.deleted' ||
         event.type === 'webhook.test'
       ) {
         throw new Error('an unknown type was taken for a known one');

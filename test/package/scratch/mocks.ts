@@ -23,6 +23,8 @@ const id = exampleBody('getClient').data.id;
 const endpointId = exampleBody('getWebhookEndpoint').data.id;
 const tokenId = exampleBody('revokeToken').data.id;
 const eventId = exampleBody('getEvent').data.id;
+const { clientId: contactClientId, id: contactId } = exampleBody('getContact').data;
+const contactPath = { path: { id: contactClientId, contactId } };
 const path = { path: { id } };
 const endpoint = { path: { id: endpointId } };
 
@@ -39,6 +41,11 @@ const calls: Record<string, () => Promise<Answer>> = {
   updateClient: () => api.PATCH('/clients/{id}', { params: path, body: { contactName: 'Hank Scorpio' } }),
   deleteClient: () => api.DELETE('/clients/{id}', { params: path }),
   restoreClient: () => api.POST('/clients/{id}/restore', { params: path }),
+  createContact: () => api.POST('/clients/{id}/contacts', { params: { path: { id: contactClientId } }, body: { name: 'Marge Simpson' } }),
+  listContacts: () => api.GET('/clients/{id}/contacts', { params: { path: { id: contactClientId } } }),
+  getContact: () => api.GET('/clients/{id}/contacts/{contactId}', { params: contactPath }),
+  updateContact: () => api.PATCH('/clients/{id}/contacts/{contactId}', { params: contactPath, body: { role: 'Head of finance' } }),
+  deleteContact: () => api.DELETE('/clients/{id}/contacts/{contactId}', { params: contactPath }),
   listTokens: () => api.GET('/tokens'),
   createToken: () => api.POST('/tokens', { body: { name: 'Nightly invoice sync', scopes: ['clients:read'] } }),
   revokeToken: () => api.DELETE('/tokens/{id}', { params: { path: { id: tokenId } } }),
