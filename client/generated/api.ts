@@ -1596,6 +1596,7 @@ export type components = {
             defaultTaxRate?: string | null;
             requirePoNumber?: boolean;
             billingEmail?: string | null;
+            /** @description Your own id for the client; unique among the organisation's active clients of this environment. */
             externalId?: string | null;
             metadata?: components["schemas"]["Metadata"];
             /** Format: date-time */

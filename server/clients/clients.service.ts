@@ -7,7 +7,14 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { ReadConsistency, Reads, Served } from '../db/reads.js';
 import type { ClientRow, Database } from '../db/schema.js';
-import { inOneStatement, inTransaction, type KeyedRequest, runKeyedWrite, type WriteResponse } from '../idempotency/idempotency.js';
+import {
+  inOneStatement,
+  inTransaction,
+  type KeyedRequest,
+  runKeyedWrite,
+  type UnitOfWork,
+  type WriteResponse,
+} from '../idempotency/idempotency.js';
 import { isCalendarDate } from '../shared/date-time.js';
 import { ApiError, notFound, preconditionFailed, validationFailed } from '../shared/errors.js';
 import { ifMatchPasses, strongEtag } from '../shared/etag.js';
@@ -119,26 +126,36 @@ export function createClient<A extends WriteResponse>(
   key: KeyedRequest | undefined,
   answer: (created: ClientState) => A,
 ): Promise<A> {
-  const written: { externalId: string | null } = { externalId: null };
   return runKeyedWrite(db, key, () => {
     const created = newClient(tenant, input, now);
-    written.externalId = created.row.external_id;
     const event = clientEvent('client.created', tenant, created.client);
     const response = answer(created);
-    if (PLANS[tenant.plan].maxActiveClients === null) {
-      return inOneStatement(response, (claim) => insertClient(db, created.row, event, claim));
-    }
-    return inTransaction(async (trx) => {
-      await assertRoom(trx, tenant);
-      await insertClient(trx, created.row, event);
-      return response;
-    });
-  }).catch(async (error: unknown) => {
-    // The unique index refused the externalId: nothing was written (the key neither), and the
-    // hot path paid no lookup for it. Only now is the client that has it looked up.
-    if (!isExternalIdTaken(error) || written.externalId === null) throw error;
-    throw await externalIdTaken(db, tenant, written.externalId);
+    const write =
+      PLANS[tenant.plan].maxActiveClients === null
+        ? inOneStatement(response, (claim) => insertClient(db, created.row, event, claim))
+        : inTransaction(async (trx) => {
+            await assertRoom(trx, tenant);
+            await insertClient(trx, created.row, event);
+            return response;
+          });
+    return created.row.external_id === null ? write : refusingTakenExternalId(write, tenant, created.row.external_id);
   });
+}
+
+/**
+ * The write, with the unique index's refusal of its externalId turned into 409 external_id_taken
+ * once the write has ended (rolled back: nothing written, the key neither), so that runKeyedWrite
+ * stores that answer with the key. The hot path pays no lookup: only a refused write looks up the
+ * client that has it.
+ */
+function refusingTakenExternalId<A extends WriteResponse>(write: UnitOfWork<A>, tenant: Tenant, externalId: string): UnitOfWork<A> {
+  return {
+    run: (db, keyed) =>
+      write.run(db, keyed).catch(async (error: unknown) => {
+        if (!isExternalIdTaken(error)) throw error;
+        throw await externalIdTaken(db, tenant, externalId);
+      }),
+  };
 }
 
 /**

@@ -9,12 +9,12 @@ import { sql, type Kysely } from 'kysely';
  * index serves.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql`alter table clients add column metadata jsonb not null default '{}'`.execute(db);
-  await sql`alter table clients add column external_id text`.execute(db);
+  await sql`alter table clients add column if not exists metadata jsonb not null default '{}'`.execute(db);
+  await sql`alter table clients add column if not exists external_id text`.execute(db);
   await sql`
-    create unique index clients_external_id_idx on clients (org_id, env, external_id)
+    create unique index if not exists clients_external_id_idx on clients (org_id, env, external_id)
     where deleted_at is null and external_id is not null`.execute(db);
-  await sql`create index clients_metadata_idx on clients using gin (metadata jsonb_path_ops)`.execute(db);
+  await sql`create index if not exists clients_metadata_idx on clients using gin (metadata jsonb_path_ops)`.execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
