@@ -307,6 +307,7 @@ export function restoreClient<A extends WriteResponse>(
 
 /** The spec's own words for `updatedSince`, for the dates its pattern cannot refuse. */
 const UPDATED_SINCE_ERROR = parameterMessage('listClients', 'updatedSince');
+const METADATA_FILTER_ERROR = parameterMessage('listClients', 'metadata');
 
 /**
  * How many clients a search that no index can narrow (`q` without three letters or digits in a
@@ -331,6 +332,10 @@ export async function listClients(
   const limit = query.limit ?? LIST_DEFAULTS.limit;
   if (query.updatedSince !== undefined && !isCalendarDate(query.updatedSince))
     throw validationFailed({ updatedSince: UPDATED_SINCE_ERROR });
+  // `metadata=` with no key (the handler hands it on as such): not an object of keys.
+  const metadata: unknown = query.metadata;
+  if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)))
+    throw validationFailed({ metadata: METADATA_FILTER_ERROR });
   const search = query.q?.trim();
   const filter: ClientListFilter = {
     // One row more than the page tells whether another page follows, without counting.

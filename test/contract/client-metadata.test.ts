@@ -189,6 +189,9 @@ describe('GET /clients exact filters', () => {
     expect((await on.DELETE('/clients/{id}', { params: { path: { id: d.id } } })).response.status).toBe(200);
 
     expect((await listed('email=ap%40alpha.test', on)).ids).toEqual([b.id, a.id]);
+    // Reserved characters may come unencoded, as an address or an id is typed.
+    expect((await listed('email=ap@alpha.test', on)).ids).toEqual([b.id, a.id]);
+    expect((await listed('externalId=x-1&taxNumber=GB1', on)).ids).toEqual([c.id]);
     expect((await listed('email=ap%40alpha.test&deleted=include', on)).ids).toEqual([d.id, b.id, a.id]);
     expect((await listed('taxNumber=GB1', on)).ids).toEqual([c.id, a.id]);
     expect((await listed('externalId=x-1', on)).ids).toEqual([c.id]);
@@ -208,6 +211,8 @@ describe('GET /clients exact filters', () => {
     ['an empty externalId', 'externalId=', 'externalId'],
     ['an empty taxNumber', 'taxNumber=', 'taxNumber'],
     ['an unknown parameter beside metadata', 'metadata[a]=b&page=2', 'page'],
+    ['metadata with no key and no value', 'metadata=', 'metadata'],
+    ['metadata with no key', 'metadata=x', 'metadata'],
   ])('%s is 400 naming the parameter', async (_label, query, name) => {
     const { status, body } = await listed(query);
     expect(status).toBe(400);

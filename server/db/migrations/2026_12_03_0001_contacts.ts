@@ -9,7 +9,7 @@ import { sql, type Kysely } from 'kysely';
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
-    create table contacts (
+    create table if not exists contacts (
       id uuid primary key,
       org_id uuid not null references organisations (id) on delete cascade,
       env text not null check (env in ('live', 'test')),
@@ -24,8 +24,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       created_at timestamptz not null,
       updated_at timestamptz not null
     )`.execute(db);
-  await sql`create index contacts_list_idx on contacts (client_id, created_at desc, id desc)`.execute(db);
-  await sql`create unique index contacts_one_primary_idx on contacts (org_id, client_id) where is_primary`.execute(db);
+  await sql`create index if not exists contacts_list_idx on contacts (client_id, created_at desc, id desc)`.execute(db);
+  await sql`create unique index if not exists contacts_one_primary_idx on contacts (org_id, client_id) where is_primary`.execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
