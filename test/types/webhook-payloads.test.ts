@@ -1,6 +1,7 @@
 /**
  * The generated types of the spec's `webhooks` section hold the payloads the server really sends:
- * real changes to a client (create, update, delete, restore) through the typed client, their real
+ * real changes to a client (create, update, delete, restore) and to one of its contacts (create,
+ * update, delete) through the typed client, their real
  * events read back from `GET /events` (a delivery's body is its event), and a real test delivery
  * (`webhook.test`) as a receiver got it, each written into a
  * scratch module as a literal assigned to
@@ -36,8 +37,8 @@ afterAll(async () => {
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
-/** One client's life through the API, so that every event type is written once. */
-async function changeAClient(): Promise<string> {
+/** One client's life through the API, and one of its contacts', so that every event type is written once. */
+async function changeAClient(): Promise<string[]> {
   const created = await api.POST('/clients', {
     body: {
       name: 'Globex Corporation',
@@ -55,9 +56,17 @@ async function changeAClient(): Promise<string> {
   const path = { params: { path: { id } } };
   const updated = await api.PATCH('/clients/{id}', { ...path, body: { contactName: 'Mindy', defaultRate: 99, email: null, notes: 'VIP' } });
   expect(updated.response.status).toBe(200);
+  const contact = await api.POST('/clients/{id}/contacts', {
+    ...path,
+    body: { name: 'Hank Scorpio', email: 'hank@globex.test', isPrimary: true, metadata: { crm: 'c-42' } },
+  });
+  expect(contact.response.status).toBe(201);
+  const contactPath = { params: { path: { id, contactId: contact.data!.data.id } } };
+  expect((await api.PATCH('/clients/{id}/contacts/{contactId}', { ...contactPath, body: { role: 'Billing' } })).response.status).toBe(200);
+  expect((await api.DELETE('/clients/{id}/contacts/{contactId}', contactPath)).response.status).toBe(200);
   expect((await api.DELETE('/clients/{id}', path)).response.status).toBe(200);
   expect((await api.POST('/clients/{id}/restore', path)).response.status).toBe(200);
-  return id;
+  return [id, contact.data!.data.id];
 }
 
 /** The whole feed of the tenant, page by page. */
@@ -123,14 +132,22 @@ describe("the webhooks section's generated types", () => {
   let testDelivery: { type: 'webhook.test'; json: string };
 
   beforeAll(async () => {
-    const id = await changeAClient();
-    const events = (await readTheFeed()).filter((event) => event.data.object.id === id);
+    const ids = await changeAClient();
+    const events = (await readTheFeed()).filter((event) => ids.includes(event.data.object.id));
     payloads = events.map((event) => ({ type: event.type, json: JSON.stringify(event, null, 2), event }));
     testDelivery = { type: 'webhook.test', json: JSON.stringify(JSON.parse(await aTestDelivery()), null, 2) };
   }, 60_000);
 
-  it('has one webhook per event type, and the feed has one event of each for the client changed', () => {
-    const types = ['client.created', 'client.updated', 'client.deleted', 'client.restored'];
+  it('has one webhook per event type, and the feed has one event of each for the client and the contact changed', () => {
+    const types = [
+      'client.created',
+      'client.updated',
+      'contact.created',
+      'contact.updated',
+      'contact.deleted',
+      'client.deleted',
+      'client.restored',
+    ];
     expect(Object.keys(spec.webhooks).sort()).toEqual([...types, 'webhook.test'].sort());
     expect(payloads.map((payload) => payload.type)).toEqual(types);
     const updated = payloads[1]!.event;
