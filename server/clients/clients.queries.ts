@@ -4,7 +4,7 @@
  */
 import { type Expression, type ExpressionBuilder, type Kysely, type RawBuilder, type SqlBool, sql, type Updateable } from 'kysely';
 import { compiler, prepare } from '../db/prepared.js';
-import type { ClientRow, ClientsTable, Database, Env } from '../db/schema.js';
+import { CLIENT_COLUMNS, type ClientRow, type ClientsTable, type Database, type Env, type NullableColumn } from '../db/schema.js';
 import {
   claimAndStore,
   type KeyedStatementOutcome,
@@ -12,7 +12,7 @@ import {
   readKeyedStatement,
 } from '../idempotency/idempotency.queries.js';
 import type { DeletedFilter } from '../shared/spec-values.js';
-import type { KeysetPosition } from '../shared/keyset-cursor.js';
+import { afterPosition, type KeysetPosition, positionOf } from '../shared/keyset-cursor.js';
 import type { Tenant } from '../shared/tenant.js';
 import { type EventParams, insertEventForWritten } from '../events/events.queries.js';
 
@@ -20,40 +20,8 @@ function clientsOf(db: Kysely<Database>, tenant: Tenant) {
   return db.selectFrom('clients').where('org_id', '=', tenant.orgId).where('env', '=', tenant.env);
 }
 
-/** The columns of `clients`, in table order: what a client row is everywhere. */
-const CLIENT_COLUMNS = [
-  'id',
-  'org_id',
-  'env',
-  'name',
-  'contact_name',
-  'email',
-  'phone',
-  'website',
-  'currency',
-  'notes',
-  'billing_address',
-  'billing_line1',
-  'billing_line2',
-  'billing_city',
-  'billing_region',
-  'billing_postal_code',
-  'billing_country',
-  'tax_number',
-  'default_rate',
-  'default_payment_terms',
-  'default_tax_rate',
-  'require_po_number',
-  'billing_email',
-  'created_at',
-  'updated_at',
-  'deleted_at',
-  'metadata',
-  'external_id',
-] as const satisfies readonly (keyof ClientsTable)[];
-// Every column, or this fails to compile.
-const everyColumn: Exclude<keyof ClientsTable, (typeof CLIENT_COLUMNS)[number]> extends never ? true : never = true;
-void everyColumn;
+/** The columns of `clients`, in table order (server/db/schema.ts): what a client row is everywhere. */
+const COLUMNS = Object.keys(CLIENT_COLUMNS) as (keyof ClientsTable)[];
 
 interface ById {
   id: string;
@@ -62,7 +30,7 @@ interface ById {
 }
 
 const findById = prepare('client_by_id', (p: ById) =>
-  compiler.selectFrom('clients').select(CLIENT_COLUMNS).where('id', '=', p.id).where('org_id', '=', p.orgId).where('env', '=', p.env),
+  compiler.selectFrom('clients').select(COLUMNS).where('id', '=', p.id).where('org_id', '=', p.orgId).where('env', '=', p.env),
 );
 
 /** `id` must be a UUID (the column's type). `forUpdate` locks the row until the transaction ends. */
@@ -83,39 +51,16 @@ export type ClientValues = Updateable<Omit<ClientsTable, 'id' | 'org_id' | 'env'
 /** A new client row: every column but `deleted_at`, which a new client lacks; `metadata` as JSON text. */
 export type NewClientRow = Omit<ClientRow, 'deleted_at' | 'metadata'> & { metadata: string };
 
-/** The columns a create writes; any column not listed gets its default. */
-const INSERTED = CLIENT_COLUMNS.filter((column): column is keyof NewClientRow => column !== 'deleted_at');
+/** Every column that a new client may leave out: it is null until written. */
+export const ABSENT_CLIENT_VALUES = Object.fromEntries(
+  Object.entries(CLIENT_COLUMNS).flatMap(([column, type]) => (type.endsWith(' null') && column !== 'deleted_at' ? [[column, null]] : [])),
+) as { [C in Exclude<NullableColumn<typeof CLIENT_COLUMNS>, 'deleted_at'>]: null };
 
-/** Each inserted column's type, for the values of an `insert ... select` (which PostgreSQL cannot infer). */
-const COLUMN_TYPE: Record<keyof NewClientRow, string> = {
-  id: 'uuid',
-  org_id: 'uuid',
-  env: 'text',
-  name: 'text',
-  contact_name: 'text',
-  email: 'text',
-  phone: 'text',
-  website: 'text',
-  currency: 'text',
-  notes: 'text',
-  billing_address: 'text',
-  billing_line1: 'text',
-  billing_line2: 'text',
-  billing_city: 'text',
-  billing_region: 'text',
-  billing_postal_code: 'text',
-  billing_country: 'text',
-  tax_number: 'text',
-  default_rate: 'numeric',
-  default_payment_terms: 'text',
-  default_tax_rate: 'numeric',
-  require_po_number: 'boolean',
-  billing_email: 'text',
-  created_at: 'timestamptz',
-  updated_at: 'timestamptz',
-  metadata: 'jsonb',
-  external_id: 'text',
-};
+/** The columns a create writes; any column not listed gets its default. */
+const INSERTED = COLUMNS.filter((column): column is keyof NewClientRow => column !== 'deleted_at');
+
+/** Each inserted value with its column's type, for an `insert ... select` (whose types PostgreSQL cannot infer). */
+const INSERTED_CASTS = INSERTED.map((column) => [column, sql.raw(CLIENT_COLUMNS[column].replace(/ null$/, ''))] as const);
 
 /** The client and its event, as one statement. */
 const insertOne = prepare('insert_client', (row: NewClientRow, event: EventParams) => {
@@ -128,9 +73,7 @@ const insertOne = prepare('insert_client', (row: NewClientRow, event: EventParam
 
 /** The client's insert, run only when `claimed` holds: what idempotency's one statement includes. */
 function insertWhen(p: NewClientRow, claimed: RawBuilder<boolean>) {
-  const values = compiler
-    .selectNoFrom(INSERTED.map((column) => sql`${p[column]}::${sql.raw(COLUMN_TYPE[column])}`.as(column)))
-    .where(claimed);
+  const values = compiler.selectNoFrom(INSERTED_CASTS.map(([column, type]) => sql`${p[column]}::${type}`.as(column))).where(claimed);
   return compiler.insertInto('clients').columns(INSERTED).expression(values).returning(sql<number>`1`.as('one'));
 }
 
@@ -280,7 +223,7 @@ export function searchUsesIndex(text: string): boolean {
   return /[\p{L}\p{Nd}]{3}/u.test(text);
 }
 
-const POSITION = sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+const POSITION = positionOf('created_at');
 
 /** The list's rows in its order from `after`, before any filter that no index of the list can serve. */
 function listedInOrder(
@@ -295,10 +238,7 @@ function listedInOrder(
   if (filter.metadata !== undefined) query = query.where(sql<boolean>`metadata @> ${JSON.stringify(filter.metadata)}::jsonb`);
   if (filter.deleted === 'exclude') query = query.where('deleted_at', 'is', null);
   if (filter.deleted === 'only') query = query.where('deleted_at', 'is not', null);
-  if (filter.after) {
-    const { at, id } = filter.after;
-    query = query.where(sql<boolean>`(created_at, id) < (${at}::timestamptz, ${id}::uuid)`);
-  }
+  if (filter.after) query = query.where(afterPosition(filter.after, 'created_at', 'id'));
   return query;
 }
 
@@ -388,7 +328,7 @@ export function listClientRowsExaminingQuery(db: Kysely<Database>, tenant: Tenan
   // it fit in `limit`; with more matches it is not needed, and, last in the order, it is left out.
   return db
     .selectFrom(examined.as('examined'))
-    .select([...CLIENT_COLUMNS, 'matched', POSITION.as('position'), sql<boolean>`seen = ${examineAtMost}`.as('last_examined')])
+    .select([...COLUMNS, 'matched', POSITION.as('position'), sql<boolean>`seen = ${examineAtMost}`.as('last_examined')])
     .where((eb) => eb.or([eb.ref('matched'), eb('seen', '=', examineAtMost)]))
     .orderBy('created_at', 'desc')
     .orderBy('id', 'desc')

@@ -1,6 +1,7 @@
 /** The one module that writes `contacts`. Every statement is scoped to the organisation, the environment and the client. */
 import { type Kysely, sql, type Updateable } from 'kysely';
 import type { ContactRow, ContactsTable, Database } from '../db/schema.js';
+import { afterPosition, type KeysetPosition, positionOf } from '../shared/keyset-cursor.js';
 import type { Tenant } from '../shared/tenant.js';
 
 /** A client of a tenant: what every statement on its contacts is scoped to. */
@@ -71,26 +72,21 @@ export async function deleteContactRow(trx: Kysely<Database>, scope: ClientScope
   return deleted_at;
 }
 
-/** A place in the newest-first order: `createdAt` to the microsecond, as PostgreSQL keeps it. */
-export interface ContactPosition {
-  createdAt: string;
-  id: string;
-}
-
 export type ListedContactRow = ContactRow & { position: string };
-
-const POSITION = sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 
 /** Newest first, by keyset: `(created_at, id)` below the last row of the page before. */
 export async function listContactRows(
   db: Kysely<Database>,
   scope: ClientScope,
-  page: { limit: number; after: ContactPosition | undefined },
+  page: { limit: number; after: KeysetPosition | undefined },
 ): Promise<ListedContactRow[]> {
   let query = contactsOf(db, scope);
-  if (page.after) {
-    const { createdAt, id } = page.after;
-    query = query.where(sql<boolean>`(created_at, id) < (${createdAt}::timestamptz, ${id}::uuid)`);
-  }
-  return query.selectAll().select(POSITION.as('position')).orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit).execute();
+  if (page.after) query = query.where(afterPosition(page.after, 'created_at', 'id'));
+  return query
+    .selectAll()
+    .select(positionOf('created_at').as('position'))
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(page.limit)
+    .execute();
 }

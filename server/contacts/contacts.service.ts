@@ -125,10 +125,7 @@ async function applyCreate(trx: Kysely<Database>, tenant: Tenant, clientId: stri
 export async function listContacts(db: Kysely<Database>, tenant: Tenant, clientId: string, query: ContactListQuery): Promise<ContactList> {
   const client = await findClientOrNotFound(db, tenant, clientId, false);
   const limit = query.limit ?? LIST_DEFAULTS.limit;
-  const after =
-    query.cursor === undefined
-      ? undefined
-      : (({ at, id }) => ({ createdAt: at, id }))(decodeKeyset(query.cursor, () => validationFailed({ cursor: CURSOR_ERROR })));
+  const after = query.cursor === undefined ? undefined : decodeKeyset(query.cursor, () => validationFailed({ cursor: CURSOR_ERROR }));
   // One row more than the page tells whether another page follows, without counting.
   const rows = await listContactRows(db, { ...tenant, clientId: client.id }, { limit: limit + 1, after });
   return keysetPage(rows, limit, toContact);

@@ -30,37 +30,85 @@ export interface ApiTokensTable {
   revoked_at: NullableTimestamp;
 }
 
-export interface ClientsTable {
-  id: Generated<string>;
-  org_id: string;
-  env: Env;
-  name: string;
-  contact_name: string | null;
-  email: string | null;
-  phone: string | null;
-  website: string | null;
-  currency: string | null;
-  notes: string | null;
-  billing_address: string | null;
-  billing_line1: string | null;
-  billing_line2: string | null;
-  billing_city: string | null;
-  billing_region: string | null;
-  billing_postal_code: string | null;
-  billing_country: string | null;
-  tax_number: string | null;
-  default_rate: NullableNumeric;
-  default_payment_terms: string | null;
-  default_tax_rate: NullableNumeric;
-  require_po_number: Generated<boolean>;
-  billing_email: string | null;
+/**
+ * The columns of `clients` in table order, each with its PostgreSQL type as the migrations declare
+ * it (` null` when it may be null): the one place they are written. ClientsTable is derived from it, and the queries take
+ * their column list and their casts from it (server/clients/clients.queries.ts). A migration that
+ * adds a column adds it here.
+ */
+export const CLIENT_COLUMNS = {
+  id: 'uuid',
+  org_id: 'uuid',
+  env: 'text',
+  name: 'text',
+  contact_name: 'text null',
+  email: 'text null',
+  phone: 'text null',
+  website: 'text null',
+  currency: 'char(3) null',
+  notes: 'text null',
+  billing_address: 'text null',
+  billing_line1: 'text null',
+  billing_line2: 'text null',
+  billing_city: 'text null',
+  billing_region: 'text null',
+  billing_postal_code: 'text null',
+  billing_country: 'char(2) null',
+  tax_number: 'text null',
+  default_rate: 'numeric(16,4) null',
+  default_payment_terms: 'text null',
+  default_tax_rate: 'numeric(7,4) null',
+  require_po_number: 'boolean',
+  billing_email: 'text null',
+  created_at: 'timestamptz',
+  updated_at: 'timestamptz',
+  deleted_at: 'timestamptz null',
   /** jsonb: read parsed, written as JSON text. */
-  metadata: ColumnType<Record<string, string>, string | undefined, string>;
+  metadata: 'jsonb',
   /** The integrator's own id: unique per organisation and environment among clients not deleted. */
-  external_id: string | null;
-  created_at: Timestamp;
-  updated_at: Timestamp;
-  deleted_at: NullableTimestamp;
+  external_id: 'text null',
+} as const satisfies Record<string, ColumnSqlType>;
+
+/** How a column of each PostgreSQL type reads and writes, not null and nullable. */
+interface SqlTypes {
+  uuid: string;
+  text: string;
+  char: string;
+  boolean: boolean;
+  timestamptz: Timestamp;
+  /** numeric: pg returns it as a string, by design; it is written as a decimal string too. */
+  numeric: ColumnType<string, string, string>;
+  /** An object of strings (metadata): read parsed, written as JSON text; its default is `{}`. */
+  jsonb: ColumnType<Record<string, string>, string | undefined, string>;
+}
+interface NullableSqlTypes {
+  text: string | null;
+  char: string | null;
+  timestamptz: NullableTimestamp;
+  numeric: NullableNumeric;
+}
+/** A type's length or precision and scale: `char(3)`, `numeric(16,4)`. */
+type Modifier = '' | `(${number})` | `(${number},${number})`;
+type ColumnSqlType = `${keyof SqlTypes}${Modifier}` | `${keyof NullableSqlTypes}${Modifier} null`;
+type BaseOf<T> = T extends `${infer Base}(${string}` ? Base : T;
+
+/** A table's Kysely type from its columns' SQL types. */
+type TableOf<Columns extends Record<string, ColumnSqlType>> = {
+  [C in keyof Columns]: Columns[C] extends `${infer T} null`
+    ? NullableSqlTypes[BaseOf<T> & keyof NullableSqlTypes]
+    : SqlTypes[BaseOf<Columns[C]> & keyof SqlTypes];
+};
+
+/** The nullable columns of a table. */
+export type NullableColumn<Columns extends Record<string, ColumnSqlType>> = {
+  [C in keyof Columns]: Columns[C] extends `${string} null` ? C : never;
+}[keyof Columns];
+
+/** What the SQL types alone cannot say: the generated id and default, the environment's values. */
+export interface ClientsTable extends Omit<TableOf<typeof CLIENT_COLUMNS>, 'id' | 'env' | 'require_po_number'> {
+  id: Generated<string>;
+  env: Env;
+  require_po_number: Generated<boolean>;
 }
 
 export interface ContactsTable {

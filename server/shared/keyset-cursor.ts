@@ -3,12 +3,23 @@
  * microsecond as PostgreSQL keeps it, and its id, as base64url JSON. A cursor built from a JS Date
  * (milliseconds) would skip or repeat rows made within the same millisecond.
  */
+import { type RawBuilder, sql } from 'kysely';
 import { isUuid } from './ids.js';
 
 /** A place in a list: a row's time (`YYYY-MM-DDTHH:MM:SS.ffffffZ`) and its id (a UUID). */
 export interface KeysetPosition {
   at: string;
   id: string;
+}
+
+/** A row's position as a list selects it (as `position`): its time in UTC to the microsecond, the text a cursor carries. */
+export function positionOf(timeColumn: string): RawBuilder<string> {
+  return sql<string>`to_char(${sql.ref(timeColumn)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+}
+
+/** The rows after `position` in newest-first order: `(time, id)` below it. */
+export function afterPosition(position: KeysetPosition, timeColumn: string, idColumn: string): RawBuilder<boolean> {
+  return sql<boolean>`(${sql.ref(timeColumn)}, ${sql.ref(idColumn)}) < (${position.at}::timestamptz, ${position.id}::uuid)`;
 }
 
 const POSITION_TIME = /^(?!0000)\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;

@@ -1,6 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import type { ApiTokenRow, Database, Env, PlanName } from '../db/schema.js';
-import type { KeysetPosition } from '../shared/keyset-cursor.js';
+import { afterPosition, type KeysetPosition, positionOf } from '../shared/keyset-cursor.js';
 import type { Tenant } from '../shared/tenant.js';
 
 /** Every column but the secret's hash, which never leaves findTokenByPrefix. */
@@ -108,10 +108,10 @@ export async function listTokenPage(
   let query = db
     .selectFrom('api_tokens')
     .select(LISTED_COLUMNS)
-    .select(sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('position'))
+    .select(positionOf('created_at').as('position'))
     .where('org_id', '=', tenant.orgId)
     .where('env', '=', tenant.env);
-  if (page.after) query = query.where(sql<boolean>`(created_at, id) < (${page.after.at}::timestamptz, ${page.after.id}::uuid)`);
+  if (page.after) query = query.where(afterPosition(page.after, 'created_at', 'id'));
   return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit).execute();
 }
 

@@ -1,7 +1,7 @@
 /** The delivery log as the API reads it (GET /webhook-endpoints/{id}/deliveries); the worker writes it. */
-import { type Kysely, sql } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database, WebhookAttemptRow } from '../db/schema.js';
-import type { KeysetPosition } from '../shared/keyset-cursor.js';
+import { afterPosition, type KeysetPosition, positionOf } from '../shared/keyset-cursor.js';
 import type { Tenant } from '../shared/tenant.js';
 
 export type ListedAttemptRow = WebhookAttemptRow & { position: string };
@@ -20,12 +20,10 @@ export async function listAttemptRows(
     .selectFrom('webhook_attempts as a')
     .innerJoin('webhook_endpoints as e', (join) => join.onRef('e.org_id', '=', 'a.org_id').onRef('e.id', '=', 'a.endpoint_id'))
     .selectAll('a')
-    .select(sql<string>`to_char(a.attempted_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('position'))
+    .select(positionOf('a.attempted_at').as('position'))
     .where('a.org_id', '=', tenant.orgId)
     .where('a.endpoint_id', '=', endpointId)
     .where('e.env', '=', tenant.env);
-  if (page.after) {
-    query = query.where(sql<boolean>`(a.attempted_at, a.id) < (${page.after.at}::timestamptz, ${page.after.id}::uuid)`);
-  }
+  if (page.after) query = query.where(afterPosition(page.after, 'a.attempted_at', 'a.id'));
   return query.orderBy('a.attempted_at', 'desc').orderBy('a.id', 'desc').limit(page.limit).execute();
 }
