@@ -16,6 +16,7 @@ import type { Database } from './db/schema.js';
 import { createHandlers } from './handlers.js';
 import { createReadiness, type Readiness } from './health/readiness.js';
 import { authorizeAndLimit } from './http/authorize-and-limit.js';
+import { queryRules } from './http/query-rules.js';
 import { bodyRules } from './http/body-rules.js';
 import { errorHandler, lastResort } from './http/error-handler.js';
 import type { Handlers } from './operations/handler-types.js';
@@ -151,6 +152,7 @@ export function createApp(deps: AppDeps): App {
       locate,
       authorize,
       bodyRules(spec),
+      queryRules(spec),
       ...(validator as RequestHandler[]),
       dispatch,
     ]),

@@ -18,7 +18,7 @@ import { toToken } from './tokens/tokens.mapper.js';
 import { listTokensOfOrganisation, revokeToken } from './tokens/tokens.queries.js';
 import { mintTokenForOrganisation } from './tokens/tokens.service.js';
 import { SCOPES, type Scope } from './shared/spec-values.js';
-import { loadConfig } from './config.js';
+import { databaseOptions, loadConfig } from './config.js';
 import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { DatabaseInUseError } from './db/embedded.js';
 import { migrateOrThrow } from './db/migrate.js';
@@ -74,13 +74,7 @@ function oneOf<T extends string>(name: string, value: string | undefined, allowe
 
 async function withDatabase<T>(run: (handle: DatabaseHandle, applied: string[]) => Promise<T>): Promise<T> {
   const config = loadConfig();
-  const handle = await openDatabase({
-    databaseUrl: config.databaseUrl,
-    dataDir: config.dataDir,
-    poolSize: 2,
-    pooling: config.databasePooling,
-    statementTimeoutMs: config.databaseStatementTimeoutMs,
-  });
+  const handle = await openDatabase({ ...databaseOptions(config), poolSize: 2 });
   try {
     const applied = await migrateOrThrow(handle.db);
     return await run(handle, applied);

@@ -1,5 +1,5 @@
 /** Configuration from the environment, read once at start-up. */
-import { DEFAULT_REPLICA_MAX_LAG_MS } from './db/database.js';
+import { DEFAULT_REPLICA_MAX_LAG_MS, type DatabaseOptions } from './db/database.js';
 import type { DatabasePooling } from './db/handle.js';
 import { REPLICA_CHECK_INTERVAL_MS } from './db/replica.js';
 import { DEFAULT_CONCURRENCY_LIMIT } from './rate-limit/concurrency.js';
@@ -146,6 +146,19 @@ function keepAliveTimeoutMs(env: NodeJS.ProcessEnv): number {
   // 0 would be Node's "no timeout": idle connections kept for ever, announced to nobody.
   if (seconds === 0) throw new Error('KEEP_ALIVE_TIMEOUT must be at least 1 (seconds)');
   return seconds * 1000;
+}
+
+/**
+ * How every process opens the database from its configuration (server/db/database.ts): the server,
+ * the worker and the CLI each add only what is theirs (a pool size, a replica, callbacks).
+ */
+export function databaseOptions(config: Config): DatabaseOptions {
+  return {
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    pooling: config.databasePooling,
+    statementTimeoutMs: config.databaseStatementTimeoutMs,
+  };
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {

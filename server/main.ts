@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app.js';
 import { mintTokenForOrganisation } from './tokens/tokens.service.js';
-import { loadConfig } from './config.js';
+import { databaseOptions, loadConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { migrateOrThrow } from './db/migrate.js';
 import { createReadiness } from './health/readiness.js';
@@ -46,10 +46,7 @@ try {
 
 const metrics = config.metricsPort === undefined ? undefined : createMetrics();
 const database = await openDatabase({
-  databaseUrl: config.databaseUrl,
-  dataDir: config.dataDir,
-  pooling: config.databasePooling,
-  statementTimeoutMs: config.databaseStatementTimeoutMs,
+  ...databaseOptions(config),
   // A connection lost while idle or between statements: the pool drops it; the process goes on.
   onConnectionError: (error) => logger.warn({ err: error }, 'database connection lost'),
   replicaUrl: config.databaseReplicaUrl,

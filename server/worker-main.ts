@@ -7,7 +7,7 @@
  */
 // First: production mode before any package loads (see the file).
 import './production-mode.js';
-import { loadConfig } from './config.js';
+import { databaseOptions, loadConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { migrateOrThrow } from './db/migrate.js';
 import { createLogger } from './logger.js';
@@ -43,9 +43,7 @@ try {
 }
 
 const database = await openDatabase({
-  databaseUrl: config.databaseUrl,
-  pooling: config.databasePooling,
-  statementTimeoutMs: config.databaseStatementTimeoutMs,
+  ...databaseOptions(config),
   poolSize: 5,
   onConnectionError: (error) => logger.warn({ err: error }, 'database connection lost'),
 }).catch((error: Error) => {

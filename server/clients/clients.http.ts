@@ -10,12 +10,8 @@ export const clientHandlers = {
     clients.createClient(db, auth, body, now, key, ({ client, etag }) =>
       respond({ status: 201, body: { data: client }, headers: { Location: `/clients/${client.id}`, ETag: etag } }),
     ),
-  listClients: async ({ reads, readConsistency, auth, query, req }) => {
-    // `metadata=` names no key: the validator drops it rather than refuse it, so it is handed on as
-    // the bad value it is, for the service to refuse by name.
-    const bare = new URLSearchParams(req.originalUrl.split('?')[1] ?? '').has('metadata');
-    const asked = bare ? { ...query, metadata: '' as unknown as typeof query.metadata } : query;
-    const { value, consistency } = await clients.listClients(reads, auth, asked, readConsistency);
+  listClients: async ({ reads, readConsistency, auth, query }) => {
+    const { value, consistency } = await clients.listClients(reads, auth, query, readConsistency);
     return { status: 200, body: value, headers: { 'Read-Consistency': consistency } };
   },
   getClient: async ({ db, auth, params }) => one(await clients.getClient(db, auth, params.id)),

@@ -13,7 +13,7 @@ import {
   type KeyedRequest,
   runKeyedWrite,
   type UnitOfWork,
-  type WriteResponse,
+  type WriteAnswer,
 } from '../idempotency/idempotency.js';
 import { isCalendarDate } from '../shared/date-time.js';
 import { ApiError, notFound, preconditionFailed, validationFailed } from '../shared/errors.js';
@@ -101,7 +101,7 @@ async function assertRoom(trx: Kysely<Database>, tenant: Tenant): Promise<void> 
  * (one round trip). A plan with a limit needs one transaction, to lock the organisation's count
  * and check it before the insert.
  */
-export function createClient<A extends WriteResponse>(
+export function createClient<A extends WriteAnswer>(
   db: Kysely<Database>,
   tenant: Tenant,
   input: ClientInput,
@@ -131,7 +131,7 @@ export function createClient<A extends WriteResponse>(
  * stores that answer with the key. The hot path pays no lookup: only a refused write looks up the
  * client that has it.
  */
-function refusingTakenExternalId<A extends WriteResponse>(write: UnitOfWork<A>, tenant: Tenant, externalId: string): UnitOfWork<A> {
+function refusingTakenExternalId<A extends WriteAnswer>(write: UnitOfWork<A>, tenant: Tenant, externalId: string): UnitOfWork<A> {
   return {
     run: (db, keyed) =>
       write.run(db, keyed).catch(async (error: unknown) => {
@@ -245,7 +245,7 @@ export async function applyRestore(trx: Kysely<Database>, tenant: Tenant, id: st
 }
 
 /** A change of one client, in one transaction with the request's key: `apply`, then the handler's `answer`. */
-function changeClient<A extends WriteResponse>(
+function changeClient<A extends WriteAnswer>(
   db: Kysely<Database>,
   key: KeyedRequest | undefined,
   apply: (trx: Kysely<Database>) => Promise<ClientState>,
@@ -254,7 +254,7 @@ function changeClient<A extends WriteResponse>(
   return runKeyedWrite(db, key, () => inTransaction(async (trx) => answer(await apply(trx))));
 }
 
-export function updateClient<A extends WriteResponse>(
+export function updateClient<A extends WriteAnswer>(
   db: Kysely<Database>,
   tenant: Tenant,
   id: string,
@@ -266,7 +266,7 @@ export function updateClient<A extends WriteResponse>(
   return changeClient(db, key, (trx) => applyUpdate(trx, tenant, id, input, ifMatch), answer);
 }
 
-export function deleteClient<A extends WriteResponse>(
+export function deleteClient<A extends WriteAnswer>(
   db: Kysely<Database>,
   tenant: Tenant,
   id: string,
@@ -277,7 +277,7 @@ export function deleteClient<A extends WriteResponse>(
   return changeClient(db, key, (trx) => applyDelete(trx, tenant, id, ifMatch), answer);
 }
 
-export function restoreClient<A extends WriteResponse>(
+export function restoreClient<A extends WriteAnswer>(
   db: Kysely<Database>,
   tenant: Tenant,
   id: string,
@@ -290,7 +290,6 @@ export function restoreClient<A extends WriteResponse>(
 
 /** The spec's own words for `updatedSince`, for the dates its pattern cannot refuse. */
 const UPDATED_SINCE_ERROR = parameterMessage('listClients', 'updatedSince');
-const METADATA_FILTER_ERROR = parameterMessage('listClients', 'metadata');
 
 /**
  * How many clients a search that no index can narrow (`q` without three letters or digits in a
@@ -315,10 +314,6 @@ export async function listClients(
   const limit = query.limit ?? LIST_DEFAULTS.limit;
   if (query.updatedSince !== undefined && !isCalendarDate(query.updatedSince))
     throw validationFailed({ updatedSince: UPDATED_SINCE_ERROR });
-  // `metadata=` with no key (the handler hands it on as such): not an object of keys.
-  const metadata: unknown = query.metadata;
-  if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)))
-    throw validationFailed({ metadata: METADATA_FILTER_ERROR });
   const search = query.q?.trim();
   const filter: ClientListFilter = {
     // One row more than the page tells whether another page follows, without counting.

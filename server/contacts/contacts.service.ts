@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { ClientRow, Database } from '../db/schema.js';
 import { findClientById } from '../clients/clients.queries.js';
-import { inTransaction, type KeyedRequest, runKeyedWrite, type WriteResponse } from '../idempotency/idempotency.js';
+import { inTransaction, type KeyedRequest, runKeyedWrite, type WriteAnswer } from '../idempotency/idempotency.js';
 import type { Tenant } from '../shared/tenant.js';
 import { changedAttributes, clientEvent, insertEvent } from '../events/events.service.js';
 import { ApiError, notFound, preconditionFailed, validationFailed } from '../shared/errors.js';
@@ -188,7 +188,7 @@ async function applyDelete(
 }
 
 /** A change of one client's contacts, in one transaction with the request's key: `apply`, then the handler's `answer`. */
-function changeContacts<A extends WriteResponse>(
+function changeContacts<A extends WriteAnswer>(
   db: Kysely<Database>,
   key: KeyedRequest | undefined,
   apply: (trx: Kysely<Database>) => Promise<ContactState>,
@@ -197,7 +197,7 @@ function changeContacts<A extends WriteResponse>(
   return runKeyedWrite(db, key, () => inTransaction(async (trx) => answer(await apply(trx))));
 }
 
-export function createContact<A extends WriteResponse>(
+export function createContact<A extends WriteAnswer>(
   db: Kysely<Database>,
   tenant: Tenant,
   clientId: string,
@@ -209,7 +209,7 @@ export function createContact<A extends WriteResponse>(
   return changeContacts(db, key, (trx) => applyCreate(trx, tenant, clientId, input, now), answer);
 }
 
-export function updateContact<A extends WriteResponse>(
+export function updateContact<A extends WriteAnswer>(
   db: Kysely<Database>,
   tenant: Tenant,
   clientId: string,
@@ -222,7 +222,7 @@ export function updateContact<A extends WriteResponse>(
   return changeContacts(db, key, (trx) => applyUpdate(trx, tenant, clientId, id, input, ifMatch), answer);
 }
 
-export function deleteContact<A extends WriteResponse>(
+export function deleteContact<A extends WriteAnswer>(
   db: Kysely<Database>,
   tenant: Tenant,
   clientId: string,

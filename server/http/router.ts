@@ -19,8 +19,8 @@ import {
   keyedOutcomeOfRefusal,
   keyedRequest,
   normalizeKey,
-  type SentResponse,
-  type WriteResponse,
+  type SentAnswer,
+  type WriteAnswer,
 } from '../idempotency/idempotency.js';
 import type { AnyHandler, Handlers } from '../operations/handler-types.js';
 import type { Caller } from '../shared/tenant.js';
@@ -76,7 +76,7 @@ class Context {
     return this.req.log;
   }
   /** A write's answer, serialised once: the same text is sent and stored with its key. */
-  respond(answer: { status: number; body: unknown; headers?: Record<string, string>; storedBody?: unknown }): WriteResponse {
+  respond(answer: { status: number; body: unknown; headers?: Record<string, string>; storedBody?: unknown }): WriteAnswer {
     return {
       status: answer.status,
       text: JSON.stringify(answer.body),
@@ -94,7 +94,7 @@ export function createRouter(deps: RouterDeps): RequestHandler {
   const setFixedHeaders = (res: Response, info: OperationInfo, status: number) => {
     for (const [name, value] of info.fixedHeaders.get(status) ?? []) res.setHeader(name, value);
   };
-  const send = (res: Response, response: SentResponse, info: OperationInfo) => {
+  const send = (res: Response, response: SentAnswer, info: OperationInfo) => {
     for (const [name, value] of Object.entries(response.headers)) res.setHeader(name, value);
     setFixedHeaders(res, info, response.status);
     // The validator checks responses through res.json (in tests): it gets the body back as the
@@ -122,9 +122,9 @@ export function createRouter(deps: RouterDeps): RequestHandler {
           typeof header === 'string'
             ? keyedRequest(req.auth!, normalizeKey(header), fingerprintRequest(req.method, req.path, req.body), now, deps.store)
             : undefined;
-        let response: SentResponse;
+        let response: SentAnswer;
         try {
-          response = (await handler(new Context(req, db, reads, key, now) as never)) as SentResponse;
+          response = (await handler(new Context(req, db, reads, key, now) as never)) as SentAnswer;
         } catch (refusal) {
           const outcome = key && keyedOutcomeOfRefusal(refusal);
           if (outcome) countKeyed(outcome);

@@ -22,6 +22,8 @@ export interface OperationInfo {
   messages: ReadonlyMap<string, string>;
   /** What to say of a body field the schema does not know. */
   unknownFieldMessage: string;
+  /** Query parameters of style deepObject (`metadata[key]=value`): server/http/query-rules.ts. */
+  deepObjectParameters: readonly string[];
   /**
    * By status, the headers the spec fixes: required, with a `const` value (`Cache-Control:
    * no-store` on an answer that shows a secret). The router sets them on every such answer.
@@ -60,10 +62,12 @@ export function indexSpec(doc: OpenApiDocument): SpecIndex {
     const messages = new Map<string, string>();
     const decimalFields = new Set<string>();
     let unknownFieldMessage = 'is not a known field';
+    const deepObjectParameters: string[] = [];
     for (const param of (op.parameters ?? []) as unknown[]) {
       const p = resolve(param);
       const message = resolve(p.schema)['x-error-message'];
       if (typeof message === 'string') messages.set(p.name as string, message);
+      if (p.in === 'query' && p.style === 'deepObject') deepObjectParameters.push(p.name as string);
     }
     const body = resolve(((resolve(op.requestBody).content as Schema | undefined)?.['application/json'] as Schema | undefined)?.schema);
     if (typeof body['x-error-message-additional'] === 'string') unknownFieldMessage = body['x-error-message-additional'];
@@ -82,7 +86,7 @@ export function indexSpec(doc: OpenApiDocument): SpecIndex {
       });
       if (fixed.length > 0) fixedHeaders.set(Number(status), fixed);
     }
-    operations.set(entry.operationId, { entry, decimalFields, messages, unknownFieldMessage, fixedHeaders });
+    operations.set(entry.operationId, { entry, decimalFields, messages, unknownFieldMessage, deepObjectParameters, fixedHeaders });
     const pattern = new RegExp(`^${entry.path.replace(/\{[^}]+\}/g, '[^/]+')}$`);
     matchers.push({ method: entry.method.toUpperCase(), pattern, entry });
   }

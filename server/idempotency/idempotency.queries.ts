@@ -8,7 +8,7 @@ import { type Compilable, type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Database, Env } from '../db/schema.js';
 import type { Tenant } from '../shared/tenant.js';
 
-export interface StoredResponse {
+export interface StoredAnswer {
   fingerprint: string;
   status: number;
   /** The body as the JSON text that was sent: stored and replayed byte for byte. */
@@ -19,8 +19,8 @@ export interface StoredResponse {
 export interface Claim {
   /** False while another transaction holds the key: that request is still running. */
   locked: boolean;
-  /** The response stored for a live (unexpired) key, if any. */
-  stored: StoredResponse | undefined;
+  /** The answer stored for a live (unexpired) key, if any. */
+  stored: StoredAnswer | undefined;
 }
 
 /** A key's row as the statements here read it (its body as JSON text, byte for byte). */
@@ -32,7 +32,7 @@ interface StoredRow {
 }
 
 /** The one mapping of a key's row to its stored answer; undefined when the row has none. */
-function toStoredResponse(row: StoredRow | undefined): StoredResponse | undefined {
+function toStoredAnswer(row: StoredRow | undefined): StoredAnswer | undefined {
   if (!row || row.fingerprint === null) return undefined;
   return {
     fingerprint: row.fingerprint,
@@ -59,16 +59,11 @@ export async function claimKey(trx: Kysely<Database>, tenant: Tenant, key: strin
       on k.org_id = ${tenant.orgId} and k.env = ${tenant.env} and k.key = ${key} and k.expires_at > ${now}
   `.execute(trx);
   const row = rows[0]!;
-  return { locked: row.locked, stored: toStoredResponse(row) };
+  return { locked: row.locked, stored: toStoredAnswer(row) };
 }
 
-/** Reads a live key's stored response outside any lock (after losing a race to store it). */
-export async function findStoredResponse(
-  db: Kysely<Database>,
-  tenant: Tenant,
-  key: string,
-  now: Date,
-): Promise<StoredResponse | undefined> {
+/** Reads a live key's stored answer outside any lock (after losing a race to store it). */
+export async function findStoredAnswer(db: Kysely<Database>, tenant: Tenant, key: string, now: Date): Promise<StoredAnswer | undefined> {
   const row = await db
     .selectFrom('idempotency_keys')
     .select(['fingerprint', 'response_status', sql<string | null>`response_body::text`.as('response_body'), 'response_headers'])
@@ -77,27 +72,27 @@ export async function findStoredResponse(
     .where('key', '=', key)
     .where('expires_at', '>', now)
     .executeTakeFirst();
-  return toStoredResponse(row);
+  return toStoredAnswer(row);
 }
 
 /**
- * Stores the response with the key, in the request's transaction. Takes over an expired row of the
+ * Stores the answer with the key, in the request's transaction. Takes over an expired row of the
  * same key; returns false when a live row is already there (another request stored it first), in
  * which case the caller must roll back.
  */
-export async function saveResponse(
+export async function saveAnswer(
   trx: Kysely<Database>,
   tenant: Tenant,
   key: string,
-  response: StoredResponse,
+  answer: StoredAnswer,
   now: Date,
   expiresAt: Date,
 ): Promise<boolean> {
   const values = {
-    fingerprint: response.fingerprint,
-    response_status: response.status,
-    response_body: response.bodyText,
-    response_headers: JSON.stringify(response.headers),
+    fingerprint: answer.fingerprint,
+    response_status: answer.status,
+    response_body: answer.bodyText,
+    response_headers: JSON.stringify(answer.headers),
     created_at: now,
     expires_at: expiresAt,
   };
@@ -137,14 +132,8 @@ export interface KeyedStatementParams {
   responseHeaders: string;
 }
 
-/** A key and the response to store with it, as the parameters of a keyed statement. */
-export function keyedStatementParams(
-  tenant: Tenant,
-  key: string,
-  response: StoredResponse,
-  now: Date,
-  expiresAt: Date,
-): KeyedStatementParams {
+/** A key and the answer to store with it, as the parameters of a keyed statement. */
+export function keyedStatementParams(tenant: Tenant, key: string, answer: StoredAnswer, now: Date, expiresAt: Date): KeyedStatementParams {
   return {
     keyOrgId: tenant.orgId,
     keyEnv: tenant.env,
@@ -152,10 +141,10 @@ export function keyedStatementParams(
     keyLock: lockName(tenant, key),
     keyNow: now,
     keyExpiresAt: expiresAt,
-    fingerprint: response.fingerprint,
-    responseStatus: response.status,
-    responseBody: response.bodyText,
-    responseHeaders: JSON.stringify(response.headers),
+    fingerprint: answer.fingerprint,
+    responseStatus: answer.status,
+    responseBody: answer.bodyText,
+    responseHeaders: JSON.stringify(answer.headers),
   };
 }
 
@@ -168,7 +157,7 @@ interface KeyedStatementRow extends StoredRow {
  * The piece a resource's insert statement includes to be idempotent in one round trip, with no
  * explicit transaction: read what is stored for the key; if nothing, try the key's lock; if it was
  * free, the resource's insert runs (`write` gets the condition to put in its WHERE and must
- * return a row per row written) and the response is stored with the key. `alongside`, a statement
+ * return a row per row written) and the answer is stored with the key. `alongside`, a statement
  * that reads `written` (its event: server/events/events.queries.ts), is part of the same statement. The key row is inserted
  * without ON CONFLICT on purpose: a row committed by a racing request (or an expired one) fails the
  * statement, which then writes nothing at all. Read the row with `readKeyedStatement`.
@@ -208,7 +197,7 @@ export function claimAndStore(
 export type KeyedStatementOutcome =
   | { kind: 'written' }
   | { kind: 'busy' }
-  | { kind: 'stored'; stored: StoredResponse }
+  | { kind: 'stored'; stored: StoredAnswer }
   /** A key row (live or expired) blocked the insert: nothing was written. */
   | { kind: 'conflict' };
 
@@ -216,7 +205,7 @@ export type KeyedStatementOutcome =
 export async function readKeyedStatement(run: Promise<{ rows: KeyedStatementRow[] }>): Promise<KeyedStatementOutcome> {
   try {
     const row = (await run).rows[0]!;
-    const stored = toStoredResponse(row);
+    const stored = toStoredAnswer(row);
     if (stored) return { kind: 'stored', stored };
     if (row.locked === false) return { kind: 'busy' };
     return { kind: 'written' };

@@ -19,7 +19,7 @@ import { ApiError } from '../shared/errors.js';
 import type { Tenant } from '../shared/tenant.js';
 import { inSpan } from '../shared/tracing.js';
 import * as queries from './idempotency.queries.js';
-import type { KeyedStatementOutcome, KeyedStatementParams, StoredResponse } from './idempotency.queries.js';
+import type { KeyedStatementOutcome, KeyedStatementParams, StoredAnswer } from './idempotency.queries.js';
 
 export type { KeyedStatementOutcome, KeyedStatementParams } from './idempotency.queries.js';
 
@@ -33,25 +33,25 @@ export const KEY_LIFETIME_MS = 24 * 60 * 60 * 1000;
  */
 const NO_ATTRIBUTES = {};
 
-/** A response as it goes out: its body already serialised, once. */
-export interface SentResponse {
+/** An answer as it goes out: its body already serialised, once. */
+export interface SentAnswer {
   status: number;
   text: string;
   headers: Record<string, string>;
 }
 
 /** What a write answers, and (when it differs: a secret shown once) what its key keeps for replays. */
-export interface WriteResponse extends SentResponse {
+export interface WriteAnswer extends SentAnswer {
   storedText?: string | undefined;
 }
 
 /** The pieces a keyed transaction uses; tests replace one to inject a failure inside the transaction. */
 export interface IdempotencyStore {
   claimKey: typeof queries.claimKey;
-  saveResponse: typeof queries.saveResponse;
+  saveAnswer: typeof queries.saveAnswer;
 }
 
-export const defaultStore: IdempotencyStore = { claimKey: queries.claimKey, saveResponse: queries.saveResponse };
+export const defaultStore: IdempotencyStore = { claimKey: queries.claimKey, saveAnswer: queries.saveAnswer };
 
 /** A request with an Idempotency-Key: plain values, made by the router. */
 export interface KeyedRequest {
@@ -88,13 +88,13 @@ export function keyedRequest(
 
 /** Another request holds the key. */
 class KeyBusy extends Error {}
-/** The key has a stored response: the answer is its replay. */
+/** The key has a stored answer: the answer is its replay. */
 class KeyStored extends Error {
-  constructor(readonly stored: StoredResponse) {
+  constructor(readonly stored: StoredAnswer) {
     super('stored');
   }
 }
-/** Another request stored a response for the key while this one ran. */
+/** Another request stored an answer for the key while this one ran. */
 class KeyLostRace extends Error {}
 
 const inProgress = () =>
@@ -109,16 +109,16 @@ const reused = () =>
   );
 
 /** The stored answer, marked as replayed; 422 when the key was used for a different request. */
-function replay(stored: StoredResponse, fingerprint: string): SentResponse {
+function replay(stored: StoredAnswer, fingerprint: string): SentAnswer {
   if (stored.fingerprint !== fingerprint) throw reused();
   return { status: stored.status, text: stored.bodyText, headers: { ...stored.headers, 'Idempotent-Replayed': 'true' } };
 }
 
-const toStore = (keyed: KeyedRequest, response: SentResponse & { storedText?: string | undefined }): StoredResponse => ({
+const toStore = (keyed: KeyedRequest, answer: SentAnswer & { storedText?: string | undefined }): StoredAnswer => ({
   fingerprint: keyed.fingerprint,
-  status: response.status,
-  bodyText: response.storedText ?? response.text,
-  headers: response.headers,
+  status: answer.status,
+  bodyText: answer.storedText ?? answer.text,
+  headers: answer.headers,
 });
 
 /** Inside a transaction, first: takes the key, or throws (another request holds it, or it has an answer). */
@@ -129,22 +129,22 @@ async function takeKey(trx: Kysely<Database>, keyed: KeyedRequest): Promise<void
 }
 
 /** Inside the same transaction, last: keeps the answer with the key. */
-async function keepAnswer(trx: Kysely<Database>, keyed: KeyedRequest, response: WriteResponse): Promise<void> {
-  const saved = await keyed.store.saveResponse(trx, keyed.tenant, keyed.key, toStore(keyed, response), keyed.now, keyed.expiresAt);
+async function keepAnswer(trx: Kysely<Database>, keyed: KeyedRequest, answer: WriteAnswer): Promise<void> {
+  const saved = await keyed.store.saveAnswer(trx, keyed.tenant, keyed.key, toStore(keyed, answer), keyed.now, keyed.expiresAt);
   if (!saved) throw new KeyLostRace();
 }
 
 /** A write as one transaction: the key claimed first (when there is one), the write, its answer kept last, COMMIT. */
-function transaction<A extends WriteResponse>(
+function transaction<A extends WriteAnswer>(
   db: Kysely<Database>,
   keyed: KeyedRequest | undefined,
   write: (trx: Kysely<Database>) => Promise<A>,
 ) {
   return db.transaction().execute(async (trx) => {
     if (keyed) await inSpan('idempotency.claim', NO_ATTRIBUTES, () => takeKey(trx, keyed));
-    const response = await write(trx);
-    if (keyed) await inSpan('idempotency.store', NO_ATTRIBUTES, () => keepAnswer(trx, keyed, response));
-    return response;
+    const answer = await write(trx);
+    if (keyed) await inSpan('idempotency.store', NO_ATTRIBUTES, () => keepAnswer(trx, keyed, answer));
+    return answer;
   });
 }
 
@@ -152,12 +152,12 @@ function transaction<A extends WriteResponse>(
  * What a write is, as its service describes it to `runKeyedWrite`: made by `inTransaction`,
  * `inOneStatement` or `aroundCall`.
  */
-export interface UnitOfWork<A extends WriteResponse> {
+export interface UnitOfWork<A extends WriteAnswer> {
   readonly run: (db: Kysely<Database>, keyed: KeyedRequest | undefined) => Promise<A>;
 }
 
 /** Several statements, in one transaction that the key's claim opens and its stored answer closes. */
-export function inTransaction<A extends WriteResponse>(write: (trx: Kysely<Database>) => Promise<A>): UnitOfWork<A> {
+export function inTransaction<A extends WriteAnswer>(write: (trx: Kysely<Database>) => Promise<A>): UnitOfWork<A> {
   return { run: (db, keyed) => transaction(db, keyed, write) };
 }
 
@@ -168,7 +168,7 @@ export function inTransaction<A extends WriteResponse>(write: (trx: Kysely<Datab
  * or another request's answer stands (409, replay). A key row that blocked the insert is removed
  * if it has expired, and the statement tried once more.
  */
-export function inOneStatement<A extends WriteResponse>(
+export function inOneStatement<A extends WriteAnswer>(
   answer: A,
   statement: (claim: KeyedStatementParams | undefined) => Promise<KeyedStatementOutcome>,
 ): UnitOfWork<A> {
@@ -205,7 +205,7 @@ export function inOneStatement<A extends WriteResponse>(
  * `keyInProgress()` when it finds it already written. Without a key: the same steps, unkeyed, and
  * no `firstRequestId`.
  */
-export function aroundCall<Prepared, Outcome, A extends WriteResponse>(steps: {
+export function aroundCall<Prepared, Outcome, A extends WriteAnswer>(steps: {
   prepare: (trx: Kysely<Database>, firstRequestId: string | undefined) => Promise<Prepared>;
   call: (prepared: Prepared) => Promise<Outcome>;
   finish: (trx: Kysely<Database>, outcome: Outcome) => Promise<A>;
@@ -246,7 +246,7 @@ function keyedId(keyed: KeyedRequest): string {
  * 412...) stored for replays (answerAfterFailure). A replay is the stored form of an earlier
  * answer of the same operation.
  */
-export async function runKeyedWrite<A extends WriteResponse>(
+export async function runKeyedWrite<A extends WriteAnswer>(
   db: Kysely<Database>,
   keyed: KeyedRequest | undefined,
   write: () => UnitOfWork<A> | Promise<UnitOfWork<A>>,
@@ -261,16 +261,16 @@ export async function runKeyedWrite<A extends WriteResponse>(
 }
 
 /**
- * What a keyed write that threw answers: the stored response's replay, 409 while another request
+ * What a keyed write that threw answers: the stored answer's replay, 409 while another request
  * holds the key, or the write's own refusal (402, 404, 409, 412...), stored for replays outside
  * the rolled-back transaction. A 400 or a 5xx stores nothing, so a retry runs afresh.
  */
-async function answerAfterFailure(db: Kysely<Database>, keyed: KeyedRequest, error: unknown): Promise<SentResponse> {
+async function answerAfterFailure(db: Kysely<Database>, keyed: KeyedRequest, error: unknown): Promise<SentAnswer> {
   if (error instanceof KeyBusy) throw inProgress();
   if (error instanceof KeyStored) return replay(error.stored, keyed.fingerprint);
   if (error instanceof KeyLostRace) {
     const stored = await inSpan('idempotency.find_stored', NO_ATTRIBUTES, () =>
-      queries.findStoredResponse(db, keyed.tenant, keyed.key, keyed.now),
+      queries.findStoredAnswer(db, keyed.tenant, keyed.key, keyed.now),
     );
     if (stored) return replay(stored, keyed.fingerprint);
     throw inProgress();
@@ -280,10 +280,10 @@ async function answerAfterFailure(db: Kysely<Database>, keyed: KeyedRequest, err
   if (error instanceof ApiError && error.status < 500 && error.status !== 400) {
     const refusal = { status: error.status, text: JSON.stringify(error.toBody()), headers: error.details.headers ?? {} };
     const saved = await inSpan('idempotency.store', NO_ATTRIBUTES, () =>
-      keyed.store.saveResponse(db, keyed.tenant, keyed.key, toStore(keyed, refusal), keyed.now, keyed.expiresAt),
+      keyed.store.saveAnswer(db, keyed.tenant, keyed.key, toStore(keyed, refusal), keyed.now, keyed.expiresAt),
     );
     if (!saved) {
-      const stored = await queries.findStoredResponse(db, keyed.tenant, keyed.key, keyed.now);
+      const stored = await queries.findStoredAnswer(db, keyed.tenant, keyed.key, keyed.now);
       if (stored) return replay(stored, keyed.fingerprint);
     }
   }

@@ -14,7 +14,7 @@ import type { operations } from '../../generated/api.js';
 import type { OperationEntry, OperationId } from '../../generated/operations.js';
 import type { ReadConsistency, Reads } from '../db/reads.js';
 import type { Database } from '../db/schema.js';
-import type { KeyedRequest, WriteResponse } from '../idempotency/idempotency.js';
+import type { KeyedRequest, WriteAnswer } from '../idempotency/idempotency.js';
 import type { StaticRepresentation } from '../shared/static-representation.js';
 import type { Caller } from '../shared/tenant.js';
 
@@ -56,9 +56,9 @@ export type Answer<K extends OperationId> = {
 }[Extract<keyof Responses<K>, SuccessStatus>];
 
 /** A write's answer, serialised by `ctx.respond` from an `Answer` of its own operation. */
-export type Serialised<K extends OperationId> = WriteResponse & { readonly operation?: K };
+export type SerialisedAnswer<K extends OperationId> = WriteAnswer & { readonly operation?: K };
 
-export type HandlerResult<K extends OperationId> = IsWrite<K> extends true ? Serialised<K> : Answer<K>;
+export type HandlerAnswer<K extends OperationId> = IsWrite<K> extends true ? SerialisedAnswer<K> : Answer<K>;
 
 export interface HandlerContext<K extends OperationId> {
   body: RequestBody<K>;
@@ -80,14 +80,14 @@ export interface HandlerContext<K extends OperationId> {
    */
   key: IsWrite<K> extends true ? KeyedRequest | undefined : undefined;
   /** Writes: the answer serialised once (the service calls it when its write is done, to store it with the key). */
-  respond: (answer: Answer<K>) => Serialised<K>;
+  respond: (answer: Answer<K>) => SerialisedAnswer<K>;
   /** The request's time: what timestamps it writes are. */
   now: Date;
   log: Logger;
   req: Request;
 }
 
-export type Handler<K extends OperationId> = (ctx: HandlerContext<K>) => Promise<HandlerResult<K>>;
+export type Handler<K extends OperationId> = (ctx: HandlerContext<K>) => Promise<HandlerAnswer<K>>;
 
 export type Handlers = { [K in OperationId]: Handler<K> };
 

@@ -17,7 +17,7 @@ import {
   revokeToken as revokeTenantToken,
   type ListedTokenRow,
 } from './tokens.queries.js';
-import { inTransaction, type KeyedRequest, runKeyedWrite, type WriteResponse } from '../idempotency/idempotency.js';
+import { inTransaction, type KeyedRequest, runKeyedWrite, type WriteAnswer } from '../idempotency/idempotency.js';
 
 /**
  * Active tokens (neither revoked nor expired) a tenant may have at once. Tokens share their
@@ -92,7 +92,7 @@ export type TokenInput = components['schemas']['TokenCreate'];
  * POST /tokens: a token can grant only scopes it holds, in its own organisation and environment,
  * and cannot outlive itself (without an expiry of its own asked for, the new one gets the caller's).
  */
-export function createToken<A extends WriteResponse>(
+export function createToken<A extends WriteAnswer>(
   db: Kysely<Database>,
   caller: Caller,
   input: TokenInput,
@@ -145,7 +145,7 @@ export async function listTokens(
  * commit: the cache does not trust the prefix again until well after it), so that it is refused
  * here at once.
  */
-export function revokeToken<A extends WriteResponse>(
+export function revokeToken<A extends WriteAnswer>(
   db: Kysely<Database>,
   caller: Caller,
   id: string,

@@ -34,7 +34,7 @@ import {
   listEndpointRows,
   updateEndpointRow,
 } from './endpoints.queries.js';
-import { inTransaction, type KeyedRequest, runKeyedWrite, type WriteResponse } from '../idempotency/idempotency.js';
+import { inTransaction, type KeyedRequest, runKeyedWrite, type WriteAnswer } from '../idempotency/idempotency.js';
 import { newSigningSecret, type SecretBox } from '../webhook-delivery/secrets.js';
 import type { WebhookSettings } from '../webhook-delivery/settings.js';
 import { assertWebhookUrl } from './url-policy.js';
@@ -81,7 +81,7 @@ async function checkEndpointChange(tenant: Tenant, input: WebhookEndpointUpdate,
  * POST /webhook-endpoints: the plan and the URL (its host resolved) before the transaction, which
  * waits on nothing; then the endpoint registered in it.
  */
-export function createEndpoint<A extends WriteResponse>(
+export function createEndpoint<A extends WriteAnswer>(
   db: Kysely<Database>,
   tenant: Tenant,
   input: WebhookEndpointCreate,
@@ -183,7 +183,7 @@ function changesTo(row: WebhookEndpointRow, input: WebhookEndpointUpdate): { val
 }
 
 /** PATCH /webhook-endpoints/{id}: the plan and the URL when one is sent, then the change, in a transaction. */
-export function updateEndpoint<A extends WriteResponse>(
+export function updateEndpoint<A extends WriteAnswer>(
   db: Kysely<Database>,
   tenant: Tenant,
   id: string,
@@ -214,7 +214,7 @@ async function applyUpdate(
 }
 
 /** Hard delete: the endpoint as it was. Its deliveries and their attempts go with it. */
-export function deleteEndpoint<A extends WriteResponse>(
+export function deleteEndpoint<A extends WriteAnswer>(
   db: Kysely<Database>,
   tenant: Tenant,
   id: string,
@@ -236,7 +236,7 @@ export function deleteEndpoint<A extends WriteResponse>(
  * A new secret; the current one becomes the previous, which still signs for 24 hours. A previous
  * one still signing is dropped: at most two secrets sign at any time.
  */
-export function rotateSecret<A extends WriteResponse>(
+export function rotateSecret<A extends WriteAnswer>(
   db: Kysely<Database>,
   tenant: Tenant,
   id: string,

@@ -18,7 +18,7 @@ import {
   type KeyedRequest,
   keyInProgress,
   runKeyedWrite,
-  type WriteResponse,
+  type WriteAnswer,
 } from '../idempotency/idempotency.js';
 import type { Tenant } from '../shared/tenant.js';
 import { isCalendarDate } from '../shared/date-time.js';
@@ -77,7 +77,7 @@ function checkRecovery(tenant: Tenant, input: WebhookRecoveryRequest, now: Date)
 }
 
 /** POST /webhook-endpoints/{id}/recover: the window checked before the transaction, then its missed events queued. */
-export function recoverEndpoint<A extends WriteResponse>(
+export function recoverEndpoint<A extends WriteAnswer>(
   db: Kysely<Database>,
   tenant: Tenant,
   id: string,
@@ -109,7 +109,7 @@ async function queueMissed(trx: Kysely<Database>, tenant: Tenant, id: string, wi
  * POST /events/{id}/redeliver: the event queued again for the endpoint named (which must take its
  * type and be enabled), or for every enabled endpoint that takes it and was registered by then.
  */
-export function redeliverEvent<A extends WriteResponse>(
+export function redeliverEvent<A extends WriteAnswer>(
   db: Kysely<Database>,
   tenant: Tenant,
   eventId: string,
@@ -153,7 +153,7 @@ async function queueAgain(
  * POST /webhook-endpoints/{id}/test: the receiver is called between two transactions, never
  * inside one (prepareTest, sendTest, recordTest).
  */
-export function testEndpoint<A extends WriteResponse>(
+export function testEndpoint<A extends WriteAnswer>(
   db: Kysely<Database>,
   tenant: Tenant,
   id: string,

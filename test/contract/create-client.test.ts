@@ -46,7 +46,7 @@ const SEED_FIELDS = [
   'deletedAt',
 ];
 
-/** Beside the seed's: the integrator's own id and key-value pairs (product.md, "Contacts, metadata, external ids"). */
+/** Beside the seed's: the integrator's own id and key-value pairs (docs/behaviour.md, "The client resource, in short"). */
 const INTEGRATOR_FIELDS = ['externalId', 'metadata'];
 
 const OPTIONAL_FIELDS = [...SEED_FIELDS, 'externalId'].filter(

@@ -1,4 +1,4 @@
-/** Idempotency-Key as product.md promises it, through the typed client and raw requests. */
+/** Idempotency-Key as docs/behaviour.md ("Idempotency") and the spec promise it, through the typed client and raw requests. */
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import pg from 'pg';
@@ -311,10 +311,10 @@ describe('a request while the first with its key still runs', () => {
       {
         clock: () => now,
         idempotencyStore: {
-          saveResponse: async (...args) => {
+          saveAnswer: async (...args) => {
             entered();
             await held;
-            return idempotencyQueries.saveResponse(...args);
+            return idempotencyQueries.saveAnswer(...args);
           },
         },
       },

@@ -274,8 +274,8 @@ async function succeed(context: FixtureContext, request: ModelRequest): Promise<
 }
 
 /**
- * How to make each operation that documents 402 refuse for the plan: product rules (product.md,
- * "Plans and feature gates") that no schema states. Each gets a tenant of its own on the free
+ * How to make each operation that documents 402 refuse for the plan: the plans' rules (the README's
+ * plans table, server/plans/plans.ts) that no schema states. Each gets a tenant of its own on the free
  * plan, makes what it needs, and returns the request the plan refuses.
  */
 export const planRefusals: Record<string, (context: FixtureContext) => Promise<ModelRequest>> = {

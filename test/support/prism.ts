@@ -43,7 +43,7 @@ const UPSTREAM_HEADER = 'x-judge-upstream';
 const PRISM_ERROR = 'https://stoplight.io/prism/errors#';
 const root = resolve(import.meta.dirname, '../..');
 
-/** Statuses the server answers before or while validating a request (product.md's order of checks). */
+/** Statuses the server answers before or while validating a request (the order of checks: docs/architecture.md). */
 const SERVER_REFUSALS = new Set([400, 401, 403, 404, 405, 413, 415, 429]);
 
 // Headers that describe one hop, not the request: never copied from one connection to the next.

@@ -88,15 +88,15 @@ export async function startTestServer(overrides: Partial<AppDeps> = {}, shared: 
 }
 
 /**
- * Idempotency queries whose first `saveResponse` fails (the transaction's last statement, after
+ * Idempotency queries whose first `saveAnswer` fails (the transaction's last statement, after
  * the write itself): what a store that breaks mid-write looks like, for `idempotencyStore`.
  */
 export function storeFailingFirstSave(): { store: Partial<IdempotencyStore>; saves: () => number } {
   let saves = 0;
   const store: Partial<IdempotencyStore> = {
-    saveResponse: async (...args) => {
+    saveAnswer: async (...args) => {
       if (++saves === 1) throw new Error('the response store is down');
-      return idempotencyQueries.saveResponse(...args);
+      return idempotencyQueries.saveAnswer(...args);
     },
   };
   return { store, saves: () => saves };
