@@ -4,6 +4,7 @@ import type { DatabasePooling } from './db/handle.js';
 import { REPLICA_CHECK_INTERVAL_MS } from './db/replica.js';
 import { DEFAULT_CONCURRENCY_LIMIT } from './rate-limit/concurrency.js';
 import { DEFAULT_RATE_LIMITS, type RateLimitBudgets } from './rate-limit/rate-limits.js';
+import { redisOptionsFromUrl } from './rate-limit/redis.js';
 
 export interface Config {
   port: number;
@@ -148,6 +149,13 @@ function keepAliveTimeoutMs(env: NodeJS.ProcessEnv): number {
   return seconds * 1000;
 }
 
+/** REDIS_URL, refused at start-up when it is not one (rather than at the first request's count). */
+function redisUrl(raw: string | undefined): string | undefined {
+  if (!raw) return undefined;
+  redisOptionsFromUrl(raw);
+  return raw;
+}
+
 /**
  * How every process opens the database from its configuration (server/db/database.ts): the server,
  * the worker and the CLI each add only what is theirs (a pool size, a replica, callbacks).
@@ -181,7 +189,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseStatementTimeoutMs: integer('DATABASE_STATEMENT_TIMEOUT_MS', DEFAULT_STATEMENT_TIMEOUT_MS, env),
     databaseReplicaUrl: env.DATABASE_REPLICA_URL || undefined,
     databaseReplicaMaxLagMs: replicaMaxLag(env),
-    redisUrl: env.REDIS_URL || undefined,
+    redisUrl: redisUrl(env.REDIS_URL),
     redisKeyPrefix: env.REDIS_KEY_PREFIX ?? 'clients-api:',
     webhookSecretKey: env.WEBHOOK_SECRET_KEY || undefined,
     webhookSecretKeyFile: env.WEBHOOK_SECRET_KEY_FILE || undefined,

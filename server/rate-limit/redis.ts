@@ -9,7 +9,7 @@
  * never waits for a reconnection: with no offline queue and a command timeout, a Redis that is
  * down or stuck costs a request at most COMMAND_TIMEOUT_MS.
  */
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 
 /** How long one counter command may take before the request is counted in memory instead. */
@@ -26,13 +26,35 @@ export interface RedisCounters {
   close(): Promise<void>;
 }
 
+/**
+ * REDIS_URL (`redis://` or `rediss://`, with a user, a password and a database number) as
+ * ioredis's options, read with the WHATWG URL parser: given the URL itself, ioredis reads it with
+ * `url.parse`, which Node 24 deprecates with a warning (DEP0169) at every start.
+ */
+export function redisOptionsFromUrl(url: string): RedisOptions {
+  const parsed = new URL(url);
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') throw new Error('REDIS_URL must be a redis:// or rediss:// URL');
+  const db = parsed.pathname.replace(/^\//, '');
+  if (db !== '' && !/^\d+$/.test(db)) throw new Error('REDIS_URL: the path must be a database number (redis://host:6379/0)');
+  return {
+    // An IPv6 host comes in brackets.
+    host: parsed.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1',
+    port: parsed.port === '' ? 6379 : Number(parsed.port),
+    ...(parsed.username && { username: decodeURIComponent(parsed.username) }),
+    ...(parsed.password && { password: decodeURIComponent(parsed.password) }),
+    db: db === '' ? 0 : Number(db),
+    ...(parsed.protocol === 'rediss:' && { tls: { servername: parsed.hostname } }),
+  };
+}
+
 export function openRedisCounters(
   url: string,
   logger: Logger,
   options: { keyPrefix?: string; countFailure?: () => void } = {},
 ): RedisCounters {
   const { keyPrefix = 'clients-api:', countFailure = () => {} } = options;
-  const client = new Redis(url, {
+  const client = new Redis({
+    ...redisOptionsFromUrl(url),
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: COMMAND_TIMEOUT_MS,

@@ -1,8 +1,11 @@
 /** Which budget a client address spends, how the environment sets the budgets and the concurrency limit, and that limit's count. */
-import { describe, expect, it } from 'vitest';
+import { createRequire } from 'node:module';
+import { describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../server/config.js';
 import { createConcurrencyLimit } from '../../server/rate-limit/concurrency.js';
 import { addressKey } from '../../server/rate-limit/rate-limits.js';
+import { openRedisCounters, redisOptionsFromUrl } from '../../server/rate-limit/redis.js';
+import { createLogger } from '../../server/logger.js';
 
 describe('addressKey', () => {
   it('keys an IPv4 address as itself, also when it arrives IPv4-mapped', () => {
@@ -81,5 +84,41 @@ describe('the concurrency limit', () => {
     a2();
     b();
     expect(limit.inFlight('b')).toBe(0);
+  });
+});
+
+describe('REDIS_URL', () => {
+  it('is read with the WHATWG URL parser into ioredis options: host, port, user, password, database, TLS', () => {
+    expect(redisOptionsFromUrl('redis://127.0.0.1:6379')).toEqual({ host: '127.0.0.1', port: 6379, db: 0 });
+    expect(redisOptionsFromUrl('redis://cache')).toEqual({ host: 'cache', port: 6379, db: 0 });
+    expect(redisOptionsFromUrl('rediss://app:p%40ss%2Fword@[::1]:6380/2')).toEqual({
+      host: '::1',
+      port: 6380,
+      username: 'app',
+      password: 'p@ss/word',
+      db: 2,
+      tls: { servername: '[::1]' },
+    });
+    expect(redisOptionsFromUrl('redis://:secret@cache:7000/15')).toEqual({ host: 'cache', port: 7000, password: 'secret', db: 15 });
+  });
+
+  it('refuses at start-up what is not a Redis URL', () => {
+    expect(() => loadConfig({ REDIS_URL: 'http://cache:6379' })).toThrow('REDIS_URL must be a redis:// or rediss:// URL');
+    expect(() => loadConfig({ REDIS_URL: 'redis://cache:6379/zero' })).toThrow('database number');
+    expect(() => loadConfig({ REDIS_URL: 'not a url' })).toThrow();
+    expect(loadConfig({ REDIS_URL: 'redis://cache:6379/1' }).redisUrl).toBe('redis://cache:6379/1');
+  });
+
+  it('opens its client without url.parse (deprecated on Node 24, DEP0169)', async () => {
+    // The module object ioredis calls `parse` on (CommonJS `require('url')`).
+    const parse = vi.spyOn(createRequire(import.meta.url)('url') as typeof import('node:url'), 'parse');
+    try {
+      const counters = openRedisCounters('redis://127.0.0.1:1/0', createLogger('silent'));
+      await counters.close();
+      expect(parse).not.toHaveBeenCalled();
+      expect(counters.client.options).toMatchObject({ host: '127.0.0.1', port: 1, db: 0 });
+    } finally {
+      parse.mockRestore();
+    }
   });
 });
