@@ -111,21 +111,26 @@ export interface ClientsTable extends Omit<TableOf<typeof CLIENT_COLUMNS>, 'id' 
   require_po_number: Generated<boolean>;
 }
 
-export interface ContactsTable {
-  id: string;
-  org_id: string;
-  env: Env;
-  client_id: string;
-  name: string;
-  email: string | null;
-  phone: string | null;
-  role: string | null;
-  is_primary: boolean;
-  receives_invoices: boolean;
+/** The columns of `contacts` in table order, as CLIENT_COLUMNS are written. */
+export const CONTACT_COLUMNS = {
+  id: 'uuid',
+  org_id: 'uuid',
+  env: 'text',
+  client_id: 'uuid',
+  name: 'text',
+  email: 'text null',
+  phone: 'text null',
+  role: 'text null',
+  is_primary: 'boolean',
+  receives_invoices: 'boolean',
   /** jsonb: read parsed, written as JSON text. */
-  metadata: ColumnType<Record<string, string>, string, string>;
-  created_at: Timestamp;
-  updated_at: Timestamp;
+  metadata: 'jsonb',
+  created_at: 'timestamptz',
+  updated_at: 'timestamptz',
+} as const satisfies Record<string, ColumnSqlType>;
+
+export interface ContactsTable extends Omit<TableOf<typeof CONTACT_COLUMNS>, 'env'> {
+  env: Env;
 }
 
 export interface IdempotencyKeysTable {
