@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app.js';
 import { mintTokenForOrganisation } from './tokens/tokens.service.js';
+import { orExit, orExitAsync } from './lifecycle/start-up.js';
 import { databaseOptions, loadConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { migrateOrThrow } from './db/migrate.js';
@@ -15,52 +16,39 @@ import { createReadiness } from './health/readiness.js';
 import { scheduleHousekeeping } from './lifecycle/housekeeping.js';
 import { createShutdown } from './lifecycle/shutdown.js';
 import { createLogger } from './logger.js';
-import { startTracing, type TracingSettings, tracingSettingsFromEnv } from './telemetry.js';
+import { startTracing, tracingSettingsFromEnv } from './telemetry.js';
 import { openRedisCounters } from './rate-limit/redis.js';
 import { createMetrics, startMetricsServer } from './metrics/metrics.js';
 import { countOrganisations } from './orgs/orgs.queries.js';
 import { PLAN_ORDER, PLANS } from './plans/plans.js';
-import { type WebhookSettings, webhookSettingsFromConfig } from './webhook-delivery/settings.js';
+import { webhookSettingsFromConfig } from './webhook-delivery/settings.js';
 import { startWebhookWorker } from './webhook-delivery/worker.js';
 
-const config = loadConfig();
+const config = orExit(() => loadConfig());
 // Tracing, when the OTEL_* variables ask for it (server/telemetry.ts), before anything that makes spans.
-let tracingSettings: TracingSettings | undefined;
-try {
-  tracingSettings = tracingSettingsFromEnv(process.env);
-} catch (error) {
-  console.error((error as Error).message);
-  process.exit(1);
-}
+const tracingSettings = orExit(() => tracingSettingsFromEnv(process.env));
 const logger = createLogger(config.logLevel, { traceIds: tracingSettings !== undefined });
 const tracing = tracingSettings ? await startTracing({ settings: tracingSettings, logger }) : undefined;
 // The key that seals webhook secrets, before anything else: without one on PostgreSQL, or with one
 // inside the data directory, the process says what to do and stops (server/webhook-delivery/secret-key.ts).
-let webhooks: WebhookSettings;
-try {
-  webhooks = webhookSettingsFromConfig(config, logger);
-} catch (error) {
-  console.error((error as Error).message);
-  process.exit(1);
-}
+const webhooks = orExit(() => webhookSettingsFromConfig(config, logger));
 
 const metrics = config.metricsPort === undefined ? undefined : createMetrics();
-const database = await openDatabase({
-  ...databaseOptions(config),
-  // A connection lost while idle or between statements: the pool drops it; the process goes on.
-  onConnectionError: (error) => logger.warn({ err: error }, 'database connection lost'),
-  replicaUrl: config.databaseReplicaUrl,
-  replicaMaxLagMs: config.databaseReplicaMaxLagMs,
-  // Eventual reads go to the primary meanwhile: a warning, not an error.
-  onReplicaChange: ({ state, lagMs, error }) =>
-    state === 'usable'
-      ? logger.info({ lagMs }, 'read replica in use for eventual reads')
-      : logger.warn({ state, lagMs, err: error }, 'read replica out of use: eventual reads go to the primary'),
-  onEventualRead: metrics?.countEventualRead,
-}).catch((error: Error) => {
-  console.error(error.message);
-  process.exit(1);
-});
+const database = await orExitAsync(
+  openDatabase({
+    ...databaseOptions(config),
+    // A connection lost while idle or between statements: the pool drops it; the process goes on.
+    onConnectionError: (error) => logger.warn({ err: error }, 'database connection lost'),
+    replicaUrl: config.databaseReplicaUrl,
+    replicaMaxLagMs: config.databaseReplicaMaxLagMs,
+    // Eventual reads go to the primary meanwhile: a warning, not an error.
+    onReplicaChange: ({ state, lagMs, error }) =>
+      state === 'usable'
+        ? logger.info({ lagMs }, 'read replica in use for eventual reads')
+        : logger.warn({ state, lagMs, err: error }, 'read replica out of use: eventual reads go to the primary'),
+    onEventualRead: metrics?.countEventualRead,
+  }),
+);
 if (metrics && database.pool) metrics.watchPool('main', database.pool);
 if (metrics && database.counterPool) metrics.watchPool('counters', database.counterPool);
 if (metrics && database.replica) {

@@ -7,16 +7,17 @@
  */
 // First: production mode before any package loads (see the file).
 import './production-mode.js';
+import { orExit, orExitAsync } from './lifecycle/start-up.js';
 import { databaseOptions, loadConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { migrateOrThrow } from './db/migrate.js';
 import { createLogger } from './logger.js';
-import { startTracing, type TracingSettings, tracingSettingsFromEnv } from './telemetry.js';
+import { startTracing, tracingSettingsFromEnv } from './telemetry.js';
 import { createMetrics, startMetricsServer } from './metrics/metrics.js';
-import { type WebhookSettings, webhookSettingsFromConfig } from './webhook-delivery/settings.js';
+import { webhookSettingsFromConfig } from './webhook-delivery/settings.js';
 import { startWebhookWorker } from './webhook-delivery/worker.js';
 
-const config = loadConfig();
+const config = orExit(() => loadConfig());
 if (!config.databaseUrl) {
   console.error(
     'npm run worker needs DATABASE_URL (a PostgreSQL server). On the embedded database, deliveries run inside `npm start` (unless WEBHOOK_WORKER=false).',
@@ -24,32 +25,19 @@ if (!config.databaseUrl) {
   process.exit(1);
 }
 // Tracing, when the OTEL_* variables ask for it (server/telemetry.ts): each attempt's delivery span.
-let tracingSettings: TracingSettings | undefined;
-try {
-  tracingSettings = tracingSettingsFromEnv(process.env);
-} catch (error) {
-  console.error((error as Error).message);
-  process.exit(1);
-}
+const tracingSettings = orExit(() => tracingSettingsFromEnv(process.env));
 const logger = createLogger(config.logLevel, { traceIds: tracingSettings !== undefined });
 const tracing = tracingSettings ? await startTracing({ settings: tracingSettings, logger, serviceName: 'clients-api-worker' }) : undefined;
 // The same key as every server's (server/webhook-delivery/secret-key.ts): without one, say so and stop.
-let settings: WebhookSettings;
-try {
-  settings = webhookSettingsFromConfig(config, logger);
-} catch (error) {
-  console.error((error as Error).message);
-  process.exit(1);
-}
+const settings = orExit(() => webhookSettingsFromConfig(config, logger));
 
-const database = await openDatabase({
-  ...databaseOptions(config),
-  poolSize: 5,
-  onConnectionError: (error) => logger.warn({ err: error }, 'database connection lost'),
-}).catch((error: Error) => {
-  console.error(error.message);
-  process.exit(1);
-});
+const database = await orExitAsync(
+  openDatabase({
+    ...databaseOptions(config),
+    poolSize: 5,
+    onConnectionError: (error) => logger.warn({ err: error }, 'database connection lost'),
+  }),
+);
 // The same migrations as the server's (they take a lock): a worker started first finds its tables.
 const applied = await migrateOrThrow(database.db);
 if (applied.length > 0) logger.info({ migrations: applied }, 'migrated');

@@ -312,6 +312,17 @@ describe('the webhook secrets’ key', { timeout: 180_000 }, () => {
     },
   );
 
+  it.each([
+    ['server/main.ts', { REDIS_URL: 'http://cache:6379' }, /REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/],
+    ['server/worker-main.ts', { REDIS_URL: 'redis://cache/zero' }, /REDIS_URL: the path must be a database number/],
+    ['server/main.ts', { OTEL_TRACES_EXPORTER: 'zipkin' }, /OTEL_TRACES_EXPORTER: zipkin is not an exporter/],
+  ])('%s refuses a bad setting (%j) with its sentence and exit 1, no stack', async (entry, env, message) => {
+    const result = await runEntry(entry, [], { DATABASE_URL: unreachable, WEBHOOK_SECRET_KEY: randomBytes(32).toString('base64'), ...env });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(message);
+    expect(result.stderr).not.toMatch(/^\s+at /m);
+  });
+
   it('npm start refuses a WEBHOOK_SECRET_KEY_FILE inside DATA_DIR, and makes no key there', async () => {
     const dataDir = tempDir();
     const keyFile = join(dataDir, 'keys', 'webhook.key');
