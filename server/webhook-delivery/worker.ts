@@ -104,11 +104,11 @@ export interface WebhookWorkerOptions {
   pollIntervalMs: number;
   /** One attempt's deadline (WEBHOOK_TIMEOUT_MS, 10 s). */
   timeoutMs: number;
-  /** Attempts in flight at once in this worker (WEBHOOK_CONCURRENCY, 64); an organisation gets at most half. */
+  /** Attempts in flight at once in this worker (WEBHOOK_CONCURRENCY, 128); an organisation gets at most half. */
   concurrency?: number;
   /**
    * The most attempts one endpoint may have in flight at once, across all workers
-   * (WEBHOOK_ENDPOINT_CONCURRENCY, 32): its limit starts at 4 (or this, when lower) and adapts
+   * (WEBHOOK_ENDPOINT_CONCURRENCY, 64): its limit starts at 4 (or this, when lower) and adapts
    * between 1 and this to its answers.
    */
   endpointConcurrency?: number;
@@ -124,8 +124,8 @@ export interface WebhookWorker {
   tick(): Promise<void>;
 }
 
-export const DEFAULT_CONCURRENCY = 64;
-export const DEFAULT_ENDPOINT_CONCURRENCY = 32;
+export const DEFAULT_CONCURRENCY = 128;
+export const DEFAULT_ENDPOINT_CONCURRENCY = 64;
 /** Where an endpoint's adaptive limit starts (./endpoint-limits.ts). */
 export const ENDPOINT_START_LIMIT = START_LIMIT;
 
@@ -134,6 +134,8 @@ const ENDPOINTS_PER_FAN_OUT = 50;
 const EVENTS_PER_ENDPOINT = 500;
 /** The most outcomes recorded by one statement. */
 const RECORD_BATCH = 500;
+/** How long a batch waits, at most, for the attempts still being sent (recordAll). */
+const GATHER_MS = 10;
 const MIN_LEASE_MARGIN_MS = 5000;
 /** How often the plans' holds are brought up to date and what is held back is counted. */
 const TRACK_INTERVAL_MS = 10_000;
@@ -206,7 +208,11 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
   /** Keep-alive connections per origin; as many as the worker's slots (several endpoints may share an origin). */
   const agents = originAgents({ maxSocketsPerOrigin: concurrency });
   const inFlight = new Set<Promise<void>>();
-  /** Attempts in flight per organisation: its share of the slots is counted against these. */
+  /** Attempts being sent (not yet answered): what the worker's slots count. */
+  let sendingSlots = 0;
+  /** Per endpoint, its attempts answered and waiting for their batch to be recorded. */
+  const recording = new Map<string, number>();
+  /** Attempts being sent per organisation: its share of the slots is counted against these. */
   const busy = new Map<string, number>();
   /** The walk of the next claim starts after the last endpoint served, so every endpoint gets its turn first. */
   let place: EndpointPlace = FIRST_PLACE;
@@ -252,21 +258,30 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
   // -------------------------------------------------------------------------------------------
 
   const unrecorded: Sent[] = [];
-  let recording = false;
+  let recordingBatches = false;
+  /** Ends the recorder's short wait for the rest of a round (see recordAll). */
+  let allSent: (() => void) | undefined;
 
   /** Waits for the attempt's batch to be recorded: true when it was, false when the lease was no longer ours. */
   function record(sent: Omit<Sent, 'settle' | 'fail'>): Promise<boolean> {
     return new Promise((settle, fail) => {
       unrecorded.push({ ...sent, settle, fail });
-      if (!recording) void recordAll();
+      if (sendingSlots === 0) allSent?.();
+      if (!recordingBatches) void recordAll();
     });
   }
 
-  /** Records what has been sent, a batch at a time, until nothing is left. */
+  /**
+   * Records what has been sent, a batch at a time, until nothing is left. Before a batch, while
+   * other attempts are still being sent, it waits for them a little (GATHER_MS at most): the
+   * attempts of one claim end close together, and one statement then records them all rather
+   * than the first alone and the rest after it.
+   */
   async function recordAll(): Promise<void> {
-    recording = true;
+    recordingBatches = true;
     try {
       while (unrecorded.length > 0) {
+        if (sendingSlots > 0 && unrecorded.length < RECORD_BATCH) await gather();
         const batch = unrecorded.splice(0, RECORD_BATCH);
         try {
           const { ours, opened } = await recordBatch(batch);
@@ -281,8 +296,21 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
         reportLimits();
       }
     } finally {
-      recording = false;
+      recordingBatches = false;
     }
+  }
+
+  /** Until every attempt under way has been sent, or GATHER_MS. */
+  function gather(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, GATHER_MS);
+      function done() {
+        clearTimeout(timer);
+        allSent = undefined;
+        resolve();
+      }
+      allSent = done;
+    });
   }
 
   /**
@@ -349,11 +377,11 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
   // -------------------------------------------------------------------------------------------
 
   /** Sends one attempt and waits for it to be recorded. With tracing on, in the attempt's span (./delivery-span.ts). */
-  function attempt(delivery: ClaimedDelivery, leaseId: string): Promise<void> {
-    return inDeliverySpan(delivery, (span) => sendAndRecord(delivery, leaseId, span));
+  function attempt(delivery: ClaimedDelivery, leaseId: string, answered: () => void): Promise<void> {
+    return inDeliverySpan(delivery, (span) => sendAndRecord(delivery, leaseId, span, answered));
   }
 
-  async function sendAndRecord(delivery: ClaimedDelivery, leaseId: string, span: Span | undefined): Promise<void> {
+  async function sendAndRecord(delivery: ClaimedDelivery, leaseId: string, span: Span | undefined, answered: () => void): Promise<void> {
     const at = clock();
     const begun = limits.started(delivery.endpointId);
     let outcome: AttemptOutcome;
@@ -369,6 +397,7 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
       logger.error({ err: error, endpointId: delivery.endpointId, deliveryId: delivery.id }, 'webhook delivery could not be signed');
       outcome = { statusCode: null, error: 'signing failed', succeeded: false, durationMs: 0 };
     }
+    answered();
     limits.finished(delivery.endpointId, begun, outcome);
     if (span) describeAttempt(span, outcome);
     observer?.attempt(outcome.succeeded, outcome.durationMs / 1000);
@@ -382,21 +411,39 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
   }
 
   /**
-   * Starts an attempt, counted in flight (for its organisation too) until it is recorded. Its slot
-   * comes back whatever happens: an attempt not over when its lease has run out (leaseMs: the
-   * send's own deadline and as long again to record it; every database call is bounded too,
-   * server/db/connection.ts, so this is the last resort) is abandoned, logged, and its slot freed.
-   * The delivery is due again, for a claim of this worker or another.
+   * Starts an attempt. It holds one of the worker's slots, and counts toward its organisation's
+   * share and its endpoint's limit, while it is being sent: from its answer (or failure) on it only
+   * waits for its batch to be recorded, which loads no receiver, so the next claim may give its
+   * place to another attempt (counted in `recording`, so that the endpoint's live leases, which
+   * include those waiting to be recorded, do not hold its room). It stays in flight until recorded.
+   *
+   * Its slot comes back whatever happens: an attempt not over when its lease has run out
+   * (leaseMs: the send's own deadline and as long again to record it; every database call is
+   * bounded too, server/db/connection.ts, so this is the last resort) is abandoned, logged, and
+   * its slot freed. The delivery is due again, for a claim of this worker or another.
    */
   function launch(delivery: ClaimedDelivery, leaseId: string): void {
+    let sent = false;
     let released = false;
     let deadline: NodeJS.Timeout | undefined;
+    const answered = () => {
+      if (sent || released) return;
+      sent = true;
+      recording.set(delivery.endpointId, (recording.get(delivery.endpointId) ?? 0) + 1);
+      ended(delivery.orgId);
+    };
     const release = () => {
       if (released) return;
       released = true;
       clearTimeout(deadline);
       inFlight.delete(running);
-      ended(delivery.orgId);
+      if (sent) {
+        const left = (recording.get(delivery.endpointId) ?? 1) - 1;
+        if (left > 0) recording.set(delivery.endpointId, left);
+        else recording.delete(delivery.endpointId);
+      } else ended(delivery.orgId);
+      observer?.inFlight(inFlight.size);
+      nudge();
     };
     const running = new Promise<void>((settle) => {
       deadline = setTimeout(() => {
@@ -407,7 +454,7 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
         release();
         settle();
       }, leaseMs(timeoutMs));
-      attempt(delivery, leaseId)
+      attempt(delivery, leaseId, answered)
         .catch((error) => {
           logger.error({ err: error, deliveryId: delivery.id }, 'webhook attempt failed to be recorded');
         })
@@ -426,16 +473,26 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
   }
 
   function started(orgId: string): void {
+    sendingSlots++;
     busy.set(orgId, (busy.get(orgId) ?? 0) + 1);
     observer?.inFlight(inFlight.size);
   }
 
+  /** An attempt no longer being sent: its slot and its organisation's share are free. */
   function ended(orgId: string): void {
+    sendingSlots--;
     const left = (busy.get(orgId) ?? 1) - 1;
     if (left > 0) busy.set(orgId, left);
     else busy.delete(orgId);
-    observer?.inFlight(inFlight.size);
     nudge();
+  }
+
+  /**
+   * The slots free: the worker's slots less the attempts being sent; and no more, in all, than
+   * twice its slots in flight (the rest wait to be recorded), so a slow database holds sends back.
+   */
+  function freeSlots(): number {
+    return Math.max(0, Math.min(concurrency - sendingSlots, 2 * concurrency - inFlight.size));
   }
 
   /**
@@ -449,7 +506,8 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     const { walk, claimed } = await claimFairly(db, {
       after: place,
       walkLimit,
-      endpointCap: (endpoint) => limits.limitOf(endpoint.endpointId),
+      // The endpoint's live leases include this worker's attempts already answered (waiting to be recorded).
+      endpointCap: (endpoint) => limits.limitOf(endpoint.endpointId) + (recording.get(endpoint.endpointId) ?? 0),
       busy,
       share,
       slots,
@@ -463,6 +521,8 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     if (lastServed) place = lastServed;
     else if (walk.truncated && walk.last) place = walk.last;
     for (const delivery of claimed) launch(delivery, leaseId);
+    (globalThis as any).DBG ??= { claims: [], records: [] };
+    (globalThis as any).DBG.claims.push([claimed.length, slots, Math.round(performance.now())]);
     return { claimed: claimed.length, more: walk.truncated && claimed.length < slots };
   }
 
@@ -482,7 +542,7 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
       await track(false);
       moreEvents = moreToFanOut = await fanOut();
     }
-    const slots = concurrency - inFlight.size;
+    const slots = freeSlots();
     const { claimed, more } = await claimAndSend(slots);
     return moreEvents || more || (slots > 0 && claimed === slots);
   }
@@ -513,7 +573,7 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
         logger.error({ err: error }, 'webhook worker pass failed');
       }
       if (stopping) break;
-      if (busyPass && inFlight.size < concurrency) continue;
+      if (busyPass && freeSlots() > 0) continue;
       await pause(pollIntervalMs);
     }
   }
@@ -524,7 +584,7 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     async tick() {
       await track(true);
       await fanOut();
-      await claimAndSend(concurrency - inFlight.size);
+      await claimAndSend(freeSlots());
       await settled();
     },
     async stop() {
