@@ -134,8 +134,9 @@ const ENDPOINTS_PER_FAN_OUT = 50;
 const EVENTS_PER_ENDPOINT = 500;
 /** The most outcomes recorded by one statement. */
 const RECORD_BATCH = 500;
-/** How long a batch waits, at most, for the attempts still being sent (recordAll). */
-const GATHER_MS = 10;
+/** How long a batch waits, at most, for the attempts still being sent, and for the next answer (gather). */
+const GATHER_MS = 50;
+const GATHER_IDLE_MS = 5;
 const MIN_LEASE_MARGIN_MS = 5000;
 /** How often the plans' holds are brought up to date and what is held back is counted. */
 const TRACK_INTERVAL_MS = 10_000;
@@ -259,21 +260,23 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
 
   const unrecorded: Sent[] = [];
   let recordingBatches = false;
-  /** Ends the recorder's short wait for the rest of a round (see recordAll). */
+  /** Ends the recorder's short wait for the rest of a round (see gather), or prolongs it. */
   let allSent: (() => void) | undefined;
+  let answeredMeanwhile: (() => void) | undefined;
 
   /** Waits for the attempt's batch to be recorded: true when it was, false when the lease was no longer ours. */
   function record(sent: Omit<Sent, 'settle' | 'fail'>): Promise<boolean> {
     return new Promise((settle, fail) => {
       unrecorded.push({ ...sent, settle, fail });
       if (sendingSlots === 0) allSent?.();
+      else answeredMeanwhile?.();
       if (!recordingBatches) void recordAll();
     });
   }
 
   /**
    * Records what has been sent, a batch at a time, until nothing is left. Before a batch, while
-   * other attempts are still being sent, it waits for them a little (GATHER_MS at most): the
+   * other attempts are still being sent, it waits for them a little (gather, 50 ms at most): the
    * attempts of one claim end close together, and one statement then records them all rather
    * than the first alone and the rest after it.
    */
@@ -300,16 +303,28 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     }
   }
 
-  /** Until every attempt under way has been sent, or GATHER_MS. */
+  /**
+   * Until every attempt under way has been sent, or no other has been answered for GATHER_IDLE_MS
+   * (the round's answers are over; the rest are slow), or GATHER_MS in all.
+   */
   function gather(): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, GATHER_MS);
+      let idle: NodeJS.Timeout | undefined;
+      const cap = setTimeout(done, GATHER_MS);
+      const restart = () => {
+        clearTimeout(idle);
+        idle = setTimeout(done, GATHER_IDLE_MS);
+      };
       function done() {
-        clearTimeout(timer);
+        clearTimeout(cap);
+        clearTimeout(idle);
         allSent = undefined;
+        answeredMeanwhile = undefined;
         resolve();
       }
       allSent = done;
+      answeredMeanwhile = restart;
+      restart();
     });
   }
 
@@ -521,8 +536,6 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     if (lastServed) place = lastServed;
     else if (walk.truncated && walk.last) place = walk.last;
     for (const delivery of claimed) launch(delivery, leaseId);
-    (globalThis as any).DBG ??= { claims: [], records: [] };
-    (globalThis as any).DBG.claims.push([claimed.length, slots, Math.round(performance.now())]);
     return { claimed: claimed.length, more: walk.truncated && claimed.length < slots };
   }
 
