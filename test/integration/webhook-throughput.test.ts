@@ -73,8 +73,9 @@ it('an endpoint that answers quickly gets more attempts at once than it started 
   // Its limit grew past where it started (4), never past the ceiling.
   expect(fast.open.max).toBeGreaterThan(ENDPOINT_START_LIMIT);
   expect(fast.open.max).toBeLessThanOrEqual(DEFAULT_ENDPOINT_CONCURRENCY);
-  // Connections were reused: at most one per attempt at once, far fewer than attempts.
-  expect(fast.connections).toBeLessThanOrEqual(fast.open.max);
+  // Connections were reused: about one per attempt at once (a connection may still be on its way
+  // back to the pool as the next attempt starts), far fewer than attempts (one each, before).
+  expect(fast.connections).toBeLessThanOrEqual(2 * fast.open.max);
   expect(fast.connections).toBeLessThan(ids.size / 4);
 });
 
