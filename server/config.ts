@@ -77,9 +77,12 @@ export interface Config {
   webhookPollIntervalMs: number;
   /** WEBHOOK_TIMEOUT_MS: how long one delivery attempt may take (10 s). */
   webhookTimeoutMs: number;
-  /** WEBHOOK_CONCURRENCY: delivery attempts in flight at once per worker (16); one organisation gets at most half. */
+  /** WEBHOOK_CONCURRENCY: delivery attempts in flight at once per worker (128); one organisation gets at most half. */
   webhookConcurrency: number;
-  /** WEBHOOK_ENDPOINT_CONCURRENCY: delivery attempts in flight at once per endpoint, across all workers (4). */
+  /**
+   * WEBHOOK_ENDPOINT_CONCURRENCY: the most delivery attempts in flight at once per endpoint, across all
+   * workers (64); each endpoint's limit starts at 4 and adapts between 1 and this to its answers.
+   */
   webhookEndpointConcurrency: number;
 }
 
@@ -197,7 +200,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookWorker: flag('WEBHOOK_WORKER', true, env),
     webhookPollIntervalMs: Math.max(1, integer('WEBHOOK_POLL_INTERVAL_MS', 1000, env)),
     webhookTimeoutMs: Math.max(1, integer('WEBHOOK_TIMEOUT_MS', 10_000, env)),
-    webhookConcurrency: Math.max(1, integer('WEBHOOK_CONCURRENCY', 16, env)),
-    webhookEndpointConcurrency: Math.max(1, integer('WEBHOOK_ENDPOINT_CONCURRENCY', 4, env)),
+    webhookConcurrency: Math.max(1, integer('WEBHOOK_CONCURRENCY', 128, env)),
+    webhookEndpointConcurrency: Math.max(1, integer('WEBHOOK_ENDPOINT_CONCURRENCY', 64, env)),
   };
 }

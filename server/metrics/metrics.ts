@@ -99,6 +99,17 @@ export function createMetrics(): Metrics {
     help: 'Webhook delivery attempts this process has in flight (at most WEBHOOK_CONCURRENCY; an organisation at most half).',
     registers: [registry],
   });
+  const endpointLimits = new Gauge({
+    name: 'webhook_endpoint_concurrency_limit',
+    help: "The adaptive limits of attempts in flight per endpoint in this process's worker (1 to WEBHOOK_ENDPOINT_CONCURRENCY; they start at 4, grow while an endpoint answers quickly, halve on timeouts and 5xx), over the endpoints it has attempted lately: stat min, max or mean.",
+    labelNames: ['stat'],
+    registers: [registry],
+  });
+  const limitedEndpoints = new Gauge({
+    name: 'webhook_endpoints_limited',
+    help: "Endpoints this process's worker keeps an adaptive limit for (attempted within the last ten minutes or so).",
+    registers: [registry],
+  });
   const heldEndpoints = new Gauge({
     name: 'webhook_endpoints_paused',
     help: "Webhook endpoints whose deliveries are held, by reason: plan (the organisation's plan has no webhooks) or circuit_open (cooling down after failures). Counted every 10 s by the worker, across all workers.",
@@ -190,6 +201,12 @@ export function createMetrics(): Metrics {
       },
       inFlight(count) {
         webhookInFlight.set(count);
+      },
+      endpointLimits(summary) {
+        endpointLimits.set({ stat: 'min' }, summary.min);
+        endpointLimits.set({ stat: 'max' }, summary.max);
+        endpointLimits.set({ stat: 'mean' }, summary.mean);
+        limitedEndpoints.set(summary.endpoints);
       },
       heldBack(held) {
         heldEndpoints.set({ reason: 'plan' }, held.planEndpoints);

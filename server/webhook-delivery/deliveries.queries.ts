@@ -37,58 +37,81 @@ export interface EndpointInFeed {
 }
 
 export interface FanOutResult {
+  orgId: string;
+  endpointId: string;
   /** Events scanned (at most the limit: fewer when the endpoint has caught up). */
   scanned: number;
-  /** Deliveries created. */
-  created: number;
-  /** The last event scanned, matching or not: the endpoint's new place in the feed (null: none). */
-  last: { txid: string; seq: string } | null;
+  /** The last event scanned, matching or not: the endpoint's new place in the feed. */
+  last: { txid: string; seq: string };
 }
 
 /**
- * Creates a pending delivery, due at `now`, for each of the endpoint's tenant's events after its
- * place in the feed and below the horizon whose type it wants, scanning at most `limit` events in
- * feed order. A delivery that exists already is left alone (`on conflict do nothing`). Nothing is
- * scanned unless the organisation is on one of `plans` (those that include webhooks) now: the
- * endpoint keeps its place, and the events of the meantime are fanned out after an upgrade.
+ * For each of `endpoints`, in one statement: creates a pending delivery, due at `now`, for each of
+ * the endpoint's tenant's events after its place in the feed and below the horizon whose type it
+ * wants, scanning at most `limit` events per endpoint in feed order. A delivery that exists
+ * already is left alone (`on conflict do nothing`). Nothing is scanned for an endpoint unless its
+ * organisation is on one of `plans` (those that include webhooks) now: it keeps its place, and the
+ * events of the meantime are fanned out after an upgrade. Returns the endpoints that scanned
+ * anything, with their new place (the caller moves them there: advanceEndpointFeeds).
  */
 export async function fanOutEvents(
   trx: Db,
-  position: EndpointInFeed,
+  endpoints: readonly EndpointInFeed[],
   horizon: string,
   now: Date,
   limit: number,
   plans: readonly string[],
-): Promise<FanOutResult> {
-  const { rows } = await sql<{ scanned: number; created: number; last_txid: string | null; last_seq: string | null }>`
-    with scanned as (
-      select e.id, e.type, e.txid, e.seq
-      from events e
-      where e.org_id = ${position.orgId} and e.env = ${position.env}
-        and (e.txid, e.seq) > (${position.feedTxid}::xid8, ${position.feedSeq}::bigint)
-        and e.txid < ${horizon}::xid8
-        and ${organisationOnPlan(sql`${position.orgId}::uuid`, plans)}
-      order by e.txid, e.seq
-      limit ${limit}
+): Promise<FanOutResult[]> {
+  if (endpoints.length === 0) return [];
+  const places = JSON.stringify(
+    endpoints.map((p) => ({
+      org_id: p.orgId,
+      env: p.env,
+      endpoint_id: p.endpointId,
+      enabled_events: p.enabledEvents,
+      feed_txid: p.feedTxid,
+      feed_seq: p.feedSeq,
+    })),
+  );
+  const { rows } = await sql<{ org_id: string; endpoint_id: string; scanned: number; last_txid: string; last_seq: string }>`
+    with place as (
+      select * from jsonb_to_recordset(${places}::jsonb)
+        as p (org_id uuid, env text, endpoint_id uuid, enabled_events text[], feed_txid text, feed_seq text)
+    ), scanned as (
+      select p.org_id, p.endpoint_id, p.enabled_events, e.id, e.type, e.txid, e.seq
+      from place p cross join lateral (
+        select e.id, e.type, e.txid, e.seq
+        from events e
+        where e.org_id = p.org_id and e.env = p.env
+          and (e.txid, e.seq) > (p.feed_txid::xid8, p.feed_seq::bigint)
+          and e.txid < ${horizon}::xid8
+          and ${organisationOnPlan(sql`p.org_id`, plans)}
+        order by e.txid, e.seq
+        limit ${limit}
+      ) e
     ), created as (
       insert into webhook_deliveries (org_id, id, endpoint_id, event_id, status, attempts, next_attempt_at, created_at)
-      select ${position.orgId}, gen_random_uuid(), ${position.endpointId}, s.id, 'pending', 0, ${now}, ${now}
+      select s.org_id, gen_random_uuid(), s.endpoint_id, s.id, 'pending', 0, ${now}, ${now}
       from scanned s
-      where (s.type = any(${position.enabledEvents}::text[]) or '*' = any(${position.enabledEvents}::text[]))
+      where (s.type = any(s.enabled_events) or '*' = any(s.enabled_events))
         and s.type <> ${TEST_EVENT_TYPE}
-      order by s.txid, s.seq
+      order by s.endpoint_id, s.txid, s.seq
       on conflict do nothing
-      returning 1
     ), last as (
-      select txid, seq from scanned order by txid desc, seq desc limit 1
+      select distinct on (s.org_id, s.endpoint_id) s.org_id, s.endpoint_id, s.txid, s.seq
+      from scanned s
+      order by s.org_id, s.endpoint_id, s.txid desc, s.seq desc
     )
-    select (select count(*) from scanned)::int as scanned,
-           (select count(*) from created)::int as created,
-           (select txid::text from last) as last_txid,
-           (select seq::text from last) as last_seq
+    select l.org_id, l.endpoint_id, l.txid::text as last_txid, l.seq::text as last_seq,
+           (select count(*) from scanned s where s.org_id = l.org_id and s.endpoint_id = l.endpoint_id)::int as scanned
+    from last l
   `.execute(trx);
-  const row = rows[0]!;
-  return { scanned: row.scanned, created: row.created, last: row.last_txid === null ? null : { txid: row.last_txid, seq: row.last_seq! } };
+  return rows.map((row) => ({
+    orgId: row.org_id,
+    endpointId: row.endpoint_id,
+    scanned: row.scanned,
+    last: { txid: row.last_txid, seq: row.last_seq },
+  }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -129,9 +152,14 @@ export interface ClaimableEndpoint extends EndpointPlace {
   cap: number;
 }
 
+/** An endpoint the walk holds: `probe` when its circuit is open and its cool-down over (one attempt, the probe). */
+export interface WalkedEndpoint extends EndpointPlace {
+  probe: boolean;
+}
+
 export interface EndpointWalk {
   /** The endpoints this transaction now holds for its claim, in walk order. */
-  claimable: ClaimableEndpoint[];
+  claimable: WalkedEndpoint[];
   /** The last endpoint walked, and whether the walk stopped at its limit (more endpoints follow). */
   last: EndpointPlace | null;
   truncated: boolean;
@@ -143,14 +171,14 @@ export interface EndpointWalk {
  * `limit` of them. Each step is one probe of the pending deliveries' index for the next endpoint
  * (a skip scan), so the walk costs the number of endpoints, never the number of deliveries. Of
  * those, it keeps the endpoints that may be attempted now: enabled, of an organisation on one of
- * `plans`, and with a closed circuit (`cap` attempts at once) or one whose cool-down is over (one
+ * `plans`, and with a closed circuit (the worker's limit for it) or one whose cool-down is over (one
  * probe); and takes for each a lock held until the transaction ends, skipping those another
  * worker holds. The count of an endpoint's leases that the claim then reads is therefore exact
  * across workers: no other claim on it runs until this one has committed its leases.
  */
 export async function walkClaimableEndpoints(
   trx: Db,
-  walk: { after: EndpointPlace; limit: number; now: Date; plans: readonly string[]; cap: number },
+  walk: { after: EndpointPlace; limit: number; now: Date; plans: readonly string[] },
 ): Promise<EndpointWalk> {
   const next = (wrapped: RawBuilder<unknown>, after: RawBuilder<unknown>) => sql`(
     select * from (
@@ -163,7 +191,7 @@ export async function walkClaimableEndpoints(
        order by d.org_id, d.endpoint_id limit 1)
     ) candidate limit 1)`;
   const after = sql`(${walk.after.orgId}::uuid, ${walk.after.endpointId}::uuid)`;
-  const { rows } = await sql<{ n: number; org_id: string; endpoint_id: string; cap: number | null; walked: number }>`
+  const { rows } = await sql<{ n: number; org_id: string; endpoint_id: string; probe: boolean | null; walked: number }>`
     with recursive walk (n, wrapped, org_id, endpoint_id) as (
       select 1, s.wrapped, s.org_id, s.endpoint_id from ${next(sql`false`, after)} s
       union all
@@ -172,22 +200,24 @@ export async function walkClaimableEndpoints(
       where w.n < ${walk.limit} and not (s.wrapped and (s.org_id, s.endpoint_id) > ${after})
     ), claimable as materialized (
       select walk.n, walk.org_id, walk.endpoint_id,
-             case when e.circuit_open_until is null then ${walk.cap}::int else 1 end as cap
+             e.circuit_open_until is not null as probe
       from walk
       join webhook_endpoints e on e.org_id = walk.org_id and e.id = walk.endpoint_id
       where not e.disabled and ${organisationOnPlan(sql.ref('e.org_id'), walk.plans)}
         and (e.circuit_open_until is null or e.circuit_open_until <= ${walk.now})
     ), held as materialized (
-      select n, org_id, endpoint_id, cap from claimable
+      select n, org_id, endpoint_id, probe from claimable
       where pg_try_advisory_xact_lock(hashtextextended('webhook_claim:' || endpoint_id::text, 0))
     )
-    select walk.n, walk.org_id, walk.endpoint_id, held.cap, (select count(*) from walk)::int as walked
+    select walk.n, walk.org_id, walk.endpoint_id, held.probe, (select count(*) from walk)::int as walked
     from walk left join held on held.n = walk.n
     order by walk.n
   `.execute(trx);
   const last = rows.at(-1);
   return {
-    claimable: rows.filter((row) => row.cap !== null).map((row) => ({ orgId: row.org_id, endpointId: row.endpoint_id, cap: row.cap! })),
+    claimable: rows
+      .filter((row) => row.probe !== null)
+      .map((row) => ({ orgId: row.org_id, endpointId: row.endpoint_id, probe: row.probe! })),
     last: last ? { orgId: last.org_id, endpointId: last.endpoint_id } : null,
     truncated: last !== undefined && last.walked >= walk.limit,
   };
@@ -261,32 +291,6 @@ export async function claimDueDeliveries(trx: Db, claim: LeaseTerms & { endpoint
       limit ${claim.slots}`,
     claim,
   );
-}
-
-/**
- * After a success, while the worker has slots free (so that nobody waits for this one): leases
- * the endpoint's next due delivery, in the transaction that recorded the success, so that a busy
- * endpoint's attempt follows the last without waiting for a claim. The endpoint's leases stay as
- * many (one released, one taken), so its cap holds without counting; nothing is leased unless the
- * endpoint is enabled, its circuit closed and its organisation on one of `plans`.
- */
-export async function leaseNextOfEndpoint(
-  trx: Db,
-  next: { orgId: string; endpointId: string; plans: readonly string[]; now: Date; leaseId: string; leasedUntil: Date },
-): Promise<ClaimedDelivery | undefined> {
-  const [leased] = await lease(
-    trx,
-    sql`
-      select d.org_id, d.id from webhook_deliveries d
-      join webhook_endpoints w on w.org_id = d.org_id and w.id = d.endpoint_id
-      where d.org_id = ${next.orgId} and d.endpoint_id = ${next.endpointId} and ${dueAt(sql.ref('d'), next.now)}
-        and not w.disabled and w.circuit_open_until is null and ${organisationOnPlan(sql.ref('w.org_id'), next.plans)}
-      order by d.next_attempt_at
-      limit 1
-      for update of d skip locked`,
-    next,
-  );
-  return leased;
 }
 
 /** A delivery that may be attempted at `now`: pending, its time come, and no live lease on it. */
@@ -381,23 +385,46 @@ export interface AttemptRecord {
  * (its attempt will be the one recorded), or the endpoint was deleted meanwhile.
  */
 export async function recordAttempt(trx: Db, record: AttemptRecord): Promise<boolean> {
-  const status = record.succeeded ? 'succeeded' : record.nextRetryAt === null ? 'failed' : 'pending';
-  const { rows } = await sql<{ id: string }>`
-    with settled as (
-      update webhook_deliveries
-      set status = ${status}, attempts = ${record.attempt}, next_attempt_at = ${record.nextRetryAt ?? record.attemptedAt},
+  return (await recordAttempts(trx, [record])).size > 0;
+}
+
+/**
+ * recordAttempt for a whole batch, in one statement whatever its size: each delivery settled and
+ * its attempt inserted only where its lease is still the one given. The deliveries recorded (by
+ * id); those missing were no longer leased to the worker.
+ */
+export async function recordAttempts(trx: Db, records: readonly AttemptRecord[]): Promise<Set<string>> {
+  if (records.length === 0) return new Set();
+  const column = <T>(pick: (record: AttemptRecord) => T) => records.map(pick);
+  const iso = (date: Date | null) => (date === null ? null : date.toISOString());
+  const { rows } = await sql<{ delivery_id: string }>`
+    with input as (
+      select * from unnest(
+        ${column((r) => r.orgId)}::uuid[], ${column((r) => r.deliveryId)}::uuid[], ${column((r) => r.leaseId)}::uuid[],
+        ${column((r) => (r.succeeded ? 'succeeded' : r.nextRetryAt === null ? 'failed' : 'pending'))}::text[],
+        ${column((r) => r.attempt)}::int[], ${column((r) => iso(r.attemptedAt))}::timestamptz[],
+        ${column((r) => iso(r.nextRetryAt))}::timestamptz[], ${column((r) => r.attemptId ?? randomUUID())}::uuid[],
+        ${column((r) => r.endpointId)}::uuid[], ${column((r) => r.eventId)}::uuid[], ${column((r) => r.eventType)}::text[],
+        ${column((r) => r.durationMs)}::int[], ${column((r) => r.statusCode)}::int[], ${column((r) => r.error)}::text[],
+        ${column((r) => r.succeeded)}::boolean[]
+      ) as i (org_id, delivery_id, lease_id, status, attempt, attempted_at, next_retry_at, attempt_id, endpoint_id, event_id,
+              event_type, duration_ms, status_code, error, succeeded)
+    ), settled as (
+      update webhook_deliveries d
+      set status = i.status, attempts = i.attempt, next_attempt_at = coalesce(i.next_retry_at, i.attempted_at),
           lease_id = null, leased_until = null
-      where org_id = ${record.orgId} and id = ${record.deliveryId} and lease_id = ${record.leaseId}
-      returning org_id, id
+      from input i
+      where d.org_id = i.org_id and d.id = i.delivery_id and d.lease_id = i.lease_id
+      returning d.org_id, d.id
     )
     insert into webhook_attempts (org_id, id, delivery_id, endpoint_id, event_id, event_type, attempt, attempted_at, duration_ms,
                                   status_code, error, succeeded, next_retry_at)
-    select org_id, ${record.attemptId ?? randomUUID()}, id, ${record.endpointId}, ${record.eventId}, ${record.eventType}, ${record.attempt},
-           ${record.attemptedAt}, ${record.durationMs}, ${record.statusCode}, ${record.error}, ${record.succeeded}, ${record.nextRetryAt}
-    from settled
-    returning id
+    select i.org_id, i.attempt_id, i.delivery_id, i.endpoint_id, i.event_id, i.event_type, i.attempt, i.attempted_at, i.duration_ms,
+           i.status_code, i.error, i.succeeded, i.next_retry_at
+    from input i join settled s on s.org_id = i.org_id and s.id = i.delivery_id
+    returning delivery_id
   `.execute(trx);
-  return rows.length > 0;
+  return new Set(rows.map((row) => row.delivery_id));
 }
 // ---------------------------------------------------------------------------------------------
 // What the worker reports to its metrics: what is held back, and why.

@@ -72,27 +72,31 @@ export async function lockEndpointsBehindFeed(trx: EndpointsDb, horizon: string,
   }));
 }
 
-/** Moves the endpoint's place in the feed to the last event the fan-out scanned. */
-export async function advanceEndpointFeed(trx: EndpointsDb, endpoint: WorkerEndpoint, to: { txid: string; seq: string }) {
-  await trx
-    .updateTable('webhook_endpoints')
-    .set({ feed_txid: to.txid, feed_seq: to.seq })
-    .where('org_id', '=', endpoint.orgId)
-    .where('id', '=', endpoint.endpointId)
-    .execute();
+/** Moves each endpoint's place in the feed to the last event the fan-out scanned for it, in one statement. */
+export async function advanceEndpointFeeds(
+  trx: EndpointsDb,
+  places: readonly (WorkerEndpoint & { last: { txid: string; seq: string } })[],
+): Promise<void> {
+  if (places.length === 0) return;
+  await sql`
+    update webhook_endpoints w
+    set feed_txid = p.txid::xid8, feed_seq = p.seq
+    from unnest(${places.map((p) => p.orgId)}::uuid[], ${places.map((p) => p.endpointId)}::uuid[],
+                ${places.map((p) => p.last.txid)}::text[], ${places.map((p) => p.last.seq)}::bigint[]) as p (org_id, id, txid, seq)
+    where w.org_id = p.org_id and w.id = p.id
+  `.execute(trx);
 }
 
-/** A delivery succeeded: the endpoint is no longer failing, and its circuit is closed. */
-export async function markEndpointSucceeded(trx: EndpointsDb, endpoint: WorkerEndpoint) {
-  await trx
-    .updateTable('webhook_endpoints')
-    .set({ failing_since: null, consecutive_failures: 0, circuit_opened_at: null, circuit_open_until: null })
-    .where('org_id', '=', endpoint.orgId)
-    .where('id', '=', endpoint.endpointId)
-    .where((eb) =>
-      eb.or([eb('failing_since', 'is not', null), eb('consecutive_failures', '>', 0), eb('circuit_open_until', 'is not', null)]),
-    )
-    .execute();
+/** Deliveries succeeded: each endpoint is no longer failing, and its circuit is closed. One statement. */
+export async function markEndpointsSucceeded(trx: EndpointsDb, endpoints: readonly WorkerEndpoint[]): Promise<void> {
+  if (endpoints.length === 0) return;
+  await sql`
+    update webhook_endpoints w
+    set failing_since = null, consecutive_failures = 0, circuit_opened_at = null, circuit_open_until = null
+    from unnest(${endpoints.map((e) => e.orgId)}::uuid[], ${endpoints.map((e) => e.endpointId)}::uuid[]) as s (org_id, id)
+    where w.org_id = s.org_id and w.id = s.id
+      and (w.failing_since is not null or w.consecutive_failures > 0 or w.circuit_open_until is not null)
+  `.execute(trx);
 }
 
 /** What the circuit does after failures (server/webhook-delivery/schedule.ts). */
@@ -102,18 +106,77 @@ export interface CircuitRule {
   maxCoolDownMs: number;
 }
 
+/** An endpoint's failures in a row, from one batch of recorded attempts. */
+export interface EndpointFailures extends WorkerEndpoint {
+  failures: number;
+  /** When the first and the last of them started. */
+  firstAt: Date;
+  lastAt: Date;
+}
+
 const milliseconds = (ms: number) => sql<string>`(${ms} * interval '1 millisecond')`;
 
 /**
- * An attempt that started at `at` failed. The endpoint is failing since its first failure after
- * its last success, and one more failure is counted in a row. The circuit opens when that count
- * reaches `opensAfter` (for the first cool-down), or again when the failure is the probe's (the
- * circuit was open and its time is over: twice the last cool-down, at most the longest); a
- * failure of an attempt that began before the circuit opened changes nothing more. Once the
- * endpoint has been failing for `disableAfterMs`, not counting the time its organisation's plan
- * has held it, it is disabled (`disabledReason: failing`), which stops its deliveries until someone
- * enables it again. The first statement locks the row, so the second decides on what it read.
- * True when this failure opened the circuit.
+ * Attempts failed, `failures` in a row per endpoint (after any success of the same batch, which
+ * markEndpointsSucceeded has recorded first). One statement for every endpoint. Each endpoint is
+ * failing since its first failure after its last success, and the failures are counted in a row.
+ * The circuit opens when that count reaches `opensAfter` (for the first cool-down), or again when
+ * the last failure is the probe's (the circuit was open and its time is over: twice the last
+ * cool-down, at most the longest); failures of attempts that began before the circuit opened
+ * change nothing more. Once the endpoint has been failing for `disableAfterMs`, not counting the
+ * time its organisation's plan has held it, it is disabled (`disabledReason: failing`), which stops
+ * its deliveries until someone enables it again. The rows are locked first, so the update decides
+ * on what it read. The endpoints whose circuit these failures opened.
+ */
+export async function markEndpointsFailed(
+  trx: EndpointsDb,
+  failed: readonly EndpointFailures[],
+  rules: { disableAfterMs: number; circuit: CircuitRule },
+): Promise<WorkerEndpoint[]> {
+  if (failed.length === 0) return [];
+  const { circuit } = rules;
+  const iso = (date: Date) => date.toISOString();
+  // Every expression reads the row as it was before this update (`x`, locked), with the batch's failures (`f`).
+  const opens = sql<boolean>`((x.circuit_open_until is null and x.consecutive_failures + f.failures >= ${circuit.opensAfter})
+    or x.circuit_open_until <= f.last_at)`;
+  const coolDown = sql`(case when x.circuit_open_until is null then ${milliseconds(circuit.firstCoolDownMs)}
+    else least(${milliseconds(circuit.maxCoolDownMs)}, 2 * (x.circuit_open_until - x.circuit_opened_at)) end)`;
+  // Time held by the plan (the worker has not yet seen the upgrade that ended it) is not failing time.
+  const disables = sql<boolean>`(not x.disabled and coalesce(x.failing_since, f.first_at)
+    + (case when x.plan_paused_at is null then interval '0' else greatest(interval '0', f.last_at - x.plan_paused_at) end)
+    <= f.last_at - ${milliseconds(rules.disableAfterMs)})`;
+  // `opened` is each endpoint's own verdict, read with its row locked: failures recorded by two
+  // workers at the same instant must not both count as opening it.
+  const { rows } = await sql<{ org_id: string; id: string; opened: boolean }>`
+    with f as (
+      select * from unnest(${failed.map((e) => e.orgId)}::uuid[], ${failed.map((e) => e.endpointId)}::uuid[],
+                           ${failed.map((e) => e.failures)}::int[], ${failed.map((e) => iso(e.firstAt))}::timestamptz[],
+                           ${failed.map((e) => iso(e.lastAt))}::timestamptz[]) as f (org_id, id, failures, first_at, last_at)
+    ), before as (
+      select x.org_id, x.id, f.failures, f.first_at, f.last_at, x.disabled as was_disabled,
+             ${opens} as opens, ${coolDown} as cool_down, ${disables} as disables
+      from webhook_endpoints x join f on f.org_id = x.org_id and f.id = x.id
+      order by x.org_id, x.id
+      for update of x
+    )
+    update webhook_endpoints w
+    set failing_since = coalesce(w.failing_since, b.first_at),
+        consecutive_failures = w.consecutive_failures + b.failures,
+        circuit_opened_at = case when b.opens then b.last_at else w.circuit_opened_at end,
+        circuit_open_until = case when b.opens then b.last_at + b.cool_down else w.circuit_open_until end,
+        disabled = w.disabled or b.disables,
+        disabled_reason = case when b.disables then 'failing' else w.disabled_reason end,
+        updated_at = case when b.disables then b.last_at else w.updated_at end
+    from before b
+    where w.org_id = b.org_id and w.id = b.id
+    returning w.org_id, w.id, b.opens and not b.was_disabled as opened
+  `.execute(trx);
+  return rows.filter((row) => row.opened).map((row) => ({ orgId: row.org_id, endpointId: row.id }));
+}
+
+/**
+ * One failed attempt that started at `at` (markEndpointsFailed for one). True when it opened the
+ * circuit.
  */
 export async function markEndpointFailed(
   trx: EndpointsDb,
@@ -121,41 +184,8 @@ export async function markEndpointFailed(
   at: Date,
   rules: { disableAfterMs: number; circuit: CircuitRule },
 ): Promise<boolean> {
-  const { circuit } = rules;
-  // Every expression reads the row as it was before this update.
-  const opens = sql<boolean>`((circuit_open_until is null and consecutive_failures + 1 >= ${circuit.opensAfter}) or circuit_open_until <= ${at})`;
-  const coolDown = sql`(case when circuit_open_until is null then ${milliseconds(circuit.firstCoolDownMs)}
-    else least(${milliseconds(circuit.maxCoolDownMs)}, 2 * (circuit_open_until - circuit_opened_at)) end)`;
-  // `opened` is this failure's own verdict, read with the row locked: two failures recorded at the
-  // same instant (attempts of one claim) must not both count as opening it.
-  const { rows } = await sql<{ failing_since: Date; plan_paused_at: Date | null; disabled: boolean; opened: boolean }>`
-    update webhook_endpoints w
-    set failing_since = coalesce(w.failing_since, ${at}),
-        consecutive_failures = w.consecutive_failures + 1,
-        circuit_opened_at = case when before.opens then ${at} else w.circuit_opened_at end,
-        circuit_open_until = case when before.opens then ${at}::timestamptz + before.cool_down else w.circuit_open_until end
-    from (
-      select org_id, id, ${opens} as opens, ${coolDown} as cool_down
-      from webhook_endpoints
-      where org_id = ${endpoint.orgId} and id = ${endpoint.endpointId}
-      for update
-    ) before
-    where w.org_id = before.org_id and w.id = before.id
-    returning w.failing_since, w.plan_paused_at, w.disabled, before.opens as opened
-  `.execute(trx);
-  const failing = rows[0];
-  if (!failing || failing.disabled) return false;
-  // Time held by the plan (the worker has not yet seen the upgrade that ended it) is not failing time.
-  const held = failing.plan_paused_at ? Math.max(0, at.getTime() - new Date(failing.plan_paused_at).getTime()) : 0;
-  if (new Date(failing.failing_since).getTime() + held <= at.getTime() - rules.disableAfterMs) {
-    await trx
-      .updateTable('webhook_endpoints')
-      .set({ disabled: true, disabled_reason: 'failing', updated_at: at })
-      .where('org_id', '=', endpoint.orgId)
-      .where('id', '=', endpoint.endpointId)
-      .execute();
-  }
-  return failing.opened;
+  const opened = await markEndpointsFailed(trx, [{ ...endpoint, failures: 1, firstAt: at, lastAt: at }], rules);
+  return opened.length > 0;
 }
 
 /**

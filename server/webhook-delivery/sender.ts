@@ -8,6 +8,10 @@
  * - Redirects are not followed: a 3xx is a failure with its status, and its Location is never
  *   requested (it could point anywhere, the private network included).
  * - One deadline for the whole attempt (connect, send, headers, the little of the body read).
+ * - The worker passes its keep-alive agents (server/webhook-delivery/agents.ts): an attempt reuses
+ *   an open connection to the same origin when there is one. A reused connection that the receiver
+ *   had closed meanwhile (a reset before any answer) is tried once more on another, within the
+ *   same deadline; without agents (a test delivery), each attempt has a connection of its own.
  * - At most a few KB of the answer are read, then dropped: a receiver cannot make us buffer.
  */
 import http from 'node:http';
@@ -16,6 +20,7 @@ import { isIP, type LookupFunction } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { injectTraceHeaders } from '../shared/tracing.js';
 import { isPublicAddress } from './addresses.js';
+import type { OriginAgents } from './agents.js';
 import type { WebhookSettings } from './settings.js';
 
 export interface OutgoingDelivery {
@@ -107,7 +112,7 @@ function describeError(error: unknown): string {
 export function sendDelivery(
   delivery: OutgoingDelivery,
   at: Date,
-  options: { settings: WebhookSettings; timeoutMs: number },
+  options: { settings: WebhookSettings; timeoutMs: number; agents?: OriginAgents | undefined },
 ): Promise<AttemptOutcome> {
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
@@ -144,30 +149,43 @@ export function sendDelivery(
     // With tracing on, the delivery span's `traceparent` (the worker sends inside it): not signed,
     // like any header but the three of Standard Webhooks.
     injectTraceHeaders(headers);
-    const request = (url.protocol === 'https:' ? https : http).request(url, {
-      method: 'POST',
-      agent: false,
-      lookup: checkedLookup(options.settings),
-      headers,
-    });
+    const target = url;
+    const lookup = checkedLookup(options.settings);
+    let request: http.ClientRequest | undefined;
     // The deadline also ends an answer whose body trickles on after its headers.
     const timer = setTimeout(() => {
       fail('timeout');
-      request.destroy();
+      request?.destroy();
     }, options.timeoutMs);
-    request.on('close', () => clearTimeout(timer));
-    request.on('error', (error) => fail(describeError(error)));
-    request.on('response', (response) => {
-      const statusCode = response.statusCode ?? 0;
-      // The status is the answer; the body is read (a little) only so the receiver can finish writing it.
-      finish({ statusCode, error: null, succeeded: statusCode >= 200 && statusCode < 300 });
-      let read = 0;
-      response.on('data', (chunk: Buffer) => {
-        read += chunk.length;
-        if (read >= MAX_ANSWER_BYTES) request.destroy();
+    const send = (retried: boolean) => {
+      const agent = options.agents?.agentFor(target) ?? false;
+      const sent = (target.protocol === 'https:' ? https : http).request(target, { method: 'POST', agent, lookup, headers });
+      request = sent;
+      let answered = false;
+      sent.on('close', () => {
+        if (request === sent) clearTimeout(timer);
       });
-      response.on('error', () => request.destroy());
-    });
-    request.end(body);
+      sent.on('error', (error) => {
+        // A kept-alive connection the receiver closed as we reused it: nothing reached it; once more.
+        const code = (error as NodeJS.ErrnoException).code;
+        if (!answered && !settled && !retried && sent.reusedSocket && (code === 'ECONNRESET' || code === 'EPIPE')) return send(true);
+        fail(describeError(error));
+      });
+      sent.on('response', (response) => {
+        answered = true;
+        const statusCode = response.statusCode ?? 0;
+        // The status is the answer; the body is read (a little) only so the receiver can finish writing it.
+        finish({ statusCode, error: null, succeeded: statusCode >= 200 && statusCode < 300 });
+        let read = 0;
+        response.on('data', (chunk: Buffer) => {
+          read += chunk.length;
+          // More than we read: the connection goes, rather than back to the agent unread.
+          if (read >= MAX_ANSWER_BYTES) sent.destroy();
+        });
+        response.on('error', () => sent.destroy());
+      });
+      sent.end(body);
+    };
+    send(false);
   });
 }

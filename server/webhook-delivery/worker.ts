@@ -3,27 +3,31 @@
  * `npm run worker`; any number of them share one database.
  *
  * Each pass:
- *  1. Fan-out (the feed is the outbox). In one short transaction: read the feed's horizon first,
- *     lock a batch of enabled endpoints that are behind the feed (SKIP LOCKED), of organisations
- *     whose plan includes webhooks, create a pending delivery for each of their tenant's events
- *     below the horizon that they want, and move each endpoint's place in the feed past every
- *     event scanned. An event becomes visible only once every transaction with a smaller id has
- *     ended, so none can later appear behind an endpoint's place: nothing committed is ever
- *     skipped. An endpoint whose organisation's plan has no webhooks keeps its place: the events
- *     of the meantime are fanned out after an upgrade.
+ *  1. Fan-out (the feed is the outbox). In one short transaction of three statements: read the
+ *     feed's horizon first, lock a batch of enabled endpoints that are behind the feed (SKIP
+ *     LOCKED), then, in one statement for the whole batch, create a pending delivery for each of
+ *     their tenant's events below the horizon that they want (of organisations whose plan includes
+ *     webhooks), and in one more move each endpoint's place in the feed past every event scanned.
+ *     An event becomes visible only once every transaction with a smaller id has ended, so none can
+ *     later appear behind an endpoint's place: nothing committed is ever skipped. An endpoint whose
+ *     organisation's plan has no webhooks keeps its place: the events of the meantime are fanned out
+ *     after an upgrade.
  *  2. Claim, fairly (docs/webhooks.md, "Fairness"), in one short transaction: walk the endpoints
  *     with pending deliveries from just after the last one served, hold those that may be
  *     attempted now (a lock per endpoint, SKIP LOCKED), then lease their oldest due deliveries:
- *     no endpoint more than its cap of attempts in flight across all workers (the leases in the
- *     database are the count), no organisation more than half of this worker's slots, the slots
- *     dealt round the organisations and their endpoints. No transaction is open while a receiver
- *     is being called (the embedded database has one connection; a transaction-mode pooler hands
- *     connections out per transaction).
- *  3. Send each (server/webhook-delivery/sender.ts) and record its outcome in one transaction, only if the
- *     lease is still ours, with what it does to the endpoint: a success closes its circuit; a run
- *     of failures opens it (server/webhook-delivery/schedule.ts). A worker that dies mid-attempt records
- *     nothing; its lease runs out and another worker sends the same event again, with the same
- *     `webhook-id`: at least once.
+ *     no endpoint more than its limit of attempts in flight across all workers (the leases in the
+ *     database are the count; the limit adapts to the endpoint's answers, ./endpoint-limits.ts), no
+ *     organisation more than half of this worker's slots, the slots dealt round the organisations
+ *     and their endpoints. No transaction is open while a receiver is being called (the embedded
+ *     database has one connection; a transaction-mode pooler hands connections out per transaction).
+ *  3. Send each (server/webhook-delivery/sender.ts), over a kept-alive connection to its origin
+ *     (./agents.ts). Outcomes are recorded in batches: every attempt that ends while a batch is
+ *     being recorded waits for the next, and a batch is one transaction of three statements
+ *     whatever its size (the deliveries settled and their attempts inserted, only where the lease is
+ *     still ours; the endpoints that succeeded; the endpoints' failures, which may open a circuit or
+ *     disable an endpoint, server/webhook-delivery/schedule.ts). A worker that dies between a send
+ *     and its record records nothing; the lease runs out and another worker sends the same event
+ *     again, with the same `webhook-id`: at least once.
  * Every few seconds it also notes which endpoints their organisation's plan holds (that time does
  * not count toward the five-day disable) and reports what is held back to the metrics.
  *
@@ -37,7 +41,9 @@ import type { Logger } from 'pino';
 import type { Database } from '../db/schema.js';
 import { toEvent } from '../events/events.mapper.js';
 import { PLAN_ORDER, PLANS } from '../plans/plans.js';
+import { originAgents } from './agents.js';
 import {
+  type AttemptRecord,
   type ClaimedDelivery,
   claimDueDeliveries,
   commitWithoutWaiting,
@@ -46,19 +52,21 @@ import {
   type EndpointWalk,
   FIRST_PLACE,
   fanOutEvents,
-  leaseNextOfEndpoint,
   type HeldBack,
   type LeaseTerms,
   readFeedHorizon,
-  recordAttempt,
+  recordAttempts,
   walkClaimableEndpoints,
 } from './deliveries.queries.js';
+import { endpointLimits, type LimitsSummary, START_LIMIT } from './endpoint-limits.js';
 import {
-  advanceEndpointFeed,
+  advanceEndpointFeeds,
+  type EndpointFailures,
   lockEndpointsBehindFeed,
-  markEndpointFailed,
-  markEndpointSucceeded,
+  markEndpointsFailed,
+  markEndpointsSucceeded,
   trackPlanPauses,
+  type WorkerEndpoint,
 } from './endpoint-state.queries.js';
 import {
   CIRCUIT_FIRST_COOL_DOWN_MS,
@@ -82,6 +90,8 @@ export interface WebhookWorkerObserver {
   inFlight(count: number): void;
   /** What is held back and why, every few seconds. */
   heldBack(held: HeldBack): void;
+  /** The endpoints' adaptive limits in this worker (./endpoint-limits.ts), at most every second. */
+  endpointLimits?(summary: LimitsSummary): void;
 }
 
 export interface WebhookWorkerOptions {
@@ -94,9 +104,13 @@ export interface WebhookWorkerOptions {
   pollIntervalMs: number;
   /** One attempt's deadline (WEBHOOK_TIMEOUT_MS, 10 s). */
   timeoutMs: number;
-  /** Attempts in flight at once in this worker (WEBHOOK_CONCURRENCY, 16); an organisation gets at most half. */
+  /** Attempts in flight at once in this worker (WEBHOOK_CONCURRENCY, 128); an organisation gets at most half. */
   concurrency?: number;
-  /** Attempts in flight at once per endpoint, across all workers (WEBHOOK_ENDPOINT_CONCURRENCY, 4). */
+  /**
+   * The most attempts one endpoint may have in flight at once, across all workers
+   * (WEBHOOK_ENDPOINT_CONCURRENCY, 64): its limit starts at 4 (or this, when lower) and adapts
+   * between 1 and this to its answers.
+   */
   endpointConcurrency?: number;
   /** False: no loop, only `tick()` runs (tests that move the clock step by step). */
   loop?: boolean;
@@ -110,12 +124,19 @@ export interface WebhookWorker {
   tick(): Promise<void>;
 }
 
-export const DEFAULT_CONCURRENCY = 16;
-export const DEFAULT_ENDPOINT_CONCURRENCY = 4;
+export const DEFAULT_CONCURRENCY = 128;
+export const DEFAULT_ENDPOINT_CONCURRENCY = 64;
+/** Where an endpoint's adaptive limit starts (./endpoint-limits.ts). */
+export const ENDPOINT_START_LIMIT = START_LIMIT;
 
 /** Endpoints fanned out per transaction, and events scanned per endpoint. */
 const ENDPOINTS_PER_FAN_OUT = 50;
 const EVENTS_PER_ENDPOINT = 500;
+/** The most outcomes recorded by one statement. */
+const RECORD_BATCH = 500;
+/** How long a batch waits, at most, for the attempts still being sent, and for the next answer (gather). */
+const GATHER_MS = 50;
+const GATHER_IDLE_MS = 5;
 const MIN_LEASE_MARGIN_MS = 5000;
 /** How often the plans' holds are brought up to date and what is held back is counted. */
 const TRACK_INTERVAL_MS = 10_000;
@@ -141,43 +162,72 @@ export function organisationShare(concurrency: number): number {
 /**
  * One claim, in one short transaction: walk the endpoints with pending deliveries after `after`
  * and hold those that may be attempted now (walkClaimableEndpoints), then lease their due
- * deliveries within the caps and shares (claimDueDeliveries).
+ * deliveries within the caps and shares (claimDueDeliveries). `endpointCap`: an endpoint's limit
+ * (a number for all, or each one's); an endpoint whose circuit is open for a probe gets one.
  */
 export async function claimFairly(
   db: Kysely<Database>,
-  claim: LeaseTerms & { after: EndpointPlace; walkLimit: number; endpointCap: number },
+  claim: LeaseTerms & { after: EndpointPlace; walkLimit: number; endpointCap: number | ((endpoint: EndpointPlace) => number) },
 ): Promise<{ walk: EndpointWalk; claimed: ClaimedDelivery[] }> {
+  const capOf = claim.endpointCap;
   return db.transaction().execute(async (trx) => {
     await commitWithoutWaiting(trx);
-    const walk = await walkClaimableEndpoints(trx, {
-      after: claim.after,
-      limit: claim.walkLimit,
-      now: claim.now,
-      plans: WEBHOOK_PLANS,
-      cap: claim.endpointCap,
-    });
-    const claimed = await claimDueDeliveries(trx, { ...claim, endpoints: walk.claimable });
+    const walk = await walkClaimableEndpoints(trx, { after: claim.after, limit: claim.walkLimit, now: claim.now, plans: WEBHOOK_PLANS });
+    const endpoints = walk.claimable.map((endpoint) => ({
+      ...endpoint,
+      cap: endpoint.probe ? 1 : typeof capOf === 'number' ? capOf : capOf(endpoint),
+    }));
+    const claimed = await claimDueDeliveries(trx, { ...claim, endpoints });
     return { walk, claimed };
   });
 }
+
+/** An attempt sent, waiting for its batch to be recorded. */
+interface Sent {
+  delivery: ClaimedDelivery;
+  leaseId: string;
+  at: Date;
+  outcome: AttemptOutcome;
+  retryAt: Date | null;
+  /** Recorded (true), or no longer ours (false). */
+  settle(recorded: boolean): void;
+  fail(error: unknown): void;
+}
+
+const endpointKey = (endpoint: WorkerEndpoint) => `${endpoint.orgId}/${endpoint.endpointId}`;
 
 export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker {
   const { db, settings, logger, pollIntervalMs, timeoutMs, observer } = options;
   const clock = options.clock ?? (() => new Date());
   const concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY);
-  const endpointCap = Math.max(1, options.endpointConcurrency ?? DEFAULT_ENDPOINT_CONCURRENCY);
+  const ceiling = Math.max(1, options.endpointConcurrency ?? DEFAULT_ENDPOINT_CONCURRENCY);
   const share = organisationShare(concurrency);
   /** Endpoints walked per claim: enough to fill every slot when most endpoints have nothing due. */
   const walkLimit = Math.max(64, 4 * concurrency);
+  /** A success this quick may raise its endpoint's limit. */
+  const limits = endpointLimits({ ceiling, quickMs: timeoutMs / 4 });
+  /** Keep-alive connections per origin; as many as the worker's slots (several endpoints may share an origin). */
+  const agents = originAgents({ maxSocketsPerOrigin: concurrency });
   const inFlight = new Set<Promise<void>>();
-  /** Attempts in flight per organisation: its share of the slots is counted against these. */
+  /** Attempts being sent (not yet answered): what the worker's slots count. */
+  let sendingSlots = 0;
+  /** Per endpoint, its attempts answered and waiting for their batch to be recorded. */
+  const recording = new Map<string, number>();
+  /** Attempts being sent per organisation: its share of the slots is counted against these. */
   const busy = new Map<string, number>();
   /** The walk of the next claim starts after the last endpoint served, so every endpoint gets its turn first. */
   let place: EndpointPlace = FIRST_PLACE;
   let trackedAt: number | undefined;
+  let limitsReportedAt = Number.NEGATIVE_INFINITY;
   let stopping = false;
-  /** Ends the loop's pause: on stop(), and when an attempt ends (its slot and its endpoint's room are free). */
+  /** Ends the loop's pause: on stop(), and when attempts are recorded (their slots and their endpoints' room are free). */
   let wake: (() => void) | undefined;
+  /** A wake that came while no pause was waiting (a pass under way): the next pause does not wait. */
+  let woken = false;
+  function nudge(): void {
+    if (wake) wake();
+    else woken = true;
+  }
 
   /** Fans out one batch; true when there may be more to fan out at once. */
   async function fanOut(): Promise<boolean> {
@@ -186,14 +236,9 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
       const horizon = await readFeedHorizon(trx);
       await commitWithoutWaiting(trx);
       const endpoints = await lockEndpointsBehindFeed(trx, horizon, ENDPOINTS_PER_FAN_OUT);
-      let more = endpoints.length === ENDPOINTS_PER_FAN_OUT;
-      const now = clock();
-      for (const endpoint of endpoints) {
-        const result = await fanOutEvents(trx, endpoint, horizon, now, EVENTS_PER_ENDPOINT, WEBHOOK_PLANS);
-        if (result.last) await advanceEndpointFeed(trx, endpoint, result.last);
-        if (result.scanned === EVENTS_PER_ENDPOINT) more = true;
-      }
-      return more;
+      const scanned = await fanOutEvents(trx, endpoints, horizon, clock(), EVENTS_PER_ENDPOINT, WEBHOOK_PLANS);
+      await advanceEndpointFeeds(trx, scanned);
+      return endpoints.length === ENDPOINTS_PER_FAN_OUT || scanned.some((result) => result.scanned === EVENTS_PER_ENDPOINT);
     });
   }
 
@@ -209,108 +254,211 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     if (observer) observer.heldBack(await countHeldBack(db, now));
   }
 
-  /** The next delivery to attempt at once, already leased (leaseNextOfEndpoint). */
-  type Chained = { delivery: ClaimedDelivery; leaseId: string } | undefined;
+  // -------------------------------------------------------------------------------------------
+  // Recording, in batches.
+  // -------------------------------------------------------------------------------------------
 
-  /**
-   * Sends one attempt and records it; after a success, the endpoint's next delivery while slots are
-   * free. With tracing on, in the attempt's span (./delivery-span.ts).
-   */
-  function attempt(delivery: ClaimedDelivery, leaseId: string): Promise<Chained> {
-    return inDeliverySpan(delivery, (span) => sendAndRecord(delivery, leaseId, span));
+  const unrecorded: Sent[] = [];
+  let recordingBatches = false;
+  /** Ends the recorder's short wait for the rest of a round (see gather), or prolongs it. */
+  let allSent: (() => void) | undefined;
+  let answeredMeanwhile: (() => void) | undefined;
+
+  /** Waits for the attempt's batch to be recorded: true when it was, false when the lease was no longer ours. */
+  function record(sent: Omit<Sent, 'settle' | 'fail'>): Promise<boolean> {
+    return new Promise((settle, fail) => {
+      unrecorded.push({ ...sent, settle, fail });
+      if (sendingSlots === 0) allSent?.();
+      else answeredMeanwhile?.();
+      if (!recordingBatches) void recordAll();
+    });
   }
 
-  async function sendAndRecord(delivery: ClaimedDelivery, leaseId: string, span: Span | undefined): Promise<Chained> {
+  /**
+   * Records what has been sent, a batch at a time, until nothing is left. Before a batch, while
+   * other attempts are still being sent, it waits for them a little (gather, 50 ms at most): the
+   * attempts of one claim end close together, and one statement then records them all rather
+   * than the first alone and the rest after it.
+   */
+  async function recordAll(): Promise<void> {
+    recordingBatches = true;
+    try {
+      while (unrecorded.length > 0) {
+        if (sendingSlots > 0 && unrecorded.length < RECORD_BATCH) await gather();
+        const batch = unrecorded.splice(0, RECORD_BATCH);
+        try {
+          const { ours, opened } = await recordBatch(batch);
+          for (const sent of batch) sent.settle(ours.has(sent.delivery.id));
+          for (const endpoint of opened) {
+            observer?.circuitOpened();
+            logger.info(endpoint, 'webhook endpoint failing: its circuit is open, its deliveries wait for a probe');
+          }
+        } catch (error) {
+          for (const sent of batch) sent.fail(error);
+        }
+        reportLimits();
+      }
+    } finally {
+      recordingBatches = false;
+    }
+  }
+
+  /**
+   * Until every attempt under way has been sent, or no other has been answered for GATHER_IDLE_MS
+   * (the round's answers are over; the rest are slow), or GATHER_MS in all.
+   */
+  function gather(): Promise<void> {
+    return new Promise((resolve) => {
+      let idle: NodeJS.Timeout | undefined;
+      const cap = setTimeout(done, GATHER_MS);
+      const restart = () => {
+        clearTimeout(idle);
+        idle = setTimeout(done, GATHER_IDLE_MS);
+      };
+      function done() {
+        clearTimeout(cap);
+        clearTimeout(idle);
+        allSent = undefined;
+        answeredMeanwhile = undefined;
+        resolve();
+      }
+      allSent = done;
+      answeredMeanwhile = restart;
+      restart();
+    });
+  }
+
+  /**
+   * One transaction for the batch: the attempts (recordAttempts), then what they do to their
+   * endpoints, taken in the order they ended: an endpoint with a success is no longer failing, and
+   * its failures after its last success are counted in a row.
+   */
+  async function recordBatch(batch: Sent[]): Promise<{ ours: Set<string>; opened: WorkerEndpoint[] }> {
+    return db.transaction().execute(async (trx) => {
+      await commitWithoutWaiting(trx);
+      const ours = await recordAttempts(trx, batch.map(attemptRecord));
+      const succeeded = new Map<string, WorkerEndpoint>();
+      const failing = new Map<string, EndpointFailures>();
+      for (const sent of batch) {
+        if (!ours.has(sent.delivery.id)) continue;
+        const endpoint = { orgId: sent.delivery.orgId, endpointId: sent.delivery.endpointId };
+        const key = endpointKey(endpoint);
+        if (sent.outcome.succeeded) {
+          succeeded.set(key, endpoint);
+          failing.delete(key);
+          continue;
+        }
+        const failures = failing.get(key);
+        if (!failures) failing.set(key, { ...endpoint, failures: 1, firstAt: sent.at, lastAt: sent.at });
+        else {
+          failures.failures++;
+          if (sent.at < failures.firstAt) failures.firstAt = sent.at;
+          if (sent.at > failures.lastAt) failures.lastAt = sent.at;
+        }
+      }
+      await markEndpointsSucceeded(trx, [...succeeded.values()]);
+      const opened = await markEndpointsFailed(trx, [...failing.values()], { disableAfterMs: DISABLE_AFTER_FAILING_MS, circuit: CIRCUIT });
+      return { ours, opened };
+    });
+  }
+
+  function attemptRecord(sent: Sent): AttemptRecord {
+    const { delivery, outcome } = sent;
+    return {
+      orgId: delivery.orgId,
+      deliveryId: delivery.id,
+      leaseId: sent.leaseId,
+      endpointId: delivery.endpointId,
+      eventId: delivery.event.id,
+      eventType: delivery.event.type,
+      attempt: delivery.attempts + 1,
+      attemptedAt: sent.at,
+      durationMs: outcome.durationMs,
+      statusCode: outcome.statusCode,
+      error: outcome.error,
+      succeeded: outcome.succeeded,
+      nextRetryAt: sent.retryAt,
+    };
+  }
+
+  function reportLimits(): void {
+    if (!observer?.endpointLimits || performance.now() - limitsReportedAt < 1000) return;
+    limitsReportedAt = performance.now();
+    observer.endpointLimits(limits.summary());
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Attempts.
+  // -------------------------------------------------------------------------------------------
+
+  /** Sends one attempt and waits for it to be recorded. With tracing on, in the attempt's span (./delivery-span.ts). */
+  function attempt(delivery: ClaimedDelivery, leaseId: string, answered: () => void): Promise<void> {
+    return inDeliverySpan(delivery, (span) => sendAndRecord(delivery, leaseId, span, answered));
+  }
+
+  async function sendAndRecord(delivery: ClaimedDelivery, leaseId: string, span: Span | undefined, answered: () => void): Promise<void> {
     const at = clock();
+    const begun = limits.started(delivery.endpointId);
     let outcome: AttemptOutcome;
     try {
       const body = JSON.stringify(toEvent(delivery.event));
       outcome = await sendDelivery(
         { eventId: delivery.event.id, body, url: delivery.url, secrets: signingSecrets(settings.secrets, delivery, at) },
         at,
-        {
-          settings,
-          timeoutMs,
-        },
+        { settings, timeoutMs, agents },
       );
     } catch (error) {
       // A secret that does not open (WEBHOOK_SECRET_KEY changed): the operator's to fix; retried meanwhile.
       logger.error({ err: error, endpointId: delivery.endpointId, deliveryId: delivery.id }, 'webhook delivery could not be signed');
       outcome = { statusCode: null, error: 'signing failed', succeeded: false, durationMs: 0 };
     }
+    answered();
+    limits.finished(delivery.endpointId, begun, outcome);
     if (span) describeAttempt(span, outcome);
     observer?.attempt(outcome.succeeded, outcome.durationMs / 1000);
-    const number = delivery.attempts + 1;
-    const retryAt = outcome.succeeded ? null : nextRetryAt(number, at);
-    const endpoint = { orgId: delivery.orgId, endpointId: delivery.endpointId };
-    const recorded = await db.transaction().execute(async (trx) => {
-      await commitWithoutWaiting(trx);
-      const ours = await recordAttempt(trx, {
-        orgId: delivery.orgId,
-        deliveryId: delivery.id,
-        leaseId,
-        endpointId: delivery.endpointId,
-        eventId: delivery.event.id,
-        eventType: delivery.event.type,
-        attempt: number,
-        attemptedAt: at,
-        durationMs: outcome.durationMs,
-        statusCode: outcome.statusCode,
-        error: outcome.error,
-        succeeded: outcome.succeeded,
-        nextRetryAt: retryAt,
-      });
-      if (!ours) return { ours, opened: false, next: undefined };
-      if (outcome.succeeded) {
-        await markEndpointSucceeded(trx, endpoint);
-        return { ours, opened: false, next: await leaseNext(trx, endpoint) };
-      }
-      const opened = await markEndpointFailed(trx, endpoint, at, { disableAfterMs: DISABLE_AFTER_FAILING_MS, circuit: CIRCUIT });
-      return { ours, opened, next: undefined };
-    });
-    if (recorded.opened) {
-      observer?.circuitOpened();
-      logger.info(endpoint, 'webhook endpoint failing: its circuit is open, its deliveries wait for a probe');
-    }
-    if (!recorded.ours)
+    const retryAt = outcome.succeeded ? null : nextRetryAt(delivery.attempts + 1, at);
+    const recorded = await record({ delivery, leaseId, at, outcome, retryAt });
+    if (!recorded)
       logger.warn(
         { deliveryId: delivery.id, endpointId: delivery.endpointId },
         'webhook attempt not recorded: the delivery is no longer leased to this worker (its lease ran out, or the endpoint was deleted)',
       );
-    return recorded.next;
   }
 
   /**
-   * While other slots are free, nobody waits for this one: the endpoint that just succeeded keeps
-   * it for its next due delivery, without waiting for a claim. Once every slot is taken, a slot
-   * that frees goes back to the claim, which deals it round the organisations.
-   */
-  async function leaseNext(trx: Kysely<Database>, endpoint: { orgId: string; endpointId: string }): Promise<Chained> {
-    if (stopping || inFlight.size >= concurrency) return undefined;
-    const now = clock();
-    const leaseId = randomUUID();
-    const leasedUntil = new Date(now.getTime() + leaseMs(timeoutMs));
-    const next = await leaseNextOfEndpoint(trx, { ...endpoint, plans: WEBHOOK_PLANS, now, leaseId, leasedUntil });
-    return next && { delivery: next, leaseId };
-  }
-
-  /**
-   * Starts an attempt, counted in flight (for its organisation too) until it is recorded, and what
-   * it chains. Its slot comes back whatever happens: an attempt not over when its lease has run out
+   * Starts an attempt. It holds one of the worker's slots, and counts toward its organisation's
+   * share and its endpoint's limit, while it is being sent: from its answer (or failure) on it only
+   * waits for its batch to be recorded, which loads no receiver, so the next claim may give its
+   * place to another attempt (counted in `recording`, so that the endpoint's live leases, which
+   * include those waiting to be recorded, do not hold its room). It stays in flight until recorded.
+   *
+   * Its slot comes back whatever happens: an attempt not over when its lease has run out
    * (leaseMs: the send's own deadline and as long again to record it; every database call is
-   * bounded too, server/db/connection.ts, so this is the last resort) is abandoned, logged, and its
-   * slot freed. The delivery is due again, for a claim of this worker or another; should the
-   * abandoned attempt end after all, what it chained is not started (that lease runs out too).
+   * bounded too, server/db/connection.ts, so this is the last resort) is abandoned, logged, and
+   * its slot freed. The delivery is due again, for a claim of this worker or another.
    */
   function launch(delivery: ClaimedDelivery, leaseId: string): void {
+    let sent = false;
     let released = false;
     let deadline: NodeJS.Timeout | undefined;
-    const release = (chained: boolean) => {
+    const answered = () => {
+      if (sent || released) return;
+      sent = true;
+      recording.set(delivery.endpointId, (recording.get(delivery.endpointId) ?? 0) + 1);
+      ended(delivery.orgId);
+    };
+    const release = () => {
       if (released) return;
       released = true;
       clearTimeout(deadline);
       inFlight.delete(running);
-      ended(delivery.orgId, !chained);
+      if (sent) {
+        const left = (recording.get(delivery.endpointId) ?? 1) - 1;
+        if (left > 0) recording.set(delivery.endpointId, left);
+        else recording.delete(delivery.endpointId);
+      } else ended(delivery.orgId);
+      observer?.inFlight(inFlight.size);
+      nudge();
     };
     const running = new Promise<void>((settle) => {
       deadline = setTimeout(() => {
@@ -318,21 +466,15 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
           { deliveryId: delivery.id, endpointId: delivery.endpointId, afterMs: leaseMs(timeoutMs) },
           'webhook attempt abandoned: not sent and recorded within its lease; its slot is freed and the delivery is due again',
         );
-        release(false);
+        release();
         settle();
       }, leaseMs(timeoutMs));
-      attempt(delivery, leaseId)
-        .then((next) => {
-          if (!next || released) return false;
-          launch(next.delivery, next.leaseId);
-          return true;
-        })
+      attempt(delivery, leaseId, answered)
         .catch((error) => {
           logger.error({ err: error, deliveryId: delivery.id }, 'webhook attempt failed to be recorded');
-          return false;
         })
-        .then((chained) => {
-          release(chained);
+        .then(() => {
+          release();
           settle();
         });
     });
@@ -340,23 +482,32 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     started(delivery.orgId);
   }
 
-  /** Until no attempt is in flight, chained ones included. */
+  /** Until no attempt is in flight. */
   async function settled(): Promise<void> {
     while (inFlight.size > 0) await Promise.all([...inFlight]);
   }
 
   function started(orgId: string): void {
+    sendingSlots++;
     busy.set(orgId, (busy.get(orgId) ?? 0) + 1);
     observer?.inFlight(inFlight.size);
   }
 
-  /** `freed`: the slot is free (not taken by a chained attempt), so the loop may claim at once. */
-  function ended(orgId: string, freed: boolean): void {
+  /** An attempt no longer being sent: its slot and its organisation's share are free. */
+  function ended(orgId: string): void {
+    sendingSlots--;
     const left = (busy.get(orgId) ?? 1) - 1;
     if (left > 0) busy.set(orgId, left);
     else busy.delete(orgId);
-    observer?.inFlight(inFlight.size);
-    if (freed) wake?.();
+    nudge();
+  }
+
+  /**
+   * The slots free: the worker's slots less the attempts being sent; and no more, in all, than
+   * twice its slots in flight (the rest wait to be recorded), so a slow database holds sends back.
+   */
+  function freeSlots(): number {
+    return Math.max(0, Math.min(concurrency - sendingSlots, 2 * concurrency - inFlight.size));
   }
 
   /**
@@ -370,7 +521,8 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     const { walk, claimed } = await claimFairly(db, {
       after: place,
       walkLimit,
-      endpointCap,
+      // The endpoint's live leases include this worker's attempts already answered (waiting to be recorded).
+      endpointCap: (endpoint) => limits.limitOf(endpoint.endpointId) + (recording.get(endpoint.endpointId) ?? 0),
       busy,
       share,
       slots,
@@ -393,22 +545,28 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
 
   /** One pass of the loop; true when there is more to do at once. */
   async function pass(): Promise<boolean> {
+    woken = false;
     // The feed is read when a poll interval has passed or the last read left more; a pass woken
-    // by an attempt's end only claims (that end freed a slot, and room on its endpoint).
+    // by recorded attempts only claims (they freed slots, and room on their endpoints).
     let moreEvents = false;
     if (moreToFanOut || performance.now() - fannedOutAt >= pollIntervalMs) {
       fannedOutAt = performance.now();
+      agents.closeIdle();
       await track(false);
       moreEvents = moreToFanOut = await fanOut();
     }
-    const slots = concurrency - inFlight.size;
+    const slots = freeSlots();
     const { claimed, more } = await claimAndSend(slots);
     return moreEvents || more || (slots > 0 && claimed === slots);
   }
 
-  /** Until the poll interval is over, an attempt ends, or stop() is called. */
+  /** Until the poll interval is over, attempts are recorded, or stop() is called. */
   function pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
+      if (woken) {
+        woken = false;
+        return resolve();
+      }
       const timer = setTimeout(done, ms);
       function done() {
         clearTimeout(timer);
@@ -428,7 +586,7 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
         logger.error({ err: error }, 'webhook worker pass failed');
       }
       if (stopping) break;
-      if (busyPass && inFlight.size < concurrency) continue;
+      if (busyPass && freeSlots() > 0) continue;
       await pause(pollIntervalMs);
     }
   }
@@ -439,18 +597,19 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     async tick() {
       await track(true);
       await fanOut();
-      await claimAndSend(concurrency - inFlight.size);
+      await claimAndSend(freeSlots());
       await settled();
     },
     async stop() {
       stopping = true;
-      wake?.();
+      nudge();
       // The pass under way ends, then the attempts in flight, each by its own deadline; recording
       // them may wait on the database, so not forever: an unrecorded attempt's lease runs out.
       const finished = loop.then(settled);
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([finished, new Promise((resolve) => (timer = setTimeout(resolve, leaseMs(timeoutMs))))]);
       clearTimeout(timer);
+      agents.close();
     },
   };
 }

@@ -5,6 +5,7 @@
  * registered (DNS rebinding). DNS is staged, as in test/contract/webhook-url-policy.test.ts.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { originAgents } from '../../server/webhook-delivery/agents.js';
 import { type OutgoingDelivery, sendDelivery } from '../../server/webhook-delivery/sender.js';
 import { ephemeralWebhookSettings } from '../../server/webhook-delivery/settings.js';
 import { type Receiver, startReceiver } from '../support/webhook-worker-fixtures.js';
@@ -22,11 +23,26 @@ const delivery = (url: string): OutgoingDelivery => ({
   secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'],
 });
 /** A sender whose resolver answers `addresses` for every name. */
-const attempt = (url: string, addresses: string[], allowPrivateNetworks = false) =>
+const attempt = (url: string, addresses: string[], allowPrivateNetworks = false, agents?: ReturnType<typeof originAgents>) =>
   sendDelivery(delivery(url), new Date(), {
     settings: ephemeralWebhookSettings({ allowPrivateNetworks, resolve: async () => addresses }),
     timeoutMs: 5_000,
+    agents,
   });
+
+it('through the keep-alive agents (the worker sends so), every new connection is judged the same way', async () => {
+  const agents = originAgents({ maxSocketsPerOrigin: 4 });
+  try {
+    const refused = await attempt(`http://hooks.public.test:${receiver.port}/hooks`, ['::7f00:1'], false, agents);
+    expect(refused).toMatchObject({ succeeded: false, statusCode: null, error: 'address not allowed' });
+    const literal = await attempt(`http://127.0.0.1:${receiver.port}/hooks`, [], false, agents);
+    expect(literal.error).toBe('address not allowed');
+    expect(receiver.requests).toEqual([]);
+    expect(receiver.connections).toBe(0);
+  } finally {
+    agents.close();
+  }
+});
 
 it.each([
   ['::7f00:1', '127.0.0.1'],

@@ -9,7 +9,7 @@ import type { ClientsApi } from '../../client/index.js';
 import { loadConfig } from '../../server/config.js';
 import { CIRCUIT_FIRST_COOL_DOWN_MS, CIRCUIT_OPENS_AFTER, RETRY_DELAYS_MS } from '../../server/webhook-delivery/schedule.js';
 import { markEndpointFailed } from '../../server/webhook-delivery/endpoint-state.queries.js';
-import { DEFAULT_ENDPOINT_CONCURRENCY, organisationShare } from '../../server/webhook-delivery/worker.js';
+import { ENDPOINT_START_LIMIT, organisationShare } from '../../server/webhook-delivery/worker.js';
 import { webhookHarness } from '../support/webhook-harness.js';
 import { insertEndpoint, insertEvent, movableClock, waitFor } from '../support/webhook-worker-fixtures.js';
 
@@ -55,8 +55,10 @@ describe('a noisy organisation', () => {
       concurrency: defaults.webhookConcurrency,
       endpointConcurrency: defaults.webhookEndpointConcurrency,
     });
-    // The noisy organisation holds every slot it may, each for the whole 10 s timeout...
-    await waitFor(() => hanging.open.now >= organisationShare(defaults.webhookConcurrency), 'the noisy attempts under way', 30_000);
+    // The noisy organisation holds every slot it may (its share, or 4 per endpoint, their starting
+    // limit, when that is fewer), each for the whole 10 s timeout...
+    const held = Math.min(organisationShare(defaults.webhookConcurrency), 16 * ENDPOINT_START_LIMIT);
+    await waitFor(() => hanging.open.now >= held, 'the noisy attempts under way', 30_000);
     // ... with its backlog fanned out behind them (the fan-out goes as far as the feed's horizon,
     // which another test's open transaction on the same server may hold back for a moment).
     await waitFor(async () => (await pendingOf(noisy.token.orgId)) >= 300, 'the noisy backlog', 30_000);
@@ -81,9 +83,10 @@ describe('a noisy organisation', () => {
     } finally {
       clearInterval(noise);
     }
-    // All that time the noisy organisation had at most its share, and no endpoint more than its cap.
-    expect(hanging.open.max).toBe(organisationShare(defaults.webhookConcurrency));
-    for (const [path, open] of hanging.open.byPath) expect(open.max, path).toBeLessThanOrEqual(defaults.webhookEndpointConcurrency);
+    // All that time the noisy organisation had at most its share, and no endpoint more than its
+    // starting limit (timeouts only ever lower it).
+    expect(hanging.open.max).toBeLessThanOrEqual(organisationShare(defaults.webhookConcurrency));
+    for (const [path, open] of hanging.open.byPath) expect(open.max, path).toBeLessThanOrEqual(ENDPOINT_START_LIMIT);
   });
 
   it('a slow organisation with a large backlog: a new event of another is delivered long before that backlog is', {
@@ -108,19 +111,19 @@ describe('a noisy organisation', () => {
 });
 
 describe('the caps', () => {
-  it('an endpoint has at most its cap of attempts in flight, across two workers', { timeout: 60_000 }, async () => {
+  it('an endpoint has at most its limit of attempts in flight (4 to start with), across two workers', { timeout: 60_000 }, async () => {
     const hanging = await receiver(() => 'hang');
     const { orgId } = await organisation();
     await insertEndpoint(db(), settings, { orgId, url: hanging.url });
     for (let i = 0; i < 12; i++) await insertEvent(db(), { orgId });
     worker({ timeoutMs: 1000 });
     worker({ timeoutMs: 1000 });
-    // Two rounds of attempts, each timed out after a second (then the circuit opens).
-    await waitFor(() => hanging.requests.length >= 2 * DEFAULT_ENDPOINT_CONCURRENCY, 'two rounds of attempts', 30_000);
-    expect(hanging.open.max).toBe(DEFAULT_ENDPOINT_CONCURRENCY);
+    // Rounds of attempts, each timed out after a second (the limit halves, then the circuit opens).
+    await waitFor(() => hanging.requests.length >= ENDPOINT_START_LIMIT + 2, 'two rounds of attempts', 30_000);
+    expect(hanging.open.max).toBe(ENDPOINT_START_LIMIT);
   });
 
-  it('WEBHOOK_ENDPOINT_CONCURRENCY sets the cap', { timeout: 60_000 }, async () => {
+  it('WEBHOOK_ENDPOINT_CONCURRENCY sets the ceiling (and the start, when lower than 4)', { timeout: 60_000 }, async () => {
     const hanging = await receiver(() => 'hang');
     const { orgId } = await organisation();
     await insertEndpoint(db(), settings, { orgId, url: hanging.url });
@@ -184,10 +187,10 @@ describe('the circuit', () => {
     const pause = async () =>
       (await api.GET('/webhook-endpoints/{id}', { params: { path: { id: endpoint.id } } })).data!.data.deliveryPause;
 
-    // Four at once (the cap), then four more: the fifth failure in a row opens the circuit.
+    // Four at once (the starting limit), then two (halved by the 500s): the fifth failure in a row opens the circuit.
     await waitFor(async () => {
       await w.tick();
-      return failing.requests.length >= 2 * DEFAULT_ENDPOINT_CONCURRENCY;
+      return (await pause()) !== null;
     }, 'two rounds of attempts');
     expect(failing.requests.length).toBeGreaterThanOrEqual(CIRCUIT_OPENS_AFTER);
     const openedAt = clock.now();

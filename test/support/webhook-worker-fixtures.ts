@@ -37,6 +37,8 @@ export interface Receiver {
    * worker), now and at most, in all and per path.
    */
   open: { now: number; max: number; byPath: Map<string, { now: number; max: number }> };
+  /** TCP connections accepted so far (keep-alive shows as far fewer than requests). */
+  connections: number;
   close(): Promise<void>;
 }
 
@@ -47,6 +49,7 @@ export async function startReceiver(): Promise<Receiver> {
     requests: [],
     answer: () => ({ status: 200 }),
     open: { now: 0, max: 0, byPath: new Map() },
+    connections: 0,
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -80,6 +83,7 @@ export async function startReceiver(): Promise<Receiver> {
       else send();
     });
   });
+  server.on('connection', () => receiver.connections++);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   receiver.port = (server.address() as AddressInfo).port;
   receiver.url = `http://127.0.0.1:${receiver.port}/hooks`;

@@ -80,8 +80,8 @@ it('delivers webhooks inside the server, every second, 10 s per attempt, to publ
   expect(() => loadConfig({ WEBHOOK_ALLOW_PRIVATE_NETWORKS: '1' })).toThrow(/WEBHOOK_ALLOW_PRIVATE_NETWORKS/);
 });
 
-it('sends 16 webhook attempts at once per worker and 4 per endpoint, unless told otherwise', () => {
-  expect(loadConfig({})).toMatchObject({ webhookConcurrency: 16, webhookEndpointConcurrency: 4 });
+it('sends 128 webhook attempts at once per worker and at most 64 per endpoint, unless told otherwise', () => {
+  expect(loadConfig({})).toMatchObject({ webhookConcurrency: 128, webhookEndpointConcurrency: 64 });
   expect(loadConfig({ WEBHOOK_CONCURRENCY: '32', WEBHOOK_ENDPOINT_CONCURRENCY: '1' })).toMatchObject({
     webhookConcurrency: 32,
     webhookEndpointConcurrency: 1,
