@@ -15,6 +15,7 @@ import type { DeletedFilter } from '../shared/spec-values.js';
 import type { KeysetPosition } from '../shared/keyset-cursor.js';
 import type { Tenant } from '../shared/tenant.js';
 import { type EventParams, insertEventForWritten } from '../events/events.queries.js';
+import { CLIENT_EVENTS } from './client-search.queries.js';
 
 function clientsOf(db: Kysely<Database>, tenant: Tenant) {
   return db.selectFrom('clients').where('org_id', '=', tenant.orgId).where('env', '=', tenant.env);
@@ -255,7 +256,7 @@ export interface ClientListFilter {
   /** RFC 3339 text, compared by PostgreSQL (a JS Date would drop the microseconds). */
   updatedSince?: string | undefined;
   deleted: DeletedFilter;
-  /** Exact matches, each served by an index (externalId's unique one, email's trigrams, metadata's GIN). */
+  /** Exact matches, each served by an index (externalId's unique one, email's trigrams in client_search, metadata's GIN). */
   externalId?: string | undefined;
   email?: string | undefined;
   taxNumber?: string | undefined;
@@ -335,9 +336,95 @@ export async function listClientRows(db: Kysely<Database>, tenant: Tenant, filte
 
 /** The query of listClientRows, unexecuted (the benchmark EXPLAINs it). */
 export function listClientRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientListFilter) {
+  if (usesSearchTable(filter)) return searchedRowsQuery(db, tenant, filter);
   const listed = listedInOrder(db, tenant, filter);
   return (filtersRows(filter) ? listed.where(matches(filter)) : listed)
     .selectAll()
+    .select(POSITION.as('position'))
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(filter.limit);
+}
+
+/**
+ * Whether the list is looked up in the search table (server/clients/client-search.queries.ts): a
+ * `q` its trigram indexes can narrow, or the exact `email` (which they serve too).
+ */
+function usesSearchTable(filter: ClientListFilter): boolean {
+  return (filter.search !== undefined && searchUsesIndex(filter.search)) || filter.email !== undefined;
+}
+
+/**
+ * listClientRows through the search table, exact at once (no lag): the page is the newest matches
+ * among
+ *   - `indexed`: the tenant's rows of client_search that match, found through its trigram indexes,
+ *     but for the clients in `tail`; for those the search table's text is current (their last
+ *     change was indexed), so the test is exact, and the page's order and bound apply there;
+ *   - `fresh`: the clients in `tail`, those with an event after the indexer's position (changed
+ *     since it passed: created a millisecond ago, updated, deleted, restored), tested on their live
+ *     rows. The feed's index reads them; their number is the indexer's lag for this tenant.
+ * One statement, one snapshot: the position, the search table and the live rows agree. Filters the
+ * search table does not hold (`updatedSince`, `externalId`, `taxNumber`, `metadata`) are tested on
+ * the live row of each indexed match.
+ */
+function searchedRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientListFilter) {
+  const pattern = filter.search === undefined ? undefined : likeSubstring(filter.search);
+  const onLiveRowOnly =
+    filter.updatedSince !== undefined || filter.externalId !== undefined || filter.taxNumber !== undefined || filter.metadata !== undefined;
+  return db
+    .with('tail', (qb) =>
+      qb
+        .selectFrom('events')
+        .innerJoin('client_search_position as position', (join) => join.onTrue())
+        .select(sql<string>`(events.data -> 'object' ->> 'id')::uuid`.as('id'))
+        .where('events.org_id', '=', tenant.orgId)
+        .where('events.env', '=', tenant.env)
+        .where(sql<boolean>`(events.txid, events.seq) > (position.txid, position.seq)`)
+        .where('events.type', 'like', CLIENT_EVENTS),
+    )
+    .with('indexed', (qb) => {
+      let query = qb
+        .selectFrom('client_search as s')
+        .select('s.client_id as id')
+        .where('s.org_id', '=', tenant.orgId)
+        .where('s.env', '=', tenant.env)
+        .where(sql<boolean>`not exists (select 1 from tail where tail.id = s.client_id)`);
+      if (pattern !== undefined)
+        query = query.where((eb) =>
+          eb.or([
+            eb('s.name', 'ilike', pattern),
+            eb('s.contact_name', 'ilike', pattern),
+            eb('s.email', 'ilike', pattern),
+            eb('s.billing_email', 'ilike', pattern),
+          ]),
+        );
+      if (filter.email !== undefined) query = query.where('s.email', '=', filter.email);
+      if (filter.deleted === 'exclude') query = query.where('s.deleted', '=', false);
+      if (filter.deleted === 'only') query = query.where('s.deleted', '=', true);
+      if (filter.after)
+        query = query.where(sql<boolean>`(s.created_at, s.client_id) < (${filter.after.at}::timestamptz, ${filter.after.id}::uuid)`);
+      if (onLiveRowOnly) {
+        const live = listedInOrder(db, tenant, { ...filter, deleted: 'include', after: undefined }).where(
+          matches({ ...filter, search: undefined }),
+        );
+        query = query.where(sql<boolean>`exists (${live.select(sql`1`.as('one')).where(sql<boolean>`clients.id = s.client_id`)})`);
+      }
+      return query.orderBy('s.created_at', 'desc').orderBy('s.client_id', 'desc').limit(filter.limit);
+    })
+    .with('fresh', () =>
+      listedInOrder(db, tenant, filter)
+        .where(sql<boolean>`clients.id in (select id from tail)`)
+        .where(matches(filter))
+        .select('id')
+        .orderBy('created_at', 'desc')
+        .orderBy('id', 'desc')
+        .limit(filter.limit),
+    )
+    .selectFrom('clients')
+    .where('org_id', '=', tenant.orgId)
+    .where('env', '=', tenant.env)
+    .where(sql<boolean>`id in (select id from indexed union all select id from fresh)`)
+    .selectAll('clients')
     .select(POSITION.as('position'))
     .orderBy('created_at', 'desc')
     .orderBy('id', 'desc')
