@@ -371,64 +371,75 @@ function searchedRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientL
   const pattern = filter.search === undefined ? undefined : likeSubstring(filter.search);
   const onLiveRowOnly =
     filter.updatedSince !== undefined || filter.externalId !== undefined || filter.taxNumber !== undefined || filter.metadata !== undefined;
-  return db
-    .with('tail', (qb) =>
-      qb
-        .selectFrom('events')
-        .innerJoin('client_search_position as position', (join) => join.onTrue())
-        .select(sql<string>`(events.data -> 'object' ->> 'id')::uuid`.as('id'))
-        .where('events.org_id', '=', tenant.orgId)
-        .where('events.env', '=', tenant.env)
-        .where(sql<boolean>`(events.txid, events.seq) > (position.txid, position.seq)`)
-        .where('events.type', 'like', CLIENT_EVENTS),
-    )
-    .with('indexed', (qb) => {
-      let query = qb
-        .selectFrom('client_search as s')
-        .select('s.client_id as id')
-        .where('s.org_id', '=', tenant.orgId)
-        .where('s.env', '=', tenant.env)
-        .where(sql<boolean>`not exists (select 1 from tail where tail.id = s.client_id)`);
-      if (pattern !== undefined)
-        query = query.where((eb) =>
-          eb.or([
-            eb('s.name', 'ilike', pattern),
-            eb('s.contact_name', 'ilike', pattern),
-            eb('s.email', 'ilike', pattern),
-            eb('s.billing_email', 'ilike', pattern),
-          ]),
-        );
-      if (filter.email !== undefined) query = query.where('s.email', '=', filter.email);
-      if (filter.deleted === 'exclude') query = query.where('s.deleted', '=', false);
-      if (filter.deleted === 'only') query = query.where('s.deleted', '=', true);
-      if (filter.after)
-        query = query.where(sql<boolean>`(s.created_at, s.client_id) < (${filter.after.at}::timestamptz, ${filter.after.id}::uuid)`);
-      if (onLiveRowOnly) {
-        const live = listedInOrder(db, tenant, { ...filter, deleted: 'include', after: undefined }).where(
-          matches({ ...filter, search: undefined }),
-        );
-        query = query.where(sql<boolean>`exists (${live.select(sql`1`.as('one')).where(sql<boolean>`clients.id = s.client_id`)})`);
-      }
-      return query.orderBy('s.created_at', 'desc').orderBy('s.client_id', 'desc').limit(filter.limit);
-    })
-    .with('fresh', () =>
-      listedInOrder(db, tenant, filter)
-        .where(sql<boolean>`clients.id in (select id from tail)`)
-        .where(matches(filter))
-        .select('id')
-        .orderBy('created_at', 'desc')
-        .orderBy('id', 'desc')
-        .limit(filter.limit),
-    )
-    .selectFrom('clients')
-    .where('org_id', '=', tenant.orgId)
-    .where('env', '=', tenant.env)
-    .where(sql<boolean>`id in (select id from indexed union all select id from fresh)`)
-    .selectAll('clients')
-    .select(POSITION.as('position'))
-    .orderBy('created_at', 'desc')
-    .orderBy('id', 'desc')
-    .limit(filter.limit);
+  return (
+    db
+      .with('tail', (qb) =>
+        qb
+          .selectFrom('events')
+          .select(sql<string>`(events.data -> 'object' ->> 'id')::uuid`.as('id'))
+          .distinct()
+          .where('events.org_id', '=', tenant.orgId)
+          .where('events.env', '=', tenant.env)
+          // A row compared with the position's one row: an index condition of the feed's index.
+          .where(sql<boolean>`(events.txid, events.seq) > (select txid, seq from client_search_position)`)
+          .where('events.type', 'like', CLIENT_EVENTS),
+      )
+      .with('indexed', (qb) => {
+        let query = qb
+          .selectFrom('client_search as s')
+          .select('s.client_id as id')
+          .where('s.org_id', '=', tenant.orgId)
+          .where('s.env', '=', tenant.env)
+          .where(sql<boolean>`not exists (select 1 from tail where tail.id = s.client_id)`);
+        if (pattern !== undefined)
+          query = query.where((eb) =>
+            eb.or([
+              eb('s.name', 'ilike', pattern),
+              eb('s.contact_name', 'ilike', pattern),
+              eb('s.email', 'ilike', pattern),
+              eb('s.billing_email', 'ilike', pattern),
+            ]),
+          );
+        if (filter.email !== undefined) query = query.where('s.email', '=', filter.email);
+        if (filter.deleted === 'exclude') query = query.where('s.deleted', '=', false);
+        if (filter.deleted === 'only') query = query.where('s.deleted', '=', true);
+        if (filter.after)
+          query = query.where(sql<boolean>`(s.created_at, s.client_id) < (${filter.after.at}::timestamptz, ${filter.after.id}::uuid)`);
+        if (onLiveRowOnly) {
+          const live = listedInOrder(db, tenant, { ...filter, deleted: 'include', after: undefined }).where(
+            matches({ ...filter, search: undefined }),
+          );
+          query = query.where(sql<boolean>`exists (${live.select(sql`1`.as('one')).where(sql<boolean>`clients.id = s.client_id`)})`);
+        }
+        return query.orderBy('s.created_at', 'desc').orderBy('s.client_id', 'desc').limit(filter.limit);
+      })
+      // Each client of the tail looked up by its key (a lateral join): never a scan of the tenant's rows.
+      .with('fresh', (qb) =>
+        qb
+          .selectFrom(sql<{ id: string }>`(select id from tail)`.as('t'))
+          .innerJoinLateral(
+            listedInOrder(db, tenant, filter)
+              .where(sql<boolean>`clients.id = t.id`)
+              .where(matches(filter))
+              .select(['id', 'created_at'])
+              .as('c'),
+            (join) => join.onTrue(),
+          )
+          .select('c.id')
+          .orderBy('c.created_at', 'desc')
+          .orderBy('c.id', 'desc')
+          .limit(filter.limit),
+      )
+      .selectFrom('clients')
+      .where('org_id', '=', tenant.orgId)
+      .where('env', '=', tenant.env)
+      .where(sql<boolean>`id in (select id from indexed union all select id from fresh)`)
+      .selectAll('clients')
+      .select(POSITION.as('position'))
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(filter.limit)
+  );
 }
 
 export interface ExaminedRows {

@@ -97,7 +97,10 @@ describe('a change is found by q at once, and after the indexer has passed it', 
     const theirs = (await other.api.POST('/clients', { body: name })).data!.data.id;
     const liveOne = (await live.POST('/clients', { body: name })).data!.data.id;
     for (const round of ['tail', 'indexed']) {
-      for (const query of [{ q: 'obsidian' }, { email: 'ap@obsidian.test' }, { q: 'obsidian', deleted: 'include' }]) {
+      for (const query of [{ q: 'obsidian' }, { email: 'ap@obsidian.test' }, { q: 'obsidian', deleted: 'include' }] as Record<
+        string,
+        string
+      >[]) {
         expect(await search(owner.api, query), round).toEqual([mine]);
         expect(await search(other.api, query), round).toEqual([theirs]);
         expect(await search(live, query), round).toEqual([liveOne]);
