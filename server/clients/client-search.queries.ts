@@ -44,7 +44,7 @@ export async function indexNextBatch(db: Kysely<Database>, batchSize: number): P
         limit ${batchSize}
       ),
       touched as (
-        select distinct org_id, env, (data -> 'object' ->> 'id')::uuid as client_id from batch where type like ${CLIENT_EVENTS}
+        select distinct org_id, env, json_extract_path_text(data, 'object', 'id')::uuid as client_id from batch where type like ${CLIENT_EVENTS}
       ),
       upserted as (
         insert into client_search (org_id, env, client_id, created_at, deleted, name, contact_name, email, billing_email)
