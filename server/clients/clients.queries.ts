@@ -377,7 +377,7 @@ function searchedRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientL
         qb
           .selectFrom('events')
           // One pass over the event's JSON (`->` then `->>` would read it twice).
-        .select(sql<string>`json_extract_path_text(events.data, 'object', 'id')::uuid`.as('id'))
+          .select(sql<string>`json_extract_path_text(events.data, 'object', 'id')::uuid`.as('id'))
           .distinct()
           .where('events.org_id', '=', tenant.orgId)
           .where('events.env', '=', tenant.env)
@@ -392,7 +392,7 @@ function searchedRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientL
           .where('s.org_id', '=', tenant.orgId)
           .where('s.env', '=', tenant.env)
           // The tail as one array, read once: a join would scan it again for every row of a common term's walk.
-        .where(sql<boolean>`not (s.client_id = any (array(select id from tail)))`);
+          .where(sql<boolean>`not (s.client_id = any (array(select id from tail)))`);
         if (pattern !== undefined)
           query = query.where((eb) =>
             eb.or([

@@ -14,7 +14,6 @@ import { type ClientListFilter, listClientRows } from '../../server/clients/clie
 import { indexUntilCaughtUp, startSearchIndexer } from '../../server/clients/search-indexer.js';
 import * as clientSearchMigration from '../../server/db/migrations/2026_12_04_0001_client_search.js';
 import { createMetrics } from '../../server/metrics/metrics.js';
-import type { MintedToken } from '../../server/tokens/tokens.service.js';
 import { usingPostgres } from '../support/database.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
