@@ -60,6 +60,7 @@ function expressionOf(parameter: string, orgId: string): string {
     email: `'hank' || (:n)::text || '@globex.test'`,
     billing_email: `'billing' || (:n)::text || '@globex.test'`,
     require_po_number: 'false',
+    metadata: `'{}'`,
     created_at: 'now()',
     updated_at: 'now()',
     keyNow: 'now()',
