@@ -392,7 +392,8 @@ function searchedRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientL
           .where('s.org_id', '=', tenant.orgId)
           .where('s.env', '=', tenant.env)
           // The tail as one array, read once: a join would scan it again for every row of a common term's walk.
-          .where(sql<boolean>`not (s.client_id = any (array(select id from tail)))`);
+          // (A null in it would make every row's test null: array_remove keeps a malformed event from hiding the page.)
+          .where(sql<boolean>`not (s.client_id = any (array_remove(array(select id from tail), null)))`);
         if (pattern !== undefined)
           query = query.where((eb) =>
             eb.or([
