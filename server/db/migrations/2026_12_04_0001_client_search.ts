@@ -39,7 +39,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       seq bigint not null,
       indexed_at timestamptz not null
     )`.execute(db);
-  await sql`create index if not exists events_txid_idx on events (txid, seq)`.execute(db);
   await sql`
     insert into client_search_position (txid, seq, indexed_at)
     values (pg_snapshot_xmin(pg_current_snapshot()), 0, now())
@@ -61,20 +60,25 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     where deleted`.execute(db);
   await sql`create index if not exists client_search_list_idx on client_search (org_id, env, created_at desc, client_id desc)`.execute(db);
 
-  // The request path's indexes go; the search table's are built in bulk, after its rows.
-  for (const column of SEARCHED_COLUMNS) await sql`drop index if exists ${sql.id(`clients_${column}_trgm_idx`)}`.execute(db);
+  // The search table's trigram indexes, built in bulk after its rows. Without pg_trgm (a PostgreSQL
+  // without contrib) `q` still answers, by reading the tenant's rows of client_search.
   const { rows } = await sql<{ available: boolean }>`
     select exists (select 1 from pg_available_extensions where name = 'pg_trgm') as available`.execute(db);
-  // Without pg_trgm (a PostgreSQL without contrib) `q` still answers, by reading the tenant's rows of client_search.
-  if (!rows[0]?.available) return;
-  await sql`create extension if not exists pg_trgm`.execute(db);
-  for (const column of SEARCHED_COLUMNS) {
-    // fastupdate off, as on `clients` before (2026_11_29_0001): the indexer's batches pay for their
-    // own entries, never one unlucky batch for a whole pending list.
-    await sql`
-      create index if not exists ${sql.id(`client_search_${column}_trgm_idx`)} on client_search
-      using gin (${sql.ref(column)} gin_trgm_ops) with (fastupdate = off)`.execute(db);
+  if (rows[0]?.available) {
+    await sql`create extension if not exists pg_trgm`.execute(db);
+    for (const column of SEARCHED_COLUMNS) {
+      // fastupdate off, as on `clients` before (2026_11_29_0001): the indexer's batches pay for their
+      // own entries, never one unlucky batch for a whole pending list.
+      await sql`
+        create index if not exists ${sql.id(`client_search_${column}_trgm_idx`)} on client_search
+        using gin (${sql.ref(column)} gin_trgm_ops) with (fastupdate = off)`.execute(db);
+    }
   }
+
+  // Last, so that the locks they take on the busy tables (a build's share lock on `events`, a drop's
+  // exclusive lock on `clients`, both held until the migration commits) last as short as they can.
+  await sql`create index if not exists events_txid_idx on events (txid, seq)`.execute(db);
+  for (const column of SEARCHED_COLUMNS) await sql`drop index if exists ${sql.id(`clients_${column}_trgm_idx`)}`.execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
