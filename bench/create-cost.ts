@@ -1,11 +1,15 @@
 /**
  * `npm run bench:create-cost`: what each part of a create costs PostgreSQL, measured with pgbench
  * on the server's own statements (their text as server/clients/clients.queries.ts compiles it):
- *   - the client's insert alone, with the four trigram GIN indexes of `q` (name, contactName,
- *     email, billingEmail), then with 3, 2, 1 and none of them: what each index's entries cost;
- *   - the one statement of an idempotent create (claim the key, insert, store the response), with
- *     and without the GIN indexes: what the idempotency row costs;
- *   - the event's insert alone (every create's statement includes it): what the outbox costs.
+ *   - the client's insert alone, as migrated (no trigram index on `clients` since issue 25's first
+ *     lever: `q` is served by `client_search`, kept off the request path), and with the four trigram
+ *     GIN indexes the table had before (name, contactName, email, billingEmail), then 3, 2 and 1 of
+ *     them: what each index's entries cost, and what moving them off the request path saved;
+ *   - the one statement of an idempotent create (claim the key, insert, store the response), as
+ *     migrated and with the four GIN indexes: what the idempotency row costs;
+ *   - the event's insert alone (every create's statement includes it): what the outbox costs, with
+ *     and without `events_txid_idx` (the search indexer's way through the feed, the lever's one new
+ *     cost on the request path).
  * Each variant runs `BENCH_ROUNDS` times (alternating), `BENCH_SECONDS` each, with pgbench's
  * prepared protocol (as the server's named statements), `BENCH_CLIENTS` connections; the median
  * transactions per second is printed, and each variant's cost per create in ms of one connection.
@@ -22,11 +26,14 @@ import { openDatabase } from '../server/db/database.js';
 import { migrateOrThrow } from '../server/db/migrate.js';
 import { preparedStatements } from '../server/db/prepared.js';
 import { mintTokenForOrganisation } from '../server/tokens/tokens.service.js';
+import { indexUntilCaughtUp } from '../server/clients/search-indexer.js';
 
 const adminUrl = process.env.BENCH_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const seconds = Number(process.env.BENCH_SECONDS ?? 8);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const connections = Number(process.env.BENCH_CLIENTS ?? 8);
+/** Events per statement of the search indexer's run (SEARCH_INDEX_BATCH's default). */
+const INDEX_BATCH = Number(process.env.BENCH_INDEX_BATCH ?? 500);
 const GIN = ['clients_name_trgm_idx', 'clients_contact_name_trgm_idx', 'clients_email_trgm_idx', 'clients_billing_email_trgm_idx'];
 const GIN_COLUMNS: Record<string, string> = {
   clients_name_trgm_idx: 'name',
@@ -34,6 +41,11 @@ const GIN_COLUMNS: Record<string, string> = {
   clients_email_trgm_idx: 'email',
   clients_billing_email_trgm_idx: 'billing_email',
 };
+/** The trigram indexes `clients` had before 2026_12_04_0001_client_search (as 2026_11_28_0005 and 2026_11_29_0001 made them). */
+const GIN_DEFINITION = (index: string) =>
+  `create index ${index} on clients using gin (${GIN_COLUMNS[index]} gin_trgm_ops) with (fastupdate = off)`;
+/** The feed's index across tenants that the search indexer reads (2026_12_04_0001_client_search). */
+const EVENTS_TXID_INDEX = 'create index if not exists events_txid_idx on events (txid, seq)';
 
 /** Each parameter as a pgbench expression: a fresh key and id per transaction, realistic searched text. */
 function expressionOf(parameter: string, orgId: string): string {
@@ -48,6 +60,7 @@ function expressionOf(parameter: string, orgId: string): string {
     email: `'hank' || (:n)::text || '@globex.test'`,
     billing_email: `'billing' || (:n)::text || '@globex.test'`,
     require_po_number: 'false',
+    metadata: `'{}'`,
     created_at: 'now()',
     updated_at: 'now()',
     keyNow: 'now()',
@@ -101,20 +114,13 @@ try {
   writeFileSync(scripts.keyed, pgbenchScript('insert_client_with_key', orgId));
   writeFileSync(scripts.event, pgbenchScript('insert_event', orgId));
 
-  const indexDefinitions = new Map<string, string>();
-  for (const index of GIN) {
-    const { rows } = await sql.query<{ def: string }>('select pg_get_indexdef($1::regclass) as def', [index]);
-    indexDefinitions.set(index, rows[0]!.def);
-  }
-  /** Keeps exactly the first `count` trigram indexes. */
-  async function keepGin(count: number) {
+  /** Keeps exactly the first `count` trigram indexes on clients, and events_txid_idx or not. */
+  async function keepGin(count: number, eventsTxidIndex = true) {
     for (const [i, index] of GIN.entries()) {
       await sql.query(`drop index if exists ${index}`);
-      if (i < count) {
-        await sql.query(indexDefinitions.get(index)!);
-        await sql.query(`alter index ${index} set (fastupdate = off)`);
-      }
+      if (i < count) await sql.query(GIN_DEFINITION(index));
     }
+    await sql.query(eventsTxidIndex ? EVENTS_TXID_INDEX : 'drop index if exists events_txid_idx');
     await sql.query('truncate clients cascade');
     await sql.query('truncate idempotency_keys');
     await sql.query('truncate events cascade');
@@ -122,19 +128,20 @@ try {
   }
 
   const variants = [
-    { label: 'insert, 4 GIN indexes', gin: 4, script: scripts.insert },
+    { label: 'insert, as migrated (no GIN index)', gin: 0, script: scripts.insert },
+    { label: 'insert, 4 GIN indexes (before)', gin: 4, script: scripts.insert },
     { label: 'insert, 3 GIN (no billing_email)', gin: 3, script: scripts.insert },
     { label: 'insert, 2 GIN (name, contact_name)', gin: 2, script: scripts.insert },
     { label: 'insert, 1 GIN (name)', gin: 1, script: scripts.insert },
-    { label: 'insert, no GIN index', gin: 0, script: scripts.insert },
-    { label: 'insert + idempotency key, 4 GIN', gin: 4, script: scripts.keyed },
-    { label: 'insert + idempotency key, no GIN', gin: 0, script: scripts.keyed },
-    { label: 'the event alone', gin: 0, script: scripts.event },
+    { label: 'insert + idempotency key, as migrated', gin: 0, script: scripts.keyed },
+    { label: 'insert + idempotency key, 4 GIN (before)', gin: 4, script: scripts.keyed },
+    { label: 'the event alone, as migrated', gin: 0, script: scripts.event },
+    { label: 'the event alone, without events_txid_idx', gin: 0, script: scripts.event, eventsTxidIndex: false },
   ];
   const tps = new Map<string, number[]>(variants.map((v) => [v.label, []]));
   for (let round = 0; round < rounds; round++) {
     for (const variant of variants) {
-      await keepGin(variant.gin);
+      await keepGin(variant.gin, variant.eventsTxidIndex ?? true);
       let out: string;
       try {
         out = execFileSync(
@@ -151,27 +158,56 @@ try {
       process.stderr.write(`round ${round + 1}: ${variant.label}: ${match[1]} tps\n`);
     }
   }
+  // The search indexer's own rate, off the request path: the creates of one pgbench run (clients
+  // and their events) indexed from scratch, BATCH events per statement, one connection.
+  await keepGin(0);
+  execFileSync(
+    'pgbench',
+    ['-n', '-M', 'prepared', '-c', String(connections), '-j', '2', '-T', String(seconds), '-f', scripts.insert, url.toString()],
+    {
+      stdio: 'ignore',
+    },
+  );
+  await sql.query(`update client_search_position set txid = '0'::xid8, seq = 0`);
+  await sql.query('truncate client_search');
+  await sql.query('vacuum analyze clients, events, client_search');
+  const indexing = await openDatabase({ databaseUrl: url.toString(), poolSize: 1 });
+  const indexStarted = performance.now();
+  const indexedEvents = await indexUntilCaughtUp(indexing.db, INDEX_BATCH);
+  const indexSeconds = (performance.now() - indexStarted) / 1000;
+  await indexing.close();
   await sql.end();
 
-  const base = median(tps.get('insert, no GIN index')!);
+  const base = median(tps.get('insert, as migrated (no GIN index)')!);
   console.log(`\npgbench, ${connections} connections, ${seconds} s × ${rounds} alternating rounds, -M prepared; medians`);
-  console.log(`GIN indexes: ${GIN.map((i) => GIN_COLUMNS[i]).join(', ')} (fastupdate off, as migrated)\n`);
-  console.log('| variant | tps | ms per create (one connection) | vs the bare insert |');
+  console.log(`GIN indexes (before): ${GIN.map((i) => GIN_COLUMNS[i]).join(', ')} (fastupdate off, as they were migrated)\n`);
+  console.log('| variant | tps | ms per create (one connection) | vs the insert as migrated |');
   console.log('|---|---:|---:|---:|');
   for (const { label } of variants) {
     const value = median(tps.get(label)!);
     console.log(`| ${label} | ${value.toFixed(0)} | ${((1000 * connections) / value).toFixed(2)} | ${(value / base).toFixed(2)} |`);
   }
-  const perGin = (median(tps.get('insert, no GIN index')!) - median(tps.get('insert, 4 GIN indexes')!)) / 4;
+  const ins4 = median(tps.get('insert, 4 GIN indexes (before)')!);
+  const perGin = (base - ins4) / 4;
   console.log(
-    `\nEach trigram index: about ${perGin.toFixed(0)} tps of ${base.toFixed(0)} (${((100 * perGin) / base).toFixed(1)}%) on average;`,
+    `\nEach trigram index cost about ${perGin.toFixed(0)} tps of ${base.toFixed(0)} (${((100 * perGin) / base).toFixed(1)}%) on average; ` +
+      `without the four the insert runs ${(base / ins4).toFixed(2)}× as fast.`,
   );
-  const key4 = median(tps.get('insert + idempotency key, 4 GIN')!);
-  const ins4 = median(tps.get('insert, 4 GIN indexes')!);
-  console.log(`the idempotency row and claim: ${(((ins4 - key4) / ins4) * 100).toFixed(1)}% of the insert's throughput (4 GIN).`);
-  const event = median(tps.get('the event alone')!);
+  const key = median(tps.get('insert + idempotency key, as migrated')!);
+  const key4 = median(tps.get('insert + idempotency key, 4 GIN (before)')!);
   console.log(
-    `the event alone: ${((1000 * connections) / event).toFixed(2)} ms per create of one connection (every insert above includes it).`,
+    `the idempotency row and claim: ${(((base - key) / base) * 100).toFixed(1)}% of the insert's throughput as migrated; ` +
+      `the keyed create runs ${(key / key4).toFixed(2)}× as fast as with the four GIN indexes.`,
+  );
+  const event = median(tps.get('the event alone, as migrated')!);
+  const eventBare = median(tps.get('the event alone, without events_txid_idx')!);
+  console.log(
+    `the event alone: ${((1000 * connections) / event).toFixed(2)} ms per create of one connection (every insert above includes it); ` +
+      `without events_txid_idx ${((1000 * connections) / eventBare).toFixed(2)} ms.`,
+  );
+  console.log(
+    `the search indexer (off the request path): ${indexedEvents} creates indexed in ${indexSeconds.toFixed(1)} s, ` +
+      `${Math.round(indexedEvents / indexSeconds)} events/s with one connection, ${INDEX_BATCH} events per statement.`,
   );
 } finally {
   if (!process.env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });

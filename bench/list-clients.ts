@@ -13,6 +13,8 @@
  * Uses DATABASE_URL when set (it must be a database it may fill: the rows stay); otherwise it
  * creates a database on BENCH_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres) and
  * drops it after. BENCH_CLIENTS (default 100000) and BENCH_RUNS (default 300) change the sizes;
+ * BENCH_TAIL (default 1000) clients are then created through the API and left unindexed (no search
+ * indexer runs here), and two searches measured again: what a lag of that many changes costs;
  * `--explain` also prints the plan PostgreSQL chooses for each query.
  *
  * `--replica`: on a scratch PostgreSQL 15 primary with a streaming replica of it on this machine
@@ -38,6 +40,7 @@ import {
   type ClientListFilter,
 } from '../server/clients/clients.queries.js';
 import { SHORT_SEARCH_EXAMINED } from '../server/clients/clients.service.js';
+import { copyClientsIntoSearch } from '../server/clients/client-search.queries.js';
 import { openDatabase } from '../server/db/database.js';
 import type { ReadConsistency } from '../server/db/reads.js';
 import { migrateOrThrow } from '../server/db/migrate.js';
@@ -50,6 +53,8 @@ const EXPLAIN = process.argv.includes('--explain');
 const REPLICA = process.argv.includes('--replica');
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+/** Clients created through the API, left unindexed, before the tail's two rows (BENCH_TAIL, 1000; 0: none). */
+const TAIL = Number(process.env.BENCH_TAIL ?? 1000);
 /** Insert through the table's indexes instead of rebuilding them after (always so on a DATABASE_URL of yours). */
 const INCREMENTAL = process.argv.includes('--seed-incremental') || (process.env.DATABASE_URL !== undefined && !REPLICA);
 
@@ -124,10 +129,20 @@ await withDatabase(async ({ url, replicaUrl, caughtUp }) => {
     let started = performance.now();
     const timings = INCREMENTAL ? undefined : await seedWithIndexesRebuilt(db, 'clients', seedBoth);
     if (INCREMENTAL) await seedBoth();
+    // The seeded rows have no events: into the search table (what `q` looks up) as the indexer,
+    // caught up, would have them; its indexes too are built in bulk after.
+    const searchTimings = INCREMENTAL ? undefined : await seedWithIndexesRebuilt(db, 'client_search', () => copyClientsIntoSearch(db));
+    if (INCREMENTAL) await copyClientsIntoSearch(db);
+    if (timings && searchTimings) {
+      timings.insertMs += searchTimings.insertMs;
+      timings.indexMs += searchTimings.indexMs;
+      timings.indexes.push(...searchTimings.indexes);
+    }
     const seededMs = performance.now() - started;
     // The steady state autovacuum keeps: statistics, the visibility map, the GIN pending lists merged.
     started = performance.now();
     await sql`vacuum analyze clients`.execute(db);
+    await sql`vacuum analyze client_search`.execute(db);
     const vacuumMs = performance.now() - started;
     // The replica replays the rows and the statistics before anything is measured on it.
     started = performance.now();
@@ -143,11 +158,13 @@ await withDatabase(async ({ url, replicaUrl, caughtUp }) => {
         `vacuum analyze ${s(vacuumMs)}${caughtUp ? `, replica caught up ${s(replicaMs)}` : ''}`,
     );
     const [size] = (
-      await sql<{ table: string; total: string }>`
-        select pg_size_pretty(pg_table_size('clients')) as table, pg_size_pretty(pg_total_relation_size('clients')) as total`.execute(db)
+      await sql<{ table: string; total: string; search: string }>`
+        select pg_size_pretty(pg_table_size('clients')) as table, pg_size_pretty(pg_total_relation_size('clients')) as total,
+               pg_size_pretty(pg_total_relation_size('client_search')) as search`.execute(db)
     ).rows;
     console.log(
-      `clients: table ${size?.table}, with its indexes ${size?.total}; this process: ${Math.round(process.memoryUsage().rss / 1048576)} MiB RSS`,
+      `clients: table ${size?.table}, with its indexes ${size?.total}; client_search with its indexes ${size?.search}; ` +
+        `this process: ${Math.round(process.memoryUsage().rss / 1048576)} MiB RSS`,
     );
 
     // A deep page: the cursor of the active client 90% of the way down (98% of clients are active).
@@ -238,6 +255,35 @@ await withDatabase(async ({ url, replicaUrl, caughtUp }) => {
         measured.push({ label: `${label} (${consistency})`, median: percentile(times, 50), p99: percentile(times, 99) });
         console.log(
           `${label.padEnd(36)} ${consistency.padEnd(9)} ${percentile(times, 50).toFixed(2).padStart(8)} ${percentile(times, 99).toFixed(2).padStart(8)} ${String(rows).padStart(6)}`,
+        );
+      }
+    }
+
+    // The search indexer does not run here: clients created now stay in the tail (events after its
+    // position), which every search of the organisation reads live. What a lag of TAIL changes costs.
+    if (!REPLICA && TAIL > 0) {
+      for (let i = 0; i < TAIL; i++) {
+        const { error } = await api.POST('/clients', { body: { name: `Tail ${i} Globex`, email: `tail${i}@tail.test` } });
+        if (error) throw new Error(`tail: ${JSON.stringify(error)}`);
+      }
+      for (const [label, query] of [
+        [`q, common, ${TAIL} changes not indexed`, { q: 'globex' }],
+        [`q, rare, ${TAIL} changes not indexed`, { q: rare }],
+      ] as const) {
+        const once = async () => {
+          const { error } = await api.GET('/clients', { params: { query } });
+          if (error) throw new Error(`${label}: ${JSON.stringify(error)}`);
+        };
+        for (let i = 0; i < 20; i++) await once();
+        const times: number[] = [];
+        for (let i = 0; i < RUNS; i++) {
+          started = performance.now();
+          await once();
+          times.push(performance.now() - started);
+        }
+        times.sort((a, b) => a - b);
+        console.log(
+          `${label.padEnd(36)} ${'strong'.padEnd(9)} ${percentile(times, 50).toFixed(2).padStart(8)} ${percentile(times, 99).toFixed(2).padStart(8)}`,
         );
       }
     }

@@ -46,6 +46,7 @@ import pg from 'pg';
 import { mintTokenForOrganisation } from '../server/tokens/tokens.service.js';
 import { openDatabase } from '../server/db/database.js';
 import { migrateOrThrow } from '../server/db/migrate.js';
+import { copyClientsIntoSearch } from '../server/clients/client-search.queries.js';
 import { PLAIN_TABLE } from './plain-server.js';
 import { seedClients, seedWithIndexesRebuilt } from './seed-clients.js';
 
@@ -274,8 +275,12 @@ async function main() {
         return `${table} ${s(t.dropMs + t.insertMs + t.indexMs)} (insert ${s(t.insertMs)}, ${t.indexes.length} secondary indexes rebuilt ${s(t.indexMs)})`;
       };
       seeded = `${await seedInto('clients')}, ${await seedInto('plain_clients')}`;
+      // Seeded without events: into the search table as the search indexer, caught up, would have them.
+      if (seedIncremental) await copyClientsIntoSearch(handle.db);
+      else await seedWithIndexesRebuilt(handle.db, 'client_search', () => copyClientsIntoSearch(handle.db));
       // The steady state autovacuum keeps: statistics, the visibility map.
       await handle.db.executeQuery(sql`vacuum analyze clients`.compile(handle.db));
+      await handle.db.executeQuery(sql`vacuum analyze client_search`.compile(handle.db));
       await handle.db.executeQuery(sql`vacuum analyze plain_clients`.compile(handle.db));
     }
 

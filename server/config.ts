@@ -84,6 +84,12 @@ export interface Config {
    * workers (64); each endpoint's limit starts at 4 and adapts between 1 and this to its answers.
    */
   webhookEndpointConcurrency: number;
+  /** SEARCH_INDEXER=false: `npm start` leaves the search table's indexing to `npm run worker` (server/clients/search-indexer.ts). */
+  searchIndexer: boolean;
+  /** SEARCH_INDEX_INTERVAL_MS: how often the search indexer looks for new events once caught up (200). */
+  searchIndexIntervalMs: number;
+  /** SEARCH_INDEX_BATCH: events the search indexer takes per statement (500). */
+  searchIndexBatch: number;
 }
 
 /**
@@ -202,5 +208,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookTimeoutMs: Math.max(1, integer('WEBHOOK_TIMEOUT_MS', 10_000, env)),
     webhookConcurrency: Math.max(1, integer('WEBHOOK_CONCURRENCY', 128, env)),
     webhookEndpointConcurrency: Math.max(1, integer('WEBHOOK_ENDPOINT_CONCURRENCY', 64, env)),
+    searchIndexer: flag('SEARCH_INDEXER', true, env),
+    searchIndexIntervalMs: Math.max(1, integer('SEARCH_INDEX_INTERVAL_MS', 200, env)),
+    searchIndexBatch: Math.max(1, integer('SEARCH_INDEX_BATCH', 500, env)),
   };
 }

@@ -23,6 +23,8 @@ import { countOrganisations } from './orgs/orgs.queries.js';
 import { PLAN_ORDER, PLANS } from './plans/plans.js';
 import { webhookSettingsFromConfig } from './webhook-delivery/settings.js';
 import { startWebhookWorker } from './webhook-delivery/worker.js';
+import { startSearchIndexer } from './clients/search-indexer.js';
+import { searchIndexLag } from './clients/client-search.queries.js';
 
 const config = orExit(() => loadConfig());
 // Tracing, when the OTEL_* variables ask for it (server/telemetry.ts), before anything that makes spans.
@@ -50,6 +52,8 @@ const database = await orExitAsync(
   }),
 );
 if (metrics && database.pool) metrics.watchPool('main', database.pool);
+// The search table's lag, read from the database at each scrape: it rises whichever process indexes, or none.
+metrics?.watchSearchIndex(() => searchIndexLag(database.db));
 if (metrics && database.counterPool) metrics.watchPool('counters', database.counterPool);
 if (metrics && database.replica) {
   metrics.watchPool('replica', database.replica.pool);
@@ -122,6 +126,11 @@ const webhookWorker = config.webhookWorker
       observer: metrics?.webhooks,
     })
   : undefined;
+// The search table (q, email), kept from the events in this process unless SEARCH_INDEXER=false
+// (then `npm run worker` keeps it); searches never wait for it (server/clients/search-indexer.ts).
+const searchIndexer = config.searchIndexer
+  ? startSearchIndexer({ db: database.db, logger, intervalMs: config.searchIndexIntervalMs, batchSize: config.searchIndexBatch })
+  : undefined;
 /**
  * Called as the signal comes, so attempts in flight finish while requests drain, and awaited in
  * the cleanup, before the database closes. An attempt cut by the shutdown's deadline is not lost:
@@ -183,7 +192,7 @@ const stop = createShutdown({
   delayMs: config.shutdownDelayMs,
   timeoutMs: config.shutdownTimeoutMs,
   cleanup: async () => {
-    await Promise.all([stopPurge(), stopWebhookWorker()]);
+    await Promise.all([stopPurge(), stopWebhookWorker(), searchIndexer?.stop()]);
     if (metricsServer) {
       const closed = new Promise<void>((resolve) => metricsServer.close(() => resolve()));
       metricsServer.closeAllConnections(); // a scraper's keep-alive connection would hold it open

@@ -1,5 +1,6 @@
 /**
- * `npm run worker`: webhook deliveries alone, beside API servers started with WEBHOOK_WORKER=false
+ * `npm run worker`: webhook deliveries and the search indexer alone, beside API servers started with
+ * WEBHOOK_WORKER=false and SEARCH_INDEXER=false
  * (or beside ones that deliver too: any number of workers share one database safely). It reads
  * the same configuration as `npm start`, and needs DATABASE_URL: the embedded database belongs to
  * the one process that opened it, whose own worker (inside `npm start`) delivers. SIGTERM or
@@ -16,6 +17,8 @@ import { startTracing, tracingSettingsFromEnv } from './telemetry.js';
 import { createMetrics, startMetricsServer } from './metrics/metrics.js';
 import { webhookSettingsFromConfig } from './webhook-delivery/settings.js';
 import { startWebhookWorker } from './webhook-delivery/worker.js';
+import { startSearchIndexer } from './clients/search-indexer.js';
+import { searchIndexLag } from './clients/client-search.queries.js';
 
 const config = orExit(() => loadConfig());
 if (!config.databaseUrl) {
@@ -45,6 +48,7 @@ if (applied.length > 0) logger.info({ migrations: applied }, 'migrated');
 // METRICS_PORT: its attempts and its pool, as `npm start` serves them.
 const metrics = config.metricsPort === undefined ? undefined : createMetrics();
 if (metrics && database.pool) metrics.watchPool('main', database.pool);
+metrics?.watchSearchIndex(() => searchIndexLag(database.db));
 const metricsServer =
   metrics && config.metricsPort !== undefined ? await startMetricsServer(metrics, config.metricsPort, config.metricsHost) : undefined;
 
@@ -57,6 +61,13 @@ const worker = startWebhookWorker({
   concurrency: config.webhookConcurrency,
   endpointConcurrency: config.webhookEndpointConcurrency,
   observer: metrics?.webhooks,
+});
+// The search table, kept from the events (any number of indexers share one database safely).
+const searchIndexer = startSearchIndexer({
+  db: database.db,
+  logger,
+  intervalMs: config.searchIndexIntervalMs,
+  batchSize: config.searchIndexBatch,
 });
 logger.info(
   {
@@ -73,7 +84,7 @@ async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   logger.info({ signal }, 'webhook worker stopping');
-  await worker.stop();
+  await Promise.all([worker.stop(), searchIndexer.stop()]);
   if (metricsServer) {
     const closed = new Promise<void>((resolve) => metricsServer.close(() => resolve()));
     metricsServer.closeAllConnections();

@@ -15,6 +15,7 @@ import type { DeletedFilter } from '../shared/spec-values.js';
 import { afterPosition, type KeysetPosition, positionOf } from '../shared/keyset-cursor.js';
 import type { Tenant } from '../shared/tenant.js';
 import { type EventParams, insertEventForWritten } from '../events/events.queries.js';
+import { CLIENT_EVENTS } from './client-search.queries.js';
 
 function clientsOf(db: Kysely<Database>, tenant: Tenant) {
   return db.selectFrom('clients').where('org_id', '=', tenant.orgId).where('env', '=', tenant.env);
@@ -198,7 +199,7 @@ export interface ClientListFilter {
   /** RFC 3339 text, compared by PostgreSQL (a JS Date would drop the microseconds). */
   updatedSince?: string | undefined;
   deleted: DeletedFilter;
-  /** Exact matches, each served by an index (externalId's unique one, email's trigrams, metadata's GIN). */
+  /** Exact matches, each served by an index (externalId's unique one, email's trigrams in client_search, metadata's GIN). */
   externalId?: string | undefined;
   email?: string | undefined;
   taxNumber?: string | undefined;
@@ -275,6 +276,7 @@ export async function listClientRows(db: Kysely<Database>, tenant: Tenant, filte
 
 /** The query of listClientRows, unexecuted (the benchmark EXPLAINs it). */
 export function listClientRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientListFilter) {
+  if (usesSearchTable(filter)) return searchedRowsQuery(db, tenant, filter);
   const listed = listedInOrder(db, tenant, filter);
   return (filtersRows(filter) ? listed.where(matches(filter)) : listed)
     .selectAll()
@@ -282,6 +284,105 @@ export function listClientRowsQuery(db: Kysely<Database>, tenant: Tenant, filter
     .orderBy('created_at', 'desc')
     .orderBy('id', 'desc')
     .limit(filter.limit);
+}
+
+/**
+ * Whether the list is looked up in the search table (server/clients/client-search.queries.ts): a
+ * `q` its trigram indexes can narrow, or the exact `email` (which they serve too).
+ */
+function usesSearchTable(filter: ClientListFilter): boolean {
+  return (filter.search !== undefined && searchUsesIndex(filter.search)) || filter.email !== undefined;
+}
+
+/**
+ * listClientRows through the search table, exact at once (no lag): the page is the newest matches
+ * among
+ *   - `indexed`: the tenant's rows of client_search that match, found through its trigram indexes,
+ *     but for the clients in `tail`; for those the search table's text is current (their last
+ *     change was indexed), so the test is exact, and the page's order and bound apply there;
+ *   - `fresh`: the clients in `tail`, those with an event after the indexer's position (changed
+ *     since it passed: created a millisecond ago, updated, deleted, restored), tested on their live
+ *     rows. The feed's index reads them; their number is the indexer's lag for this tenant.
+ * One statement, one snapshot: the position, the search table and the live rows agree. Filters the
+ * search table does not hold (`updatedSince`, `externalId`, `taxNumber`, `metadata`) are tested on
+ * the live row of each indexed match.
+ */
+function searchedRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientListFilter) {
+  const pattern = filter.search === undefined ? undefined : likeSubstring(filter.search);
+  const onLiveRowOnly =
+    filter.updatedSince !== undefined || filter.externalId !== undefined || filter.taxNumber !== undefined || filter.metadata !== undefined;
+  return (
+    db
+      .with('tail', (qb) =>
+        qb
+          .selectFrom('events')
+          // One pass over the event's JSON (`->` then `->>` would read it twice).
+          .select(sql<string>`json_extract_path_text(events.data, 'object', 'id')::uuid`.as('id'))
+          .distinct()
+          .where('events.org_id', '=', tenant.orgId)
+          .where('events.env', '=', tenant.env)
+          // A row compared with the position's one row: an index condition of the feed's index.
+          .where(sql<boolean>`(events.txid, events.seq) > (select txid, seq from client_search_position)`)
+          .where('events.type', 'like', CLIENT_EVENTS),
+      )
+      .with('indexed', (qb) => {
+        let query = qb
+          .selectFrom('client_search as s')
+          .select('s.client_id as id')
+          .where('s.org_id', '=', tenant.orgId)
+          .where('s.env', '=', tenant.env)
+          // The tail as one array, read once: a join would scan it again for every row of a common term's walk.
+          // (A null in it would make every row's test null: array_remove keeps a malformed event from hiding the page.)
+          .where(sql<boolean>`not (s.client_id = any (array_remove(array(select id from tail), null)))`);
+        if (pattern !== undefined)
+          query = query.where((eb) =>
+            eb.or([
+              eb('s.name', 'ilike', pattern),
+              eb('s.contact_name', 'ilike', pattern),
+              eb('s.email', 'ilike', pattern),
+              eb('s.billing_email', 'ilike', pattern),
+            ]),
+          );
+        if (filter.email !== undefined) query = query.where('s.email', '=', filter.email);
+        if (filter.deleted === 'exclude') query = query.where('s.deleted', '=', false);
+        if (filter.deleted === 'only') query = query.where('s.deleted', '=', true);
+        if (filter.after)
+          query = query.where(sql<boolean>`(s.created_at, s.client_id) < (${filter.after.at}::timestamptz, ${filter.after.id}::uuid)`);
+        if (onLiveRowOnly) {
+          const live = listedInOrder(db, tenant, { ...filter, deleted: 'include', after: undefined }).where(
+            matches({ ...filter, search: undefined }),
+          );
+          query = query.where(sql<boolean>`exists (${live.select(sql`1`.as('one')).where(sql<boolean>`clients.id = s.client_id`)})`);
+        }
+        return query.orderBy('s.created_at', 'desc').orderBy('s.client_id', 'desc').limit(filter.limit);
+      })
+      // Each client of the tail looked up by its key (a lateral join): never a scan of the tenant's rows.
+      .with('fresh', (qb) =>
+        qb
+          .selectFrom(sql<{ id: string }>`(select id from tail)`.as('t'))
+          .innerJoinLateral(
+            listedInOrder(db, tenant, filter)
+              .where(sql<boolean>`clients.id = t.id`)
+              .where(matches(filter))
+              .select(['id', 'created_at'])
+              .as('c'),
+            (join) => join.onTrue(),
+          )
+          .select('c.id')
+          .orderBy('c.created_at', 'desc')
+          .orderBy('c.id', 'desc')
+          .limit(filter.limit),
+      )
+      .selectFrom('clients')
+      .where('org_id', '=', tenant.orgId)
+      .where('env', '=', tenant.env)
+      .where(sql<boolean>`id in (select id from indexed union all select id from fresh)`)
+      .selectAll('clients')
+      .select(POSITION.as('position'))
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(filter.limit)
+  );
 }
 
 export interface ExaminedRows {

@@ -10,6 +10,7 @@ import * as webhookFairDelivery from './migrations/2026_12_02_0001_webhook_fair_
 import * as eventTraceContext from './migrations/2026_12_02_0102_event_trace_context.js';
 import * as contacts from './migrations/2026_12_03_0001_contacts.js';
 import * as clientsMetadataExternalId from './migrations/2026_12_03_0002_clients_metadata_external_id.js';
+import * as clientSearch from './migrations/2026_12_04_0001_client_search.js';
 
 /** Every migration, by name; names sort in the order they run. */
 const migrations: Record<string, Migration> = {
@@ -23,6 +24,7 @@ const migrations: Record<string, Migration> = {
   '2026_12_02_0102_event_trace_context': eventTraceContext,
   '2026_12_03_0001_contacts': contacts,
   '2026_12_03_0002_clients_metadata_external_id': clientsMetadataExternalId,
+  '2026_12_04_0001_client_search': clientSearch,
 };
 
 /**

@@ -237,6 +237,8 @@ export interface Database {
   webhook_endpoints: WebhookEndpointsTable;
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_attempts: WebhookAttemptsTable;
+  client_search: ClientSearchTable;
+  client_search_position: ClientSearchPositionTable;
 }
 
 export type ClientRow = Selectable<ClientsTable>;
@@ -246,3 +248,28 @@ export type OrganisationRow = Selectable<OrganisationsTable>;
 export type EventRow = Selectable<EventsTable>;
 export type WebhookEndpointRow = Selectable<WebhookEndpointsTable>;
 export type WebhookAttemptRow = Selectable<WebhookAttemptsTable>;
+
+/**
+ * What `q` searches of each client, kept off the request path by the search indexer
+ * (server/clients/search-indexer.ts) from the events; its trigram indexes serve `q` and `email`.
+ */
+export interface ClientSearchTable {
+  org_id: string;
+  env: Env;
+  client_id: string;
+  created_at: Timestamp;
+  deleted: boolean;
+  name: string;
+  contact_name: string | null;
+  email: string | null;
+  billing_email: string | null;
+}
+
+/** One row: where the search indexer has got to in the feed (every event up to it is in client_search). */
+export interface ClientSearchPositionTable {
+  singleton: Generated<boolean>;
+  /** xid8, as text. */
+  txid: string;
+  seq: string;
+  indexed_at: Timestamp;
+}

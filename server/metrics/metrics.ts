@@ -37,6 +37,11 @@ export interface Metrics {
   watchPool(name: string, pool: pg.Pool): void;
   /** The replica's staleness bound now, read at each scrape (DATABASE_REPLICA_URL). */
   watchReplica(replica: Pick<Replica, 'stalenessSeconds'>): void;
+  /**
+   * The search table's lag behind the events (server/clients/client-search.queries.ts), read at each
+   * scrape: what `search_index_lag_seconds` and `search_index_lag_events` show.
+   */
+  watchSearchIndex(read: () => Promise<{ seconds: number; events: number }>): void;
   /** Counts a read that accepted `eventual`, by where it was served (told by server/db/replica.ts). */
   countEventualRead(served: ReadConsistency): void;
   /** What the webhook worker tells: attempts, circuits opened, attempts in flight, what is held back. */
@@ -155,6 +160,35 @@ export function createMetrics(): Metrics {
   });
   for (const served of ['replica', 'primary']) eventualReads.inc({ served }, 0);
 
+  // Read once per scrape for both gauges (each collect() asks; the second gets the first's answer).
+  let readSearchLag: (() => Promise<{ seconds: number; events: number }>) | undefined;
+  let searchLag: Promise<{ seconds: number; events: number } | undefined> | undefined;
+  const currentSearchLag = () => {
+    if (!readSearchLag) return Promise.resolve(undefined);
+    searchLag ??= readSearchLag()
+      .catch(() => undefined)
+      .finally(() => setTimeout(() => (searchLag = undefined), 0).unref());
+    return searchLag;
+  };
+  new Gauge({
+    name: 'search_index_lag_seconds',
+    help: "How far the search table (q, email) is behind the events: the age of the oldest change not yet indexed, 0 when none. Searches stay exact meanwhile (the changed clients are read live), each paying for its tenant's share of the lag. Read from the database at each scrape.",
+    registers: [registry],
+    async collect() {
+      const lag = await currentSearchLag();
+      if (lag) this.set(lag.seconds);
+    },
+  });
+  new Gauge({
+    name: 'search_index_lag_events',
+    help: 'Events the search indexer has not yet passed (counted up to 100,000). Read from the database at each scrape.',
+    registers: [registry],
+    async collect() {
+      const lag = await currentSearchLag();
+      if (lag) this.set(lag.events);
+    },
+  });
+
   const methods = new Set(http.METHODS);
   return {
     registry,
@@ -187,6 +221,9 @@ export function createMetrics(): Metrics {
           this.set(replica.stalenessSeconds());
         },
       });
+    },
+    watchSearchIndex(read) {
+      readSearchLag = read;
     },
     countEventualRead(served) {
       eventualReads.inc({ served: served === 'eventual' ? 'replica' : 'primary' });

@@ -5,6 +5,7 @@
  * past the last client examined, and a walk that follows `nextCursor` to its end finds every
  * match exactly once, in the list's order, whatever the filters. Both databases.
  */
+import { copyClientsIntoSearch } from '../../server/clients/client-search.queries.js';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientResource, ClientsApi, paths } from '../../client/index.js';
@@ -43,6 +44,8 @@ async function seedClients(count: number): Promise<void> {
            case when i % 3 = 0 then timestamptz '2026-01-01' + i * interval '1 second' else timestamptz '2025-01-01' + i * interval '1 second' end,
            case when i % 40 = 0 then timestamptz '2026-06-01' end
     from generate_series(1, ${count}) as i`.execute(server.database.db);
+  // Written without events: into the search table (longer terms are looked up there) as a bulk load would be.
+  await copyClientsIntoSearch(server.database.db);
   await sql`analyze clients`.execute(server.database.db);
 }
 

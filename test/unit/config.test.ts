@@ -93,3 +93,14 @@ it('sends 128 webhook attempts at once per worker and at most 64 per endpoint, u
   expect(() => loadConfig({ WEBHOOK_CONCURRENCY: 'many' })).toThrow(/WEBHOOK_CONCURRENCY/);
   expect(() => loadConfig({ WEBHOOK_ENDPOINT_CONCURRENCY: '-1' })).toThrow(/WEBHOOK_ENDPOINT_CONCURRENCY/);
 });
+
+it('indexes search inside the server, every 200 ms once caught up, 500 events a statement, unless told otherwise', () => {
+  expect(loadConfig({})).toMatchObject({ searchIndexer: true, searchIndexIntervalMs: 200, searchIndexBatch: 500 });
+  expect(loadConfig({ SEARCH_INDEXER: 'false', SEARCH_INDEX_INTERVAL_MS: '50', SEARCH_INDEX_BATCH: '2000' })).toMatchObject({
+    searchIndexer: false,
+    searchIndexIntervalMs: 50,
+    searchIndexBatch: 2000,
+  });
+  expect(() => loadConfig({ SEARCH_INDEXER: 'no' })).toThrow(/SEARCH_INDEXER must be true or false/);
+  expect(() => loadConfig({ SEARCH_INDEX_BATCH: 'many' })).toThrow(/SEARCH_INDEX_BATCH must be a whole number/);
+});

@@ -27,6 +27,8 @@ const OWNERS: Record<string, readonly string[] | null> = {
   webhook_endpoints: ['server/webhook-endpoints/endpoints.queries.ts', 'server/webhook-delivery/endpoint-state.queries.ts'],
   webhook_deliveries: ['server/webhook-delivery/deliveries.queries.ts'],
   webhook_attempts: ['server/webhook-delivery/deliveries.queries.ts'],
+  client_search: ['server/clients/client-search.queries.ts'],
+  client_search_position: ['server/clients/client-search.queries.ts'],
 };
 
 const WRITES = [

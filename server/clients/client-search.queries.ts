@@ -1,0 +1,112 @@
+/**
+ * The one module that writes `client_search` and `client_search_position`: the searched text of
+ * each client (what `q` and `email` look up through trigram indexes), kept off the request path by
+ * the search indexer (server/clients/search-indexer.ts) from the outbox.
+ *
+ * The indexer reads the feed across every tenant in `(txid, seq)` order, only below the oldest
+ * transaction still running (as the feed does: server/events/events.queries.ts), so no event ever
+ * lands behind its position. For each batch it copies the touched clients' live rows (not the
+ * events' data: a later change is then already there, and indexed once more when its own event
+ * comes, which changes nothing) and moves the position, in one statement. A search answers from
+ * this table plus the tenant's clients with events after the position (clients.queries.ts).
+ */
+import { type Kysely, sql } from 'kysely';
+import type { Database } from '../db/schema.js';
+
+/** The events about a client (`data.object` is the client); others (contacts, test deliveries) only move the position. */
+export const CLIENT_EVENTS = 'client.%';
+
+/** Key of the advisory lock one indexer holds for a batch: two processes never index the same batch. */
+const INDEXER_LOCK = sql`hashtextextended('client_search_indexer', 0)`;
+
+export interface IndexedBatch {
+  /** Events read (and passed) in this batch. */
+  events: number;
+  /** Rows of client_search written or removed. */
+  changed: number;
+}
+
+/**
+ * Indexes the next `batchSize` events of the feed, in one statement, inside a transaction that
+ * holds the indexer's lock; `undefined` when another process holds it (it is indexing).
+ */
+export async function indexNextBatch(db: Kysely<Database>, batchSize: number): Promise<IndexedBatch | undefined> {
+  return db.transaction().execute(async (trx) => {
+    const { rows: locked } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(${INDEXER_LOCK}) as locked`.execute(trx);
+    if (!locked[0]?.locked) return undefined;
+    const { rows } = await sql<{ events: string; changed: string }>`
+      with position as (select txid, seq from client_search_position),
+      batch as (
+        select e.txid, e.seq, e.org_id, e.env, e.type, e.data
+        from events e, position p
+        where (e.txid, e.seq) > (p.txid, p.seq) and e.txid < pg_snapshot_xmin(pg_current_snapshot())
+        order by e.txid, e.seq
+        limit ${batchSize}
+      ),
+      touched as (
+        select distinct org_id, env, json_extract_path_text(data, 'object', 'id')::uuid as client_id from batch where type like ${CLIENT_EVENTS}
+      ),
+      upserted as (
+        insert into client_search (org_id, env, client_id, created_at, deleted, name, contact_name, email, billing_email)
+        select c.org_id, c.env, c.id, c.created_at, c.deleted_at is not null, c.name, c.contact_name, c.email, c.billing_email
+        from touched t join clients c on c.org_id = t.org_id and c.env = t.env and c.id = t.client_id
+        on conflict (org_id, env, client_id) do update
+          set created_at = excluded.created_at, deleted = excluded.deleted, name = excluded.name,
+              contact_name = excluded.contact_name, email = excluded.email, billing_email = excluded.billing_email
+          where (client_search.deleted, client_search.name, client_search.contact_name, client_search.email, client_search.billing_email)
+            is distinct from (excluded.deleted, excluded.name, excluded.contact_name, excluded.email, excluded.billing_email)
+        returning 1
+      ),
+      removed as (
+        delete from client_search s using touched t
+        where s.org_id = t.org_id and s.env = t.env and s.client_id = t.client_id
+          and not exists (select 1 from clients c where c.org_id = t.org_id and c.env = t.env and c.id = t.client_id)
+        returning 1
+      ),
+      last as (select txid, seq from batch order by txid desc, seq desc limit 1),
+      -- A data-modifying step runs to its end whether or not the query reads it.
+      moved as (update client_search_position set txid = last.txid, seq = last.seq, indexed_at = now() from last)
+      select (select count(*) from batch) as events,
+             (select count(*) from upserted) + (select count(*) from removed) as changed`.execute(trx);
+    return { events: Number(rows[0]!.events), changed: Number(rows[0]!.changed) };
+  });
+}
+
+/** How far behind the feed the search table is. */
+export interface SearchIndexLag {
+  /** Age of the oldest event not yet indexed (its change's time), 0 when none is waiting. */
+  seconds: number;
+  /** Events not yet indexed, counted up to LAG_EVENTS_COUNTED. */
+  events: number;
+}
+
+/** The lag's count stops here: enough to alert on, cheap to count at every scrape. */
+export const LAG_EVENTS_COUNTED = 100_000;
+
+/** The search table's lag, from the position and the feed's index (any process may ask, indexer running or not). */
+export async function searchIndexLag(db: Kysely<Database>): Promise<SearchIndexLag> {
+  const { rows } = await sql<{ seconds: number | string | null; events: string }>`
+    with position as (select txid, seq from client_search_position)
+    select extract(epoch from now() - (
+             select e.created_at from events e, position p where (e.txid, e.seq) > (p.txid, p.seq) order by e.txid, e.seq limit 1
+           )) as seconds,
+           (select count(*) from (
+             select 1 from events e, position p where (e.txid, e.seq) > (p.txid, p.seq) limit ${LAG_EVENTS_COUNTED}
+           ) waiting) as events`.execute(db);
+  const row = rows[0];
+  return { seconds: Math.max(0, Number(row?.seconds ?? 0)), events: Number(row?.events ?? 0) };
+}
+
+/**
+ * Copies every client of `clients` into the search table as it is now, for rows written without
+ * events (the benchmarks' set-based seeding, tests that insert rows directly). The migration does
+ * the same for the rows that were there before it.
+ */
+export async function copyClientsIntoSearch(db: Kysely<Database>): Promise<void> {
+  await sql`
+    insert into client_search (org_id, env, client_id, created_at, deleted, name, contact_name, email, billing_email)
+    select org_id, env, id, created_at, deleted_at is not null, name, contact_name, email, billing_email from clients
+    on conflict (org_id, env, client_id) do update
+      set created_at = excluded.created_at, deleted = excluded.deleted, name = excluded.name,
+          contact_name = excluded.contact_name, email = excluded.email, billing_email = excluded.billing_email`.execute(db);
+}

@@ -1,0 +1,324 @@
+/**
+ * `q` and `email` through the search table (server/clients/client-search.queries.ts), kept off the
+ * request path by the search indexer (server/clients/search-indexer.ts): a change is found (or no
+ * longer found) at once, through the tail of events the indexer has not passed, and still after
+ * it has passed them; the indexer works in batches, goes on after a restart from where it stopped,
+ * and its lag shows in the metrics; another organisation's or environment's rows never appear.
+ * On PGlite, and on PostgreSQL with TEST_DATABASE_URL.
+ */
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ClientsApi } from '../../client/index.js';
+import { copyClientsIntoSearch, indexNextBatch, searchIndexLag } from '../../server/clients/client-search.queries.js';
+import { type ClientListFilter, listClientRows } from '../../server/clients/clients.queries.js';
+import { indexUntilCaughtUp, startSearchIndexer } from '../../server/clients/search-indexer.js';
+import * as clientSearchMigration from '../../server/db/migrations/2026_12_04_0001_client_search.js';
+import { createMetrics } from '../../server/metrics/metrics.js';
+import { usingPostgres } from '../support/database.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer();
+});
+afterAll(() => server?.close());
+
+/**
+ * Until every event written so far is below the feed's horizon (no transaction older than it still
+ * running). On a shared PostgreSQL server another database's long transaction holds the horizon
+ * back (transaction ids are the server's), and the indexer rightly waits for it, as the feed does.
+ */
+async function waitForHorizon(): Promise<void> {
+  await expect
+    .poll(
+      async () =>
+        (
+          await sql<{ behind: boolean }>`
+            select exists (select 1 from events where txid >= pg_snapshot_xmin(pg_current_snapshot())) as behind`.execute(
+            server.database.db,
+          )
+        ).rows[0]!.behind,
+      { timeout: 45_000, interval: 100 },
+    )
+    .toBe(false);
+}
+
+/** The indexer run until it has passed every event written so far. */
+async function catchUp(): Promise<void> {
+  await waitForHorizon();
+  await indexUntilCaughtUp(server.database.db, 1000);
+  expect((await searchIndexLag(server.database.db)).events).toBe(0);
+}
+
+async function search(api: ClientsApi, query: Record<string, string>): Promise<string[]> {
+  const { data, error } = await api.GET('/clients', { params: { query: { limit: 100, ...query } as never } });
+  if (error) throw new Error(JSON.stringify(error));
+  return data.data.map((c) => c.id);
+}
+
+async function indexed(clientId: string) {
+  return server.database.db.selectFrom('client_search').selectAll().where('client_id', '=', clientId).executeTakeFirst();
+}
+
+async function position() {
+  return server.database.db.selectFrom('client_search_position').select(['txid', 'seq']).executeTakeFirstOrThrow();
+}
+
+describe('a change is found by q at once, and after the indexer has passed it', () => {
+  it('create, update, delete and restore', async () => {
+    await catchUp();
+    const { api } = await server.tenant({ plan: 'studio' });
+    const { data } = await api.POST('/clients', { body: { name: 'Zephyrine Holdings', email: 'ap@zephyrine.test' } });
+    const id = data!.data.id;
+    // Not indexed yet: found through the tail, by q and by the exact email.
+    expect(await indexed(id)).toBeUndefined();
+    expect(await search(api, { q: 'zephyr' })).toEqual([id]);
+    expect(await search(api, { email: 'ap@zephyrine.test' })).toEqual([id]);
+    await catchUp();
+    expect(await indexed(id)).toMatchObject({ name: 'Zephyrine Holdings', deleted: false });
+    expect(await search(api, { q: 'zephyr' })).toEqual([id]);
+    expect(await search(api, { email: 'ap@zephyrine.test' })).toEqual([id]);
+
+    // Renamed: the search table still holds the old name, yet only the new one matches.
+    await api.PATCH('/clients/{id}', { params: { path: { id } }, body: { name: 'Quartzite Partners', email: 'ap@quartzite.test' } });
+    expect(await indexed(id)).toMatchObject({ name: 'Zephyrine Holdings' });
+    expect(await search(api, { q: 'zephyr' })).toEqual([]);
+    expect(await search(api, { email: 'ap@zephyrine.test' })).toEqual([]);
+    expect(await search(api, { q: 'quartz' })).toEqual([id]);
+    await catchUp();
+    expect(await indexed(id)).toMatchObject({ name: 'Quartzite Partners', email: 'ap@quartzite.test' });
+    expect(await search(api, { q: 'zephyr' })).toEqual([]);
+    expect(await search(api, { q: 'quartz' })).toEqual([id]);
+
+    // Deleted: gone from the default list at once, listed by deleted=include and only.
+    await api.DELETE('/clients/{id}', { params: { path: { id } } });
+    for (const round of ['tail', 'indexed']) {
+      expect(await search(api, { q: 'quartz' }), round).toEqual([]);
+      expect(await search(api, { q: 'quartz', deleted: 'include' }), round).toEqual([id]);
+      expect(await search(api, { q: 'quartz', deleted: 'only' }), round).toEqual([id]);
+      await catchUp();
+    }
+    expect(await indexed(id)).toMatchObject({ deleted: true });
+
+    // Restored: back at once.
+    await api.POST('/clients/{id}/restore', { params: { path: { id } } });
+    expect(await indexed(id)).toMatchObject({ deleted: true });
+    for (const round of ['tail', 'indexed']) {
+      expect(await search(api, { q: 'quartz' }), round).toEqual([id]);
+      expect(await search(api, { q: 'quartz', deleted: 'only' }), round).toEqual([]);
+      await catchUp();
+    }
+    expect(await indexed(id)).toMatchObject({ deleted: false });
+  });
+
+  it("never shows another organisation's or another environment's clients, indexed or not", async () => {
+    const orgName = `search-tenancy-${Date.now()}`;
+    const owner = { api: server.client((await server.mint({ orgName, env: 'test', plan: 'studio' })).token) };
+    const other = await server.tenant({ plan: 'studio', env: 'test' });
+    const live = server.client((await server.mint({ orgName, env: 'live', plan: 'studio' })).token);
+    const name = { name: 'Obsidian Tenancy', email: 'ap@obsidian.test' };
+    const mine = (await owner.api.POST('/clients', { body: name })).data!.data.id;
+    const theirs = (await other.api.POST('/clients', { body: name })).data!.data.id;
+    const liveOne = (await live.POST('/clients', { body: name })).data!.data.id;
+    for (const round of ['tail', 'indexed']) {
+      for (const query of [{ q: 'obsidian' }, { email: 'ap@obsidian.test' }, { q: 'obsidian', deleted: 'include' }] as Record<
+        string,
+        string
+      >[]) {
+        expect(await search(owner.api, query), round).toEqual([mine]);
+        expect(await search(other.api, query), round).toEqual([theirs]);
+        expect(await search(live, query), round).toEqual([liveOne]);
+      }
+      await catchUp();
+    }
+  });
+});
+
+describe('the search matches what the live rows match, whatever the indexer has passed', () => {
+  it('for q with every filter, every page, with none, some and all of the events indexed', async () => {
+    await catchUp();
+    const { api, token } = await server.tenant({ plan: 'studio' });
+    const ids: string[] = [];
+    for (let i = 0; i < 24; i++) {
+      const { data } = await api.POST('/clients', {
+        body: {
+          name: `${i % 3 === 0 ? 'Hyperion' : 'Tethys'} ${i}`,
+          contactName: i % 4 === 0 ? 'Dr Hyperion' : null,
+          email: i % 5 === 0 ? 'same@hyperion.test' : `c${i}@moons.test`,
+          taxNumber: i % 2 === 0 ? 'EVEN' : 'ODD',
+        },
+      });
+      ids.push(data!.data.id);
+    }
+    const since = new Date().toISOString();
+    await waitForHorizon();
+    await indexNextBatch(server.database.db, 10); // some of them indexed
+    // Changes after: renamed into and out of the match, deleted, restored.
+    for (const [i, body] of [
+      [1, { name: 'Hyperion renamed' }],
+      [3, { name: 'Tethys renamed' }],
+      [4, { contactName: null }],
+      [10, { email: 'same@hyperion.test' }],
+    ] as const)
+      await api.PATCH('/clients/{id}', { params: { path: { id: ids[i]! } }, body });
+    for (const i of [6, 7, 12]) await api.DELETE('/clients/{id}', { params: { path: { id: ids[i]! } } });
+    await api.POST('/clients/{id}/restore', { params: { path: { id: ids[12]! } } });
+
+    const filters: Partial<ClientListFilter>[] = [
+      { search: 'hyperion' },
+      { search: 'hyperion', deleted: 'include' },
+      { search: 'hyperion', deleted: 'only' },
+      { search: 'hyperion', updatedSince: since },
+      { search: 'hyperion', taxNumber: 'EVEN' },
+      { email: 'same@hyperion.test' },
+      { email: 'same@hyperion.test', search: 'hyperion', deleted: 'include' },
+      { search: 'renamed' },
+    ];
+    const expected = async (filter: Partial<ClientListFilter>) => {
+      let query = server.database.db.selectFrom('clients').select('id').where('org_id', '=', token.orgId).where('env', '=', token.env);
+      const deleted = filter.deleted ?? 'exclude';
+      if (deleted === 'exclude') query = query.where('deleted_at', 'is', null);
+      if (deleted === 'only') query = query.where('deleted_at', 'is not', null);
+      if (filter.search) {
+        const p = `%${filter.search}%`;
+        query = query.where((eb) =>
+          eb.or([eb('name', 'ilike', p), eb('contact_name', 'ilike', p), eb('email', 'ilike', p), eb('billing_email', 'ilike', p)]),
+        );
+      }
+      if (filter.email) query = query.where('email', '=', filter.email);
+      if (filter.taxNumber) query = query.where('tax_number', '=', filter.taxNumber);
+      if (filter.updatedSince) query = query.where(sql<boolean>`updated_at >= ${filter.updatedSince}::timestamptz`);
+      return (await query.orderBy('created_at', 'desc').orderBy('id', 'desc').execute()).map((r) => r.id);
+    };
+    /** Every page of `limit`, walked by the list's own query. */
+    const walked = async (filter: Partial<ClientListFilter>, limit: number) => {
+      const seen: string[] = [];
+      let after: ClientListFilter['after'];
+      for (;;) {
+        const rows = await listClientRows(server.database.db, token, { limit: limit + 1, deleted: 'exclude', ...filter, after });
+        seen.push(...rows.slice(0, limit).map((r) => r.id));
+        if (rows.length <= limit) return seen;
+        const last = rows[limit - 1]!;
+        after = { at: last.position, id: last.id };
+      }
+    };
+    const check = async (state: string) => {
+      for (const filter of filters) {
+        const want = await expected(filter);
+        expect(want.length, `${JSON.stringify(filter)} finds something`).toBeGreaterThan(
+          filter.deleted === 'only' || filter.updatedSince ? 0 : 1,
+        );
+        for (const limit of [1, 2, 5, 100])
+          expect(await walked(filter, limit), `${state} ${JSON.stringify(filter)} limit ${limit}`).toEqual(want);
+      }
+    };
+    await check('partly indexed');
+    await catchUp();
+    await check('all indexed');
+    // The search table emptied of this tenant's rows and the position moved back past its events:
+    // everything is read through the tail.
+    const { rows } = await sql<{ txid: string; seq: string }>`
+      select txid::text, seq::text from events where org_id = ${token.orgId} order by txid, seq limit 1`.execute(server.database.db);
+    const before = await position();
+    await sql`delete from client_search where org_id = ${token.orgId}`.execute(server.database.db);
+    await sql`update client_search_position set txid = ${rows[0]!.txid}::xid8, seq = ${rows[0]!.seq}::bigint - 1`.execute(
+      server.database.db,
+    );
+    await check('nothing indexed');
+    await catchUp();
+    expect(await position()).toEqual(before);
+    await check('indexed again');
+  });
+});
+
+describe('the indexer', () => {
+  it('works in batches, one statement each, and goes on after a restart from where it stopped', async () => {
+    await catchUp();
+    const { api } = await server.tenant({ plan: 'studio' });
+    const ids: string[] = [];
+    for (let i = 0; i < 7; i++) ids.push((await api.POST('/clients', { body: { name: `Batch ${i}` } })).data!.data.id);
+    await waitForHorizon();
+    const first = await indexNextBatch(server.database.db, 3);
+    expect(first).toEqual({ events: 3, changed: 3 });
+    expect((await Promise.all(ids.map(indexed))).filter(Boolean)).toHaveLength(3);
+    const stoppedAt = await position();
+
+    // A new indexer (a restarted process) starts from the stored position, in batches of 3.
+    const indexer = startSearchIndexer({
+      db: server.database.db,
+      logger: { error: () => {}, debug: () => {} },
+      intervalMs: 10,
+      batchSize: 3,
+    });
+    try {
+      await expect.poll(async () => (await Promise.all(ids.map(indexed))).every(Boolean), { timeout: 10_000 }).toBe(true);
+    } finally {
+      await indexer.stop();
+    }
+    expect(await position()).not.toEqual(stoppedAt);
+    // Caught up: nothing more to read; indexing the same events again would change nothing.
+    expect(await indexNextBatch(server.database.db, 3)).toEqual({ events: 0, changed: 0 });
+  });
+
+  it('leaves a batch to the process that holds it (another indexer; PostgreSQL, where processes share the database)', async () => {
+    const { api } = await server.tenant({ plan: 'studio' });
+    await api.POST('/clients', { body: { name: 'Held' } });
+    await waitForHorizon();
+    // The embedded database is one process's: no other indexer can hold it there.
+    if (!usingPostgres) return expect((await indexNextBatch(server.database.db, 100))?.events).toBe(1);
+    const connection = await server.database.pool!.connect();
+    try {
+      await connection.query('begin');
+      await connection.query(`select pg_advisory_xact_lock(hashtextextended('client_search_indexer', 0))`);
+      expect(await indexNextBatch(server.database.db, 100)).toBeUndefined();
+      await connection.query('rollback');
+    } finally {
+      connection.release();
+    }
+    expect((await indexNextBatch(server.database.db, 100))?.events).toBeGreaterThan(0);
+  });
+
+  it('shows its lag in the metrics: rising while stopped, back to zero once caught up', async () => {
+    await catchUp();
+    const metrics = createMetrics();
+    metrics.watchSearchIndex(() => searchIndexLag(server.database.db));
+    const scrape = async () => {
+      const text = await metrics.registry.metrics();
+      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+      return { seconds: value('search_index_lag_seconds'), events: value('search_index_lag_events') };
+    };
+    expect(await scrape()).toEqual({ seconds: 0, events: 0 });
+    const { api } = await server.tenant({ plan: 'studio' });
+    for (let i = 0; i < 3; i++) await api.POST('/clients', { body: { name: `Lagging ${i}` } });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const behind = await scrape();
+    expect(behind.events).toBe(3);
+    expect(behind.seconds).toBeGreaterThan(0);
+    await catchUp();
+    expect(await scrape()).toEqual({ seconds: 0, events: 0 });
+  });
+});
+
+describe('the migration', () => {
+  it('runs again safely, and fills the search table from the clients', async () => {
+    await catchUp();
+    const { token } = await server.tenant({ plan: 'studio' });
+    // A row written without an event (as a bulk load would): only a copy puts it in the search table.
+    const { id } = await server.database.db
+      .insertInto('clients')
+      .values({ org_id: token.orgId, env: token.env, name: 'Loaded Directly', created_at: new Date(), updated_at: new Date() })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    expect(await listClientRows(server.database.db, token, { limit: 10, deleted: 'exclude', search: 'loaded' })).toEqual([]);
+    await clientSearchMigration.up(server.database.db as never);
+    expect((await listClientRows(server.database.db, token, { limit: 10, deleted: 'exclude', search: 'loaded' })).map((r) => r.id)).toEqual(
+      [id],
+    );
+    await copyClientsIntoSearch(server.database.db);
+    expect(await indexed(id)).toMatchObject({ name: 'Loaded Directly' });
+    const { rows } = await sql<{ indexname: string }>`select indexname from pg_indexes where tablename = 'clients'`.execute(
+      server.database.db,
+    );
+    expect(rows.map((r) => r.indexname).filter((name) => name.includes('trgm'))).toEqual([]);
+  });
+});
