@@ -524,13 +524,20 @@ function webhookThroughput(): string {
     encoding: 'utf8',
     env: { ...process.env, BENCH_ADMIN_URL: adminUrl, BENCH_EVENTS: '1000' },
   });
-  const rounds = out
+  type Line = { round: string; events?: number; eventsPerSecond?: number; perSecond?: number; latencyMs?: { p50: number; p99: number } };
+  const lines = out
     .trim()
     .split('\n')
     .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as { round: string; events: number; eventsPerSecond: number; latencyMs: { p50: number; p99: number } });
-  return `webhook deliveries (PostgreSQL, one worker, ${rounds[0]?.events} events to a local receiver): ${rounds
-    .map((r) => `${r.round} ${r.eventsPerSecond} events/s, latency p50 ${r.latencyMs.p50} ms p99 ${r.latencyMs.p99} ms`)
+    .map((line) => JSON.parse(line) as Line);
+  const rate = (round: string) => lines.find((line) => line.round === round)?.perSecond;
+  const rounds = lines.filter((line) => line.latencyMs !== undefined);
+  const processes =
+    rate('creates') === undefined
+      ? ''
+      : `webhook deliveries against creates (PostgreSQL, worker processes, one fast receiver): creates ${rate('creates')}/s, one worker ${rate('one worker')} events/s, two workers ${rate('two workers')} events/s\n`;
+  return `${processes}webhook deliveries (one worker in process, ${rounds[0]?.events} events to a local receiver): ${rounds
+    .map((r) => `${r.round} ${r.eventsPerSecond} events/s, latency p50 ${r.latencyMs!.p50} ms p99 ${r.latencyMs!.p99} ms`)
     .join('; ')}`;
 }
 
