@@ -6,58 +6,35 @@
  * served by `client_search`, kept off the request path by the search indexer).
  * DATABASE_URL, PORT; ORG_ID is the organisation its rows belong to.
  */
-import { createServer } from 'node:http';
 import pg from 'pg';
+import { serveBaseline } from './baseline-http.js';
 
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: Number(process.env.POOL_SIZE ?? 10) });
 const orgId = process.env.ORG_ID!;
 const columns =
   'id, org_id, name, contact_name, email, phone, website, currency, notes, billing_address, billing_line1, billing_line2, billing_city, billing_region, billing_postal_code, billing_country, tax_number, default_rate, default_payment_terms, default_tax_rate, require_po_number, billing_email, created_at, updated_at, deleted_at';
 
-function send(res: import('node:http').ServerResponse, status: number, body: unknown) {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-const server = createServer((req, res) => {
-  const chunks: Buffer[] = [];
-  req.on('data', (c: Buffer) => chunks.push(c));
-  req.on('end', async () => {
-    try {
-      const url = req.url ?? '/';
-      if (req.method === 'POST' && url === '/clients') {
-        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { name: string };
-        const { rows } = await pool.query(`insert into clients (org_id, env, name) values ($1, 'test', $2) returning ${columns}`, [
-          orgId,
-          body.name,
-        ]);
-        return send(res, 201, { data: rows[0] });
-      }
-      const byId = /^\/clients\/([0-9a-f-]{36})$/.exec(url);
-      if (req.method === 'GET' && byId) {
-        const { rows } = await pool.query(`select ${columns} from clients where id = $1 and org_id = $2 and env = 'test'`, [
-          byId[1],
-          orgId,
-        ]);
-        return rows[0] ? send(res, 200, { data: rows[0] }) : send(res, 404, {});
-      }
-      if (req.method === 'GET' && url.startsWith('/clients')) {
-        const { rows } = await pool.query(
-          `select ${columns} from clients where org_id = $1 and env = 'test' and deleted_at is null order by created_at desc, id desc limit 26`,
-          [orgId],
-        );
-        return send(res, 200, { data: rows.slice(0, 25), nextCursor: rows.length > 25 ? 'x' : null });
-      }
-      send(res, 404, {});
-    } catch (error) {
-      send(res, 500, { error: String(error) });
-    }
-  });
+serveBaseline(pool, async (req, body) => {
+  const url = req.url ?? '/';
+  if (req.method === 'POST' && url === '/clients') {
+    const { name } = JSON.parse(body.toString('utf8')) as { name: string };
+    const { rows } = await pool.query(`insert into clients (org_id, env, name) values ($1, 'test', $2) returning ${columns}`, [
+      orgId,
+      name,
+    ]);
+    return [201, { data: rows[0] }];
+  }
+  const byId = /^\/clients\/([0-9a-f-]{36})$/.exec(url);
+  if (req.method === 'GET' && byId) {
+    const { rows } = await pool.query(`select ${columns} from clients where id = $1 and org_id = $2 and env = 'test'`, [byId[1], orgId]);
+    return rows[0] ? [200, { data: rows[0] }] : [404, {}];
+  }
+  if (req.method === 'GET' && url.startsWith('/clients')) {
+    const { rows } = await pool.query(
+      `select ${columns} from clients where org_id = $1 and env = 'test' and deleted_at is null order by created_at desc, id desc limit 26`,
+      [orgId],
+    );
+    return [200, { data: rows.slice(0, 25), nextCursor: rows.length > 25 ? 'x' : null }];
+  }
+  return [404, {}];
 });
-
-server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
-  const address = server.address() as { port: number };
-  console.log(JSON.stringify({ msg: 'listening', url: `http://127.0.0.1:${address.port}` }));
-});
-process.on('SIGTERM', () => server.close(() => pool.end().then(() => process.exit(0))));

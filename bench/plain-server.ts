@@ -10,10 +10,10 @@
  * The table is made here, at start, if it is not there (run.ts may have made and filled it before:
  * `--seed-clients`). DATABASE_URL, PORT; ORG_ID is the organisation its rows belong to.
  */
-import { createServer } from 'node:http';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { serveBaseline } from './baseline-http.js';
 
 /** The plain table: the client's columns as the real `clients` table has them, its primary key and the list index only. */
 export const PLAIN_TABLE = `
@@ -76,46 +76,22 @@ const INSERT = `insert into plain_clients (org_id, env, ${FIELDS.map(([, column]
   values ($1, $2, ${FIELDS.map((_, i) => `$${i + 3}`).join(', ')})
   returning id, org_id, ${FIELDS.map(([, column]) => column).join(', ')}, created_at, updated_at, deleted_at`;
 
-function send(res: import('node:http').ServerResponse, status: number, body: unknown) {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
 async function main() {
   const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: Number(process.env.POOL_SIZE ?? 10) });
   const orgId = process.env.ORG_ID!;
   await pool.query(PLAIN_TABLE);
-
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', async () => {
-      try {
-        if (req.method === 'POST' && req.url === '/clients') {
-          const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
-          // What a hand-written handler checks at least: the one required field.
-          if (typeof body.name !== 'string' || body.name.trim() === '')
-            return send(res, 400, { error: { fields: { name: 'is required' } } });
-          const values = FIELDS.map(([field]) => {
-            const value = body[field];
-            return value === undefined || value === '' ? (field === 'requirePoNumber' ? false : null) : value;
-          });
-          const { rows } = await pool.query(INSERT, [orgId, 'test', ...values]);
-          return send(res, 201, { data: rows[0] });
-        }
-        send(res, 404, {});
-      } catch (error) {
-        send(res, 500, { error: String(error) });
-      }
+  serveBaseline(pool, async (req, text) => {
+    if (req.method !== 'POST' || req.url !== '/clients') return [404, {}];
+    const body = JSON.parse(text.toString('utf8')) as Record<string, unknown>;
+    // What a hand-written handler checks at least: the one required field.
+    if (typeof body.name !== 'string' || body.name.trim() === '') return [400, { error: { fields: { name: 'is required' } } }];
+    const values = FIELDS.map(([field]) => {
+      const value = body[field];
+      return value === undefined || value === '' ? (field === 'requirePoNumber' ? false : null) : value;
     });
+    const { rows } = await pool.query(INSERT, [orgId, 'test', ...values]);
+    return [201, { data: rows[0] }];
   });
-
-  server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
-    const address = server.address() as { port: number };
-    console.log(JSON.stringify({ msg: 'listening', url: `http://127.0.0.1:${address.port}` }));
-  });
-  process.on('SIGTERM', () => server.close(() => pool.end().then(() => process.exit(0))));
 }
 
 // Imported by run.ts for PLAIN_TABLE only; run as a process by it.

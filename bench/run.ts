@@ -42,12 +42,11 @@ import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
 import { summariseProfiles } from './profile-summary.js';
 import { sql } from 'kysely';
-import pg from 'pg';
 import { mintTokenForOrganisation } from '../server/tokens/tokens.service.js';
-import { openDatabase } from '../server/db/database.js';
 import { migrateOrThrow } from '../server/db/migrate.js';
 import { copyClientsIntoSearch } from '../server/clients/client-search.queries.js';
 import { PLAIN_TABLE } from './plain-server.js';
+import { createScratchDatabase } from './scratch-database.js';
 import { seedClients, seedWithIndexesRebuilt } from './seed-clients.js';
 
 const root = resolve(import.meta.dirname, '..');
@@ -233,14 +232,8 @@ async function startStubCollector(): Promise<{ url: string; collected: Collected
 async function main() {
   if (!args.includes('--no-build')) execFileSync('npm', ['run', '-s', 'build'], { cwd: root, stdio: 'inherit' });
 
-  const name = `clients_bench_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  const databaseUrl = url.toString();
-  const handle = await openDatabase({ databaseUrl });
+  const scratch = await createScratchDatabase(adminUrl, 'clients_bench');
+  const { url: databaseUrl, handle } = scratch;
   const dataDir = mkdtempSync(join(tmpdir(), 'clients-bench-'));
   const servers: Running[] = [];
   try {
@@ -365,7 +358,6 @@ async function main() {
       // The create runs add tens of thousands of rows in a minute, faster than autovacuum analyses
       // them: with stale statistics the planner can pick the list index over the primary key for a
       // read by id. Analyse as a running system would have by then.
-      await admin.query('select 1');
       await handle.db.executeQuery(sql`analyze clients`.compile(handle.db));
       const realRuns: Figures[] = [];
       const bareRuns: Figures[] = [];
@@ -506,9 +498,7 @@ async function main() {
     }
   } finally {
     await Promise.all(servers.map((s) => s.stop()));
-    await handle.close();
-    await admin.query(`drop database if exists ${name} with (force)`);
-    await admin.end();
+    await scratch.drop();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }

@@ -42,7 +42,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { openDatabase } from '../server/db/database.js';
+import { createScratchDatabase } from './scratch-database.js';
 import { migrateOrThrow } from '../server/db/migrate.js';
 import { mintTokenForOrganisation } from '../server/tokens/tokens.service.js';
 import { newSigningSecret, secretBox } from '../server/webhook-delivery/secrets.js';
@@ -287,14 +287,8 @@ interface Minute {
 async function main() {
   if (!args.includes('--no-build')) execFileSync('npm', ['run', '-s', 'build'], { cwd: root, stdio: 'inherit' });
 
-  const name = `clients_soak_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  const databaseUrl = url.toString();
-  const handle = await openDatabase({ databaseUrl, poolSize: 2 });
+  const scratch = await createScratchDatabase(adminUrl, 'clients_soak', { poolSize: 2 });
+  const { url: databaseUrl, handle } = scratch;
   const { db } = handle;
   const webhookKey = randomBytes(32);
   let server: Server | undefined;
@@ -674,9 +668,7 @@ async function main() {
     agent.destroy();
     await server?.stop();
     await receiver?.close();
-    await handle.close();
-    await admin.query(`drop database if exists ${name} with (force)`);
-    await admin.end();
+    await scratch.drop();
   }
 }
 
