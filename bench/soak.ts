@@ -332,7 +332,7 @@ async function main() {
       with event as (
         insert into events (org_id, env, id, type, created_at, data)
         select ${retired.orgId}::uuid, 'test', gen_random_uuid(), 'client.created',
-               now() - interval '31 days' - i * interval '10 milliseconds', '{"object":{"id":"expired"}}'
+               now() - interval '31 days' - i * interval '10 milliseconds', json_build_object('object', json_build_object('id', gen_random_uuid()))
         from generate_series(1, ${EXPIRED}::int) as i
         returning id, created_at
       ), delivery as (

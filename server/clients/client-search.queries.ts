@@ -10,11 +10,24 @@
  * comes, which changes nothing) and moves the position, in one statement. A search answers from
  * this table plus the tenant's clients with events after the position (clients.queries.ts).
  */
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Database } from '../db/schema.js';
 
 /** The events about a client (`data.object` is the client); others (contacts, test deliveries) only move the position. */
 export const CLIENT_EVENTS = 'client.%';
+
+const UUID_TEXT = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
+
+/**
+ * The client an event of `dataColumn` is about (its object's id, read in one pass over the JSON),
+ * or null when that is not a UUID: one malformed event (a hand-written row, an import) is passed
+ * over instead of failing its batch again and again, which would stop the indexer for good and
+ * let every search's tail grow.
+ */
+export function eventClientId(dataColumn: string): RawBuilder<string | null> {
+  const id = sql`json_extract_path_text(${sql.ref(dataColumn)}, 'object', 'id')`;
+  return sql<string | null>`case when ${id} ~ ${UUID_TEXT} then ${id}::uuid end`;
+}
 
 /** Key of the advisory lock one indexer holds for a batch: two processes never index the same batch. */
 const INDEXER_LOCK = sql`hashtextextended('client_search_indexer', 0)`;
@@ -44,7 +57,7 @@ export async function indexNextBatch(db: Kysely<Database>, batchSize: number): P
         limit ${batchSize}
       ),
       touched as (
-        select distinct org_id, env, json_extract_path_text(data, 'object', 'id')::uuid as client_id from batch where type like ${CLIENT_EVENTS}
+        select distinct org_id, env, ${eventClientId('data')} as client_id from batch where type like ${CLIENT_EVENTS}
       ),
       upserted as (
         insert into client_search (org_id, env, client_id, created_at, deleted, name, contact_name, email, billing_email)

@@ -15,7 +15,7 @@ import type { DeletedFilter } from '../shared/spec-values.js';
 import { afterPosition, type KeysetPosition, positionOf } from '../shared/keyset-cursor.js';
 import type { Tenant } from '../shared/tenant.js';
 import { type EventParams, insertEventForWritten } from '../events/events.queries.js';
-import { CLIENT_EVENTS } from './client-search.queries.js';
+import { CLIENT_EVENTS, eventClientId } from './client-search.queries.js';
 
 function clientsOf(db: Kysely<Database>, tenant: Tenant) {
   return db.selectFrom('clients').where('org_id', '=', tenant.orgId).where('env', '=', tenant.env);
@@ -316,8 +316,7 @@ function searchedRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientL
       .with('tail', (qb) =>
         qb
           .selectFrom('events')
-          // One pass over the event's JSON (`->` then `->>` would read it twice).
-          .select(sql<string>`json_extract_path_text(events.data, 'object', 'id')::uuid`.as('id'))
+          .select(eventClientId('events.data').as('id'))
           .distinct()
           .where('events.org_id', '=', tenant.orgId)
           .where('events.env', '=', tenant.env)

@@ -260,6 +260,25 @@ describe('the indexer', () => {
     expect(await indexNextBatch(server.database.db, 3)).toEqual({ events: 0, changed: 0 });
   });
 
+  it('passes over an event whose object id is not a UUID, instead of failing on it for ever', async () => {
+    await catchUp();
+    const { api, token } = await server.tenant({ plan: 'studio' });
+    // A hand-written event (an import, a repair) between two real ones.
+    const before = (await api.POST('/clients', { body: { name: 'Before the odd event' } })).data!.data.id;
+    await sql`insert into events (org_id, env, id, type, created_at, data)
+      values (${token.orgId}, 'test', gen_random_uuid(), 'client.created', now(), '{"object":{"id":"not-a-uuid"}}')`.execute(
+      server.database.db,
+    );
+    const after = (await api.POST('/clients', { body: { name: 'After the odd event' } })).data!.data.id;
+    // Searches still answer while it waits in the tail…
+    expect((await search(api, { q: 'odd event' })).sort()).toEqual([before, after].sort());
+    // …and the indexer passes it, indexing both real ones.
+    await catchUp();
+    expect(await indexed(before)).toMatchObject({ name: 'Before the odd event' });
+    expect(await indexed(after)).toMatchObject({ name: 'After the odd event' });
+    expect((await search(api, { q: 'odd event' })).sort()).toEqual([before, after].sort());
+  });
+
   it('leaves a batch to the process that holds it (another indexer; PostgreSQL, where processes share the database)', async () => {
     const { api } = await server.tenant({ plan: 'studio' });
     await api.POST('/clients', { body: { name: 'Held' } });
