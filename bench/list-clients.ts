@@ -100,6 +100,18 @@ async function withDatabase<T>(run: (target: Target) => Promise<T>): Promise<T> 
   }
 }
 
+/** Each request's time, sorted: 20 unmeasured to warm up, then RUNS measured one at a time. */
+async function timed(once: () => Promise<void>): Promise<number[]> {
+  for (let i = 0; i < 20; i++) await once();
+  const times: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const started = performance.now();
+    await once();
+    times.push(performance.now() - started);
+  }
+  return times.sort((a, b) => a - b);
+}
+
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
@@ -244,14 +256,7 @@ await withDatabase(async ({ url, replicaUrl, caughtUp }) => {
           if (response.headers.get('Read-Consistency') !== consistency) throw new Error(`${label}: not served ${consistency}`);
           rows = data.data.length;
         };
-        for (let i = 0; i < 20; i++) await once();
-        const times: number[] = [];
-        for (let i = 0; i < RUNS; i++) {
-          started = performance.now();
-          await once();
-          times.push(performance.now() - started);
-        }
-        times.sort((a, b) => a - b);
+        const times = await timed(once);
         measured.push({ label: `${label} (${consistency})`, median: percentile(times, 50), p99: percentile(times, 99) });
         console.log(
           `${label.padEnd(36)} ${consistency.padEnd(9)} ${percentile(times, 50).toFixed(2).padStart(8)} ${percentile(times, 99).toFixed(2).padStart(8)} ${String(rows).padStart(6)}`,
@@ -274,14 +279,7 @@ await withDatabase(async ({ url, replicaUrl, caughtUp }) => {
           const { error } = await api.GET('/clients', { params: { query } });
           if (error) throw new Error(`${label}: ${JSON.stringify(error)}`);
         };
-        for (let i = 0; i < 20; i++) await once();
-        const times: number[] = [];
-        for (let i = 0; i < RUNS; i++) {
-          started = performance.now();
-          await once();
-          times.push(performance.now() - started);
-        }
-        times.sort((a, b) => a - b);
+        const times = await timed(once);
         console.log(
           `${label.padEnd(36)} ${'strong'.padEnd(9)} ${percentile(times, 50).toFixed(2).padStart(8)} ${percentile(times, 99).toFixed(2).padStart(8)}`,
         );
