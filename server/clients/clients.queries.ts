@@ -376,7 +376,7 @@ function searchedRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientL
           .limit(filter.limit),
       )
       // The page's ids, worked out once: without the fence the planner may run `indexed` and `fresh`
-      // again for every row of the tenant it reads (seen with statistics not yet analysed: 54 s).
+      // again for every row of the tenant it reads (seen with statistics not yet analysed: docs/performance.md).
       .with(
         (cte) => cte('matched').materialized(),
         (qb) => qb.selectFrom('indexed').select('id').unionAll(qb.selectFrom('fresh').select('id')),
