@@ -213,6 +213,25 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
   let sendingSlots = 0;
   /** Per endpoint, its attempts answered and waiting for their batch to be recorded. */
   const recording = new Map<string, number>();
+  /** The deliveries counted in `recording`: each leaves it once, when its batch commits or when it is released. */
+  const awaitingRecord = new Set<string>();
+  function unrecord(endpointId: string): void {
+    const left = (recording.get(endpointId) ?? 1) - 1;
+    if (left > 0) recording.set(endpointId, left);
+    else recording.delete(endpointId);
+  }
+  /**
+   * A claim and a batch's record never overlap. The claim's cap counts this worker's answered
+   * attempts (`recording`) on top of the live leases it reads; were a record to commit between
+   * the cap's reckoning and the claim's read, the same attempt would be counted in neither, and an
+   * endpoint would get one attempt more than its limit (seen with a limit of 1: two at once).
+   */
+  let exclusive: Promise<unknown> = Promise.resolve();
+  function exclusively<T>(step: () => Promise<T>): Promise<T> {
+    const run = exclusive.then(step);
+    exclusive = run.catch(() => undefined);
+    return run;
+  }
   /** Attempts being sent per organisation: its share of the slots is counted against these. */
   const busy = new Map<string, number>();
   /** The walk of the next claim starts after the last endpoint served, so every endpoint gets its turn first. */
@@ -287,7 +306,12 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
         if (sendingSlots > 0 && unrecorded.length < RECORD_BATCH) await gather();
         const batch = unrecorded.splice(0, RECORD_BATCH);
         try {
-          const { ours, opened } = await recordBatch(batch);
+          const { ours, opened } = await exclusively(async () => {
+            const recorded = await recordBatch(batch);
+            // Committed: these attempts leave `recording` now, before any claim reckons its cap again.
+            for (const sent of batch) if (awaitingRecord.delete(sent.delivery.id)) unrecord(sent.delivery.endpointId);
+            return recorded;
+          });
           for (const sent of batch) sent.settle(ours.has(sent.delivery.id));
           for (const endpoint of opened) {
             observer?.circuitOpened();
@@ -445,6 +469,7 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
       if (sent || released) return;
       sent = true;
       recording.set(delivery.endpointId, (recording.get(delivery.endpointId) ?? 0) + 1);
+      awaitingRecord.add(delivery.id);
       ended(delivery.orgId);
     };
     const release = () => {
@@ -453,9 +478,7 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
       clearTimeout(deadline);
       inFlight.delete(running);
       if (sent) {
-        const left = (recording.get(delivery.endpointId) ?? 1) - 1;
-        if (left > 0) recording.set(delivery.endpointId, left);
-        else recording.delete(delivery.endpointId);
+        if (awaitingRecord.delete(delivery.id)) unrecord(delivery.endpointId);
       } else ended(delivery.orgId);
       observer?.inFlight(inFlight.size);
       nudge();
@@ -518,18 +541,20 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     if (slots <= 0) return { claimed: 0, more: false };
     const now = clock();
     const leaseId = randomUUID();
-    const { walk, claimed } = await claimFairly(db, {
-      after: place,
-      walkLimit,
-      // The endpoint's live leases include this worker's attempts already answered (waiting to be recorded).
-      endpointCap: (endpoint) => limits.limitOf(endpoint.endpointId) + (recording.get(endpoint.endpointId) ?? 0),
-      busy,
-      share,
-      slots,
-      now,
-      leaseId,
-      leasedUntil: new Date(now.getTime() + leaseMs(timeoutMs)),
-    });
+    const { walk, claimed } = await exclusively(() =>
+      claimFairly(db, {
+        after: place,
+        walkLimit,
+        // The endpoint's live leases include this worker's attempts already answered (waiting to be recorded).
+        endpointCap: (endpoint) => limits.limitOf(endpoint.endpointId) + (recording.get(endpoint.endpointId) ?? 0),
+        busy,
+        share,
+        slots,
+        now,
+        leaseId,
+        leasedUntil: new Date(now.getTime() + leaseMs(timeoutMs)),
+      }),
+    );
     // Next time, start after the furthest endpoint served (or walked, when the walk stopped short).
     const served = new Set(claimed.map((delivery) => delivery.endpointId));
     const lastServed = walk.claimable.findLast((endpoint) => served.has(endpoint.endpointId));
