@@ -29,6 +29,16 @@ export function eventClientId(dataColumn: string): RawBuilder<string | null> {
   return sql<string | null>`case when ${id} ~ ${UUID_TEXT} then ${id}::uuid end`;
 }
 
+/**
+ * Events of the feed after the indexer's position: a row compared with the position's one row
+ * (a sub-select), which the planner makes a condition of the feed's `(txid, seq)` index, so only
+ * those events are read. Joined to the position as a table instead, the comparison became a filter
+ * over every event before it too: the whole retained feed, at every batch.
+ */
+export function afterSearchPosition(alias: string): RawBuilder<boolean> {
+  return sql<boolean>`(${sql.ref(`${alias}.txid`)}, ${sql.ref(`${alias}.seq`)}) > (select txid, seq from client_search_position)`;
+}
+
 /** Key of the advisory lock one indexer holds for a batch: two processes never index the same batch. */
 const INDEXER_LOCK = sql`hashtextextended('client_search_indexer', 0)`;
 
@@ -42,17 +52,30 @@ export interface IndexedBatch {
 /**
  * Indexes the next `batchSize` events of the feed, in one statement, inside a transaction that
  * holds the indexer's lock; `undefined` when another process holds it (it is indexing).
+ *
+ * Each touched client is found by its id alone, so that only the primary key can serve the lookup
+ * whatever the statistics say: with the tenant's columns in the join too, a planner on statistics
+ * older than the table's growth (a new tenant, a fresh database) walked the tenant's rows in
+ * another index for each event, a cost that grew with the tenant. The copy takes the client's own
+ * tenant from its row (each client once, however its events were written). Only a client gone for
+ * good (rare) is looked up in client_search.
  */
 export async function indexNextBatch(db: Kysely<Database>, batchSize: number): Promise<IndexedBatch | undefined> {
   return db.transaction().execute(async (trx) => {
     const { rows: locked } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(${INDEXER_LOCK}) as locked`.execute(trx);
     if (!locked[0]?.locked) return undefined;
-    const { rows } = await sql<{ events: string; changed: string }>`
-      with position as (select txid, seq from client_search_position),
-      batch as (
+    const { rows } = await nextBatchStatement(batchSize).execute(trx);
+    return { events: Number(rows[0]!.events), changed: Number(rows[0]!.changed) };
+  });
+}
+
+/** The statement that indexes one batch (indexNextBatch runs it holding the indexer's lock). */
+export function nextBatchStatement(batchSize: number): RawBuilder<{ events: string; changed: string }> {
+  return sql<{ events: string; changed: string }>`
+      with batch as (
         select e.txid, e.seq, e.org_id, e.env, e.type, e.data
-        from events e, position p
-        where (e.txid, e.seq) > (p.txid, p.seq) and e.txid < pg_snapshot_xmin(pg_current_snapshot())
+        from events e
+        where ${afterSearchPosition('e')} and e.txid < pg_snapshot_xmin(pg_current_snapshot())
         order by e.txid, e.seq
         limit ${batchSize}
       ),
@@ -62,7 +85,7 @@ export async function indexNextBatch(db: Kysely<Database>, batchSize: number): P
       upserted as (
         insert into client_search (org_id, env, client_id, created_at, deleted, name, contact_name, email, billing_email)
         select c.org_id, c.env, c.id, c.created_at, c.deleted_at is not null, c.name, c.contact_name, c.email, c.billing_email
-        from touched t join clients c on c.org_id = t.org_id and c.env = t.env and c.id = t.client_id
+        from clients c where c.id in (select client_id from touched)
         on conflict (org_id, env, client_id) do update
           set created_at = excluded.created_at, deleted = excluded.deleted, name = excluded.name,
               contact_name = excluded.contact_name, email = excluded.email, billing_email = excluded.billing_email
@@ -70,19 +93,17 @@ export async function indexNextBatch(db: Kysely<Database>, batchSize: number): P
             is distinct from (excluded.deleted, excluded.name, excluded.contact_name, excluded.email, excluded.billing_email)
         returning 1
       ),
+      gone as (select t.org_id, t.env, t.client_id from touched t where not exists (select 1 from clients c where c.id = t.client_id)),
       removed as (
-        delete from client_search s using touched t
-        where s.org_id = t.org_id and s.env = t.env and s.client_id = t.client_id
-          and not exists (select 1 from clients c where c.org_id = t.org_id and c.env = t.env and c.id = t.client_id)
+        delete from client_search s using gone g
+        where s.org_id = g.org_id and s.env = g.env and s.client_id = g.client_id
         returning 1
       ),
       last as (select txid, seq from batch order by txid desc, seq desc limit 1),
       -- A data-modifying step runs to its end whether or not the query reads it.
       moved as (update client_search_position set txid = last.txid, seq = last.seq, indexed_at = now() from last)
       select (select count(*) from batch) as events,
-             (select count(*) from upserted) + (select count(*) from removed) as changed`.execute(trx);
-    return { events: Number(rows[0]!.events), changed: Number(rows[0]!.changed) };
-  });
+             (select count(*) from upserted) + (select count(*) from removed) as changed`;
 }
 
 /** How far behind the feed the search table is. */
@@ -99,12 +120,11 @@ export const LAG_EVENTS_COUNTED = 100_000;
 /** The search table's lag, from the position and the feed's index (any process may ask, indexer running or not). */
 export async function searchIndexLag(db: Kysely<Database>): Promise<SearchIndexLag> {
   const { rows } = await sql<{ seconds: number | string | null; events: string }>`
-    with position as (select txid, seq from client_search_position)
     select extract(epoch from now() - (
-             select e.created_at from events e, position p where (e.txid, e.seq) > (p.txid, p.seq) order by e.txid, e.seq limit 1
+             select e.created_at from events e where ${afterSearchPosition('e')} order by e.txid, e.seq limit 1
            )) as seconds,
            (select count(*) from (
-             select 1 from events e, position p where (e.txid, e.seq) > (p.txid, p.seq) limit ${LAG_EVENTS_COUNTED}
+             select 1 from events e where ${afterSearchPosition('e')} limit ${LAG_EVENTS_COUNTED}
            ) waiting) as events`.execute(db);
   const row = rows[0];
   return { seconds: Math.max(0, Number(row?.seconds ?? 0)), events: Number(row?.events ?? 0) };

@@ -15,7 +15,7 @@ import type { DeletedFilter } from '../shared/spec-values.js';
 import { afterPosition, type KeysetPosition, positionOf } from '../shared/keyset-cursor.js';
 import type { Tenant } from '../shared/tenant.js';
 import { type EventParams, insertEventForWritten } from '../events/events.queries.js';
-import { CLIENT_EVENTS, eventClientId } from './client-search.queries.js';
+import { afterSearchPosition, CLIENT_EVENTS, eventClientId } from './client-search.queries.js';
 
 function clientsOf(db: Kysely<Database>, tenant: Tenant) {
   return db.selectFrom('clients').where('org_id', '=', tenant.orgId).where('env', '=', tenant.env);
@@ -320,8 +320,7 @@ function searchedRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientL
           .distinct()
           .where('events.org_id', '=', tenant.orgId)
           .where('events.env', '=', tenant.env)
-          // A row compared with the position's one row: an index condition of the feed's index.
-          .where(sql<boolean>`(events.txid, events.seq) > (select txid, seq from client_search_position)`)
+          .where(afterSearchPosition('events'))
           .where('events.type', 'like', CLIENT_EVENTS),
       )
       .with('indexed', (qb) => {

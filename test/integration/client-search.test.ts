@@ -9,7 +9,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientsApi } from '../../client/index.js';
-import { copyClientsIntoSearch, indexNextBatch, searchIndexLag } from '../../server/clients/client-search.queries.js';
+import { copyClientsIntoSearch, indexNextBatch, nextBatchStatement, searchIndexLag } from '../../server/clients/client-search.queries.js';
 import { type ClientListFilter, listClientRows, listClientRowsQuery } from '../../server/clients/clients.queries.js';
 import { indexUntilCaughtUp, startSearchIndexer } from '../../server/clients/search-indexer.js';
 import * as clientSearchMigration from '../../server/db/migrations/2026_12_04_0001_client_search.js';
@@ -20,8 +20,23 @@ import { startTestServer, type TestServer } from '../support/server.js';
 interface PlanNode {
   'Node Type': string;
   Alias?: string;
+  'Relation Name'?: string;
+  'Actual Rows': number;
   'Actual Loops': number;
   Plans?: PlanNode[];
+}
+
+/** Every node of a plan PostgreSQL gave as JSON (`explain (analyze, format json)`). */
+function planNodes(rows: Record<string, unknown>[]): PlanNode[] {
+  const raw = Object.values(rows[0]!)[0]!;
+  const plan = (typeof raw === 'string' ? JSON.parse(raw) : raw) as [{ Plan: PlanNode }];
+  const nodes: PlanNode[] = [];
+  const walk = (node: PlanNode) => {
+    nodes.push(node);
+    for (const child of node.Plans ?? []) walk(child);
+  };
+  walk(plan[0].Plan);
+  return nodes;
 }
 
 let server: TestServer;
@@ -260,19 +275,12 @@ describe('the search statement', () => {
     for (let i = 0; i < 5; i++) await api.POST('/clients', { body: { name: `Tail ${i} Acme Ltd` } });
     const query = listClientRowsQuery(server.database.db, token, { limit: 26, deleted: 'exclude', search: 'acme ltd' });
     const compiled = query.compile();
-    const { rows } = await server.database.db.executeQuery<Record<string, string>>({
+    const { rows } = await server.database.db.executeQuery<Record<string, unknown>>({
       ...compiled,
       sql: `explain (analyze, format json) ${compiled.sql}`,
     });
-    const raw = Object.values(rows[0]!)[0]!;
-    const plan = (typeof raw === 'string' ? JSON.parse(raw) : raw) as [{ Plan: PlanNode }];
     // Every part that finds the matches (the indexed rows, the tail's lookups, their union) runs once.
-    const nodes: PlanNode[] = [];
-    const walk = (node: PlanNode) => {
-      nodes.push(node);
-      for (const child of node.Plans ?? []) walk(child);
-    };
-    walk(plan[0].Plan);
+    const nodes = planNodes(rows);
     const finding = nodes.filter((node) => node['Node Type'] === 'Subquery Scan' && ['indexed', 'fresh'].includes(node.Alias ?? ''));
     expect(finding.length).toBeGreaterThan(0);
     for (const node of finding) expect(node['Actual Loops'], `${node['Node Type']} on ${node.Alias}`).toBe(1);
@@ -307,6 +315,29 @@ describe('the indexer', () => {
     expect(await position()).not.toEqual(stoppedAt);
     // Caught up: nothing more to read; indexing the same events again would change nothing.
     expect(await indexNextBatch(server.database.db, 3)).toEqual({ events: 0, changed: 0 });
+  });
+
+  it('reads only the events after its position, however long the feed behind it', async () => {
+    const { token } = await server.tenant({ plan: 'studio' });
+    // 300 events behind the position (the feed keeps 30 days of them), then 3 after it.
+    await sql`insert into events (org_id, env, id, type, created_at, data)
+      select ${token.orgId}, 'test', gen_random_uuid(), 'client.created', now(), json_build_object('object', json_build_object('id', gen_random_uuid()))
+      from generate_series(1, 300)`.execute(server.database.db);
+    await catchUp();
+    const { api } = await server.tenant({ plan: 'studio' });
+    for (let i = 0; i < 3; i++) await api.POST('/clients', { body: { name: `After the position ${i}` } });
+    await waitForHorizon();
+    const compiled = nextBatchStatement(2).compile(server.database.db);
+    const { rows } = await server.database.db.executeQuery<Record<string, unknown>>({
+      ...compiled,
+      sql: `explain (analyze, format json) ${compiled.sql}`,
+    });
+    // Joined to the position as a table, the feed's index was read from its start (every event of
+    // the 30 days) and the position applied as a filter after: hundreds of rows here.
+    const reads = planNodes(rows).filter((node) => node['Relation Name'] === 'events');
+    expect(reads.length).toBeGreaterThan(0);
+    for (const node of reads) expect(node['Actual Rows'] * node['Actual Loops'], node['Node Type']).toBeLessThanOrEqual(2);
+    expect((await indexNextBatch(server.database.db, 10))?.events).toBe(1);
   });
 
   it('passes over an event whose object id is not a UUID, instead of failing on it for ever', async () => {
