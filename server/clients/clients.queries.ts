@@ -21,6 +21,23 @@ function clientsOf(db: Kysely<Database>, tenant: Tenant) {
   return db.selectFrom('clients').where('org_id', '=', tenant.orgId).where('env', '=', tenant.env);
 }
 
+/**
+ * The tenant, tested on a client found by its key. Written as `(…) is true`, which no index
+ * serves, so that a lookup by id can only use the primary key, whatever the statistics say: with
+ * the tenant's columns as index conditions, a planner on statistics older than a tenant's growth
+ * (a new tenant before its first ANALYZE, or autovacuum off) chose a list index that starts with
+ * them and walked every row of the tenant to find one, a read that grew with the tenant (the soak,
+ * docs/performance.md).
+ */
+function ofTenant(orgId: unknown, env: unknown) {
+  return sql<boolean>`(clients.org_id = ${orgId} and clients.env = ${env}) is true`;
+}
+
+/** The tenant's clients, each looked up by its key (ofTenant). */
+function clientsByKeyOf(db: Kysely<Database>, tenant: Tenant) {
+  return db.selectFrom('clients').where(ofTenant(tenant.orgId, tenant.env));
+}
+
 /** The columns of `clients`, in table order (server/db/schema.ts): what a client row is everywhere. */
 const COLUMNS = Object.keys(CLIENT_COLUMNS) as (keyof ClientsTable)[];
 
@@ -31,7 +48,7 @@ interface ById {
 }
 
 const findById = prepare('client_by_id', (p: ById) =>
-  compiler.selectFrom('clients').select(COLUMNS).where('id', '=', p.id).where('org_id', '=', p.orgId).where('env', '=', p.env),
+  compiler.selectFrom('clients').select(COLUMNS).where('id', '=', p.id).where(ofTenant(p.orgId, p.env)),
 );
 
 /** `id` must be a UUID (the column's type). `forUpdate` locks the row until the transaction ends. */
@@ -41,7 +58,7 @@ export async function findClientById(
   id: string,
   options: { forUpdate?: boolean } = {},
 ): Promise<ClientRow | undefined> {
-  if (options.forUpdate) return clientsOf(db, tenant).selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+  if (options.forUpdate) return clientsByKeyOf(db, tenant).selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
   // The read of every GET by id: prepared once, nothing built per request.
   return (await findById(db, { id, orgId: tenant.orgId, env: tenant.env })).rows[0];
 }
@@ -170,8 +187,7 @@ export async function updateClientRow(trx: Kysely<Database>, tenant: Tenant, id:
     .updateTable('clients')
     .set(values)
     .set({ updated_at: sql<Date>`case when ${changed} then ${statementTime} else updated_at end` })
-    .where('org_id', '=', tenant.orgId)
-    .where('env', '=', tenant.env)
+    .where(ofTenant(tenant.orgId, tenant.env))
     .where('id', '=', id)
     .returningAll()
     .executeTakeFirstOrThrow();
@@ -182,8 +198,7 @@ export async function setClientDeleted(trx: Kysely<Database>, tenant: Tenant, id
   return trx
     .updateTable('clients')
     .set({ deleted_at: deleted ? statementTime : null, updated_at: statementTime })
-    .where('org_id', '=', tenant.orgId)
-    .where('env', '=', tenant.env)
+    .where(ofTenant(tenant.orgId, tenant.env))
     .where('id', '=', id)
     .returningAll()
     .executeTakeFirstOrThrow();
@@ -231,8 +246,9 @@ function listedInOrder(
   db: Kysely<Database>,
   tenant: Tenant,
   filter: Pick<ClientListFilter, 'deleted' | 'after' | 'externalId' | 'email' | 'taxNumber' | 'metadata'>,
+  from: typeof clientsOf = clientsOf,
 ) {
-  let query = clientsOf(db, tenant);
+  let query = from(db, tenant);
   if (filter.externalId !== undefined) query = query.where('external_id', '=', filter.externalId);
   if (filter.email !== undefined) query = query.where('email', '=', filter.email);
   if (filter.taxNumber !== undefined) query = query.where('tax_number', '=', filter.taxNumber);
@@ -347,21 +363,22 @@ function searchedRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientL
         if (filter.after)
           query = query.where(sql<boolean>`(s.created_at, s.client_id) < (${filter.after.at}::timestamptz, ${filter.after.id}::uuid)`);
         if (onLiveRowOnly) {
-          const live = listedInOrder(db, tenant, { ...filter, deleted: 'include', after: undefined }).where(
+          const live = listedInOrder(db, tenant, { ...filter, deleted: 'include', after: undefined }, clientsByKeyOf).where(
             matches({ ...filter, search: undefined }),
           );
           query = query.where(sql<boolean>`exists (${live.select(sql`1`.as('one')).where(sql<boolean>`clients.id = s.client_id`)})`);
         }
         return query.orderBy('s.created_at', 'desc').orderBy('s.client_id', 'desc').limit(filter.limit);
       })
-      // Each client of the tail looked up by its key (a lateral join): never a scan of the tenant's rows.
-      // `offset 0` keeps the planner from flattening the lookup into a join it may turn around (with
-      // a new tenant's statistics not yet analysed it walked the tenant's rows once per tail row).
+      // Each client of the tail looked up by its key (a lateral join, the tenant tested on the row
+      // found): never a scan of the tenant's rows. `offset 0` keeps the planner from flattening the
+      // lookup into a join it may turn around (with a new tenant's statistics not yet analysed it
+      // walked the tenant's rows once per tail row).
       .with('fresh', (qb) =>
         qb
           .selectFrom(sql<{ id: string }>`(select id from tail)`.as('t'))
           .innerJoinLateral(
-            listedInOrder(db, tenant, filter)
+            listedInOrder(db, tenant, filter, clientsByKeyOf)
               .where(sql<boolean>`clients.id = t.id`)
               .where(matches(filter))
               .select(['id', 'created_at'])
@@ -380,9 +397,9 @@ function searchedRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientL
         (cte) => cte('matched').materialized(),
         (qb) => qb.selectFrom('indexed').select('id').unionAll(qb.selectFrom('fresh').select('id')),
       )
+      // The page's rows, each by its key.
       .selectFrom('clients')
-      .where('org_id', '=', tenant.orgId)
-      .where('env', '=', tenant.env)
+      .where(ofTenant(tenant.orgId, tenant.env))
       .where(sql<boolean>`id in (select id from matched)`)
       .selectAll('clients')
       .select(POSITION.as('position'))

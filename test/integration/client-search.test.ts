@@ -6,13 +6,14 @@
  * and its lag shows in the metrics; another organisation's or environment's rows never appear.
  * On PGlite, and on PostgreSQL with TEST_DATABASE_URL.
  */
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientsApi } from '../../client/index.js';
 import { copyClientsIntoSearch, indexNextBatch, nextBatchStatement, searchIndexLag } from '../../server/clients/client-search.queries.js';
 import { type ClientListFilter, listClientRows, listClientRowsQuery } from '../../server/clients/clients.queries.js';
 import { indexUntilCaughtUp, startSearchIndexer } from '../../server/clients/search-indexer.js';
 import * as clientSearchMigration from '../../server/db/migrations/2026_12_04_0001_client_search.js';
+import { preparedStatements } from '../../server/db/prepared.js';
 import { createMetrics } from '../../server/metrics/metrics.js';
 import { usingPostgres } from '../support/database.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -21,9 +22,20 @@ interface PlanNode {
   'Node Type': string;
   Alias?: string;
   'Relation Name'?: string;
+  'Index Name'?: string;
   'Actual Rows': number;
   'Actual Loops': number;
   Plans?: PlanNode[];
+}
+
+/** Each scan of `clients` in a plan goes through its primary key, reading one row per loop at most. */
+function expectOnlyKeyLookups(nodes: PlanNode[]): void {
+  const reads = nodes.filter((node) => node['Relation Name'] === 'clients');
+  expect(reads.length).toBeGreaterThan(0);
+  for (const node of reads) {
+    expect(node['Index Name'], node['Node Type']).toBe('clients_pkey');
+    expect(node['Actual Rows'], node['Node Type']).toBeLessThanOrEqual(1);
+  }
 }
 
 /** Every node of a plan PostgreSQL gave as JSON (`explain (analyze, format json)`). */
@@ -284,7 +296,24 @@ describe('the search statement', () => {
     const finding = nodes.filter((node) => node['Node Type'] === 'Subquery Scan' && ['indexed', 'fresh'].includes(node.Alias ?? ''));
     expect(finding.length).toBeGreaterThan(0);
     for (const node of finding) expect(node['Actual Loops'], `${node['Node Type']} on ${node.Alias}`).toBe(1);
+    // Every client it reads (the tail's, the page's) is found by its key: with the tenant's columns
+    // as index conditions the planner walked the tenant's rows in a list index for each one.
+    expectOnlyKeyLookups(nodes);
     expect((await listClientRows(server.database.db, token, { limit: 26, deleted: 'exclude', search: 'acme ltd' })).length).toBe(26);
+
+    // The read by id too (GET /clients/{id}, the prepared statement every read runs).
+    const byId = preparedStatements.get('client_by_id')!;
+    const someone = await sql<{ id: string }>`select id from clients where org_id = ${token.orgId} offset 700 limit 1`.execute(
+      server.database.db,
+    );
+    const values: Record<string, unknown> = { id: someone.rows[0]!.id, orgId: token.orgId, env: 'test' };
+    const read = await server.database.db.executeQuery<Record<string, unknown>>(
+      CompiledQuery.raw(
+        `explain (analyze, format json) ${byId.text}`,
+        byId.parameters.map((name) => values[name]),
+      ),
+    );
+    expectOnlyKeyLookups(planNodes(read.rows));
   });
 });
 
