@@ -93,7 +93,9 @@ export function nextBatchStatement(batchSize: number): RawBuilder<{ events: stri
             is distinct from (excluded.deleted, excluded.name, excluded.contact_name, excluded.email, excluded.billing_email)
         returning 1
       ),
-      gone as (select t.org_id, t.env, t.client_id from touched t where not exists (select 1 from clients c where c.id = t.client_id)),
+      -- Worked out first (materialized; nearly always empty): inlined, the planner could join the
+      -- touched clients to client_search before asking whether they are gone, walking the tenant's rows.
+      gone as materialized (select t.org_id, t.env, t.client_id from touched t where not exists (select 1 from clients c where c.id = t.client_id)),
       removed as (
         delete from client_search s using gone g
         where s.org_id = g.org_id and s.env = g.env and s.client_id = g.client_id

@@ -366,6 +366,9 @@ describe('the indexer', () => {
     const reads = planNodes(rows).filter((node) => node['Relation Name'] === 'events');
     expect(reads.length).toBeGreaterThan(0);
     for (const node of reads) expect(node['Actual Rows'] * node['Actual Loops'], node['Node Type']).toBeLessThanOrEqual(2);
+    // client_search is read only for a client gone for good (none here), never walked per client.
+    const searchReads = planNodes(rows).filter((node) => node['Relation Name'] === 'client_search' && node['Node Type'] !== 'ModifyTable');
+    for (const node of searchReads) expect(node['Actual Loops'], `${node['Node Type']} on client_search`).toBe(0);
     expect((await indexNextBatch(server.database.db, 10))?.events).toBe(1);
   });
 
