@@ -136,6 +136,13 @@ describe.runIf(configured)('a pgBackRest backup restored to a point in time', { 
     const token = await mintTokenForOrganisation(setup.db, { orgName: `restore-${randomUUID()}`, plan: 'studio' });
     await setup.close();
     await pgbackrest('--type=full', 'backup');
+    // pgBackRest keeps a backup's stop time in whole seconds and restores to T only from a backup
+    // that stopped before it: T must fall in a later second than the full backup's stop, however
+    // fast the writes before T are (CI once took T in the same second).
+    const [full] = (JSON.parse(await pgbackrest('--output=json', 'info')) as { backup: { timestamp: { stop: number } }[] }[])[0]!.backup;
+    const stoppedAt = full!.timestamp.stop;
+    expect(stoppedAt).toBeGreaterThan(0);
+    while (Date.now() / 1000 < stoppedAt + 1.5) await new Promise((resolve) => setTimeout(resolve, 100));
 
     const service = await startService(primary);
     const api = apiFor(service, token);
