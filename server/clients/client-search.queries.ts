@@ -65,8 +65,23 @@ export async function indexNextBatch(db: Kysely<Database>, batchSize: number): P
     const { rows: locked } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(${INDEXER_LOCK}) as locked`.execute(trx);
     if (!locked[0]?.locked) return undefined;
     const { rows } = await nextBatchStatement(batchSize).execute(trx);
-    return { events: Number(rows[0]!.events), changed: Number(rows[0]!.changed) };
+    const changed = Number(rows[0]!.changed);
+    if (changed > 0) await mergePendingSearchEntries(trx);
+    return { events: Number(rows[0]!.events), changed };
   });
+}
+
+/**
+ * Merges the search table's pending trigram entries into their indexes, in bulk (the indexes keep
+ * a pending list: 2026_12_05_0002_client_search_bulk_trigrams.ts). The indexer calls it after each
+ * batch that wrote rows, in the batch's transaction, so no list outlives a batch and a search never
+ * reads one; a bulk copy calls it once at its end. Every GIN index of the table, whichever exist.
+ */
+export async function mergePendingSearchEntries(db: Kysely<Database>): Promise<void> {
+  await sql`
+    select gin_clean_pending_list(i.indexrelid::regclass)
+    from pg_index i join pg_class c on c.oid = i.indexrelid join pg_am am on am.oid = c.relam
+    where i.indrelid = 'client_search'::regclass and am.amname = 'gin'`.execute(db);
 }
 
 /** The statement that indexes one batch (indexNextBatch runs it holding the indexer's lock). */
@@ -144,4 +159,5 @@ export async function copyClientsIntoSearch(db: Kysely<Database>): Promise<void>
     on conflict (org_id, env, client_id) do update
       set created_at = excluded.created_at, deleted = excluded.deleted, name = excluded.name,
           contact_name = excluded.contact_name, email = excluded.email, billing_email = excluded.billing_email`.execute(db);
+  await mergePendingSearchEntries(db);
 }

@@ -12,6 +12,7 @@ import * as contacts from './migrations/2026_12_03_0001_contacts.js';
 import * as clientsMetadataExternalId from './migrations/2026_12_03_0002_clients_metadata_external_id.js';
 import * as clientSearch from './migrations/2026_12_04_0001_client_search.js';
 import * as foreignKeysByPrimaryKey from './migrations/2026_12_05_0001_foreign_keys_by_primary_key.js';
+import * as clientSearchBulkTrigrams from './migrations/2026_12_05_0002_client_search_bulk_trigrams.js';
 
 /** Every migration, by name; names sort in the order they run. */
 const migrations: Record<string, Migration> = {
@@ -27,6 +28,7 @@ const migrations: Record<string, Migration> = {
   '2026_12_03_0002_clients_metadata_external_id': clientsMetadataExternalId,
   '2026_12_04_0001_client_search': clientSearch,
   '2026_12_05_0001_foreign_keys_by_primary_key': foreignKeysByPrimaryKey,
+  '2026_12_05_0002_client_search_bulk_trigrams': clientSearchBulkTrigrams,
 };
 
 /**

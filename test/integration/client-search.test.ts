@@ -346,6 +346,42 @@ describe('the indexer', () => {
     expect(await indexNextBatch(server.database.db, 3)).toEqual({ events: 0, changed: 0 });
   });
 
+  it("merges each batch's trigram entries into the indexes in bulk: no pending list outlives a batch", async () => {
+    await catchUp();
+    const db = server.database.db;
+    const gin = await sql<{ index: string; options: string[] | null }>`
+      select c.relname as index, c.reloptions as options
+      from pg_index i join pg_class c on c.oid = i.indexrelid join pg_am am on am.oid = c.relam
+      where i.indrelid = 'client_search'::regclass and am.amname = 'gin' order by c.relname`.execute(db);
+    expect(gin.rows.map((row) => row.index)).toEqual([
+      'client_search_billing_email_trgm_idx',
+      'client_search_contact_name_trgm_idx',
+      'client_search_email_trgm_idx',
+      'client_search_name_trgm_idx',
+    ]);
+    // The batch's insert puts its entries in each index's pending list (cheap), ...
+    for (const row of gin.rows) expect(row.options, row.index).toContain('fastupdate=on');
+    const { api } = await server.tenant({ plan: 'studio' });
+    for (let i = 0; i < 20; i++) {
+      const body = {
+        name: `Pending ${i} Ltd`,
+        contactName: `Ada ${i}`,
+        email: `pending${i}@example.com`,
+        billingEmail: `ap${i}@example.com`,
+      };
+      expect((await api.POST('/clients', { body })).response.status).toBe(201);
+    }
+    await waitForHorizon();
+    expect(await indexNextBatch(db, 100)).toEqual({ events: 20, changed: 20 });
+    // ... and the batch merged them into the indexes before it ended: nothing left for a search to
+    // read through (gin_clean_pending_list answers the pages it had to merge).
+    for (const { index } of gin.rows) {
+      const { rows } = await sql<{ pages: number | string }>`select gin_clean_pending_list(${index}::regclass) as pages`.execute(db);
+      expect(Number(rows[0]!.pages), index).toBe(0);
+    }
+    expect(await search(api, { q: 'pending 7 ltd' })).toHaveLength(1);
+  });
+
   it('reads only the events after its position, however long the feed behind it', async () => {
     const { token } = await server.tenant({ plan: 'studio' });
     // 300 events behind the position (the feed keeps 30 days of them), then 3 after it.
