@@ -9,7 +9,10 @@
  *     migrated and with the four GIN indexes: what the idempotency row costs;
  *   - the event's insert alone (every create's statement includes it): what the outbox costs, with
  *     and without `events_txid_idx` (the search indexer's way through the feed, the lever's one new
- *     cost on the request path).
+ *     cost on the request path);
+ *   - the search indexer's rate on those creates, off the request path, its trigram indexes taking
+ *     each batch entry by entry (fastupdate off, before) and in bulk (as migrated: issue 25's second
+ *     lever).
  * Each variant runs `BENCH_ROUNDS` times (alternating), `BENCH_SECONDS` each, with pgbench's
  * prepared protocol (as the server's named statements), `BENCH_CLIENTS` connections; the median
  * transactions per second is printed, and each variant's cost per create in ms of one connection.
@@ -47,10 +50,15 @@ const GIN_DEFINITION = (index: string) =>
 /** The feed's index across tenants that the search indexer reads (2026_12_04_0001_client_search). */
 const EVENTS_TXID_INDEX = 'create index if not exists events_txid_idx on events (txid, seq)';
 
+/** A client id per transaction, from its two random variables. */
+const CLIENT_ID = `md5((:n)::text || '-' || (:k)::text)::uuid`;
+
 /** Each parameter as a pgbench expression: a fresh key and id per transaction, realistic searched text. */
 function expressionOf(parameter: string, orgId: string): string {
   const values: Record<string, string> = {
-    id: 'gen_random_uuid()',
+    // The same id in the client's row and its event's object (pgbench has no uuid variable, and two
+    // gen_random_uuid() calls would differ), so the search indexer finds each event's client.
+    id: CLIENT_ID,
     org_id: `'${orgId}'`,
     keyOrgId: `'${orgId}'`,
     env: `'test'`,
@@ -78,7 +86,7 @@ function expressionOf(parameter: string, orgId: string): string {
     eventType: `'client.created'`,
     eventCreatedAt: 'now()',
     // About the size of a real client.created event.
-    eventData: `json_build_object('object', json_build_object('name', 'Globex Corporation ' || (:n)::text, 'email', 'hank@globex.test', 'notes', repeat('x', 600)))::text`,
+    eventData: `json_build_object('object', json_build_object('id', ${CLIENT_ID}, 'name', 'Globex Corporation ' || (:n)::text, 'email', 'hank@globex.test', 'notes', repeat('x', 600)))::text`,
   };
   return `(${values[parameter] ?? 'NULL'})`;
 }
@@ -168,13 +176,26 @@ try {
       stdio: 'ignore',
     },
   );
-  await sql.query(`update client_search_position set txid = '0'::xid8, seq = 0`);
-  await sql.query('truncate client_search');
-  await sql.query('vacuum analyze clients, events, client_search');
+  // Each way the search table's trigram indexes can take a batch (issue 25's second lever), from
+  // scratch each time, alternating: one entry at a time (fastupdate off, as 2026_12_04_0001 made
+  // them), and in bulk (pending lists merged by each batch, as migrated since 2026_12_05_0002).
+  const SEARCH_GIN = ['name', 'contact_name', 'email', 'billing_email'].map((column) => `client_search_${column}_trgm_idx`);
   const indexing = await openDatabase({ databaseUrl: url.toString(), poolSize: 1 });
-  const indexStarted = performance.now();
-  const indexedEvents = await indexUntilCaughtUp(indexing.db, INDEX_BATCH);
-  const indexSeconds = (performance.now() - indexStarted) / 1000;
+  const indexRuns: Record<'off' | 'on', number[]> = { off: [], on: [] };
+  let indexedEvents = 0;
+  for (let round = 0; round < rounds; round++) {
+    for (const fastupdate of ['off', 'on'] as const) {
+      for (const index of SEARCH_GIN) await sql.query(`alter index ${index} set (fastupdate = ${fastupdate})`);
+      await sql.query(`update client_search_position set txid = '0'::xid8, seq = 0`);
+      await sql.query('truncate client_search');
+      await sql.query('vacuum analyze clients, events, client_search');
+      const indexStarted = performance.now();
+      indexedEvents = await indexUntilCaughtUp(indexing.db, INDEX_BATCH);
+      indexRuns[fastupdate].push((performance.now() - indexStarted) / 1000);
+      const { rows } = await sql.query('select count(*)::int as n from client_search');
+      if (rows[0].n !== indexedEvents) throw new Error(`indexed ${indexedEvents} events but client_search has ${rows[0].n} rows`);
+    }
+  }
   await indexing.close();
   await sql.end();
 
@@ -205,9 +226,14 @@ try {
     `the event alone: ${((1000 * connections) / event).toFixed(2)} ms per create of one connection (every insert above includes it); ` +
       `without events_txid_idx ${((1000 * connections) / eventBare).toFixed(2)} ms.`,
   );
+  const indexedIn = (fastupdate: 'off' | 'on') => {
+    const seconds = median(indexRuns[fastupdate]);
+    return `${seconds.toFixed(2)} s, ${Math.round(indexedEvents / seconds)} events/s, ${((1e6 * seconds) / indexedEvents).toFixed(0)} µs per client`;
+  };
   console.log(
-    `the search indexer (off the request path): ${indexedEvents} creates indexed in ${indexSeconds.toFixed(1)} s, ` +
-      `${Math.round(indexedEvents / indexSeconds)} events/s with one connection, ${INDEX_BATCH} events per statement.`,
+    `the search indexer (off the request path; ${indexedEvents} creates indexed from scratch, ${INDEX_BATCH} events per statement, ` +
+      `one connection, median of ${rounds}): its trigram indexes entry by entry (fastupdate off, before) ${indexedIn('off')}; ` +
+      `in bulk, each batch merging its pending lists (as migrated) ${indexedIn('on')}.`,
   );
 } finally {
   if (!process.env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
