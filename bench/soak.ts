@@ -26,7 +26,8 @@
  * Each minute one line (and with `--json` one JSON line as well): requests answered that minute,
  * non-2xx, errors, p50 and p99 latency, the server's RSS (/proc/<pid>/status VmRSS), the event
  * loop's lag p99 and the main pool's waiting queries (the highest of the /metrics scrapes taken
- * every 5 s that minute; prom-client resets its lag histogram at each scrape), webhooks received that
+ * every 5 s that minute; prom-client resets its lag histogram at each scrape), the share of the
+ * machine's CPU time the hypervisor took that minute (steal, from /proc/stat), webhooks received that
  * minute, the backlog (deliveries pending, and events not yet fanned out to the endpoint), the
  * expired rows left, and the rows and total size (pg_total_relation_size) of clients, events,
  * idempotency_keys, webhook_deliveries and webhook_attempts. At the end a verdict: the last
@@ -250,6 +251,16 @@ function rssMiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
 }
 
+/**
+ * The machine's CPU time so far, in ticks (the first line of /proc/stat): all of it, and the part the
+ * hypervisor gave to other machines (steal). A minute with much steal is a slower machine, not a
+ * slower service: on this kind of machine it was seen to take 40% of the two cores for minutes.
+ */
+function cpuTicks(): { total: number; steal: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return { total: fields.slice(0, 8).reduce((sum, n) => sum + n, 0), steal: fields[7] ?? 0 };
+}
+
 /** One value of a Prometheus text exposition: the first sample of `name` whose labels contain `labels`. */
 function metric(text: string, name: string, labels = ''): number | undefined {
   for (const line of text.split('\n')) {
@@ -273,6 +284,8 @@ interface Minute {
   heapUsedMiB: number;
   eventLoopLagP99Ms: number;
   poolWaiting: number;
+  /** Share of the machine's CPU time the hypervisor took that minute (steal), in %. */
+  stealPercent: number;
   serverWarnings: number;
   webhooksDelivered: number;
   backlog: { pendingDeliveries: number; notFannedOut: number };
@@ -462,6 +475,7 @@ async function main() {
     let sent = 0;
     let inFlight = 0;
     let deliveredBefore = receiver.received();
+    let cpuBefore = cpuTicks();
     let purgesShown = 0;
     const minutes: Minute[] = [];
 
@@ -502,6 +516,9 @@ async function main() {
         )
       ).rows[0]!;
       const delivered = receiver!.received();
+      const cpu = cpuTicks();
+      const stealPercent = Number(((100 * (cpu.steal - cpuBefore.steal)) / Math.max(1, cpu.total - cpuBefore.total)).toFixed(1));
+      cpuBefore = cpu;
       const newPurges = server!.purges.slice(purgesShown);
       purgesShown = server!.purges.length;
       const minute: Minute = {
@@ -515,6 +532,7 @@ async function main() {
         heapUsedMiB: Number((stats.heapUsed / 1048576).toFixed(1)),
         eventLoopLagP99Ms: Number((stats.lagP99 * 1000).toFixed(1)),
         poolWaiting: stats.poolWaiting,
+        stealPercent,
         serverWarnings: server!.warnings,
         webhooksDelivered: delivered - deliveredBefore,
         backlog: { pendingDeliveries: Number(backlog.pending), notFannedOut: Number(backlog.unfanned) },
@@ -544,7 +562,7 @@ async function main() {
       console.log(
         `${String(m.minute).padStart(3)} ${String(m.requests).padStart(6)} ${String(m.non2xx).padStart(6)} ${String(m.errors).padStart(4)} ` +
           `${m.p50Ms.toFixed(1).padStart(7)} ${m.p99Ms.toFixed(1).padStart(7)} ${m.rssMiB.toFixed(0).padStart(5)} ${m.heapUsedMiB.toFixed(0).padStart(5)} ` +
-          `${m.eventLoopLagP99Ms.toFixed(1).padStart(6)} ${String(m.poolWaiting).padStart(4)} ${String(m.webhooksDelivered).padStart(6)} ` +
+          `${m.eventLoopLagP99Ms.toFixed(1).padStart(6)} ${String(m.poolWaiting).padStart(4)} ${m.stealPercent.toFixed(0).padStart(5)} ${String(m.webhooksDelivered).padStart(6)} ` +
           `${`${m.backlog.pendingDeliveries}+${m.backlog.notFannedOut}`.padStart(8)} ` +
           `${`${k(m.expired.keys)}/${k(m.expired.events)}/${k(m.expired.deliveries)}/${k(m.expired.attempts)}`.padStart(19)} ` +
           `${m.purged ? `${k(m.purged.keys)}/${k(m.purged.events)}` : '-'}`.padEnd(10) +
@@ -561,7 +579,7 @@ async function main() {
     );
     console.log(
       `${'min'.padStart(3)} ${'reqs'.padStart(6)} ${'non2xx'.padStart(6)} ${'err'.padStart(4)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ` +
-        `${'RSS M'.padStart(5)} ${'heap'.padStart(5)} ${'lag99'.padStart(6)} ${'wait'.padStart(4)} ${'hooks'.padStart(6)} ${'backlog'.padStart(8)} ` +
+        `${'RSS M'.padStart(5)} ${'heap'.padStart(5)} ${'lag99'.padStart(6)} ${'wait'.padStart(4)} ${'steal'.padStart(5)} ${'hooks'.padStart(6)} ${'backlog'.padStart(8)} ` +
         `${'expired k/e/d/a'.padStart(19)} ${'purged k/e'.padEnd(10)} rows/size of clients events keys deliveries attempts`,
     );
 
@@ -653,6 +671,8 @@ async function main() {
       `verdict (issue 25: the last minute within 10% of the second):\n` +
         `  RSS  minute 2 ${second.rssMiB} MiB, minute ${last.minute} ${last.rssMiB} MiB (${change(second.rssMiB, last.rssMiB)}): ${within(second.rssMiB, last.rssMiB) ? 'within 10%' : 'NOT within 10%'}\n` +
         `  p99  minute 2 ${second.p99Ms} ms, minute ${last.minute} ${last.p99Ms} ms (${change(second.p99Ms, last.p99Ms)}): ${within(second.p99Ms, last.p99Ms) ? 'within 10%' : 'NOT within 10%'}\n` +
+        `  steal (the machine's CPU the hypervisor took): minute 2 ${second.stealPercent}%, minute ${last.minute} ${last.stealPercent}%, ` +
+        `the most in a minute ${Math.max(...minutes.map((m) => m.stealPercent))}%\n` +
         `  retention: ${
           cleanAfter
             ? `no key past 24 h and no event past 30 days from minute ${minutes[firstClean]!.minute} to the end (the ${EXPIRED} + ${EXPIRED} seeded purged)`
