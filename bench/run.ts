@@ -45,6 +45,7 @@ import { sql } from 'kysely';
 import { mintTokenForOrganisation } from '../server/tokens/tokens.service.js';
 import { migrateOrThrow } from '../server/db/migrate.js';
 import { copyClientsIntoSearch } from '../server/clients/client-search.queries.js';
+import { cpuTicks, stealPercent } from './machine.js';
 import { PLAIN_TABLE } from './plain-server.js';
 import { createScratchDatabase } from './scratch-database.js';
 import { seedClients, seedWithIndexesRebuilt } from './seed-clients.js';
@@ -350,7 +351,14 @@ async function main() {
     // The replayed key must exist before its scenario is measured.
     await fetch(`${real.url}/clients`, { method: 'POST', body, headers: { ...auth, 'Idempotency-Key': replayKey } });
 
-    const rows: { name: string; real: Figures; bare?: Figures; plain?: Figures; ratios?: { sameSql: number[]; plain: number[] } }[] = [];
+    const rows: {
+      name: string;
+      real: Figures;
+      bare?: Figures;
+      plain?: Figures;
+      ratios?: { sameSql: number[]; plain: number[] };
+      steal?: number[];
+    }[] = [];
     for (const scenario of scenarios) {
       if (only && !only.some((o) => scenario.name.includes(o))) continue;
       if (scenario.traced && !traced) continue;
@@ -364,10 +372,13 @@ async function main() {
       const plainRuns: Figures[] = [];
       await load(scenario.real(server.url), 1); // warm-up
       if (scenario.plain && !profile) await load(scenario.plain(plain.url), 1);
+      const steal: number[] = [];
       for (let round = 0; round < rounds; round++) {
+        const before = cpuTicks();
         if (scenario.bare && !profile) bareRuns.push(await load(scenario.bare(bare.url)));
         if (scenario.plain && !profile) plainRuns.push(await load(scenario.plain(plain.url)));
         realRuns.push(await load(scenario.real(server.url)));
+        steal.push(stealPercent(before, cpuTicks()));
       }
       rows.push({
         name: scenario.name,
@@ -380,6 +391,7 @@ async function main() {
             sameSql: realRuns.map((r, i) => r.rps / bareRuns[i]!.rps),
             plain: realRuns.map((r, i) => r.rps / plainRuns[i]!.rps),
           },
+          steal,
         }),
       });
       process.stderr.write(`measured: ${scenario.name}\n`);
@@ -448,7 +460,7 @@ async function main() {
     }
     const create = rows.find((r) => r.plain);
     if (create?.plain && create.bare && create.ratios) {
-      const c = { ...create, plain: create.plain, bare: create.bare, ratios: create.ratios };
+      const c = { ...create, plain: create.plain, bare: create.bare, ratios: create.ratios, steal: create.steal ?? [] };
       const plainRatio = c.real.rps / c.plain.rps;
       const sameSqlRatio = c.real.rps / c.bare.rps;
       const perRound = (ratios: number[]) => ratios.map((r) => r.toFixed(2)).join(', ');
@@ -467,6 +479,10 @@ async function main() {
       console.log(
         `\ngoals (issue 25), create with a fresh key: ≥ ${GOALS.plain}× plain, measured ${plainRatio.toFixed(2)} (${verdict(plainRatio, GOALS.plain)}); ` +
           `≥ ${GOALS.sameSql}× same-SQL, measured ${sameSqlRatio.toFixed(2)} (${verdict(sameSqlRatio, GOALS.sameSql)}); plain errors, non-2xx: ${c.plain.errors}, ${c.plain.non2xx}`,
+      );
+      console.log(
+        `steal (the machine's CPU time the hypervisor took) in each round: ${c.steal.map((p) => `${p.toFixed(1)}%`).join(', ')}` +
+          ' (bench/machine.ts; a round with much of it ran on a slower machine, its ratio least of all comparable)',
       );
     }
     if (seeded) console.log(`\nseeded ${seedCount} clients of the benchmark's organisation before measuring: ${seeded}`);

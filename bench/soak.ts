@@ -43,6 +43,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { sql } from 'kysely';
 import pg from 'pg';
+import { cpuTicks, stealPercent as stealBetween } from './machine.js';
 import { createScratchDatabase } from './scratch-database.js';
 import { migrateOrThrow } from '../server/db/migrate.js';
 import { mintTokenForOrganisation } from '../server/tokens/tokens.service.js';
@@ -249,16 +250,6 @@ function percentile(sorted: number[], p: number): number {
 function rssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
-}
-
-/**
- * The machine's CPU time so far, in ticks (the first line of /proc/stat): all of it, and the part the
- * hypervisor gave to other machines (steal). A minute with much steal is a slower machine, not a
- * slower service: on this kind of machine it was seen to take 40% of the two cores for minutes.
- */
-function cpuTicks(): { total: number; steal: number } {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-  return { total: fields.slice(0, 8).reduce((sum, n) => sum + n, 0), steal: fields[7] ?? 0 };
 }
 
 /** One value of a Prometheus text exposition: the first sample of `name` whose labels contain `labels`. */
@@ -517,7 +508,7 @@ async function main() {
       ).rows[0]!;
       const delivered = receiver!.received();
       const cpu = cpuTicks();
-      const stealPercent = Number(((100 * (cpu.steal - cpuBefore.steal)) / Math.max(1, cpu.total - cpuBefore.total)).toFixed(1));
+      const stealPercent = Number(stealBetween(cpuBefore, cpu).toFixed(1));
       cpuBefore = cpu;
       const newPurges = server!.purges.slice(purgesShown);
       purgesShown = server!.purges.length;
