@@ -529,14 +529,21 @@ export async function queueRecovery(
     with found as (
       select e.id, e.txid, e.seq
       from events e
+      -- Each event's delivery to the endpoint looked up by its key, one probe per event: \`offset 0\`
+      -- keeps the lookup a subquery of its own, which the planner cannot turn into a join. As a
+      -- \`not exists\`, on statistics older than the tenant's events (which made it expect one
+      -- event), it was joined to every delivery of the endpoint for each event: 200 million rows
+      -- compared for 20,000 events, past any statement's deadline.
+      left join lateral (
+        select true as waiting from webhook_deliveries d
+        where d.endpoint_id = ${endpoint.endpointId} and d.event_id = e.id and d.org_id = e.org_id and d.status <> 'failed'
+        offset 0
+      ) delivery on true
       where e.org_id = ${endpoint.orgId} and e.env = ${endpoint.env}
         and e.created_at >= ${from} and e.created_at <= ${window.until}
         and e.type <> ${TEST_EVENT_TYPE}
         and (e.type = any(${endpoint.enabledEvents}::text[]) or '*' = any(${endpoint.enabledEvents}::text[]))
-        and not exists (
-          select 1 from webhook_deliveries d
-          where d.org_id = e.org_id and d.endpoint_id = ${endpoint.endpointId} and d.event_id = e.id and d.status <> 'failed'
-        )
+        and delivery.waiting is null
       order by e.txid, e.seq
       limit ${RECOVERY_BATCH + 1}
     ), wanted as (
