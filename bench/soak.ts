@@ -27,19 +27,21 @@
  * non-2xx, errors, p50 and p99 latency, the server's RSS (/proc/<pid>/status VmRSS), the event
  * loop's lag p99 and the main pool's waiting queries (the highest of the /metrics scrapes taken
  * every 5 s that minute; prom-client resets its lag histogram at each scrape), the share of the
- * machine's CPU time the hypervisor took that minute (steal, from /proc/stat), webhooks received that
+ * machine's CPU time the hypervisor took that minute (steal, from /proc/stat), the search table's
+ * highest lag that minute (`search_index_lag_seconds`), webhooks received that
  * minute, the backlog (deliveries pending, and events not yet fanned out to the endpoint), the
  * expired rows left, and the rows and total size (pg_total_relation_size) of clients, events,
  * idempotency_keys, webhook_deliveries and webhook_attempts. At the end a verdict: the last
  * minute against the second for RSS and p99 (issue 25: within 10%), and whether the key and event
- * tables hold nothing past their retention. Exits 1 when requests failed (the figures are then not
+ * tables hold nothing past their retention. BENCH_SOAK_ACTIVITY=<file> appends, every 5 s, the
+ * soak database's statements that have run longer than 50 ms (pg_stat_activity), to find a slow one. Exits 1 when requests failed (the figures are then not
  * those of a healthy run), never on the verdict: a benchmark prints figures.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { sql } from 'kysely';
 import pg from 'pg';
@@ -56,6 +58,8 @@ const RATE = Number(process.env.BENCH_SOAK_RATE ?? 150);
 const EXPIRED = Number(process.env.BENCH_SOAK_EXPIRED ?? 100_000);
 const adminUrl = process.env.BENCH_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const JSON_LINES = args.includes('--json');
+/** BENCH_SOAK_ACTIVITY=<file>: every 5 s, the statements of the soak's database running longer than 50 ms, appended there. */
+const ACTIVITY = process.env.BENCH_SOAK_ACTIVITY;
 const MINUTE_MS = 60_000;
 const TABLES = ['clients', 'events', 'idempotency_keys', 'webhook_deliveries', 'webhook_attempts'] as const;
 for (const [name, value] of [
@@ -230,6 +234,8 @@ interface MinuteStats {
   lagP99: number;
   poolWaiting: number;
   heapUsed: number;
+  /** The highest search index lag (s) among this minute's scrapes. */
+  searchLag: number;
 }
 
 const newMinute = (): MinuteStats => ({
@@ -240,6 +246,7 @@ const newMinute = (): MinuteStats => ({
   lagP99: 0,
   poolWaiting: 0,
   heapUsed: 0,
+  searchLag: 0,
 });
 
 function percentile(sorted: number[], p: number): number {
@@ -275,6 +282,8 @@ interface Minute {
   heapUsedMiB: number;
   eventLoopLagP99Ms: number;
   poolWaiting: number;
+  /** The search table's highest lag that minute (s). */
+  searchLagSeconds: number;
   /** Share of the machine's CPU time the hypervisor took that minute (steal), in %. */
   stealPercent: number;
   serverWarnings: number;
@@ -476,11 +485,30 @@ async function main() {
         into.lagP99 = Math.max(into.lagP99, metric(text, 'nodejs_eventloop_lag_p99_seconds') ?? 0);
         into.poolWaiting = Math.max(into.poolWaiting, metric(text, 'db_pool_waiting_requests', 'pool="main"') ?? 0);
         into.heapUsed = Math.max(into.heapUsed, metric(text, 'nodejs_heap_size_used_bytes') ?? 0);
+        into.searchLag = Math.max(into.searchLag, metric(text, 'search_index_lag_seconds') ?? 0);
       } catch {
         // A missed scrape leaves the minute's figure to the others.
       }
     };
     const scraper = setInterval(scrape, 5000);
+    const watcher =
+      ACTIVITY === undefined
+        ? undefined
+        : setInterval(async () => {
+            try {
+              const { rows } = await monitor.query<{ line: string }>(
+                `select concat_ws(' | ', to_char(now(), 'HH24:MI:SS'), pid, round(extract(epoch from now() - query_start) * 1000) || ' ms',
+                                  state, wait_event_type || ':' || wait_event, left(regexp_replace(query, '\\s+', ' ', 'g'), 300)) as line
+                 from pg_stat_activity
+                 where datname = current_database() and pid <> pg_backend_pid() and state <> 'idle'
+                   and now() - query_start > interval '50 milliseconds'
+                 order by query_start`,
+              );
+              if (rows.length > 0) appendFileSync(ACTIVITY, `${rows.map((row) => row.line).join('\n')}\n`);
+            } catch {
+              // A missed look leaves the next one.
+            }
+          }, 5000);
 
     const snapshot = async (index: number, stats: MinuteStats): Promise<Minute> => {
       const latencies = stats.latencies.sort((a, b) => a - b);
@@ -524,6 +552,7 @@ async function main() {
         eventLoopLagP99Ms: Number((stats.lagP99 * 1000).toFixed(1)),
         poolWaiting: stats.poolWaiting,
         stealPercent,
+        searchLagSeconds: Number(stats.searchLag.toFixed(1)),
         serverWarnings: server!.warnings,
         webhooksDelivered: delivered - deliveredBefore,
         backlog: { pendingDeliveries: Number(backlog.pending), notFannedOut: Number(backlog.unfanned) },
@@ -553,7 +582,7 @@ async function main() {
       console.log(
         `${String(m.minute).padStart(3)} ${String(m.requests).padStart(6)} ${String(m.non2xx).padStart(6)} ${String(m.errors).padStart(4)} ` +
           `${m.p50Ms.toFixed(1).padStart(7)} ${m.p99Ms.toFixed(1).padStart(7)} ${m.rssMiB.toFixed(0).padStart(5)} ${m.heapUsedMiB.toFixed(0).padStart(5)} ` +
-          `${m.eventLoopLagP99Ms.toFixed(1).padStart(6)} ${String(m.poolWaiting).padStart(4)} ${m.stealPercent.toFixed(0).padStart(5)} ${String(m.webhooksDelivered).padStart(6)} ` +
+          `${m.eventLoopLagP99Ms.toFixed(1).padStart(6)} ${String(m.poolWaiting).padStart(4)} ${m.stealPercent.toFixed(0).padStart(5)} ${m.searchLagSeconds.toFixed(1).padStart(6)} ${String(m.webhooksDelivered).padStart(6)} ` +
           `${`${m.backlog.pendingDeliveries}+${m.backlog.notFannedOut}`.padStart(8)} ` +
           `${`${k(m.expired.keys)}/${k(m.expired.events)}/${k(m.expired.deliveries)}/${k(m.expired.attempts)}`.padStart(19)} ` +
           `${m.purged ? `${k(m.purged.keys)}/${k(m.purged.events)}` : '-'}`.padEnd(10) +
@@ -570,7 +599,7 @@ async function main() {
     );
     console.log(
       `${'min'.padStart(3)} ${'reqs'.padStart(6)} ${'non2xx'.padStart(6)} ${'err'.padStart(4)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ` +
-        `${'RSS M'.padStart(5)} ${'heap'.padStart(5)} ${'lag99'.padStart(6)} ${'wait'.padStart(4)} ${'steal'.padStart(5)} ${'hooks'.padStart(6)} ${'backlog'.padStart(8)} ` +
+        `${'RSS M'.padStart(5)} ${'heap'.padStart(5)} ${'lag99'.padStart(6)} ${'wait'.padStart(4)} ${'steal'.padStart(5)} ${'search'.padStart(6)} ${'hooks'.padStart(6)} ${'backlog'.padStart(8)} ` +
         `${'expired k/e/d/a'.padStart(19)} ${'purged k/e'.padEnd(10)} rows/size of clients events keys deliveries attempts`,
     );
 
@@ -631,6 +660,7 @@ async function main() {
     while (inFlight > 0 && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     await scrape();
     clearInterval(scraper);
+    if (watcher) clearInterval(watcher);
     const lastMinute = await snapshot(MINUTES, current);
     minutes.push(lastMinute);
     printMinute(lastMinute);

@@ -94,7 +94,7 @@ export function openPostgres(connectionString: string, options: PostgresOptions)
       // transaction-mode pooler the setting is dropped: a startup parameter is refused by PgBouncer
       // (or ignored, when told to), and rate-limiter-flexible runs each count as a single statement,
       // outside any transaction a `SET LOCAL` could go in. Such deployments keep counters in Redis.
-      ...(direct && { options: '-c synchronous_commit=off' }),
+      ...(direct && { options: `-c synchronous_commit=off ${NO_JIT}` }),
       ...startupStatementLimit(options),
       ...poolBasics(CONNECT_TIMEOUT_MS),
     }),
@@ -112,6 +112,18 @@ export function openPostgres(connectionString: string, options: PostgresOptions)
     },
   };
 }
+
+/**
+ * PostgreSQL's JIT compiler off in every session of the service, as a startup parameter on a direct
+ * connection. JIT pays off for long analytic queries; every statement here runs in milliseconds,
+ * and JIT is chosen by the planner's estimated cost, which statistics older than a tenant's rows
+ * inflate: the soak found the webhook worker's fan-out (a statement that ran in under 1 ms)
+ * estimated at 6 million and compiled at every run, 400 to 630 ms of CPU each, enough to saturate
+ * the machine for minutes (docs/performance.md, "The soak after lever 2"). Through a
+ * transaction-mode pooler a startup parameter is refused: set it on the role there
+ * (docs/high-availability.md).
+ */
+const NO_JIT = '-c jit=off';
 
 /** pg sends `statement_timeout` as a startup parameter on a direct connection; 0 is PostgreSQL's own "no limit". */
 function startupStatementLimit({ pooling = 'session', statementTimeoutMs = 0 }: PostgresOptions) {
@@ -137,6 +149,7 @@ export function openRequestPool(
       max,
       ...poolBasics(options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS),
       ...startupStatementLimit(options),
+      ...(direct && { options: NO_JIT }),
     }),
     onConnectionError,
   );

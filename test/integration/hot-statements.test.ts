@@ -59,3 +59,20 @@ it.runIf(usingPostgres)('counts rate limits on connections whose commits do not 
   const main = await sql<{ synchronous_commit: string }>`show synchronous_commit`.execute(database.db);
   expect(main.rows[0]!.synchronous_commit).toBe('on');
 });
+
+it.runIf(usingPostgres)('runs every statement without JIT compilation, whatever cost the planner estimates', async () => {
+  // PostgreSQL's default is on: with statistics older than a tenant's rows, the webhook worker's
+  // fan-out (under a millisecond of work) was estimated above jit_above_cost and compiled at every
+  // run, 400 to 630 ms of CPU each (docs/performance.md).
+  expect((await sql<{ jit: string }>`show jit`.execute(database.db)).rows[0]!.jit).toBe('off');
+  expect((await database.counterPool!.query<{ jit: string }>('show jit')).rows[0]!.jit).toBe('off');
+  // A statement far above the threshold is planned and run with no JIT at all.
+  const { rows } = await sql<Record<string, unknown>>`
+    explain (analyze, format json) select count(*) from generate_series(1, 3000) a cross join generate_series(1, 3000) b`.execute(
+    database.db,
+  );
+  const plan = Object.values(rows[0]!)[0];
+  const text = typeof plan === 'string' ? plan : JSON.stringify(plan);
+  expect(JSON.parse(text)[0]['Plan']['Total Cost']).toBeGreaterThan(100_000);
+  expect(text).not.toContain('"JIT"');
+});
