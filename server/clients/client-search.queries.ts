@@ -123,6 +123,14 @@ export function nextBatchStatement(batchSize: number): RawBuilder<{ events: stri
              (select count(*) from upserted) + (select count(*) from removed) as changed`;
 }
 
+/** ANALYZE of client_search (the indexer's, after it has written enough: search-indexer.ts); the rows it counted. */
+export async function analyzeSearchTable(db: Kysely<Database>): Promise<number> {
+  await sql`analyze client_search`.execute(db);
+  const { rows } = await sql<{ rows: number | string }>`
+    select greatest(reltuples, 0)::bigint as rows from pg_class where oid = 'client_search'::regclass`.execute(db);
+  return Number(rows[0]?.rows ?? 0);
+}
+
 /** How far behind the feed the search table is. */
 export interface SearchIndexLag {
   /** Age of the oldest event not yet indexed (its change's time), 0 when none is waiting. */

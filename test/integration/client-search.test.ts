@@ -382,6 +382,39 @@ describe('the indexer', () => {
     expect(await search(api, { q: 'pending 7 ltd' })).toHaveLength(1);
   });
 
+  it('analyses the search table once it has written enough rows, so that a grown tenant is planned as it is', async () => {
+    await catchUp();
+    const db = server.database.db;
+    const analysedRows = async () =>
+      Number(
+        (
+          await sql<{
+            rows: number | string;
+          }>`select reltuples::bigint as rows from pg_class where oid = 'client_search'::regclass`.execute(db)
+        ).rows[0]!.rows,
+      );
+    const tableRows = async () => Number((await sql<{ n: string }>`select count(*) as n from client_search`.execute(db)).rows[0]!.n);
+    await sql`analyze client_search`.execute(db);
+    const { api } = await server.tenant({ plan: 'studio' });
+    for (let i = 0; i < 8; i++) expect((await api.POST('/clients', { body: { name: `Analysed ${i}` } })).response.status).toBe(201);
+    await waitForHorizon();
+    expect(await analysedRows()).toBe(await tableRows());
+    const indexer = startSearchIndexer({
+      db,
+      logger: { error: () => {}, debug: () => {} },
+      intervalMs: 10,
+      batchSize: 3,
+      analyzeAfterRows: 5,
+    });
+    try {
+      // Its statistics counted the rows before the 8; after the indexer has written 5 or more it analyses.
+      await expect.poll(tableRows, { timeout: 10_000 }).toBeGreaterThanOrEqual((await analysedRows()) + 8);
+      await expect.poll(async () => (await analysedRows()) >= (await tableRows()) - 3, { timeout: 10_000 }).toBe(true);
+    } finally {
+      await indexer.stop();
+    }
+  });
+
   it('reads only the events after its position, however long the feed behind it', async () => {
     const { token } = await server.tenant({ plan: 'studio' });
     // 300 events behind the position (the feed keeps 30 days of them), then 3 after it.
