@@ -16,17 +16,8 @@ import * as clientSearchMigration from '../../server/db/migrations/2026_12_04_00
 import { preparedStatements } from '../../server/db/prepared.js';
 import { createMetrics } from '../../server/metrics/metrics.js';
 import { usingPostgres } from '../support/database.js';
+import { type PlanNode, planNodes } from '../support/plans.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-
-interface PlanNode {
-  'Node Type': string;
-  Alias?: string;
-  'Relation Name'?: string;
-  'Index Name'?: string;
-  'Actual Rows': number;
-  'Actual Loops': number;
-  Plans?: PlanNode[];
-}
 
 /** Each scan of `clients` in a plan goes through its primary key, reading one row per loop at most. */
 function expectOnlyKeyLookups(nodes: PlanNode[]): void {
@@ -36,19 +27,6 @@ function expectOnlyKeyLookups(nodes: PlanNode[]): void {
     expect(node['Index Name'], node['Node Type']).toBe('clients_pkey');
     expect(node['Actual Rows'], node['Node Type']).toBeLessThanOrEqual(1);
   }
-}
-
-/** Every node of a plan PostgreSQL gave as JSON (`explain (analyze, format json)`). */
-function planNodes(rows: Record<string, unknown>[]): PlanNode[] {
-  const raw = Object.values(rows[0]!)[0]!;
-  const plan = (typeof raw === 'string' ? JSON.parse(raw) : raw) as [{ Plan: PlanNode }];
-  const nodes: PlanNode[] = [];
-  const walk = (node: PlanNode) => {
-    nodes.push(node);
-    for (const child of node.Plans ?? []) walk(child);
-  };
-  walk(plan[0].Plan);
-  return nodes;
 }
 
 let server: TestServer;

@@ -16,28 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as migration from '../../server/db/migrations/2026_12_05_0001_foreign_keys_by_primary_key.js';
 import { queueRecovery, queueRedelivery } from '../../server/webhook-delivery/deliveries.queries.js';
 import { createTestDatabase, type TestDatabase, usingPostgres } from '../support/database.js';
-
-interface PlanNode {
-  'Node Type': string;
-  'Relation Name'?: string;
-  'Index Name'?: string;
-  'Index Cond'?: string;
-  Filter?: string;
-  Plans?: PlanNode[];
-}
-
-/** Every node of a plan PostgreSQL gave as JSON (`explain (format json)`). */
-function planNodes(rows: Record<string, unknown>[]): PlanNode[] {
-  const raw = Object.values(rows[0]!)[0]!;
-  const plan = (typeof raw === 'string' ? JSON.parse(raw) : raw) as [{ Plan: PlanNode }];
-  const nodes: PlanNode[] = [];
-  const walk = (node: PlanNode) => {
-    nodes.push(node);
-    for (const child of node.Plans ?? []) walk(child);
-  };
-  walk(plan[0].Plan);
-  return nodes;
-}
+import { planNodes } from '../support/plans.js';
 
 /** The statement PostgreSQL runs to check a row's foreign key to `table` by `(org_id, id)` (ri_triggers.c). */
 function foreignKeyCheck(table: string): string {
