@@ -53,44 +53,36 @@ interface Rebuild {
   unique?: boolean;
 }
 
-const DELIVERIES_KEY = 'webhook_deliveries_org_id_endpoint_id_event_id_key';
-const DELIVERIES_KEY_REORDERED = 'webhook_deliveries_endpoint_id_event_id_org_id_key';
-
-const UP: Rebuild[] = [
-  { table: 'events', from: 'events_feed_idx', to: 'events_feed_idx', columns: 'env, org_id, txid, seq' },
-  { table: 'webhook_deliveries', from: 'webhook_deliveries_event_idx', to: 'webhook_deliveries_event_idx', columns: 'event_id, org_id' },
+/** Each index this migration changes: its table, and its name and columns before and after. */
+const REORDERED: { table: string; name: [string, string]; columns: [string, string]; unique?: boolean }[] = [
+  { table: 'events', name: ['events_feed_idx', 'events_feed_idx'], columns: ['org_id, env, txid, seq', 'env, org_id, txid, seq'] },
   {
     table: 'webhook_deliveries',
-    from: DELIVERIES_KEY,
-    to: DELIVERIES_KEY_REORDERED,
-    columns: 'endpoint_id, event_id, org_id',
+    name: ['webhook_deliveries_event_idx', 'webhook_deliveries_event_idx'],
+    columns: ['org_id, event_id', 'event_id, org_id'],
+  },
+  {
+    table: 'webhook_deliveries',
+    name: ['webhook_deliveries_org_id_endpoint_id_event_id_key', 'webhook_deliveries_endpoint_id_event_id_org_id_key'],
+    columns: ['org_id, endpoint_id, event_id', 'endpoint_id, event_id, org_id'],
     unique: true,
   },
   {
     table: 'webhook_endpoints',
-    from: 'webhook_endpoints_tenant_idx',
-    to: 'webhook_endpoints_tenant_idx',
-    columns: 'env, org_id, created_at DESC, id DESC',
+    name: ['webhook_endpoints_tenant_idx', 'webhook_endpoints_tenant_idx'],
+    columns: ['org_id, env, created_at DESC, id DESC', 'env, org_id, created_at DESC, id DESC'],
   },
 ];
 
-const DOWN: Rebuild[] = [
-  { table: 'events', from: 'events_feed_idx', to: 'events_feed_idx', columns: 'org_id, env, txid, seq' },
-  { table: 'webhook_deliveries', from: 'webhook_deliveries_event_idx', to: 'webhook_deliveries_event_idx', columns: 'org_id, event_id' },
-  {
-    table: 'webhook_deliveries',
-    from: DELIVERIES_KEY_REORDERED,
-    to: DELIVERIES_KEY,
-    columns: 'org_id, endpoint_id, event_id',
-    unique: true,
-  },
-  {
-    table: 'webhook_endpoints',
-    from: 'webhook_endpoints_tenant_idx',
-    to: 'webhook_endpoints_tenant_idx',
-    columns: 'org_id, env, created_at DESC, id DESC',
-  },
-];
+/** The rebuilds that take each index from its shape `from` (0: before, 1: after) to the other. */
+const rebuildsFrom = (from: 0 | 1): Rebuild[] =>
+  REORDERED.map(({ table, name, columns, unique }) => ({
+    table,
+    from: name[from],
+    to: name[1 - from]!,
+    columns: columns[1 - from]!,
+    ...(unique && { unique }),
+  }));
 
 // biome-ignore lint/suspicious/noExplicitAny: any database's schema
 type Db = Kysely<any>;
@@ -131,9 +123,9 @@ async function rebuildAll(db: Db, rebuilds: Rebuild[]): Promise<void> {
 }
 
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await rebuildAll(db, UP);
+  await rebuildAll(db, rebuildsFrom(0));
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
-  await rebuildAll(db, DOWN);
+  await rebuildAll(db, rebuildsFrom(1));
 }
