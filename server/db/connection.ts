@@ -94,7 +94,7 @@ export function openPostgres(connectionString: string, options: PostgresOptions)
       // transaction-mode pooler the setting is dropped: a startup parameter is refused by PgBouncer
       // (or ignored, when told to), and rate-limiter-flexible runs each count as a single statement,
       // outside any transaction a `SET LOCAL` could go in. Such deployments keep counters in Redis.
-      ...(direct && { options: `-c synchronous_commit=off ${NO_JIT}` }),
+      ...(direct && { options: '-c synchronous_commit=off' }),
       ...startupStatementLimit(options),
       ...poolBasics(CONNECT_TIMEOUT_MS),
     }),
@@ -112,18 +112,6 @@ export function openPostgres(connectionString: string, options: PostgresOptions)
     },
   };
 }
-
-/**
- * PostgreSQL's JIT compiler off in every session of the service, as a startup parameter on a direct
- * connection. JIT pays off for long analytic queries; every statement here runs in milliseconds,
- * and JIT is chosen by the planner's estimated cost, which statistics older than a tenant's rows
- * inflate: the soak found the webhook worker's fan-out (a statement that ran in under 1 ms)
- * estimated at 6 million and compiled at every run, 400 to 630 ms of CPU each, enough to saturate
- * the machine for minutes (docs/performance.md, "The soak after lever 2"). Through a
- * transaction-mode pooler a startup parameter is refused: set it on the role there
- * (docs/high-availability.md).
- */
-const NO_JIT = '-c jit=off';
 
 /** pg sends `statement_timeout` as a startup parameter on a direct connection; 0 is PostgreSQL's own "no limit". */
 function startupStatementLimit({ pooling = 'session', statementTimeoutMs = 0 }: PostgresOptions) {
@@ -149,13 +137,15 @@ export function openRequestPool(
       max,
       ...poolBasics(options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS),
       ...startupStatementLimit(options),
-      ...(direct && { options: NO_JIT }),
     }),
     onConnectionError,
   );
   boundAnswers(pool, options.answerTimeoutMs ?? answerTimeoutMs(statementTimeoutMs));
   // Unnamed statements (parsed on each run) are what a transaction-mode pooler can carry.
-  if (direct) pool.on('connect', prepareHotStatements);
+  if (direct) {
+    pool.on('connect', prepareHotStatements);
+    pool.on('connect', withoutJit);
+  }
   const connections = options.dropReadOnlyConnections ? dropReadOnlyConnections(pool) : pool;
   const dialect =
     !direct && statementTimeoutMs > 0
@@ -332,6 +322,21 @@ export function guardConnections(pool: pg.Pool, onConnectionError: (error: Error
   pool.on('error', onConnectionError);
   pool.on('connect', (client) => client.on('error', onConnectionError));
   return pool;
+}
+
+/**
+ * PostgreSQL's JIT compiler off for the session, sent as the connection's first statement (queued
+ * before any other, so every statement of the session runs without it). JIT pays off for long
+ * analytic queries; every statement here runs in milliseconds, and JIT is chosen by the planner's
+ * estimated cost, which statistics older than a tenant's rows inflate: the soak found the webhook
+ * worker's fan-out (a statement of under 1 ms) estimated at 6 million and compiled at every run,
+ * 400 to 630 ms of CPU each, enough to saturate the machine for minutes (docs/performance.md, "The
+ * soak after lever 2"). A statement rather than a startup parameter, which a PgBouncer in session
+ * mode refuses. Through a transaction-mode pooler a session's setting would not stay with it: set
+ * it on the role there (docs/scaling.md). If the statement fails, so does the connection's next one.
+ */
+function withoutJit(client: pg.PoolClient): void {
+  client.query('set jit = off').catch(() => {});
 }
 
 /**
