@@ -33,9 +33,10 @@
  * expired rows left, and the rows and total size (pg_total_relation_size) of clients, events,
  * idempotency_keys, webhook_deliveries and webhook_attempts. At the end a verdict: the last
  * minute against the second for RSS and p99 (issue 25: within 10%), and whether the key and event
- * tables hold nothing past their retention. BENCH_SOAK_ACTIVITY=<file> appends, every 5 s, the
- * soak database's statements that have run longer than 50 ms (pg_stat_activity), to find a slow one. Exits 1 when requests failed (the figures are then not
- * those of a healthy run), never on the verdict: a benchmark prints figures.
+ * tables hold nothing past their retention. BENCH_SOAK_ACTIVITY=<file> appends, every 5 s, the soak
+ * database's statements that have run longer than 50 ms (pg_stat_activity), to find a slow one.
+ * Exits 1 when requests failed (the figures are then not those of a healthy run), never on the
+ * verdict: a benchmark prints figures.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';

@@ -7,9 +7,10 @@
  * (server/clients/client-search.queries.ts), until a batch is not full, then waits `intervalMs`.
  * Its place in the feed is stored with the rows it writes, in the same statement, so a restart (or
  * a crash) goes on from the last batch committed, and a batch done twice changes nothing. A failed
- * pass (the database away) is logged and the loop goes on. After every tenth of the table it has
- * written (ANALYZE_AFTER_ROWS at least) it analyses client_search. A search never waits for it: the clients
- * changed since its place are read live (clients.queries.ts), so its lag costs only that reading.
+ * pass (the database away) is logged and the loop goes on. After writing a tenth of the table
+ * (ANALYZE_AFTER_ROWS at least) it analyses client_search. A search never waits for it: the
+ * clients changed since its place are read live (clients.queries.ts), so its lag costs only that
+ * reading.
  */
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
