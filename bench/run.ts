@@ -45,7 +45,7 @@ import { sql } from 'kysely';
 import { mintTokenForOrganisation } from '../server/tokens/tokens.service.js';
 import { migrateOrThrow } from '../server/db/migrate.js';
 import { copyClientsIntoSearch } from '../server/clients/client-search.queries.js';
-import { cpuTicks, stealPercent } from './machine.js';
+import { cpuPerRequest, cpuSplit, cpuTicks, stealPercent } from './machine.js';
 import { PLAIN_TABLE } from './plain-server.js';
 import { createScratchDatabase } from './scratch-database.js';
 import { seedClients, seedWithIndexesRebuilt } from './seed-clients.js';
@@ -61,6 +61,8 @@ const connections = 32;
 // --quick: one round of 2 s runs, the whole of it (build included) in under a minute.
 const duration = quick ? 2 : 10;
 const rounds = quick ? 1 : 3;
+/** `--warm-up=S`: seconds of load on each server before a scenario's rounds (default 1). */
+const warmUpSeconds = Number(args.find((a) => a.startsWith('--warm-up='))?.split('=')[1] ?? 1);
 const adminUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const rateLimit = args.includes('--rate-limited') ? '1000000000' : '0';
 const profile = args.includes('--profile');
@@ -128,6 +130,8 @@ interface Figures {
   p99: number;
   non2xx: number;
   errors: number;
+  /** CPU time per request in µs (bench/machine.ts): the server's processes, PostgreSQL's, the rest of the machine. */
+  cpu?: { server: number; database: number; rest: number };
 }
 
 /** One kind of request, sent over and over; `freshKey`: a new Idempotency-Key on each. */
@@ -193,7 +197,11 @@ const load = (spec: Load, seconds = duration) => (wrk ? loadWithWrk(spec, second
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 function summarise(runs: Figures[]): Figures {
+  const cpu = runs.flatMap((r) => (r.cpu ? [r.cpu] : []));
   return {
+    ...(cpu.length > 0 && {
+      cpu: { server: median(cpu.map((c) => c.server)), database: median(cpu.map((c) => c.database)), rest: median(cpu.map((c) => c.rest)) },
+    }),
     rps: median(runs.map((r) => r.rps)),
     p50: median(runs.map((r) => r.p50)),
     p99: median(runs.map((r) => r.p99)),
@@ -370,14 +378,23 @@ async function main() {
       const realRuns: Figures[] = [];
       const bareRuns: Figures[] = [];
       const plainRuns: Figures[] = [];
-      await load(scenario.real(server.url), 1); // warm-up
-      if (scenario.plain && !profile) await load(scenario.plain(plain.url), 1);
+      // Warm-up, the same length for every server: V8 optimises a server's hot code over its first
+      // tens of thousands of requests, and the real server has far more of it than a baseline.
+      await load(scenario.real(server.url), warmUpSeconds);
+      if (scenario.bare && !profile) await load(scenario.bare(bare.url), warmUpSeconds);
+      if (scenario.plain && !profile) await load(scenario.plain(plain.url), warmUpSeconds);
       const steal: number[] = [];
+      /** One run, with the CPU time each part of the machine spent per request during it. */
+      const measured = async (target: Running, spec: Load): Promise<Figures> => {
+        const before = cpuSplit(target.child.pid!);
+        const figures = await load(spec);
+        return { ...figures, cpu: cpuPerRequest(before, cpuSplit(target.child.pid!), figures.rps * duration) };
+      };
       for (let round = 0; round < rounds; round++) {
         const before = cpuTicks();
-        if (scenario.bare && !profile) bareRuns.push(await load(scenario.bare(bare.url)));
-        if (scenario.plain && !profile) plainRuns.push(await load(scenario.plain(plain.url)));
-        realRuns.push(await load(scenario.real(server.url)));
+        if (scenario.bare && !profile) bareRuns.push(await measured(bare, scenario.bare(bare.url)));
+        if (scenario.plain && !profile) plainRuns.push(await measured(plain, scenario.plain(plain.url)));
+        realRuns.push(await measured(server, scenario.real(server.url)));
         steal.push(stealPercent(before, cpuTicks()));
       }
       rows.push({
@@ -480,8 +497,20 @@ async function main() {
         `\ngoals (issue 25), create with a fresh key: ≥ ${GOALS.plain}× plain, measured ${plainRatio.toFixed(2)} (${verdict(plainRatio, GOALS.plain)}); ` +
           `≥ ${GOALS.sameSql}× same-SQL, measured ${sameSqlRatio.toFixed(2)} (${verdict(sameSqlRatio, GOALS.sameSql)}); plain errors, non-2xx: ${c.plain.errors}, ${c.plain.non2xx}`,
       );
+      const cpuLine = (name: string, f: Figures) =>
+        f.cpu
+          ? `| ${name} | ${fmt(f.cpu.server)} | ${fmt(f.cpu.database)} | ${fmt(f.cpu.rest)} | ${fmt(f.cpu.server + f.cpu.database + f.cpu.rest)} |`
+          : `| ${name} | - | - | - | - |`;
       console.log(
-        `steal (the machine's CPU time the hypervisor took) in each round: ${c.steal.map((p) => `${p.toFixed(1)}%`).join(', ')}` +
+        "\nCPU time per create, µs (medians of rounds; /proc: the server's processes, every postgres process, the rest of the machine: wrk, the benchmark):\n",
+      );
+      console.log('| server | its processes | PostgreSQL | rest | all |');
+      console.log('|---|---:|---:|---:|---:|');
+      console.log(cpuLine('real', c.real));
+      console.log(cpuLine('same-SQL', c.bare));
+      console.log(cpuLine('plain', c.plain));
+      console.log(
+        `\nsteal (the machine's CPU time the hypervisor took) in each round: ${c.steal.map((p) => `${p.toFixed(1)}%`).join(', ')}` +
           ' (bench/machine.ts; a round with much of it ran on a slower machine, its ratio least of all comparable)',
       );
     }
