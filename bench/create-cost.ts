@@ -138,7 +138,7 @@ try {
     // each statement, and a generic plan made on tables analysed empty keeps it for the session.
     // That plan probed idempotency_keys by a sequential scan (cheapest on an empty table), whose
     // cost then grew with every key the run inserted: the keyed create measured a third of the
-    // insert's throughput, where with the primary key's probe it is about three quarters.
+    // insert's throughput, where with the primary key's probe it is about seven tenths.
     execFileSync(
       'pgbench',
       [

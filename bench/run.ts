@@ -62,7 +62,12 @@ const connections = 32;
 const duration = quick ? 2 : 10;
 const rounds = quick ? 1 : 3;
 /** `--warm-up=S`: seconds of load on each server before a scenario's rounds (default 1). */
-const warmUpSeconds = Number(args.find((a) => a.startsWith('--warm-up='))?.split('=')[1] ?? 1);
+const warmUpSeconds = (() => {
+  const raw = args.find((a) => a.startsWith('--warm-up='))?.split('=')[1] ?? '1';
+  const seconds = Number(raw);
+  if (!Number.isInteger(seconds) || seconds < 1) throw new Error(`--warm-up must be a whole number of seconds, at least 1, not "${raw}"`);
+  return seconds;
+})();
 const adminUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const rateLimit = args.includes('--rate-limited') ? '1000000000' : '0';
 const profile = args.includes('--profile');
