@@ -11,8 +11,8 @@
  *     and without `events_txid_idx` (the search indexer's way through the feed, the lever's one new
  *     cost on the request path);
  *   - the search indexer's rate on those creates, off the request path, its trigram indexes taking
- *     each batch entry by entry (fastupdate off, before) and in bulk (as migrated: issue 25's second
- *     lever).
+ *     each batch entry by entry (four indexes, fastupdate off, before), in bulk (issue 25's second
+ *     lever), and in bulk into one index over the four fields joined (as migrated: the third).
  * Each variant runs `BENCH_ROUNDS` times (alternating), `BENCH_SECONDS` each, with pgbench's
  * prepared protocol (as the server's named statements), `BENCH_CLIENTS` connections; the median
  * transactions per second is printed, and each variant's cost per create in ms of one connection.
@@ -22,6 +22,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Kysely } from 'kysely';
 import pg from 'pg';
 import '../server/clients/clients.queries.js';
 import '../server/events/events.queries.js';
@@ -30,6 +31,8 @@ import { migrateOrThrow } from '../server/db/migrate.js';
 import { preparedStatements } from '../server/db/prepared.js';
 import { mintTokenForOrganisation } from '../server/tokens/tokens.service.js';
 import { indexUntilCaughtUp } from '../server/clients/search-indexer.js';
+import * as bulkTrigrams from '../server/db/migrations/2026_12_05_0002_client_search_bulk_trigrams.js';
+import * as oneTrigramIndex from '../server/db/migrations/2026_12_06_0001_client_search_one_trigram_index.js';
 
 const adminUrl = process.env.BENCH_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const seconds = Number(process.env.BENCH_SECONDS ?? 8);
@@ -203,22 +206,35 @@ try {
       stdio: 'ignore',
     },
   );
-  // Each way the search table's trigram indexes can take a batch (issue 25's second lever), from
-  // scratch each time, alternating: one entry at a time (fastupdate off, as 2026_12_04_0001 made
-  // them), and in bulk (pending lists merged by each batch, as migrated since 2026_12_05_0002).
-  const SEARCH_GIN = ['name', 'contact_name', 'email', 'billing_email'].map((column) => `client_search_${column}_trgm_idx`);
+  // Each way the search table's trigram indexes have taken a batch, from scratch each time,
+  // alternating, laid out by the migrations that made them: four indexes (one a field) taking one
+  // entry at a time (fastupdate off, as 2026_12_04_0001 made them); the four in bulk (pending lists
+  // merged by each batch: 2026_12_05_0002, issue 25's second lever); one index over the four fields
+  // joined, in bulk, and a b-tree for the exact email (as migrated: 2026_12_06_0001, the third).
   const indexing = await openDatabase({ databaseUrl: url.toString(), poolSize: 1 });
-  const indexRuns: Record<'off' | 'on', number[]> = { off: [], on: [] };
+  // A migration takes a database of any schema.
+  const migrating = indexing.db as Kysely<unknown>;
+  const LAYOUTS = {
+    'four indexes, entry by entry': async () => {
+      await oneTrigramIndex.down(migrating);
+      await bulkTrigrams.down(migrating);
+    },
+    'four indexes, in bulk': () => oneTrigramIndex.down(migrating),
+    'one index, in bulk (as migrated)': () => oneTrigramIndex.up(migrating),
+  };
+  type Layout = keyof typeof LAYOUTS;
+  const layouts = Object.keys(LAYOUTS) as Layout[];
+  const indexRuns = new Map<Layout, number[]>(layouts.map((layout) => [layout, []]));
   let indexedEvents = 0;
   for (let round = 0; round < rounds; round++) {
-    for (const fastupdate of ['off', 'on'] as const) {
-      for (const index of SEARCH_GIN) await sql.query(`alter index ${index} set (fastupdate = ${fastupdate})`);
+    for (const layout of layouts) {
       await sql.query(`update client_search_position set txid = '0'::xid8, seq = 0`);
       await sql.query('truncate client_search');
+      await LAYOUTS[layout]();
       await sql.query('vacuum analyze clients, events, client_search');
       const indexStarted = performance.now();
       indexedEvents = await indexUntilCaughtUp(indexing.db, INDEX_BATCH);
-      indexRuns[fastupdate].push((performance.now() - indexStarted) / 1000);
+      indexRuns.get(layout)!.push((performance.now() - indexStarted) / 1000);
       const { rows } = await sql.query('select count(*)::int as n from client_search');
       if (rows[0].n !== indexedEvents) throw new Error(`indexed ${indexedEvents} events but client_search has ${rows[0].n} rows`);
     }
@@ -253,14 +269,13 @@ try {
     `the event alone: ${((1000 * connections) / event).toFixed(2)} ms per create of one connection (every insert above includes it); ` +
       `without events_txid_idx ${((1000 * connections) / eventBare).toFixed(2)} ms.`,
   );
-  const indexedIn = (fastupdate: 'off' | 'on') => {
-    const seconds = median(indexRuns[fastupdate]);
-    return `${seconds.toFixed(2)} s, ${Math.round(indexedEvents / seconds)} events/s, ${((1e6 * seconds) / indexedEvents).toFixed(0)} µs per client`;
+  const indexedIn = (layout: Layout) => {
+    const seconds = median(indexRuns.get(layout)!);
+    return `${layout} ${seconds.toFixed(2)} s, ${Math.round(indexedEvents / seconds)} events/s, ${((1e6 * seconds) / indexedEvents).toFixed(0)} µs per client`;
   };
   console.log(
     `the search indexer (off the request path; ${indexedEvents} creates indexed from scratch, ${INDEX_BATCH} events per statement, ` +
-      `one connection, median of ${rounds}): its trigram indexes entry by entry (fastupdate off, before) ${indexedIn('off')}; ` +
-      `in bulk, each batch merging its pending lists (as migrated) ${indexedIn('on')}.`,
+      `one connection, median of ${rounds}): its trigram indexes ${layouts.map(indexedIn).join('; ')}.`,
   );
 } finally {
   if (!process.env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });

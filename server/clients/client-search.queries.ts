@@ -1,7 +1,8 @@
 /**
  * The one module that writes `client_search` and `client_search_position`: the searched text of
- * each client (what `q` and `email` look up through trigram indexes), kept off the request path by
- * the search indexer (server/clients/search-indexer.ts) from the outbox.
+ * each client (what `q` and `email` look up, through its trigram index and its e-mail's b-tree),
+ * kept off the request path by the search indexer (server/clients/search-indexer.ts) from the
+ * outbox.
  *
  * The indexer reads the feed across every tenant in `(txid, seq)` order, only below the oldest
  * transaction still running (as the feed does: server/events/events.queries.ts), so no event ever
@@ -39,6 +40,18 @@ export function afterSearchPosition(alias: string): RawBuilder<boolean> {
   return sql<boolean>`(${sql.ref(`${alias}.txid`)}, ${sql.ref(`${alias}.seq`)}) > (select txid, seq from client_search_position)`;
 }
 
+/**
+ * The searched text of a row of `alias` (client_search): the four fields `q` looks in, joined by
+ * U+001F. Its one trigram index (2026_12_06_0001_client_search_one_trigram_index) is built on this
+ * expression, character for character, or the planner cannot use it. A match of the joined text is
+ * a candidate only: a term can span two fields' boundary, so a search tests the fields as well.
+ */
+export function searchedText(alias: string): RawBuilder<string> {
+  const column = (name: string) => sql.ref(`${alias}.${name}`);
+  const separator = sql.raw(`E'\\x1f'`);
+  return sql<string>`(${column('name')} || ${separator} || coalesce(${column('contact_name')}, '') || ${separator} || coalesce(${column('email')}, '') || ${separator} || coalesce(${column('billing_email')}, ''))`;
+}
+
 /** Key of the advisory lock one indexer holds for a batch: two processes never index the same batch. */
 const INDEXER_LOCK = sql`hashtextextended('client_search_indexer', 0)`;
 
@@ -72,8 +85,8 @@ export async function indexNextBatch(db: Kysely<Database>, batchSize: number): P
 }
 
 /**
- * Merges the search table's pending trigram entries into their indexes, in bulk (the indexes keep
- * a pending list: 2026_12_05_0002_client_search_bulk_trigrams.ts). The indexer calls it after each
+ * Merges the search table's pending trigram entries into their index, in bulk (GIN indexes keep a
+ * pending list: 2026_12_05_0002_client_search_bulk_trigrams.ts). The indexer calls it after each
  * batch that wrote rows, in the batch's transaction, so no list outlives a batch and a search never
  * reads one; a bulk copy calls it once at its end. Every GIN index of the table, whichever exist.
  */

@@ -15,7 +15,7 @@ import type { DeletedFilter } from '../shared/spec-values.js';
 import { afterPosition, type KeysetPosition, positionOf } from '../shared/keyset-cursor.js';
 import type { Tenant } from '../shared/tenant.js';
 import { type EventParams, insertEventForWritten } from '../events/events.queries.js';
-import { afterSearchPosition, CLIENT_EVENTS, eventClientId } from './client-search.queries.js';
+import { afterSearchPosition, CLIENT_EVENTS, eventClientId, searchedText } from './client-search.queries.js';
 
 function clientsOf(db: Kysely<Database>, tenant: Tenant) {
   return db.selectFrom('clients').where('org_id', '=', tenant.orgId).where('env', '=', tenant.env);
@@ -214,7 +214,7 @@ export interface ClientListFilter {
   /** RFC 3339 text, compared by PostgreSQL (a JS Date would drop the microseconds). */
   updatedSince?: string | undefined;
   deleted: DeletedFilter;
-  /** Exact matches, each served by an index (externalId's unique one, email's trigrams in client_search, metadata's GIN). */
+  /** Exact matches, each served by an index (externalId's unique one, email's b-tree in client_search, metadata's GIN). */
   externalId?: string | undefined;
   email?: string | undefined;
   taxNumber?: string | undefined;
@@ -230,7 +230,7 @@ function likeSubstring(text: string): string {
 }
 
 /**
- * Whether the trigram indexes can narrow a search for `text`. pg_trgm makes trigrams of the
+ * Whether the trigram index can narrow a search for `text`. pg_trgm makes trigrams of the
  * letters and digits of each word, padded at word boundaries; from a `%text%` pattern it can take
  * a useful one only out of three letters or digits in a row. Without them it finds nothing to
  * look up and the search reads every row of the organisation (listClientRowsExamining bounds that).
@@ -304,7 +304,7 @@ export function listClientRowsQuery(db: Kysely<Database>, tenant: Tenant, filter
 
 /**
  * Whether the list is looked up in the search table (server/clients/client-search.queries.ts): a
- * `q` its trigram indexes can narrow, or the exact `email` (which they serve too).
+ * `q` its trigram index can narrow, or the exact `email` (its b-tree on the e-mail).
  */
 function usesSearchTable(filter: ClientListFilter): boolean {
   return (filter.search !== undefined && searchUsesIndex(filter.search)) || filter.email !== undefined;
@@ -313,7 +313,7 @@ function usesSearchTable(filter: ClientListFilter): boolean {
 /**
  * listClientRows through the search table, exact at once (no lag): the page is the newest matches
  * among
- *   - `indexed`: the tenant's rows of client_search that match, found through its trigram indexes,
+ *   - `indexed`: the tenant's rows of client_search that match, found through its trigram index,
  *     but for the clients in `tail`; for those the search table's text is current (their last
  *     change was indexed), so the test is exact, and the page's order and bound apply there;
  *   - `fresh`: the clients in `tail`, those with an event after the indexer's position (changed
@@ -348,15 +348,19 @@ function searchedRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientL
           // The tail as one array, read once: a join would scan it again for every row of a common term's walk.
           // (A null in it would make every row's test null: array_remove keeps a malformed event from hiding the page.)
           .where(sql<boolean>`not (s.client_id = any (array_remove(array(select id from tail), null)))`);
+        // The joined text through its trigram index, then each field: a term across two fields'
+        // boundary matches the joined text only.
         if (pattern !== undefined)
-          query = query.where((eb) =>
-            eb.or([
-              eb('s.name', 'ilike', pattern),
-              eb('s.contact_name', 'ilike', pattern),
-              eb('s.email', 'ilike', pattern),
-              eb('s.billing_email', 'ilike', pattern),
-            ]),
-          );
+          query = query
+            .where(sql<boolean>`${searchedText('s')} ilike ${pattern}`)
+            .where((eb) =>
+              eb.or([
+                eb('s.name', 'ilike', pattern),
+                eb('s.contact_name', 'ilike', pattern),
+                eb('s.email', 'ilike', pattern),
+                eb('s.billing_email', 'ilike', pattern),
+              ]),
+            );
         if (filter.email !== undefined) query = query.where('s.email', '=', filter.email);
         if (filter.deleted === 'exclude') query = query.where('s.deleted', '=', false);
         if (filter.deleted === 'only') query = query.where('s.deleted', '=', true);

@@ -13,6 +13,8 @@ import * as clientsMetadataExternalId from './migrations/2026_12_03_0002_clients
 import * as clientSearch from './migrations/2026_12_04_0001_client_search.js';
 import * as foreignKeysByPrimaryKey from './migrations/2026_12_05_0001_foreign_keys_by_primary_key.js';
 import * as clientSearchBulkTrigrams from './migrations/2026_12_05_0002_client_search_bulk_trigrams.js';
+import * as clientSearchOneTrigramIndex from './migrations/2026_12_06_0001_client_search_one_trigram_index.js';
+import * as clientsUpdatedIndexForItsFilter from './migrations/2026_12_06_0002_clients_updated_index_for_its_filter.js';
 
 /** Every migration, by name; names sort in the order they run. */
 const migrations: Record<string, Migration> = {
@@ -29,6 +31,8 @@ const migrations: Record<string, Migration> = {
   '2026_12_04_0001_client_search': clientSearch,
   '2026_12_05_0001_foreign_keys_by_primary_key': foreignKeysByPrimaryKey,
   '2026_12_05_0002_client_search_bulk_trigrams': clientSearchBulkTrigrams,
+  '2026_12_06_0001_client_search_one_trigram_index': clientSearchOneTrigramIndex,
+  '2026_12_06_0002_clients_updated_index_for_its_filter': clientsUpdatedIndexForItsFilter,
 };
 
 /**

@@ -251,7 +251,7 @@ export type WebhookAttemptRow = Selectable<WebhookAttemptsTable>;
 
 /**
  * What `q` searches of each client, kept off the request path by the search indexer
- * (server/clients/search-indexer.ts) from the events; its trigram indexes serve `q` and `email`.
+ * (server/clients/search-indexer.ts) from the events; its trigram index serves `q`, its b-tree on the e-mail `email`.
  */
 export interface ClientSearchTable {
   org_id: string;
