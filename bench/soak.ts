@@ -30,11 +30,14 @@
  * machine's CPU time the hypervisor took that minute (steal, from /proc/stat), the search table's
  * highest lag that minute (`search_index_lag_seconds`), webhooks received that
  * minute, the backlog (deliveries pending, and events not yet fanned out to the endpoint), the
- * expired rows left, and the rows and total size (pg_total_relation_size) of clients, events,
- * idempotency_keys, webhook_deliveries and webhook_attempts. At the end a verdict: the last
+ * expired rows left, how many of the minute's looks at PostgreSQL's checkpointer (every 5 s)
+ * found it writing a checkpoint, the kind of request with the minute's highest p99, and the rows
+ * and total size (pg_total_relation_size) of clients, events, idempotency_keys,
+ * webhook_deliveries and webhook_attempts. At the end a verdict: the last
  * minute against the second for RSS and p99 (issue 25: within 10%), and whether the key and event
  * tables hold nothing past their retention. BENCH_SOAK_ACTIVITY=<file> appends, every 5 s, the soak
- * database's statements that have run longer than 50 ms (pg_stat_activity), to find a slow one.
+ * database's statements that have run longer than 50 ms (pg_stat_activity), to find a slow one;
+ * BENCH_SOAK_SERVER_LOG=<file> appends everything the server writes (its log).
  * Exits 1 when requests failed (the figures are then not those of a healthy run), never on the
  * verdict: a benchmark prints figures.
  */
@@ -61,6 +64,8 @@ const adminUrl = process.env.BENCH_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5
 const JSON_LINES = args.includes('--json');
 /** BENCH_SOAK_ACTIVITY=<file>: every 5 s, the statements of the soak's database running longer than 50 ms, appended there. */
 const ACTIVITY = process.env.BENCH_SOAK_ACTIVITY;
+/** BENCH_SOAK_SERVER_LOG=<file>: the server's output (its log), appended there. */
+const SERVER_LOG = process.env.BENCH_SOAK_SERVER_LOG;
 const MINUTE_MS = 60_000;
 const TABLES = ['clients', 'events', 'idempotency_keys', 'webhook_deliveries', 'webhook_attempts'] as const;
 for (const [name, value] of [
@@ -132,6 +137,7 @@ function startServer(env: Record<string, string>): Promise<Server> {
       }
     };
     const read = (chunk: Buffer) => {
+      if (SERVER_LOG) appendFileSync(SERVER_LOG, chunk);
       pending += chunk.toString('utf8');
       const lines = pending.split('\n');
       pending = lines.pop()!;
@@ -237,6 +243,11 @@ interface MinuteStats {
   heapUsed: number;
   /** The highest search index lag (s) among this minute's scrapes. */
   searchLag: number;
+  /** This minute's looks at PostgreSQL's checkpointer (every 5 s), and how many found it writing a checkpoint. */
+  looks: number;
+  checkpointing: number;
+  /** Latencies by kind of request (ms), for the minute's p99 of each. */
+  kindLatencies: Record<Kind, number[]>;
 }
 
 const newMinute = (): MinuteStats => ({
@@ -248,6 +259,9 @@ const newMinute = (): MinuteStats => ({
   poolWaiting: 0,
   heapUsed: 0,
   searchLag: 0,
+  looks: 0,
+  checkpointing: 0,
+  kindLatencies: { create: [], update: [], read: [], list: [], search: [], replay: [] },
 });
 
 function percentile(sorted: number[], p: number): number {
@@ -292,6 +306,10 @@ interface Minute {
   backlog: { pendingDeliveries: number; notFannedOut: number };
   expired: { keys: number; events: number; deliveries: number; attempts: number };
   purged: { keys: number; events: number } | null;
+  /** Looks that found a checkpoint being written, of the minute's looks ("3/12"). */
+  checkpointing: string;
+  /** p99 latency of each kind of request that minute (ms). */
+  p99ByKindMs: Record<Kind, number>;
   tables: Record<(typeof TABLES)[number], { rows: number; mib: number }>;
   mix: Record<Kind, number>;
 }
@@ -467,8 +485,8 @@ async function main() {
     // ------------------------------------------------------------------------------------------
     // The run
 
-    const monitor = new pg.Client({ connectionString: databaseUrl });
-    await monitor.connect();
+    // One connection; a pool of one queues the looks that meet (the scrapes', the watcher's, the minute's).
+    const monitor = new pg.Pool({ connectionString: databaseUrl, max: 1 });
     const interval = 1000 / RATE;
     const start = performance.now();
     const end = start + MINUTES * MINUTE_MS;
@@ -489,6 +507,17 @@ async function main() {
         into.searchLag = Math.max(into.searchLag, metric(text, 'search_index_lag_seconds') ?? 0);
       } catch {
         // A missed scrape leaves the minute's figure to the others.
+      }
+      try {
+        // Between checkpoints the checkpointer waits in CheckpointerMain; during one it writes, or
+        // sleeps between writes (CheckpointWriteDelay) to spread them (checkpoint_completion_target).
+        const { rows } = await monitor.query<{ writing: boolean }>(
+          `select coalesce(wait_event, '') <> 'CheckpointerMain' as writing from pg_stat_activity where backend_type = 'checkpointer'`,
+        );
+        into.looks++;
+        if (rows[0]?.writing) into.checkpointing++;
+      } catch {
+        // As above.
       }
     };
     const scraper = setInterval(scrape, 5000);
@@ -567,6 +596,20 @@ async function main() {
           newPurges.length === 0
             ? null
             : newPurges.reduce((sum, p) => ({ keys: sum.keys + p.keys, events: sum.events + p.events }), { keys: 0, events: 0 }),
+        checkpointing: `${stats.checkpointing}/${stats.looks}`,
+        p99ByKindMs: Object.fromEntries(
+          Object.entries(stats.kindLatencies).map(([kind, values]) => [
+            kind,
+            values.length === 0
+              ? 0
+              : Number(
+                  percentile(
+                    values.sort((a, b) => a - b),
+                    99,
+                  ).toFixed(1),
+                ),
+          ]),
+        ) as Record<Kind, number>,
         tables,
         mix: stats.byKind,
       };
@@ -576,6 +619,11 @@ async function main() {
     };
 
     const k = (n: number) => (n >= 10_000 ? `${Math.round(n / 1000)}k` : String(n));
+    /** The kind of request with the minute's highest p99, and that p99. */
+    const slowest = (m: Minute) => {
+      const [kind, ms] = Object.entries(m.p99ByKindMs).sort((a, b) => b[1] - a[1])[0]!;
+      return `${kind} ${ms.toFixed(0)}`;
+    };
     const printMinute = (m: Minute) => {
       const sizes = TABLES.map(
         (t) => `${t.replace('webhook_', 'wh_').replace('idempotency_', '')} ${k(m.tables[t].rows)}/${m.tables[t].mib}M`,
@@ -587,7 +635,7 @@ async function main() {
           `${`${m.backlog.pendingDeliveries}+${m.backlog.notFannedOut}`.padStart(8)} ` +
           `${`${k(m.expired.keys)}/${k(m.expired.events)}/${k(m.expired.deliveries)}/${k(m.expired.attempts)}`.padStart(19)} ` +
           `${m.purged ? `${k(m.purged.keys)}/${k(m.purged.events)}` : '-'}`.padEnd(10) +
-          ` ${sizes}`,
+          ` ${m.checkpointing.padStart(5)} ${slowest(m).padEnd(14)} ${sizes}`,
       );
       if (JSON_LINES) console.log(JSON.stringify(m));
     };
@@ -601,7 +649,7 @@ async function main() {
     console.log(
       `${'min'.padStart(3)} ${'reqs'.padStart(6)} ${'non2xx'.padStart(6)} ${'err'.padStart(4)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ` +
         `${'RSS M'.padStart(5)} ${'heap'.padStart(5)} ${'lag99'.padStart(6)} ${'wait'.padStart(4)} ${'steal'.padStart(5)} ${'search'.padStart(6)} ${'hooks'.padStart(6)} ${'backlog'.padStart(8)} ` +
-        `${'expired k/e/d/a'.padStart(19)} ${'purged k/e'.padEnd(10)} rows/size of clients events keys deliveries attempts`,
+        `${'expired k/e/d/a'.padStart(19)} ${'purged k/e'.padEnd(10)} ${'ckpt'.padStart(5)} ${'slowest p99'.padEnd(14)} rows/size of clients events keys deliveries attempts`,
     );
 
     let failures = 0;
@@ -614,6 +662,7 @@ async function main() {
         (answer) => {
           inFlight--;
           current.latencies.push(performance.now() - due);
+          current.kindLatencies[kind].push(performance.now() - due);
           current.byKind[kind]++;
           if (answer.status < 200 || answer.status > 299) {
             current.non2xx++;
