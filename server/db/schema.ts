@@ -251,7 +251,8 @@ export type WebhookAttemptRow = Selectable<WebhookAttemptsTable>;
 
 /**
  * What `q` searches of each client, kept off the request path by the search indexer
- * (server/clients/search-indexer.ts) from the events; its trigram index serves `q`, its b-tree on the e-mail `email`.
+ * (server/clients/search-indexer.ts) from the events; its trigram index serves `q`, and its b-tree
+ * on the e-mail the exact `email` filter.
  */
 export interface ClientSearchTable {
   org_id: string;

@@ -10,7 +10,7 @@ import { sql, type Kysely } from 'kysely';
  *
  * A search asks the index with the joined text and tests each field again on the rows it finds
  * (server/clients/clients.queries.ts): a term that spans two fields' boundary matches the joined
- * text but no field, and is not a match. The expression below is the query's `SEARCHED_TEXT`
+ * text but no field, and is not a match. The expression below is the query's `searchedText`
  * (server/clients/client-search.queries.ts) character for character, or the planner cannot use the
  * index; test/integration/clients-indexes.test.ts reads the plan.
  *
