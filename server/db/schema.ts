@@ -193,6 +193,8 @@ export interface WebhookEndpointsTable {
   circuit_open_until: NullableTimestamp;
   /** Since when the organisation's plan has not included webhooks (the worker keeps it); null: it does. */
   plan_paused_at: NullableTimestamp;
+  /** The adaptive limit of attempts in flight, as the worker that last recorded attempts had learnt it; null: none yet. */
+  concurrency_limit: ColumnType<number | null, number | null | undefined, number | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

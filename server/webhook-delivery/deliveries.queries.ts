@@ -152,9 +152,14 @@ export interface ClaimableEndpoint extends EndpointPlace {
   cap: number;
 }
 
-/** An endpoint the walk holds: `probe` when its circuit is open and its cool-down over (one attempt, the probe). */
+/**
+ * An endpoint the walk holds: `probe` when its circuit is open and its cool-down over (one attempt,
+ * the probe); `learntLimit`, its adaptive limit as last recorded with it (null: none yet), where a
+ * worker that has not attempted it starts (./endpoint-limits.ts).
+ */
 export interface WalkedEndpoint extends EndpointPlace {
   probe: boolean;
+  learntLimit: number | null;
 }
 
 export interface EndpointWalk {
@@ -191,7 +196,14 @@ export async function walkClaimableEndpoints(
        order by d.org_id, d.endpoint_id limit 1)
     ) candidate limit 1)`;
   const after = sql`(${walk.after.orgId}::uuid, ${walk.after.endpointId}::uuid)`;
-  const { rows } = await sql<{ n: number; org_id: string; endpoint_id: string; probe: boolean | null; walked: number }>`
+  const { rows } = await sql<{
+    n: number;
+    org_id: string;
+    endpoint_id: string;
+    probe: boolean | null;
+    learnt_limit: number | null;
+    walked: number;
+  }>`
     with recursive walk (n, wrapped, org_id, endpoint_id) as (
       select 1, s.wrapped, s.org_id, s.endpoint_id from ${next(sql`false`, after)} s
       union all
@@ -200,16 +212,16 @@ export async function walkClaimableEndpoints(
       where w.n < ${walk.limit} and not (s.wrapped and (s.org_id, s.endpoint_id) > ${after})
     ), claimable as materialized (
       select walk.n, walk.org_id, walk.endpoint_id,
-             e.circuit_open_until is not null as probe
+             e.circuit_open_until is not null as probe, e.concurrency_limit as learnt_limit
       from walk
       join webhook_endpoints e on e.org_id = walk.org_id and e.id = walk.endpoint_id
       where not e.disabled and ${organisationOnPlan(sql.ref('e.org_id'), walk.plans)}
         and (e.circuit_open_until is null or e.circuit_open_until <= ${walk.now})
     ), held as materialized (
-      select n, org_id, endpoint_id, probe from claimable
+      select n, org_id, endpoint_id, probe, learnt_limit from claimable
       where pg_try_advisory_xact_lock(hashtextextended('webhook_claim:' || endpoint_id::text, 0))
     )
-    select walk.n, walk.org_id, walk.endpoint_id, held.probe, (select count(*) from walk)::int as walked
+    select walk.n, walk.org_id, walk.endpoint_id, held.probe, held.learnt_limit, (select count(*) from walk)::int as walked
     from walk left join held on held.n = walk.n
     order by walk.n
   `.execute(trx);
@@ -217,7 +229,7 @@ export async function walkClaimableEndpoints(
   return {
     claimable: rows
       .filter((row) => row.probe !== null)
-      .map((row) => ({ orgId: row.org_id, endpointId: row.endpoint_id, probe: row.probe! })),
+      .map((row) => ({ orgId: row.org_id, endpointId: row.endpoint_id, probe: row.probe!, learntLimit: row.learnt_limit })),
     last: last ? { orgId: last.org_id, endpointId: last.endpoint_id } : null,
     truncated: last !== undefined && last.walked >= walk.limit,
   };

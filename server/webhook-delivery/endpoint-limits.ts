@@ -11,7 +11,12 @@
  * The limit is this worker's view (each worker learns its own); the claim bounds the endpoint's
  * leases across all workers by it (server/webhook-delivery/deliveries.queries.ts), and the
  * organisation's share and the worker's slots bound it further: a hanging tenant never takes
- * more than its share, however its limits move.
+ * more than its share, however its limits move. Each batch of recorded attempts also keeps the
+ * recording worker's view with the endpoint (`webhook_endpoints.concurrency_limit`), and a worker
+ * that has not attempted an endpoint starts from that view rather than from START_LIMIT: a worker
+ * joining a busy endpoint (another already holding more leases than 4 on it) would otherwise find
+ * no room there, and so never learn more; and one joining a failing endpoint starts as low as the
+ * others have brought it.
  */
 import type { AttemptOutcome } from './sender.js';
 
@@ -38,8 +43,11 @@ export interface LimitsSummary {
 }
 
 export interface EndpointLimits {
-  /** The endpoint's limit now. */
-  limitOf(endpointId: string): number;
+  /**
+   * The endpoint's limit now. For an endpoint this worker has not attempted lately, `learnt` (the
+   * limit last recorded with the endpoint, if any) is where its view starts, and is adopted.
+   */
+  limitOf(endpointId: string, learnt?: number | null): number;
   /** An attempt starts; what `finished` needs back. */
   started(endpointId: string): { at: number; inFlight: number };
   /** The attempt ended with `outcome`. */
@@ -58,10 +66,12 @@ export function endpointLimits(options: { ceiling: number; quickMs: number; now?
   const now = options.now ?? (() => performance.now());
   const known = new Map<string, EndpointLimit>();
 
-  function entry(endpointId: string): EndpointLimit {
+  /** The endpoint's entry; a new one starts at `from` (within 1 and the ceiling), else at `start`. */
+  function entry(endpointId: string, from?: number | null): EndpointLimit {
     let found = known.get(endpointId);
     if (!found) {
-      found = { limit: start, inFlight: 0, halvedAt: Number.NEGATIVE_INFINITY, usedAt: now() };
+      const limit = from === undefined || from === null ? start : Math.min(ceiling, Math.max(1, Math.floor(from)));
+      found = { limit, inFlight: 0, halvedAt: Number.NEGATIVE_INFINITY, usedAt: now() };
       known.set(endpointId, found);
     }
     return found;
@@ -72,8 +82,10 @@ export function endpointLimits(options: { ceiling: number; quickMs: number; now?
   }
 
   return {
-    limitOf(endpointId) {
-      return known.get(endpointId)?.limit ?? start;
+    limitOf(endpointId, learnt) {
+      const found = known.get(endpointId);
+      if (found) return found.limit;
+      return learnt === undefined || learnt === null ? start : entry(endpointId, learnt).limit;
     },
     started(endpointId) {
       const e = entry(endpointId);

@@ -1,7 +1,8 @@
 /**
  * The delivery worker's writes to `webhook_endpoints` (server/webhook-delivery/worker.ts): the
  * endpoint's place in the feed, what its deliveries' outcomes do to it (failingSince, the
- * circuit, disabled after five days), and the time an organisation's plan holds its endpoints.
+ * circuit, disabled after five days, the adaptive limit learnt), and the time an organisation's
+ * plan holds its endpoints.
  * The endpoint's configuration (URL, events, secret) is the API's
  * (server/webhook-endpoints/endpoints.queries.ts); these columns are the worker's alone.
  */
@@ -96,6 +97,38 @@ export async function markEndpointsSucceeded(trx: EndpointsDb, endpoints: readon
     from unnest(${endpoints.map((e) => e.orgId)}::uuid[], ${endpoints.map((e) => e.endpointId)}::uuid[]) as s (org_id, id)
     where w.org_id = s.org_id and w.id = s.id
       and (w.failing_since is not null or w.consecutive_failures > 0 or w.circuit_open_until is not null)
+  `.execute(trx);
+}
+
+/** An endpoint's adaptive limit as a worker has learnt it (./endpoint-limits.ts). */
+export interface EndpointLimit extends WorkerEndpoint {
+  limit: number;
+}
+
+/**
+ * Keeps each endpoint's adaptive limit as this worker has learnt it, where a worker that has not
+ * attempted the endpoint starts (./endpoint-limits.ts); the last batch recorded wins. Written only
+ * where it changed, so at a steady limit a batch writes nothing here. The rows are locked in key
+ * order first, as markEndpointsFailed's are, so that two workers' batches cannot deadlock. One
+ * statement.
+ */
+export async function recordEndpointLimits(trx: EndpointsDb, endpoints: readonly EndpointLimit[]): Promise<void> {
+  if (endpoints.length === 0) return;
+  await sql`
+    with s as (
+      select * from unnest(${endpoints.map((e) => e.orgId)}::uuid[], ${endpoints.map((e) => e.endpointId)}::uuid[],
+                           ${endpoints.map((e) => e.limit)}::int[]) as s (org_id, id, concurrency_limit)
+    ), changed as (
+      select x.org_id, x.id, s.concurrency_limit
+      from webhook_endpoints x join s on s.org_id = x.org_id and s.id = x.id
+      where x.concurrency_limit is distinct from s.concurrency_limit
+      order by x.org_id, x.id
+      for update of x
+    )
+    update webhook_endpoints w
+    set concurrency_limit = c.concurrency_limit
+    from changed c
+    where w.org_id = c.org_id and w.id = c.id
   `.execute(trx);
 }
 

@@ -22,10 +22,12 @@
  *     database has one connection; a transaction-mode pooler hands connections out per transaction).
  *  3. Send each (server/webhook-delivery/sender.ts), over a kept-alive connection to its origin
  *     (./agents.ts). Outcomes are recorded in batches: every attempt that ends while a batch is
- *     being recorded waits for the next, and a batch is one transaction of three statements
+ *     being recorded waits for the next, and a batch is one transaction of four statements
  *     whatever its size (the deliveries settled and their attempts inserted, only where the lease is
  *     still ours; the endpoints that succeeded; the endpoints' failures, which may open a circuit or
- *     disable an endpoint, server/webhook-delivery/schedule.ts). A worker that dies between a send
+ *     disable an endpoint, server/webhook-delivery/schedule.ts; the endpoints' adaptive limits as
+ *     this worker has learnt them, where one changed, so that a worker joining an endpoint starts
+ *     from there, ./endpoint-limits.ts). A worker that dies between a send
  *     and its record records nothing; the lease runs out and another worker sends the same event
  *     again, with the same `webhook-id`: at least once.
  * Every few seconds it also notes which endpoints their organisation's plan holds (that time does
@@ -56,6 +58,7 @@ import {
   type LeaseTerms,
   readFeedHorizon,
   recordAttempts,
+  type WalkedEndpoint,
   walkClaimableEndpoints,
 } from './deliveries.queries.js';
 import { endpointLimits, type LimitsSummary, START_LIMIT } from './endpoint-limits.js';
@@ -65,6 +68,7 @@ import {
   lockEndpointsBehindFeed,
   markEndpointsFailed,
   markEndpointsSucceeded,
+  recordEndpointLimits,
   trackPlanPauses,
   type WorkerEndpoint,
 } from './endpoint-state.queries.js';
@@ -167,7 +171,7 @@ export function organisationShare(concurrency: number): number {
  */
 export async function claimFairly(
   db: Kysely<Database>,
-  claim: LeaseTerms & { after: EndpointPlace; walkLimit: number; endpointCap: number | ((endpoint: EndpointPlace) => number) },
+  claim: LeaseTerms & { after: EndpointPlace; walkLimit: number; endpointCap: number | ((endpoint: WalkedEndpoint) => number) },
 ): Promise<{ walk: EndpointWalk; claimed: ClaimedDelivery[] }> {
   const capOf = claim.endpointCap;
   return db.transaction().execute(async (trx) => {
@@ -361,12 +365,14 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     return db.transaction().execute(async (trx) => {
       await commitWithoutWaiting(trx);
       const ours = await recordAttempts(trx, batch.map(attemptRecord));
+      const attempted = new Map<string, WorkerEndpoint>();
       const succeeded = new Map<string, WorkerEndpoint>();
       const failing = new Map<string, EndpointFailures>();
       for (const sent of batch) {
         if (!ours.has(sent.delivery.id)) continue;
         const endpoint = { orgId: sent.delivery.orgId, endpointId: sent.delivery.endpointId };
         const key = endpointKey(endpoint);
+        attempted.set(key, endpoint);
         if (sent.outcome.succeeded) {
           succeeded.set(key, endpoint);
           failing.delete(key);
@@ -382,6 +388,11 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
       }
       await markEndpointsSucceeded(trx, [...succeeded.values()]);
       const opened = await markEndpointsFailed(trx, [...failing.values()], { disableAfterMs: DISABLE_AFTER_FAILING_MS, circuit: CIRCUIT });
+      // This worker's view of each endpoint's limit, where another worker joining it starts.
+      await recordEndpointLimits(
+        trx,
+        [...attempted.values()].map((endpoint) => ({ ...endpoint, limit: limits.limitOf(endpoint.endpointId) })),
+      );
       return { ours, opened };
     });
   }
@@ -546,7 +557,8 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
         after: place,
         walkLimit,
         // The endpoint's live leases include this worker's attempts already answered (waiting to be recorded).
-        endpointCap: (endpoint) => limits.limitOf(endpoint.endpointId) + (recording.get(endpoint.endpointId) ?? 0),
+        // An endpoint this worker has not attempted lately starts from the limit recorded with it.
+        endpointCap: (endpoint) => limits.limitOf(endpoint.endpointId, endpoint.learntLimit) + (recording.get(endpoint.endpointId) ?? 0),
         busy,
         share,
         slots,

@@ -53,6 +53,7 @@ export type NewEndpointRow = Omit<
   | 'circuit_opened_at'
   | 'circuit_open_until'
   | 'plan_paused_at'
+  | 'concurrency_limit'
 >;
 
 /** The id of the writing transaction: an endpoint gets the events of transactions after it. */

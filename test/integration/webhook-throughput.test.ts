@@ -20,7 +20,15 @@ import {
   type WebhookWorkerOptions,
 } from '../../server/webhook-delivery/worker.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { insertEndpoint, insertEvent, movableClock, type Receiver, startReceiver, waitFor } from '../support/webhook-worker-fixtures.js';
+import {
+  feedPastEvents,
+  insertEndpoint,
+  insertEvent,
+  movableClock,
+  type Receiver,
+  startReceiver,
+  waitFor,
+} from '../support/webhook-worker-fixtures.js';
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 const settings = ephemeralWebhookSettings({ allowPrivateNetworks: true });
@@ -88,6 +96,7 @@ it('an endpoint that times out gets fewer attempts at once, round after round, d
   const { orgId } = await organisation();
   const endpoint = await insertEndpoint(database.db, settings, { orgId, url: slow.url });
   for (let i = 0; i < 12; i++) await insertEvent(database.db, { orgId });
+  await feedPastEvents(database.db, orgId);
   const clock = movableClock();
   const w = worker({ clock: clock.now, loop: false, timeoutMs: 300 });
   const perRound: number[] = [];
@@ -112,6 +121,7 @@ it('a batch of outcomes is recorded by a few statements, each outcome as alone: 
   for (let i = 0; i < 10; i++) fine.push(await insertEndpoint(database.db, settings, { orgId, url: `${ok.url}/${i}` }));
   const broken = await insertEndpoint(database.db, settings, { orgId, url: failing.url });
   for (let i = 0; i < 8; i++) await insertEvent(database.db, { orgId });
+  await feedPastEvents(database.db, orgId);
 
   let statements = 0;
   const counting: KyselyPlugin = {
@@ -173,4 +183,39 @@ it('a batch of outcomes is recorded by a few statements, each outcome as alone: 
     .where('status', '=', 'succeeded')
     .execute();
   expect(succeeded).toHaveLength(10 * 8);
+});
+
+it('a worker that joins an endpoint starts from the limit the workers before it learnt and recorded with it, not from 4', {
+  timeout: 60_000,
+}, async () => {
+  const fast = await receiver();
+  const { orgId } = await organisation();
+  const endpoint = await insertEndpoint(database.db, settings, { orgId, url: fast.url });
+  const learntLimit = async () =>
+    (await database.db.selectFrom('webhook_endpoints').select('concurrency_limit').where('id', '=', endpoint.id).executeTakeFirstOrThrow())
+      .concurrency_limit;
+  expect(await learntLimit()).toBeNull();
+  for (let i = 0; i < 100; i++) await insertEvent(database.db, { orgId });
+
+  // The first worker, a round at a time: quick successes raise its limit, and each batch records it.
+  const clock = movableClock();
+  const first = worker({ clock: clock.now, loop: false });
+  await waitFor(
+    async () => {
+      await first.tick();
+      return ((await learntLimit()) ?? 0) >= 2 * ENDPOINT_START_LIMIT;
+    },
+    'a limit learnt and recorded',
+    30_000,
+  );
+  const learnt = (await learntLimit())!;
+  const sentByTheFirst = fast.requests.length;
+  expect(sentByTheFirst).toBeLessThan(100 - learnt);
+
+  // A second worker that has never sent to the endpoint: its first round takes the recorded limit's
+  // worth of the deliveries still due, at once. (At 4, a worker joining an endpoint that another
+  // keeps busy found no room on it, and so never learnt more.)
+  const second = worker({ clock: clock.now, loop: false });
+  await second.tick();
+  expect(fast.requests.length - sentByTheFirst).toBe(learnt);
 });

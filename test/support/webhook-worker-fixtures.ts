@@ -180,6 +180,24 @@ export async function waitFor<T>(check: () => T | Promise<T>, what: string, time
   }
 }
 
+/**
+ * Until every event of `orgId` is below the feed's horizon, so that the next tick's fan-out takes
+ * them all. On PostgreSQL a transaction of a parallel test (a migration of its own database, say)
+ * holds the horizon for as long as it runs, and a tick meanwhile fans out nothing: a test that
+ * counts what each tick sends waits here first.
+ */
+export async function feedPastEvents(db: Kysely<Database>, orgId: string): Promise<void> {
+  await waitFor(
+    async () => {
+      const { rows } = await sql<{ past: boolean }>`
+        select coalesce(max(txid) < pg_snapshot_xmin(pg_current_snapshot()), true) as past from events where org_id = ${orgId}`.execute(db);
+      return rows[0]!.past;
+    },
+    'the feed past every event',
+    30_000,
+  );
+}
+
 /** A clock the test moves. */
 export function movableClock(start = new Date()) {
   let now = start.getTime();

@@ -70,3 +70,19 @@ it('a 4xx and a slow success leave it as it is; the ceiling bounds the start too
   expect(round(slow)).toBe(START_LIMIT);
   expect(harness(2).limits.limitOf('e')).toBe(2);
 });
+
+it('an endpoint this worker has not attempted starts from the limit learnt by the others, within 1 and the ceiling, and then learns for itself', () => {
+  const { limits, round } = harness();
+  // Nothing recorded with the endpoint: START_LIMIT, and nothing adopted.
+  expect(limits.limitOf('fresh', null)).toBe(START_LIMIT);
+  expect(limits.summary().endpoints).toBe(0);
+  // Another worker had brought it to 40: this one starts there (not at 4), and keeps it as its own.
+  expect(limits.limitOf('e', 40)).toBe(40);
+  expect(limits.limitOf('e')).toBe(40);
+  expect(round(timeout)).toBe(20);
+  // Once this worker has its own view, what the others recorded no longer moves it.
+  expect(limits.limitOf('e', 64)).toBe(20);
+  // A failing endpoint's low limit is adopted too; a recorded limit above this worker's ceiling is cut to it.
+  expect(limits.limitOf('failing', 1)).toBe(1);
+  expect(harness(16).limits.limitOf('e', 40)).toBe(16);
+});
