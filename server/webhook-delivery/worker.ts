@@ -27,9 +27,9 @@
  *     still ours; the endpoints that succeeded; the endpoints' failures, which may open a circuit or
  *     disable an endpoint, server/webhook-delivery/schedule.ts; the endpoints' adaptive limits as
  *     this worker has learnt them, where one changed, so that a worker joining an endpoint starts
- *     from there, ./endpoint-limits.ts). A worker that dies between a send
- *     and its record records nothing; the lease runs out and another worker sends the same event
- *     again, with the same `webhook-id`: at least once.
+ *     from there, ./endpoint-limits.ts). A worker that dies between a send and its record
+ *     records nothing; the lease runs out and another worker sends the same event again, with the
+ *     same `webhook-id`: at least once.
  * Every few seconds it also notes which endpoints their organisation's plan holds (that time does
  * not count toward the five-day disable) and reports what is held back to the metrics.
  *
