@@ -16,6 +16,7 @@ import * as clientSearchBulkTrigrams from './migrations/2026_12_05_0002_client_s
 import * as clientSearchOneTrigramIndex from './migrations/2026_12_06_0001_client_search_one_trigram_index.js';
 import * as clientsUpdatedIndexForItsFilter from './migrations/2026_12_06_0002_clients_updated_index_for_its_filter.js';
 import * as webhookEndpointsLearntLimit from './migrations/2026_12_07_0001_webhook_endpoints_learnt_limit.js';
+import * as webhookDeliveriesLeaseAnswered from './migrations/2026_12_08_0001_webhook_deliveries_lease_answered.js';
 
 /** Every migration, by name; names sort in the order they run. */
 const migrations: Record<string, Migration> = {
@@ -35,6 +36,7 @@ const migrations: Record<string, Migration> = {
   '2026_12_06_0001_client_search_one_trigram_index': clientSearchOneTrigramIndex,
   '2026_12_06_0002_clients_updated_index_for_its_filter': clientsUpdatedIndexForItsFilter,
   '2026_12_07_0001_webhook_endpoints_learnt_limit': webhookEndpointsLearntLimit,
+  '2026_12_08_0001_webhook_deliveries_lease_answered': webhookDeliveriesLeaseAnswered,
 };
 
 /**

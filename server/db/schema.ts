@@ -209,6 +209,8 @@ export interface WebhookDeliveriesTable {
   next_attempt_at: Timestamp;
   lease_id: string | null;
   leased_until: NullableTimestamp;
+  /** The leased attempt is answered and waits only to be recorded: it no longer counts toward its endpoint's room. */
+  lease_answered: Generated<boolean>;
   created_at: Timestamp;
 }
 

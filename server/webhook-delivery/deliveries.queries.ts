@@ -253,8 +253,9 @@ export interface LeaseTerms {
  * snapshot sees every lease committed before the endpoints' locks were taken): leases to
  * `leaseId` until `leasedUntil` at most `slots` due deliveries of `endpoints`, and returns them.
  *
- * - Each endpoint gets at most its cap minus its live leases (all workers' alike), its oldest due
- *   deliveries first. A delivery is due when it is pending, its time has come and no live lease
+ * - Each endpoint gets at most its cap minus its live leases still being sent (all workers' alike;
+ *   a lease whose attempt is answered and only waits to be recorded, marked by markLeasesAnswered,
+ *   loads no receiver and does not count), its oldest due deliveries first. A delivery is due when it is pending, its time has come and no live lease
  *   holds it (a lease that ran out, its worker dead, is simply taken again: the same event, the
  *   same `webhook-id`).
  * - Each organisation gets at most `share` attempts in flight in this worker, counting `busy`
@@ -280,7 +281,7 @@ export async function claimDueDeliveries(trx: Db, claim: LeaseTerms & { endpoint
         select endpoint.*, greatest(0, endpoint.cap - (
           select count(*)::int from webhook_deliveries l
           where l.org_id = endpoint.org_id and l.endpoint_id = endpoint.endpoint_id
-            and l.lease_id is not null and l.leased_until > ${claim.now}
+            and l.lease_id is not null and l.leased_until > ${claim.now} and not l.lease_answered
         )) as room
         from endpoint
       ), due as (
@@ -303,6 +304,29 @@ export async function claimDueDeliveries(trx: Db, claim: LeaseTerms & { endpoint
       limit ${claim.slots}`,
     claim,
   );
+}
+
+/** A leased delivery, as its lease names it. */
+export interface LeasedDelivery {
+  orgId: string;
+  id: string;
+  leaseId: string;
+}
+
+/**
+ * Marks the attempts of these leases answered (waiting only to be recorded), where the lease is
+ * still the one given: they no longer count toward their endpoints' room, for any worker's claim.
+ * One statement, in the claim's transaction before its walk.
+ */
+export async function markLeasesAnswered(trx: Db, leases: readonly LeasedDelivery[]): Promise<void> {
+  if (leases.length === 0) return;
+  await sql`
+    update webhook_deliveries d
+    set lease_answered = true
+    from unnest(${leases.map((l) => l.orgId)}::uuid[], ${leases.map((l) => l.id)}::uuid[], ${leases.map((l) => l.leaseId)}::uuid[])
+      as a (org_id, id, lease_id)
+    where d.org_id = a.org_id and d.id = a.id and d.lease_id = a.lease_id and not d.lease_answered
+  `.execute(trx);
 }
 
 /** A delivery that may be attempted at `now`: pending, its time come, and no live lease on it. */
@@ -329,7 +353,7 @@ async function lease(trx: Db, chosen: RawBuilder<unknown>, terms: { leaseId: str
     event_trace_context: string | null;
   }>`
     update webhook_deliveries d
-    set lease_id = ${terms.leaseId}, leased_until = ${terms.leasedUntil}
+    set lease_id = ${terms.leaseId}, leased_until = ${terms.leasedUntil}, lease_answered = false
     from (${chosen}) chosen, webhook_endpoints w, events e
     where d.org_id = chosen.org_id and d.id = chosen.id
       and w.org_id = d.org_id and w.id = d.endpoint_id
@@ -424,7 +448,7 @@ export async function recordAttempts(trx: Db, records: readonly AttemptRecord[])
     ), settled as (
       update webhook_deliveries d
       set status = i.status, attempts = i.attempt, next_attempt_at = coalesce(i.next_retry_at, i.attempted_at),
-          lease_id = null, leased_until = null
+          lease_id = null, leased_until = null, lease_answered = false
       from input i
       where d.org_id = i.org_id and d.id = i.delivery_id and d.lease_id = i.lease_id
       returning d.org_id, d.id
@@ -568,7 +592,8 @@ export async function queueRecovery(
       where w.n <= ${RECOVERY_BATCH}
       order by w.n
       on conflict (org_id, endpoint_id, event_id) do update
-        set status = 'pending', attempts = 0, next_attempt_at = excluded.next_attempt_at, lease_id = null, leased_until = null
+        set status = 'pending', attempts = 0, next_attempt_at = excluded.next_attempt_at, lease_id = null, leased_until = null,
+          lease_answered = false
         where webhook_deliveries.status = 'failed'
       returning 1
     )
@@ -590,7 +615,8 @@ export async function queueRedelivery(trx: Db, redelivery: { orgId: string; even
     select ${redelivery.orgId}, gen_random_uuid(), target.id, ${redelivery.eventId}, 'pending', 0, ${now}, ${now}
     from unnest(${redelivery.endpointIds}::uuid[]) as target (id)
     on conflict (org_id, endpoint_id, event_id) do update
-      set status = 'pending', attempts = 0, next_attempt_at = excluded.next_attempt_at, lease_id = null, leased_until = null
+      set status = 'pending', attempts = 0, next_attempt_at = excluded.next_attempt_at, lease_id = null, leased_until = null,
+          lease_answered = false
       where webhook_deliveries.status <> 'pending'
     returning endpoint_id
   `.execute(trx);

@@ -107,8 +107,9 @@ export interface EndpointLimit extends WorkerEndpoint {
 
 /**
  * Keeps each endpoint's adaptive limit as this worker has learnt it, where a worker that has not
- * attempted the endpoint starts (./endpoint-limits.ts); the last batch recorded wins. Written only
- * where it changed, so at a steady limit a batch writes nothing here. The rows are locked in key
+ * attempted the endpoint starts (./endpoint-limits.ts); the last batch recorded wins. The worker
+ * passes only the endpoints whose view moved since it last kept it, and a row is written only where
+ * the value differs, so at a steady limit a batch writes nothing here. The rows are locked in key
  * order first, as markEndpointsFailed's are, so that two workers' batches cannot deadlock. One
  * statement.
  */

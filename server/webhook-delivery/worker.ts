@@ -12,24 +12,27 @@
  *     later appear behind an endpoint's place: nothing committed is ever skipped. An endpoint whose
  *     organisation's plan has no webhooks keeps its place: the events of the meantime are fanned out
  *     after an upgrade.
- *  2. Claim, fairly (docs/webhooks.md, "Fairness"), in one short transaction: walk the endpoints
- *     with pending deliveries from just after the last one served, hold those that may be
- *     attempted now (a lock per endpoint, SKIP LOCKED), then lease their oldest due deliveries:
- *     no endpoint more than its limit of attempts in flight across all workers (the leases in the
- *     database are the count; the limit adapts to the endpoint's answers, ./endpoint-limits.ts), no
- *     organisation more than half of this worker's slots, the slots dealt round the organisations
- *     and their endpoints. No transaction is open while a receiver is being called (the embedded
- *     database has one connection; a transaction-mode pooler hands connections out per transaction).
+ *  2. Claim, fairly (docs/webhooks.md, "Fairness"), in one short transaction: mark this worker's
+ *     attempts answered since its last claim (their leases wait only to be recorded), walk the
+ *     endpoints with pending deliveries from just after the last one served, hold those that may
+ *     be attempted now (a lock per endpoint, SKIP LOCKED), then lease their oldest due deliveries:
+ *     no endpoint more than its limit of attempts being sent across all workers (the leases in the
+ *     database not marked answered are the count; the limit adapts to the endpoint's answers,
+ *     ./endpoint-limits.ts), no organisation more than half of this worker's slots, the slots dealt
+ *     round the organisations and their endpoints. A claim that finds deliveries pending but leases
+ *     none looks again within 20 ms, then less often, up to the poll interval. No transaction is
+ *     open while a receiver is being called (the embedded database has one connection; a
+ *     transaction-mode pooler hands connections out per transaction).
  *  3. Send each (server/webhook-delivery/sender.ts), over a kept-alive connection to its origin
  *     (./agents.ts). Outcomes are recorded in batches: every attempt that ends while a batch is
  *     being recorded waits for the next, and a batch is one transaction of four statements
  *     whatever its size (the deliveries settled and their attempts inserted, only where the lease is
  *     still ours; the endpoints that succeeded; the endpoints' failures, which may open a circuit or
  *     disable an endpoint, server/webhook-delivery/schedule.ts; the endpoints' adaptive limits as
- *     this worker has learnt them, where one changed, so that a worker joining an endpoint starts
- *     from there, ./endpoint-limits.ts). A worker that dies between a send and its record
- *     records nothing; the lease runs out and another worker sends the same event again, with the
- *     same `webhook-id`: at least once.
+ *     this worker has learnt them, where its view moved since it last kept it, so that a worker
+ *     joining an endpoint starts from there, ./endpoint-limits.ts). A worker that dies between a
+ *     send and its record records nothing; the lease runs out and another worker sends the same
+ *     event again, with the same `webhook-id`: at least once.
  * Every few seconds it also notes which endpoints their organisation's plan holds (that time does
  * not count toward the five-day disable) and reports what is held back to the metrics.
  *
@@ -55,7 +58,9 @@ import {
   FIRST_PLACE,
   fanOutEvents,
   type HeldBack,
+  type LeasedDelivery,
   type LeaseTerms,
+  markLeasesAnswered,
   readFeedHorizon,
   recordAttempts,
   type WalkedEndpoint,
@@ -65,6 +70,7 @@ import { endpointLimits, type LimitsSummary, START_LIMIT } from './endpoint-limi
 import {
   advanceEndpointFeeds,
   type EndpointFailures,
+  type EndpointLimit,
   lockEndpointsBehindFeed,
   markEndpointsFailed,
   markEndpointsSucceeded,
@@ -144,6 +150,12 @@ const GATHER_IDLE_MS = 5;
 const MIN_LEASE_MARGIN_MS = 5000;
 /** How often the plans' holds are brought up to date and what is held back is counted. */
 const TRACK_INTERVAL_MS = 10_000;
+/**
+ * After a claim that found deliveries pending but leased none (their endpoints' room taken by
+ * other workers' attempts, or their claim lock held by another worker's claim), the worker looks
+ * again this soon, then twice as late each time it finds none again, up to the poll interval.
+ */
+const CONTENDED_RETRY_MS = 20;
 
 /** The plans whose organisations get deliveries: the one table of plans says which include webhooks. */
 const WEBHOOK_PLANS: readonly string[] = PLAN_ORDER.filter((plan) => PLANS[plan].features.has('webhooks'));
@@ -171,11 +183,17 @@ export function organisationShare(concurrency: number): number {
  */
 export async function claimFairly(
   db: Kysely<Database>,
-  claim: LeaseTerms & { after: EndpointPlace; walkLimit: number; endpointCap: number | ((endpoint: WalkedEndpoint) => number) },
+  claim: LeaseTerms & {
+    after: EndpointPlace;
+    walkLimit: number;
+    endpointCap: number | ((endpoint: WalkedEndpoint) => number);
+    answered?: readonly LeasedDelivery[];
+  },
 ): Promise<{ walk: EndpointWalk; claimed: ClaimedDelivery[] }> {
   const capOf = claim.endpointCap;
   return db.transaction().execute(async (trx) => {
     await commitWithoutWaiting(trx);
+    await markLeasesAnswered(trx, claim.answered ?? []);
     const walk = await walkClaimableEndpoints(trx, { after: claim.after, limit: claim.walkLimit, now: claim.now, plans: WEBHOOK_PLANS });
     const endpoints = walk.claimable.map((endpoint) => ({
       ...endpoint,
@@ -215,20 +233,17 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
   const inFlight = new Set<Promise<void>>();
   /** Attempts being sent (not yet answered): what the worker's slots count. */
   let sendingSlots = 0;
-  /** Per endpoint, its attempts answered and waiting for their batch to be recorded. */
-  const recording = new Map<string, number>();
-  /** The deliveries counted in `recording`: each leaves it once, when its batch commits or when it is released. */
-  const awaitingRecord = new Set<string>();
-  function unrecord(endpointId: string): void {
-    const left = (recording.get(endpointId) ?? 1) - 1;
-    if (left > 0) recording.set(endpointId, left);
-    else recording.delete(endpointId);
-  }
   /**
-   * A claim and a batch's record never overlap. The claim's cap counts this worker's answered
-   * attempts (`recording`) on top of the live leases it reads; were a record to commit between
-   * the cap's reckoning and the claim's read, the same attempt would be counted in neither, and an
-   * endpoint would get one attempt more than its limit (seen with a limit of 1: two at once).
+   * The attempts answered and waiting for their batch to be recorded, not yet marked so in the
+   * database: the next claim marks them first (markLeasesAnswered), and from then on they no longer
+   * count toward their endpoints' room, in this worker's claims or any other's.
+   */
+  const answeredUnmarked = new Map<string, LeasedDelivery>();
+  /**
+   * A claim and a batch's record never overlap: they alternate. A claim made while a batch is being
+   * recorded would find room that the batch is about to free still taken, and lease less, and a
+   * worker would then claim after each answer rather than after each batch (measured: twice the
+   * claims, a third of them empty, and fewer deliveries a second).
    */
   let exclusive: Promise<unknown> = Promise.resolve();
   function exclusively<T>(step: () => Promise<T>): Promise<T> {
@@ -282,6 +297,13 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
   // -------------------------------------------------------------------------------------------
 
   const unrecorded: Sent[] = [];
+  /** Per endpoint, the limit this worker last kept with it (recordEndpointLimits). */
+  const limitsKept = new Map<string, number>();
+  function keptLimits(kept: readonly EndpointLimit[]): void {
+    // Bounded: forgetting costs one more write of an endpoint's limit, no more.
+    if (limitsKept.size > 10_000) limitsKept.clear();
+    for (const endpoint of kept) limitsKept.set(endpoint.endpointId, endpoint.limit);
+  }
   let recordingBatches = false;
   /** Ends the recorder's short wait for the rest of a round (see gather), or prolongs it. */
   let allSent: (() => void) | undefined;
@@ -312,8 +334,9 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
         try {
           const { ours, opened } = await exclusively(async () => {
             const recorded = await recordBatch(batch);
-            // Committed: these attempts leave `recording` now, before any claim reckons its cap again.
-            for (const sent of batch) if (awaitingRecord.delete(sent.delivery.id)) unrecord(sent.delivery.endpointId);
+            keptLimits(recorded.moved);
+            // Recorded, their leases are released: none is left to mark.
+            for (const sent of batch) answeredUnmarked.delete(sent.delivery.id);
             return recorded;
           });
           for (const sent of batch) sent.settle(ours.has(sent.delivery.id));
@@ -361,7 +384,7 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
    * endpoints, taken in the order they ended: an endpoint with a success is no longer failing, and
    * its failures after its last success are counted in a row.
    */
-  async function recordBatch(batch: Sent[]): Promise<{ ours: Set<string>; opened: WorkerEndpoint[] }> {
+  async function recordBatch(batch: Sent[]): Promise<{ ours: Set<string>; opened: WorkerEndpoint[]; moved: EndpointLimit[] }> {
     return db.transaction().execute(async (trx) => {
       await commitWithoutWaiting(trx);
       const ours = await recordAttempts(trx, batch.map(attemptRecord));
@@ -388,12 +411,15 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
       }
       await markEndpointsSucceeded(trx, [...succeeded.values()]);
       const opened = await markEndpointsFailed(trx, [...failing.values()], { disableAfterMs: DISABLE_AFTER_FAILING_MS, circuit: CIRCUIT });
-      // This worker's view of each endpoint's limit, where another worker joining it starts.
-      await recordEndpointLimits(
-        trx,
-        [...attempted.values()].map((endpoint) => ({ ...endpoint, limit: limits.limitOf(endpoint.endpointId) })),
-      );
-      return { ours, opened };
+      // This worker's view of each endpoint's limit, where another worker joining it starts: only
+      // where the view moved since this worker last kept it. Two workers' views of one endpoint
+      // differ; were each batch to keep its own whenever the row held the other's, every batch of
+      // both would write the row, and wait on the other's lock of it.
+      const moved = [...attempted.values()]
+        .map((endpoint) => ({ ...endpoint, limit: limits.limitOf(endpoint.endpointId) }))
+        .filter((endpoint) => limitsKept.get(endpoint.endpointId) !== endpoint.limit);
+      await recordEndpointLimits(trx, moved);
+      return { ours, opened, moved };
     });
   }
 
@@ -464,8 +490,8 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
    * Starts an attempt. It holds one of the worker's slots, and counts toward its organisation's
    * share and its endpoint's limit, while it is being sent: from its answer (or failure) on it only
    * waits for its batch to be recorded, which loads no receiver, so the next claim may give its
-   * place to another attempt (counted in `recording`, so that the endpoint's live leases, which
-   * include those waiting to be recorded, do not hold its room). It stays in flight until recorded.
+   * place to another attempt (the claim marks it answered first, so that its live lease no longer
+   * holds its endpoint's room for any worker). It stays in flight until recorded.
    *
    * Its slot comes back whatever happens: an attempt not over when its lease has run out
    * (leaseMs: the send's own deadline and as long again to record it; every database call is
@@ -479,8 +505,7 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     const answered = () => {
       if (sent || released) return;
       sent = true;
-      recording.set(delivery.endpointId, (recording.get(delivery.endpointId) ?? 0) + 1);
-      awaitingRecord.add(delivery.id);
+      answeredUnmarked.set(delivery.id, { orgId: delivery.orgId, id: delivery.id, leaseId });
       ended(delivery.orgId);
     };
     const release = () => {
@@ -488,9 +513,8 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
       released = true;
       clearTimeout(deadline);
       inFlight.delete(running);
-      if (sent) {
-        if (awaitingRecord.delete(delivery.id)) unrecord(delivery.endpointId);
-      } else ended(delivery.orgId);
+      if (sent) answeredUnmarked.delete(delivery.id);
+      else ended(delivery.orgId);
       observer?.inFlight(inFlight.size);
       nudge();
     };
@@ -548,40 +572,53 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
    * Claims up to `slots` due deliveries, fairly, and starts their attempts. `more`: the walk
    * stopped at its limit with slots left (other endpoints may have due work: look again at once).
    */
-  async function claimAndSend(slots: number): Promise<{ claimed: number; more: boolean }> {
-    if (slots <= 0) return { claimed: 0, more: false };
+  async function claimAndSend(slots: number): Promise<{ claimed: number; more: boolean; contended: boolean }> {
+    if (slots <= 0) return { claimed: 0, more: false, contended: false };
     const now = clock();
     const leaseId = randomUUID();
-    const { walk, claimed } = await exclusively(() =>
-      claimFairly(db, {
-        after: place,
-        walkLimit,
-        // The endpoint's live leases include this worker's attempts already answered (waiting to be recorded).
-        // An endpoint this worker has not attempted lately starts from the limit recorded with it.
-        endpointCap: (endpoint) => limits.limitOf(endpoint.endpointId, endpoint.learntLimit) + (recording.get(endpoint.endpointId) ?? 0),
-        busy,
-        share,
-        slots,
-        now,
-        leaseId,
-        leasedUntil: new Date(now.getTime() + leaseMs(timeoutMs)),
-      }),
-    );
+    const { walk, claimed } = await exclusively(async () => {
+      const answered = [...answeredUnmarked.values()];
+      answeredUnmarked.clear();
+      try {
+        return await claimFairly(db, {
+          after: place,
+          walkLimit,
+          // An endpoint this worker has not attempted lately starts from the limit recorded with it.
+          endpointCap: (endpoint) => limits.limitOf(endpoint.endpointId, endpoint.learntLimit),
+          // Marked first, in the claim's transaction: the room it reads counts only the attempts still being sent.
+          answered,
+          busy,
+          share,
+          slots,
+          now,
+          leaseId,
+          leasedUntil: new Date(now.getTime() + leaseMs(timeoutMs)),
+        });
+      } catch (error) {
+        // Not marked: the next claim marks them (no batch has recorded them meanwhile: records wait for claims).
+        for (const lease of answered) answeredUnmarked.set(lease.id, lease);
+        throw error;
+      }
+    });
     // Next time, start after the furthest endpoint served (or walked, when the walk stopped short).
     const served = new Set(claimed.map((delivery) => delivery.endpointId));
     const lastServed = walk.claimable.findLast((endpoint) => served.has(endpoint.endpointId));
     if (lastServed) place = lastServed;
     else if (walk.truncated && walk.last) place = walk.last;
     for (const delivery of claimed) launch(delivery, leaseId);
-    return { claimed: claimed.length, more: walk.truncated && claimed.length < slots };
+    return {
+      claimed: claimed.length,
+      more: walk.truncated && claimed.length < slots,
+      contended: claimed.length === 0 && walk.last !== null,
+    };
   }
 
   /** When the loop last read the feed (by the loop's own pace, not the clock tests move), and whether it left more. */
   let fannedOutAt = Number.NEGATIVE_INFINITY;
   let moreToFanOut = true;
 
-  /** One pass of the loop; true when there is more to do at once. */
-  async function pass(): Promise<boolean> {
+  /** One pass of the loop: `busy` when there is more to do at once; `contended` as claimAndSend says. */
+  async function pass(): Promise<{ busy: boolean; contended: boolean }> {
     woken = false;
     // The feed is read when a poll interval has passed or the last read left more; a pass woken
     // by recorded attempts only claims (they freed slots, and room on their endpoints).
@@ -593,8 +630,8 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
       moreEvents = moreToFanOut = await fanOut();
     }
     const slots = freeSlots();
-    const { claimed, more } = await claimAndSend(slots);
-    return moreEvents || more || (slots > 0 && claimed === slots);
+    const { claimed, more, contended } = await claimAndSend(slots);
+    return { busy: moreEvents || more || (slots > 0 && claimed === slots), contended };
   }
 
   /** Until the poll interval is over, attempts are recorded, or stop() is called. */
@@ -614,17 +651,30 @@ export function startWebhookWorker(options: WebhookWorkerOptions): WebhookWorker
     });
   }
 
+  /**
+   * Passes until stop(). Between them, the worker waits for the poll interval, or for its own
+   * attempts to be recorded; after a contended claim (CONTENDED_RETRY_MS) not so long: a worker
+   * with nothing in flight has no record to wake it, and would otherwise leave an endpoint shared
+   * with a busy worker to that worker for a whole interval each time.
+   */
   async function run(): Promise<void> {
+    let contendedRetryMs = CONTENDED_RETRY_MS;
     while (!stopping) {
-      let busyPass = false;
+      let outcome = { busy: false, contended: false };
       try {
-        busyPass = await pass();
+        outcome = await pass();
       } catch (error) {
         logger.error({ err: error }, 'webhook worker pass failed');
       }
       if (stopping) break;
-      if (busyPass && freeSlots() > 0) continue;
-      await pause(pollIntervalMs);
+      if (outcome.busy && freeSlots() > 0) continue;
+      if (!outcome.contended) {
+        contendedRetryMs = CONTENDED_RETRY_MS;
+        await pause(pollIntervalMs);
+        continue;
+      }
+      await pause(Math.min(contendedRetryMs, pollIntervalMs));
+      contendedRetryMs = Math.min(2 * contendedRetryMs, pollIntervalMs);
     }
   }
 
