@@ -88,15 +88,27 @@ export async function advanceEndpointFeeds(
   `.execute(trx);
 }
 
-/** Deliveries succeeded: each endpoint is no longer failing, and its circuit is closed. One statement. */
+/**
+ * Deliveries succeeded: each endpoint is no longer failing, and its circuit is closed. Only the
+ * endpoints that were failing are written, their rows locked in key order first, as the batch's
+ * other endpoint statements lock theirs, so that two workers' batches cannot deadlock. One statement.
+ */
 export async function markEndpointsSucceeded(trx: EndpointsDb, endpoints: readonly WorkerEndpoint[]): Promise<void> {
   if (endpoints.length === 0) return;
   await sql`
+    with failing as (
+      select x.org_id, x.id
+      from webhook_endpoints x
+      join unnest(${endpoints.map((e) => e.orgId)}::uuid[], ${endpoints.map((e) => e.endpointId)}::uuid[]) as s (org_id, id)
+        on s.org_id = x.org_id and s.id = x.id
+      where x.failing_since is not null or x.consecutive_failures > 0 or x.circuit_open_until is not null
+      order by x.org_id, x.id
+      for update of x
+    )
     update webhook_endpoints w
     set failing_since = null, consecutive_failures = 0, circuit_opened_at = null, circuit_open_until = null
-    from unnest(${endpoints.map((e) => e.orgId)}::uuid[], ${endpoints.map((e) => e.endpointId)}::uuid[]) as s (org_id, id)
-    where w.org_id = s.org_id and w.id = s.id
-      and (w.failing_since is not null or w.consecutive_failures > 0 or w.circuit_open_until is not null)
+    from failing f
+    where w.org_id = f.org_id and w.id = f.id
   `.execute(trx);
 }
 
