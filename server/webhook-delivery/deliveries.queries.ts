@@ -255,9 +255,9 @@ export interface LeaseTerms {
  *
  * - Each endpoint gets at most its cap minus its live leases still being sent (all workers' alike;
  *   a lease whose attempt is answered and only waits to be recorded, marked by markLeasesAnswered,
- *   loads no receiver and does not count), its oldest due deliveries first. A delivery is due when it is pending, its time has come and no live lease
- *   holds it (a lease that ran out, its worker dead, is simply taken again: the same event, the
- *   same `webhook-id`).
+ *   loads no receiver and does not count), its oldest due deliveries first. A delivery is due when
+ *   it is pending, its time has come and no live lease holds it (a lease that ran out, its worker
+ *   dead, is simply taken again: the same event, the same `webhook-id`).
  * - Each organisation gets at most `share` attempts in flight in this worker, counting `busy`
  *   (its attempts already in flight here).
  * - The slots go round: each organisation's first delivery before anyone's second, the least busy
@@ -323,8 +323,8 @@ export async function markLeasesAnswered(trx: Db, leases: readonly LeasedDeliver
   await sql`
     update webhook_deliveries d
     set lease_answered = true
-    from unnest(${leases.map((l) => l.orgId)}::uuid[], ${leases.map((l) => l.id)}::uuid[], ${leases.map((l) => l.leaseId)}::uuid[])
-      as a (org_id, id, lease_id)
+    from unnest(${leases.map((l) => l.orgId)}::uuid[], ${leases.map((l) => l.id)}::uuid[],
+                ${leases.map((l) => l.leaseId)}::uuid[]) as a (org_id, id, lease_id)
     where d.org_id = a.org_id and d.id = a.id and d.lease_id = a.lease_id and not d.lease_answered
   `.execute(trx);
 }
