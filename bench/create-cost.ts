@@ -92,6 +92,7 @@ function expressionOf(parameter: string, orgId: string): string {
     eventCreatedAt: 'now()',
     // About the size of a real client.created event.
     eventData: `json_build_object('object', json_build_object('id', ${CLIENT_ID}, 'name', 'Globex Corporation ' || (:n)::text, 'email', 'hank@globex.test', 'notes', repeat('x', 600)))::text`,
+    eventObjectId: CLIENT_ID,
   };
   return `(${values[parameter] ?? 'NULL'})`;
 }

@@ -20,14 +20,15 @@ export const CLIENT_EVENTS = 'client.%';
 const UUID_TEXT = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
 
 /**
- * The client an event of `dataColumn` is about (its object's id, read in one pass over the JSON),
- * or null when that is not a UUID: one malformed event (a hand-written row, an import) is passed
- * over instead of failing its batch again and again, which would stop the indexer for good and
- * let every search's tail grow.
+ * The client an event of `events` (an alias of the table) is about: its `object_id` column
+ * (2026_12_09_0001_events_object_id), read without touching the event's JSON. An event written
+ * before that column has none; its object's id is read from the JSON then, or null when that is not
+ * a UUID: one malformed event (a hand-written row, an import) is passed over instead of failing its
+ * batch again and again, which would stop the indexer for good and let every search's tail grow.
  */
-export function eventClientId(dataColumn: string): RawBuilder<string | null> {
-  const id = sql`json_extract_path_text(${sql.ref(dataColumn)}, 'object', 'id')`;
-  return sql<string | null>`case when ${id} ~ ${UUID_TEXT} then ${id}::uuid end`;
+export function eventClientId(events: string): RawBuilder<string | null> {
+  const id = sql`json_extract_path_text(${sql.ref(`${events}.data`)}, 'object', 'id')`;
+  return sql<string | null>`coalesce(${sql.ref(`${events}.object_id`)}, case when ${id} ~ ${UUID_TEXT} then ${id}::uuid end)`;
 }
 
 /**
@@ -101,14 +102,15 @@ export async function mergePendingSearchEntries(db: Kysely<Database>): Promise<v
 export function nextBatchStatement(batchSize: number): RawBuilder<{ events: string; changed: string }> {
   return sql<{ events: string; changed: string }>`
       with batch as (
-        select e.txid, e.seq, e.org_id, e.env, e.type, e.data
+        -- The client's id, not the event's data: the sort below carries 16 bytes an event, not its JSON.
+        select e.txid, e.seq, e.org_id, e.env, e.type, ${eventClientId('e')} as client_id
         from events e
         where ${afterSearchPosition('e')} and e.txid < pg_snapshot_xmin(pg_current_snapshot())
         order by e.txid, e.seq
         limit ${batchSize}
       ),
       touched as (
-        select distinct org_id, env, ${eventClientId('data')} as client_id from batch where type like ${CLIENT_EVENTS}
+        select distinct org_id, env, client_id from batch where type like ${CLIENT_EVENTS}
       ),
       upserted as (
         insert into client_search (org_id, env, client_id, created_at, deleted, name, contact_name, email, billing_email)

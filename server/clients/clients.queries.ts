@@ -332,7 +332,7 @@ function searchedRowsQuery(db: Kysely<Database>, tenant: Tenant, filter: ClientL
       .with('tail', (qb) =>
         qb
           .selectFrom('events')
-          .select(eventClientId('events.data').as('id'))
+          .select(eventClientId('events').as('id'))
           .distinct()
           .where('events.org_id', '=', tenant.orgId)
           .where('events.env', '=', tenant.env)

@@ -17,6 +17,7 @@ import * as clientSearchOneTrigramIndex from './migrations/2026_12_06_0001_clien
 import * as clientsUpdatedIndexForItsFilter from './migrations/2026_12_06_0002_clients_updated_index_for_its_filter.js';
 import * as webhookEndpointsLearntLimit from './migrations/2026_12_07_0001_webhook_endpoints_learnt_limit.js';
 import * as webhookDeliveriesLeaseAnswered from './migrations/2026_12_08_0001_webhook_deliveries_lease_answered.js';
+import * as eventsObjectId from './migrations/2026_12_09_0001_events_object_id.js';
 
 /** Every migration, by name; names sort in the order they run. */
 const migrations: Record<string, Migration> = {
@@ -37,6 +38,7 @@ const migrations: Record<string, Migration> = {
   '2026_12_06_0002_clients_updated_index_for_its_filter': clientsUpdatedIndexForItsFilter,
   '2026_12_07_0001_webhook_endpoints_learnt_limit': webhookEndpointsLearntLimit,
   '2026_12_08_0001_webhook_deliveries_lease_answered': webhookDeliveriesLeaseAnswered,
+  '2026_12_09_0001_events_object_id': eventsObjectId,
 };
 
 /**

@@ -167,6 +167,8 @@ export interface EventsTable {
   data: ColumnType<unknown, string, string>;
   /** The W3C `traceparent` of the request that wrote it (tracing on), else null: server/shared/tracing.ts. */
   trace_context: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The id of `data.object` (a client, a contact); null for an event about no object, and for those written before the column. */
+  object_id: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface WebhookEndpointsTable {

@@ -25,11 +25,13 @@ export interface EventParams {
   eventData: string;
   /** The W3C `traceparent` of the span that made the change, when tracing is on; else null. */
   eventTraceContext: string | null;
+  /** The id of `data.object`, as a column the search indexer reads without parsing the JSON; null when the event is about no object. */
+  eventObjectId: string | null;
 }
 
 /** The columns of `events` a statement writes; `txid` and `seq` are the database's own. */
 function eventValues(p: EventParams) {
-  return sql`${p.eventOrgId}::uuid, ${p.eventEnv}::text, ${p.eventId}::uuid, ${p.eventType}::text, ${p.eventCreatedAt}::timestamptz, ${p.eventData}::json, ${p.eventTraceContext}::text`;
+  return sql`${p.eventOrgId}::uuid, ${p.eventEnv}::text, ${p.eventId}::uuid, ${p.eventType}::text, ${p.eventCreatedAt}::timestamptz, ${p.eventData}::json, ${p.eventTraceContext}::text, ${p.eventObjectId}::uuid`;
 }
 
 /**
@@ -37,13 +39,13 @@ function eventValues(p: EventParams) {
  * statement's `written` step returns (so none when it wrote nothing).
  */
 export function insertEventForWritten(p: EventParams) {
-  return sql`insert into events (org_id, env, id, type, created_at, data, trace_context) select ${eventValues(p)} from written`;
+  return sql`insert into events (org_id, env, id, type, created_at, data, trace_context, object_id) select ${eventValues(p)} from written`;
 }
 
 const insertOne = prepare('insert_event', (p: EventParams) =>
   compiler
     .insertInto('events')
-    .columns(['org_id', 'env', 'id', 'type', 'created_at', 'data', 'trace_context'])
+    .columns(['org_id', 'env', 'id', 'type', 'created_at', 'data', 'trace_context', 'object_id'])
     .expression(sql`select ${eventValues(p)}`),
 );
 
@@ -62,7 +64,7 @@ export const TEST_EVENT_TYPE = 'webhook.test';
 /** A test delivery's event, once: false (nothing written) when an event with its id is already there. */
 export async function insertEventIfAbsent(trx: Kysely<Database>, event: EventParams): Promise<boolean> {
   const { rows } = await sql`
-    insert into events (org_id, env, id, type, created_at, data, trace_context) select ${eventValues(event)}
+    insert into events (org_id, env, id, type, created_at, data, trace_context, object_id) select ${eventValues(event)}
     on conflict do nothing returning 1`.execute(trx);
   return rows.length > 0;
 }

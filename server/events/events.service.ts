@@ -30,7 +30,7 @@ export const EVENT_RETENTION_MS = 30 * 24 * 60 * 60 * 1000;
 export function clientEvent(
   type: EventType,
   tenant: Tenant,
-  object: { updatedAt: string },
+  object: { id: string; updatedAt: string },
   previousAttributes?: Record<string, unknown>,
 ): EventParams {
   return {
@@ -42,6 +42,7 @@ export function clientEvent(
     eventData: JSON.stringify(previousAttributes ? { object, previousAttributes } : { object }),
     // The request's trace, kept with the event: its deliveries continue it (docs/tracing.md).
     eventTraceContext: activeTraceparent(),
+    eventObjectId: object.id,
   };
 }
 

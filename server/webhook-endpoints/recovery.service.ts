@@ -214,6 +214,7 @@ async function prepareTest(
     eventCreatedAt: now,
     eventData: data,
     eventTraceContext: activeTraceparent(),
+    eventObjectId: row.id,
   };
   if (!(await insertEventIfAbsent(trx, event))) {
     const attempt = await findLatestAttempt(trx, { orgId: tenant.orgId, endpointId: row.id, eventId });

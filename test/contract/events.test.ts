@@ -130,6 +130,10 @@ describe("a client's contacts' changes write their events", () => {
     expect(typed.data.map((e) => e.id)).toEqual([removed!.id]);
     const one = await api.GET('/events/{id}', { params: { path: { id: removed!.id } } });
     expect(one.data!.data).toEqual(removed);
+    // Each carries its object's id as a column too (what the search indexer reads): the client's, then the contacts'.
+    const { rows } = await sql<{ object_id: string }>`
+      select object_id from events where id = any (${events.map((e) => e.id)}::uuid[]) order by txid, seq`.execute(server.database.db);
+    expect(rows.map((r) => r.object_id)).toEqual(events.map((e) => e.data.object.id));
   });
 });
 
@@ -287,7 +291,7 @@ describe('no change without its event, no event without its change', () => {
     }
     const rows = await server.database.db
       .selectFrom('events')
-      .select(['type', 'data'])
+      .select(['type', 'data', 'object_id'])
       .where('org_id', '=', token.orgId)
       .orderBy(sql`txid`)
       .orderBy('seq')
@@ -296,6 +300,7 @@ describe('no change without its event, no event without its change', () => {
     const last = new Map<string, unknown>();
     for (const row of rows) {
       const object = (row.data as { object: { id: string } }).object;
+      expect(row.object_id).toBe(object.id);
       last.set(object.id, object);
     }
     expect(last).toEqual(expected);

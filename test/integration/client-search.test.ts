@@ -440,6 +440,34 @@ describe('the indexer', () => {
     expect((await indexNextBatch(server.database.db, 10))?.events).toBe(1);
   });
 
+  it("takes each event's client from its object_id column, and from its JSON only for an event written before the column", async () => {
+    await catchUp();
+    const { api, token } = await server.tenant({ plan: 'studio' });
+    // What the service writes: every event carries its object's id as a column.
+    const created = (await api.POST('/clients', { body: { name: 'Column of its own' } })).data!.data.id;
+    const { rows: written } = await sql<{ object_id: string | null }>`
+      select object_id from events where org_id = ${token.orgId} and type = 'client.created'`.execute(server.database.db);
+    expect(written).toEqual([{ object_id: created }]);
+    // Two clients written without events (as an import would), then an event for each by hand: one
+    // names its client only in the column (its JSON holds no id), one only in its JSON (an event from
+    // before the column).
+    const [byColumn, byJson] = ['00000000-0000-4000-8000-00000000c011', '00000000-0000-4000-8000-0000000050a1'];
+    await server.database.db
+      .insertInto('clients')
+      .values([byColumn, byJson].map((id, i) => ({ id, org_id: token.orgId, env: token.env, name: `Column of its own ${i}` })))
+      .execute();
+    await sql`insert into events (org_id, env, id, type, created_at, data, object_id) values
+      (${token.orgId}, 'test', gen_random_uuid(), 'client.updated', now(), '{"object":{}}', ${byColumn}),
+      (${token.orgId}, 'test', gen_random_uuid(), 'client.updated', now(), json_build_object('object', json_build_object('id', ${byJson}::uuid)), null)`.execute(
+      server.database.db,
+    );
+    // The search's tail finds both before the indexer has passed them, and the indexer indexes both.
+    expect((await search(api, { q: 'column of its own' })).sort()).toEqual([created, byColumn, byJson].sort());
+    await catchUp();
+    expect(await indexed(byColumn)).toMatchObject({ name: 'Column of its own 0' });
+    expect(await indexed(byJson)).toMatchObject({ name: 'Column of its own 1' });
+  });
+
   it('passes over an event whose object id is not a UUID, instead of failing on it for ever', async () => {
     await catchUp();
     const { api, token } = await server.tenant({ plan: 'studio' });

@@ -71,6 +71,7 @@ it('one cycle of the schedule empties 100,000 expired keys and 100,000 events pa
     eventCreatedAt: kept,
     eventData: '{"object":{}}',
     eventTraceContext: null,
+    eventObjectId: null,
   });
 
   const cycles: Purged[] = [];
