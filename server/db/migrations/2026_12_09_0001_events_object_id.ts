@@ -7,8 +7,9 @@ import { sql, type Kysely } from 'kysely';
  * client from it, where they parsed each event's JSON text, and the indexer's batch no longer
  * carries the events' data through its sort.
  *
- * Nullable, no default: adding it rewrites nothing. The events written before it keep null, and
- * their readers fall back to the JSON until the purge has taken them (30 days).
+ * Nullable, no default: adding it rewrites nothing. The events written before it, and those an
+ * instance of the version before writes during a rollout, have null there; their readers fall back
+ * to the JSON for them (`eventClientId`), until the purge has taken them (30 days).
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`alter table events add column if not exists object_id uuid`.execute(db);
