@@ -11,10 +11,12 @@
  * | an update that does not change the ETag         | clientLife/update (`ETag` changed)         |
  *
  * The same server without a regression passes the same workflow, so what fails is the regression
- * and not the injection.
+ * and not the injection. And a step's retry is the step: a feed read that comes before the last
+ * event shows (as while an older transaction runs), then its retry that finds it, passes.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientHandlers } from '../../server/clients/clients.http.js';
+import { eventHandlers } from '../../server/events/events.http.js';
 import type { Handlers } from '../../server/operations/handler-types.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { runWorkflowFile, workflowInputs } from '../support/workflows.js';
@@ -50,9 +52,18 @@ const updateClient: Handlers['updateClient'] = (ctx) =>
     }),
   );
 
+/** How many of the next reads of the feed come before its last event shows (as while an older transaction runs). */
+let earlyFeedReads = 0;
+const listEvents: Handlers['listEvents'] = async (ctx) => {
+  const answer = await eventHandlers.listEvents(ctx);
+  if (earlyFeedReads === 0 || answer.body.data.length === 0) return answer;
+  earlyFeedReads--;
+  return { ...answer, body: { ...answer.body, data: answer.body.data.slice(0, -1) } };
+};
+
 let server: TestServer;
 beforeAll(async () => {
-  server = await startTestServer({ validateResponses: false, handlers: { restoreClient, updateClient } });
+  server = await startTestServer({ validateResponses: false, handlers: { restoreClient, updateClient, listEvents } });
 });
 afterAll(() => server?.close());
 
@@ -87,5 +98,19 @@ describe('the client-life workflow', () => {
     const run = await runClientLife();
     expect(run.exitCode).not.toBe(0);
     expect(run.failures).toEqual(['clientLife/update: success criteria check - $response.header.ETag != $steps.read.outputs.etag']);
+  }, 120_000);
+});
+
+describe("a step's retry", () => {
+  it('is the step: a feed read that came before the last event showed, then its retry that found it, passes the workflow', async () => {
+    regression = 'none';
+    earlyFeedReads = 1;
+    const file = 'idempotent-replay.arazzo.yaml';
+    const run = await runWorkflowFile(file, server.serverUrl, await workflowInputs[file]!(server));
+    expect(earlyFeedReads).toBe(0);
+    expect(run.output).toContain('Retrying step feed');
+    expect(run.failures, run.output).toEqual([]);
+    expect(run.exitCode).toBe(0);
+    expect(run.executedSteps).toEqual(run.declaredSteps);
   }, 120_000);
 });
