@@ -2,7 +2,8 @@
  * patches/express-openapi-validator+5.6.2.patch (applied by patch-package on install): the
  * validator no longer compiles the OpenAPI meta-schema unless the document is to be checked
  * against it (a third of a second of every start-up), and still checks it when asked; and it
- * compiles each route's path pattern once instead of on every request; and it reads the raw query
+ * compiles each route's path pattern, and works out its names, once instead of on every request
+ * (the routes it tries are a table made at the first request); and it reads the raw query
  * string without `url.parse`, which Node 24 and later deprecate at run time (DEP0169: a warning on
  * the bundled server's stderr, which built-server.test.ts checks). The patch is checked to be in
  * place, and still needed by the version installed (patches/README.md says what retires it).
@@ -36,11 +37,15 @@ it('compiles the meta-schema only when a document is validated', () => {
   expect(validator.validate({ openapi: '3.1.0', paths: {} }).errors.length).toBeGreaterThan(0);
 });
 
-it('compiles each route pattern once, not on every request', async () => {
+it("compiles each route pattern, and works out each route's names, once, not on every request", async () => {
   // The path-to-regexp the validator itself loads (looked up through its exports at call time).
   const fromValidator = createRequire(require.resolve('express-openapi-validator'));
   const pathToRegexp = fromValidator('path-to-regexp') as { pathToRegexp: (...args: unknown[]) => unknown };
   const spy = vi.spyOn(pathToRegexp, 'pathToRegexp');
+  const { OpenApiContext } = require('express-openapi-validator/dist/framework/openapi.context.js') as {
+    OpenApiContext: { prototype: { routePair: (...args: unknown[]) => unknown } };
+  };
+  const names = vi.spyOn(OpenApiContext.prototype, 'routePair');
   const database = await createTestDatabase();
   const { createServer, warmUp } = createApp({ db: database.db, logger: pino({ level: 'silent' }) });
   const server = createServer();
@@ -51,14 +56,17 @@ it('compiles each route pattern once, not on every request', async () => {
     const get = async (path: string) => (await fetch(`http://127.0.0.1:${port}${path}`)).status;
     expect(await get('/clients/00000000-0000-4000-8000-000000000000')).toBe(401);
     const afterFirst = spy.mock.calls.length;
+    const namedAfterFirst = names.mock.calls.length;
     expect(afterFirst).toBeGreaterThan(0);
     for (let i = 0; i < 5; i++) {
       expect(await get('/clients/00000000-0000-4000-8000-000000000000')).toBe(401);
       expect(await get('/healthz')).toBe(200);
     }
     expect(spy.mock.calls.length).toBe(afterFirst);
+    expect(names.mock.calls.length).toBe(namedAfterFirst);
   } finally {
     spy.mockRestore();
+    names.mockRestore();
     server.close();
     await database.close();
   }
