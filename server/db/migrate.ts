@@ -18,6 +18,7 @@ import * as clientsUpdatedIndexForItsFilter from './migrations/2026_12_06_0002_c
 import * as webhookEndpointsLearntLimit from './migrations/2026_12_07_0001_webhook_endpoints_learnt_limit.js';
 import * as webhookDeliveriesLeaseAnswered from './migrations/2026_12_08_0001_webhook_deliveries_lease_answered.js';
 import * as eventsObjectId from './migrations/2026_12_09_0001_events_object_id.js';
+import * as tenantWritesWithoutOrganisationLock from './migrations/2026_12_10_0001_tenant_writes_without_organisation_lock.js';
 
 /** Every migration, by name; names sort in the order they run. */
 const migrations: Record<string, Migration> = {
@@ -39,6 +40,7 @@ const migrations: Record<string, Migration> = {
   '2026_12_07_0001_webhook_endpoints_learnt_limit': webhookEndpointsLearntLimit,
   '2026_12_08_0001_webhook_deliveries_lease_answered': webhookDeliveriesLeaseAnswered,
   '2026_12_09_0001_events_object_id': eventsObjectId,
+  '2026_12_10_0001_tenant_writes_without_organisation_lock': tenantWritesWithoutOrganisationLock,
 };
 
 /**
