@@ -433,7 +433,10 @@ describe('lastUsedAt', () => {
   it.runIf(usingPostgres)('is never awaited by the request: a blocked write does not delay the answer', async () => {
     const { api, token } = await tenant();
     const locker = new pg.Client({ connectionString: server.database.url });
-    await locker.connect();
+    // Watches from outside the locker's transaction: inside one, PostgreSQL answers pg_stat_activity
+    // from the snapshot its first read took, so a write that began waiting later was never seen.
+    const watcher = new pg.Client({ connectionString: server.database.url });
+    await Promise.all([locker.connect(), watcher.connect()]);
     try {
       await locker.query('begin');
       await locker.query('select id from api_tokens where id = $1 for update', [token.tokenId]);
@@ -444,8 +447,9 @@ describe('lastUsedAt', () => {
         .poll(
           async () =>
             (
-              await locker.query(
-                `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query ilike 'update "api_tokens"%'`,
+              await watcher.query(
+                `select count(*)::int as n from pg_stat_activity
+                  where datname = current_database() and wait_event_type = 'Lock' and query ilike 'update "api_tokens"%'`,
               )
             ).rows[0].n,
           { timeout: 5000 },
@@ -453,7 +457,7 @@ describe('lastUsedAt', () => {
         .toBe(1);
       await locker.query('commit');
     } finally {
-      await locker.end();
+      await Promise.all([locker.end(), watcher.end()]);
     }
     await expect.poll(async () => (await storedToken(token.tokenId))!.last_used_at, { timeout: 5000 }).not.toBeNull();
   });
