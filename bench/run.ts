@@ -2,7 +2,7 @@
  * `npm run bench [-- --quick] [-- --only create,replay]`: the real server (compiled JavaScript, on
  * PostgreSQL) against a bare node:http + pg baseline doing the same SQL ("same-SQL",
  * bench/bare-server.ts), driven by wrk (or autocannon) on loopback, runs alternating so both see
- * the same machine. Prints requests/s, p50 and p99 of each, and the ratio real/bare; also startup
+ * the same machine, each sent the same requests (a scenario's token and fresh keys included). Prints requests/s, p50 and p99 of each, and the ratio real/bare; also startup
  * time to listening, peak RSS under load, and webhook deliveries per second
  * (bench/webhook-delivery.ts; `--only=webhooks` for that alone).
  *
@@ -215,12 +215,18 @@ function summarise(runs: Figures[]): Figures {
   };
 }
 
+/**
+ * One kind of request, sent alike to the real server and to each baseline measured with it: the
+ * same bytes (the token, a fresh Idempotency-Key each time where the scenario has one, which the
+ * baselines read past), so the load generator, on the same two cores, costs each the same.
+ */
 interface Scenario {
   name: string;
-  real: (url: string) => Load;
-  bare?: (url: string) => Load;
+  request: Omit<Load, 'url'>;
+  /** The same-SQL baseline (bench/bare-server.ts) is measured too. */
+  bare?: boolean;
   /** The plain baseline (bench/plain-server.ts), measured in the same rounds: create with a fresh key only. */
-  plain?: (url: string) => Load;
+  plain?: boolean;
   /** Measured on the server with tracing on, rather than the one without. */
   traced?: boolean;
 }
@@ -253,8 +259,7 @@ async function main() {
   try {
     await migrateOrThrow(handle.db);
     const minted = await mintTokenForOrganisation(handle.db, { orgName: 'Bench', plan: 'studio' });
-    const json = { 'Content-Type': 'application/json' };
-    const auth = { Authorization: `Bearer ${minted.token}`, ...json };
+    const auth = { Authorization: `Bearer ${minted.token}`, 'Content-Type': 'application/json' };
     const { id: clientId } = await handle.db
       .insertInto('clients')
       .values({ org_id: minted.orgId, env: 'test', name: 'Read me', email: 'read@example.com', default_rate: '120.5000' })
@@ -335,31 +340,23 @@ async function main() {
     const scenarios: Scenario[] = [
       {
         name: 'create, fresh Idempotency-Key',
-        real: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: auth, freshKey: true }),
-        bare: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: json }),
-        plain: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: json }),
+        request: { method: 'POST', path: '/clients', body, headers: auth, freshKey: true },
+        bare: true,
+        plain: true,
       },
       {
         name: 'create, fresh Idempotency-Key, tracing on',
-        real: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: auth, freshKey: true }),
-        bare: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: json }),
+        request: { method: 'POST', path: '/clients', body, headers: auth, freshKey: true },
+        bare: true,
         traced: true,
       },
       {
         name: 'create, replayed Idempotency-Key',
-        real: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: { ...auth, 'Idempotency-Key': replayKey } }),
-        bare: (u) => ({ url: u, method: 'POST', path: '/clients', body, headers: json }),
+        request: { method: 'POST', path: '/clients', body, headers: { ...auth, 'Idempotency-Key': replayKey } },
+        bare: true,
       },
-      {
-        name: 'GET /clients/{id}',
-        real: (u) => ({ url: u, path: `/clients/${clientId}`, headers: auth }),
-        bare: (u) => ({ url: u, path: `/clients/${clientId}` }),
-      },
-      {
-        name: 'GET /clients (first page)',
-        real: (u) => ({ url: u, path: '/clients', headers: auth }),
-        bare: (u) => ({ url: u, path: '/clients' }),
-      },
+      { name: 'GET /clients/{id}', request: { path: `/clients/${clientId}`, headers: auth }, bare: true },
+      { name: 'GET /clients (first page)', request: { path: '/clients', headers: auth }, bare: true },
     ];
     // The replayed key must exist before its scenario is measured.
     await fetch(`${real.url}/clients`, { method: 'POST', body, headers: { ...auth, 'Idempotency-Key': replayKey } });
@@ -385,9 +382,9 @@ async function main() {
       const plainRuns: Figures[] = [];
       // Warm-up, the same length for every server: V8 optimises a server's hot code over its first
       // tens of thousands of requests, and the real server has far more of it than a baseline.
-      await load(scenario.real(server.url), warmUpSeconds);
-      if (scenario.bare && !profile) await load(scenario.bare(bare.url), warmUpSeconds);
-      if (scenario.plain && !profile) await load(scenario.plain(plain.url), warmUpSeconds);
+      await load({ url: server.url, ...scenario.request }, warmUpSeconds);
+      if (scenario.bare && !profile) await load({ url: bare.url, ...scenario.request }, warmUpSeconds);
+      if (scenario.plain && !profile) await load({ url: plain.url, ...scenario.request }, warmUpSeconds);
       const steal: number[] = [];
       /** One run, with the CPU time each part of the machine spent per request during it. */
       const measured = async (target: Running, spec: Load): Promise<Figures> => {
@@ -397,9 +394,9 @@ async function main() {
       };
       for (let round = 0; round < rounds; round++) {
         const before = cpuTicks();
-        if (scenario.bare && !profile) bareRuns.push(await measured(bare, scenario.bare(bare.url)));
-        if (scenario.plain && !profile) plainRuns.push(await measured(plain, scenario.plain(plain.url)));
-        realRuns.push(await measured(server, scenario.real(server.url)));
+        if (scenario.bare && !profile) bareRuns.push(await measured(bare, { url: bare.url, ...scenario.request }));
+        if (scenario.plain && !profile) plainRuns.push(await measured(plain, { url: plain.url, ...scenario.request }));
+        realRuns.push(await measured(server, { url: server.url, ...scenario.request }));
         steal.push(stealPercent(before, cpuTicks()));
       }
       rows.push({
