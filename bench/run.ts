@@ -2,9 +2,10 @@
  * `npm run bench [-- --quick] [-- --only create,replay]`: the real server (compiled JavaScript, on
  * PostgreSQL) against a bare node:http + pg baseline doing the same SQL ("same-SQL",
  * bench/bare-server.ts), driven by wrk (or autocannon) on loopback, runs alternating so both see
- * the same machine, each sent the same requests (a scenario's token and fresh keys included). Prints requests/s, p50 and p99 of each, and the ratio real/bare; also startup
- * time to listening, peak RSS under load, and webhook deliveries per second
- * (bench/webhook-delivery.ts; `--only=webhooks` for that alone).
+ * the same machine, each sent the same requests (a scenario's token and fresh keys included).
+ * Prints requests/s, p50 and p99 of each, and the ratio real/bare; also startup time to listening,
+ * peak RSS under load, and webhook deliveries per second (bench/webhook-delivery.ts;
+ * `--only=webhooks` for that alone).
  *
  * Create with a fresh key is measured against a second baseline too, "plain" (bench/plain-server.ts:
  * the seed's whole client into a table of its own with only its primary key and the tenant's list

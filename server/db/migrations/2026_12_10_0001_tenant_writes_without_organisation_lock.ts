@@ -7,8 +7,8 @@ import { sql, type Kysely } from 'kysely';
  * checks one for each row written with `select 1 from organisations where id = $1 for key share`,
  * so every keyed write of a tenant locked the same row. Two such locks at once make the row's
  * locker a MultiXact, and each further one makes a new MultiXact holding every locker still open:
- * 16,000 creates from 8 connections made 15,878 MultiXacts with 94,421 members between them
- * (none without the key), each a lock record in the WAL and a write to the row's page, which
+ * 16,000 inserts of a client from 8 connections (pgbench) made 15,878 MultiXacts with 94,421
+ * members between them (none without the key), each a lock record in the WAL and a write to the row's page, which
  * every write of the tenant waits its turn for. The members' space is shared by the whole cluster:
  * one busy tenant hastens the anti-wraparound vacuums every table then needs. A plan change, which
  * locks the row `for update`, also waited for every write of the tenant in flight and held the next
